@@ -1,1 +1,21 @@
-fn main() {}
+//! `obol`: sell and buy API and model access over x402. The binary only parses arguments and
+//! maps the outcome to an exit code; every command lives in [`commands`].
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            output::error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
