@@ -190,7 +190,11 @@ fn explain_required(required: &PaymentRequired, tokens: &TokenRegistry) -> Strin
         if i > 0 {
             line.push_str("; ");
         }
-        line.push_str(&format!("option {}: {}", i + 1, option_text(tokens, option)));
+        line.push_str(&format!(
+            "option {}: {}",
+            i + 1,
+            option_text(tokens, option)
+        ));
     }
     if let Some(error) = error {
         line.push_str(&format!(" — {error:?}"));
@@ -219,7 +223,9 @@ fn explain_payload(payload: &PaymentPayload, tokens: &TokenRegistry, now: u64) -
         PaymentPayload::V2(p) => Some((p.accepted.clone(), None)),
         PaymentPayload::V1(p) => assumed_v1_requirement(tokens, &p.network, &exact),
     };
-    let asset = requirement.as_ref().map_or("", |(req, _)| req.asset.as_str());
+    let asset = requirement
+        .as_ref()
+        .map_or("", |(req, _)| req.asset.as_str());
     let (amount, pay_to, expires, mut notes) = payment_terms(&exact, tokens, network, asset);
     let signature = match &requirement {
         Some((req, assumption)) => check_signature(&exact, req, assumption.clone()),
@@ -263,14 +269,12 @@ fn payment_terms(
     asset: &str,
 ) -> (String, Address, u64, Vec<String>) {
     match exact {
-        ExactEvmPayload::Eip3009 { authorization, .. } => {
-            (
-                amount_text(tokens, network, asset, authorization.value.get()),
-                authorization.to,
-                authorization.valid_before.as_u64_saturating(),
-                Vec::new(),
-            )
-        }
+        ExactEvmPayload::Eip3009 { authorization, .. } => (
+            amount_text(tokens, network, asset, authorization.value.get()),
+            authorization.to,
+            authorization.valid_before.as_u64_saturating(),
+            Vec::new(),
+        ),
         ExactEvmPayload::Permit2 { authorization, .. } => {
             let mut notes = Vec::new();
             if authorization.spender != EXACT_PERMIT2_PROXY {
@@ -371,7 +375,10 @@ fn mismatches(exact: &ExactEvmPayload, accepted: &v2::PaymentRequirements) -> Ve
     };
     let mut notes = Vec::new();
     if accepted.pay_to_address().is_ok_and(|p| p != to) {
-        notes.push(format!("WARNING pays {to}, but accepted.payTo is {}", accepted.pay_to));
+        notes.push(format!(
+            "WARNING pays {to}, but accepted.payTo is {}",
+            accepted.pay_to
+        ));
     }
     if amount != accepted.amount() {
         notes.push(format!(
@@ -394,7 +401,10 @@ fn explain_settlement(settlement: &SettleResponse) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| format!(", payer {p}"))
         .unwrap_or_default();
-    let reason = settlement.error_reason.as_deref().unwrap_or("no reason given");
+    let reason = settlement
+        .error_reason
+        .as_deref()
+        .unwrap_or("no reason given");
     let message = settlement
         .error_message
         .as_deref()

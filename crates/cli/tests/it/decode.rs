@@ -50,7 +50,9 @@ fn decodes_every_spec_header() {
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert_eq!(stderr(&out), format!("{summary}\n"), "{name}");
         // stdout is exactly the decoded JSON.
-        let decoded = base64::engine::general_purpose::STANDARD.decode(&value).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&value)
+            .unwrap();
         let want: Value = serde_json::from_slice(&decoded).unwrap();
         assert_eq!(stdout_json(&out), want, "{name}");
     }
@@ -58,9 +60,15 @@ fn decodes_every_spec_header() {
 
 #[test]
 fn reads_files_stdin_and_header_lines() {
-    let from_file = obol(&["x402", "decode", &vector_path("v2-payment-signature")], None);
+    let from_file = obol(
+        &["x402", "decode", &vector_path("v2-payment-signature")],
+        None,
+    );
     assert!(from_file.status.success(), "{}", stderr(&from_file));
-    let from_stdin = obol(&["x402", "decode", "-"], Some(&format!("{}\n", vector("v2-payment-signature"))));
+    let from_stdin = obol(
+        &["x402", "decode", "-"],
+        Some(&format!("{}\n", vector("v2-payment-signature"))),
+    );
     assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
     let line = format!("Payment-Signature: {}", vector("v2-payment-signature"));
     let from_line = obol(&["x402", "decode", &line], None);
@@ -106,17 +114,26 @@ fn a_tampered_payment_is_flagged() {
     let out = obol(&["x402", "decode", &mismatched], None);
     let summary = stderr(&out);
     assert!(summary.contains("signature INVALID"), "{summary}");
-    assert!(summary.contains("WARNING signs 20000 atomic units, but accepted.amount is 10000"), "{summary}");
+    assert!(
+        summary.contains("WARNING signs 20000 atomic units, but accepted.amount is 10000"),
+        "{summary}"
+    );
 }
 
 #[test]
 fn bad_input_fails_with_a_precise_error() {
     let cases = [
         ("eyJh-In0=", "URL-safe alphabet"),
-        ("eyJhIjox", "not valid JSON: EOF while parsing an object at line 1 column 6"),
+        (
+            "eyJhIjox",
+            "not valid JSON: EOF while parsing an object at line 1 column 6",
+        ),
         ("e30=", "not an x402 message"),
         ("%%%", "not a base64 character"),
-        ("{\"x402Version\":7,\"accepts\":[]}", "unsupported x402Version 7"),
+        (
+            "{\"x402Version\":7,\"accepts\":[]}",
+            "unsupported x402Version 7",
+        ),
     ];
     for (input, needle) in cases {
         let out = obol(&["x402", "decode", input], None);

@@ -24,12 +24,18 @@ pub fn obol(args: &[&str], stdin: Option<&str>) -> Output {
 
 /// Path of a spec header vector shipped by the x402 crate.
 pub fn vector_path(name: &str) -> String {
-    format!("{}/../x402/tests/vectors/{name}.b64", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../x402/tests/vectors/{name}.b64",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// The header vector's value.
 pub fn vector(name: &str) -> String {
-    std::fs::read_to_string(vector_path(name)).unwrap().trim().to_owned()
+    std::fs::read_to_string(vector_path(name))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 #[test]
