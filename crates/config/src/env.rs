@@ -1,0 +1,48 @@
+//! Every environment variable obol-stack reads. Names live here and nowhere else.
+
+/// Configuration directory (wallets, networks, stack settings).
+pub const CONFIG_DIR: &str = "OBOL_CONFIG_DIR";
+/// Data directory (the embedded store).
+pub const DATA_DIR: &str = "OBOL_DATA_DIR";
+/// State directory (PID and log files).
+pub const STATE_DIR: &str = "OBOL_STATE_DIR";
+/// Password of the wallet keystore being opened (instead of a prompt).
+pub const WALLET_PASSWORD: &str = "OBOL_WALLET_PASSWORD";
+/// A raw hex private key used instead of a keystore (CI and devnets only).
+pub const PRIVATE_KEY: &str = "OBOL_PRIVATE_KEY";
+/// The public base URL advertised to buyers.
+pub const PUBLIC_URL: &str = "OBOL_PUBLIC_URL";
+/// Path of the anvil binary.
+pub const ANVIL: &str = "OBOL_ANVIL";
+/// Project tools directory (where `scripts/install-tools` puts anvil).
+pub const TOOLS_DIR: &str = "OBOL_TOOLS_DIR";
+
+/// `(name, meaning)` of every variable, for help texts and docs.
+pub const ALL: &[(&str, &str)] = &[
+    (
+        CONFIG_DIR,
+        "configuration directory (default: $XDG_CONFIG_HOME/obol or ~/.config/obol)",
+    ),
+    (
+        DATA_DIR,
+        "data directory (default: $XDG_DATA_HOME/obol or ~/.local/share/obol)",
+    ),
+    (
+        STATE_DIR,
+        "state directory (default: $XDG_STATE_HOME/obol or ~/.local/state/obol)",
+    ),
+    (
+        WALLET_PASSWORD,
+        "password for the wallet keystore (instead of a prompt)",
+    ),
+    (
+        PRIVATE_KEY,
+        "raw hex private key used instead of a keystore (CI and devnets only)",
+    ),
+    (PUBLIC_URL, "public base URL buyers reach this stack at"),
+    (ANVIL, "path of the anvil binary"),
+    (
+        TOOLS_DIR,
+        "directory holding project-installed tools (default: <repo>/.tools)",
+    ),
+];

@@ -1,0 +1,127 @@
+//! # obol-wallet — keys for signing payments and transactions
+//!
+//! Keys live in standard Ethereum v3 JSON keystores (scrypt-encrypted, with the `address`
+//! field geth writes) under `<config>/wallets/<name>.json`, mode 0600. [`SignerSource`] decides
+//! where a signer comes from: a raw key in `OBOL_PRIVATE_KEY` (CI and devnets), or a keystore.
+//! A key is never printed, logged, or put in an error message.
+
+mod password;
+mod store;
+
+pub use password::{PasswordSource, read_password};
+pub use store::{DEFAULT_WALLET, WalletInfo, WalletStore, validate_name};
+
+use obol_config::env;
+use obol_x402::LocalSigner;
+
+/// Why a wallet operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletError {
+    /// The wallet name is not allowed.
+    #[error(
+        "invalid wallet name {0:?}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
+    )]
+    InvalidName(String),
+    /// No keystore with that name.
+    #[error(
+        "no wallet named {name:?}; create one with `obol wallet new --name {name}` or import a key with `obol wallet import --name {name} --private-key-file F`"
+    )]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// A keystore with that name exists.
+    #[error("wallet {name:?} already exists at {path}; pick another --name")]
+    Exists {
+        /// The name.
+        name: String,
+        /// Its file.
+        path: String,
+    },
+    /// The password does not open the keystore.
+    #[error("wrong password for wallet {name:?} (the keystore MAC does not match)")]
+    WrongPassword {
+        /// The name.
+        name: String,
+    },
+    /// No password was available.
+    #[error("a wallet password is needed: pass --password-file FILE, set {var}, or run in a terminal to be prompted", var = env::WALLET_PASSWORD)]
+    NoPassword,
+    /// Two prompted passwords differed.
+    #[error("the passwords do not match")]
+    PasswordMismatch,
+    /// The password is empty.
+    #[error("the wallet password must not be empty")]
+    EmptyPassword,
+    /// The private key text is invalid.
+    #[error("invalid private key: {0}")]
+    InvalidKey(String),
+    /// A keystore file is damaged.
+    #[error("{path} is not a valid keystore: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Config(#[from] obol_config::ConfigError),
+    /// A lower-level I/O failure.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a signer came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerSource {
+    /// A raw key from `OBOL_PRIVATE_KEY`.
+    EnvKey,
+    /// A keystore, by wallet name.
+    Keystore(String),
+}
+
+impl std::fmt::Display for SignerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EnvKey => write!(f, "raw key from ${}", env::PRIVATE_KEY),
+            Self::Keystore(name) => write!(f, "wallet {name:?}"),
+        }
+    }
+}
+
+impl SignerSource {
+    /// `OBOL_PRIVATE_KEY` when set (and non-empty), otherwise the keystore `name` (or the
+    /// default wallet).
+    pub fn resolve(env_key_present: bool, name: Option<&str>) -> Self {
+        if env_key_present {
+            Self::EnvKey
+        } else {
+            Self::Keystore(name.unwrap_or(DEFAULT_WALLET).to_owned())
+        }
+    }
+
+    /// Loads the signer. `env_key` is the value of `OBOL_PRIVATE_KEY`; `password` is asked for
+    /// only when a keystore must be opened.
+    pub fn load(
+        &self,
+        store: &WalletStore,
+        env_key: Option<&str>,
+        password: impl FnOnce() -> Result<String, WalletError>,
+    ) -> Result<LocalSigner, WalletError> {
+        match self {
+            Self::EnvKey => LocalSigner::from_private_key_hex(env_key.unwrap_or_default())
+                .map_err(|e| WalletError::InvalidKey(format!("${}: {e}", env::PRIVATE_KEY))),
+            Self::Keystore(name) => store.load(name, &password()?),
+        }
+    }
+}

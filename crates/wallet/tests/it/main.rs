@@ -1,0 +1,140 @@
+//! Keystores on disk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use obol_wallet::{PasswordSource, SignerSource, WalletError, WalletStore, read_password};
+use obol_x402::PaymentSigner as _;
+
+const K0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+#[test]
+fn keystore_round_trip_and_wrong_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalletStore::at(dir.path().join("wallets"));
+    let created = store.create("alice", "correct horse").unwrap();
+    assert_eq!(created.name, "alice");
+    let signer = store.load("alice", "correct horse").unwrap();
+    assert_eq!(signer.address().to_checksum(None), created.address);
+    assert_eq!(store.address("alice").unwrap(), signer.address());
+
+    let err = store.load("alice", "wrong").unwrap_err();
+    assert!(matches!(err, WalletError::WrongPassword { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "wrong password for wallet \"alice\" (the keystore MAC does not match)"
+    );
+
+    // The file is a standard keystore: version 3, scrypt, the geth address field; no plain key.
+    let text = std::fs::read_to_string(&created.path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["version"], 3);
+    assert_eq!(json["crypto"]["kdf"], "scrypt");
+    let address = json["address"].as_str().unwrap();
+    assert_eq!(
+        address.trim_start_matches("0x"),
+        created.address[2..].to_lowercase()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&created.path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = std::fs::metadata(dir.path().join("wallets"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}
+
+#[test]
+fn import_list_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalletStore::at(dir.path());
+    assert!(store.list().unwrap().is_empty());
+    let imported = store.import("seller", K0, "pw").unwrap();
+    assert_eq!(imported.address, A0);
+    store.create("buyer", "pw").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a wallet").unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{}").unwrap();
+    let names: Vec<String> = store.list().unwrap().into_iter().map(|w| w.name).collect();
+    assert_eq!(names, ["buyer", "seller"], "sorted, non-keystores skipped");
+
+    let err = store.import("seller", K0, "pw").unwrap_err();
+    assert!(matches!(err, WalletError::Exists { .. }), "{err}");
+    assert!(matches!(
+        store.create("../evil", "pw"),
+        Err(WalletError::InvalidName(_))
+    ));
+    assert!(matches!(
+        store.create("ok", ""),
+        Err(WalletError::EmptyPassword)
+    ));
+    let err = store.import("x", "0x1234", "pw").unwrap_err().to_string();
+    assert!(err.starts_with("invalid private key"), "{err}");
+    let err = store.load("nobody", "pw").unwrap_err().to_string();
+    assert!(err.contains("obol wallet new --name nobody"), "{err}");
+    let err = store.load("broken", "pw").unwrap_err().to_string();
+    assert!(err.contains("is not a valid keystore"), "{err}");
+}
+
+#[test]
+fn signer_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalletStore::at(dir.path());
+    // The env key wins when set, and no password is asked for.
+    let source = SignerSource::resolve(true, Some("ignored"));
+    assert_eq!(source, SignerSource::EnvKey);
+    let signer = source
+        .load(&store, Some(K0), || {
+            panic!("no password needed for an env key")
+        })
+        .unwrap();
+    assert_eq!(signer.address().to_checksum(None), A0);
+    let err = source
+        .load(&store, Some("0xnope"), || Ok(String::new()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("$OBOL_PRIVATE_KEY") && !err.contains("nope"),
+        "{err}"
+    );
+
+    store.import("default", K0, "pw").unwrap();
+    let source = SignerSource::resolve(false, None);
+    assert_eq!(source, SignerSource::Keystore("default".into()));
+    let signer = source.load(&store, None, || Ok("pw".into())).unwrap();
+    assert_eq!(signer.address().to_checksum(None), A0);
+}
+
+#[test]
+fn password_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "from-file\nsecond line ignored\n").unwrap();
+    let source = PasswordSource {
+        file: Some(file),
+        env: Some("from-env".into()),
+        prompt: false,
+    };
+    assert_eq!(read_password(&source, false).unwrap(), "from-file");
+    let source = PasswordSource {
+        file: None,
+        env: Some("from-env".into()),
+        prompt: false,
+    };
+    assert_eq!(read_password(&source, true).unwrap(), "from-env");
+    let err = read_password(&PasswordSource::default(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--password-file") && err.contains("OBOL_WALLET_PASSWORD"),
+        "{err}"
+    );
+}
