@@ -19,6 +19,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Keys for signing payments and transactions (encrypted keystores).
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+    /// Chain RPC endpoints.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Inspect x402 messages.
     #[command(subcommand)]
     X402(X402Command),
@@ -50,4 +56,92 @@ impl DecodeArgs {
         let path = PathBuf::from(&self.input);
         (self.file || (self.input != "-" && path.is_file())).then_some(path)
     }
+}
+
+/// Where a wallet password comes from when a keystore is written or opened.
+#[derive(Debug, Args)]
+pub(crate) struct PasswordArgs {
+    /// Read the wallet password from the first line of this file (else $OBOL_WALLET_PASSWORD,
+    /// else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WalletCommand {
+    /// Create a wallet with a fresh random key.
+    New {
+        /// Wallet name.
+        #[arg(long, default_value = obol_wallet::DEFAULT_WALLET)]
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Import an existing private key into an encrypted keystore.
+    Import {
+        /// Wallet name.
+        #[arg(long, default_value = obol_wallet::DEFAULT_WALLET)]
+        name: String,
+        /// File holding the hex private key, or `-` for stdin (default: stdin, or a prompt in a
+        /// terminal).
+        #[arg(long, value_name = "FILE")]
+        private_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List wallets and their addresses.
+    List,
+    /// Print a wallet's address (no password needed).
+    Address {
+        /// Wallet name (default: `default`, or the key in $OBOL_PRIVATE_KEY when set).
+        name: Option<String>,
+    },
+    /// Show a wallet's native and token balance on a chain.
+    Balance {
+        /// Wallet name (default: `default`, or the key in $OBOL_PRIVATE_KEY when set).
+        name: Option<String>,
+        /// Chain name, alias or CAIP-2 id (must have an endpoint: `obol network add`).
+        #[arg(long)]
+        chain: String,
+        /// Token symbol (default: USDC where the chain has it).
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkCommand {
+    /// List configured chains and their endpoints (URLs redacted).
+    List,
+    /// Add an RPC endpoint to a chain. Endpoints are read-only unless --allow-writes.
+    Add {
+        /// Chain name, alias or CAIP-2 id (`base`, `base-sepolia`, `eip155:8453`, or a custom
+        /// name with --chain-id).
+        chain: String,
+        /// The JSON-RPC URL (http or https). It may embed an API key; it is never printed.
+        #[arg(long)]
+        endpoint: String,
+        /// Allow sending transactions through this endpoint.
+        #[arg(long)]
+        allow_writes: bool,
+        /// Chain id, required for chains the registry does not know.
+        #[arg(long)]
+        chain_id: Option<u64>,
+        /// Save without checking that the endpoint answers with the right chain id.
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Remove one endpoint, or every endpoint of a chain.
+    Remove {
+        /// Chain name, alias or CAIP-2 id.
+        chain: String,
+        /// Only this endpoint URL.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Check every endpoint: chain id, head block, latency.
+    Status {
+        /// Only this chain.
+        chain: Option<String>,
+    },
 }

@@ -3,14 +3,10 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::{obol, vector, vector_path};
+use crate::{obol, stderr, vector, vector_path};
 
 fn stdout_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
 }
 
 const PAYER: &str = "0x857b06519E91e3A54538791bDbb0E22373e36b66";

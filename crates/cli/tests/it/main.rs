@@ -3,14 +3,45 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod decode;
+mod network;
+mod wallet;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Runs `obol` with `args`, feeding `stdin`.
 pub fn obol(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
+    run(Command::new(env!("CARGO_BIN_EXE_obol")).args(args), stdin)
+}
+
+/// Runs `obol` with its config under `root` and extra environment variables. Variables that
+/// would leak in from the caller's environment are cleared.
+pub fn obol_in(root: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
+    command
         .args(args)
+        .env("OBOL_CONFIG_DIR", root.join("config"))
+        .env("OBOL_DATA_DIR", root.join("data"))
+        .env("OBOL_STATE_DIR", root.join("state"))
+        .env_remove("OBOL_PRIVATE_KEY")
+        .env_remove("OBOL_WALLET_PASSWORD")
+        .envs(env.iter().copied());
+    run(&mut command, stdin)
+}
+
+/// Stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn run(command: &mut Command, stdin: Option<&str>) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
