@@ -4,11 +4,18 @@
 //! project tools directory), starts it on `127.0.0.1` with a free port and the chosen chain id,
 //! waits until it answers `eth_chainId`, and kills it when the handle is dropped.
 //!
-//! Contract deployment and token funding arrive with the facilitator work; this crate starts
-//! with what every chain test needs: a real node on loopback.
+//! [`Devnet::start`] goes further: it places our own contracts at the Base Sepolia addresses
+//! (EIP-3009 USDC, EIP-2612 OBOL, Permit2, the x402 exact Permit2 proxy, the ERC-8004 Identity
+//! Registry), so the built-in token registry, the spec's EIP-712 domains and unmodified x402
+//! clients all work against it, and funds the ten dev accounts with both tokens.
+
+mod contracts;
+
+pub use contracts::{IDENTITY_REGISTRY, OBOL, USDC};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use obol_config::env;
@@ -60,6 +67,17 @@ pub enum DevnetError {
         #[source]
         source: std::io::Error,
     },
+    /// A committed contract artifact is unusable.
+    #[error("contract artifact {name}: {reason}")]
+    Artifact {
+        /// The contract.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A setup call to the devnet failed.
+    #[error("devnet setup: {0}")]
+    Setup(String),
     /// anvil exited or did not answer in time.
     #[error("anvil did not become ready on port {port}: {reason}")]
     NotReady {
@@ -215,6 +233,90 @@ impl Anvil {
     }
 }
 
+/// Tokens minted to each dev account: 1 000 000 USDC.
+pub const USDC_FUNDING: u128 = 1_000_000 * 10u128.pow(6);
+/// Tokens minted to each dev account: 1 000 000 OBOL.
+pub const OBOL_FUNDING: u128 = 1_000_000 * 10u128.pow(18);
+
+/// A running devnet with our contracts and funded dev accounts.
+#[derive(Debug, Clone)]
+pub struct Devnet {
+    anvil: Arc<Anvil>,
+}
+
+impl Devnet {
+    /// Starts anvil on chain 84532, places the contracts, and funds every dev account with
+    /// [`USDC_FUNDING`] and [`OBOL_FUNDING`].
+    pub async fn start() -> Result<Self, DevnetError> {
+        use alloy::network::EthereumWallet;
+        use alloy::providers::{Provider as _, ProviderBuilder};
+        use alloy::signers::local::PrivateKeySigner;
+
+        let anvil = Anvil::spawn().await?;
+        let setup = |e: &dyn std::fmt::Display| DevnetError::Setup(e.to_string());
+        let minter: PrivateKeySigner = DEV_KEYS[0].parse().map_err(|e| setup(&e))?;
+        let url = anvil.endpoint().parse().map_err(|e| setup(&e))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(minter.clone()))
+            .connect_http(url);
+        for placement in &contracts::PLACEMENTS {
+            let code = placement.runtime_code()?;
+            provider
+                .raw_request::<_, ()>("anvil_setCode".into(), (placement.address, code))
+                .await
+                .map_err(|e| setup(&format!("anvil_setCode {}: {e}", placement.name)))?;
+        }
+        let mut last = None;
+        for placement in contracts::PLACEMENTS.iter().filter(|p| p.initialize) {
+            let token = contracts::IDevToken::new(placement.address, &provider);
+            last = Some(
+                token
+                    .initialize(minter.address())
+                    .send()
+                    .await
+                    .map_err(|e| setup(&e))?,
+            );
+        }
+        let amounts = [(USDC, USDC_FUNDING), (OBOL, OBOL_FUNDING)];
+        for key in DEV_KEYS {
+            let holder = key
+                .parse::<PrivateKeySigner>()
+                .map_err(|e| setup(&e))?
+                .address();
+            for (token, amount) in amounts {
+                let token = contracts::IDevToken::new(token, &provider);
+                let mint = token.mint(holder, alloy::primitives::U256::from(amount));
+                last = Some(mint.send().await.map_err(|e| setup(&e))?);
+            }
+        }
+        // anvil mines each transaction at once; waiting for the last one confirms them all.
+        if let Some(pending) = last {
+            let receipt = pending.get_receipt().await.map_err(|e| setup(&e))?;
+            if !receipt.status() {
+                return Err(DevnetError::Setup("funding transaction reverted".into()));
+            }
+        }
+        Ok(Self {
+            anvil: Arc::new(anvil),
+        })
+    }
+
+    /// The JSON-RPC URL.
+    pub fn endpoint(&self) -> String {
+        self.anvil.endpoint()
+    }
+
+    /// The chain id (84532).
+    pub fn chain_id(&self) -> u64 {
+        self.anvil.chain_id()
+    }
+
+    /// Dev account `index`'s private key (0 is the token minter).
+    pub fn key(&self, index: usize) -> &'static str {
+        DEV_KEYS[index % DEV_KEYS.len()]
+    }
+}
+
 async fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     Ok(listener.local_addr()?.port())
@@ -267,5 +369,53 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(gone, "anvil still answering after drop");
+    }
+
+    #[tokio::test]
+    async fn devnet_mirrors_base_sepolia_and_funds_the_dev_accounts() {
+        use alloy::primitives::{U256, b256};
+        use alloy::providers::{Provider as _, ProviderBuilder};
+        use alloy::signers::local::PrivateKeySigner;
+
+        alloy::sol! {
+            #[sol(rpc)]
+            interface IDomain {
+                function DOMAIN_SEPARATOR() external view returns (bytes32);
+                function balanceOf(address owner) external view returns (uint256);
+            }
+        }
+        let devnet = Devnet::start().await.unwrap();
+        assert_eq!(devnet.chain_id(), 84532);
+        let provider = ProviderBuilder::new().connect_http(devnet.endpoint().parse().unwrap());
+        // The spec's domain separators (x402.md §5.2): the devnet signs exactly like Base Sepolia.
+        let usdc = IDomain::new(USDC, &provider);
+        assert_eq!(
+            usdc.DOMAIN_SEPARATOR().call().await.unwrap(),
+            b256!("0x71f17a3b2ff373b803d70a5a07c046c1a2bc8e89c09ef722fcb047abe94c9818")
+        );
+        let permit2 = IDomain::new(obol_x402::token::PERMIT2, &provider);
+        assert_eq!(
+            permit2.DOMAIN_SEPARATOR().call().await.unwrap(),
+            b256!("0x010f27a92fb9a32622f44f001dc4d15706a85b33499cfc2ce9033113ab26592c")
+        );
+        for key in DEV_KEYS {
+            let holder = key.parse::<PrivateKeySigner>().unwrap().address();
+            assert_eq!(
+                usdc.balanceOf(holder).call().await.unwrap(),
+                U256::from(USDC_FUNDING)
+            );
+            let obol = IDomain::new(OBOL, &provider);
+            assert_eq!(
+                obol.balanceOf(holder).call().await.unwrap(),
+                U256::from(OBOL_FUNDING)
+            );
+        }
+        assert!(
+            !provider
+                .get_code_at(IDENTITY_REGISTRY)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

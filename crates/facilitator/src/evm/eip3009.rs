@@ -1,0 +1,237 @@
+//! The chain stage of EIP-3009 payments: contract-wallet check, nonce state and balance,
+//! simulation, the settlement call, and explaining a revert.
+
+use alloy::primitives::{B256, Bytes};
+use alloy::providers::Provider as _;
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall as _;
+use alloy::transports::RpcError;
+use obol_x402::token::ERC6492_MAGIC_SUFFIX;
+use obol_x402::wire::VerifyRequest;
+
+use super::ChainRuntime;
+use super::contracts::IEip3009;
+use crate::FacilitatorError;
+use crate::checks::{Payment, SignerCheck, Transfer};
+use crate::reason::{Invalid, Reason};
+
+/// How a contract call failed.
+pub(super) enum CallFailure {
+    /// The node executed it and it reverted (or returned nothing decodable).
+    Reverted(String),
+    /// The node could not be asked.
+    Infra(String),
+}
+
+pub(super) fn call_failure(error: &alloy::contract::Error) -> CallFailure {
+    match error {
+        alloy::contract::Error::TransportError(RpcError::ErrorResp(payload)) => {
+            CallFailure::Reverted(payload.message.to_string())
+        }
+        alloy::contract::Error::TransportError(other) => CallFailure::Infra(other.to_string()),
+        other => CallFailure::Reverted(other.to_string()),
+    }
+}
+
+pub(super) fn rpc(payment: &Payment, message: String) -> FacilitatorError {
+    FacilitatorError::Rpc {
+        chain_id: payment.chain_id,
+        message,
+    }
+}
+
+/// `Ok(Err(_))` for an invalid payment, `Err(_)` when the chain could not be asked.
+pub(super) async fn check(
+    chain: &ChainRuntime,
+    payment: &Payment,
+    request: &VerifyRequest,
+    simulate: bool,
+) -> Result<Result<(), Invalid>, FacilitatorError> {
+    let provider = chain.client.provider();
+    if payment.signer == SignerCheck::NeedsChain {
+        let code = provider
+            .get_code_at(payment.payer)
+            .await
+            .map_err(|e| rpc(payment, e.to_string()))?;
+        if code.is_empty() {
+            let invalid = if payment.signature.len() == 65 {
+                Invalid::new(
+                    Reason::Signature,
+                    "the signature does not recover to `from`, and `from` is not a contract wallet",
+                )
+            } else if payment.signature.ends_with(&ERC6492_MAGIC_SUFFIX) {
+                Invalid::new(
+                    Reason::UndeployedSmartWallet,
+                    "ERC-6492 signatures of undeployed wallets are not supported; deploy the wallet first",
+                )
+            } else {
+                Invalid::new(
+                    Reason::UndeployedSmartWallet,
+                    "a contract-wallet signature, but there is no contract at `from`",
+                )
+            };
+            return Ok(Err(invalid));
+        }
+    }
+
+    let token = IEip3009::new(payment.asset, provider);
+    let state_call = token.authorizationState(payment.payer, payment.nonce);
+    let balance_call = token.balanceOf(payment.payer);
+    let (state, balance) = tokio::join!(state_call.call(), balance_call.call());
+    match state {
+        Ok(true) => {
+            return Ok(Err(Invalid::new(
+                Reason::NonceAlreadyUsed,
+                format!(
+                    "authorization nonce {} of {} was already used or canceled",
+                    payment.nonce, payment.payer
+                ),
+            )));
+        }
+        Ok(false) => {}
+        Err(e) => {
+            return match call_failure(&e) {
+                CallFailure::Infra(message) => Err(rpc(payment, message)),
+                CallFailure::Reverted(message) => Ok(Err(Invalid::new(
+                    Reason::Eip3009NotSupported,
+                    format!(
+                        "asset {} does not implement EIP-3009 authorizationState: {message}",
+                        payment.asset
+                    ),
+                ))),
+            };
+        }
+    }
+    match balance {
+        Ok(balance) if balance < payment.amount => {
+            return Ok(Err(Invalid::new(
+                Reason::InsufficientBalance,
+                format!(
+                    "{} holds {balance}, less than the {} required",
+                    payment.payer, payment.amount
+                ),
+            )));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            if let CallFailure::Infra(message) = call_failure(&e) {
+                return Err(rpc(payment, message));
+            }
+        }
+    }
+
+    if simulate {
+        let call = settlement_tx(chain, payment).from(chain.sender.address());
+        if let Err(e) = provider.call(call).await {
+            return match e {
+                RpcError::ErrorResp(payload) => {
+                    Ok(Err(
+                        diagnose(chain, payment, request, &payload.message).await?
+                    ))
+                }
+                other => Err(rpc(payment, other.to_string())),
+            };
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The `transferWithAuthorization` call: the `(v, r, s)` overload for EOA signatures, the
+/// `bytes` overload (ERC-1271) otherwise.
+pub(super) fn settlement_tx(_chain: &ChainRuntime, payment: &Payment) -> TransactionRequest {
+    let Transfer::Eip3009(auth) = &payment.transfer else {
+        return TransactionRequest::default();
+    };
+    let signature = &payment.signature;
+    let input: Vec<u8> = if payment.signer == SignerCheck::Eoa && signature.len() == 65 {
+        IEip3009::transferWithAuthorization_0Call {
+            from: auth.from,
+            to: auth.to,
+            value: auth.value.get(),
+            validAfter: auth.valid_after.get(),
+            validBefore: auth.valid_before.get(),
+            nonce: auth.nonce,
+            v: signature[64],
+            r: B256::from_slice(&signature[..32]),
+            s: B256::from_slice(&signature[32..64]),
+        }
+        .abi_encode()
+    } else {
+        IEip3009::transferWithAuthorization_1Call {
+            from: auth.from,
+            to: auth.to,
+            value: auth.value.get(),
+            validAfter: auth.valid_after.get(),
+            validBefore: auth.valid_before.get(),
+            nonce: auth.nonce,
+            signature: signature.clone(),
+        }
+        .abi_encode()
+    };
+    TransactionRequest::default()
+        .to(payment.asset)
+        .input(Bytes::from(input).into())
+}
+
+/// Turns a revert message into a reason, reading the token's EIP-712 name and version when the
+/// message alone does not tell.
+pub(super) async fn diagnose(
+    chain: &ChainRuntime,
+    payment: &Payment,
+    request: &VerifyRequest,
+    message: &str,
+) -> Result<Invalid, FacilitatorError> {
+    let lower = message.to_ascii_lowercase();
+    let by_message = [
+        ("used or canceled", Reason::NonceAlreadyUsed),
+        ("not yet valid", Reason::ValidAfter),
+        ("authorization is expired", Reason::ValidBefore),
+        ("invalid signature", Reason::Signature),
+        ("ecrecover", Reason::Signature),
+        // ERC20InsufficientBalance(address,uint256,uint256)
+        ("e450d38c", Reason::InsufficientBalance),
+        ("exceeds balance", Reason::InsufficientBalance),
+    ];
+    if let Some((_, reason)) = by_message.iter().find(|(needle, _)| lower.contains(needle)) {
+        // A signature failure is often a wrong domain: say which part differs, if any does.
+        if *reason != Reason::Signature {
+            return Ok(Invalid::new(
+                *reason,
+                format!("simulation reverted: {message}"),
+            ));
+        }
+    }
+    let requirements = request.requirements_v2();
+    if let Ok((name, version)) = requirements.eip712_domain() {
+        let token = IEip3009::new(payment.asset, chain.client.provider());
+        let (name_call, version_call) = (token.name(), token.version());
+        let (on_chain_name, on_chain_version) = tokio::join!(name_call.call(), version_call.call());
+        if let Ok(actual) = on_chain_name
+            && actual != name
+        {
+            return Ok(Invalid::new(
+                Reason::TokenNameMismatch,
+                format!("extra.name is {name:?} but the token's EIP-712 name is {actual:?}"),
+            ));
+        }
+        if let Ok(actual) = on_chain_version
+            && actual != version
+        {
+            return Ok(Invalid::new(
+                Reason::TokenVersionMismatch,
+                format!(
+                    "extra.version is {version:?} but the token's EIP-712 version is {actual:?}"
+                ),
+            ));
+        }
+    }
+    let reason = if lower.contains("invalid signature") || lower.contains("ecrecover") {
+        Reason::Signature
+    } else {
+        Reason::SimulationFailed
+    };
+    Ok(Invalid::new(
+        reason,
+        format!("simulation reverted: {message}"),
+    ))
+}

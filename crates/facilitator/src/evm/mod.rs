@@ -1,0 +1,390 @@
+//! The embedded EVM facilitator.
+//!
+//! Verification: [`crate::checks::precheck`] (pure) → contract-wallet check → chain reads
+//! (balance, nonce state) → simulation of the exact settlement call. Settlement re-verifies,
+//! then sends through a per-signer sender that assigns nonces locally (so concurrent settles of
+//! different payments pipeline instead of colliding), and polls the receipt up to a timeout.
+//! Settles of the same payment identity are serialised and remembered: the second caller gets
+//! the first one's result, never a second transfer.
+
+mod contracts;
+mod eip3009;
+mod sender;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, B256};
+use async_trait::async_trait;
+use obol_chain::ChainClient;
+use obol_x402::LocalSigner;
+use obol_x402::network;
+use obol_x402::wire::{
+    SettleRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyRequest, VerifyResponse,
+};
+use serde_json::{Map, Value};
+
+use crate::checks::{self, Payment, PaymentIdentity, Transfer};
+use crate::reason::{Invalid, Reason};
+use crate::{Facilitator, FacilitatorError};
+
+pub use sender::Sender;
+
+/// Tunables of the embedded facilitator.
+#[derive(Debug, Clone)]
+pub struct FacilitatorConfig {
+    /// How long settle waits for a receipt before answering `settlement_pending`.
+    pub receipt_timeout: Duration,
+    /// Whether verify simulates the settlement call (`eth_call`).
+    pub simulate: bool,
+}
+
+impl Default for FacilitatorConfig {
+    fn default() -> Self {
+        Self {
+            receipt_timeout: Duration::from_secs(30),
+            simulate: true,
+        }
+    }
+}
+
+/// One chain the facilitator settles on.
+#[derive(Debug)]
+pub struct ChainSetup {
+    /// Reads and sends go through this client's endpoints (writes need `--allow-writes`).
+    pub client: ChainClient,
+    /// The key that pays gas for settlement transactions.
+    pub signer: LocalSigner,
+}
+
+struct ChainRuntime {
+    client: ChainClient,
+    sender: Sender,
+}
+
+/// What a settle produced, remembered per payment identity.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "one per remembered payment")]
+enum Outcome {
+    Done(SettleResponse),
+    Pending(B256),
+}
+
+/// Verifies and settles `exact` payments on the configured chains.
+pub struct EvmFacilitator {
+    config: FacilitatorConfig,
+    chains: HashMap<u64, ChainRuntime>,
+    settles: Mutex<HashMap<PaymentIdentity, Slot>>,
+}
+
+/// The settle history of one payment: when it expires, and its serialised outcome.
+type Slot = (u64, Arc<tokio::sync::Mutex<Option<Outcome>>>);
+
+/// Past this many remembered payments, expired ones are forgotten on the next settle.
+const PRUNE_ABOVE: usize = 4096;
+
+impl std::fmt::Debug for EvmFacilitator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chains: Vec<u64> = self.chains.keys().copied().collect();
+        chains.sort_unstable();
+        f.debug_struct("EvmFacilitator")
+            .field("config", &self.config)
+            .field("chains", &chains)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl EvmFacilitator {
+    /// A facilitator over `chains`.
+    pub fn new(
+        config: FacilitatorConfig,
+        chains: Vec<ChainSetup>,
+    ) -> Result<Self, FacilitatorError> {
+        let mut runtimes = HashMap::new();
+        for setup in chains {
+            let chain_id = setup.client.chain_id();
+            let sender = Sender::new(&setup.client, &setup.signer);
+            if runtimes
+                .insert(
+                    chain_id,
+                    ChainRuntime {
+                        client: setup.client,
+                        sender,
+                    },
+                )
+                .is_some()
+            {
+                return Err(FacilitatorError::Config(format!(
+                    "chain {chain_id} configured twice"
+                )));
+            }
+        }
+        Ok(Self {
+            config,
+            chains: runtimes,
+            settles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The address paying gas on `chain_id`.
+    pub fn signer_address(&self, chain_id: u64) -> Option<Address> {
+        self.chains.get(&chain_id).map(|c| c.sender.address())
+    }
+
+    fn chain(&self, payment: &Payment) -> Result<&ChainRuntime, FacilitatorError> {
+        self.chains.get(&payment.chain_id).ok_or_else(|| {
+            FacilitatorError::Config(format!(
+                "chain {} passed precheck but is not configured",
+                payment.chain_id
+            ))
+        })
+    }
+
+    /// Pure checks, then the chain: `Ok(Err(invalid))` for a bad payment.
+    async fn check(
+        &self,
+        request: &VerifyRequest,
+        simulate: bool,
+    ) -> Result<Result<Payment, Invalid>, FacilitatorError> {
+        let payment = match checks::precheck(request, now(), &|id| self.chains.contains_key(&id)) {
+            Ok(payment) => payment,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        let chain = self.chain(&payment)?;
+        let verdict = match &payment.transfer {
+            Transfer::Eip3009(_) => eip3009::check(chain, &payment, request, simulate).await?,
+            Transfer::Permit2 { .. } => Err(Invalid::new(
+                Reason::UnsupportedScheme,
+                "Permit2 settlement is not enabled on this facilitator yet",
+            )),
+        };
+        Ok(verdict.map(|()| payment))
+    }
+
+    async fn settle_once(
+        &self,
+        request: &SettleRequest,
+        payment: &Payment,
+    ) -> Result<Outcome, FacilitatorError> {
+        let chain = self.chain(payment)?;
+        let tx = match &payment.transfer {
+            Transfer::Eip3009(_) => eip3009::settlement_tx(chain, payment),
+            Transfer::Permit2 { .. } => {
+                return Ok(Outcome::Done(failure(
+                    payment,
+                    Reason::UnsupportedScheme,
+                    "Permit2 settlement is not enabled",
+                    "",
+                )));
+            }
+        };
+        let hash = match chain.sender.send(tx).await {
+            Ok(hash) => hash,
+            Err(sender::SendError::Rejected(message)) => {
+                // The node refused the transaction (e.g. its simulation reverted): explain it.
+                let invalid = eip3009::diagnose(chain, payment, request, &message).await?;
+                return Ok(Outcome::Done(failure(
+                    payment,
+                    invalid.reason,
+                    &invalid.message,
+                    "",
+                )));
+            }
+            Err(sender::SendError::Infra(message)) => {
+                return Err(FacilitatorError::Rpc {
+                    chain_id: payment.chain_id,
+                    message,
+                });
+            }
+        };
+        self.await_receipt(chain, payment, hash).await
+    }
+
+    async fn await_receipt(
+        &self,
+        chain: &ChainRuntime,
+        payment: &Payment,
+        hash: B256,
+    ) -> Result<Outcome, FacilitatorError> {
+        match chain
+            .sender
+            .wait_receipt(hash, self.config.receipt_timeout)
+            .await
+        {
+            Ok(Some(true)) => Ok(Outcome::Done(SettleResponse {
+                success: true,
+                transaction: hash.to_string(),
+                network: payment.network.clone(),
+                payer: Some(payment.payer.to_checksum(None)),
+                ..SettleResponse::default()
+            })),
+            Ok(Some(false)) => Ok(Outcome::Done(failure(
+                payment,
+                Reason::TransactionFailed,
+                "the settlement transaction reverted on-chain",
+                &hash.to_string(),
+            ))),
+            Ok(None) => Ok(Outcome::Pending(hash)),
+            Err(message) => Err(FacilitatorError::Rpc {
+                chain_id: payment.chain_id,
+                message,
+            }),
+        }
+    }
+
+    fn slot(
+        &self,
+        identity: PaymentIdentity,
+        expires_at: u64,
+    ) -> Arc<tokio::sync::Mutex<Option<Outcome>>> {
+        let mut settles = self
+            .settles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if settles.len() > PRUNE_ABOVE {
+            // An expired authorization can no longer settle, so its outcome need not be kept
+            // (a replay fails verification); slots in use are kept regardless.
+            let now = now();
+            settles.retain(|_, (expires, slot)| *expires > now || Arc::strong_count(slot) > 1);
+        }
+        settles
+            .entry(identity)
+            .or_insert_with(|| (expires_at, Arc::default()))
+            .1
+            .clone()
+    }
+}
+
+fn failure(payment: &Payment, reason: Reason, message: &str, transaction: &str) -> SettleResponse {
+    SettleResponse {
+        success: false,
+        error_reason: Some(reason.as_str().to_owned()),
+        error_message: Some(message.to_owned()),
+        transaction: transaction.to_owned(),
+        network: payment.network.clone(),
+        payer: Some(payment.payer.to_checksum(None)),
+        ..SettleResponse::default()
+    }
+}
+
+fn pending(payment: &Payment, hash: B256) -> SettleResponse {
+    failure(
+        payment,
+        Reason::SettlementPending,
+        "the transaction was broadcast but no receipt was seen in time; do not sign again",
+        &hash.to_string(),
+    )
+}
+
+fn invalid_settle(request: &SettleRequest, invalid: &Invalid) -> SettleResponse {
+    SettleResponse {
+        success: false,
+        error_reason: Some(invalid.reason.as_str().to_owned()),
+        error_message: Some(invalid.message.clone()),
+        transaction: String::new(),
+        network: request.requirements_v2().network,
+        payer: request
+            .payload()
+            .exact_evm()
+            .ok()
+            .map(|p| p.payer().to_checksum(None)),
+        ..SettleResponse::default()
+    }
+}
+
+#[async_trait]
+impl Facilitator for EvmFacilitator {
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
+        Ok(match self.check(request, self.config.simulate).await? {
+            Ok(payment) => VerifyResponse {
+                is_valid: true,
+                payer: Some(payment.payer.to_checksum(None)),
+                ..VerifyResponse::default()
+            },
+            Err(invalid) => VerifyResponse {
+                is_valid: false,
+                invalid_reason: Some(invalid.reason.as_str().to_owned()),
+                invalid_message: Some(invalid.message),
+                payer: request
+                    .payload()
+                    .exact_evm()
+                    .ok()
+                    .map(|p| p.payer().to_checksum(None)),
+                ..VerifyResponse::default()
+            },
+        })
+    }
+
+    async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
+        // Identify the payment first (pure), so concurrent settles of it queue on one slot.
+        let payment = match checks::precheck(request, now(), &|id| self.chains.contains_key(&id)) {
+            Ok(payment) => payment,
+            Err(invalid) => return Ok(invalid_settle(request, &invalid)),
+        };
+        let slot = self.slot(payment.identity(), payment.expires_at);
+        let mut outcome = slot.lock().await;
+        let result = match outcome.clone() {
+            Some(Outcome::Done(response)) => Outcome::Done(response),
+            Some(Outcome::Pending(hash)) => {
+                let chain = self.chain(&payment)?;
+                self.await_receipt(chain, &payment, hash).await?
+            }
+            None => {
+                // Re-verify against the chain (no simulation: the send estimates gas, which is
+                // the same call), then send.
+                match self.check(request, false).await? {
+                    Err(invalid) => return Ok(invalid_settle(request, &invalid)),
+                    Ok(payment) => self.settle_once(request, &payment).await?,
+                }
+            }
+        };
+        *outcome = Some(result.clone());
+        Ok(match result {
+            Outcome::Done(response) => response,
+            Outcome::Pending(hash) => pending(&payment, hash),
+        })
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        let mut chain_ids: Vec<u64> = self.chains.keys().copied().collect();
+        chain_ids.sort_unstable();
+        let mut kinds = Vec::new();
+        for id in &chain_ids {
+            kinds.push(SupportedKind {
+                x402_version: 2,
+                scheme: "exact".into(),
+                network: format!("eip155:{id}"),
+                extra: None,
+            });
+            if let Some(known) = network::by_chain_id(*id) {
+                kinds.push(SupportedKind {
+                    x402_version: 1,
+                    scheme: "exact".into(),
+                    network: known.name.into(),
+                    extra: None,
+                });
+            }
+        }
+        let mut signers: Vec<String> = self
+            .chains
+            .values()
+            .map(|c| c.sender.address().to_checksum(None))
+            .collect();
+        signers.sort();
+        signers.dedup();
+        let mut signer_map = Map::new();
+        signer_map.insert("eip155:*".into(), Value::from(signers));
+        Ok(SupportedResponse {
+            kinds,
+            extensions: Vec::new(),
+            signers: signer_map,
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! # obol-facilitator — verify and settle x402 `exact` payments on EVM chains
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`reason`] | the closed set of invalid/settle reason codes and their wire strings |
+//! | [`checks`] | the pure half of verification: scheme, network, terms, window, amount, token, spender, signature recovery |
+//! | [`evm`] | [`EvmFacilitator`]: chain reads, simulation, settlement with one transfer per payment and pipelined sends |
+//!
+//! The [`Facilitator`] trait is what a seller gateway talks to, whether the facilitator runs in
+//! process ([`EvmFacilitator`]) or behind HTTP.
+
+pub mod checks;
+pub mod evm;
+pub mod reason;
+
+use async_trait::async_trait;
+use obol_x402::wire::{
+    SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse,
+};
+
+pub use checks::{Payment, PaymentIdentity};
+pub use evm::{EvmFacilitator, FacilitatorConfig};
+pub use reason::{Invalid, Reason};
+
+/// Verifies and settles payments.
+///
+/// An invalid payment is not an error: it is `Ok` with `isValid: false` / `success: false` and a
+/// reason. Errors are reserved for the facilitator failing to do its job (chain unreachable,
+/// timeouts), and say whether retrying can help.
+#[async_trait]
+pub trait Facilitator: Send + Sync {
+    /// Checks that a payment would settle, without moving funds.
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError>;
+
+    /// Re-verifies and executes a payment on-chain.
+    async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError>;
+
+    /// The (version, scheme, network) kinds and signer addresses this facilitator supports.
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError>;
+}
+
+/// The facilitator could not do its job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FacilitatorError {
+    /// A chain read or write failed for infrastructure reasons.
+    #[error("chain {chain_id}: {message}")]
+    Rpc {
+        /// The chain.
+        chain_id: u64,
+        /// What failed (redacted).
+        message: String,
+    },
+    /// The facilitator is misconfigured.
+    #[error("facilitator configuration: {0}")]
+    Config(String),
+}
+
+impl FacilitatorError {
+    /// Whether the same request may succeed later.
+    pub fn retriable(&self) -> bool {
+        matches!(self, Self::Rpc { .. })
+    }
+}
