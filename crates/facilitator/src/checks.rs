@@ -85,7 +85,10 @@ pub enum SignerCheck {
 
 /// The transfer a payment authorizes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(clippy::large_enum_variant, reason = "one per request, never stored in bulk")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, never stored in bulk"
+)]
 pub enum Transfer {
     /// EIP-3009 `transferWithAuthorization`.
     Eip3009(Eip3009Authorization),

@@ -1,6 +1,9 @@
 //! Contract interfaces the facilitator calls.
 
-#![allow(clippy::too_many_arguments, reason = "generated bindings mirror the ABI")]
+#![allow(
+    clippy::too_many_arguments,
+    reason = "generated bindings mirror the ABI"
+)]
 
 use alloy::sol;
 

@@ -1,0 +1,365 @@
+//! EIP-3009 payments: verify, settle, the failure table, and concurrency.
+
+use std::collections::HashSet;
+
+use alloy::primitives::{Address, U256};
+use obol_devnet::{OBOL, USDC};
+use obol_facilitator::Facilitator as _;
+use obol_x402::signer::{ValidityWindow, random_nonce};
+use obol_x402::wire::{SettleResponse, VerifyRequest, v1};
+use obol_x402::{LocalSigner, PaymentSigner as _};
+
+use crate::{Fixture, IToken, PAY_TO, live, now, pay, simple_payment, usdc_requirement};
+
+fn pay_to() -> Address {
+    PAY_TO.parse().unwrap()
+}
+
+async fn invalid_reason(fixture: &Fixture, request: &VerifyRequest) -> String {
+    let response = fixture.facilitator.verify(request).await.unwrap();
+    assert!(!response.is_valid, "expected invalid, got {response:?}");
+    response.invalid_reason.unwrap()
+}
+
+#[tokio::test]
+async fn verifies_and_settles_with_exact_balance_moves() {
+    let fixture = Fixture::start().await;
+    let buyer = fixture.buyer(1);
+    let requirement = usdc_requirement(10_000);
+    let request = simple_payment(&buyer, &requirement);
+
+    let verified = fixture.facilitator.verify(&request).await.unwrap();
+    assert!(verified.is_valid, "{verified:?}");
+    assert_eq!(
+        verified.payer.as_deref(),
+        Some(buyer.address().to_checksum(None).as_str())
+    );
+
+    let buyer_before = fixture.balance(USDC, buyer.address()).await;
+    let seller_before = fixture.balance(USDC, pay_to()).await;
+    let settled = fixture.facilitator.settle(&request).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(settled.transaction.len(), 66, "a 32-byte tx hash");
+    assert_eq!(settled.network, "eip155:84532");
+    assert_eq!(
+        fixture.balance(USDC, buyer.address()).await,
+        buyer_before - U256::from(10_000)
+    );
+    assert_eq!(
+        fixture.balance(USDC, pay_to()).await,
+        seller_before + U256::from(10_000)
+    );
+    let VerifyRequest::V2 {
+        payment_payload, ..
+    } = &request
+    else {
+        unreachable!()
+    };
+    let nonce = payment_payload.exact_evm().unwrap().nonce();
+    let token = IToken::new(USDC, fixture.client.provider());
+    assert!(
+        token
+            .authorizationState(buyer.address(), nonce)
+            .call()
+            .await
+            .unwrap()
+    );
+
+    // Settling the same payment again returns the first outcome and moves nothing.
+    let again = fixture.facilitator.settle(&request).await.unwrap();
+    assert_eq!(again, settled);
+    assert_eq!(
+        fixture.balance(USDC, pay_to()).await,
+        seller_before + U256::from(10_000)
+    );
+    // A fresh verify of it now fails: the nonce is spent.
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_nonce_already_used"
+    );
+}
+
+#[tokio::test]
+async fn every_bad_payment_fails_with_its_reason() {
+    let fixture = Fixture::start().await;
+    let buyer = fixture.buyer(1);
+    let requirement = usdc_requirement(10_000);
+    let now = now();
+
+    // Signed by another key than `from`.
+    let request = simple_payment(&buyer, &requirement);
+    let forged = {
+        let VerifyRequest::V2 {
+            mut payment_payload,
+            payment_requirements,
+        } = request
+        else {
+            unreachable!()
+        };
+        let other = simple_payment(&fixture.buyer(3), &requirement);
+        let VerifyRequest::V2 {
+            payment_payload: other_payload,
+            ..
+        } = other
+        else {
+            unreachable!()
+        };
+        payment_payload.payload.insert(
+            "signature".into(),
+            other_payload.payload["signature"].clone(),
+        );
+        VerifyRequest::V2 {
+            payment_payload,
+            payment_requirements,
+        }
+    };
+    assert_eq!(
+        invalid_reason(&fixture, &forged).await,
+        "invalid_exact_evm_signature"
+    );
+
+    // The payment pays someone else than the seller asks.
+    let mut elsewhere = requirement.clone();
+    elsewhere.pay_to = "0x90F79bf6EB2c4f870365E785982E1f101E93b906".into();
+    let request = pay(&buyer, &elsewhere, &requirement, live(), random_nonce());
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_recipient_mismatch"
+    );
+
+    // The seller asks for OBOL, the payment is in USDC.
+    let mut obol = requirement.clone();
+    obol.asset = OBOL.to_checksum(None);
+    let request = pay(&buyer, &requirement, &obol, live(), random_nonce());
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_asset_mismatch"
+    );
+
+    // Expires in 5 s (the guard wants 6).
+    let window = ValidityWindow {
+        valid_after: now - 600,
+        valid_before: now + 5,
+    };
+    let request = pay(&buyer, &requirement, &requirement, window, random_nonce());
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_payload_authorization_valid_before"
+    );
+
+    // Not valid for another 100 s.
+    let window = ValidityWindow {
+        valid_after: now + 100,
+        valid_before: now + 400,
+    };
+    let request = pay(&buyer, &requirement, &requirement, window, random_nonce());
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_payload_authorization_valid_after"
+    );
+
+    // Signs one unit more than the seller asks.
+    let request = pay(
+        &buyer,
+        &usdc_requirement(10_001),
+        &requirement,
+        live(),
+        random_nonce(),
+    );
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_authorization_value"
+    );
+
+    // A payer without funds.
+    let broke = LocalSigner::random();
+    let request = simple_payment(&broke, &requirement);
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_insufficient_balance"
+    );
+
+    // The high-s twin of a valid signature.
+    let request = simple_payment(&buyer, &requirement);
+    let VerifyRequest::V2 {
+        mut payment_payload,
+        payment_requirements,
+    } = request
+    else {
+        unreachable!()
+    };
+    let signature: alloy::primitives::Bytes =
+        serde_json::from_value(payment_payload.payload["signature"].clone()).unwrap();
+    let mut twin = signature.to_vec();
+    let order = U256::from_str_radix(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
+        16,
+    )
+    .unwrap();
+    let s = U256::from_be_slice(&twin[32..64]);
+    twin[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+    twin[64] = if twin[64] == 27 { 28 } else { 27 };
+    payment_payload.payload.insert(
+        "signature".into(),
+        serde_json::to_value(alloy::primitives::Bytes::from(twin)).unwrap(),
+    );
+    let request = VerifyRequest::V2 {
+        payment_payload,
+        payment_requirements,
+    };
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_signature"
+    );
+
+    // Signed under the wrong EIP-712 domain name (x402.md V-6): the simulation reverts and the
+    // token's on-chain name says why.
+    let mut wrong_domain = requirement.clone();
+    wrong_domain
+        .extra
+        .as_mut()
+        .unwrap()
+        .insert("name".into(), "USD Coin".into());
+    let request = simple_payment(&buyer, &wrong_domain);
+    assert_eq!(
+        invalid_reason(&fixture, &request).await,
+        "invalid_exact_evm_token_name_mismatch"
+    );
+
+    // A chain this facilitator does not serve.
+    let mut elsewhere = requirement.clone();
+    elsewhere.network = "eip155:8453".into();
+    let request = simple_payment(&buyer, &elsewhere);
+    assert_eq!(invalid_reason(&fixture, &request).await, "invalid_network");
+
+    // Settling an invalid payment moves nothing and still names the network (x402.md S-8).
+    let seller_before = fixture.balance(USDC, pay_to()).await;
+    let settled = fixture.facilitator.settle(&request).await.unwrap();
+    assert!(!settled.success);
+    assert_eq!(settled.error_reason.as_deref(), Some("invalid_network"));
+    assert_eq!(settled.network, "eip155:8453");
+    assert_eq!(fixture.balance(USDC, pay_to()).await, seller_before);
+}
+
+#[tokio::test]
+async fn v1_requests_use_the_legacy_network_name() {
+    let fixture = Fixture::start().await;
+    let buyer = fixture.buyer(4);
+    let requirement = usdc_requirement(2_500);
+    let VerifyRequest::V2 {
+        payment_payload, ..
+    } = simple_payment(&buyer, &requirement)
+    else {
+        unreachable!()
+    };
+    let v1_requirement: v1::PaymentRequirements = serde_json::from_value(serde_json::json!({
+        "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "2500",
+        "asset": USDC.to_checksum(None), "payTo": PAY_TO, "resource": "http://localhost/x",
+        "description": "", "mimeType": "application/json", "maxTimeoutSeconds": 300,
+        "extra": {"name": "USDC", "version": "2"}
+    }))
+    .unwrap();
+    let request = VerifyRequest::V1 {
+        payment_payload: v1::PaymentPayload {
+            x402_version: Default::default(),
+            scheme: "exact".into(),
+            network: "base-sepolia".into(),
+            payload: payment_payload.payload,
+        },
+        payment_requirements: v1_requirement,
+    };
+    assert!(fixture.facilitator.verify(&request).await.unwrap().is_valid);
+    let settled = fixture.facilitator.settle(&request).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(settled.network, "base-sepolia");
+}
+
+#[tokio::test]
+async fn concurrent_settles_of_one_payment_make_one_transfer() {
+    let fixture = Fixture::start().await;
+    let buyer = fixture.buyer(5);
+    let request = simple_payment(&buyer, &usdc_requirement(7_000));
+    let seller_before = fixture.balance(USDC, pay_to()).await;
+    let (a, b) = tokio::join!(
+        fixture.facilitator.settle(&request),
+        fixture.facilitator.settle(&request)
+    );
+    let (a, b): (SettleResponse, SettleResponse) = (a.unwrap(), b.unwrap());
+    assert!(a.success && b.success, "{a:?} {b:?}");
+    assert_eq!(
+        a.transaction, b.transaction,
+        "the same transfer reported to both"
+    );
+    assert_eq!(
+        fixture.balance(USDC, pay_to()).await,
+        seller_before + U256::from(7_000)
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_distinct_payments_all_land() {
+    let fixture = Fixture::start().await;
+    let requirement = usdc_requirement(1_000);
+    let requests: Vec<VerifyRequest> = (0..20)
+        // Every dev account but 2 (the seller) and 9 (the facilitator's gas payer).
+        .map(|i| {
+            simple_payment(
+                &fixture.buyer([0, 1, 3, 4, 5, 6, 7, 8][i % 8]),
+                &requirement,
+            )
+        })
+        .collect();
+    let seller_before = fixture.balance(USDC, pay_to()).await;
+    let results = futures_join_all(&fixture, &requests).await;
+    let hashes: HashSet<String> = results
+        .iter()
+        .map(|r| {
+            assert!(r.success, "{r:?}");
+            r.transaction.clone()
+        })
+        .collect();
+    assert_eq!(hashes.len(), 20, "twenty distinct transactions");
+    assert_eq!(
+        fixture.balance(USDC, pay_to()).await,
+        seller_before + U256::from(20_000)
+    );
+}
+
+async fn futures_join_all(fixture: &Fixture, requests: &[VerifyRequest]) -> Vec<SettleResponse> {
+    let futures = requests.iter().map(|r| fixture.facilitator.settle(r));
+    join_all(futures)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A dependency-free `join_all`: polls every future concurrently on the current task.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}

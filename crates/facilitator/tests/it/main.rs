@@ -1,0 +1,130 @@
+//! The embedded facilitator against a real devnet (anvil + our contracts).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    missing_debug_implementations
+)]
+
+mod eip3009;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::sol;
+use obol_chain::ChainClient;
+use obol_config::{ChainEndpoints, Endpoint};
+use obol_devnet::{Devnet, USDC};
+use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
+use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::wire::{VerifyRequest, v2};
+use obol_x402::{LocalSigner, PaymentSigner as _};
+use serde_json::json;
+
+sol! {
+    #[sol(rpc)]
+    interface IToken {
+        function balanceOf(address owner) external view returns (uint256);
+        function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+        function approve(address spender, uint256 amount) external returns (bool);
+    }
+}
+
+/// The seller's payTo in every test (dev account 2).
+pub const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A devnet, a client on it, and a facilitator paying gas from dev account 9.
+pub struct Fixture {
+    pub devnet: Devnet,
+    pub client: ChainClient,
+    pub facilitator: EvmFacilitator,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        let devnet = Devnet::start().await.unwrap();
+        let config = ChainEndpoints {
+            chain_id: devnet.chain_id(),
+            endpoints: vec![Endpoint {
+                url: devnet.endpoint(),
+                allow_writes: true,
+            }],
+        };
+        let client = ChainClient::connect("base-sepolia", &config).unwrap();
+        let signer = LocalSigner::from_private_key_hex(devnet.key(9)).unwrap();
+        let facilitator = EvmFacilitator::new(
+            FacilitatorConfig::default(),
+            vec![ChainSetup {
+                client: client.clone(),
+                signer,
+            }],
+        )
+        .unwrap();
+        Self {
+            devnet,
+            client,
+            facilitator,
+        }
+    }
+
+    /// Dev account `index` as a payment signer.
+    pub fn buyer(&self, index: usize) -> LocalSigner {
+        LocalSigner::from_private_key_hex(self.devnet.key(index)).unwrap()
+    }
+
+    pub async fn balance(&self, token: Address, owner: Address) -> U256 {
+        self.client.token_balance(token, owner).await.unwrap()
+    }
+}
+
+/// A USDC requirement of `amount` atomic units paying [`PAY_TO`].
+pub fn usdc_requirement(amount: u64) -> v2::PaymentRequirements {
+    serde_json::from_value(json!({
+        "scheme": "exact",
+        "network": "eip155:84532",
+        "amount": amount.to_string(),
+        "asset": USDC.to_checksum(None),
+        "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
+    }))
+    .unwrap()
+}
+
+/// Signs `requirement` with `signer` over `window` and pairs it with the server's copy
+/// `server` (usually the same requirement).
+pub fn pay(
+    signer: &LocalSigner,
+    requirement: &v2::PaymentRequirements,
+    server: &v2::PaymentRequirements,
+    window: ValidityWindow,
+    nonce: B256,
+) -> VerifyRequest {
+    let unsigned = prepare_exact(requirement, None, signer.address(), window, nonce).unwrap();
+    let signature = signer.sign_digest_sync(&unsigned.digest()).unwrap();
+    VerifyRequest::V2 {
+        payment_payload: unsigned.finish(&signature),
+        payment_requirements: server.clone(),
+    }
+}
+
+/// A live window: valid from ten minutes ago for five minutes.
+pub fn live() -> ValidityWindow {
+    ValidityWindow::for_request(now(), 300)
+}
+
+/// Pays `requirement` from `signer` with a fresh nonce and a live window.
+pub fn simple_payment(
+    signer: &LocalSigner,
+    requirement: &v2::PaymentRequirements,
+) -> VerifyRequest {
+    pay(signer, requirement, requirement, live(), random_nonce())
+}
