@@ -19,3 +19,40 @@ sol! {
         function version() external view returns (string);
     }
 }
+
+sol! {
+    /// ERC-20 reads for Permit2 payments.
+    #[sol(rpc)]
+    interface IErc20 {
+        function balanceOf(address owner) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
+    }
+
+    /// Uniswap Permit2 (SignatureTransfer): the nonce bitmap and its custom errors.
+    #[sol(rpc)]
+    interface IPermit2 {
+        function nonceBitmap(address owner, uint256 wordPos) external view returns (uint256);
+        error InvalidNonce();
+        error SignatureExpired(uint256 signatureDeadline);
+        error InvalidSignature();
+        error InvalidSigner();
+        error InvalidSignatureLength();
+        error InvalidContractSignature();
+    }
+
+    /// The x402 exact Permit2 proxy.
+    #[sol(rpc)]
+    interface IX402ExactPermit2Proxy {
+        struct TokenPermissions { address token; uint256 amount; }
+        struct PermitTransferFrom { TokenPermissions permitted; uint256 nonce; uint256 deadline; }
+        struct Witness { address to; uint256 validAfter; }
+        struct EIP2612Permit { uint256 value; uint256 deadline; bytes32 r; bytes32 s; uint8 v; }
+        function settle(PermitTransferFrom permit, address owner, Witness witness, bytes signature) external;
+        function settleWithPermit(EIP2612Permit permit2612, PermitTransferFrom permit, address owner, Witness witness, bytes signature) external;
+        error InvalidAmount();
+        error InvalidOwner();
+        error InvalidDestination();
+        error PaymentTooEarly();
+        error Permit2612AmountMismatch();
+    }
+}

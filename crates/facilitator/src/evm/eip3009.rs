@@ -6,39 +6,13 @@ use alloy::providers::Provider as _;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall as _;
 use alloy::transports::RpcError;
-use obol_x402::token::ERC6492_MAGIC_SUFFIX;
 use obol_x402::wire::VerifyRequest;
 
-use super::ChainRuntime;
 use super::contracts::IEip3009;
+use super::{CallFailure, ChainRuntime, call_failure, contract_wallet, rpc};
 use crate::FacilitatorError;
 use crate::checks::{Payment, SignerCheck, Transfer};
 use crate::reason::{Invalid, Reason};
-
-/// How a contract call failed.
-pub(super) enum CallFailure {
-    /// The node executed it and it reverted (or returned nothing decodable).
-    Reverted(String),
-    /// The node could not be asked.
-    Infra(String),
-}
-
-pub(super) fn call_failure(error: &alloy::contract::Error) -> CallFailure {
-    match error {
-        alloy::contract::Error::TransportError(RpcError::ErrorResp(payload)) => {
-            CallFailure::Reverted(payload.message.to_string())
-        }
-        alloy::contract::Error::TransportError(other) => CallFailure::Infra(other.to_string()),
-        other => CallFailure::Reverted(other.to_string()),
-    }
-}
-
-pub(super) fn rpc(payment: &Payment, message: String) -> FacilitatorError {
-    FacilitatorError::Rpc {
-        chain_id: payment.chain_id,
-        message,
-    }
-}
 
 /// `Ok(Err(_))` for an invalid payment, `Err(_)` when the chain could not be asked.
 pub(super) async fn check(
@@ -48,30 +22,8 @@ pub(super) async fn check(
     simulate: bool,
 ) -> Result<Result<(), Invalid>, FacilitatorError> {
     let provider = chain.client.provider();
-    if payment.signer == SignerCheck::NeedsChain {
-        let code = provider
-            .get_code_at(payment.payer)
-            .await
-            .map_err(|e| rpc(payment, e.to_string()))?;
-        if code.is_empty() {
-            let invalid = if payment.signature.len() == 65 {
-                Invalid::new(
-                    Reason::Signature,
-                    "the signature does not recover to `from`, and `from` is not a contract wallet",
-                )
-            } else if payment.signature.ends_with(&ERC6492_MAGIC_SUFFIX) {
-                Invalid::new(
-                    Reason::UndeployedSmartWallet,
-                    "ERC-6492 signatures of undeployed wallets are not supported; deploy the wallet first",
-                )
-            } else {
-                Invalid::new(
-                    Reason::UndeployedSmartWallet,
-                    "a contract-wallet signature, but there is no contract at `from`",
-                )
-            };
-            return Ok(Err(invalid));
-        }
+    if let Err(invalid) = contract_wallet(chain, payment, Reason::Signature).await? {
+        return Ok(Err(invalid));
     }
 
     let token = IEip3009::new(payment.asset, provider);
@@ -121,7 +73,7 @@ pub(super) async fn check(
     }
 
     if simulate {
-        let call = settlement_tx(chain, payment).from(chain.sender.address());
+        let call = settlement_tx(payment).from(chain.sender.address());
         if let Err(e) = provider.call(call).await {
             return match e {
                 RpcError::ErrorResp(payload) => {
@@ -138,7 +90,7 @@ pub(super) async fn check(
 
 /// The `transferWithAuthorization` call: the `(v, r, s)` overload for EOA signatures, the
 /// `bytes` overload (ERC-1271) otherwise.
-pub(super) fn settlement_tx(_chain: &ChainRuntime, payment: &Payment) -> TransactionRequest {
+pub(super) fn settlement_tx(payment: &Payment) -> TransactionRequest {
     let Transfer::Eip3009(auth) = &payment.transfer else {
         return TransactionRequest::default();
     };

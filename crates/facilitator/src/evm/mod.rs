@@ -9,6 +9,7 @@
 
 mod contracts;
 mod eip3009;
+mod permit2;
 mod sender;
 
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, B256};
+use alloy::providers::Provider as _;
+use alloy::transports::RpcError;
 use async_trait::async_trait;
 use obol_chain::ChainClient;
 use obol_x402::LocalSigner;
@@ -61,6 +64,8 @@ pub struct ChainSetup {
 struct ChainRuntime {
     client: ChainClient,
     sender: Sender,
+    /// Set once code was seen at the x402 exact Permit2 proxy (it does not go away).
+    proxy_seen: std::sync::OnceLock<bool>,
 }
 
 /// What a settle produced, remembered per payment identity.
@@ -117,6 +122,7 @@ impl EvmFacilitator {
                     ChainRuntime {
                         client: setup.client,
                         sender,
+                        proxy_seen: std::sync::OnceLock::new(),
                     },
                 )
                 .is_some()
@@ -160,10 +166,7 @@ impl EvmFacilitator {
         let chain = self.chain(&payment)?;
         let verdict = match &payment.transfer {
             Transfer::Eip3009(_) => eip3009::check(chain, &payment, request, simulate).await?,
-            Transfer::Permit2 { .. } => Err(Invalid::new(
-                Reason::UnsupportedScheme,
-                "Permit2 settlement is not enabled on this facilitator yet",
-            )),
+            Transfer::Permit2 { .. } => permit2::check(chain, &payment, simulate).await?,
         };
         Ok(verdict.map(|()| payment))
     }
@@ -175,21 +178,19 @@ impl EvmFacilitator {
     ) -> Result<Outcome, FacilitatorError> {
         let chain = self.chain(payment)?;
         let tx = match &payment.transfer {
-            Transfer::Eip3009(_) => eip3009::settlement_tx(chain, payment),
-            Transfer::Permit2 { .. } => {
-                return Ok(Outcome::Done(failure(
-                    payment,
-                    Reason::UnsupportedScheme,
-                    "Permit2 settlement is not enabled",
-                    "",
-                )));
-            }
+            Transfer::Eip3009(_) => eip3009::settlement_tx(payment),
+            Transfer::Permit2 { .. } => permit2::settlement_tx(payment),
         };
         let hash = match chain.sender.send(tx).await {
             Ok(hash) => hash,
-            Err(sender::SendError::Rejected(message)) => {
+            Err(sender::SendError::Rejected { message, revert }) => {
                 // The node refused the transaction (e.g. its simulation reverted): explain it.
-                let invalid = eip3009::diagnose(chain, payment, request, &message).await?;
+                let invalid = match &payment.transfer {
+                    Transfer::Eip3009(_) => {
+                        eip3009::diagnose(chain, payment, request, &message).await?
+                    }
+                    Transfer::Permit2 { .. } => permit2::diagnose(&revert, &message),
+                };
                 return Ok(Outcome::Done(failure(
                     payment,
                     invalid.reason,
@@ -260,6 +261,71 @@ impl EvmFacilitator {
             .1
             .clone()
     }
+}
+
+/// How a contract call failed.
+enum CallFailure {
+    /// The node executed it and it reverted (or returned nothing decodable).
+    Reverted(String),
+    /// The node could not be asked.
+    Infra(String),
+}
+
+fn call_failure(error: &alloy::contract::Error) -> CallFailure {
+    match error {
+        alloy::contract::Error::TransportError(RpcError::ErrorResp(payload)) => {
+            CallFailure::Reverted(payload.message.to_string())
+        }
+        alloy::contract::Error::TransportError(other) => CallFailure::Infra(other.to_string()),
+        other => CallFailure::Reverted(other.to_string()),
+    }
+}
+
+fn rpc(payment: &Payment, message: String) -> FacilitatorError {
+    FacilitatorError::Rpc {
+        chain_id: payment.chain_id,
+        message,
+    }
+}
+
+/// For signatures not proven off-chain: there must be a contract at the payer (ERC-1271),
+/// otherwise the signature is simply wrong (65 bytes) or belongs to an undeployed wallet.
+async fn contract_wallet(
+    chain: &ChainRuntime,
+    payment: &Payment,
+    bad_signature: Reason,
+) -> Result<Result<(), Invalid>, FacilitatorError> {
+    if payment.signer != checks::SignerCheck::NeedsChain {
+        return Ok(Ok(()));
+    }
+    let code = chain
+        .client
+        .provider()
+        .get_code_at(payment.payer)
+        .await
+        .map_err(|e| rpc(payment, e.to_string()))?;
+    if !code.is_empty() {
+        return Ok(Ok(()));
+    }
+    Ok(Err(if payment.signature.len() == 65 {
+        Invalid::new(
+            bad_signature,
+            "the signature does not recover to the payer, and the payer is not a contract wallet",
+        )
+    } else if payment
+        .signature
+        .ends_with(&obol_x402::token::ERC6492_MAGIC_SUFFIX)
+    {
+        Invalid::new(
+            Reason::UndeployedSmartWallet,
+            "ERC-6492 signatures of undeployed wallets are not supported; deploy the wallet first",
+        )
+    } else {
+        Invalid::new(
+            Reason::UndeployedSmartWallet,
+            "a contract-wallet signature, but there is no contract at the payer",
+        )
+    }))
 }
 
 fn failure(payment: &Payment, reason: Reason, message: &str, transaction: &str) -> SettleResponse {

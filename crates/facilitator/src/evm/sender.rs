@@ -22,7 +22,12 @@ use tokio::sync::Mutex;
 #[derive(Debug)]
 pub(crate) enum SendError {
     /// The node answered and refused it (typically: gas estimation reverted).
-    Rejected(String),
+    Rejected {
+        /// The node's message.
+        message: String,
+        /// The revert data, when the node returned any.
+        revert: Vec<u8>,
+    },
     /// The node could not be reached or failed.
     Infra(String),
 }
@@ -121,7 +126,13 @@ impl Sender {
 
 fn classify(error: &RpcError<TransportErrorKind>) -> SendError {
     match error {
-        RpcError::ErrorResp(payload) => SendError::Rejected(payload.message.to_string()),
+        RpcError::ErrorResp(payload) => SendError::Rejected {
+            message: payload.message.to_string(),
+            revert: payload
+                .as_revert_data()
+                .map(|d| d.to_vec())
+                .unwrap_or_default(),
+        },
         other => SendError::Infra(other.to_string()),
     }
 }

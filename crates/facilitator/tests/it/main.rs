@@ -8,6 +8,7 @@
 )]
 
 mod eip3009;
+mod permit2;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
