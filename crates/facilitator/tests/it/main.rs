@@ -8,6 +8,7 @@
 )]
 
 mod eip3009;
+mod pending;
 mod permit2;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -51,18 +52,22 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start() -> Self {
+        Self::with_config(FacilitatorConfig::default()).await
+    }
+
+    pub async fn with_config(config: FacilitatorConfig) -> Self {
         let devnet = Devnet::start().await.unwrap();
-        let config = ChainEndpoints {
+        let endpoints = ChainEndpoints {
             chain_id: devnet.chain_id(),
             endpoints: vec![Endpoint {
                 url: devnet.endpoint(),
                 allow_writes: true,
             }],
         };
-        let client = ChainClient::connect("base-sepolia", &config).unwrap();
+        let client = ChainClient::connect("base-sepolia", &endpoints).unwrap();
         let signer = LocalSigner::from_private_key_hex(devnet.key(9)).unwrap();
         let facilitator = EvmFacilitator::new(
-            FacilitatorConfig::default(),
+            config,
             vec![ChainSetup {
                 client: client.clone(),
                 signer,

@@ -1,0 +1,65 @@
+//! A broadcast transaction whose receipt does not come in time (x402.md S-5).
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider as _;
+use obol_devnet::USDC;
+use obol_facilitator::{Facilitator as _, FacilitatorConfig};
+
+use crate::{Fixture, PAY_TO, simple_payment, usdc_requirement};
+
+#[tokio::test]
+async fn unmined_settlement_is_pending_and_reconciled_without_a_second_broadcast() {
+    let config = FacilitatorConfig {
+        receipt_timeout: Duration::from_millis(400),
+        ..FacilitatorConfig::default()
+    };
+    let fixture = Fixture::with_config(config).await;
+    let provider = fixture.client.provider();
+    let request = simple_payment(&fixture.buyer(6), &usdc_requirement(3_000));
+
+    // Stop mining: the settlement goes into the mempool and stays there.
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let first = fixture.facilitator.settle(&request).await.unwrap();
+    assert!(!first.success);
+    assert_eq!(first.error_reason.as_deref(), Some("settlement_pending"));
+    assert_eq!(
+        first.transaction.len(),
+        66,
+        "the pending answer carries the tx hash"
+    );
+
+    // Settling again while still unmined: the same hash, nothing new broadcast.
+    let second = fixture.facilitator.settle(&request).await.unwrap();
+    assert_eq!(second.transaction, first.transaction);
+    let pending: serde_json::Value = provider
+        .raw_request("txpool_content".into(), ())
+        .await
+        .unwrap();
+    let queued = pending["pending"].as_object().map_or(0, |by_sender| {
+        by_sender
+            .values()
+            .map(|txs| txs.as_object().map_or(0, serde_json::Map::len))
+            .sum()
+    });
+    assert_eq!(queued, 1, "exactly one settlement transaction in the pool");
+
+    // Mine: the next settle call reconciles the same transaction into success.
+    let pay_to: Address = PAY_TO.parse().unwrap();
+    let before = fixture.balance(USDC, pay_to).await;
+    provider
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+        .await
+        .unwrap();
+    let third = fixture.facilitator.settle(&request).await.unwrap();
+    assert!(third.success, "{third:?}");
+    assert_eq!(third.transaction, first.transaction);
+    assert_eq!(
+        fixture.balance(USDC, pay_to).await,
+        before + U256::from(3_000)
+    );
+}
