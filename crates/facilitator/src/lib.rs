@@ -5,12 +5,14 @@
 //! | [`reason`] | the closed set of invalid/settle reason codes and their wire strings |
 //! | [`checks`] | the pure half of verification: scheme, network, terms, window, amount, token, spender, signature recovery |
 //! | [`evm`] | [`EvmFacilitator`]: chain reads, simulation, settlement with one transfer per payment and pipelined sends |
+//! | [`http`] | the HTTP service (`/verify`, `/settle`, `/supported`, `/healthz`, `/metrics`) and [`http::RemoteFacilitator`], a client of any facilitator |
 //!
 //! The [`Facilitator`] trait is what a seller gateway talks to, whether the facilitator runs in
 //! process ([`EvmFacilitator`]) or behind HTTP.
 
 pub mod checks;
 pub mod evm;
+pub mod http;
 pub mod reason;
 
 use async_trait::async_trait;
@@ -54,11 +56,27 @@ pub enum FacilitatorError {
     /// The facilitator is misconfigured.
     #[error("facilitator configuration: {0}")]
     Config(String),
+    /// A remote facilitator did not answer usefully.
+    #[error("facilitator {url}: {message}")]
+    Remote {
+        /// The facilitator's base URL.
+        url: String,
+        /// The HTTP status, when one came back.
+        status: Option<u16>,
+        /// What happened (sanitised).
+        message: String,
+        /// Whether the same request may succeed later.
+        retriable: bool,
+    },
 }
 
 impl FacilitatorError {
     /// Whether the same request may succeed later.
     pub fn retriable(&self) -> bool {
-        matches!(self, Self::Rpc { .. })
+        match self {
+            Self::Rpc { .. } => true,
+            Self::Remote { retriable, .. } => *retriable,
+            Self::Config(_) => false,
+        }
     }
 }

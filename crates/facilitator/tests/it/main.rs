@@ -8,6 +8,7 @@
 )]
 
 mod eip3009;
+mod http;
 mod pending;
 mod permit2;
 
@@ -47,7 +48,7 @@ pub fn now() -> u64 {
 pub struct Fixture {
     pub devnet: Devnet,
     pub client: ChainClient,
-    pub facilitator: EvmFacilitator,
+    pub facilitator: std::sync::Arc<EvmFacilitator>,
 }
 
 impl Fixture {
@@ -74,6 +75,7 @@ impl Fixture {
             }],
         )
         .unwrap();
+        let facilitator = std::sync::Arc::new(facilitator);
         Self {
             devnet,
             client,
