@@ -28,6 +28,50 @@ pub(crate) enum Command {
     /// Inspect x402 messages.
     #[command(subcommand)]
     X402(X402Command),
+    /// A local EVM chain with our contracts (USDC, OBOL, Permit2, the x402 proxy, ERC-8004).
+    #[command(subcommand)]
+    Devnet(DevnetCommand),
+    /// The x402 facilitator: verifies and settles payments on-chain.
+    #[command(subcommand)]
+    Facilitator(FacilitatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DevnetCommand {
+    /// Start anvil in the background, place the contracts, fund the dev accounts, and register
+    /// it as the `devnet` chain (read-write).
+    Up,
+    /// Stop the devnet and forget the `devnet` chain.
+    Down,
+    /// Whether the devnet runs, its endpoint and head block.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FacilitatorCommand {
+    /// Serve /verify, /settle, /supported, /healthz and /metrics until interrupted.
+    Serve(FacilitatorServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FacilitatorServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4040")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Chains to settle on (repeatable); each needs an endpoint added with --allow-writes.
+    #[arg(long = "chain", required = true)]
+    pub(crate) chains: Vec<String>,
+    /// Wallet that pays settlement gas (default: `default`, or $OBOL_PRIVATE_KEY when set).
+    #[arg(long)]
+    pub(crate) wallet: Option<String>,
+    #[command(flatten)]
+    pub(crate) password: PasswordArgs,
+    /// Require `Authorization: Bearer <token>`, the token read from this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) auth_token_file: Option<PathBuf>,
+    /// Seconds to wait for a settlement receipt before answering `settlement_pending`.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) receipt_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

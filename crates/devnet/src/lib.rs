@@ -155,32 +155,53 @@ impl Anvil {
 
     /// Starts anvil on a free loopback port with `chain_id`, and waits until it answers.
     pub async fn spawn_with_chain_id(chain_id: u64) -> Result<Self, DevnetError> {
+        Self::spawn_inner(chain_id, None).await
+    }
+
+    /// Starts anvil in its own process group with its output in `log`, so that it outlives
+    /// this process (`obol devnet up`). Dropping the handle leaves it running; stop it by its
+    /// [`Anvil::pid`].
+    pub async fn spawn_detached(chain_id: u64, log: &Path) -> Result<Self, DevnetError> {
+        Self::spawn_inner(chain_id, Some(log)).await
+    }
+
+    async fn spawn_inner(chain_id: u64, detached_log: Option<&Path>) -> Result<Self, DevnetError> {
         let path = find_anvil()?;
+        let spawn_error = |source| DevnetError::Spawn {
+            path: path.clone(),
+            source,
+        };
         let mut last_error = None;
         // A freed port can be taken by someone else before anvil binds it: try a few.
         for _ in 0..3 {
-            let port = free_port().await.map_err(|source| DevnetError::Spawn {
-                path: path.clone(),
-                source,
-            })?;
-            let child = Command::new(&path)
+            let port = free_port().await.map_err(spawn_error)?;
+            let mut command = Command::new(&path);
+            command
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--chain-id", &chain_id.to_string(), "--silent"])
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|source| DevnetError::Spawn {
-                    path: path.clone(),
-                    source,
-                })?;
+                .stdout(Stdio::null());
+            match detached_log {
+                Some(log) => {
+                    let file = std::fs::File::create(log).map_err(spawn_error)?;
+                    command.stderr(Stdio::from(file)).kill_on_drop(false);
+                    #[cfg(unix)]
+                    command.process_group(0);
+                }
+                None => {
+                    command.stderr(Stdio::piped()).kill_on_drop(true);
+                }
+            }
+            let child = command.spawn().map_err(spawn_error)?;
             let mut anvil = Self {
                 child,
                 port,
                 chain_id,
             };
-            match anvil.wait_ready(Duration::from_secs(15)).await {
+            match anvil
+                .wait_ready(Duration::from_secs(15), detached_log)
+                .await
+            {
                 Ok(()) => return Ok(anvil),
                 Err(e) => last_error = Some(e),
             }
@@ -191,13 +212,24 @@ impl Anvil {
         }))
     }
 
-    async fn wait_ready(&mut self, budget: Duration) -> Result<(), DevnetError> {
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn wait_ready(
+        &mut self,
+        budget: Duration,
+        log: Option<&Path>,
+    ) -> Result<(), DevnetError> {
         let deadline = Instant::now() + budget;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let mut stderr = String::new();
                 if let Some(mut pipe) = self.child.stderr.take() {
                     let _ = pipe.read_to_string(&mut stderr).await;
+                } else if let Some(log) = log {
+                    stderr = std::fs::read_to_string(log).unwrap_or_default();
                 }
                 return Err(DevnetError::NotReady {
                     port: self.port,
@@ -248,54 +280,8 @@ impl Devnet {
     /// Starts anvil on chain 84532, places the contracts, and funds every dev account with
     /// [`USDC_FUNDING`] and [`OBOL_FUNDING`].
     pub async fn start() -> Result<Self, DevnetError> {
-        use alloy::network::EthereumWallet;
-        use alloy::providers::{Provider as _, ProviderBuilder};
-        use alloy::signers::local::PrivateKeySigner;
-
         let anvil = Anvil::spawn().await?;
-        let setup = |e: &dyn std::fmt::Display| DevnetError::Setup(e.to_string());
-        let minter: PrivateKeySigner = DEV_KEYS[0].parse().map_err(|e| setup(&e))?;
-        let url = anvil.endpoint().parse().map_err(|e| setup(&e))?;
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(minter.clone()))
-            .connect_http(url);
-        for placement in &contracts::PLACEMENTS {
-            let code = placement.runtime_code()?;
-            provider
-                .raw_request::<_, ()>("anvil_setCode".into(), (placement.address, code))
-                .await
-                .map_err(|e| setup(&format!("anvil_setCode {}: {e}", placement.name)))?;
-        }
-        let mut last = None;
-        for placement in contracts::PLACEMENTS.iter().filter(|p| p.initialize) {
-            let token = contracts::IDevToken::new(placement.address, &provider);
-            last = Some(
-                token
-                    .initialize(minter.address())
-                    .send()
-                    .await
-                    .map_err(|e| setup(&e))?,
-            );
-        }
-        let amounts = [(USDC, USDC_FUNDING), (OBOL, OBOL_FUNDING)];
-        for key in DEV_KEYS {
-            let holder = key
-                .parse::<PrivateKeySigner>()
-                .map_err(|e| setup(&e))?
-                .address();
-            for (token, amount) in amounts {
-                let token = contracts::IDevToken::new(token, &provider);
-                let mint = token.mint(holder, alloy::primitives::U256::from(amount));
-                last = Some(mint.send().await.map_err(|e| setup(&e))?);
-            }
-        }
-        // anvil mines each transaction at once; waiting for the last one confirms them all.
-        if let Some(pending) = last {
-            let receipt = pending.get_receipt().await.map_err(|e| setup(&e))?;
-            if !receipt.status() {
-                return Err(DevnetError::Setup("funding transaction reverted".into()));
-            }
-        }
+        install(&anvil.endpoint()).await?;
         Ok(Self {
             anvil: Arc::new(anvil),
         })
@@ -315,6 +301,60 @@ impl Devnet {
     pub fn key(&self, index: usize) -> &'static str {
         DEV_KEYS[index % DEV_KEYS.len()]
     }
+}
+
+/// Places our contracts on the anvil at `endpoint` and funds every dev account with
+/// [`USDC_FUNDING`] and [`OBOL_FUNDING`]. Runs once per fresh chain (`initialize` refuses a
+/// second call).
+pub async fn install(endpoint: &str) -> Result<(), DevnetError> {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::{Provider as _, ProviderBuilder};
+    use alloy::signers::local::PrivateKeySigner;
+
+    let setup = |e: &dyn std::fmt::Display| DevnetError::Setup(e.to_string());
+    let minter: PrivateKeySigner = DEV_KEYS[0].parse().map_err(|e| setup(&e))?;
+    let url = endpoint.parse().map_err(|e| setup(&e))?;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(minter.clone()))
+        .connect_http(url);
+    for placement in &contracts::PLACEMENTS {
+        let code = placement.runtime_code()?;
+        provider
+            .raw_request::<_, ()>("anvil_setCode".into(), (placement.address, code))
+            .await
+            .map_err(|e| setup(&format!("anvil_setCode {}: {e}", placement.name)))?;
+    }
+    let mut last = None;
+    for placement in contracts::PLACEMENTS.iter().filter(|p| p.initialize) {
+        let token = contracts::IDevToken::new(placement.address, &provider);
+        last = Some(
+            token
+                .initialize(minter.address())
+                .send()
+                .await
+                .map_err(|e| setup(&e))?,
+        );
+    }
+    let amounts = [(USDC, USDC_FUNDING), (OBOL, OBOL_FUNDING)];
+    for key in DEV_KEYS {
+        let holder = key
+            .parse::<PrivateKeySigner>()
+            .map_err(|e| setup(&e))?
+            .address();
+        for (token, amount) in amounts {
+            let token = contracts::IDevToken::new(token, &provider);
+            let mint = token.mint(holder, alloy::primitives::U256::from(amount));
+            last = Some(mint.send().await.map_err(|e| setup(&e))?);
+        }
+    }
+    // anvil mines each transaction at once; waiting for the last one confirms them all.
+    if let Some(pending) = last {
+        let receipt = pending.get_receipt().await.map_err(|e| setup(&e))?;
+        if !receipt.status() {
+            return Err(DevnetError::Setup("funding transaction reverted".into()));
+        }
+    }
+    Ok(())
 }
 
 async fn free_port() -> std::io::Result<u16> {

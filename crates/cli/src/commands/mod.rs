@@ -1,5 +1,7 @@
 //! One module per command group.
 
+mod devnet;
+mod facilitator;
 mod network;
 mod wallet;
 mod x402;
@@ -16,6 +18,29 @@ pub(crate) struct Context {
     pub(crate) json: bool,
 }
 
+/// Resolves on Ctrl-C or SIGTERM (containers and service managers stop with TERM).
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Runs the parsed command line.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = || -> anyhow::Result<Context> {
@@ -28,5 +53,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::X402(X402Command::Decode(args)) => x402::decode(&args, cli.json),
         Command::Wallet(command) => wallet::run(&context()?, command).await,
         Command::Network(command) => network::run(&context()?, command).await,
+        Command::Devnet(command) => devnet::run(&context()?, command).await,
+        Command::Facilitator(command) => facilitator::run(&context()?, command).await,
     }
 }

@@ -55,7 +55,7 @@ pub(crate) async fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result
     }
 }
 
-fn password_source(args: &PasswordArgs) -> PasswordSource {
+pub(crate) fn password_source(args: &PasswordArgs) -> PasswordSource {
     PasswordSource {
         file: args.password_file.clone(),
         env: std::env::var(env::WALLET_PASSWORD).ok(),

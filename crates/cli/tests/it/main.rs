@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod decode;
+mod devnet;
 mod network;
 mod wallet;
 

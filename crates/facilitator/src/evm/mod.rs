@@ -449,7 +449,7 @@ impl Facilitator for EvmFacilitator {
         signer_map.insert("eip155:*".into(), Value::from(signers));
         Ok(SupportedResponse {
             kinds,
-            extensions: Vec::new(),
+            extensions: vec!["eip2612GasSponsoring".to_owned()],
             signers: signer_map,
         })
     }

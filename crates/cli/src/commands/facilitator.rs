@@ -1,0 +1,103 @@
+//! `obol facilitator serve`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use obol_config::env;
+use obol_facilitator::evm::ChainSetup;
+use obol_facilitator::http::{ServerOptions, router, serve};
+use obol_facilitator::{EvmFacilitator, FacilitatorConfig};
+use obol_wallet::{SignerSource, WalletStore, read_password};
+use obol_x402::PaymentSigner as _;
+use tokio::net::TcpListener;
+
+use super::{Context, network};
+use crate::cli::{FacilitatorCommand, FacilitatorServeArgs};
+use crate::output;
+
+pub(crate) async fn run(ctx: &Context, command: FacilitatorCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        FacilitatorCommand::Serve(args) => serve_command(ctx, args).await,
+    }
+}
+
+async fn serve_command(ctx: &Context, args: FacilitatorServeArgs) -> anyhow::Result<ExitCode> {
+    let env_key = std::env::var(env::PRIVATE_KEY)
+        .ok()
+        .filter(|k| !k.is_empty());
+    let source = SignerSource::resolve(
+        env_key.is_some() && args.wallet.is_none(),
+        args.wallet.as_deref(),
+    );
+    let store = WalletStore::new(&ctx.paths);
+    let signer = source.load(&store, env_key.as_deref(), || {
+        read_password(&super::wallet::password_source(&args.password), false)
+    })?;
+
+    let networks = obol_config::NetworksFile::load(&ctx.paths.networks_file())?;
+    let mut chains = Vec::new();
+    let mut names = Vec::new();
+    for chain in &args.chains {
+        let client = network::client(ctx, chain)?;
+        let writable = networks
+            .get(chain)
+            .is_some_and(|c| c.endpoints.iter().any(|e| e.allow_writes));
+        if !writable {
+            anyhow::bail!(
+                "{} has no write-enabled endpoint, so settlements could not be sent; add one with `obol network add {} --endpoint URL --allow-writes`",
+                client.name(),
+                client.name()
+            );
+        }
+        client
+            .check_chain_id()
+            .await
+            .with_context(|| format!("checking {}", client.name()))?;
+        names.push(format!("{} ({})", client.name(), client.chain_id()));
+        chains.push(ChainSetup {
+            client,
+            signer: signer.clone(),
+        });
+    }
+    let config = FacilitatorConfig {
+        receipt_timeout: Duration::from_secs(args.receipt_timeout),
+        ..FacilitatorConfig::default()
+    };
+    let facilitator = Arc::new(EvmFacilitator::new(config, chains)?);
+    let auth_token = match &args.auth_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_owned(),
+        )
+        .filter(|t| !t.is_empty()),
+        None => None,
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    output::note(&format!(
+        "facilitator listening on http://{address} — chains: {}; gas paid by {} ({source}){}",
+        names.join(", "),
+        signer.address().to_checksum(None),
+        if auth_token.is_some() {
+            "; bearer auth on"
+        } else {
+            ""
+        }
+    ));
+    let app = router(
+        facilitator,
+        ServerOptions {
+            auth_token,
+            body_limit: 0,
+        },
+    );
+    serve(listener, app, super::shutdown_signal()).await?;
+    output::note("facilitator stopped");
+    Ok(ExitCode::SUCCESS)
+}
