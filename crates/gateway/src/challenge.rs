@@ -1,0 +1,296 @@
+//! The 402 answer.
+//!
+//! Body and `PAYMENT-REQUIRED` header carry the same v2 `PaymentRequired`. Each option is
+//! listed with its CAIP-2 network and again with its legacy name, so v1-era clients that only
+//! know `base-sepolia` still find one they can pay (obol-stack.md §4.7).
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use obol_x402::header::{self as x402_header, PAYMENT_REQUIRED};
+use obol_x402::network;
+use obol_x402::wire::{X402Version, v2};
+use serde_json::{Map, Value, json};
+
+use crate::route::Offer;
+
+/// The `error` of a first challenge.
+pub const PAYMENT_REQUIRED_ERROR: &str = "Payment required for this resource";
+
+/// Headers browsers may read from x402 answers.
+pub const EXPOSE_HEADERS: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";
+
+/// Why a payment was refused, echoed in `extensions.paymentFailure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentFailure {
+    /// Machine reason (`no_matching_requirement`, `payment_invalid`, …).
+    pub reason: &'static str,
+    /// Specifics.
+    pub detail: String,
+    /// What to do about it.
+    pub hint: Option<&'static str>,
+}
+
+/// The offer's `accepts`: each option, then the same option under its legacy network name.
+pub fn accepts(offer: &Offer) -> Vec<v2::PaymentRequirements> {
+    let mut out = Vec::with_capacity(offer.options.len() * 2);
+    for option in &offer.options {
+        let requirement = &option.requirements;
+        out.push(requirement.clone());
+        if let Ok(known) = network::resolve(&requirement.network)
+            && known.name != requirement.network
+        {
+            let mut legacy = requirement.clone();
+            legacy.network = known.name.to_owned();
+            out.push(legacy);
+        }
+    }
+    out
+}
+
+/// Builds the `PaymentRequired` for `offer` at `resource_url`.
+pub fn payment_required(
+    offer: &Offer,
+    resource_url: String,
+    failure: Option<&PaymentFailure>,
+) -> v2::PaymentRequired {
+    let mut extensions = Map::new();
+    if offer.options.iter().any(|o| o.eip2612_gas_sponsoring) {
+        extensions.insert("eip2612GasSponsoring".into(), eip2612_extension());
+    }
+    let error = match failure {
+        None => PAYMENT_REQUIRED_ERROR.to_owned(),
+        Some(failure) => {
+            let mut entry = Map::new();
+            entry.insert("reason".into(), failure.reason.into());
+            entry.insert("detail".into(), failure.detail.clone().into());
+            if let Some(hint) = failure.hint {
+                entry.insert("hint".into(), hint.into());
+            }
+            extensions.insert("paymentFailure".into(), Value::Object(entry));
+            match failure.hint {
+                Some(hint) => format!("Payment invalid: {} — {hint}", failure.detail),
+                None => format!("Payment invalid: {}", failure.detail),
+            }
+        }
+    };
+    let description = if offer.description.is_empty() {
+        format!("Payment required for {}", offer.strip_prefix)
+    } else {
+        offer.description.clone()
+    };
+    v2::PaymentRequired {
+        x402_version: X402Version,
+        error: Some(error),
+        resource: v2::ResourceInfo {
+            url: resource_url,
+            description: Some(description),
+            mime_type: Some(offer.mime_type.clone()),
+            ..v2::ResourceInfo::default()
+        },
+        accepts: accepts(offer),
+        extensions: (!extensions.is_empty()).then_some(extensions),
+        facilitator: None,
+    }
+}
+
+fn eip2612_extension() -> Value {
+    json!({
+        "info": {
+            "description": "The facilitator can apply an EIP-2612 permit approving Permit2 in the settlement transaction, so no prior approval is needed.",
+            "version": "1"
+        },
+        "schema": {
+            "type": "object",
+            "required": ["from", "asset", "spender", "amount", "nonce", "deadline", "signature", "version"],
+            "properties": {
+                "from": {"type": "string"}, "asset": {"type": "string"},
+                "spender": {"type": "string", "description": "Permit2: 0x000000000022D473030F116dDEE9F6B43aC78BA3"},
+                "amount": {"type": "string"}, "nonce": {"type": "string"}, "deadline": {"type": "string"},
+                "signature": {"type": "string"}, "version": {"type": "string"}
+            }
+        }
+    })
+}
+
+/// The 402 response: JSON body, `PAYMENT-REQUIRED`, a catalog `Link`, CORS exposure.
+pub fn response(required: &v2::PaymentRequired) -> Response {
+    let body = serde_json::to_vec(required).unwrap_or_default();
+    let mut response = (StatusCode::PAYMENT_REQUIRED, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = x402_header::encode(required)
+        && let Ok(value) = HeaderValue::from_str(&value)
+    {
+        headers.insert(PAYMENT_REQUIRED, value);
+    }
+    headers.insert(
+        header::LINK,
+        HeaderValue::from_static("</api/services.json>; rel=\"catalog\""),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
+    response
+}
+
+/// A host header value we are willing to echo into `resource.url`.
+fn clean_host(value: &str) -> Option<&str> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    ok.then_some(value)
+}
+
+fn is_local(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "obol.stack")
+        || name.ends_with(".localhost")
+        || name.starts_with("127.")
+}
+
+/// The URL buyers paid for: `public_base` + path when a public URL is configured, otherwise
+/// scheme and host from `X-Forwarded-Proto`/`X-Forwarded-Host`/`Host` (https unless the host is
+/// local and nothing says https), path from `X-Forwarded-Uri` or the request.
+pub fn resource_url(public_base: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let path = get("x-forwarded-uri")
+        .filter(|p| p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        .map_or_else(
+            || uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            str::to_owned,
+        );
+    if let Some(base) = public_base {
+        return format!("{}{path}", base.trim_end_matches('/'));
+    }
+    let host = get("x-forwarded-host")
+        .and_then(|h| clean_host(h.split(',').next().unwrap_or("").trim()))
+        .or_else(|| get("host").and_then(clean_host))
+        .unwrap_or("localhost");
+    let scheme = match get("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or("").trim()) {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ if is_local(host) => "http",
+        _ => "https",
+    };
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::route::PaymentOption;
+    use crate::route::tests::offer;
+
+    fn priced_offer() -> Offer {
+        let requirements: v2::PaymentRequirements = serde_json::from_value(json!({
+            "scheme": "exact", "network": "eip155:84532", "amount": "1000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 300,
+            "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
+        }))
+        .unwrap();
+        let mut offer = Arc::unwrap_or_clone(offer("foo", "/services/foo"));
+        offer.options = vec![PaymentOption {
+            requirements,
+            asset_symbol: "USDC".into(),
+            eip2612_gas_sponsoring: false,
+        }];
+        offer
+    }
+
+    #[test]
+    fn accepts_lists_caip2_then_legacy() {
+        let networks: Vec<String> = accepts(&priced_offer())
+            .into_iter()
+            .map(|r| r.network)
+            .collect();
+        assert_eq!(networks, ["eip155:84532", "base-sepolia"]);
+    }
+
+    #[test]
+    fn challenge_body_and_header_agree() {
+        let required = payment_required(
+            &priced_offer(),
+            "https://seller.example/services/foo".into(),
+            None,
+        );
+        let response = response(&required);
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        let header = response.headers()[PAYMENT_REQUIRED].to_str().unwrap();
+        let decoded: v2::PaymentRequired = x402_header::decode(header).unwrap();
+        assert_eq!(decoded, required);
+        assert_eq!(decoded.error.as_deref(), Some(PAYMENT_REQUIRED_ERROR));
+        assert!(
+            response.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+                .to_str()
+                .unwrap()
+                .contains("PAYMENT-RESPONSE")
+        );
+        assert!(required.extensions.is_none());
+
+        let failure = PaymentFailure {
+            reason: "no_matching_requirement",
+            detail: "amount 999 ≠ 1000".into(),
+            hint: Some("pay one of accepts[]"),
+        };
+        let again = payment_required(&priced_offer(), "u".into(), Some(&failure));
+        assert_eq!(
+            again.error.as_deref(),
+            Some("Payment invalid: amount 999 ≠ 1000 — pay one of accepts[]")
+        );
+        assert_eq!(
+            again.extensions.unwrap()["paymentFailure"]["reason"],
+            "no_matching_requirement"
+        );
+    }
+
+    #[test]
+    fn resource_urls() {
+        let uri: Uri = "/services/foo/v1/chat/completions?x=1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            resource_url(None, &headers, &uri),
+            "http://127.0.0.1:8080/services/foo/v1/chat/completions?x=1"
+        );
+        headers.insert("host", "seller.example".parse().unwrap());
+        assert_eq!(
+            resource_url(None, &headers, &uri),
+            "https://seller.example/services/foo/v1/chat/completions?x=1"
+        );
+        headers.insert(
+            "x-forwarded-host",
+            "tunnel.example, proxy.internal".parse().unwrap(),
+        );
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        headers.insert("x-forwarded-uri", "/services/foo/x".parse().unwrap());
+        assert_eq!(
+            resource_url(None, &headers, &uri),
+            "https://tunnel.example/services/foo/x"
+        );
+        // A hostile forwarded host is ignored.
+        headers.insert("x-forwarded-host", "evil.example/<script>".parse().unwrap());
+        assert_eq!(
+            resource_url(None, &headers, &uri),
+            "https://seller.example/services/foo/x"
+        );
+        assert_eq!(
+            resource_url(Some("https://public.example/"), &headers, &uri),
+            "https://public.example/services/foo/x"
+        );
+    }
+}

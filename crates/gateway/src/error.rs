@@ -1,0 +1,175 @@
+//! Every gateway failure, and the one place it becomes an HTTP answer:
+//! `{error, reason, detail?, hint?, retriable}` (obol-stack.md §4.5). 402 re-challenges are
+//! built by [`crate::challenge`] instead, because an x402 client needs `accepts` to retry.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A failure with its status and wire body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{status} {reason}: {error}")]
+pub struct GatewayError {
+    /// HTTP status.
+    #[serde(skip)]
+    pub status: StatusCode,
+    /// Human summary.
+    pub error: &'static str,
+    /// Machine reason (metrics label and wire code).
+    pub reason: &'static str,
+    /// Specifics (sanitised: never raw untrusted input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What the caller can do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+    /// Whether the same request may succeed later.
+    pub retriable: bool,
+}
+
+impl GatewayError {
+    fn new(status: StatusCode, error: &'static str, reason: &'static str) -> Self {
+        Self {
+            status,
+            error,
+            reason,
+            detail: None,
+            hint: None,
+            retriable: false,
+        }
+    }
+
+    /// Adds specifics.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// Marks it retriable.
+    pub fn retriable(mut self, retriable: bool) -> Self {
+        self.retriable = retriable;
+        self
+    }
+
+    /// 400: the payment header does not decode.
+    pub fn invalid_payment_header(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid payment header", "invalid_payment_header")
+            .detail(detail)
+            .hint("send base64(JSON PaymentPayload) with the standard alphabet in X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2)")
+    }
+
+    /// 404: nothing is served at this path.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "No service here", "route_not_found")
+    }
+
+    /// 404: a paid prefix without a matching route (never served free).
+    pub fn fail_closed() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "No service here",
+            "paid_route_not_found",
+        )
+        .hint("this path belongs to a paid offer but matches none of its routes")
+    }
+
+    /// 503: the facilitator could not be reached.
+    pub fn facilitator_unreachable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Payment verification failed",
+            "facilitator_unreachable",
+        )
+        .detail(detail)
+        .retriable(true)
+    }
+
+    /// 503: the facilitator answered with an error.
+    pub fn facilitator_error(detail: impl Into<String>, retriable: bool) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Payment verification failed", "facilitator_error")
+            .detail(detail)
+            .retriable(retriable)
+            .hint("usual causes: validAfter too close to now (use 0 or now-600 s), or a signature v other than 27/28")
+    }
+
+    /// 503: settlement could not be completed. Retriable only when nothing was broadcast.
+    pub fn settlement_failed(detail: impl Into<String>, transaction_sent: bool) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Payment settlement failed",
+            "settlement_failed",
+        )
+        .detail(detail)
+        .retriable(!transaction_sent)
+    }
+
+    /// 502: the upstream could not be reached; nothing was charged.
+    pub fn upstream_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream unavailable",
+            "upstream_unavailable",
+        )
+        .detail(detail)
+        .retriable(true)
+    }
+
+    /// 413: the request body is over the limit.
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            "body_too_large",
+        )
+        .detail(format!("the limit is {limit} bytes"))
+    }
+
+    /// 503: the route table has not been loaded yet.
+    pub fn not_ready() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: routes not loaded",
+            "not_ready",
+        )
+        .retriable(true)
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_body_shape() {
+        let err = GatewayError::settlement_failed("timeout", false);
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        let json = serde_json::to_value(&err).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "Payment settlement failed", "reason": "settlement_failed",
+                               "detail": "timeout", "retriable": true})
+        );
+        assert!(
+            !GatewayError::settlement_failed("x", true).retriable,
+            "a sent tx is not retried"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Offers and the route table.
+//!
+//! The table is built from the published offers and swapped atomically ([`Routes::store`]);
+//! requests take a snapshot ([`Routes::load`]) and never wait for a writer.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use obol_x402::pricing::Price;
+use obol_x402::wire::v2;
+use url::Url;
+
+/// What kind of upstream an offer sells (decides chat-path normalisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferKind {
+    /// An arbitrary HTTP API.
+    Http,
+    /// An OpenAI-compatible model endpoint.
+    Inference,
+    /// An agent with an OpenAI-compatible chat endpoint.
+    Agent,
+}
+
+/// One way to pay for an offer: a fully built v2 requirement and its token's symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOption {
+    /// The requirement as it appears in `accepts` (CAIP-2 network).
+    pub requirements: v2::PaymentRequirements,
+    /// The token symbol, for metrics and human text.
+    pub asset_symbol: String,
+    /// Whether the token can be approved for Permit2 with an EIP-2612 permit in the same
+    /// settlement (advertised as the `eip2612GasSponsoring` extension).
+    pub eip2612_gas_sponsoring: bool,
+}
+
+/// A published, payment-gated offer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The offer's namespace (metrics label).
+    pub namespace: String,
+    /// The offer's name (metrics label).
+    pub name: String,
+    /// What it sells.
+    pub kind: OfferKind,
+    /// Where paid requests go.
+    pub upstream: Url,
+    /// The public path prefix removed before proxying (e.g. `/services/foo`).
+    pub strip_prefix: String,
+    /// `Authorization` value injected upstream (a secret: never printed).
+    pub upstream_auth: Option<String>,
+    /// The price as the seller set it.
+    pub price: Price,
+    /// Accepted payments, in preference order. Never empty for a published offer.
+    pub options: Vec<PaymentOption>,
+    /// Human description for the 402's `resource`.
+    pub description: String,
+    /// MIME type of the paid response.
+    pub mime_type: String,
+}
+
+impl fmt::Debug for Offer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Offer")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("upstream", &self.upstream.as_str())
+            .field("strip_prefix", &self.strip_prefix)
+            .field("upstream_auth", &self.upstream_auth.as_ref().map(|_| "***"))
+            .field("options", &self.options.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pattern and the offer it serves.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `services/foo/*` (leading `/` optional): `*` as the last segment matches the prefix
+    /// itself and anything below it; `*` elsewhere matches one segment; no `*` is exact.
+    pub pattern: String,
+    /// The offer.
+    pub offer: Arc<Offer>,
+}
+
+/// What a path resolves to.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A paid offer.
+    Offer(Arc<Offer>),
+    /// Under a paid prefix but no route matches: refuse, never serve free.
+    FailClosed,
+    /// Not ours.
+    NotFound,
+}
+
+/// Routes in match order, with the paid prefixes that fail closed.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<(Vec<String>, Route)>,
+    paid_prefixes: Vec<String>,
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect()
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, suffix)) => {
+            text.len() >= prefix.len() + suffix.len()
+                && text.starts_with(prefix)
+                && text.ends_with(suffix)
+        }
+    }
+}
+
+fn matches(pattern: &[String], path: &[String]) -> bool {
+    match pattern.split_last() {
+        // `/x/*`: the prefix itself (`/x`, `/x/`) or anything under it.
+        Some((last, head)) if last == "*" => {
+            path.len() >= head.len() && head.iter().zip(path).all(|(p, s)| glob(p, s))
+        }
+        _ => pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, s)| glob(p, s)),
+    }
+}
+
+impl RouteTable {
+    /// A table of `routes`, matched in the given order.
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut paid_prefixes: Vec<String> = routes
+            .iter()
+            .flat_map(|route| {
+                let pattern = format!("/{}", route.pattern.trim_start_matches('/'));
+                let wildcard = pattern.strip_suffix("/*").map(|p| format!("{p}/"));
+                let strip = (!route.offer.strip_prefix.is_empty())
+                    .then(|| format!("{}/", route.offer.strip_prefix.trim_end_matches('/')));
+                wildcard.into_iter().chain(strip)
+            })
+            .collect();
+        paid_prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        paid_prefixes.dedup();
+        Self {
+            routes: routes
+                .into_iter()
+                .map(|route| (segments(&route.pattern), route))
+                .collect(),
+            paid_prefixes,
+        }
+    }
+
+    /// The number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True without routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The routes, in match order.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|(_, route)| route)
+    }
+
+    /// Resolves a request path (no query).
+    pub fn lookup(&self, path: &str) -> Lookup {
+        let path_segments = segments(path);
+        let trimmed = |s: &[String]| {
+            // `/x/` has an empty last segment; it means the same as `/x`.
+            if s.len() > 1 && s.last().is_some_and(String::is_empty) {
+                s[..s.len() - 1].to_vec()
+            } else {
+                s.to_vec()
+            }
+        };
+        let path_segments = trimmed(&path_segments);
+        if let Some((_, route)) = self
+            .routes
+            .iter()
+            .find(|(pattern, _)| matches(pattern, &path_segments))
+        {
+            return Lookup::Offer(route.offer.clone());
+        }
+        let with_slash = format!("/{}/", path.trim_start_matches('/').trim_end_matches('/'));
+        if self
+            .paid_prefixes
+            .iter()
+            .any(|prefix| with_slash.starts_with(prefix.as_str()))
+        {
+            Lookup::FailClosed
+        } else {
+            Lookup::NotFound
+        }
+    }
+}
+
+/// The live route table: readers take snapshots, the reconciler swaps whole tables.
+#[derive(Debug, Default)]
+pub struct Routes {
+    table: ArcSwap<RouteTable>,
+    loaded: AtomicBool,
+}
+
+impl Routes {
+    /// An empty table, not yet loaded (`/readyz` answers 503 until the first store).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current table.
+    pub fn load(&self) -> Arc<RouteTable> {
+        self.table.load_full()
+    }
+
+    /// Replaces the table atomically and marks the routes loaded.
+    pub fn store(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether a table was stored at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use obol_x402::pricing::PriceUnit;
+
+    /// A minimal offer for table tests.
+    pub(crate) fn offer(name: &str, strip_prefix: &str) -> Arc<Offer> {
+        Arc::new(Offer {
+            namespace: "default".into(),
+            name: name.into(),
+            kind: OfferKind::Http,
+            upstream: "http://127.0.0.1:9/".parse().unwrap(),
+            strip_prefix: strip_prefix.into(),
+            upstream_auth: Some("Bearer secret".into()),
+            price: Price {
+                unit: PriceUnit::PerRequest,
+                amount: "0.001".parse().unwrap(),
+            },
+            options: Vec::new(),
+            description: String::new(),
+            mime_type: "application/json".into(),
+        })
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            Route {
+                pattern: "services/foo/*".into(),
+                offer: offer("foo", "/services/foo"),
+            },
+            Route {
+                pattern: "/services/bar/v1/*/info".into(),
+                offer: offer("bar", "/services/bar"),
+            },
+            Route {
+                pattern: "/exact".into(),
+                offer: offer("exact", ""),
+            },
+            Route {
+                pattern: "/files/*.json".into(),
+                offer: offer("json", ""),
+            },
+        ])
+    }
+
+    fn name(lookup: Lookup) -> String {
+        match lookup {
+            Lookup::Offer(offer) => offer.name.clone(),
+            Lookup::FailClosed => "FAIL-CLOSED".into(),
+            Lookup::NotFound => "-".into(),
+        }
+    }
+
+    #[test]
+    fn first_match_with_prefix_semantics() {
+        let table = table();
+        for (path, want) in [
+            ("/services/foo", "foo"),
+            ("/services/foo/", "foo"),
+            ("/services/foo/v1/chat/completions", "foo"),
+            ("/services/foobar", "-"),
+            ("/services/bar/v1/x/info", "bar"),
+            ("/services/bar/v1/x/y/info", "FAIL-CLOSED"),
+            ("/services/bar/other", "FAIL-CLOSED"),
+            ("/exact", "exact"),
+            ("/exact/more", "-"),
+            ("/files/a.json", "json"),
+            ("/files/a.txt", "-"),
+            ("/", "-"),
+            ("/skill.md", "-"),
+        ] {
+            assert_eq!(name(table.lookup(path)), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn swaps_are_atomic_snapshots() {
+        let routes = Routes::new();
+        assert!(!routes.is_loaded());
+        let before = routes.load();
+        routes.store(table());
+        assert!(routes.is_loaded());
+        assert!(
+            before.is_empty(),
+            "an old snapshot stays valid and unchanged"
+        );
+        assert_eq!(routes.load().len(), 4);
+    }
+
+    #[test]
+    fn debug_hides_the_upstream_secret() {
+        let text = format!("{:?}", offer("foo", "/services/foo"));
+        assert!(!text.contains("secret") && text.contains("***"), "{text}");
+    }
+}
