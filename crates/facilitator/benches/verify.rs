@@ -42,7 +42,7 @@ fn payloads(n: usize) -> Vec<VerifyRequest> {
     (0..n)
         .map(|i| {
             let signer = &signers[i % signers.len()];
-            let from = obol_x402::PaymentSigner::address(signer);
+            let from = signer.address();
             let unsigned = prepare_exact(
                 &req,
                 None,

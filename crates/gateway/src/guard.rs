@@ -75,7 +75,8 @@ impl ReplayGuard {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, GuardError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| GuardError(format!("{}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| GuardError(format!("{}: {e}", parent.display())))?;
         }
         Self::from_connection(Connection::open(path)?)
     }
@@ -90,7 +91,10 @@ impl ReplayGuard {
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
-        db.execute("DELETE FROM settled_payments WHERE expires_at < ?1", params![now()])?;
+        db.execute(
+            "DELETE FROM settled_payments WHERE expires_at < ?1",
+            params![now()],
+        )?;
         Ok(Self {
             in_flight: Mutex::new(HashSet::new()),
             db: Mutex::new(db),
@@ -103,7 +107,10 @@ impl ReplayGuard {
         if let Some(tx) = self.settled_tx(&id) {
             return Err(Refusal::Settled(tx));
         }
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !in_flight.insert(id) {
             return Err(Refusal::InFlight);
         }
@@ -196,7 +203,10 @@ mod tests {
         assert_eq!(guard.claim(id(1)).unwrap_err(), Refusal::InFlight);
         assert!(guard.claim(id(2)).is_ok(), "other payments are independent");
         drop(ticket);
-        assert!(guard.claim(id(1)).is_ok(), "a failed request frees the payment");
+        assert!(
+            guard.claim(id(1)).is_ok(),
+            "a failed request frees the payment"
+        );
     }
 
     #[test]
@@ -208,13 +218,22 @@ mod tests {
         {
             let guard = Arc::new(ReplayGuard::open(&path).unwrap());
             guard.claim(id(7)).unwrap().settled("0xabc", far).unwrap();
-            assert_eq!(guard.claim(id(7)).unwrap_err(), Refusal::Settled("0xabc".into()));
+            assert_eq!(
+                guard.claim(id(7)).unwrap_err(),
+                Refusal::Settled("0xabc".into())
+            );
             // An expired row is pruned on the next open.
             guard.claim(id(8)).unwrap().settled("0xold", 1).unwrap();
         }
         let reopened = Arc::new(ReplayGuard::open(&path).unwrap());
-        assert_eq!(reopened.claim(id(7)).unwrap_err(), Refusal::Settled("0xabc".into()));
-        assert!(reopened.claim(id(8)).is_ok(), "expired authorizations are forgotten");
+        assert_eq!(
+            reopened.claim(id(7)).unwrap_err(),
+            Refusal::Settled("0xabc".into())
+        );
+        assert!(
+            reopened.claim(id(8)).is_ok(),
+            "expired authorizations are forgotten"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

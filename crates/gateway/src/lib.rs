@@ -5,10 +5,22 @@
 //! | [`route`] | offers, the first-match route table with fail-closed paid prefixes, and the atomically swapped [`route::Routes`] |
 //! | [`challenge`] | the 402 answer: v2 body, `PAYMENT-REQUIRED` header, `resource.url` from forwarded headers |
 //! | [`error`] | every gateway failure as `{error, reason, detail?, hint?, retriable}` with its status |
+//! | [`matching`] | payment header → decoded, normalised payment → the offered option it answers |
+//! | [`guard`] | the double-serve guard: in-flight claims and the durable settled set |
+//! | [`proxy`] | the streaming upstream proxy |
+//! | [`paygate`] | the tower `Layer`/`Service`: challenge, verify, proxy, settle after success |
+//! | [`metrics`] | the original verifier's metric names and labels |
+//! | [`server`] | the application: paygate + `/healthz`, `/readyz`, `/metrics` |
 
 pub mod challenge;
 pub mod error;
+pub mod guard;
+pub mod matching;
+pub mod metrics;
+pub mod paygate;
+pub mod proxy;
 pub mod route;
+pub mod server;
 
 pub use error::GatewayError;
 pub use route::{Lookup, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use obol_x402::header::{self, PAYMENT_SIGNATURE, X_PAYMENT};
 use obol_x402::network;
 use obol_x402::signature;
-use obol_x402::wire::{PaymentPayload, VerifyRequest, v1, v2};
+use obol_x402::wire::{ExactEvmPayload, PaymentPayload, VerifyRequest, v1, v2};
 use serde_json::{Map, Value};
 
 use crate::challenge::PaymentFailure;
@@ -83,7 +83,9 @@ pub fn match_payment<'a>(
     let no_match = |detail: String| PaymentFailure {
         reason: "no_matching_requirement",
         detail,
-        hint: Some("sign one of accepts[] exactly as offered (scheme, network, amount, asset, payTo)"),
+        hint: Some(
+            "sign one of accepts[] exactly as offered (scheme, network, amount, asset, payTo)",
+        ),
     };
     match &presented.payload {
         PaymentPayload::V2(payload) => {
@@ -95,7 +97,11 @@ pub fn match_payment<'a>(
                 .ok_or_else(|| {
                     no_match(format!(
                         "no offered requirement matches {} {} of {} to {} on {}",
-                        accepted.scheme, accepted.amount, accepted.asset, accepted.pay_to, accepted.network
+                        accepted.scheme,
+                        accepted.amount,
+                        accepted.asset,
+                        accepted.pay_to,
+                        accepted.network
                     ))
                 })?;
             Ok((
@@ -108,13 +114,10 @@ pub fn match_payment<'a>(
         }
         PaymentPayload::V1(payload) => {
             // v1 names only scheme and network; the amount is in the signed authorization.
-            let value = payload
-                .exact_evm()
-                .ok()
-                .and_then(|exact| match exact {
-                    obol_x402::wire::ExactEvmPayload::Eip3009 { authorization, .. } => Some(authorization.value),
-                    obol_x402::wire::ExactEvmPayload::Permit2 { authorization, .. } => Some(authorization.permitted.amount),
-                });
+            let value = payload.exact_evm().ok().map(|exact| match exact {
+                ExactEvmPayload::Eip3009 { authorization, .. } => authorization.value,
+                ExactEvmPayload::Permit2 { authorization, .. } => authorization.permitted.amount,
+            });
             let option = offer
                 .options
                 .iter()
@@ -124,7 +127,10 @@ pub fn match_payment<'a>(
                         && value.is_none_or(|v| v == o.requirements.amount)
                 })
                 .ok_or_else(|| {
-                    no_match(format!("no offered requirement for {} on {}", payload.scheme, payload.network))
+                    no_match(format!(
+                        "no offered requirement for {} on {}",
+                        payload.scheme, payload.network
+                    ))
                 })?;
             let r = &option.requirements;
             let requirements = v1::PaymentRequirements {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, Method, Response, header, request};
+use axum::http::{HeaderMap, Method, Response, header, request};
 use http_body_util::BodyExt as _;
 use url::Url;
 
@@ -31,15 +31,10 @@ const HOP_BY_HOP: [&str; 9] = [
     "host",
 ];
 
-/// Client headers the upstream must not see: the payment itself and identities only the
-/// gateway may assert.
-const STRIPPED_FROM_CLIENT: [&str; 5] = [
-    "x-payment",
-    "payment-signature",
-    "x-verified-wallet",
-    "x-payment-payer",
-    "origin",
-];
+/// Client headers the upstream must not see: the payment itself, and `Origin` (paid calls are
+/// server-to-server from the upstream's point of view). Identity headers are stripped at the
+/// gateway's entrance, before the paygate sets the verified payer.
+const STRIPPED_FROM_CLIENT: [&str; 3] = ["x-payment", "payment-signature", "origin"];
 
 /// The upstream URL for a request: the offer's base, the path below the public prefix, the
 /// query.
@@ -53,7 +48,10 @@ pub fn upstream_url(offer: &Offer, method: &Method, path: &str, query: Option<&s
     let chat = matches!(offer.kind, OfferKind::Inference | OfferKind::Agent);
     if chat
         && method == Method::POST
-        && matches!(rest.as_str(), "" | "/" | "/v1" | "/v1/" | "/chat/completions")
+        && matches!(
+            rest.as_str(),
+            "" | "/" | "/v1" | "/v1/" | "/chat/completions"
+        )
     {
         rest = "/v1/chat/completions".to_owned();
     }
@@ -144,7 +142,10 @@ impl UpstreamClient {
         let request = self
             .http
             .request(parts.method.clone(), url)
-            .headers(copy_request_headers(&parts.headers, offer.upstream_auth.as_deref()))
+            .headers(copy_request_headers(
+                &parts.headers,
+                offer.upstream_auth.as_deref(),
+            ))
             .body(reqwest::Body::wrap_stream(stream));
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
             Err(_) => {
@@ -153,7 +154,9 @@ impl UpstreamClient {
                     self.timeout
                 )));
             }
-            Ok(Err(e)) if is_body_limit(&e) => return Err(GatewayError::body_too_large(self.body_limit)),
+            Ok(Err(e)) if is_body_limit(&e) => {
+                return Err(GatewayError::body_too_large(self.body_limit));
+            }
             Ok(Err(e)) => {
                 return Err(GatewayError::upstream_unavailable(format!(
                     "{}: {}",
@@ -191,17 +194,13 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// The header name for a static string known to be valid.
-pub(crate) fn name(text: &'static str) -> HeaderName {
-    HeaderName::from_static(text)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::route::tests::offer;
+    use axum::http::HeaderName;
 
     fn with(kind: OfferKind, upstream: &str) -> Offer {
         let mut offer = Arc::unwrap_or_clone(offer("foo", "/services/foo"));
@@ -213,23 +212,48 @@ mod tests {
     #[test]
     fn rewrites_paths() {
         let http = with(OfferKind::Http, "http://127.0.0.1:9000/api/");
-        let url = |o: &Offer, m: Method, p: &str, q: Option<&str>| upstream_url(o, &m, p, q).to_string();
-        assert_eq!(url(&http, Method::GET, "/services/foo/items/7", Some("a=1")), "http://127.0.0.1:9000/api/items/7?a=1");
-        assert_eq!(url(&http, Method::GET, "/services/foo", None), "http://127.0.0.1:9000/api/");
+        let url =
+            |o: &Offer, m: Method, p: &str, q: Option<&str>| upstream_url(o, &m, p, q).to_string();
+        assert_eq!(
+            url(&http, Method::GET, "/services/foo/items/7", Some("a=1")),
+            "http://127.0.0.1:9000/api/items/7?a=1"
+        );
+        assert_eq!(
+            url(&http, Method::GET, "/services/foo", None),
+            "http://127.0.0.1:9000/api/"
+        );
         let llm = with(OfferKind::Inference, "http://127.0.0.1:11434");
-        for path in ["/services/foo", "/services/foo/", "/services/foo/v1", "/services/foo/chat/completions", "/services/foo/v1/chat/completions"] {
-            assert_eq!(url(&llm, Method::POST, path, None), "http://127.0.0.1:11434/v1/chat/completions", "{path}");
+        for path in [
+            "/services/foo",
+            "/services/foo/",
+            "/services/foo/v1",
+            "/services/foo/chat/completions",
+            "/services/foo/v1/chat/completions",
+        ] {
+            assert_eq!(
+                url(&llm, Method::POST, path, None),
+                "http://127.0.0.1:11434/v1/chat/completions",
+                "{path}"
+            );
         }
-        assert_eq!(url(&llm, Method::GET, "/services/foo/v1/models", None), "http://127.0.0.1:11434/v1/models");
+        assert_eq!(
+            url(&llm, Method::GET, "/services/foo/v1/models", None),
+            "http://127.0.0.1:11434/v1/models"
+        );
     }
 
     #[test]
     fn cleans_headers() {
         let mut headers = HeaderMap::new();
         for (k, v) in [
-            ("x-payment", "p"), ("payment-signature", "p"), ("x-verified-wallet", "0xspoof"),
-            ("origin", "https://evil"), ("sec-fetch-site", "cross-site"), ("connection", "keep-alive"),
-            ("authorization", "Bearer client"), ("accept", "application/json"), ("host", "gateway"),
+            ("x-payment", "p"),
+            ("payment-signature", "p"),
+            ("origin", "https://evil"),
+            ("sec-fetch-site", "cross-site"),
+            ("connection", "keep-alive"),
+            ("authorization", "Bearer client"),
+            ("accept", "application/json"),
+            ("host", "gateway"),
         ] {
             headers.insert(HeaderName::from_static(k), v.parse().unwrap());
         }
@@ -238,6 +262,10 @@ mod tests {
         assert_eq!(names, ["accept", "authorization"]);
         assert_eq!(out[header::AUTHORIZATION], "Bearer upstream");
         let out = copy_request_headers(&headers, None);
-        assert_eq!(out[header::AUTHORIZATION], "Bearer client", "kept when the offer has no upstream auth");
+        assert_eq!(
+            out[header::AUTHORIZATION],
+            "Bearer client",
+            "kept when the offer has no upstream auth"
+        );
     }
 }

@@ -75,6 +75,11 @@ impl LocalSigner {
         Self::from(PrivateKeySigner::random())
     }
 
+    /// The signer's address.
+    pub fn address(&self) -> Address {
+        self.inner.address()
+    }
+
     /// The underlying alloy signer (to build a transaction wallet from the same key).
     pub fn as_alloy(&self) -> &PrivateKeySigner {
         &self.inner

@@ -10,7 +10,6 @@ use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::http::{ServerOptions, router, serve};
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig};
 use obol_wallet::{SignerSource, WalletStore, read_password};
-use obol_x402::PaymentSigner as _;
 use tokio::net::TcpListener;
 
 use super::{Context, network};

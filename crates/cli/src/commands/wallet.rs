@@ -9,7 +9,7 @@ use obol_config::env;
 use obol_wallet::{PasswordSource, SignerSource, WalletStore, read_password};
 use obol_x402::money::format_units;
 use obol_x402::primitives::Address;
-use obol_x402::{LocalSigner, PaymentSigner as _, TokenRegistry};
+use obol_x402::{LocalSigner, TokenRegistry};
 use serde_json::json;
 
 use super::{Context, network};

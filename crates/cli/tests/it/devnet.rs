@@ -100,7 +100,7 @@ async fn devnet_and_facilitator_serve() {
     let unsigned = prepare_exact(
         &requirement,
         None,
-        obol_x402::PaymentSigner::address(&buyer),
+        buyer.address(),
         ValidityWindow::for_request(now(), 300),
         random_nonce(),
     )

@@ -15,7 +15,6 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::transports::{RpcError, TransportErrorKind};
 use obol_chain::ChainClient;
 use obol_x402::LocalSigner;
-use obol_x402::PaymentSigner as _;
 use tokio::sync::Mutex;
 
 /// Why a transaction was not sent.

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use alloy::primitives::{Address, U256};
 use obol_devnet::{OBOL, USDC};
 use obol_facilitator::Facilitator as _;
+use obol_x402::LocalSigner;
 use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::{SettleResponse, VerifyRequest, v1};
-use obol_x402::{LocalSigner, PaymentSigner as _};
 
 use crate::{Fixture, IToken, PAY_TO, live, now, pay, simple_payment, usdc_requirement};
 

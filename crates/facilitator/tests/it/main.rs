@@ -20,9 +20,9 @@ use obol_chain::ChainClient;
 use obol_config::{ChainEndpoints, Endpoint};
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
+use obol_x402::LocalSigner;
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
 use obol_x402::wire::{VerifyRequest, v2};
-use obol_x402::{LocalSigner, PaymentSigner as _};
 use serde_json::json;
 
 sol! {

@@ -6,11 +6,11 @@ use alloy::providers::ProviderBuilder;
 use alloy::sol_types::SolStruct as _;
 use obol_devnet::OBOL;
 use obol_facilitator::Facilitator as _;
+use obol_x402::LocalSigner;
 use obol_x402::eip712::{Permit, token_domain};
 use obol_x402::signature;
 use obol_x402::token::{PERMIT2, TokenRegistry};
 use obol_x402::wire::{VerifyRequest, v2};
-use obol_x402::{LocalSigner, PaymentSigner as _};
 use serde_json::json;
 
 use crate::{Fixture, IToken, PAY_TO, now, simple_payment};

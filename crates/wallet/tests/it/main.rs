@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use obol_wallet::{PasswordSource, SignerSource, WalletError, WalletStore, read_password};
-use obol_x402::PaymentSigner as _;
 
 const K0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";

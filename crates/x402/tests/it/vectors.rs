@@ -49,7 +49,6 @@ fn transfer(
 
 #[test]
 fn keys_map_to_the_known_addresses() {
-    use obol_x402::PaymentSigner as _;
     assert_eq!(
         key(K0).address(),
         address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")

@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 
 use alloy::primitives::{U256, address};
+use obol_x402::TransferMethod;
 use obol_x402::header::{self, Decoded};
 use obol_x402::signer::{self, BuildError, LocalSigner, ValidityWindow, prepare_exact, sign_exact};
 use obol_x402::token::{EXACT_PERMIT2_PROXY, TokenRegistry};
 use obol_x402::wire::exact::ExactEvmPayload;
 use obol_x402::wire::{FieldError, PaymentPayload, PaymentRequired, VerifyRequest, v1, v2};
-use obol_x402::{PaymentSigner, TransferMethod};
 use serde_json::json;
 
 use crate::vector;

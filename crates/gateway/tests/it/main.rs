@@ -1,0 +1,307 @@
+//! The gateway over real loopback HTTP: a devnet, the embedded facilitator, a test upstream,
+//! and x402 clients built from our own signer.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    missing_debug_implementations
+)]
+
+mod flows;
+mod streams;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use obol_chain::ChainClient;
+use obol_config::{ChainEndpoints, Endpoint};
+use obol_devnet::{Devnet, USDC};
+use obol_facilitator::evm::ChainSetup;
+use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
+use obol_gateway::guard::ReplayGuard;
+use obol_gateway::server::{GatewayConfig, app, serve};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+use obol_x402::LocalSigner;
+use obol_x402::header::{self, PAYMENT_REQUIRED};
+use obol_x402::pricing::{Price, PriceUnit};
+use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::token::TokenRegistry;
+use obol_x402::wire::{
+    SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse, v2,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+pub const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Serves `router` on a free loopback port.
+pub async fn spawn(router: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(listener, router, std::future::pending()));
+    url
+}
+
+/// What the test upstream saw.
+#[derive(Default)]
+pub struct UpstreamLog {
+    pub calls: AtomicUsize,
+}
+
+/// A test upstream: `/echo` returns the request headers it saw, `/fail` answers 500, `/slow`
+/// waits 300 ms, `/stream` is an SSE stream of five events.
+pub async fn upstream(log: Arc<UpstreamLog>) -> String {
+    let counted = |log: Arc<UpstreamLog>| {
+        move |headers: HeaderMap| {
+            let log = log.clone();
+            async move {
+                log.calls.fetch_add(1, Ordering::SeqCst);
+                let seen: serde_json::Map<String, serde_json::Value> = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+                    .collect();
+                axum::Json(json!({"ok": true, "headers": seen}))
+            }
+        }
+    };
+    let failing = {
+        let log = log.clone();
+        move || {
+            let log = log.clone();
+            async move {
+                log.calls.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::INTERNAL_SERVER_ERROR, "upstream broke").into_response()
+            }
+        }
+    };
+    let slow = {
+        let log = log.clone();
+        move || {
+            let log = log.clone();
+            async move {
+                log.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                axum::Json(json!({"slow": true}))
+            }
+        }
+    };
+    let router = Router::new()
+        .route("/echo", any(counted(log.clone())))
+        .route("/v1/chat/completions", any(counted(log.clone())))
+        .route("/fail", any(failing))
+        .route("/slow", get(slow))
+        .route("/stream", get(streams::sse_upstream));
+    spawn(router).await
+}
+
+/// Wraps a facilitator to count calls, or to fail on purpose.
+pub struct Probe {
+    pub inner: Arc<dyn Facilitator>,
+    pub verifies: AtomicUsize,
+    pub settles: AtomicUsize,
+    pub reject_settles: std::sync::atomic::AtomicBool,
+    pub stall_verify: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Facilitator for Probe {
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
+        self.verifies.fetch_add(1, Ordering::SeqCst);
+        if self.stall_verify.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        self.inner.verify(request).await
+    }
+
+    async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
+        self.settles.fetch_add(1, Ordering::SeqCst);
+        if self.reject_settles.load(Ordering::SeqCst) {
+            return Ok(SettleResponse {
+                success: false,
+                error_reason: Some("invalid_exact_evm_insufficient_balance".into()),
+                network: "eip155:84532".into(),
+                ..SettleResponse::default()
+            });
+        }
+        self.inner.settle(request).await
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        self.inner.supported().await
+    }
+}
+
+pub struct Fixture {
+    pub devnet: Devnet,
+    pub client: ChainClient,
+    pub probe: Arc<Probe>,
+    pub log: Arc<UpstreamLog>,
+    pub routes: Arc<Routes>,
+    pub guard_path: std::path::PathBuf,
+    pub gateway: String,
+    _dir: tempfile::TempDir,
+}
+
+fn option(symbol: &str, amount: &str) -> PaymentOption {
+    let token = TokenRegistry::builtin()
+        .resolve(symbol, "base-sepolia")
+        .unwrap()
+        .clone();
+    let requirements: v2::PaymentRequirements = serde_json::from_value(json!({
+        "scheme": "exact", "network": "eip155:84532", "amount": amount,
+        "asset": token.address.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+        "extra": token.requirement_extra()
+    }))
+    .unwrap();
+    PaymentOption {
+        requirements,
+        asset_symbol: symbol.into(),
+        eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+    }
+}
+
+pub fn offer(name: &str, upstream: &str, kind: OfferKind, symbol: &str, amount: &str) -> Route {
+    Route {
+        pattern: format!("services/{name}/*"),
+        offer: Arc::new(Offer {
+            namespace: "default".into(),
+            name: name.into(),
+            kind,
+            upstream: upstream.parse().unwrap(),
+            strip_prefix: format!("/services/{name}"),
+            upstream_auth: Some("Bearer upstream-secret".into()),
+            price: Price {
+                unit: PriceUnit::PerRequest,
+                amount: "0.001".parse().unwrap(),
+            },
+            options: vec![option(symbol, amount)],
+            description: format!("test offer {name}"),
+            mime_type: "application/json".into(),
+        }),
+    }
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let devnet = Devnet::start().await.unwrap();
+        let endpoints = ChainEndpoints {
+            chain_id: 84532,
+            endpoints: vec![Endpoint {
+                url: devnet.endpoint(),
+                allow_writes: true,
+            }],
+        };
+        let client = ChainClient::connect("base-sepolia", &endpoints).unwrap();
+        let signer = LocalSigner::from_private_key_hex(devnet.key(9)).unwrap();
+        let facilitator = EvmFacilitator::new(
+            FacilitatorConfig::default(),
+            vec![ChainSetup {
+                client: client.clone(),
+                signer,
+            }],
+        )
+        .unwrap();
+        let probe = Arc::new(Probe {
+            inner: Arc::new(facilitator),
+            verifies: AtomicUsize::new(0),
+            settles: AtomicUsize::new(0),
+            reject_settles: false.into(),
+            stall_verify: false.into(),
+        });
+        let log = Arc::new(UpstreamLog::default());
+        let upstream = upstream(log.clone()).await;
+        let routes = Arc::new(Routes::new());
+        routes.store(RouteTable::new(vec![
+            offer("echo", &upstream, OfferKind::Http, "USDC", "1000"),
+            offer("llm", &upstream, OfferKind::Inference, "USDC", "2000"),
+            offer(
+                "obol",
+                &upstream,
+                OfferKind::Http,
+                "OBOL",
+                "1000000000000000",
+            ),
+        ]));
+        let guard_path = dir.path().join("guard.sqlite");
+        let gateway = Self::gateway(&routes, &probe, &guard_path).await;
+        Self {
+            devnet,
+            client,
+            probe,
+            log,
+            routes,
+            guard_path,
+            gateway,
+            _dir: dir,
+        }
+    }
+
+    /// A gateway instance over the same routes, facilitator and guard file (a "restart").
+    pub async fn gateway(
+        routes: &Arc<Routes>,
+        probe: &Arc<Probe>,
+        guard_path: &std::path::Path,
+    ) -> String {
+        let guard = Arc::new(ReplayGuard::open(guard_path).unwrap());
+        let mut config = GatewayConfig::default();
+        config.paygate.verify_timeout = Duration::from_secs(2);
+        spawn(app(routes.clone(), probe.clone(), guard, config).unwrap()).await
+    }
+
+    pub fn buyer(&self, index: usize) -> LocalSigner {
+        LocalSigner::from_private_key_hex(self.devnet.key(index)).unwrap()
+    }
+
+    pub async fn usdc(&self, owner: &str) -> obol_x402::primitives::U256 {
+        self.client
+            .token_balance(USDC, owner.parse().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+/// The `PaymentRequired` of a 402.
+pub fn challenge_of(response: &reqwest::Response) -> v2::PaymentRequired {
+    header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap()
+}
+
+/// Signs `accepts[index]` of a challenge and returns the `PAYMENT-SIGNATURE` value.
+pub fn sign(buyer: &LocalSigner, required: &v2::PaymentRequired, index: usize) -> String {
+    let requirement = &required.accepts[index];
+    let unsigned = prepare_exact(
+        requirement,
+        Some(required.resource.clone()),
+        buyer.address(),
+        ValidityWindow::for_request(now(), 300),
+        random_nonce(),
+    )
+    .unwrap();
+    let payload = unsigned
+        .clone()
+        .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+    header::encode(&payload).unwrap()
+}
+
+/// GETs `path` unpaid, signs the first option with `buyer`, and returns the header value.
+pub async fn pay_for(fixture: &Fixture, path: &str, buyer: &LocalSigner) -> String {
+    let response = reqwest::get(format!("{}{path}", fixture.gateway))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 402);
+    sign(buyer, &challenge_of(&response), 0)
+}

@@ -1,0 +1,124 @@
+//! SSE: settle once after the stream completes; a client that leaves early is not charged.
+
+use std::time::Duration;
+
+use axum::response::sse::{Event, Sse};
+use futures_lite_stream::iter_events;
+use obol_x402::header::PAYMENT_SIGNATURE;
+use obol_x402::primitives::U256;
+
+use crate::{Fixture, PAY_TO, pay_for};
+
+/// Five events, 100 ms apart.
+pub(crate) async fn sse_upstream()
+-> Sse<impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    Sse::new(iter_events(5, Duration::from_millis(100)))
+}
+
+mod futures_lite_stream {
+    use std::time::Duration;
+
+    use axum::response::sse::Event;
+
+    /// `n` events spaced by `gap`, without a stream-utility dependency.
+    pub(super) fn iter_events(
+        n: usize,
+        gap: Duration,
+    ) -> impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for i in 0..n {
+                tokio::time::sleep(gap).await;
+                if tx
+                    .send(Ok(Event::default().data(format!("chunk {i}"))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        ReceiverStream(rx)
+    }
+
+    struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+    impl<T> futures_core::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_complete_stream_settles_once() {
+    let fixture = Fixture::start().await;
+    let payment = pay_for(&fixture, "/services/echo/stream", &fixture.buyer(1)).await;
+    let before = fixture.usdc(PAY_TO).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/services/echo/stream", fixture.gateway))
+        .header(PAYMENT_SIGNATURE, payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["trailer"],
+        "X-PAYMENT-RESPONSE, PAYMENT-RESPONSE"
+    );
+    let text = response.text().await.unwrap();
+    assert_eq!(text.matches("data: chunk").count(), 5, "{text}");
+    // Settlement runs after the last event; give the chain a moment.
+    for _ in 0..100 {
+        if fixture.usdc(PAY_TO).await != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
+    assert_eq!(
+        fixture
+            .probe
+            .settles
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn leaving_mid_stream_is_not_charged() {
+    let fixture = Fixture::start().await;
+    let payment = pay_for(&fixture, "/services/echo/stream", &fixture.buyer(3)).await;
+    let before = fixture.usdc(PAY_TO).await;
+    let mut response = reqwest::Client::new()
+        .get(format!("{}/services/echo/stream", fixture.gateway))
+        .header(PAYMENT_SIGNATURE, &payment)
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chunk 0"));
+    drop(response);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        fixture
+            .probe
+            .settles
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no settle"
+    );
+    assert_eq!(fixture.usdc(PAY_TO).await, before, "not charged");
+    // The authorization is free again.
+    let response = reqwest::Client::new()
+        .get(format!("{}/services/echo/echo", fixture.gateway))
+        .header(PAYMENT_SIGNATURE, &payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
