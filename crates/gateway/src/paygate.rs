@@ -101,6 +101,16 @@ impl PaygateLayer {
     }
 }
 
+impl PaygateLayer {
+    /// Traefik ForwardAuth (`/verify`): decides on the forwarded request and **never settles**
+    /// (the auth hop cannot see the upstream's status, so settling there would charge for
+    /// failed calls). 200 lets Traefik forward, with `Authorization` (the upstream's) and
+    /// `X-Payment-Payer`; 402/403 refuse.
+    pub async fn forward_auth(&self, headers: HeaderMap) -> Response<Body> {
+        self.shared.forward_auth(headers).await
+    }
+}
+
 impl<S> Layer<S> for PaygateLayer {
     type Service = Paygate<S>;
 
@@ -420,6 +430,73 @@ impl Shared {
             },
         };
         Response::from_parts(parts, Body::new(body))
+    }
+}
+
+impl Shared {
+    async fn forward_auth(&self, mut headers: HeaderMap) -> Response<Body> {
+        for name in IDENTITY_HEADERS {
+            headers.remove(name);
+        }
+        let forbidden = |message: &'static str| {
+            (
+                StatusCode::FORBIDDEN,
+                [(header::CONTENT_TYPE, "text/plain")],
+                message,
+            )
+                .into_response()
+        };
+        let Some(uri) = headers
+            .get("x-forwarded-uri")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<axum::http::Uri>().ok())
+        else {
+            return forbidden("forbidden: missing forwarded URI");
+        };
+        let offer = match self.routes.load().lookup(uri.path()) {
+            Lookup::Offer(offer) => offer,
+            Lookup::FailClosed => {
+                return forbidden(
+                    "no rule matches; route appears to be a paid prefix with stale or missing rule",
+                );
+            }
+            Lookup::NotFound => return StatusCode::OK.into_response(),
+        };
+        let labels = Labels::new(&offer, None);
+        labels.count(Counter::Requests);
+        let resource_url =
+            challenge::resource_url(self.config.public_url.as_deref(), &headers, &uri);
+        let presented = match matching::extract(&headers) {
+            None => {
+                labels.count(Counter::PaymentRequired);
+                let required = challenge::payment_required(&offer, resource_url, None);
+                return challenge::response(&required);
+            }
+            Some(Err(error)) => {
+                labels.failure("invalid_payment_header");
+                return error.into_response();
+            }
+            Some(Ok(presented)) => presented,
+        };
+        let paid = match self.admit(&offer, &presented, &resource_url).await {
+            Ok(paid) => paid,
+            Err(response) => return *response,
+        };
+        paid.labels.count(Counter::PaymentVerified);
+        let mut response = StatusCode::OK.into_response();
+        let out = response.headers_mut();
+        if let Some(auth) = offer
+            .upstream_auth
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            out.insert(header::AUTHORIZATION, auth);
+        }
+        if let Ok(payer) = HeaderValue::from_str(&paid.payer()) {
+            out.insert(PAYER_HEADER, payer);
+        }
+        out.insert("x-verified-wallet", HeaderValue::from_static(""));
+        response
     }
 }
 

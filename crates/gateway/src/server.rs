@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, Response, header};
 use axum::response::IntoResponse as _;
-use axum::routing::get;
+use axum::routing::{any, get};
 use obol_facilitator::Facilitator;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -90,10 +90,18 @@ impl Service<Request<Body>> for UpstreamService {
 struct AppState {
     routes: Arc<Routes>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    forward_auth: PaygateLayer,
 }
 
-/// The gateway's routes: `/healthz`, `/readyz`, `/metrics`, and the paygate for everything
-/// else.
+async fn forward_auth(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    state.forward_auth.forward_auth(headers).await
+}
+
+/// The gateway's routes: `/healthz`, `/readyz`, `/metrics`, `/verify` (Traefik ForwardAuth,
+/// never settles), and the paygate for everything else.
 pub fn app(
     routes: Arc<Routes>,
     facilitator: Arc<dyn Facilitator>,
@@ -101,11 +109,12 @@ pub fn app(
     config: GatewayConfig,
 ) -> Result<Router, GatewayError> {
     let upstream = UpstreamClient::new(config.upstream_timeout, config.body_limit)?;
-    let paygate = PaygateLayer::new(routes.clone(), facilitator, guard, config.paygate)
-        .layer(UpstreamService::new(upstream));
+    let layer = PaygateLayer::new(routes.clone(), facilitator, guard, config.paygate);
+    let paygate = layer.layer(UpstreamService::new(upstream));
     let state = AppState {
         routes,
         metrics: obol_facilitator::http::metrics_handle(),
+        forward_auth: layer,
     };
     Ok(Router::new()
         .route(
@@ -114,6 +123,7 @@ pub fn app(
         )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/verify", any(forward_auth))
         .with_state(state)
         .fallback_service(paygate))
 }
@@ -127,11 +137,39 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> axum::response::Response {
+    let table = state.routes.load();
+    let live: Vec<(String, String)> = table
+        .routes()
+        .map(|r| (r.offer.namespace.clone(), r.offer.name.clone()))
+        .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        prune(&state.metrics.render(), &live),
     )
         .into_response()
+}
+
+/// Drops the per-offer series of offers no longer in the route table, so a removed offer's
+/// last-success gauge does not linger (obol-stack.md §4.9).
+fn prune(exposition: &str, live: &[(String, String)]) -> String {
+    let label = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_owned())
+    };
+    let mut out = String::with_capacity(exposition.len());
+    for line in exposition.lines() {
+        let stale = line.starts_with("obol_x402_verifier_")
+            && match (label(line, "offer_namespace"), label(line, "offer_name")) {
+                (Some(ns), Some(name)) => !live.iter().any(|(n, o)| *n == ns && *o == name),
+                _ => false,
+            };
+        if !stale {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves.
@@ -143,4 +181,22 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prunes_removed_offers_only() {
+        let text = "# TYPE obol_x402_verifier_requests_total counter\n\
+obol_x402_verifier_requests_total{offer_namespace=\"default\",offer_name=\"kept\",chain=\"eip155:84532\",asset_symbol=\"USDC\"} 3\n\
+obol_x402_verifier_requests_total{offer_namespace=\"default\",offer_name=\"gone\",chain=\"eip155:84532\",asset_symbol=\"USDC\"} 1\n\
+obol_x402_facilitator_requests_total{endpoint=\"verify\",outcome=\"ok\"} 9\n";
+        let pruned = prune(text, &[("default".into(), "kept".into())]);
+        assert!(pruned.contains("offer_name=\"kept\""));
+        assert!(!pruned.contains("offer_name=\"gone\""));
+        assert!(pruned.contains("obol_x402_facilitator_requests_total"));
+        assert!(pruned.contains("# TYPE"));
+    }
 }

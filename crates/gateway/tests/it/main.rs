@@ -9,6 +9,7 @@
 )]
 
 mod flows;
+mod limits;
 mod streams;
 
 use std::sync::Arc;
