@@ -78,9 +78,11 @@ async fn forward_auth_verifies_and_never_settles() {
 #[tokio::test]
 async fn oversized_bodies_and_slow_upstreams_get_clear_answers() {
     let fixture = Fixture::start().await;
-    let mut config = GatewayConfig::default();
-    config.body_limit = 1024 * 1024;
-    config.upstream_timeout = Duration::from_millis(100);
+    let config = GatewayConfig {
+        body_limit: 1024 * 1024,
+        upstream_timeout: Duration::from_millis(100),
+        ..GatewayConfig::default()
+    };
     let guard = Arc::new(ReplayGuard::in_memory().unwrap());
     let gateway =
         spawn(app(fixture.routes.clone(), fixture.probe.clone(), guard, config).unwrap()).await;
