@@ -8,6 +8,7 @@
 //! | [`networks`] | the per-chain RPC endpoint list (`<config>/networks.json`) |
 //! | [`public_url`] | the public base URL buyers reach the stack at |
 //! | [`stack`] | the stack settings file (`<config>/stack.json`) |
+//! | [`time`] | RFC 3339 timestamps |
 
 pub mod env;
 pub mod fs;
@@ -15,6 +16,7 @@ pub mod networks;
 pub mod paths;
 pub mod public_url;
 pub mod stack;
+pub mod time;
 
 pub use networks::{ChainEndpoints, Endpoint, NetworksFile};
 pub use paths::Paths;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use obol_config::time::rfc3339;
 use obol_x402::header::{self, Decoded};
 use obol_x402::money::format_units;
 use obol_x402::network;
@@ -239,9 +240,9 @@ fn explain_payload(payload: &PaymentPayload, tokens: &TokenRegistry, now: u64) -
         notes.extend(mismatches(&exact, req));
     }
     let expiry = if expires <= now {
-        format!("expired at {}", utc(expires))
+        format!("expired at {}", rfc3339(expires))
     } else {
-        format!("valid until {}", utc(expires))
+        format!("valid until {}", rfc3339(expires))
     };
     let mut summary = format!(
         "payment (x402 v{}, {scheme}/{}): {amount} on {} from {} to {pay_to}, {expiry}, {}",
@@ -425,44 +426,9 @@ fn explain_settlement(settlement: &SettleResponse) -> String {
     }
 }
 
-/// Formats unix seconds as RFC 3339 UTC.
-fn utc(seconds: u64) -> String {
-    const SECONDS_PER_DAY: u64 = 86_400;
-    if seconds > 253_402_300_799 {
-        return format!("{seconds} (after year 9999)");
-    }
-    let days = seconds / SECONDS_PER_DAY;
-    let rem = seconds % SECONDS_PER_DAY;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_utc() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_740_672_154), "2025-02-27T16:02:34Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(4_294_967_295), "2106-02-07T06:28:15Z");
-        assert!(utc(u64::MAX).contains("after year 9999"));
-    }
 
     #[test]
     fn splits_header_lines() {

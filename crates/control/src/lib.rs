@@ -1,0 +1,17 @@
+//! # obol-control — the control plane
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`resource`] | the Kubernetes-shaped envelope (`Object`, `ObjectMeta`) and conditions |
+//! | [`offer`] | `ServiceOffer` (obol-stack.md §3.1) |
+//! | [`validate`] | offer validation with errors naming field and rule |
+//! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
+
+pub mod offer;
+pub mod resource;
+pub mod store;
+pub mod validate;
+
+pub use offer::{ServiceOffer, ServiceOfferSpec, ServiceOfferStatus};
+pub use resource::{Condition, ConditionStatus, Object, ObjectMeta, Spec};
+pub use store::{SqliteStore, Store, StoreError, StoreExt};

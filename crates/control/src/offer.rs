@@ -1,0 +1,279 @@
+//! `ServiceOffer`: what a seller sells, at what price, where it is served (obol-stack.md §3.1).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::resource::{Condition, Object, Spec};
+
+/// What an offer sells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OfferType {
+    /// An arbitrary HTTP API (the default).
+    #[default]
+    Http,
+    /// An OpenAI-compatible model.
+    Inference,
+    /// Fine-tuning jobs.
+    FineTuning,
+    /// An agent.
+    Agent,
+}
+
+impl OfferType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Inference => "inference",
+            Self::FineTuning => "fine-tuning",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+/// The model an inference offer serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSpec {
+    /// Model name as the upstream knows it.
+    pub name: String,
+    /// `ollama`, `vllm` or `tgi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+/// Where paid requests go: a URL (embedded mode) or a Kubernetes service.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSpec {
+    /// `http(s)://host:port[/base]` (embedded mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Service name (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Service namespace (defaults to the offer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Health path probed by the reconciler (default `/health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+}
+
+/// Token details when not the chain's default USDC.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetSpec {
+    /// Token contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Ticker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// Decimals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
+    /// `eip3009` or `permit2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_method: Option<String>,
+    /// EIP-712 domain name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip712_name: Option<String>,
+    /// EIP-712 domain version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip712_version: Option<String>,
+}
+
+/// Exactly one price, as a decimal string in token units.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceSpec {
+    /// Per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request: Option<String>,
+    /// Per million tokens.
+    #[serde(default, rename = "perMTok", skip_serializing_if = "Option::is_none")]
+    pub per_mtok: Option<String>,
+    /// Per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<String>,
+    /// Per epoch (not supported; refused by validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_epoch: Option<String>,
+}
+
+/// How the offer is paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSpec {
+    /// `exact`.
+    #[serde(default = "exact")]
+    pub scheme: String,
+    /// Network name, alias or CAIP-2 id.
+    pub network: String,
+    /// Recipient.
+    pub pay_to: String,
+    /// Payment validity budget (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timeout_seconds: Option<u64>,
+    /// Token (default: the chain's USDC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<AssetSpec>,
+    /// The price.
+    pub price: PriceSpec,
+}
+
+fn exact() -> String {
+    "exact".to_owned()
+}
+
+/// ERC-8004 registration settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationSpec {
+    /// Whether the offer is published in the agent registration.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Agent name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Agent description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Image URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// OASF skills.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<String>,
+    /// OASF domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// Extra metadata.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+/// Catalog ordering.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingSpec {
+    /// Higher first.
+    #[serde(default)]
+    pub weight: i64,
+    /// Category label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// The `ServiceOffer` spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOfferSpec {
+    /// What is sold.
+    #[serde(default, rename = "type")]
+    pub type_: OfferType,
+    /// The model (inference offers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSpec>,
+    /// Where paid requests go.
+    pub upstream: UpstreamSpec,
+    /// How it is paid.
+    pub payment: PaymentSpec,
+    /// Public path (default `/services/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// ERC-8004 registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<RegistrationSpec>,
+    /// Catalog ordering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingSpec>,
+    /// Drain start (RFC 3339): the offer stops being sold after `drainAt + drainGracePeriod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_at: Option<String>,
+    /// Drain grace period (`1h`, `30m`, `0s`; default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_grace_period: Option<String>,
+    /// Free-form provenance, echoed in the registration document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Map<String, Value>>,
+    /// Human description for the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What the reconciler observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOfferStatus {
+    /// Conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The effective public path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// ERC-8004 agent id on the offer's chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The registration transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_tx_hash: Option<String>,
+    /// The generation these conditions describe.
+    #[serde(default)]
+    pub observed_generation: i64,
+}
+
+impl Spec for ServiceOfferSpec {
+    const KIND: &'static str = "ServiceOffer";
+    type Status = ServiceOfferStatus;
+}
+
+/// A `ServiceOffer`.
+pub type ServiceOffer = Object<ServiceOfferSpec>;
+
+/// Path roots no offer may claim.
+pub const RESERVED_ROOTS: [&str; 5] =
+    ["/api", "/openapi.json", "/skill.md", "/rpc", "/.well-known"];
+
+impl ServiceOffer {
+    /// The public path: `spec.path` or `/services/<name>`.
+    pub fn effective_path(&self) -> String {
+        self.spec
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let trimmed = p.trim_end_matches('/');
+                if trimmed.is_empty() {
+                    "/".to_owned()
+                } else {
+                    trimmed.to_owned()
+                }
+            })
+            .unwrap_or_else(|| format!("/services/{}", self.metadata.name))
+    }
+
+    /// The health path probed on the upstream.
+    pub fn health_path(&self) -> String {
+        self.spec
+            .upstream
+            .health_path
+            .clone()
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or_else(|| "/health".to_owned())
+    }
+}
+
+/// True when `path` is `/`, `/services`, or under a reserved root.
+pub fn is_reserved(path: &str) -> bool {
+    path == "/"
+        || path == "/services"
+        || RESERVED_ROOTS
+            .iter()
+            .any(|root| path == *root || path.starts_with(&format!("{root}/")))
+}

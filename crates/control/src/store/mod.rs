@@ -1,0 +1,273 @@
+//! The `Store`: where resources live. The embedded implementation is [`SqliteStore`]; a
+//! Kubernetes implementation follows the same contract.
+//!
+//! The trait works on raw objects (kind + metadata + JSON spec and status) so it stays
+//! object-safe; [`StoreExt`] adds typed helpers for any [`Spec`].
+
+mod sqlite;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use sqlite::SqliteStore;
+
+use crate::resource::{API_VERSION, Object, ObjectMeta, Spec};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("{kind} {namespace}/{name} not found")]
+    NotFound {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The object is being deleted and cannot be changed.
+    #[error("{kind} {namespace}/{name} is being deleted")]
+    Deleting {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A stored document does not match its type.
+    #[error("stored {kind} {namespace}/{name} is not valid: {message}")]
+    Corrupt {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The database failed.
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+/// A resource as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawObject {
+    /// Kind.
+    pub kind: String,
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec (JSON).
+    pub spec: Value,
+    /// Status (JSON; `null` when none was written).
+    pub status: Value,
+}
+
+impl RawObject {
+    /// The object's identity.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: self.kind.clone(),
+            namespace: self.metadata.namespace.clone(),
+            name: self.metadata.name.clone(),
+        }
+    }
+}
+
+/// `(kind, namespace, name)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// A new object.
+    Created,
+    /// The spec, labels or annotations changed.
+    Updated,
+    /// Nothing changed.
+    Unchanged,
+}
+
+/// A change seen by watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Created.
+    Added(ObjectKey),
+    /// Spec, status, finalizers or deletion timestamp changed.
+    Modified(ObjectKey),
+    /// Gone.
+    Deleted(ObjectKey),
+}
+
+impl Event {
+    /// The object it is about.
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Self::Added(k) | Self::Modified(k) | Self::Deleted(k) => k,
+        }
+    }
+}
+
+/// What `delete` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Removed.
+    Deleted,
+    /// Finalizers pending: marked with a deletion timestamp.
+    Marked,
+    /// There was nothing to delete.
+    NotFound,
+}
+
+/// Persistent resources with Kubernetes-like semantics (see `docs/design/control-plane.md`).
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// One object.
+    async fn get_raw(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<RawObject>, StoreError>;
+
+    /// Objects of a kind, in one namespace or all, ordered by namespace then name.
+    async fn list_raw(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<RawObject>, StoreError>;
+
+    /// Creates or updates spec, labels and annotations; bumps `generation` when the spec
+    /// changes. New objects get `finalizers` as given; existing ones keep theirs.
+    async fn apply_raw(&self, object: RawObject) -> Result<(RawObject, ApplyOutcome), StoreError>;
+
+    /// Replaces the status.
+    async fn patch_status_raw(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<RawObject, StoreError>;
+
+    /// Replaces the finalizers; removing the last one of a deleting object removes it.
+    async fn set_finalizers(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        finalizers: Vec<String>,
+    ) -> Result<DeleteOutcome, StoreError>;
+
+    /// Deletes, or marks for deletion while finalizers remain.
+    async fn delete(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DeleteOutcome, StoreError>;
+
+    /// A stream of changes from now on.
+    fn watch(&self) -> broadcast::Receiver<Event>;
+}
+
+fn decode<S: Spec>(raw: RawObject) -> Result<Object<S>, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        kind: raw.kind.clone(),
+        namespace: raw.metadata.namespace.clone(),
+        name: raw.metadata.name.clone(),
+        message,
+    };
+    let spec: S = serde_json::from_value(raw.spec.clone()).map_err(|e| corrupt(e.to_string()))?;
+    let status: S::Status = if raw.status.is_null() {
+        S::Status::default()
+    } else {
+        serde_json::from_value(raw.status.clone()).map_err(|e| corrupt(e.to_string()))?
+    };
+    Ok(Object {
+        api_version: API_VERSION.to_owned(),
+        kind: raw.kind,
+        metadata: raw.metadata,
+        spec,
+        status,
+    })
+}
+
+fn encode<S: Spec>(object: &Object<S>) -> Result<RawObject, StoreError> {
+    Ok(RawObject {
+        kind: S::KIND.to_owned(),
+        metadata: object.metadata.clone(),
+        spec: serde_json::to_value(&object.spec).map_err(|e| StoreError::Backend(e.to_string()))?,
+        status: serde_json::to_value(&object.status)
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
+    })
+}
+
+/// Typed access for any [`Spec`].
+#[async_trait]
+pub trait StoreExt: Store {
+    /// One object.
+    async fn get<S: Spec>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Object<S>>, StoreError> {
+        self.get_raw(S::KIND, namespace, name)
+            .await?
+            .map(decode)
+            .transpose()
+    }
+
+    /// Objects of a kind; undecodable ones are reported and skipped.
+    async fn list<S: Spec>(&self, namespace: Option<&str>) -> Result<Vec<Object<S>>, StoreError> {
+        let raws = self.list_raw(S::KIND, namespace).await?;
+        Ok(raws
+            .into_iter()
+            .filter_map(|raw| match decode(raw) {
+                Ok(object) => Some(object),
+                Err(error) => {
+                    tracing::error!(%error, "skipping a stored object that does not decode");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Creates or updates.
+    async fn apply<S: Spec>(
+        &self,
+        object: &Object<S>,
+    ) -> Result<(Object<S>, ApplyOutcome), StoreError> {
+        let (raw, outcome) = self.apply_raw(encode(object)?).await?;
+        Ok((decode(raw)?, outcome))
+    }
+
+    /// Replaces the status.
+    async fn patch_status<S: Spec>(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &S::Status,
+    ) -> Result<Object<S>, StoreError> {
+        let value = serde_json::to_value(status).map_err(|e| StoreError::Backend(e.to_string()))?;
+        decode(
+            self.patch_status_raw(S::KIND, namespace, name, value)
+                .await?,
+        )
+    }
+}
+
+impl<T: Store + ?Sized> StoreExt for T {}

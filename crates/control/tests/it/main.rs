@@ -1,0 +1,5 @@
+//! The control plane's store and validation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod store;

@@ -1,0 +1,272 @@
+//! Store semantics: generations, status, finalizers, watch, concurrency, reopening.
+
+use std::sync::Arc;
+
+use obol_control::offer::{PaymentSpec, PriceSpec, UpstreamSpec};
+use obol_control::store::{ApplyOutcome, DeleteOutcome, Event};
+use obol_control::{ConditionStatus, ServiceOffer, ServiceOfferSpec, SqliteStore, Store, StoreExt};
+
+fn offer(name: &str, price: &str) -> ServiceOffer {
+    ServiceOffer::new(
+        "default",
+        name,
+        ServiceOfferSpec {
+            type_: Default::default(),
+            model: None,
+            upstream: UpstreamSpec {
+                url: Some("http://127.0.0.1:9000".into()),
+                ..UpstreamSpec::default()
+            },
+            payment: PaymentSpec {
+                scheme: "exact".into(),
+                network: "base-sepolia".into(),
+                pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
+                max_timeout_seconds: None,
+                asset: None,
+                price: PriceSpec {
+                    per_request: Some(price.into()),
+                    ..PriceSpec::default()
+                },
+            },
+            path: None,
+            registration: None,
+            listing: None,
+            drain_at: None,
+            drain_grace_period: None,
+            provenance: None,
+            description: None,
+        },
+    )
+}
+
+#[tokio::test]
+async fn apply_bumps_generation_only_on_spec_changes() {
+    let store = SqliteStore::in_memory().unwrap();
+    let (created, outcome) = store.apply(&offer("a", "0.001")).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Created);
+    assert_eq!(created.metadata.generation, 1);
+    assert!(created.metadata.creation_timestamp.ends_with('Z'));
+    let (same, outcome) = store.apply(&offer("a", "0.001")).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Unchanged);
+    assert_eq!(
+        same.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    let mut labelled = offer("a", "0.001");
+    labelled
+        .metadata
+        .labels
+        .insert("tier".into(), "gold".into());
+    let (relabelled, outcome) = store.apply(&labelled).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Updated);
+    assert_eq!(
+        relabelled.metadata.generation, 1,
+        "labels do not bump the generation"
+    );
+
+    let (updated, outcome) = store.apply(&offer("a", "0.002")).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Updated);
+    assert_eq!(updated.metadata.generation, 2);
+    assert!(updated.metadata.resource_version > relabelled.metadata.resource_version);
+
+    // Status writes leave the generation alone.
+    let mut status = updated.status.clone();
+    status.observed_generation = 2;
+    obol_control::resource::set_condition(
+        &mut status.conditions,
+        "Ready",
+        ConditionStatus::True,
+        "Reconciled",
+        "ok",
+    );
+    let patched = store
+        .patch_status::<ServiceOfferSpec>("default", "a", &status)
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.generation, 2);
+    assert_eq!(patched.status, status);
+    let fetched = store
+        .get::<ServiceOfferSpec>("default", "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fetched, patched);
+}
+
+#[tokio::test]
+async fn delete_honours_finalizers() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut guarded = offer("g", "1");
+    guarded.metadata.finalizers = vec!["obol.org/offer".into()];
+    store.apply(&guarded).await.unwrap();
+    assert_eq!(
+        store.delete("ServiceOffer", "default", "g").await.unwrap(),
+        DeleteOutcome::Marked
+    );
+    let deleting = store
+        .get::<ServiceOfferSpec>("default", "g")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleting.metadata.is_deleting());
+    let err = store.apply(&guarded).await.unwrap_err();
+    assert!(err.to_string().contains("is being deleted"), "{err}");
+    assert_eq!(
+        store.delete("ServiceOffer", "default", "g").await.unwrap(),
+        DeleteOutcome::Marked,
+        "idempotent"
+    );
+    assert_eq!(
+        store
+            .set_finalizers("ServiceOffer", "default", "g", vec![])
+            .await
+            .unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert!(
+        store
+            .get::<ServiceOfferSpec>("default", "g")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.apply(&offer("plain", "1")).await.unwrap();
+    assert_eq!(
+        store
+            .delete("ServiceOffer", "default", "plain")
+            .await
+            .unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(
+        store
+            .delete("ServiceOffer", "default", "plain")
+            .await
+            .unwrap(),
+        DeleteOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn watchers_see_every_change() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut events = store.watch();
+    store.apply(&offer("w", "1")).await.unwrap();
+    store.apply(&offer("w", "1")).await.unwrap(); // unchanged: no event
+    store.apply(&offer("w", "2")).await.unwrap();
+    store.delete("ServiceOffer", "default", "w").await.unwrap();
+    let kinds: Vec<&str> = (0..3)
+        .map(|_| match events.try_recv().unwrap() {
+            Event::Added(_) => "added",
+            Event::Modified(_) => "modified",
+            Event::Deleted(_) => "deleted",
+        })
+        .collect();
+    assert_eq!(kinds, ["added", "modified", "deleted"]);
+    assert!(events.try_recv().is_err(), "nothing else");
+}
+
+#[tokio::test]
+async fn concurrent_applies_keep_every_object_and_one_history() {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            // 20 distinct offers, and 20 writers racing on one offer with distinct prices.
+            let name = if i % 2 == 0 {
+                format!("o{i}")
+            } else {
+                "shared".to_owned()
+            };
+            store
+                .apply(&offer(&name, &format!("0.{}", i + 1)))
+                .await
+                .unwrap();
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let all = store.list::<ServiceOfferSpec>(None).await.unwrap();
+    assert_eq!(all.len(), 21);
+    let shared = all.iter().find(|o| o.metadata.name == "shared").unwrap();
+    assert_eq!(
+        shared.metadata.generation, 20,
+        "every racing spec change counted once"
+    );
+    let names: Vec<&str> = all.iter().map(|o| o.metadata.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "listed in namespace/name order");
+}
+
+#[tokio::test]
+async fn reopening_after_a_crash_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/store.sqlite");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.apply(&offer("kept", "1")).await.unwrap();
+        let status = obol_control::ServiceOfferStatus {
+            endpoint: Some("/services/kept".into()),
+            ..Default::default()
+        };
+        store
+            .patch_status::<ServiceOfferSpec>("default", "kept", &status)
+            .await
+            .unwrap();
+        // Dropped without any shutdown: the WAL is all there is.
+        std::mem::forget(store);
+    }
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.schema_version().unwrap(), 1);
+    let kept = reopened
+        .get::<ServiceOfferSpec>("default", "kept")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.status.endpoint.as_deref(), Some("/services/kept"));
+    // Versions keep increasing after a reopen.
+    let (again, _) = reopened.apply(&offer("kept", "2")).await.unwrap();
+    assert!(again.metadata.resource_version > kept.metadata.resource_version);
+}
+
+#[tokio::test]
+async fn a_corrupt_object_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    store.apply(&offer("good", "1")).await.unwrap();
+    store.apply(&offer("bad", "1")).await.unwrap();
+    drop(store);
+    let db = rusqlite_connection(&path);
+    db.execute(
+        "UPDATE objects SET spec = '{\"nonsense\":true}' WHERE name = 'bad'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let store = SqliteStore::open(&path).unwrap();
+    let listed = store.list::<ServiceOfferSpec>(None).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|o| o.metadata.name.as_str())
+            .collect::<Vec<_>>(),
+        ["good"]
+    );
+    let err = store
+        .get::<ServiceOfferSpec>("default", "bad")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("stored ServiceOffer default/bad is not valid"),
+        "{err}"
+    );
+}
+
+fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
