@@ -100,6 +100,13 @@ impl SqliteStore {
             .map_err(backend)
     }
 
+    fn emit_removal(&self, key: ObjectKey, outcome: DeleteOutcome) {
+        self.emit(match outcome {
+            DeleteOutcome::Deleted => Event::Deleted(key),
+            _ => Event::Modified(key),
+        });
+    }
+
     fn emit(&self, event: Event) {
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(event);
@@ -174,6 +181,21 @@ fn fetch(
     .optional()
     .map_err(backend)?
     .transpose()
+}
+
+fn remove_row(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<DeleteOutcome, StoreError> {
+    tx.execute(
+        "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind, namespace, name],
+    )
+    .map_err(backend)?;
+    next_version(tx)?;
+    Ok(DeleteOutcome::Deleted)
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
@@ -334,13 +356,7 @@ impl Store for SqliteStore {
             let current = fetch(&tx, kind, namespace, name)?
                 .ok_or_else(|| not_found(kind, namespace, name))?;
             let outcome = if current.metadata.is_deleting() && finalizers.is_empty() {
-                tx.execute(
-                    "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                    params![kind, namespace, name],
-                )
-                .map_err(backend)?;
-                next_version(&tx)?;
-                DeleteOutcome::Deleted
+                remove_row(&tx, kind, namespace, name)?
             } else {
                 let version = next_version(&tx)?;
                 tx.execute(
@@ -353,10 +369,7 @@ impl Store for SqliteStore {
             tx.commit().map_err(backend)?;
             outcome
         };
-        self.emit(match outcome {
-            DeleteOutcome::Deleted => Event::Deleted(key),
-            _ => Event::Modified(key),
-        });
+        self.emit_removal(key, outcome);
         Ok(outcome)
     }
 
@@ -378,13 +391,7 @@ impl Store for SqliteStore {
                 return Ok(DeleteOutcome::NotFound);
             };
             let outcome = if current.metadata.finalizers.is_empty() {
-                tx.execute(
-                    "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                    params![kind, namespace, name],
-                )
-                .map_err(backend)?;
-                next_version(&tx)?;
-                DeleteOutcome::Deleted
+                remove_row(&tx, kind, namespace, name)?
             } else if current.metadata.is_deleting() {
                 return Ok(DeleteOutcome::Marked);
             } else {
@@ -399,10 +406,7 @@ impl Store for SqliteStore {
             tx.commit().map_err(backend)?;
             outcome
         };
-        self.emit(match outcome {
-            DeleteOutcome::Deleted => Event::Deleted(key),
-            _ => Event::Modified(key),
-        });
+        self.emit_removal(key, outcome);
         Ok(outcome)
     }
 

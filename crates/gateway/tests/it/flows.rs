@@ -6,7 +6,7 @@ use obol_x402::header::{self, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT, X_
 use obol_x402::primitives::U256;
 use obol_x402::wire::{PaymentPayload, SettleResponse, v1};
 
-use crate::{Fixture, PAY_TO, challenge_of, pay_for, sign};
+use crate::{Fixture, PAY_TO, challenge_of, paid_get, pay_for, sign};
 
 #[tokio::test]
 async fn g1_unpaid_requests_get_the_challenge() {
@@ -105,12 +105,7 @@ async fn g2_paid_request_is_proxied_then_settled() {
     );
 
     // The same payment again: refused, not served, not charged.
-    let again = reqwest::Client::new()
-        .get(format!("{}/services/echo/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, &payment)
-        .send()
-        .await
-        .unwrap();
+    let again = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
     assert_eq!(again.status(), 402);
     let required = challenge_of(&again);
     assert_eq!(
@@ -133,12 +128,7 @@ async fn g3_a_different_amount_is_not_matched_and_not_verified() {
     let mut required = challenge_of(&response);
     required.accepts[0].amount = U256::from(999).into();
     let payment = sign(&fixture.buyer(1), &required, 0);
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
     assert_eq!(response.status(), 402);
     let failure = challenge_of(&response).extensions.unwrap()["paymentFailure"].clone();
     assert_eq!(failure["reason"], "no_matching_requirement");
@@ -155,12 +145,7 @@ async fn g4_upstream_failure_is_relayed_uncharged_and_frees_the_payment() {
     let buyer = fixture.buyer(3);
     let payment = pay_for(&fixture, "/services/echo/fail", &buyer).await;
     let before = fixture.usdc(PAY_TO).await;
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/fail", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, &payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/fail", &payment).await;
     assert_eq!(response.status(), 500);
     assert!(response.headers().get(PAYMENT_RESPONSE).is_none());
     assert_eq!(response.text().await.unwrap(), "upstream broke");
@@ -171,12 +156,7 @@ async fn g4_upstream_failure_is_relayed_uncharged_and_frees_the_payment() {
     );
     assert_eq!(fixture.usdc(PAY_TO).await, before);
     // The authorization was not consumed: it buys a working call afterwards.
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, &payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
     assert_eq!(response.status(), 200);
     assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
 }
@@ -186,12 +166,7 @@ async fn g5_rejected_settlement_withholds_the_body() {
     let fixture = Fixture::start().await;
     fixture.probe.reject_settles.store(true, Ordering::SeqCst);
     let payment = pay_for(&fixture, "/services/echo/echo", &fixture.buyer(4)).await;
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
     assert_eq!(response.status(), 402);
     let receipt: SettleResponse =
         header::decode(response.headers()[PAYMENT_RESPONSE].to_str().unwrap()).unwrap();
@@ -278,12 +253,7 @@ async fn futures_join<F: std::future::Future>(
 async fn g7_missing_permit2_allowance_is_412() {
     let fixture = Fixture::start().await;
     let payment = pay_for(&fixture, "/services/obol/echo", &fixture.buyer(6)).await;
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/obol/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/obol/echo", &payment).await;
     assert_eq!(response.status(), 412);
     let required = challenge_of(&response);
     let failure = &required.extensions.unwrap()["paymentFailure"];
@@ -331,12 +301,7 @@ async fn g9_a_stalled_facilitator_never_fails_open() {
     let fixture = Fixture::start().await;
     let payment = pay_for(&fixture, "/services/echo/echo", &fixture.buyer(8)).await;
     fixture.probe.stall_verify.store(true, Ordering::SeqCst);
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["reason"], "facilitator_unreachable");
@@ -355,12 +320,7 @@ async fn malformed_payment_headers_are_400() {
         &"A".repeat(40_000),
     ];
     for value in cases {
-        let response = reqwest::Client::new()
-            .get(format!("{}/services/echo/echo", fixture.gateway))
-            .header(PAYMENT_SIGNATURE, value)
-            .send()
-            .await
-            .unwrap();
+        let response = paid_get(&fixture.gateway, "/services/echo/echo", value).await;
         assert_eq!(response.status(), 400, "{}", &value[..value.len().min(20)]);
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["reason"], "invalid_payment_header");

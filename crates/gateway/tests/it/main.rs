@@ -298,6 +298,16 @@ pub fn sign(buyer: &LocalSigner, required: &v2::PaymentRequired, index: usize) -
     header::encode(&payload).unwrap()
 }
 
+/// GETs `base + path` with a `PAYMENT-SIGNATURE`.
+pub async fn paid_get(base: &str, path: &str, payment: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header(obol_x402::header::PAYMENT_SIGNATURE, payment)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// GETs `path` unpaid, signs the first option with `buyer`, and returns the header value.
 pub async fn pay_for(fixture: &Fixture, path: &str, buyer: &LocalSigner) -> String {
     let response = reqwest::get(format!("{}{path}", fixture.gateway))

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, Sse};
 use futures_lite_stream::iter_events;
-use obol_x402::header::PAYMENT_SIGNATURE;
 use obol_x402::primitives::U256;
 
-use crate::{Fixture, PAY_TO, pay_for};
+use crate::{Fixture, PAY_TO, paid_get, pay_for};
 
 /// Five events, 100 ms apart.
 pub(crate) async fn sse_upstream()
@@ -59,12 +58,7 @@ async fn a_complete_stream_settles_once() {
     let fixture = Fixture::start().await;
     let payment = pay_for(&fixture, "/services/echo/stream", &fixture.buyer(1)).await;
     let before = fixture.usdc(PAY_TO).await;
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/stream", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/stream", &payment).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["trailer"],
@@ -94,12 +88,7 @@ async fn leaving_mid_stream_is_not_charged() {
     let fixture = Fixture::start().await;
     let payment = pay_for(&fixture, "/services/echo/stream", &fixture.buyer(3)).await;
     let before = fixture.usdc(PAY_TO).await;
-    let mut response = reqwest::Client::new()
-        .get(format!("{}/services/echo/stream", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, &payment)
-        .send()
-        .await
-        .unwrap();
+    let mut response = paid_get(&fixture.gateway, "/services/echo/stream", &payment).await;
     let first = response.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("chunk 0"));
     drop(response);
@@ -114,11 +103,6 @@ async fn leaving_mid_stream_is_not_charged() {
     );
     assert_eq!(fixture.usdc(PAY_TO).await, before, "not charged");
     // The authorization is free again.
-    let response = reqwest::Client::new()
-        .get(format!("{}/services/echo/echo", fixture.gateway))
-        .header(PAYMENT_SIGNATURE, &payment)
-        .send()
-        .await
-        .unwrap();
+    let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
     assert_eq!(response.status(), 200);
 }
