@@ -6,9 +6,13 @@
 //! | [`offer`] | `ServiceOffer` (obol-stack.md §3.1) |
 //! | [`validate`] | offer validation with errors naming field and rule |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
+//! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
+//! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod offer;
+pub mod reconcile;
 pub mod resource;
+pub mod routes;
 pub mod store;
 pub mod validate;
 

@@ -6,7 +6,7 @@ use obol_control::offer::{PaymentSpec, PriceSpec, UpstreamSpec};
 use obol_control::store::{ApplyOutcome, DeleteOutcome, Event};
 use obol_control::{ConditionStatus, ServiceOffer, ServiceOfferSpec, SqliteStore, Store, StoreExt};
 
-fn offer(name: &str, price: &str) -> ServiceOffer {
+pub(crate) fn offer(name: &str, price: &str) -> ServiceOffer {
     ServiceOffer::new(
         "default",
         name,

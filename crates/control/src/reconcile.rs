@@ -1,0 +1,437 @@
+//! The `ServiceOffer` reconciler: idempotent, level-triggered, one offer at a time.
+//!
+//! ModelReady → UpstreamHealthy → PaymentGateReady → RoutePublished → Registered → Ready, with
+//! the reasons of obol-stack.md §3.1. After every reconcile the gateway's route table is rebuilt
+//! from the offers whose `RoutePublished` is True, so the gateway serves exactly those.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use obol_gateway::Routes;
+use obol_x402::token::TokenRegistry;
+
+use crate::offer::{OfferType, ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, is_reserved};
+use crate::resource::{ConditionStatus, Spec, is_true, set_condition};
+use crate::routes::route_table;
+use crate::store::{Store, StoreError, StoreExt};
+
+/// The finalizer that routes deletion through the reconciler (route removal first).
+pub const FINALIZER: &str = "obol.org/serviceoffer-finalizer";
+/// Requeue while an offer is not ready.
+pub const NOT_READY_REQUEUE: Duration = Duration::from_secs(5);
+/// Requeue of a ready offer (its upstream health is re-checked).
+pub const READY_REQUEUE: Duration = Duration::from_secs(60);
+/// Requeue after a path conflict.
+pub const CONFLICT_REQUEUE: Duration = Duration::from_secs(30);
+/// Budget of the upstream health probe.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The condition types, in pipeline order.
+pub const CONDITIONS: [&str; 5] = [
+    "ModelReady",
+    "UpstreamHealthy",
+    "PaymentGateReady",
+    "RoutePublished",
+    "Registered",
+];
+
+/// What to do next with an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Reconcile again after this long.
+    Requeue(Duration),
+    /// Nothing to do until it changes.
+    Done,
+}
+
+/// Reconciles offers against the store and publishes the gateway's routes.
+pub struct Reconciler {
+    store: Arc<dyn Store>,
+    routes: Arc<Routes>,
+    tokens: TokenRegistry,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").finish_non_exhaustive()
+    }
+}
+
+fn drain_end(spec: &ServiceOfferSpec) -> Option<u64> {
+    let start = parse_rfc3339(spec.drain_at.as_deref()?)?;
+    let grace = spec
+        .drain_grace_period
+        .as_deref()
+        .map_or(Some(3600), parse_duration)?;
+    Some(start.saturating_add(grace))
+}
+
+/// `30s`, `5m`, `1h`, `2h30m`, `0`.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    if text == "0" {
+        return Some(0);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        number.clear();
+    }
+    number.is_empty().then_some(total)
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` (UTC) → unix seconds.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(str::parse::<u64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time
+        .split(':')
+        .map(|p| p.split('.').next().unwrap_or(p).parse::<u64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (H. Hinnant), inverse of obol_config::time::rfc3339.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+impl Reconciler {
+    /// A reconciler over `store`, publishing into `routes`.
+    pub fn new(store: Arc<dyn Store>, routes: Arc<Routes>, tokens: TokenRegistry) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(HEALTH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            store,
+            routes,
+            tokens,
+            http,
+        }
+    }
+
+    /// Reconciles one offer, then republishes the routes.
+    pub async fn reconcile(&self, namespace: &str, name: &str) -> Result<Action, StoreError> {
+        let action = self.reconcile_offer(namespace, name).await?;
+        self.publish_routes().await?;
+        Ok(action)
+    }
+
+    /// Rebuilds the gateway's route table from the offers whose `RoutePublished` is True.
+    pub async fn publish_routes(&self) -> Result<usize, StoreError> {
+        let now = obol_config::time::unix_now();
+        let published: Vec<ServiceOffer> = self
+            .store
+            .list::<ServiceOfferSpec>(None)
+            .await?
+            .into_iter()
+            .filter(|o| !o.metadata.is_deleting())
+            .filter(|o| is_true(&o.status.conditions, "RoutePublished"))
+            .filter(|o| drain_end(&o.spec).is_none_or(|end| now < end))
+            .collect();
+        let table = route_table(&self.tokens, &published);
+        let count = table.len();
+        self.routes.store(table);
+        Ok(count)
+    }
+
+    async fn reconcile_offer(&self, namespace: &str, name: &str) -> Result<Action, StoreError> {
+        let Some(offer) = self.store.get::<ServiceOfferSpec>(namespace, name).await? else {
+            return Ok(Action::Done);
+        };
+        if offer.metadata.is_deleting() {
+            // Tombstone: routes are rebuilt without it by the caller; then let it go.
+            let remaining: Vec<String> = offer
+                .metadata
+                .finalizers
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            self.store
+                .set_finalizers(<ServiceOfferSpec as Spec>::KIND, namespace, name, remaining)
+                .await?;
+            return Ok(Action::Done);
+        }
+        if !offer.metadata.finalizers.iter().any(|f| f == FINALIZER) {
+            let mut finalizers = offer.metadata.finalizers.clone();
+            finalizers.push(FINALIZER.to_owned());
+            self.store
+                .set_finalizers(
+                    <ServiceOfferSpec as Spec>::KIND,
+                    namespace,
+                    name,
+                    finalizers,
+                )
+                .await?;
+        }
+        let mut status = offer.status.clone();
+        status.observed_generation = offer.metadata.generation;
+        let path = offer.effective_path();
+        status.endpoint = Some(path.clone());
+        let action = self.evaluate(&offer, &mut status, &path).await?;
+        self.store
+            .patch_status::<ServiceOfferSpec>(namespace, name, &status)
+            .await?;
+        Ok(action)
+    }
+
+    async fn evaluate(
+        &self,
+        offer: &ServiceOffer,
+        status: &mut ServiceOfferStatus,
+        path: &str,
+    ) -> Result<Action, StoreError> {
+        let c = &mut status.conditions;
+        use ConditionStatus::{False, True};
+
+        // ModelReady.
+        match (&offer.spec.type_, &offer.spec.model) {
+            (OfferType::Inference, Some(model)) => set_condition(
+                c,
+                "ModelReady",
+                True,
+                "Declared",
+                &format!("Model {} declared", model.name),
+            ),
+            (OfferType::Inference, None) => set_condition(
+                c,
+                "ModelReady",
+                False,
+                "MissingModel",
+                "inference offers need spec.model.name",
+            ),
+            _ => set_condition(
+                c,
+                "ModelReady",
+                True,
+                "Skipped",
+                "HTTP offer does not require model preparation",
+            ),
+        }
+
+        // UpstreamHealthy.
+        let healthy = match self.probe(offer).await {
+            Ok(()) => {
+                set_condition(
+                    c,
+                    "UpstreamHealthy",
+                    True,
+                    "Healthy",
+                    "Upstream health check passed",
+                );
+                true
+            }
+            Err((reason, message)) => {
+                set_condition(c, "UpstreamHealthy", False, reason, &message);
+                false
+            }
+        };
+
+        // Guards, in the original's order.
+        let mut requeue = None;
+        let blocked = if is_reserved(path) {
+            Some(("ReservedPath", format!("{path} is reserved for the stack")))
+        } else if let Some(owner) = self.path_owner(offer, path).await? {
+            requeue = Some(CONFLICT_REQUEUE);
+            Some((
+                "PathConflict",
+                format!("{path} is already served by {owner}"),
+            ))
+        } else {
+            None
+        };
+        let now = obol_config::time::unix_now();
+        let draining = drain_end(&offer.spec);
+        match draining {
+            Some(end) if now >= end => set_condition(
+                c,
+                "Draining",
+                False,
+                "Drained",
+                "Drain ended; the offer is no longer sold",
+            ),
+            Some(end) => set_condition(
+                c,
+                "Draining",
+                True,
+                "Draining",
+                &format!("Drain ends at {}", obol_config::time::rfc3339(end)),
+            ),
+            None => set_condition(c, "Draining", False, "Active", "Not draining"),
+        }
+        let drained = draining.is_some_and(|end| now >= end);
+
+        if let Some((reason, message)) = &blocked {
+            set_condition(c, "PaymentGateReady", False, reason, message);
+            set_condition(c, "RoutePublished", False, reason, message);
+        } else if drained {
+            set_condition(c, "RoutePublished", False, "Drained", "Drain ended");
+        } else if healthy && is_true(c, "ModelReady") {
+            set_condition(
+                c,
+                "PaymentGateReady",
+                True,
+                "Reconciled",
+                "Shared x402 gateway is available",
+            );
+            set_condition(
+                c,
+                "RoutePublished",
+                True,
+                "Reconciled",
+                &format!("Route published at {path}"),
+            );
+        } else {
+            set_condition(
+                c,
+                "PaymentGateReady",
+                False,
+                "WaitingForUpstream",
+                "Waiting for the upstream to become healthy",
+            );
+            set_condition(
+                c,
+                "RoutePublished",
+                False,
+                "WaitingForPaymentGate",
+                "Waiting for the payment gate",
+            );
+        }
+
+        // Registered: on-chain registration arrives with the ERC-8004 work.
+        let registration = offer.spec.registration.as_ref().filter(|r| r.enabled);
+        if !is_true(c, "RoutePublished") && registration.is_some() {
+            set_condition(
+                c,
+                "Registered",
+                False,
+                "WaitingForRoute",
+                "Waiting for the route to be published",
+            );
+        } else if registration.is_none() {
+            set_condition(
+                c,
+                "Registered",
+                True,
+                "Disabled",
+                "ERC-8004 registration is disabled for this offer",
+            );
+        } else if status.agent_id.is_some() {
+            set_condition(c, "Registered", True, "Active", "Registered on ERC-8004");
+        } else {
+            set_condition(
+                c,
+                "Registered",
+                False,
+                "AwaitingExternalRegistration",
+                "Awaiting ERC-8004 registration; the offer already serves paid traffic",
+            );
+        }
+
+        let ready = CONDITIONS.iter().all(|t| is_true(c, t));
+        if ready {
+            set_condition(c, "Ready", True, "Reconciled", "Offer is ready");
+        } else if !(c
+            .iter()
+            .any(|x| x.type_ == "Ready" && x.reason == "Stopped"))
+        {
+            set_condition(
+                c,
+                "Ready",
+                False,
+                "Reconciling",
+                "Waiting for every condition",
+            );
+        }
+        Ok(match (ready, requeue, draining) {
+            (_, Some(delay), _) => Action::Requeue(delay),
+            (_, _, Some(end)) if now < end => {
+                Action::Requeue(Duration::from_secs((end - now).saturating_add(1)))
+            }
+            (true, _, _) => Action::Requeue(READY_REQUEUE),
+            (false, _, _) => Action::Requeue(NOT_READY_REQUEUE),
+        })
+    }
+
+    /// GET the health path: 2xx is healthy.
+    async fn probe(&self, offer: &ServiceOffer) -> Result<(), (&'static str, String)> {
+        let Some(base) = offer.spec.upstream.url.as_deref() else {
+            return Err((
+                "MissingService",
+                "the embedded stack needs spec.upstream.url".to_owned(),
+            ));
+        };
+        let health = offer.health_path();
+        let url = format!("{}{health}", base.trim_end_matches('/'));
+        match self.http.get(&url).send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err((
+                "Unhealthy",
+                format!(
+                    "HTTP {} from upstream health path {health}",
+                    response.status().as_u16()
+                ),
+            )),
+            Err(e) => Err((
+                "Unhealthy",
+                format!("upstream health path {health}: {}", e.without_url()),
+            )),
+        }
+    }
+
+    /// The oldest other offer claiming `path`, if it is not this one.
+    async fn path_owner(
+        &self,
+        offer: &ServiceOffer,
+        path: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let claimants: Vec<ServiceOffer> = self
+            .store
+            .list::<ServiceOfferSpec>(None)
+            .await?
+            .into_iter()
+            .filter(|o| !o.metadata.is_deleting() && o.effective_path() == path)
+            .collect();
+        // Oldest first; offers created within the same second are ordered by namespace/name.
+        let oldest = claimants.iter().min_by(|a, b| {
+            (
+                &a.metadata.creation_timestamp,
+                &a.metadata.namespace,
+                &a.metadata.name,
+            )
+                .cmp(&(
+                    &b.metadata.creation_timestamp,
+                    &b.metadata.namespace,
+                    &b.metadata.name,
+                ))
+        });
+        Ok(oldest
+            .filter(|o| {
+                !(o.metadata.namespace == offer.metadata.namespace
+                    && o.metadata.name == offer.metadata.name)
+            })
+            .map(|o| format!("{}/{}", o.metadata.namespace, o.metadata.name)))
+    }
+}

@@ -1,0 +1,330 @@
+//! Reconcile tables: each condition and reason, route publication, deletion.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use obol_control::offer::{ModelSpec, OfferType, RegistrationSpec};
+use obol_control::reconcile::{
+    Action, FINALIZER, NOT_READY_REQUEUE, Reconciler, parse_duration, parse_rfc3339,
+};
+use obol_control::resource::{ConditionStatus, condition};
+use obol_control::{ServiceOffer, ServiceOfferSpec, SqliteStore, Store, StoreExt};
+use obol_gateway::{Lookup, Routes};
+use obol_x402::token::TokenRegistry;
+use tokio::net::TcpListener;
+
+use crate::store::offer;
+
+async fn upstream() -> String {
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/sick",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+struct Setup {
+    store: Arc<SqliteStore>,
+    routes: Arc<Routes>,
+    reconciler: Reconciler,
+    upstream: String,
+}
+
+async fn setup() -> Setup {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let routes = Arc::new(Routes::new());
+    let reconciler = Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin());
+    Setup {
+        store,
+        routes,
+        reconciler,
+        upstream: upstream().await,
+    }
+}
+
+impl Setup {
+    fn offer(&self, name: &str) -> ServiceOffer {
+        let mut o = offer(name, "0.001");
+        o.spec.upstream.url = Some(self.upstream.clone());
+        o
+    }
+
+    async fn run(&self, offer: &ServiceOffer) -> (Action, ServiceOffer) {
+        self.store.apply(offer).await.unwrap();
+        let action = self
+            .reconciler
+            .reconcile(&offer.metadata.namespace, &offer.metadata.name)
+            .await
+            .unwrap();
+        let stored = self
+            .store
+            .get::<ServiceOfferSpec>(&offer.metadata.namespace, &offer.metadata.name)
+            .await
+            .unwrap()
+            .unwrap();
+        (action, stored)
+    }
+
+    fn routed(&self, path: &str) -> Option<String> {
+        match self.routes.load().lookup(path) {
+            Lookup::Offer(o) => Some(o.name.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn reasons(offer: &ServiceOffer) -> Vec<(String, ConditionStatus, String)> {
+    [
+        "ModelReady",
+        "UpstreamHealthy",
+        "PaymentGateReady",
+        "RoutePublished",
+        "Registered",
+        "Ready",
+    ]
+    .iter()
+    .map(|t| {
+        let c = condition(&offer.status.conditions, t).unwrap_or_else(|| panic!("{t} missing"));
+        ((*t).to_owned(), c.status, c.reason.clone())
+    })
+    .collect()
+}
+
+fn row(t: &str, s: ConditionStatus, r: &str) -> (String, ConditionStatus, String) {
+    (t.to_owned(), s, r.to_owned())
+}
+
+use ConditionStatus::{False, True};
+
+#[tokio::test]
+async fn a_healthy_offer_becomes_ready_and_routed() {
+    let s = setup().await;
+    let (action, stored) = s.run(&s.offer("echo")).await;
+    assert_eq!(
+        reasons(&stored),
+        [
+            row("ModelReady", True, "Skipped"),
+            row("UpstreamHealthy", True, "Healthy"),
+            row("PaymentGateReady", True, "Reconciled"),
+            row("RoutePublished", True, "Reconciled"),
+            row("Registered", True, "Disabled"),
+            row("Ready", True, "Reconciled"),
+        ]
+    );
+    assert_eq!(stored.status.endpoint.as_deref(), Some("/services/echo"));
+    assert_eq!(stored.status.observed_generation, 1);
+    assert!(stored.metadata.finalizers.contains(&FINALIZER.to_owned()));
+    assert!(matches!(action, Action::Requeue(_)));
+    assert_eq!(s.routed("/services/echo/anything").as_deref(), Some("echo"));
+    let table = s.routes.load();
+    let route = table.routes().next().unwrap();
+    assert_eq!(
+        route.offer.options[0].requirements.amount.to_string(),
+        "1000",
+        "0.001 USDC"
+    );
+    assert_eq!(route.offer.options[0].requirements.network, "eip155:84532");
+
+    // Reconciling again changes nothing (idempotent).
+    let again = s.reconciler.reconcile("default", "echo").await.unwrap();
+    assert!(matches!(again, Action::Requeue(_)));
+    let restored = s
+        .store
+        .get::<ServiceOfferSpec>("default", "echo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.status, stored.status);
+}
+
+#[tokio::test]
+async fn unhealthy_and_unreachable_upstreams_are_not_routed() {
+    let s = setup().await;
+    let mut sick = s.offer("sick");
+    sick.spec.upstream.health_path = Some("/sick".into());
+    let (action, stored) = s.run(&sick).await;
+    assert_eq!(action, Action::Requeue(NOT_READY_REQUEUE));
+    let healthy = condition(&stored.status.conditions, "UpstreamHealthy").unwrap();
+    assert_eq!(
+        (healthy.status, healthy.reason.as_str()),
+        (False, "Unhealthy")
+    );
+    assert_eq!(healthy.message, "HTTP 503 from upstream health path /sick");
+    assert_eq!(
+        reasons(&stored)[2..],
+        [
+            row("PaymentGateReady", False, "WaitingForUpstream"),
+            row("RoutePublished", False, "WaitingForPaymentGate"),
+            row("Registered", True, "Disabled"),
+            row("Ready", False, "Reconciling"),
+        ]
+    );
+    assert_eq!(s.routed("/services/sick"), None);
+
+    let mut dead = s.offer("dead");
+    dead.spec.upstream.url = Some("http://127.0.0.1:1".into());
+    let (_, stored) = s.run(&dead).await;
+    let healthy = condition(&stored.status.conditions, "UpstreamHealthy").unwrap();
+    assert_eq!(healthy.status, False);
+    assert!(
+        healthy.message.starts_with("upstream health path /health:"),
+        "{}",
+        healthy.message
+    );
+}
+
+#[tokio::test]
+async fn inference_models_registration_and_reserved_paths() {
+    let s = setup().await;
+    let mut llm = s.offer("llm");
+    llm.spec.type_ = OfferType::Inference;
+    llm.spec.model = Some(ModelSpec {
+        name: "qwen3".into(),
+        runtime: None,
+    });
+    llm.spec.registration = Some(RegistrationSpec {
+        enabled: true,
+        ..RegistrationSpec::default()
+    });
+    let (_, stored) = s.run(&llm).await;
+    let model = condition(&stored.status.conditions, "ModelReady").unwrap();
+    assert_eq!(
+        (model.reason.as_str(), model.message.as_str()),
+        ("Declared", "Model qwen3 declared")
+    );
+    let registered = condition(&stored.status.conditions, "Registered").unwrap();
+    assert_eq!(
+        (registered.status, registered.reason.as_str()),
+        (False, "AwaitingExternalRegistration")
+    );
+    assert_eq!(
+        condition(&stored.status.conditions, "Ready")
+            .unwrap()
+            .status,
+        False
+    );
+    assert_eq!(
+        s.routed("/services/llm/v1/chat/completions").as_deref(),
+        Some("llm"),
+        "serves paid traffic meanwhile"
+    );
+
+    // A reserved path that slipped past validation is never routed.
+    let mut reserved = s.offer("reserved");
+    reserved.spec.path = Some("/api/x".into());
+    let (_, stored) = s.run(&reserved).await;
+    let route = condition(&stored.status.conditions, "RoutePublished").unwrap();
+    assert_eq!(
+        (route.status, route.reason.as_str()),
+        (False, "ReservedPath")
+    );
+    assert_eq!(s.routed("/api/x"), None);
+}
+
+#[tokio::test]
+async fn the_oldest_claimant_of_a_path_wins() {
+    let s = setup().await;
+    let mut first = s.offer("first");
+    first.spec.path = Some("/services/shared".into());
+    s.run(&first).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a later creation second
+    let mut second = s.offer("second");
+    second.spec.path = Some("/services/shared".into());
+    let (action, stored) = s.run(&second).await;
+    let route = condition(&stored.status.conditions, "RoutePublished").unwrap();
+    assert_eq!(
+        (route.status, route.reason.as_str()),
+        (False, "PathConflict")
+    );
+    assert_eq!(
+        route.message,
+        "/services/shared is already served by default/first"
+    );
+    assert_eq!(action, Action::Requeue(Duration::from_secs(30)));
+    assert_eq!(s.routed("/services/shared").as_deref(), Some("first"));
+
+    // When the owner goes, the other takes over.
+    s.store
+        .delete("ServiceOffer", "default", "first")
+        .await
+        .unwrap();
+    s.reconciler.reconcile("default", "first").await.unwrap();
+    assert!(
+        s.store
+            .get::<ServiceOfferSpec>("default", "first")
+            .await
+            .unwrap()
+            .is_none(),
+        "finalizer released"
+    );
+    s.reconciler.reconcile("default", "second").await.unwrap();
+    assert_eq!(s.routed("/services/shared").as_deref(), Some("second"));
+}
+
+#[tokio::test]
+async fn draining_keeps_serving_until_the_end() {
+    let s = setup().await;
+    let mut draining = s.offer("draining");
+    draining.spec.drain_at = Some(obol_config::time::rfc3339(obol_config::time::unix_now()));
+    draining.spec.drain_grace_period = Some("1h".into());
+    let (action, stored) = s.run(&draining).await;
+    let drain = condition(&stored.status.conditions, "Draining").unwrap();
+    assert_eq!((drain.status, drain.reason.as_str()), (True, "Draining"));
+    assert!(matches!(action, Action::Requeue(d) if d > Duration::from_secs(3500)));
+    assert_eq!(s.routed("/services/draining").as_deref(), Some("draining"));
+
+    let mut drained = s.offer("drained");
+    drained.spec.drain_at = Some("2020-01-01T00:00:00Z".into());
+    drained.spec.drain_grace_period = Some("0s".into());
+    let (_, stored) = s.run(&drained).await;
+    let drain = condition(&stored.status.conditions, "Draining").unwrap();
+    assert_eq!((drain.status, drain.reason.as_str()), (False, "Drained"));
+    assert_eq!(s.routed("/services/drained"), None);
+}
+
+#[tokio::test]
+async fn deleting_tombstones_the_route_first() {
+    let s = setup().await;
+    s.run(&s.offer("gone")).await;
+    assert!(s.routed("/services/gone").is_some());
+    assert_eq!(
+        s.store
+            .delete("ServiceOffer", "default", "gone")
+            .await
+            .unwrap(),
+        obol_control::store::DeleteOutcome::Marked
+    );
+    s.reconciler.reconcile("default", "gone").await.unwrap();
+    assert_eq!(s.routed("/services/gone"), None);
+    assert!(
+        s.store
+            .get::<ServiceOfferSpec>("default", "gone")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn time_parsing() {
+    assert_eq!(parse_duration("1h"), Some(3600));
+    assert_eq!(parse_duration("2h30m"), Some(9000));
+    assert_eq!(parse_duration("0"), Some(0));
+    assert_eq!(parse_duration("10x"), None);
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_rfc3339("2025-02-27T16:02:34Z"), Some(1_740_672_154));
+    assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(parse_rfc3339("2025-13-01T00:00:00Z"), None);
+    assert_eq!(parse_rfc3339("yesterday"), None);
+    for t in [0u64, 951_782_400, 1_740_672_154, 4_294_967_295] {
+        assert_eq!(parse_rfc3339(&obol_config::time::rfc3339(t)), Some(t));
+    }
+}
