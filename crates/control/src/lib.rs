@@ -6,9 +6,11 @@
 //! | [`offer`] | `ServiceOffer` (obol-stack.md §3.1) |
 //! | [`validate`] | offer validation with errors naming field and rule |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
+//! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
+pub mod controller;
 pub mod offer;
 pub mod reconcile;
 pub mod resource;

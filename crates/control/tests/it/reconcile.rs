@@ -328,3 +328,63 @@ fn time_parsing() {
         assert_eq!(parse_rfc3339(&obol_config::time::rfc3339(t)), Some(t));
     }
 }
+
+#[tokio::test]
+async fn the_controller_loop_follows_the_store() {
+    let s = setup().await;
+    let store: Arc<dyn Store> = s.store.clone();
+    let reconciler = Arc::new(Reconciler::new(
+        store.clone(),
+        s.routes.clone(),
+        TokenRegistry::builtin(),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(obol_control::controller::run(store, reconciler, async {
+        let _ = stopped.await;
+    }));
+    let wait_for = |path: &'static str, want: Option<&'static str>| {
+        let routes = s.routes.clone();
+        async move {
+            for _ in 0..200 {
+                let got = match routes.load().lookup(path) {
+                    Lookup::Offer(o) => Some(o.name.clone()),
+                    _ => None,
+                };
+                if got.as_deref() == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{path} never became {want:?}");
+        }
+    };
+    s.store.apply(&s.offer("live")).await.unwrap();
+    wait_for("/services/live", Some("live")).await;
+    assert!(s.routes.is_loaded());
+    s.store
+        .delete("ServiceOffer", "default", "live")
+        .await
+        .unwrap();
+    wait_for("/services/live", None).await;
+    for _ in 0..100 {
+        if s.store
+            .get::<ServiceOfferSpec>("default", "live")
+            .await
+            .unwrap()
+            .is_none()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        s.store
+            .get::<ServiceOfferSpec>("default", "live")
+            .await
+            .unwrap()
+            .is_none(),
+        "finalizer released"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
