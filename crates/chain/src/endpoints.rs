@@ -128,7 +128,7 @@ impl EndpointSet {
                     failures.push(format!(
                         "{}: {}",
                         member.url,
-                        member.url.scrub(&error_chain(&error))
+                        member.url.scrub(&obol_config::errors::chain(&error))
                     ));
                 }
                 Err(_) => failures.push(format!(
@@ -143,22 +143,6 @@ impl EndpointSet {
             failures.join("; ")
         )))
     }
-}
-
-/// The error and its causes, `outer: inner: root` (reqwest hides "connection refused" in a
-/// source).
-fn error_chain(error: &TransportError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether another endpoint might succeed where this one failed.

@@ -28,6 +28,12 @@ pub(crate) enum Command {
     /// Inspect x402 messages.
     #[command(subcommand)]
     X402(X402Command),
+    /// The embedded stack: daemon lifecycle.
+    #[command(subcommand)]
+    Stack(StackCommand),
+    /// Sell access to an API or a model.
+    #[command(subcommand)]
+    Sell(SellCommand),
     /// A local EVM chain with our contracts (USDC, OBOL, Permit2, the x402 proxy, ERC-8004).
     #[command(subcommand)]
     Devnet(DevnetCommand),
@@ -188,4 +194,126 @@ pub(crate) enum NetworkCommand {
         /// Only this chain.
         chain: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StackCommand {
+    /// Create the stack's settings (stack id, listeners, admin token).
+    Init(StackInitArgs),
+    /// Start the daemon in the background (idempotent).
+    Up {
+        /// Run in the foreground (containers, service managers).
+        #[arg(long)]
+        foreground: bool,
+        /// Public base URL buyers reach the stack at (overrides the settings and OBOL_PUBLIC_URL).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Stop the daemon.
+    Down,
+    /// The daemon's state, listeners and offers.
+    Status,
+    /// Delete the settings (and with --force the data: offers, settled payments).
+    Purge {
+        /// Also delete the data directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StackInitArgs {
+    /// Overwrite existing settings.
+    #[arg(long, short)]
+    pub(crate) force: bool,
+    /// Stack id (1-21 lower-case letters, digits, '-'; default: a random name).
+    #[arg(long)]
+    pub(crate) stack_id: Option<String>,
+    /// Gateway listen address.
+    #[arg(long)]
+    pub(crate) gateway_listen: Option<String>,
+    /// Admin API listen address (loopback only).
+    #[arg(long)]
+    pub(crate) admin_listen: Option<String>,
+    /// Public base URL buyers reach the stack at.
+    #[arg(long)]
+    pub(crate) public_url: Option<String>,
+    /// Use a remote facilitator at this URL.
+    #[arg(long, conflicts_with = "facilitator_chain")]
+    pub(crate) facilitator_url: Option<String>,
+    /// Run the embedded facilitator on this chain (repeatable; needs a write-enabled endpoint).
+    #[arg(long)]
+    pub(crate) facilitator_chain: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SellCommand {
+    /// Sell an HTTP API: create or update a ServiceOffer.
+    Http(Box<SellHttpArgs>),
+    /// List offers.
+    List,
+    /// One offer's conditions, or the stack's payment configuration.
+    Status {
+        /// Offer name (none: every offer).
+        name: Option<String>,
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+    },
+    /// Delete an offer.
+    Delete {
+        /// Offer name.
+        name: String,
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y', alias = "force")]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SellHttpArgs {
+    /// Offer name (a DNS label).
+    pub(crate) name: String,
+    /// Namespace.
+    #[arg(long, short, default_value = "default")]
+    pub(crate) namespace: String,
+    /// Upstream URL paid requests are proxied to.
+    #[arg(long)]
+    pub(crate) upstream: String,
+    /// Health path probed on the upstream.
+    #[arg(long, default_value = "/health")]
+    pub(crate) health_path: String,
+    /// Recipient of payments.
+    #[arg(long, visible_aliases = ["wallet", "recipient"], env = "X402_WALLET")]
+    pub(crate) pay_to: String,
+    /// Chain (name, alias or CAIP-2).
+    #[arg(long, default_value = "base")]
+    pub(crate) chain: String,
+    /// Token symbol.
+    #[arg(long, default_value = "USDC")]
+    pub(crate) token: String,
+    /// Price per request in token units (alias --price).
+    #[arg(long, visible_alias = "price")]
+    pub(crate) per_request: Option<String>,
+    /// Price per million tokens.
+    #[arg(long)]
+    pub(crate) per_mtok: Option<String>,
+    /// Price per hour (charged as 5 minutes per request; see docs/pricing.md).
+    #[arg(long)]
+    pub(crate) per_hour: Option<String>,
+    /// Public path (default /services/<name>).
+    #[arg(long)]
+    pub(crate) path: Option<String>,
+    /// Payment validity in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) max_timeout: u64,
+    /// Catalog description.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// Do not publish in the ERC-8004 registration.
+    #[arg(long)]
+    pub(crate) no_register: bool,
 }

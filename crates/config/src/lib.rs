@@ -3,6 +3,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`env`] | every environment variable the stack reads, as documented constants |
+//! | [`errors`] | error-chain formatting |
 //! | [`paths`] | the config, data and state directories |
 //! | [`fs`] | private (0600) atomic file writes and 0700 directories |
 //! | [`networks`] | the per-chain RPC endpoint list (`<config>/networks.json`) |
@@ -11,6 +12,7 @@
 //! | [`time`] | RFC 3339 timestamps |
 
 pub mod env;
+pub mod errors;
 pub mod fs;
 pub mod networks;
 pub mod paths;

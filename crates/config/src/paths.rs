@@ -68,6 +68,31 @@ impl Paths {
     pub fn stack_file(&self) -> PathBuf {
         self.config_dir.join("stack.json")
     }
+
+    /// `<config>/admin.token`: the admin API's bearer token (0600).
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.config_dir.join("admin.token")
+    }
+
+    /// `<data>/store.sqlite`: the resources.
+    pub fn store_file(&self) -> PathBuf {
+        self.data_dir.join("store.sqlite")
+    }
+
+    /// `<data>/payments.sqlite`: the gateway's settled-payment set.
+    pub fn payments_file(&self) -> PathBuf {
+        self.data_dir.join("payments.sqlite")
+    }
+
+    /// `<state>/daemon.json`: the running daemon's pid and addresses.
+    pub fn daemon_state_file(&self) -> PathBuf {
+        self.state_dir.join("daemon.json")
+    }
+
+    /// `<state>/daemon.log`.
+    pub fn daemon_log_file(&self) -> PathBuf {
+        self.state_dir.join("daemon.log")
+    }
 }
 
 #[cfg(test)]

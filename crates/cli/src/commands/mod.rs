@@ -3,6 +3,8 @@
 mod devnet;
 mod facilitator;
 mod network;
+mod sell;
+mod stack;
 mod wallet;
 mod x402;
 
@@ -54,6 +56,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wallet(command) => wallet::run(&context()?, command).await,
         Command::Network(command) => network::run(&context()?, command).await,
         Command::Devnet(command) => devnet::run(&context()?, command).await,
+        Command::Stack(command) => stack::run(&context()?, command).await,
+        Command::Sell(command) => sell::run(&context()?, command).await,
         Command::Facilitator(command) => facilitator::run(&context()?, command).await,
     }
 }

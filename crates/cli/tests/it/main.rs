@@ -5,6 +5,7 @@
 mod decode;
 mod devnet;
 mod network;
+mod stack;
 mod wallet;
 
 use std::io::Write as _;

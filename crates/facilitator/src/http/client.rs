@@ -130,7 +130,7 @@ impl RemoteFacilitator {
             let what = if e.is_timeout() {
                 format!("no answer within {timeout:?}")
             } else {
-                format!("unreachable: {}", error_chain(&e))
+                format!("unreachable: {}", obol_config::errors::chain(&e))
             };
             self.error(None, what, true)
         })?;
@@ -173,20 +173,6 @@ fn excerpt(bytes: &[u8]) -> String {
     } else {
         clean
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]

@@ -1,0 +1,248 @@
+//! The embedded stack end to end: init → up → sell http → Ready → 402 → down → up → served
+//! again → delete.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::{obol_in, stderr, stdout};
+
+const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+struct StackGuard<'a>(&'a Path);
+
+impl Drop for StackGuard<'_> {
+    fn drop(&mut self) {
+        obol_in(self.0, &["stack", "down"], &[], None);
+    }
+}
+
+/// A loopback upstream: `/health` and `/items` answer 200.
+async fn upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let body = "{\"ok\":true}";
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+fn gateway(dir: &Path) -> String {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
+            .unwrap();
+    format!("http://{}", state["gateway"].as_str().unwrap())
+}
+
+async fn wait_ready(dir: &Path) {
+    for _ in 0..500 {
+        let out = obol_in(dir, &["--json", "sell", "status", "echo"], &[], None);
+        if out.status.success() {
+            let offer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let ready = offer["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if ready {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the offer never became Ready");
+}
+
+/// The status code of a GET, or 0 when nothing answers (a bare HTTP/1.1 exchange).
+async fn status_of(url: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let without_scheme = url.trim_start_matches("http://");
+    let (host, path) = without_scheme
+        .split_once('/')
+        .map_or((without_scheme, "/".to_owned()), |(h, p)| {
+            (h, format!("/{p}"))
+        });
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
+        return 0;
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn stack_up_sell_restart_delete() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+
+    let out = obol_in(dir, &["sell", "list"], &[], None);
+    assert_eq!(
+        stderr(&out),
+        "error: the stack is not running; start it with `obol stack up`\n"
+    );
+
+    let out = obol_in(
+        dir,
+        &[
+            "stack",
+            "init",
+            "--stack-id",
+            "e2e",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = obol_in(dir, &["stack", "up"], &[], None);
+    let _guard = StackGuard(dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("stack e2e started in "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("no public URL is set"),
+        "the warning about remote buyers"
+    );
+    let again = obol_in(dir, &["stack", "up"], &[], None);
+    assert!(
+        stdout(&again).starts_with("stack e2e already running"),
+        "idempotent"
+    );
+
+    let sell = [
+        "sell",
+        "http",
+        "echo",
+        "--upstream",
+        &upstream,
+        "--pay-to",
+        PAY_TO,
+        "--per-request",
+        "0.001",
+        "--chain",
+        "base-sepolia",
+        "--no-register",
+    ];
+    let out = obol_in(dir, &sell, &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/echo created"),
+        "{}",
+        stdout(&out)
+    );
+    let out = obol_in(dir, &sell, &[], None);
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/echo updated"),
+        "re-applying reports updated"
+    );
+
+    wait_ready(dir).await;
+    let gateway_url = gateway(dir);
+    assert_eq!(
+        status_of(&format!("{gateway_url}/services/echo/items")).await,
+        402
+    );
+    let list = stdout(&obol_in(dir, &["sell", "list"], &[], None));
+    assert!(
+        list.contains("default/echo  http  0.001 USDC/request  base-sepolia  True"),
+        "{list}"
+    );
+
+    // Down and up: the offer comes back and is served again.
+    let out = obol_in(dir, &["stack", "down"], &[], None);
+    assert!(
+        stdout(&out).starts_with("stack stopped"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        status_of(&format!("{gateway_url}/services/echo/items")).await,
+        0,
+        "nothing listens"
+    );
+    let started = Instant::now();
+    let out = obol_in(dir, &["stack", "up"], &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gateway_url = gateway(dir);
+    let mut first_402 = None;
+    for _ in 0..500 {
+        if status_of(&format!("{gateway_url}/services/echo/items")).await == 402 {
+            first_402 = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first_402 = first_402.expect("the offer is served again after a restart");
+    println!("stack up → first 402: {} ms", first_402.as_millis());
+    assert!(first_402 < Duration::from_secs(5), "{first_402:?}");
+
+    // Bad input is refused before it reaches the stack.
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "bad",
+            "--upstream",
+            &upstream,
+            "--pay-to",
+            "0x12",
+            "--per-request",
+            "1",
+            "--chain",
+            "base-sepolia",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("spec.payment.payTo"),
+        "{}",
+        stderr(&out)
+    );
+    let out = obol_in(dir, &["sell", "delete", "echo"], &[], None);
+    assert!(stderr(&out).contains("pass --yes"), "{}", stderr(&out));
+
+    let out = obol_in(dir, &["sell", "delete", "echo", "--yes"], &[], None);
+    assert_eq!(stdout(&out), "serviceoffer default/echo deleted\n");
+    for _ in 0..200 {
+        if status_of(&format!("{gateway_url}/services/echo/items")).await == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        status_of(&format!("{gateway_url}/services/echo/items")).await,
+        404
+    );
+}

@@ -1,0 +1,196 @@
+//! # obol-daemon — the embedded stack
+//!
+//! [`run`] opens the store, starts the controller loop, builds the facilitator from the stack
+//! settings, serves the gateway on the public listener and the admin API on a loopback
+//! listener, writes `<state>/daemon.json`, and stops everything gracefully when `shutdown`
+//! resolves or an admin asks (`POST /v1/shutdown`).
+//!
+//! The admin API never shares a listener with the gateway, and refuses to listen anywhere but
+//! loopback.
+
+mod admin;
+mod facilitator;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use obol_config::stack::{DEFAULT_ADMIN_LISTEN, DEFAULT_GATEWAY_LISTEN, DaemonState, StackFile};
+use obol_config::{Paths, PublicUrl, env, fs as private_fs};
+use obol_control::reconcile::Reconciler;
+use obol_control::{SqliteStore, Store};
+use obol_gateway::Routes;
+use obol_gateway::guard::ReplayGuard;
+use obol_gateway::server::{GatewayConfig, app};
+use obol_x402::token::TokenRegistry;
+use tokio::net::TcpListener;
+
+pub use admin::{AdminClient, AdminError, Applied, StackStatus};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// Configuration is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] obol_config::ConfigError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] obol_control::StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something else failed at start.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Options from the command line that override the settings file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--public-url`.
+    pub public_url: Option<String>,
+}
+
+/// Reads the admin token, creating it (0600) when missing.
+pub fn admin_token(paths: &Paths) -> Result<String, DaemonError> {
+    let path = paths.admin_token_file();
+    if let Some(token) = private_fs::read_optional(&path)?
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(token);
+    }
+    let token = obol_x402::primitives::B256::random().to_string();
+    private_fs::write_private(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+async fn bind(address: &str) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            address: address.to_owned(),
+            source,
+        })
+}
+
+/// Runs the stack until `shutdown` resolves (or an admin asks it to stop).
+pub async fn run(
+    paths: Paths,
+    options: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let settings = StackFile::load(&paths.stack_file())?;
+    let token = admin_token(&paths)?;
+
+    let admin_address = settings
+        .admin_listen
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+    let admin_listener = bind(&admin_address).await?;
+    let admin_bound = admin_listener
+        .local_addr()
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    if !admin_bound.ip().is_loopback() {
+        return Err(DaemonError::Start(format!(
+            "the admin API must listen on loopback, not {admin_bound}"
+        )));
+    }
+    let gateway_address = settings
+        .gateway_listen
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GATEWAY_LISTEN.to_owned());
+    let gateway_listener = bind(&gateway_address).await?;
+    let gateway_bound: SocketAddr = gateway_listener
+        .local_addr()
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+
+    let local_url = format!("http://{gateway_bound}");
+    let public_url = PublicUrl::resolve(
+        options.public_url.as_deref(),
+        std::env::var(env::PUBLIC_URL).ok().as_deref(),
+        settings.public_url.as_deref(),
+        &local_url,
+    )?;
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.store_file())?);
+    let routes = Arc::new(Routes::new());
+    let reconciler = Arc::new(Reconciler::new(
+        store.clone(),
+        routes.clone(),
+        TokenRegistry::builtin(),
+    ));
+    let facilitator = facilitator::build(&paths, settings.facilitator.as_ref()).await?;
+    let guard = Arc::new(
+        ReplayGuard::open(&paths.payments_file()).map_err(|e| DaemonError::Start(e.to_string()))?,
+    );
+    let mut gateway_config = GatewayConfig::default();
+    gateway_config.paygate.public_url =
+        (!public_url.is_local_default()).then(|| public_url.to_string());
+    let gateway = app(routes.clone(), facilitator, guard, gateway_config)
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+
+    // One stop signal for every task: the caller's shutdown, or an admin's request.
+    let (stop_tx, _) = tokio::sync::watch::channel(false);
+    let stopping = |tx: &tokio::sync::watch::Sender<bool>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let external = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+    };
+
+    let admin_state = admin::AdminState {
+        store: store.clone(),
+        routes: routes.clone(),
+        token: Arc::from(token),
+        stop: stop_tx.clone(),
+        gateway: gateway_bound.to_string(),
+        public_url: public_url.to_string(),
+        public_url_is_default: public_url.is_local_default(),
+        stack_id: settings.stack_id.clone().unwrap_or_default(),
+    };
+    let controller = tokio::spawn(obol_control::controller::run(
+        store.clone(),
+        reconciler,
+        stopping(&stop_tx),
+    ));
+    let gateway_task = tokio::spawn(obol_gateway::server::serve(
+        gateway_listener,
+        gateway,
+        stopping(&stop_tx),
+    ));
+    let admin_task = tokio::spawn(obol_gateway::server::serve(
+        admin_listener,
+        admin::router(admin_state),
+        stopping(&stop_tx),
+    ));
+
+    let state = DaemonState {
+        pid: std::process::id(),
+        gateway: gateway_bound.to_string(),
+        admin: admin_bound.to_string(),
+        started_at: obol_config::time::now_rfc3339(),
+    };
+    private_fs::save_json(&paths.daemon_state_file(), &state)?;
+    tracing::info!(gateway = %state.gateway, admin = %state.admin, public_url = %public_url, "stack running");
+
+    stopping(&stop_tx).await;
+    let _ = tokio::join!(controller, gateway_task, admin_task);
+    external.abort();
+    let _ = std::fs::remove_file(paths.daemon_state_file());
+    tracing::info!("stack stopped");
+    Ok(())
+}
