@@ -67,8 +67,13 @@ async fn wait_ready(dir: &Path) {
     panic!("the offer never became Ready");
 }
 
-/// The status code of a GET, or 0 when nothing answers (a bare HTTP/1.1 exchange).
+/// The status code of a GET, or 0 when nothing answers.
 async fn status_of(url: &str) -> u16 {
+    fetch(url).await.0
+}
+
+/// Status and body of a GET over a bare HTTP/1.1 exchange (status 0 when nothing answers).
+async fn fetch(url: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let without_scheme = url.trim_start_matches("http://");
     let (host, path) = without_scheme
@@ -77,19 +82,24 @@ async fn status_of(url: &str) -> u16 {
             (h, format!("/{p}"))
         });
     let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
-        return 0;
+        return (0, String::new());
     };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
-        return 0;
+        return (0, String::new());
     }
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response).await;
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
 }
 
 #[tokio::test]
@@ -245,4 +255,62 @@ async fn stack_up_sell_restart_delete() {
         status_of(&format!("{gateway_url}/services/echo/items")).await,
         404
     );
+}
+
+#[tokio::test]
+async fn the_public_url_reaches_the_402() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    obol_in(
+        dir,
+        &[
+            "stack",
+            "init",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    let out = obol_in(
+        dir,
+        &["stack", "up", "--public-url", "https://seller.example/"],
+        &[],
+        None,
+    );
+    let _guard = StackGuard(dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("public URL: https://seller.example\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("no public URL is set"));
+    let sell = [
+        "sell",
+        "http",
+        "echo",
+        "--upstream",
+        &upstream,
+        "--pay-to",
+        PAY_TO,
+        "--per-request",
+        "0.5",
+        "--chain",
+        "base-sepolia",
+        "--no-register",
+    ];
+    assert!(obol_in(dir, &sell, &[], None).status.success());
+    wait_ready(dir).await;
+    let (status, body) = fetch(&format!("{}/services/echo/items?page=2", gateway(dir))).await;
+    assert_eq!(status, 402);
+    let required: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        required["resource"]["url"],
+        "https://seller.example/services/echo/items?page=2"
+    );
+    assert_eq!(required["accepts"][0]["amount"], "500000", "0.5 USDC");
 }
