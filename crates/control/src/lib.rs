@@ -8,6 +8,7 @@
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
+//! | [`storefront`] | `/api/services.json`, `/skill.md`, `/openapi.json` and the HTML storefront |
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
@@ -16,6 +17,7 @@ pub mod reconcile;
 pub mod resource;
 pub mod routes;
 pub mod store;
+pub mod storefront;
 pub mod validate;
 
 pub use offer::{ServiceOffer, ServiceOfferSpec, ServiceOfferStatus};

@@ -197,7 +197,7 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::offer::{PaymentSpec, PriceSpec, ServiceOfferSpec, UpstreamSpec};
 

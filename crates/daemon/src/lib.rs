@@ -10,6 +10,7 @@
 
 mod admin;
 mod facilitator;
+mod storefront;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,7 +135,8 @@ pub async fn run(
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
     let gateway = app(routes.clone(), facilitator, guard, gateway_config)
-        .map_err(|e| DaemonError::Start(e.to_string()))?;
+        .map_err(|e| DaemonError::Start(e.to_string()))?
+        .merge(storefront::router(store.clone(), public_url.as_str()));
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.
     let (stop_tx, _) = tokio::sync::watch::channel(false);

@@ -313,4 +313,35 @@ async fn the_public_url_reaches_the_402() {
         "https://seller.example/services/echo/items?page=2"
     );
     assert_eq!(required["accepts"][0]["amount"], "500000", "0.5 USDC");
+
+    // The storefront lists it with the public URL.
+    let (status, body) = fetch(&format!("{}/api/services.json", gateway(dir))).await;
+    assert_eq!(status, 200);
+    let catalog: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entry = &catalog["services"][0];
+    assert_eq!(entry["name"], "echo");
+    assert_eq!(entry["endpoint"], "https://seller.example/services/echo");
+    assert_eq!(entry["price"], "0.5 USDC/request");
+    assert_eq!(entry["priceAtomicUnits"], "500000");
+    assert_eq!(entry["caip2Network"], "eip155:84532");
+    assert_eq!(entry["asset"]["eip712Domain"]["name"], "USDC");
+    assert_eq!(entry["registrationPending"], false);
+    let (status, skill) = fetch(&format!("{}/skill.md", gateway(dir))).await;
+    assert_eq!(status, 200);
+    assert!(skill.starts_with("# Obol Stack Service Catalog"), "{skill}");
+    assert!(
+        skill.contains(
+            "| echo | http | - | 0.5 USDC/request | ready | https://seller.example/services/echo |"
+        ),
+        "{skill}"
+    );
+    let (status, page) = fetch(&format!("{}/", gateway(dir))).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("curl -i https://seller.example/services/echo"),
+        "copyable probe command"
+    );
+    let (status, openapi) = fetch(&format!("{}/openapi.json", gateway(dir))).await;
+    assert_eq!(status, 200);
+    assert!(openapi.contains("/services/echo/{rest}"));
 }

@@ -1,0 +1,497 @@
+//! The storefront: `/api/services.json` (obol-stack.md §6.3), `/skill.md` (§6.4),
+//! `/openapi.json`, and a server-rendered HTML page at `/`.
+//!
+//! Everything is rendered from the operationally ready offers (Ready, or every gate condition
+//! True — `Registered` is not required) and the public base URL.
+
+use std::fmt::Write as _;
+
+use obol_x402::money::format_units;
+use obol_x402::network;
+use obol_x402::token::TokenRegistry;
+use serde_json::{Value, json};
+
+use crate::offer::ServiceOffer;
+use crate::reconcile::parse_rfc3339;
+use crate::resource::{condition, is_true};
+use crate::routes::payment_option;
+
+/// Shown when nothing is listed, and as the catalog's name.
+pub const DISPLAY_NAME: &str = "Obol Stack";
+/// The catalog's tagline.
+pub const TAGLINE: &str = "Unlock Agent and API services with digital payments.";
+
+/// Whether an offer is listed: not deleting, not drained, and serving.
+pub fn is_listed(offer: &ServiceOffer, now: u64) -> bool {
+    let c = &offer.status.conditions;
+    let drained = offer
+        .spec
+        .drain_at
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .is_some_and(|start| {
+            let grace = offer
+                .spec
+                .drain_grace_period
+                .as_deref()
+                .map_or(Some(3600), crate::reconcile::parse_duration)
+                .unwrap_or(3600);
+            now >= start.saturating_add(grace)
+        });
+    !offer.metadata.is_deleting()
+        && !drained
+        && (is_true(c, "Ready")
+            || [
+                "ModelReady",
+                "UpstreamHealthy",
+                "PaymentGateReady",
+                "RoutePublished",
+            ]
+            .iter()
+            .all(|t| is_true(c, t)))
+}
+
+/// The listed offers, heaviest listing weight first, then by name.
+pub fn listed(offers: &[ServiceOffer], now: u64) -> Vec<&ServiceOffer> {
+    let mut out: Vec<&ServiceOffer> = offers.iter().filter(|o| is_listed(o, now)).collect();
+    out.sort_by(|a, b| {
+        let weight = |o: &ServiceOffer| o.spec.listing.as_ref().map_or(0, |l| l.weight);
+        weight(b)
+            .cmp(&weight(a))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+            .then_with(|| a.metadata.namespace.cmp(&b.metadata.namespace))
+    });
+    out
+}
+
+fn description(offer: &ServiceOffer) -> String {
+    offer
+        .spec
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("x402 payment-gated {} service", offer.spec.type_.as_str()))
+}
+
+/// One catalog entry.
+fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value {
+    let spec = &offer.spec;
+    let endpoint = format!("{base_url}{}", offer.effective_path());
+    let network_name = &spec.payment.network;
+    let (unit, raw) = match (
+        &spec.payment.price.per_request,
+        &spec.payment.price.per_mtok,
+        &spec.payment.price.per_hour,
+    ) {
+        (Some(v), _, _) => ("perRequest", v.clone()),
+        (None, Some(v), _) => ("perMTok", v.clone()),
+        (None, None, Some(v)) => ("perHour", v.clone()),
+        _ => ("perRequest", String::new()),
+    };
+    let option = payment_option(tokens, offer).ok();
+    let symbol = option
+        .as_ref()
+        .map_or_else(|| "USDC".to_owned(), |(_, o)| o.asset_symbol.clone());
+    let suffix = match unit {
+        "perMTok" => "/MTok",
+        "perHour" => "/hour",
+        _ => "/request",
+    };
+    let registration_pending = condition(&offer.status.conditions, "Registered")
+        .is_some_and(|c| c.reason == "AwaitingExternalRegistration");
+    let mut value = json!({
+        "name": offer.metadata.name,
+        "namespace": offer.metadata.namespace,
+        "type": spec.type_.as_str(),
+        "endpoint": endpoint,
+        "price": format!("{raw} {symbol}{suffix}"),
+        "payTo": spec.payment.pay_to,
+        "network": network_name,
+        "description": description(offer),
+        "registrationPending": registration_pending,
+        "priceRaw": raw,
+        "priceUnit": unit,
+        "caip2Network": network::normalize(network_name),
+        "chainId": network::evm_chain_id(network_name).ok(),
+        "weight": spec.listing.as_ref().map_or(0, |l| l.weight),
+    });
+    if let Some(model) = &spec.model {
+        value["model"] = model.name.clone().into();
+    }
+    if let Some(registration) = &spec.registration
+        && !registration.skills.is_empty()
+    {
+        value["skills"] = registration.skills.clone().into();
+    }
+    if let Some(category) = spec.listing.as_ref().and_then(|l| l.category.clone()) {
+        value["category"] = category.into();
+    } else if offer.metadata.namespace == "demo" {
+        value["category"] = "demo".into();
+    }
+    if let Some(drain) = &spec.drain_at {
+        value["drainEndsAt"] = drain.clone().into();
+    }
+    if let Some((_, option)) = option {
+        let r = &option.requirements;
+        let decimals = tokens
+            .on_chain(network::evm_chain_id(&r.network).unwrap_or(0))
+            .find(|t| t.address.to_checksum(None).eq_ignore_ascii_case(&r.asset))
+            .map_or(6, |t| t.decimals);
+        let (name, version) = r.eip712_domain().unwrap_or(("", ""));
+        let asset = json!({
+            "address": r.asset,
+            "symbol": option.asset_symbol,
+            "decimals": decimals,
+            "transferMethod": r.transfer_method().map(|m| m.as_str()).unwrap_or("eip3009"),
+            "eip712Domain": {"name": name, "version": version},
+        });
+        let payment = json!({
+            "scheme": r.scheme, "network": r.network, "amount": r.amount.to_string(),
+            "amountHuman": format_units(r.amount(), decimals), "asset": asset.clone(), "payTo": r.pay_to,
+        });
+        value["asset"] = asset;
+        value["priceAtomicUnits"] = r.amount.to_string().into();
+        value["payments"] = json!([payment]);
+    }
+    value
+}
+
+/// `/api/services.json`.
+pub fn services_json(
+    tokens: &TokenRegistry,
+    base_url: &str,
+    offers: &[ServiceOffer],
+    now: u64,
+) -> Value {
+    let services: Vec<Value> = listed(offers, now)
+        .into_iter()
+        .map(|o| entry(tokens, base_url, o))
+        .collect();
+    json!({
+        "schemaVersion": "1",
+        "displayName": DISPLAY_NAME,
+        "tagline": TAGLINE,
+        "logoUrl": "/obol-stack-logo.png",
+        "services": services,
+    })
+}
+
+/// `/skill.md`: how an agent finds and pays for what this stack sells.
+pub fn skill_md(
+    tokens: &TokenRegistry,
+    base_url: &str,
+    offers: &[ServiceOffer],
+    now: u64,
+) -> String {
+    let listed = listed(offers, now);
+    let mut md = String::new();
+    let _ = writeln!(md, "# {DISPLAY_NAME} Service Catalog\n");
+    let _ = writeln!(
+        md,
+        "Generated from {} ready ServiceOffer(s).\n",
+        listed.len()
+    );
+    let _ = writeln!(
+        md,
+        "Machine-readable: [`/openapi.json`]({base_url}/openapi.json), [`/api/services.json`]({base_url}/api/services.json), [`/.well-known/agent-registration.json`]({base_url}/.well-known/agent-registration.json).\n"
+    );
+    let _ = writeln!(md, "## How to pay (x402)\n");
+    let _ = writeln!(
+        md,
+        "1. Call the service unpaid; it answers `402 Payment Required` with `accepts[]`: `amount` (legacy `maxAmountRequired`), CAIP-2 `network`, `asset`, `payTo`, `scheme`."
+    );
+    let _ = writeln!(md, "2. Choose one entry of `accepts[]`.");
+    let _ = writeln!(
+        md,
+        "3. Sign an EIP-3009 `TransferWithAuthorization` or a Permit2 witness transfer, as `extra.assetTransferMethod` says, under the EIP-712 domain in `extra` (`name`, `version`)."
+    );
+    let _ = writeln!(
+        md,
+        "4. Retry the same request with the base64 JSON payment in `X-PAYMENT` (v1) or `PAYMENT-SIGNATURE` (v2)."
+    );
+    let _ = writeln!(
+        md,
+        "5. Expect `200` with `X-PAYMENT-RESPONSE` / `PAYMENT-RESPONSE` carrying the settlement.\n"
+    );
+    let _ = writeln!(
+        md,
+        "With obol: `obol buy pay <endpoint>` for one call, or pre-sign a pool with `obol buy inference <endpoint> --model M --count N`.\n"
+    );
+    let _ = writeln!(md, "## Services\n");
+    if listed.is_empty() {
+        let _ = writeln!(md, "No services currently available.");
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "| Service | Type | Model | Pay with | Status | Endpoint |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+    let entries: Vec<Value> = listed.iter().map(|o| entry(tokens, base_url, o)).collect();
+    for e in &entries {
+        let status = if e["registrationPending"] == true {
+            "ready (registration pending)"
+        } else {
+            "ready"
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {status} | {} |",
+            e["name"].as_str().unwrap_or(""),
+            e["type"].as_str().unwrap_or(""),
+            e["model"].as_str().unwrap_or("-"),
+            e["price"].as_str().unwrap_or(""),
+            e["endpoint"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(md, "\n## Service Details");
+    for e in &entries {
+        let endpoint = e["endpoint"].as_str().unwrap_or("");
+        let _ = writeln!(md, "\n### {}\n", e["name"].as_str().unwrap_or(""));
+        let _ = writeln!(md, "- Endpoint: `{endpoint}`");
+        let call = match e["type"].as_str() {
+            Some("inference" | "agent") => format!(
+                "POST `{endpoint}/v1/chat/completions` (OpenAI-compatible, streaming supported)"
+            ),
+            Some("fine-tuning") => format!("multipart POST `{endpoint}`"),
+            _ => "operator-defined HTTP API under the endpoint; see /openapi.json".to_owned(),
+        };
+        let _ = writeln!(md, "- Call: {call}");
+        let _ = writeln!(md, "- Type: {}", e["type"].as_str().unwrap_or(""));
+        if let Some(model) = e["model"].as_str() {
+            let _ = writeln!(md, "- Model: {model}");
+        }
+        if let Some(asset) = e.get("asset") {
+            let _ = writeln!(
+                md,
+                "- Payment: {} on `{}` ({}) — pay to `{}`; token `{}` ({}, {} decimals, {})",
+                e["price"].as_str().unwrap_or(""),
+                e["network"].as_str().unwrap_or(""),
+                e["caip2Network"].as_str().unwrap_or(""),
+                e["payTo"].as_str().unwrap_or(""),
+                asset["address"].as_str().unwrap_or(""),
+                asset["symbol"].as_str().unwrap_or(""),
+                asset["decimals"],
+                asset["transferMethod"].as_str().unwrap_or("")
+            );
+        }
+        if let Some(drain) = e["drainEndsAt"].as_str() {
+            let _ = writeln!(md, "- Draining: no longer sold after {drain}");
+        }
+        let _ = writeln!(
+            md,
+            "- Description: {}",
+            e["description"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(
+            md,
+            "\n#### Try it\n\n```sh\ncurl -i {endpoint}            # 402 with the payment requirements\nobol buy pay {endpoint}        # one paid call\n```"
+        );
+    }
+    md
+}
+
+/// `/openapi.json`: each offer's path with its 402 and paid responses.
+pub fn openapi_json(base_url: &str, offers: &[ServiceOffer], now: u64) -> Value {
+    let mut paths = serde_json::Map::new();
+    for offer in listed(offers, now) {
+        let path = format!("{}/{{rest}}", offer.effective_path());
+        paths.insert(
+            path,
+            json!({"get": {
+                "summary": description(offer),
+                "parameters": [{"name": "rest", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "Paid response; X-PAYMENT-RESPONSE / PAYMENT-RESPONSE carry the settlement"},
+                    "402": {"description": "Payment required: PAYMENT-REQUIRED header (base64 JSON) and the same JSON body"}
+                }
+            }}),
+        );
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": format!("{DISPLAY_NAME} services"), "version": "1"},
+        "servers": [{"url": base_url}],
+        "paths": paths,
+    })
+}
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The HTML storefront at `/`.
+pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now: u64) -> String {
+    let entries: Vec<Value> = listed(offers, now)
+        .into_iter()
+        .map(|o| entry(tokens, base_url, o))
+        .collect();
+    let mut cards = String::new();
+    for e in &entries {
+        let s = |k: &str| esc(e[k].as_str().unwrap_or(""));
+        let asset = &e["asset"];
+        let _ = write!(
+            cards,
+            r#"<article class="card"><header><h2>{name}</h2><span class="tag">{kind}</span></header>
+<p class="desc">{desc}</p>
+<dl><dt>Price</dt><dd class="price">{price}</dd>
+<dt>Network</dt><dd>{network} <code>{caip2}</code></dd>
+<dt>Token</dt><dd>{symbol} <code>{asset}</code></dd>
+<dt>Pay to</dt><dd><code>{pay_to}</code></dd>
+<dt>Endpoint</dt><dd><code>{endpoint}</code></dd></dl>
+<div class="probe"><code>curl -i {endpoint}</code><button onclick="navigator.clipboard.writeText('curl -i {endpoint}')">Copy</button></div>
+</article>
+"#,
+            name = s("name"),
+            kind = s("type"),
+            desc = s("description"),
+            price = s("price"),
+            network = s("network"),
+            caip2 = s("caip2Network"),
+            symbol = esc(asset["symbol"].as_str().unwrap_or("")),
+            asset = esc(asset["address"].as_str().unwrap_or("")),
+            pay_to = s("payTo"),
+            endpoint = s("endpoint"),
+        );
+    }
+    if entries.is_empty() {
+        cards.push_str("<p class=\"empty\">No services currently available.</p>");
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#0f1115;color:#e8e8ea}}
+main{{max-width:960px;margin:0 auto;padding:32px 20px}}
+h1{{margin:0 0 4px;font-size:28px}} .tagline{{color:#9aa0aa;margin:0 0 24px}}
+.links a{{color:#7cc4ff;margin-right:16px}}
+.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:16px;margin-top:24px}}
+.card{{background:#171a21;border:1px solid #262b36;border-radius:10px;padding:16px}}
+.card header{{display:flex;justify-content:space-between;align-items:center}} .card h2{{margin:0;font-size:20px}}
+.tag{{background:#243447;color:#7cc4ff;border-radius:6px;padding:2px 8px;font-size:12px}}
+dl{{display:grid;grid-template-columns:90px 1fr;gap:6px 10px;font-size:14px}} dt{{color:#9aa0aa}} dd{{margin:0;word-break:break-all}}
+.price{{color:#9be39b;font-weight:600}} code{{font-size:12px;color:#d7d7db}}
+.probe{{display:flex;gap:8px;align-items:center;background:#0f1115;border-radius:6px;padding:8px;margin-top:8px}}
+.probe code{{flex:1;word-break:break-all}} button{{background:#2b6cb0;color:white;border:0;border-radius:6px;padding:4px 10px;cursor:pointer}}
+.empty{{color:#9aa0aa}}
+</style></head>
+<body><main>
+<h1>{title}</h1><p class="tagline">{tagline}</p>
+<p class="links"><a href="/skill.md">skill.md</a><a href="/api/services.json">services.json</a><a href="/openapi.json">openapi.json</a></p>
+<p>Pay per request with x402: call an endpoint, receive <code>402</code> with the payment requirements, retry with a signed payment.</p>
+<section class="grid">
+{cards}</section>
+</main></body></html>
+"#,
+        title = esc(DISPLAY_NAME),
+        tagline = esc(TAGLINE),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offer::{ListingSpec, RegistrationSpec};
+    use crate::resource::{ConditionStatus, set_condition};
+    use crate::validate::tests::offer;
+
+    fn serving(name: &str, weight: i64) -> ServiceOffer {
+        let mut o = offer();
+        o.metadata.name = name.into();
+        o.spec.listing = Some(ListingSpec {
+            weight,
+            category: None,
+        });
+        for t in [
+            "ModelReady",
+            "UpstreamHealthy",
+            "PaymentGateReady",
+            "RoutePublished",
+        ] {
+            set_condition(
+                &mut o.status.conditions,
+                t,
+                ConditionStatus::True,
+                "Reconciled",
+                "",
+            );
+        }
+        o
+    }
+
+    #[test]
+    fn lists_operationally_ready_offers_by_weight() {
+        let mut pending = serving("pending", 0);
+        pending.spec.registration = Some(RegistrationSpec {
+            enabled: true,
+            ..RegistrationSpec::default()
+        });
+        set_condition(
+            &mut pending.status.conditions,
+            "Registered",
+            ConditionStatus::False,
+            "AwaitingExternalRegistration",
+            "",
+        );
+        let mut unhealthy = serving("unhealthy", 100);
+        set_condition(
+            &mut unhealthy.status.conditions,
+            "UpstreamHealthy",
+            ConditionStatus::False,
+            "Unhealthy",
+            "",
+        );
+        let mut drained = serving("drained", 50);
+        drained.spec.drain_at = Some("2020-01-01T00:00:00Z".into());
+        let offers = vec![
+            serving("a", 0),
+            pending,
+            serving("heavy", 10),
+            unhealthy,
+            drained,
+        ];
+        let catalog = services_json(
+            &TokenRegistry::builtin(),
+            "https://s.example",
+            &offers,
+            1_800_000_000,
+        );
+        let names: Vec<&str> = catalog["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["heavy", "a", "pending"]);
+        let pending = &catalog["services"][2];
+        assert_eq!(pending["registrationPending"], true);
+        assert_eq!(pending["priceAtomicUnits"], "1000");
+        assert_eq!(pending["chainId"], 84532);
+        let empty = services_json(&TokenRegistry::builtin(), "https://s.example", &[], 0);
+        assert_eq!(empty["services"], serde_json::json!([]));
+        assert_eq!(empty["displayName"], "Obol Stack");
+        assert!(
+            skill_md(&TokenRegistry::builtin(), "x", &[], 0)
+                .contains("No services currently available.")
+        );
+    }
+
+    #[test]
+    fn html_escapes_what_sellers_write() {
+        let mut o = serving("x", 0);
+        o.spec.description = Some("<script>alert('x')</script>".into());
+        let page = html(
+            &TokenRegistry::builtin(),
+            "https://s.example",
+            &[o],
+            1_800_000_000,
+        );
+        assert!(!page.contains("<script>alert"), "escaped");
+        assert!(page.contains("&lt;script&gt;"));
+    }
+}
