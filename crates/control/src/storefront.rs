@@ -146,7 +146,7 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
         });
         let payment = json!({
             "scheme": r.scheme, "network": r.network, "amount": r.amount.to_string(),
-            "amountHuman": format_units(r.amount(), decimals), "asset": asset.clone(), "payTo": r.pay_to,
+            "amountHuman": format_units(r.amount(), decimals), "asset": asset, "payTo": r.pay_to,
         });
         value["asset"] = asset;
         value["priceAtomicUnits"] = r.amount.to_string().into();
