@@ -250,6 +250,21 @@ pub(crate) struct StackInitArgs {
 pub(crate) enum SellCommand {
     /// Sell an HTTP API: create or update a ServiceOffer.
     Http(Box<SellHttpArgs>),
+    /// Sell an OpenAI-compatible model (Ollama, vLLM, …): create or update an inference offer.
+    Inference(Box<SellInferenceArgs>),
+    /// Change an offer's price, recipient or chain.
+    Update(Box<SellUpdateArgs>),
+    /// Probe an offer through the gateway, unpaid: expect 402.
+    Test {
+        /// Offer name.
+        name: String,
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+        /// Path below the offer's prefix.
+        #[arg(long, default_value = "/")]
+        path: String,
+    },
     /// List offers.
     List,
     /// One offer's conditions, or the stack's payment configuration.
@@ -316,4 +331,67 @@ pub(crate) struct SellHttpArgs {
     /// Do not publish in the ERC-8004 registration.
     #[arg(long)]
     pub(crate) no_register: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SellInferenceArgs {
+    /// Offer name (a DNS label).
+    pub(crate) name: String,
+    /// Namespace.
+    #[arg(long, short, default_value = "default")]
+    pub(crate) namespace: String,
+    /// Model name as the upstream knows it.
+    #[arg(long)]
+    pub(crate) model: String,
+    /// The model server (OpenAI-compatible).
+    #[arg(long, default_value = "http://localhost:11434")]
+    pub(crate) upstream: String,
+    /// Health path probed on the upstream (Ollama answers `/`).
+    #[arg(long, default_value = "/")]
+    pub(crate) health_path: String,
+    /// Recipient of payments.
+    #[arg(long, visible_aliases = ["wallet", "recipient"], env = "X402_WALLET")]
+    pub(crate) pay_to: String,
+    /// Chain (name, alias or CAIP-2).
+    #[arg(long, default_value = "base")]
+    pub(crate) chain: String,
+    /// Token symbol.
+    #[arg(long, default_value = "USDC")]
+    pub(crate) token: String,
+    /// Price per request (default 0.001 when no price is given; alias --price).
+    #[arg(long, visible_alias = "price")]
+    pub(crate) per_request: Option<String>,
+    /// Price per million tokens.
+    #[arg(long)]
+    pub(crate) per_mtok: Option<String>,
+    /// Payment validity in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) max_timeout: u64,
+    /// Do not publish in the ERC-8004 registration.
+    #[arg(long)]
+    pub(crate) no_register: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SellUpdateArgs {
+    /// Offer name.
+    pub(crate) name: String,
+    /// Namespace.
+    #[arg(long, short, default_value = "default")]
+    pub(crate) namespace: String,
+    /// New recipient.
+    #[arg(long, visible_aliases = ["wallet", "recipient"])]
+    pub(crate) pay_to: Option<String>,
+    /// New chain.
+    #[arg(long)]
+    pub(crate) chain: Option<String>,
+    /// New price per request (alias --price).
+    #[arg(long, visible_alias = "price")]
+    pub(crate) per_request: Option<String>,
+    /// New price per million tokens.
+    #[arg(long)]
+    pub(crate) per_mtok: Option<String>,
+    /// New price per hour.
+    #[arg(long)]
+    pub(crate) per_hour: Option<String>,
 }

@@ -3,7 +3,9 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use obol_control::offer::{AssetSpec, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec};
+use obol_control::offer::{
+    AssetSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec,
+};
 use obol_control::resource::{ConditionStatus, condition};
 use obol_control::validate::validate_offer;
 use obol_control::{ServiceOffer, ServiceOfferSpec};
@@ -12,12 +14,19 @@ use serde_json::json;
 
 use super::Context;
 use super::stack::require_admin;
-use crate::cli::{SellCommand, SellHttpArgs};
+use crate::cli::{SellCommand, SellHttpArgs, SellInferenceArgs, SellUpdateArgs};
 use crate::output;
 
 pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<ExitCode> {
     match command {
         SellCommand::Http(args) => http(ctx, &args).await,
+        SellCommand::Inference(args) => inference(ctx, &args).await,
+        SellCommand::Update(args) => update(ctx, &args).await,
+        SellCommand::Test {
+            name,
+            namespace,
+            path,
+        } => test(ctx, &namespace, &name, &path).await,
         SellCommand::List => list(ctx).await,
         SellCommand::Status {
             name: Some(name),
@@ -32,15 +41,22 @@ pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<E
     }
 }
 
-/// The price the flags ask for: --per-request > --per-mtok > --per-hour.
-fn price(args: &SellHttpArgs) -> anyhow::Result<PriceSpec> {
+/// The price the flags ask for: per request > per MTok > per hour, else `default`.
+fn price(
+    per_request: Option<&String>,
+    per_mtok: Option<&String>,
+    per_hour: Option<&String>,
+    default: Option<&str>,
+) -> anyhow::Result<PriceSpec> {
     let mut price = PriceSpec::default();
-    if let Some(p) = &args.per_request {
+    if let Some(p) = per_request {
         price.per_request = Some(p.clone());
-    } else if let Some(p) = &args.per_mtok {
+    } else if let Some(p) = per_mtok {
         price.per_mtok = Some(p.clone());
-    } else if let Some(p) = &args.per_hour {
+    } else if let Some(p) = per_hour {
         price.per_hour = Some(p.clone());
+    } else if let Some(p) = default {
+        price.per_request = Some(p.to_owned());
     } else {
         anyhow::bail!("set a price: --per-request (or --price), --per-mtok or --per-hour");
     }
@@ -48,13 +64,11 @@ fn price(args: &SellHttpArgs) -> anyhow::Result<PriceSpec> {
 }
 
 /// USDC needs no asset block (the chain default); other tokens come from the registry.
-fn asset(args: &SellHttpArgs) -> anyhow::Result<Option<AssetSpec>> {
-    if args.token.eq_ignore_ascii_case("USDC") {
+fn asset(symbol: &str, chain: &str) -> anyhow::Result<Option<AssetSpec>> {
+    if symbol.eq_ignore_ascii_case("USDC") {
         return Ok(None);
     }
-    let token = TokenRegistry::builtin()
-        .resolve(&args.token, &args.chain)?
-        .clone();
+    let token = TokenRegistry::builtin().resolve(symbol, chain)?.clone();
     Ok(Some(AssetSpec {
         address: Some(token.address.to_checksum(None)),
         symbol: Some(token.symbol),
@@ -65,54 +79,218 @@ fn asset(args: &SellHttpArgs) -> anyhow::Result<Option<AssetSpec>> {
     }))
 }
 
-async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
+/// What `sell http` and `sell inference` have in common.
+struct OfferInput<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    type_: OfferType,
+    model: Option<ModelSpec>,
+    upstream: &'a str,
+    health_path: &'a str,
+    pay_to: &'a str,
+    chain: &'a str,
+    token: &'a str,
+    price: PriceSpec,
+    path: Option<String>,
+    max_timeout: u64,
+    description: Option<String>,
+    register: bool,
+}
+
+async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode> {
     let spec = ServiceOfferSpec {
-        type_: Default::default(),
-        model: None,
+        type_: input.type_,
+        model: input.model,
         upstream: UpstreamSpec {
-            url: Some(args.upstream.clone()),
-            health_path: Some(args.health_path.clone()),
+            url: Some(input.upstream.to_owned()),
+            health_path: Some(input.health_path.to_owned()),
             ..UpstreamSpec::default()
         },
         payment: PaymentSpec {
             scheme: "exact".into(),
-            network: args.chain.clone(),
-            pay_to: args.pay_to.clone(),
-            max_timeout_seconds: Some(args.max_timeout),
-            asset: asset(args)?,
-            price: price(args)?,
+            network: input.chain.to_owned(),
+            pay_to: input.pay_to.to_owned(),
+            max_timeout_seconds: Some(input.max_timeout),
+            asset: asset(input.token, input.chain)?,
+            price: input.price,
         },
-        path: args.path.clone(),
+        path: input.path,
         registration: Some(RegistrationSpec {
-            enabled: !args.no_register,
+            enabled: input.register,
             ..RegistrationSpec::default()
         }),
         listing: None,
         drain_at: None,
         drain_grace_period: None,
         provenance: None,
-        description: args.description.clone(),
+        description: input.description,
     };
-    let offer = ServiceOffer::new(args.namespace.clone(), args.name.clone(), spec);
+    let offer = ServiceOffer::new(input.namespace, input.name, spec);
     validate_offer(&offer)?;
-    let applied = require_admin(ctx)?.apply(&offer).await?;
+    report_applied(ctx, &require_admin(ctx)?.apply(&offer).await?)
+}
+
+fn report_applied(ctx: &Context, applied: &obol_daemon::Applied) -> anyhow::Result<ExitCode> {
     // Like `kubectl apply`: "unchanged" is reported as updated.
     let verb = if applied.outcome == "created" {
         "created"
     } else {
         "updated"
     };
+    let (namespace, name) = (
+        &applied.offer.metadata.namespace,
+        &applied.offer.metadata.name,
+    );
     if ctx.json {
         output::json(&json!({"outcome": verb, "offer": applied.offer}))?;
     } else {
-        println!("serviceoffer {}/{} {verb}", args.namespace, args.name);
+        println!("serviceoffer {namespace}/{name} {verb}");
         println!("  path: {}", applied.offer.effective_path());
-        println!(
-            "  check it with `obol sell status {} -n {}`",
-            args.name, args.namespace
-        );
+        println!("  check it with `obol sell status {name} -n {namespace}`");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
+    let price = price(
+        args.per_request.as_ref(),
+        args.per_mtok.as_ref(),
+        args.per_hour.as_ref(),
+        None,
+    )?;
+    apply(
+        ctx,
+        OfferInput {
+            name: &args.name,
+            namespace: &args.namespace,
+            type_: OfferType::Http,
+            model: None,
+            upstream: &args.upstream,
+            health_path: &args.health_path,
+            pay_to: &args.pay_to,
+            chain: &args.chain,
+            token: &args.token,
+            price,
+            path: args.path.clone(),
+            max_timeout: args.max_timeout,
+            description: args.description.clone(),
+            register: !args.no_register,
+        },
+    )
+    .await
+}
+
+async fn inference(ctx: &Context, args: &SellInferenceArgs) -> anyhow::Result<ExitCode> {
+    let price = price(
+        args.per_request.as_ref(),
+        args.per_mtok.as_ref(),
+        None,
+        Some("0.001"),
+    )?;
+    apply(
+        ctx,
+        OfferInput {
+            name: &args.name,
+            namespace: &args.namespace,
+            type_: OfferType::Inference,
+            model: Some(ModelSpec {
+                name: args.model.clone(),
+                runtime: None,
+            }),
+            upstream: &args.upstream,
+            health_path: &args.health_path,
+            pay_to: &args.pay_to,
+            chain: &args.chain,
+            token: &args.token,
+            price,
+            path: None,
+            max_timeout: args.max_timeout,
+            description: Some(format!("{} inference via x402 micropayments", args.model)),
+            register: !args.no_register,
+        },
+    )
+    .await
+}
+
+async fn update(ctx: &Context, args: &SellUpdateArgs) -> anyhow::Result<ExitCode> {
+    let nothing = args.pay_to.is_none()
+        && args.chain.is_none()
+        && args.per_request.is_none()
+        && args.per_mtok.is_none()
+        && args.per_hour.is_none();
+    if nothing {
+        anyhow::bail!(
+            "nothing to update: pass at least one of --per-request / --per-mtok / --per-hour / --pay-to / --chain"
+        );
+    }
+    let client = require_admin(ctx)?;
+    let mut offer = client.offer(&args.namespace, &args.name).await?;
+    if let Some(pay_to) = &args.pay_to {
+        offer.spec.payment.pay_to.clone_from(pay_to);
+    }
+    if let Some(chain) = &args.chain {
+        offer.spec.payment.network.clone_from(chain);
+    }
+    if args.per_request.is_some() || args.per_mtok.is_some() || args.per_hour.is_some() {
+        offer.spec.payment.price = price(
+            args.per_request.as_ref(),
+            args.per_mtok.as_ref(),
+            args.per_hour.as_ref(),
+            None,
+        )?;
+    }
+    validate_offer(&offer)?;
+    report_applied(ctx, &client.apply(&offer).await?)
+}
+
+async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow::Result<ExitCode> {
+    if path.contains("..") || !path.starts_with('/') {
+        anyhow::bail!("--path must start with '/' and must not contain '..'");
+    }
+    let (state, client) = super::stack::admin(ctx)?.ok_or_else(|| {
+        anyhow::anyhow!("the stack is not running; start it with `obol stack up`")
+    })?;
+    let offer = client.offer(namespace, name).await?;
+    let url = format!(
+        "http://{}{}{}",
+        state.gateway,
+        offer.effective_path(),
+        path.trim_end_matches('/')
+    );
+    let response = reqwest::get(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {url}: {}", e.without_url()))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if ctx.json {
+        output::json(
+            &json!({"url": url, "status": status, "body": serde_json::from_str::<serde_json::Value>(&body).ok()}),
+        )?;
+        return Ok(if status == 402 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    match status {
+        402 => {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&body) {
+                output::json(&value)?;
+            }
+            println!("{url}: 402 — live and payment-gated");
+            Ok(ExitCode::SUCCESS)
+        }
+        200..=299 => {
+            println!("{url}: {status} — WARNING: answered without payment (not gated)");
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            println!(
+                "{url}: {status} — not served yet; see `obol sell status {name} -n {namespace}`"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn price_label(offer: &ServiceOffer) -> String {

@@ -344,4 +344,82 @@ async fn the_public_url_reaches_the_402() {
     let (status, openapi) = fetch(&format!("{}/openapi.json", gateway(dir))).await;
     assert_eq!(status, 200);
     assert!(openapi.contains("/services/echo/{rest}"));
+
+    // sell test probes through the gateway.
+    let out = obol_in(
+        dir,
+        &["sell", "test", "echo", "--path", "/items"],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("/services/echo/items: 402 — live and payment-gated\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    // sell update changes the price; the next 402 asks for it.
+    let out = obol_in(dir, &["sell", "update", "echo"], &[], None);
+    assert!(
+        stderr(&out).contains("nothing to update"),
+        "{}",
+        stderr(&out)
+    );
+    let out = obol_in(
+        dir,
+        &["sell", "update", "echo", "--per-request", "0.25"],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/echo updated"),
+        "{}",
+        stdout(&out)
+    );
+    let mut amount = String::new();
+    for _ in 0..200 {
+        let (_, body) = fetch(&format!("{}/services/echo/items", gateway(dir))).await;
+        amount = serde_json::from_str::<serde_json::Value>(&body)
+            .map(|v| v["accepts"][0]["amount"].to_string())
+            .unwrap_or_default();
+        if amount == "\"250000\"" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(amount, "\"250000\"");
+
+    // sell inference: an OpenAI-compatible offer with a default price.
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "inference",
+            "llm",
+            "--model",
+            "qwen3:0.6b",
+            "--upstream",
+            &upstream,
+            "--pay-to",
+            PAY_TO,
+            "--chain",
+            "base-sepolia",
+            "--no-register",
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/llm created"),
+        "{}",
+        stderr(&out)
+    );
+    let offer: serde_json::Value = serde_json::from_slice(
+        &obol_in(dir, &["--json", "sell", "status", "llm"], &[], None).stdout,
+    )
+    .unwrap();
+    assert_eq!(offer["spec"]["type"], "inference");
+    assert_eq!(offer["spec"]["model"]["name"], "qwen3:0.6b");
+    assert_eq!(offer["spec"]["payment"]["price"]["perRequest"], "0.001");
 }
