@@ -288,19 +288,9 @@ pub(crate) enum SellCommand {
     },
 }
 
+/// Payment flags shared by `sell http` and `sell inference`.
 #[derive(Debug, Args)]
-pub(crate) struct SellHttpArgs {
-    /// Offer name (a DNS label).
-    pub(crate) name: String,
-    /// Namespace.
-    #[arg(long, short, default_value = "default")]
-    pub(crate) namespace: String,
-    /// Upstream URL paid requests are proxied to.
-    #[arg(long)]
-    pub(crate) upstream: String,
-    /// Health path probed on the upstream.
-    #[arg(long, default_value = "/health")]
-    pub(crate) health_path: String,
+pub(crate) struct PaymentFlags {
     /// Recipient of payments.
     #[arg(long, visible_aliases = ["wallet", "recipient"], env = "X402_WALLET")]
     pub(crate) pay_to: String,
@@ -316,21 +306,38 @@ pub(crate) struct SellHttpArgs {
     /// Price per million tokens.
     #[arg(long)]
     pub(crate) per_mtok: Option<String>,
+    /// Payment validity in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) max_timeout: u64,
+    /// Do not publish in the ERC-8004 registration.
+    #[arg(long)]
+    pub(crate) no_register: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SellHttpArgs {
+    /// Offer name (a DNS label).
+    pub(crate) name: String,
+    /// Namespace.
+    #[arg(long, short, default_value = "default")]
+    pub(crate) namespace: String,
+    /// Upstream URL paid requests are proxied to.
+    #[arg(long)]
+    pub(crate) upstream: String,
+    /// Health path probed on the upstream.
+    #[arg(long, default_value = "/health")]
+    pub(crate) health_path: String,
+    #[command(flatten)]
+    pub(crate) payment: PaymentFlags,
     /// Price per hour (charged as 5 minutes per request; see docs/pricing.md).
     #[arg(long)]
     pub(crate) per_hour: Option<String>,
     /// Public path (default /services/<name>).
     #[arg(long)]
     pub(crate) path: Option<String>,
-    /// Payment validity in seconds.
-    #[arg(long, default_value_t = 300)]
-    pub(crate) max_timeout: u64,
     /// Catalog description.
     #[arg(long)]
     pub(crate) description: Option<String>,
-    /// Do not publish in the ERC-8004 registration.
-    #[arg(long)]
-    pub(crate) no_register: bool,
 }
 
 #[derive(Debug, Args)]
@@ -343,33 +350,15 @@ pub(crate) struct SellInferenceArgs {
     /// Model name as the upstream knows it.
     #[arg(long)]
     pub(crate) model: String,
-    /// The model server (OpenAI-compatible).
+    /// The model server (OpenAI-compatible); without a price flag the price is 0.001 per
+    /// request.
     #[arg(long, default_value = "http://localhost:11434")]
     pub(crate) upstream: String,
     /// Health path probed on the upstream (Ollama answers `/`).
     #[arg(long, default_value = "/")]
     pub(crate) health_path: String,
-    /// Recipient of payments.
-    #[arg(long, visible_aliases = ["wallet", "recipient"], env = "X402_WALLET")]
-    pub(crate) pay_to: String,
-    /// Chain (name, alias or CAIP-2).
-    #[arg(long, default_value = "base")]
-    pub(crate) chain: String,
-    /// Token symbol.
-    #[arg(long, default_value = "USDC")]
-    pub(crate) token: String,
-    /// Price per request (default 0.001 when no price is given; alias --price).
-    #[arg(long, visible_alias = "price")]
-    pub(crate) per_request: Option<String>,
-    /// Price per million tokens.
-    #[arg(long)]
-    pub(crate) per_mtok: Option<String>,
-    /// Payment validity in seconds.
-    #[arg(long, default_value_t = 300)]
-    pub(crate) max_timeout: u64,
-    /// Do not publish in the ERC-8004 registration.
-    #[arg(long)]
-    pub(crate) no_register: bool,
+    #[command(flatten)]
+    pub(crate) payment: PaymentFlags,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::Context;
 use super::stack::require_admin;
-use crate::cli::{SellCommand, SellHttpArgs, SellInferenceArgs, SellUpdateArgs};
+use crate::cli::{PaymentFlags, SellCommand, SellHttpArgs, SellInferenceArgs, SellUpdateArgs};
 use crate::output;
 
 pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<ExitCode> {
@@ -87,14 +87,10 @@ struct OfferInput<'a> {
     model: Option<ModelSpec>,
     upstream: &'a str,
     health_path: &'a str,
-    pay_to: &'a str,
-    chain: &'a str,
-    token: &'a str,
+    payment: &'a PaymentFlags,
     price: PriceSpec,
     path: Option<String>,
-    max_timeout: u64,
     description: Option<String>,
-    register: bool,
 }
 
 async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode> {
@@ -108,15 +104,15 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         },
         payment: PaymentSpec {
             scheme: "exact".into(),
-            network: input.chain.to_owned(),
-            pay_to: input.pay_to.to_owned(),
-            max_timeout_seconds: Some(input.max_timeout),
-            asset: asset(input.token, input.chain)?,
+            network: input.payment.chain.clone(),
+            pay_to: input.payment.pay_to.clone(),
+            max_timeout_seconds: Some(input.payment.max_timeout),
+            asset: asset(&input.payment.token, &input.payment.chain)?,
             price: input.price,
         },
         path: input.path,
         registration: Some(RegistrationSpec {
-            enabled: input.register,
+            enabled: !input.payment.no_register,
             ..RegistrationSpec::default()
         }),
         listing: None,
@@ -152,64 +148,52 @@ fn report_applied(ctx: &Context, applied: &obol_daemon::Applied) -> anyhow::Resu
 }
 
 async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
+    let p = &args.payment;
     let price = price(
-        args.per_request.as_ref(),
-        args.per_mtok.as_ref(),
+        p.per_request.as_ref(),
+        p.per_mtok.as_ref(),
         args.per_hour.as_ref(),
         None,
     )?;
-    apply(
-        ctx,
-        OfferInput {
-            name: &args.name,
-            namespace: &args.namespace,
-            type_: OfferType::Http,
-            model: None,
-            upstream: &args.upstream,
-            health_path: &args.health_path,
-            pay_to: &args.pay_to,
-            chain: &args.chain,
-            token: &args.token,
-            price,
-            path: args.path.clone(),
-            max_timeout: args.max_timeout,
-            description: args.description.clone(),
-            register: !args.no_register,
-        },
-    )
-    .await
+    let offer = OfferInput {
+        name: &args.name,
+        namespace: &args.namespace,
+        type_: OfferType::Http,
+        model: None,
+        upstream: &args.upstream,
+        health_path: &args.health_path,
+        payment: p,
+        price,
+        path: args.path.clone(),
+        description: args.description.clone(),
+    };
+    apply(ctx, offer).await
 }
 
 async fn inference(ctx: &Context, args: &SellInferenceArgs) -> anyhow::Result<ExitCode> {
+    let p = &args.payment;
     let price = price(
-        args.per_request.as_ref(),
-        args.per_mtok.as_ref(),
+        p.per_request.as_ref(),
+        p.per_mtok.as_ref(),
         None,
         Some("0.001"),
     )?;
-    apply(
-        ctx,
-        OfferInput {
-            name: &args.name,
-            namespace: &args.namespace,
-            type_: OfferType::Inference,
-            model: Some(ModelSpec {
-                name: args.model.clone(),
-                runtime: None,
-            }),
-            upstream: &args.upstream,
-            health_path: &args.health_path,
-            pay_to: &args.pay_to,
-            chain: &args.chain,
-            token: &args.token,
-            price,
-            path: None,
-            max_timeout: args.max_timeout,
-            description: Some(format!("{} inference via x402 micropayments", args.model)),
-            register: !args.no_register,
-        },
-    )
-    .await
+    let offer = OfferInput {
+        name: &args.name,
+        namespace: &args.namespace,
+        type_: OfferType::Inference,
+        model: Some(ModelSpec {
+            name: args.model.clone(),
+            runtime: None,
+        }),
+        upstream: &args.upstream,
+        health_path: &args.health_path,
+        payment: p,
+        price,
+        path: None,
+        description: Some(format!("{} inference via x402 micropayments", args.model)),
+    };
+    apply(ctx, offer).await
 }
 
 async fn update(ctx: &Context, args: &SellUpdateArgs) -> anyhow::Result<ExitCode> {
