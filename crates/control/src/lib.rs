@@ -4,6 +4,8 @@
 //! | --- | --- |
 //! | [`resource`] | the Kubernetes-shaped envelope (`Object`, `ObjectMeta`) and conditions |
 //! | [`offer`] | `ServiceOffer` (obol-stack.md §3.1) |
+//! | [`purchase`] | `PurchaseRequest` (§3.3): a buyer's pre-signed pool |
+//! | [`identity`] | `AgentIdentity` (§3.4): ERC-8004 agent ids per chain |
 //! | [`validate`] | offer validation with errors naming field and rule |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
@@ -12,7 +14,9 @@
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
+pub mod identity;
 pub mod offer;
+pub mod purchase;
 pub mod reconcile;
 pub mod resource;
 pub mod routes;

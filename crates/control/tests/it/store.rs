@@ -270,3 +270,60 @@ async fn a_corrupt_object_is_skipped_not_fatal() {
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
+
+#[tokio::test]
+async fn every_kind_round_trips_through_the_store() {
+    use obol_control::identity::{AgentIdentity, AgentIdentitySpec, DEFAULT_IDENTITY};
+    use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSpec};
+    let store = SqliteStore::in_memory().unwrap();
+    let purchase = PurchaseRequest::new(
+        "agent",
+        "buy-llm",
+        PurchaseRequestSpec {
+            endpoint: "https://seller.example/services/llm".into(),
+            model: "qwen3".into(),
+            count: 5,
+            pre_signed_auths: Vec::new(),
+            auto_refill: None,
+            payment: PurchasePayment {
+                network: "eip155:84532".into(),
+                pay_to: "0x1".into(),
+                price: "1000".into(),
+                asset: "0x2".into(),
+                ..PurchasePayment::default()
+            },
+        },
+    );
+    store.apply(&purchase).await.unwrap();
+    let mut identity =
+        AgentIdentity::new(DEFAULT_IDENTITY.0, DEFAULT_IDENTITY.1, AgentIdentitySpec {});
+    store.apply(&identity).await.unwrap();
+    identity.status.upsert("base-sepolia", "42").unwrap();
+    store
+        .patch_status::<AgentIdentitySpec>("x402", "default", &identity.status)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get::<PurchaseRequestSpec>("agent", "buy-llm")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec,
+        purchase.spec
+    );
+    let stored = store
+        .get::<AgentIdentitySpec>("x402", "default")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status.agent_id("base-sepolia"), Some("42"));
+    assert!(
+        store
+            .list::<ServiceOfferSpec>(None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "kinds are separate"
+    );
+}

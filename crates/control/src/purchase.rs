@@ -1,0 +1,144 @@
+//! `PurchaseRequest`: a buyer's pool of pre-signed authorizations for one seller
+//! (obol-stack.md §3.3). Reconciled by the buyer work: Probed → AuthsSigned → Configured → Ready.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::resource::{Condition, Object, Spec};
+
+/// One pre-signed authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreSignedAuth {
+    /// Identifier (the consume key falls back to the nonce when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The full x402 v2 `PaymentPayload`, when the signer built one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<Map<String, Value>>,
+    /// 65-byte signature, `0x` hex.
+    pub signature: String,
+    /// Payer.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Atomic amount.
+    pub value: String,
+    /// Not valid before.
+    pub valid_after: String,
+    /// Not valid at or after.
+    pub valid_before: String,
+    /// Nonce (`0x` 32 bytes for EIP-3009, decimal for Permit2).
+    pub nonce: String,
+}
+
+/// Refill policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRefill {
+    /// Whether refills happen.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Refill when fewer remain.
+    #[serde(default)]
+    pub threshold: u32,
+    /// How many to sign per refill.
+    #[serde(default)]
+    pub count: u32,
+    /// Cap on authorizations ever signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total: Option<u32>,
+    /// Cap on spend per day, in micro-units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spend_per_day: Option<String>,
+}
+
+/// What the seller asks, as probed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchasePayment {
+    /// CAIP-2 network.
+    pub network: String,
+    /// Recipient.
+    pub pay_to: String,
+    /// Atomic price per request.
+    pub price: String,
+    /// Token address.
+    pub asset: String,
+    /// Token symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_symbol: Option<String>,
+    /// Token decimals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_decimals: Option<u8>,
+    /// `eip3009` or `permit2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_transfer_method: Option<String>,
+    /// EIP-712 domain name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip712_name: Option<String>,
+    /// EIP-712 domain version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip712_version: Option<String>,
+}
+
+/// The `PurchaseRequest` spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseRequestSpec {
+    /// The seller's offer URL.
+    pub endpoint: String,
+    /// The seller's model.
+    pub model: String,
+    /// Authorizations requested (1–2500).
+    pub count: u32,
+    /// The pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_signed_auths: Vec<PreSignedAuth>,
+    /// Refill policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_refill: Option<AutoRefill>,
+    /// What the seller asks.
+    pub payment: PurchasePayment,
+}
+
+/// What the buyer controller observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseRequestStatus {
+    /// The generation these conditions describe.
+    #[serde(default)]
+    pub observed_generation: i64,
+    /// Conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// `paid/<model>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_model: Option<String>,
+    /// Authorizations left.
+    #[serde(default)]
+    pub remaining: u32,
+    /// Authorizations spent.
+    #[serde(default)]
+    pub spent: u32,
+    /// Authorizations ever signed.
+    #[serde(default)]
+    pub total_signed: u32,
+    /// When the seller was last probed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probed_at: Option<String>,
+    /// The probed price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probed_price: Option<String>,
+    /// The signer's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_address: Option<String>,
+}
+
+impl Spec for PurchaseRequestSpec {
+    const KIND: &'static str = "PurchaseRequest";
+    type Status = PurchaseRequestStatus;
+}
+
+/// A `PurchaseRequest`.
+pub type PurchaseRequest = Object<PurchaseRequestSpec>;
