@@ -254,6 +254,33 @@ pub(crate) enum SellCommand {
     Inference(Box<SellInferenceArgs>),
     /// Change an offer's price, recipient or chain.
     Update(Box<SellUpdateArgs>),
+    /// Stop selling an offer (drains it at once; re-run `sell http`/`sell inference` to resume).
+    Stop {
+        /// Offer name.
+        name: String,
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+    },
+    /// Set stack-wide defaults: payTo, chain, and the facilitator.
+    Pricing {
+        /// Default recipient for new offers.
+        #[arg(long, visible_aliases = ["wallet", "recipient"])]
+        pay_to: Option<String>,
+        /// Default chain for new offers.
+        #[arg(long)]
+        chain: Option<String>,
+        /// Use a remote facilitator at this URL.
+        #[arg(
+            long,
+            env = "X402_FACILITATOR_URL",
+            conflicts_with = "facilitator_chain"
+        )]
+        facilitator_url: Option<String>,
+        /// Run the embedded facilitator on this chain (repeatable).
+        #[arg(long)]
+        facilitator_chain: Vec<String>,
+    },
     /// Probe an offer through the gateway, unpaid: expect 402.
     Test {
         /// Offer name.
@@ -291,12 +318,12 @@ pub(crate) enum SellCommand {
 /// Payment flags shared by `sell http` and `sell inference`.
 #[derive(Debug, Args)]
 pub(crate) struct PaymentFlags {
-    /// Recipient of payments.
+    /// Recipient of payments (default: `obol sell pricing --pay-to`).
     #[arg(long, visible_aliases = ["wallet", "recipient"], env = "X402_WALLET")]
-    pub(crate) pay_to: String,
-    /// Chain (name, alias or CAIP-2).
-    #[arg(long, default_value = "base")]
-    pub(crate) chain: String,
+    pub(crate) pay_to: Option<String>,
+    /// Chain, name, alias or CAIP-2 (default: `obol sell pricing --chain`, else base).
+    #[arg(long)]
+    pub(crate) chain: Option<String>,
     /// Token symbol.
     #[arg(long, default_value = "USDC")]
     pub(crate) token: String,
@@ -322,13 +349,17 @@ pub(crate) struct SellHttpArgs {
     #[arg(long, short, default_value = "default")]
     pub(crate) namespace: String,
     /// Upstream URL paid requests are proxied to.
-    #[arg(long)]
-    pub(crate) upstream: String,
+    #[arg(long, required_unless_present = "from_json")]
+    pub(crate) upstream: Option<String>,
     /// Health path probed on the upstream.
     #[arg(long, default_value = "/health")]
     pub(crate) health_path: String,
     #[command(flatten)]
     pub(crate) payment: PaymentFlags,
+    /// Take the whole spec from a JSON file (`-` for stdin): a ServiceOffer spec, or a
+    /// ServiceOffer with `spec`. Other flags are ignored.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from_json: Option<String>,
     /// Price per hour (charged as 5 minutes per request; see docs/pricing.md).
     #[arg(long)]
     pub(crate) per_hour: Option<String>,

@@ -50,6 +50,12 @@ pub struct StackFile {
     /// The facilitator (none: paid requests are refused with 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facilitator: Option<FacilitatorSetting>,
+    /// `payTo` used by `obol sell` when `--pay-to` is not given (`obol sell pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_pay_to: Option<String>,
+    /// Chain used by `obol sell` when `--chain` is not given (`obol sell pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_chain: Option<String>,
 }
 
 impl StackFile {

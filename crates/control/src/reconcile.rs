@@ -351,7 +351,15 @@ impl Reconciler {
         }
 
         let ready = CONDITIONS.iter().all(|t| is_true(c, t));
-        if ready {
+        if drained {
+            set_condition(
+                c,
+                "Ready",
+                False,
+                "Drained",
+                "Offer drained; no longer sold",
+            );
+        } else if ready {
             set_condition(c, "Ready", True, "Reconciled", "Offer is ready");
         } else if !(c
             .iter()

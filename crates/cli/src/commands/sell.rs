@@ -1,8 +1,9 @@
 //! `obol sell http|list|status|delete` over the daemon's admin API.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
 
+use obol_config::stack::{FacilitatorSetting, StackFile};
 use obol_control::offer::{
     AssetSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec,
 };
@@ -27,6 +28,13 @@ pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<E
             namespace,
             path,
         } => test(ctx, &namespace, &name, &path).await,
+        SellCommand::Stop { name, namespace } => stop(ctx, &namespace, &name).await,
+        SellCommand::Pricing {
+            pay_to,
+            chain,
+            facilitator_url,
+            facilitator_chain,
+        } => pricing(ctx, pay_to, chain, facilitator_url, facilitator_chain),
         SellCommand::List => list(ctx).await,
         SellCommand::Status {
             name: Some(name),
@@ -93,7 +101,26 @@ struct OfferInput<'a> {
     description: Option<String>,
 }
 
+/// `(payTo, chain)`: the flags, else the stack defaults (`obol sell pricing`), else base.
+fn payment_target(ctx: &Context, flags: &PaymentFlags) -> anyhow::Result<(String, String)> {
+    let settings = StackFile::load(&ctx.paths.stack_file())?;
+    let pay_to = flags
+        .pay_to
+        .clone()
+        .or(settings.default_pay_to)
+        .ok_or_else(|| {
+            anyhow::anyhow!("pass --pay-to, or set a default with `obol sell pricing --pay-to 0x…`")
+        })?;
+    let chain = flags
+        .chain
+        .clone()
+        .or(settings.default_chain)
+        .unwrap_or_else(|| "base".to_owned());
+    Ok((pay_to, chain))
+}
+
 async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode> {
+    let (pay_to, chain) = payment_target(ctx, input.payment)?;
     let spec = ServiceOfferSpec {
         type_: input.type_,
         model: input.model,
@@ -104,10 +131,10 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         },
         payment: PaymentSpec {
             scheme: "exact".into(),
-            network: input.payment.chain.clone(),
-            pay_to: input.payment.pay_to.clone(),
+            asset: asset(&input.payment.token, &chain)?,
+            network: chain,
+            pay_to,
             max_timeout_seconds: Some(input.payment.max_timeout),
-            asset: asset(&input.payment.token, &input.payment.chain)?,
             price: input.price,
         },
         path: input.path,
@@ -121,9 +148,33 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         provenance: None,
         description: input.description,
     };
-    let offer = ServiceOffer::new(input.namespace, input.name, spec);
+    submit(ctx, ServiceOffer::new(input.namespace, input.name, spec)).await
+}
+
+async fn submit(ctx: &Context, offer: ServiceOffer) -> anyhow::Result<ExitCode> {
     validate_offer(&offer)?;
     report_applied(ctx, &require_admin(ctx)?.apply(&offer).await?)
+}
+
+/// `--from-json`: a spec, or an object with a `spec`.
+async fn from_json(ctx: &Context, args: &SellHttpArgs, source: &str) -> anyhow::Result<ExitCode> {
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().take(1 << 20), &mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(source).map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{source} is not JSON: {e}"))?;
+    let spec_value = value.get("spec").cloned().unwrap_or(value);
+    let spec: ServiceOfferSpec = serde_json::from_value(spec_value)
+        .map_err(|e| anyhow::anyhow!("{source} is not a ServiceOffer spec: {e}"))?;
+    submit(
+        ctx,
+        ServiceOffer::new(args.namespace.clone(), args.name.clone(), spec),
+    )
+    .await
 }
 
 fn report_applied(ctx: &Context, applied: &obol_daemon::Applied) -> anyhow::Result<ExitCode> {
@@ -148,6 +199,9 @@ fn report_applied(ctx: &Context, applied: &obol_daemon::Applied) -> anyhow::Resu
 }
 
 async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
+    if let Some(source) = &args.from_json {
+        return from_json(ctx, args, source).await;
+    }
     let p = &args.payment;
     let price = price(
         p.per_request.as_ref(),
@@ -160,7 +214,7 @@ async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
         namespace: &args.namespace,
         type_: OfferType::Http,
         model: None,
-        upstream: &args.upstream,
+        upstream: args.upstream.as_deref().unwrap_or_default(),
         health_path: &args.health_path,
         payment: p,
         price,
@@ -275,6 +329,88 @@ async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow:
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn stop(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
+    let client = require_admin(ctx)?;
+    let mut offer = client.offer(namespace, name).await?;
+    offer.spec.drain_at = Some(obol_config::time::now_rfc3339());
+    offer.spec.drain_grace_period = Some("0s".into());
+    client.apply(&offer).await?;
+    if ctx.json {
+        output::json(&json!({"stopped": format!("{namespace}/{name}")}))?;
+    } else {
+        println!("serviceoffer {namespace}/{name} stopped: no longer sold");
+        println!("  resume it by running `obol sell http …` (or `sell inference …`) again");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pricing(
+    ctx: &Context,
+    pay_to: Option<String>,
+    chain: Option<String>,
+    facilitator_url: Option<String>,
+    facilitator_chain: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let path = ctx.paths.stack_file();
+    let mut settings = StackFile::load(&path)?;
+    if let Some(pay_to) = &pay_to {
+        let valid = pay_to.len() == 42
+            && pay_to.starts_with("0x")
+            && pay_to[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid {
+            anyhow::bail!("--pay-to {pay_to:?} must be 0x followed by 40 hex digits");
+        }
+        settings.default_pay_to = Some(pay_to.clone());
+    }
+    if let Some(chain) = &chain {
+        obol_x402::network::evm_chain_id(chain)?;
+        settings.default_chain = Some(chain.clone());
+    }
+    let facilitator_changed = facilitator_url.is_some() || !facilitator_chain.is_empty();
+    if let Some(url) = facilitator_url {
+        obol_facilitator::http::RemoteFacilitator::new(&url, Default::default())?;
+        settings.facilitator = Some(FacilitatorSetting::Url(url));
+    } else if !facilitator_chain.is_empty() {
+        settings.facilitator = Some(FacilitatorSetting::Embedded {
+            chains: facilitator_chain,
+            wallet: None,
+        });
+    }
+    settings.save(&path)?;
+    if ctx.json {
+        output::json(
+            &json!({"defaultPayTo": settings.default_pay_to, "defaultChain": settings.default_chain, "facilitator": settings.facilitator}),
+        )?;
+    } else {
+        println!("pricing defaults saved to {}", path.display());
+        println!(
+            "  payTo:       {}",
+            settings
+                .default_pay_to
+                .as_deref()
+                .unwrap_or("(none: pass --pay-to)")
+        );
+        println!(
+            "  chain:       {}",
+            settings.default_chain.as_deref().unwrap_or("base")
+        );
+        let facilitator = match &settings.facilitator {
+            None => "none (paid requests are refused)".to_owned(),
+            Some(FacilitatorSetting::Url(url)) => url.clone(),
+            Some(FacilitatorSetting::Embedded { chains, .. }) => {
+                format!("embedded on {}", chains.join(", "))
+            }
+        };
+        println!("  facilitator: {facilitator}");
+        if facilitator_changed {
+            println!(
+                "  restart the stack to use the new facilitator: `obol stack down && obol stack up`"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn price_label(offer: &ServiceOffer) -> String {

@@ -82,6 +82,7 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
         gateway_listen: args.gateway_listen.clone(),
         admin_listen: args.admin_listen.clone(),
         facilitator,
+        ..StackFile::default()
     };
     settings.save(&path)?;
     obol_daemon::admin_token(&ctx.paths)?;

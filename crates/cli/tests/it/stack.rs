@@ -422,4 +422,117 @@ async fn the_public_url_reaches_the_402() {
     assert_eq!(offer["spec"]["type"], "inference");
     assert_eq!(offer["spec"]["model"]["name"], "qwen3:0.6b");
     assert_eq!(offer["spec"]["payment"]["price"]["perRequest"], "0.001");
+
+    // Defaults from `sell pricing` fill in --pay-to and --chain.
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "pricing",
+            "--pay-to",
+            PAY_TO,
+            "--chain",
+            "base-sepolia",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "two",
+            "--upstream",
+            &upstream,
+            "--per-request",
+            "0.01",
+            "--no-register",
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/two created"),
+        "{}",
+        stderr(&out)
+    );
+    let two: serde_json::Value = serde_json::from_slice(
+        &obol_in(dir, &["--json", "sell", "status", "two"], &[], None).stdout,
+    )
+    .unwrap();
+    assert_eq!(two["spec"]["payment"]["payTo"], PAY_TO);
+    assert_eq!(two["spec"]["payment"]["network"], "base-sepolia");
+
+    // A whole spec from JSON.
+    let spec_file = dir.join("three.json");
+    std::fs::write(
+        &spec_file,
+        serde_json::json!({"spec": {
+            "upstream": {"url": upstream, "healthPath": "/health"},
+            "payment": {"network": "eip155:84532", "payTo": PAY_TO, "price": {"perHour": "1.2"}}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "three",
+            "--from-json",
+            spec_file.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/three created"),
+        "{}",
+        stderr(&out)
+    );
+    for _ in 0..200 {
+        if status_of(&format!("{}/services/three/x", gateway(dir))).await == 402 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, body) = fetch(&format!("{}/services/three/x", gateway(dir))).await;
+    let required: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        required["accepts"][0]["amount"], "100000",
+        "1.2 USDC/hour = 0.1 USDC per 5-minute request"
+    );
+
+    // sell stop: drained at once, no longer served.
+    let out = obol_in(dir, &["sell", "stop", "three"], &[], None);
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/three stopped"),
+        "{}",
+        stderr(&out)
+    );
+    for _ in 0..200 {
+        if status_of(&format!("{}/services/three/x", gateway(dir))).await == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        status_of(&format!("{}/services/three/x", gateway(dir))).await,
+        404
+    );
+    let three: serde_json::Value = serde_json::from_slice(
+        &obol_in(dir, &["--json", "sell", "status", "three"], &[], None).stdout,
+    )
+    .unwrap();
+    let ready = three["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "Drained");
 }
