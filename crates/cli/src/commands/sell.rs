@@ -34,7 +34,13 @@ pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<E
             chain,
             facilitator_url,
             facilitator_chain,
-        } => pricing(ctx, pay_to, chain, facilitator_url, facilitator_chain),
+        } => pricing(
+            ctx,
+            pay_to.as_deref(),
+            chain.as_deref(),
+            facilitator_url,
+            facilitator_chain,
+        ),
         SellCommand::List => list(ctx).await,
         SellCommand::Status {
             name: Some(name),
@@ -348,25 +354,25 @@ async fn stop(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<Exit
 
 fn pricing(
     ctx: &Context,
-    pay_to: Option<String>,
-    chain: Option<String>,
+    pay_to: Option<&str>,
+    chain: Option<&str>,
     facilitator_url: Option<String>,
     facilitator_chain: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     let path = ctx.paths.stack_file();
     let mut settings = StackFile::load(&path)?;
-    if let Some(pay_to) = &pay_to {
+    if let Some(pay_to) = pay_to {
         let valid = pay_to.len() == 42
             && pay_to.starts_with("0x")
             && pay_to[2..].bytes().all(|b| b.is_ascii_hexdigit());
         if !valid {
             anyhow::bail!("--pay-to {pay_to:?} must be 0x followed by 40 hex digits");
         }
-        settings.default_pay_to = Some(pay_to.clone());
+        settings.default_pay_to = Some(pay_to.to_owned());
     }
-    if let Some(chain) = &chain {
+    if let Some(chain) = chain {
         obol_x402::network::evm_chain_id(chain)?;
-        settings.default_chain = Some(chain.clone());
+        settings.default_chain = Some(chain.to_owned());
     }
     let facilitator_changed = facilitator_url.is_some() || !facilitator_chain.is_empty();
     if let Some(url) = facilitator_url {
