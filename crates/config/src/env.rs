@@ -16,6 +16,16 @@ pub const PUBLIC_URL: &str = "OBOL_PUBLIC_URL";
 pub const ANVIL: &str = "OBOL_ANVIL";
 /// Project tools directory (where `scripts/install-tools` puts anvil).
 pub const TOOLS_DIR: &str = "OBOL_TOOLS_DIR";
+/// Path of the Chromium binary used by the storefront browser test.
+pub const CHROMIUM: &str = "OBOL_CHROMIUM";
+/// Set to skip the storefront browser test where Chromium cannot be installed.
+pub const SKIP_BROWSER: &str = "OBOL_SKIP_BROWSER";
+/// Log filter of the daemon (`info`, `debug`, `obol_gateway=debug`, …).
+pub const LOG: &str = "OBOL_LOG";
+/// Default `--pay-to` of `obol sell` (the original's name).
+pub const X402_WALLET: &str = "X402_WALLET";
+/// Default `--facilitator-url` of `obol sell pricing` (the original's name).
+pub const X402_FACILITATOR_URL: &str = "X402_FACILITATOR_URL";
 
 /// `(name, meaning)` of every variable, for help texts and docs.
 pub const ALL: &[(&str, &str)] = &[

@@ -72,6 +72,18 @@ fn description(offer: &ServiceOffer) -> String {
         .unwrap_or_else(|| format!("x402 payment-gated {} service", offer.spec.type_.as_str()))
 }
 
+/// Suggested ways to buy, for people and agents.
+fn buy_hints(offer: &ServiceOffer, endpoint: &str) -> Value {
+    let mut hints = vec![format!("obol buy pay {endpoint}")];
+    if let Some(model) = &offer.spec.model {
+        hints.push(format!(
+            "obol buy inference {endpoint} --model {} --count 10",
+            model.name
+        ));
+    }
+    json!(hints)
+}
+
 /// One catalog entry.
 fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value {
     let spec = &offer.spec;
@@ -113,6 +125,9 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
         "caip2Network": network::normalize(network_name),
         "chainId": network::evm_chain_id(network_name).ok(),
         "weight": spec.listing.as_ref().map_or(0, |l| l.weight),
+        "openapiPath": "/openapi.json",
+        "docsPath": "/skill.md",
+        "buy": buy_hints(offer, &endpoint),
     });
     if let Some(model) = &spec.model {
         value["model"] = model.name.clone().into();

@@ -135,7 +135,7 @@ async fn foreground(ctx: &Context, public_url: Option<String>) -> anyhow::Result
     if !ctx.paths.stack_file().exists() {
         init(ctx, &default_init())?;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OBOL_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(obol_config::env::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
