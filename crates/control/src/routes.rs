@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode};
 use obol_x402::network;
 use obol_x402::pricing::{Price, PricingError};
 use obol_x402::token::{Token, TokenError, TokenRegistry, TransferMethod};
@@ -168,6 +168,7 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
             )
         }),
         mime_type: "application/json".into(),
+        settle: SettleMode::ServeFirst,
     })
 }
 

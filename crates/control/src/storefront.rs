@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use obol_gateway::challenge::escape_html;
 use obol_x402::money::format_units;
 use obol_x402::network;
 use obol_x402::token::TokenRegistry;
@@ -330,15 +331,6 @@ pub fn openapi_json(base_url: &str, offers: &[ServiceOffer], now: u64) -> Value 
     })
 }
 
-/// Escapes text for HTML.
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 /// The HTML storefront at `/`.
 pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now: u64) -> String {
     let entries: Vec<Value> = listed(offers, now)
@@ -347,7 +339,7 @@ pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now
         .collect();
     let mut cards = String::new();
     for e in &entries {
-        let s = |k: &str| esc(e[k].as_str().unwrap_or(""));
+        let s = |k: &str| escape_html(e[k].as_str().unwrap_or(""));
         let asset = &e["asset"];
         let _ = write!(
             cards,
@@ -367,8 +359,8 @@ pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now
             price = s("price"),
             network = s("network"),
             caip2 = s("caip2Network"),
-            symbol = esc(asset["symbol"].as_str().unwrap_or("")),
-            asset = esc(asset["address"].as_str().unwrap_or("")),
+            symbol = escape_html(asset["symbol"].as_str().unwrap_or("")),
+            asset = escape_html(asset["address"].as_str().unwrap_or("")),
             pay_to = s("payTo"),
             endpoint = s("endpoint"),
         );
@@ -403,8 +395,8 @@ dl{{display:grid;grid-template-columns:90px 1fr;gap:6px 10px;font-size:14px}} dt
 {cards}</section>
 </main></body></html>
 "#,
-        title = esc(DISPLAY_NAME),
-        tagline = esc(TAGLINE),
+        title = escape_html(DISPLAY_NAME),
+        tagline = escape_html(TAGLINE),
     )
 }
 

@@ -25,7 +25,7 @@ use obol_facilitator::{Facilitator, FacilitatorError};
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::proxy::UpstreamClient;
 use obol_gateway::server::{GatewayConfig, UpstreamService, app, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
@@ -151,6 +151,7 @@ fn offer(upstream: &str) -> Arc<Offer> {
         }],
         description: "bench".into(),
         mime_type: "application/json".into(),
+        settle: SettleMode::ServeFirst,
     })
 }
 

@@ -4,6 +4,8 @@
 //! listed with its CAIP-2 network and again with its legacy name, so v1-era clients that only
 //! know `base-sepolia` still find one they can pay (obol-stack.md §4.7).
 
+use std::fmt::Write as _;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use obol_x402::header::{self as x402_header, PAYMENT_REQUIRED};
@@ -137,6 +139,78 @@ pub fn response(required: &v2::PaymentRequired) -> Response {
     response
 }
 
+/// Whether the request is a browser page load: `Accept` names `text/html` and the user agent is
+/// a `Mozilla`-family browser (the rule of the official SDKs' paywall).
+pub fn is_browser(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    text(header::ACCEPT).contains("text/html") && text(header::USER_AGENT).contains("Mozilla")
+}
+
+/// The 402 for a browser: the same status and `PAYMENT-REQUIRED` header as [`response`], with
+/// a readable page in place of the JSON body: what is sold, for how much, and how to pay.
+pub fn html_response(offer: &Offer, required: &v2::PaymentRequired) -> Response {
+    let mut response = response(required);
+    let mut options = String::new();
+    for option in &offer.options {
+        let requirement = &option.requirements;
+        let network = network::resolve(&requirement.network)
+            .map_or(requirement.network.as_str(), |known| known.name);
+        let _ = write!(
+            options,
+            "<li><b>{price}</b> on {network} — <code>{amount}</code> atomic units of <code>{asset}</code>, paid to <code>{pay_to}</code></li>",
+            price = escape_html(&offer.price.label(&option.asset_symbol)),
+            network = escape_html(network),
+            amount = escape_html(&requirement.amount.to_string()),
+            asset = escape_html(&requirement.asset),
+            pay_to = escape_html(&requirement.pay_to),
+        );
+    }
+    let page = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Payment required</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:720px;margin:40px auto;padding:0 20px;color:#1d1f24}} code{{word-break:break-all}} .note{{color:#5b606b}}</style>
+</head><body>
+<h1>402 — Payment required</h1>
+<p>{description}</p>
+<p>This resource is sold per use over <a href="https://x402.org">x402</a>. Accepted payments:</p>
+<ul>{options}</ul>
+<p class="note">Call <code>{url}</code> from an x402 client (for example <code>obol buy</code>, <code>@x402/fetch</code> or the <code>x402</code> Python package): it reads the <code>PAYMENT-REQUIRED</code> header of this answer, signs a payment and retries.</p>
+<p><a href="/">All services</a> · <a href="/api/services.json">services.json</a> · <a href="/skill.md">skill.md</a></p>
+</body></html>
+"#,
+        description = escape_html(required.resource.description.as_deref().unwrap_or("")),
+        url = escape_html(&required.resource.url),
+    );
+    *response.body_mut() = page.into();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A host header value we are willing to echo into `resource.url`.
 fn clean_host(value: &str) -> Option<&str> {
     let ok = !value.is_empty()
@@ -210,6 +284,34 @@ mod tests {
             eip2612_gas_sponsoring: false,
         }];
         offer
+    }
+
+    #[test]
+    fn browsers_are_told_apart_from_clients() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        assert!(!is_browser(&headers), "no user agent");
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("Mozilla/5.0"));
+        assert!(is_browser(&headers));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!is_browser(&headers), "asks for JSON");
+    }
+
+    #[tokio::test]
+    async fn the_paywall_escapes_what_sellers_write() {
+        let mut offer = priced_offer();
+        offer.description = "<script>alert('x')</script> & more".into();
+        let required = payment_required(&offer, "https://h/services/foo?a=<b>".into(), None);
+        let response = html_response(&offer, &required);
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        assert!(response.headers().contains_key(PAYMENT_REQUIRED));
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(body.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+        assert!(body.contains("?a=&lt;b&gt;"));
     }
 
     #[test]

@@ -23,4 +23,4 @@ pub mod route;
 pub mod server;
 
 pub use error::GatewayError;
-pub use route::{Lookup, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+pub use route::{Lookup, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};

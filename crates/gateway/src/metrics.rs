@@ -20,6 +20,8 @@ pub enum Counter {
     ChargedRequests,
     /// Verified payments whose upstream answered 400 or more (not charged).
     UpstreamFailedAfterVerify,
+    /// Settle-first payments whose upstream then failed: charged, refund owed.
+    RefundOwed,
 }
 
 impl Counter {
@@ -34,6 +36,7 @@ impl Counter {
             Self::UpstreamFailedAfterVerify => {
                 "obol_x402_verifier_upstream_failed_after_verify_total"
             }
+            Self::RefundOwed => "obol_x402_verifier_refund_owed_total",
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::guard::{Refusal, ReplayGuard, Ticket};
 use crate::matching;
 use crate::metrics::{Counter, Labels};
 use crate::proxy::is_event_stream;
-use crate::route::{Lookup, Offer, Routes};
+use crate::route::{Lookup, Offer, Routes, SettleMode};
 
 /// Identity headers only the gateway may set; stripped from every client request.
 pub const IDENTITY_HEADERS: [&str; 2] = ["x-verified-wallet", "x-payment-payer"];
@@ -48,6 +48,9 @@ pub struct PaygateConfig {
     pub settle_timeout: Duration,
     /// The largest upstream response buffered before settling.
     pub max_buffered_response: usize,
+    /// Whether browsers (`Accept: text/html`, `Mozilla` user agent) get a readable 402 page
+    /// instead of the JSON body; the `PAYMENT-REQUIRED` header is sent either way.
+    pub html_paywall: bool,
 }
 
 impl Default for PaygateConfig {
@@ -57,6 +60,7 @@ impl Default for PaygateConfig {
             verify_timeout: Duration::from_secs(5),
             settle_timeout: Duration::from_secs(60),
             max_buffered_response: 64 * 1024 * 1024,
+            html_paywall: true,
         }
     }
 }
@@ -191,6 +195,9 @@ impl Shared {
             None => {
                 unpaid_labels.count(Counter::PaymentRequired);
                 let required = challenge::payment_required(&offer, resource_url, None);
+                if self.config.html_paywall && challenge::is_browser(request.headers()) {
+                    return challenge::html_response(&offer, &required);
+                }
                 return challenge::response(&required);
             }
             Some(Err(error)) => {
@@ -207,6 +214,11 @@ impl Shared {
             request.headers_mut().insert(PAYER_HEADER, payer);
         }
         request.extensions_mut().insert(offer.clone());
+        if offer.settle == SettleMode::SettleFirst {
+            return self
+                .settle_then_serve(request, inner, paid, &offer, resource_url)
+                .await;
+        }
         let upstream = match inner.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -322,11 +334,75 @@ impl Shared {
         }
     }
 
+    /// Settles a verified payment. `Ok` is a confirmed receipt (recorded, counted as charged);
+    /// `Err` is the finished answer: 503 `settlement_failed` (retriable only when a transaction
+    /// is pending) or 402 `settlement_rejected`, with the receipt when there is one.
+    async fn settle(
+        &self,
+        paid: Paid,
+        offer: &Offer,
+        resource_url: String,
+    ) -> Result<(SettleResponse, Labels), Box<Response<Body>>> {
+        let settled = tokio::time::timeout(
+            self.config.settle_timeout,
+            self.facilitator.settle(&paid.verify),
+        )
+        .await;
+        let receipt = match settled {
+            Err(_) => {
+                paid.labels.failure("settlement_failed");
+                let detail = format!("no settle answer within {:?}", self.config.settle_timeout);
+                return Err(Box::new(
+                    GatewayError::settlement_failed(detail, false).into_response(),
+                ));
+            }
+            Ok(Err(error)) => {
+                paid.labels.failure("settlement_failed");
+                return Err(Box::new(
+                    GatewayError::settlement_failed(error.to_string(), false).into_response(),
+                ));
+            }
+            Ok(Ok(receipt)) => receipt,
+        };
+        if receipt.success {
+            paid.labels.charged();
+            record(paid.ticket, &receipt, paid.expires_at);
+            return Ok((receipt, paid.labels));
+        }
+        let mut response = if receipt.error_reason.as_deref() == Some("settlement_pending") {
+            paid.labels.failure("settlement_failed");
+            let detail = format!(
+                "transaction {} was broadcast but not yet confirmed; it may still settle",
+                receipt.transaction
+            );
+            record(paid.ticket, &receipt, paid.expires_at);
+            GatewayError::settlement_failed(detail, true).into_response()
+        } else {
+            paid.labels.failure("settlement_rejected");
+            let failure = PaymentFailure {
+                reason: "settlement_rejected",
+                detail: receipt
+                    .error_reason
+                    .clone()
+                    .unwrap_or_else(|| "the facilitator refused to settle".into()),
+                hint: None,
+            };
+            challenge::response(&challenge::payment_required(
+                offer,
+                resource_url,
+                Some(&failure),
+            ))
+        };
+        add_receipt(response.headers_mut(), &receipt);
+        Err(Box::new(response))
+    }
+
+    /// Serve-first, buffered: read the whole upstream answer, settle, then release it.
     async fn settle_then_respond(
         &self,
         upstream: Response<Body>,
         paid: Paid,
-        offer: &Arc<Offer>,
+        offer: &Offer,
         resource_url: String,
     ) -> Response<Body> {
         let (mut parts, body) = upstream.into_parts();
@@ -340,54 +416,53 @@ impl Shared {
                 .into_response();
             }
         };
-        let settled = tokio::time::timeout(
-            self.config.settle_timeout,
-            self.facilitator.settle(&paid.verify),
-        )
-        .await;
-        match settled {
-            Err(_) => GatewayError::settlement_failed(
-                format!("no settle answer within {:?}", self.config.settle_timeout),
-                false,
-            )
-            .into_response(),
-            Ok(Err(error)) => {
-                paid.labels.failure("settlement_failed");
-                GatewayError::settlement_failed(error.to_string(), false).into_response()
-            }
-            Ok(Ok(receipt)) if receipt.success => {
-                paid.labels.charged();
-                record(paid.ticket, &receipt, paid.expires_at);
+        match self.settle(paid, offer, resource_url).await {
+            Ok((receipt, _)) => {
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
-            Ok(Ok(receipt)) if receipt.error_reason.as_deref() == Some("settlement_pending") => {
-                paid.labels.failure("settlement_failed");
-                let detail = format!(
-                    "transaction {} was broadcast but not yet confirmed; it may still settle",
-                    receipt.transaction
-                );
-                record(paid.ticket, &receipt, paid.expires_at);
-                let mut response = GatewayError::settlement_failed(detail, true).into_response();
-                add_receipt(response.headers_mut(), &receipt);
-                response
-            }
-            Ok(Ok(receipt)) => {
-                paid.labels.failure("settlement_rejected");
-                let failure = PaymentFailure {
-                    reason: "settlement_rejected",
-                    detail: receipt
-                        .error_reason
-                        .clone()
-                        .unwrap_or_else(|| "the facilitator refused to settle".into()),
-                    hint: None,
-                };
-                let required = challenge::payment_required(offer, resource_url, Some(&failure));
-                let mut response = challenge::response(&required);
-                add_receipt(response.headers_mut(), &receipt);
-                response
-            }
+            Err(response) => *response,
         }
+    }
+
+    /// Settle-first: charge, then call the upstream and relay whatever it answers, receipts
+    /// attached. An upstream failure after the charge is a refund owed: logged and counted.
+    async fn settle_then_serve<S>(
+        &self,
+        request: Request<Body>,
+        inner: S,
+        paid: Paid,
+        offer: &Offer,
+        resource_url: String,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let payer = paid.payer();
+        let (receipt, labels) = match self.settle(paid, offer, resource_url).await {
+            Ok(settled) => settled,
+            Err(response) => return *response,
+        };
+        let mut upstream = match inner.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = upstream.status();
+        if status.as_u16() >= 400 {
+            labels.count(Counter::RefundOwed);
+            tracing::warn!(
+                offer = %offer.name,
+                payer = %payer,
+                transaction = %receipt.transaction,
+                status = status.as_u16(),
+                "upstream failed after a settle-first charge: refund owed"
+            );
+        } else {
+            labels.count(Counter::PaymentVerified);
+        }
+        add_receipt(upstream.headers_mut(), &receipt);
+        upstream
     }
 
     fn stream_then_settle(self: Arc<Self>, upstream: Response<Body>, paid: Paid) -> Response<Body> {

@@ -35,6 +35,18 @@ pub struct PaymentOption {
     pub eip2612_gas_sponsoring: bool,
 }
 
+/// When a paid request is settled relative to serving it (x402.md §7.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SettleMode {
+    /// Call the upstream, settle only when it answered below 400 (buffered: before the status
+    /// is committed; SSE: after the last event). A failed call is never charged.
+    #[default]
+    ServeFirst,
+    /// Settle first and call the upstream only after `success: true` — for expensive or
+    /// irreversible work. An upstream failure after the charge is logged as a refund owed.
+    SettleFirst,
+}
+
 /// A published, payment-gated offer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Offer {
@@ -58,6 +70,8 @@ pub struct Offer {
     pub description: String,
     /// MIME type of the paid response.
     pub mime_type: String,
+    /// When payments are settled.
+    pub settle: SettleMode,
 }
 
 impl fmt::Debug for Offer {
@@ -70,6 +84,7 @@ impl fmt::Debug for Offer {
             .field("strip_prefix", &self.strip_prefix)
             .field("upstream_auth", &self.upstream_auth.as_ref().map(|_| "***"))
             .field("options", &self.options.len())
+            .field("settle", &self.settle)
             .finish_non_exhaustive()
     }
 }
@@ -252,6 +267,7 @@ pub(crate) mod tests {
             options: Vec::new(),
             description: String::new(),
             mime_type: "application/json".into(),
+            settle: SettleMode::ServeFirst,
         })
     }
 

@@ -10,6 +10,7 @@
 
 mod flows;
 mod limits;
+mod modes;
 mod streams;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::server::{GatewayConfig, app, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED};
 use obol_x402::pricing::{Price, PriceUnit};
@@ -192,8 +193,15 @@ pub fn offer(name: &str, upstream: &str, kind: OfferKind, symbol: &str, amount: 
             options: vec![option(symbol, amount)],
             description: format!("test offer {name}"),
             mime_type: "application/json".into(),
+            settle: SettleMode::ServeFirst,
         }),
     }
+}
+
+/// `route` in settle-before-serve mode.
+fn settle_first(mut route: Route) -> Route {
+    Arc::make_mut(&mut route.offer).settle = SettleMode::SettleFirst;
+    route
 }
 
 impl Fixture {
@@ -230,6 +238,7 @@ impl Fixture {
         routes.store(RouteTable::new(vec![
             offer("echo", &upstream, OfferKind::Http, "USDC", "1000"),
             offer("llm", &upstream, OfferKind::Inference, "USDC", "2000"),
+            settle_first(offer("first", &upstream, OfferKind::Http, "USDC", "1000")),
             offer(
                 "obol",
                 &upstream,
@@ -258,9 +267,20 @@ impl Fixture {
         probe: &Arc<Probe>,
         guard_path: &std::path::Path,
     ) -> String {
+        Self::gateway_with(routes, probe, guard_path, |_| {}).await
+    }
+
+    /// [`Fixture::gateway`] with a tuned configuration.
+    pub async fn gateway_with(
+        routes: &Arc<Routes>,
+        probe: &Arc<Probe>,
+        guard_path: &std::path::Path,
+        tune: impl FnOnce(&mut GatewayConfig),
+    ) -> String {
         let guard = Arc::new(ReplayGuard::open(guard_path).unwrap());
         let mut config = GatewayConfig::default();
         config.paygate.verify_timeout = Duration::from_secs(2);
+        tune(&mut config);
         spawn(app(routes.clone(), probe.clone(), guard, config).unwrap()).await
     }
 
