@@ -336,6 +336,10 @@ pub(crate) struct PaymentFlags {
     /// Payment validity in seconds.
     #[arg(long, default_value_t = 300)]
     pub(crate) max_timeout: u64,
+    /// Settle each payment before calling the upstream (for expensive or irreversible work; a
+    /// failed call is then charged and logged as a refund owed). Default: serve, then settle.
+    #[arg(long)]
+    pub(crate) settle_first: bool,
     /// Do not publish in the ERC-8004 registration.
     #[arg(long)]
     pub(crate) no_register: bool,

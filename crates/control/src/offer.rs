@@ -125,6 +125,28 @@ pub struct PaymentSpec {
     pub asset: Option<AssetSpec>,
     /// The price.
     pub price: PriceSpec,
+    /// When payments are settled (default `serveFirst`).
+    #[serde(default, skip_serializing_if = "SettleTiming::is_default")]
+    pub settle: SettleTiming,
+}
+
+/// When a paid request is settled: after the upstream answered below 400 (`serveFirst`, a
+/// failed call is never charged) or before it is called (`settleFirst`, for expensive or
+/// irreversible work; a failure after the charge is logged as a refund owed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SettleTiming {
+    /// Serve, then settle.
+    #[default]
+    ServeFirst,
+    /// Settle, then serve.
+    SettleFirst,
+}
+
+impl SettleTiming {
+    fn is_default(&self) -> bool {
+        *self == Self::ServeFirst
+    }
 }
 
 fn exact() -> String {

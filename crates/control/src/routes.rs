@@ -9,7 +9,7 @@ use obol_x402::token::{Token, TokenError, TokenRegistry, TransferMethod};
 use obol_x402::wire::{DecimalU256, v2};
 use serde_json::{Map, Value};
 
-use crate::offer::{AssetSpec, OfferType, ServiceOffer};
+use crate::offer::{AssetSpec, OfferType, ServiceOffer, SettleTiming};
 
 /// Default payment validity when the offer does not say (obol-stack.md §4.7).
 pub const DEFAULT_MAX_TIMEOUT_SECONDS: u64 = 300;
@@ -168,7 +168,10 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
             )
         }),
         mime_type: "application/json".into(),
-        settle: SettleMode::ServeFirst,
+        settle: match offer.spec.payment.settle {
+            SettleTiming::ServeFirst => SettleMode::ServeFirst,
+            SettleTiming::SettleFirst => SettleMode::SettleFirst,
+        },
     })
 }
 
@@ -192,4 +195,33 @@ pub fn route_table(registry: &TokenRegistry, offers: &[ServiceOffer]) -> RouteTa
         })
         .collect();
     RouteTable::new(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::tests::offer;
+
+    #[test]
+    fn settle_timing_reaches_the_gateway_and_defaults_to_serve_first() {
+        let registry = TokenRegistry::builtin();
+        let mut spec = offer();
+        assert_eq!(
+            gateway_offer(&registry, &spec).unwrap().settle,
+            SettleMode::ServeFirst
+        );
+        let json = serde_json::to_value(&spec.spec.payment).unwrap();
+        assert!(json.get("settle").is_none(), "the default is not written");
+        spec.spec.payment = serde_json::from_value(serde_json::json!({
+            "network": "base-sepolia",
+            "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            "price": {"perRequest": "0.001"},
+            "settle": "settleFirst"
+        }))
+        .unwrap();
+        assert_eq!(
+            gateway_offer(&registry, &spec).unwrap().settle,
+            SettleMode::SettleFirst
+        );
+    }
 }

@@ -199,7 +199,7 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::offer::{PaymentSpec, PriceSpec, ServiceOfferSpec, UpstreamSpec};
+    use crate::offer::{PaymentSpec, PriceSpec, ServiceOfferSpec, SettleTiming, UpstreamSpec};
 
     pub(crate) fn offer() -> ServiceOffer {
         ServiceOffer::new(
@@ -217,6 +217,7 @@ pub(crate) mod tests {
                     network: "base-sepolia".into(),
                     pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
                     max_timeout_seconds: None,
+                    settle: SettleTiming::ServeFirst,
                     asset: None,
                     price: PriceSpec {
                         per_request: Some("0.001".into()),

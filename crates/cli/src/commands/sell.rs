@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use obol_config::stack::{FacilitatorSetting, StackFile};
 use obol_control::offer::{
-    AssetSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec, UpstreamSpec,
+    AssetSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec, SettleTiming,
+    UpstreamSpec,
 };
 use obol_control::resource::{ConditionStatus, condition};
 use obol_control::validate::validate_offer;
@@ -142,6 +143,11 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
             pay_to,
             max_timeout_seconds: Some(input.payment.max_timeout),
             price: input.price,
+            settle: if input.payment.settle_first {
+                SettleTiming::SettleFirst
+            } else {
+                SettleTiming::ServeFirst
+            },
         },
         path: input.path,
         registration: Some(RegistrationSpec {

@@ -448,6 +448,7 @@ async fn the_public_url_reaches_the_402() {
             &upstream,
             "--per-request",
             "0.01",
+            "--settle-first",
             "--no-register",
         ],
         &[],
@@ -464,6 +465,7 @@ async fn the_public_url_reaches_the_402() {
     .unwrap();
     assert_eq!(two["spec"]["payment"]["payTo"], PAY_TO);
     assert_eq!(two["spec"]["payment"]["network"], "base-sepolia");
+    assert_eq!(two["spec"]["payment"]["settle"], "settleFirst");
 
     // A whole spec from JSON.
     let spec_file = dir.join("three.json");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use obol_control::offer::{PaymentSpec, PriceSpec, UpstreamSpec};
+use obol_control::offer::{PaymentSpec, PriceSpec, SettleTiming, UpstreamSpec};
 use obol_control::store::{ApplyOutcome, DeleteOutcome, Event};
 use obol_control::{ConditionStatus, ServiceOffer, ServiceOfferSpec, SqliteStore, Store, StoreExt};
 
@@ -22,6 +22,7 @@ pub(crate) fn offer(name: &str, price: &str) -> ServiceOffer {
                 network: "base-sepolia".into(),
                 pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
                 max_timeout_seconds: None,
+                settle: SettleTiming::ServeFirst,
                 asset: None,
                 price: PriceSpec {
                     per_request: Some(price.into()),
