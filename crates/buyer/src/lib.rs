@@ -1,0 +1,14 @@
+//! The buyer side of obol-stack.
+//!
+//! An agent spends from a bounded pool of pre-signed x402 authorizations: [`presign`] signs N
+//! of them for one seller requirement with a key the spending process never sees, [`pool`]
+//! keeps them durably and hands each out at most once, and [`probe`] reads what a seller asks
+//! for. The most a pool can lose is N × price.
+
+pub mod pool;
+pub mod presign;
+pub mod probe;
+
+pub use pool::{AuthPool, Held, PoolError};
+pub use presign::{PreSigned, PresignOptions, presign};
+pub use probe::{Offered, ProbeError, Prober};
