@@ -8,7 +8,9 @@
 pub mod pool;
 pub mod presign;
 pub mod probe;
+pub mod proxy;
 
 pub use pool::{AuthPool, Held, PoolError};
 pub use presign::{PreSigned, PresignOptions, presign};
 pub use probe::{Offered, ProbeError, Prober};
+pub use proxy::{BuyError, BuyerProxy, Purchase};

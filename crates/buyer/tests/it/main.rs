@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod proxy;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,15 +45,21 @@ async fn spawn(router: Router) -> String {
     url
 }
 
-/// The seller's model: chat answers 200 unless the prompt says "fail".
-async fn chat(body: String) -> (StatusCode, &'static str) {
+/// The seller's model: chat answers 200 unless the prompt says "fail"; `"stream":true` gets
+/// three SSE events.
+async fn chat(body: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     if body.contains("fail") {
-        (StatusCode::INTERNAL_SERVER_ERROR, "model crashed")
+        (StatusCode::INTERNAL_SERVER_ERROR, "model crashed").into_response()
+    } else if body.contains("\"stream\":true") {
+        let events = "data: {\"n\":1}\n\ndata: {\"n\":2}\n\ndata: [DONE]\n\n";
+        ([("content-type", "text/event-stream")], events).into_response()
     } else {
         (
             StatusCode::OK,
             r#"{"choices":[{"message":{"content":"hi"}}]}"#,
         )
+            .into_response()
     }
 }
 

@@ -1,0 +1,341 @@
+//! The buyer proxy: an OpenAI-compatible endpoint that pays sellers from the pools.
+//!
+//! `POST /v1/chat/completions`, `/chat/completions` and `/v1/responses` with model
+//! `paid/<model>` (the `paid/` and `openai/` prefixes are stripped) go to the seller bought for
+//! that model: unpaid first; on 402 an authorization is held, the call is retried with it, and
+//! the seller's answer streams back (SSE included). A status below 400 marks the authorization
+//! spent before the answer reaches the caller; anything else releases it. The proxy holds no
+//! key: the most it can spend is what was pre-signed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use obol_x402::header::{self as x402_header, PAYMENT_SIGNATURE, X_PAYMENT};
+use obol_x402::network;
+use obol_x402::wire::{X402Version, v1};
+use serde_json::{Value, json};
+
+use crate::pool::{AuthPool, PoolError};
+use crate::probe::{self, DEFAULT_USER_AGENT, Offered};
+
+/// The largest request body accepted from the agent.
+pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+/// A 402 body larger than this is not read.
+const MAX_CHALLENGE_BODY: usize = 256 * 1024;
+
+/// One bought upstream: calls for `model` are paid from `pool` at the seller's `base` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// The model name the agent asks for (without `paid/`).
+    pub model: String,
+    /// The pool the authorizations come from.
+    pub pool: String,
+    /// The seller's service URL; `/v1/chat/completions` or `/v1/responses` is appended.
+    pub base: String,
+}
+
+/// Why a call was not made or not paid, as the agent sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum BuyError {
+    /// The body is not a JSON object with a `model`.
+    #[error("the request body must be a JSON object with a \"model\": {0}")]
+    BadRequest(String),
+    /// The body exceeds [`MAX_REQUEST_BODY`].
+    #[error("the request body exceeds {MAX_REQUEST_BODY} bytes")]
+    TooLarge,
+    /// No purchase for the model.
+    #[error("no purchased upstream mapped for requested model {0:?}")]
+    UnknownModel(String),
+    /// The seller could not be reached.
+    #[error("the seller could not be reached: {0}")]
+    Unreachable(String),
+    /// The seller's 402 could not be read.
+    #[error("the seller's payment request is unusable: {0}")]
+    Challenge(String),
+    /// The pool could not pay.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+impl BuyError {
+    fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
+            Self::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+            Self::Unreachable(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+            Self::Challenge(_) => (StatusCode::BAD_GATEWAY, "payment_error"),
+            Self::Pool(PoolError::Exhausted { .. }) => {
+                (StatusCode::PAYMENT_REQUIRED, "insufficient_quota")
+            }
+            Self::Pool(PoolError::Mismatch { .. }) => {
+                (StatusCode::PAYMENT_REQUIRED, "payment_terms_changed")
+            }
+            Self::Pool(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+/// Every proxy failure leaves as an OpenAI-style error body.
+impl IntoResponse for BuyError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        let body =
+            json!({"error": {"message": self.to_string(), "type": kind, "code": status.as_u16()}});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The buyer proxy's state.
+#[derive(Debug)]
+pub struct BuyerProxy {
+    purchases: ArcSwap<HashMap<String, Purchase>>,
+    pool: Arc<AuthPool>,
+    http: reqwest::Client,
+}
+
+impl BuyerProxy {
+    /// A proxy spending from `pool`, naming itself `user_agent` (default `obol-buyer/<v>`).
+    pub fn new(pool: Arc<AuthPool>, user_agent: Option<&str>) -> Result<Arc<Self>, BuyError> {
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent.unwrap_or(DEFAULT_USER_AGENT))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| BuyError::Unreachable(e.to_string()))?;
+        Ok(Arc::new(Self {
+            purchases: ArcSwap::from_pointee(HashMap::new()),
+            pool,
+            http,
+        }))
+    }
+
+    /// Replaces the purchases atomically (in-flight calls keep theirs).
+    pub fn set_purchases(&self, purchases: Vec<Purchase>) {
+        let map = purchases
+            .into_iter()
+            .map(|p| (p.model.clone(), p))
+            .collect();
+        self.purchases.store(Arc::new(map));
+    }
+
+    /// The proxy's routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/chat/completions", post(chat))
+            .route("/v1/responses", post(responses))
+            .route("/status", get(status))
+            .with_state(self.clone())
+    }
+
+    async fn call(&self, request: Request, api_path: &str) -> Result<Response, BuyError> {
+        let headers = request.headers().clone();
+        let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BODY)
+            .await
+            .map_err(|_| BuyError::TooLarge)?;
+        let mut json: Value =
+            serde_json::from_slice(&body).map_err(|e| BuyError::BadRequest(e.to_string()))?;
+        let asked_model = json
+            .get("model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BuyError::BadRequest("no \"model\"".into()))?;
+        let model = bare_model(asked_model).to_owned();
+        let purchase = self
+            .purchases
+            .load()
+            .get(&model)
+            .cloned()
+            .ok_or_else(|| BuyError::UnknownModel(model.clone()))?;
+        json["model"] = Value::String(model);
+        let body = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
+        let url = format!("{}{api_path}", purchase.base.trim_end_matches('/'));
+
+        let first = self.send(&url, &headers, body.clone(), None).await?;
+        if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+            return Ok(relay(first));
+        }
+        let offered = read_challenge(first, &url).await?;
+        let (held, header_pair) = self.hold(&purchase.pool, &offered)?;
+        let paid = self.send(&url, &headers, body, Some(header_pair)).await?;
+        if paid.status().as_u16() < 400 {
+            held.confirm()?;
+        } else {
+            tracing::info!(
+                pool = %purchase.pool,
+                status = paid.status().as_u16(),
+                "the seller refused a paid call; authorization released"
+            );
+            drop(held);
+        }
+        Ok(relay(paid))
+    }
+
+    /// Holds an authorization paying one of the seller's options, and its header.
+    fn hold(
+        &self,
+        pool: &str,
+        offered: &Offered,
+    ) -> Result<(crate::pool::Held, (&'static str, HeaderValue)), BuyError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut refusal = None;
+        for asked in &offered.accepts {
+            match self.pool.take(pool, asked, now) {
+                Ok(held) => {
+                    let encoded = if offered.version == 1 {
+                        let payload = held.payload();
+                        let legacy = network::resolve(&payload.accepted.network)
+                            .map_or(payload.accepted.network.clone(), |n| n.name.to_owned());
+                        x402_header::encode(&v1::PaymentPayload {
+                            x402_version: X402Version,
+                            scheme: payload.accepted.scheme.clone(),
+                            network: legacy,
+                            payload: payload.payload.clone(),
+                        })
+                    } else {
+                        x402_header::encode(held.payload())
+                    }
+                    .map_err(|e| BuyError::Challenge(e.to_string()))?;
+                    let value = HeaderValue::from_str(&encoded)
+                        .map_err(|e| BuyError::Challenge(e.to_string()))?;
+                    let name = if offered.version == 1 {
+                        X_PAYMENT
+                    } else {
+                        PAYMENT_SIGNATURE
+                    };
+                    return Ok((held, (name, value)));
+                }
+                Err(error @ PoolError::Mismatch { .. }) => refusal = Some(error),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(refusal.map_or_else(
+            || BuyError::Challenge("the seller offers no payment option".into()),
+            BuyError::from,
+        ))
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        payment: Option<(&'static str, HeaderValue)>,
+    ) -> Result<reqwest::Response, BuyError> {
+        let mut request = self
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(accept) = headers.get(header::ACCEPT) {
+            request = request.header(header::ACCEPT, accept);
+        }
+        if let Some((name, value)) = payment {
+            request = request.header(name, value);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| BuyError::Unreachable(e.without_url().to_string()))
+    }
+}
+
+async fn chat(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Response {
+    proxy
+        .call(request, "/v1/chat/completions")
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn responses(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Response {
+    proxy
+        .call(request, "/v1/responses")
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /status`: each purchase with its pool's remaining and spent counts.
+async fn status(State(proxy): State<Arc<BuyerProxy>>) -> Response {
+    let purchases = proxy.purchases.load();
+    let mut models: Vec<&Purchase> = purchases.values().collect();
+    models.sort_by(|a, b| a.model.cmp(&b.model));
+    let mut out = Vec::with_capacity(models.len());
+    for purchase in models {
+        match proxy.pool.counts(&purchase.pool) {
+            Ok(counts) => out.push(json!({
+                "model": purchase.model, "pool": purchase.pool, "seller": purchase.base,
+                "remaining": counts.available, "spent": counts.spent,
+                "held": counts.held, "burned": counts.burned,
+            })),
+            Err(error) => return BuyError::from(error).into_response(),
+        }
+    }
+    Json(json!({"purchases": out})).into_response()
+}
+
+/// `paid/openai/m` → `m`.
+fn bare_model(model: &str) -> &str {
+    let model = model.strip_prefix("paid/").unwrap_or(model);
+    model.strip_prefix("openai/").unwrap_or(model)
+}
+
+async fn read_challenge(mut response: reqwest::Response, url: &str) -> Result<Offered, BuyError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BuyError::Unreachable(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_CHALLENGE_BODY {
+            return Err(BuyError::Challenge("402 body too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    probe::parse_402(status, &headers, &body, url).map_err(|e| BuyError::Challenge(e.to_string()))
+}
+
+/// The seller's answer, streamed through with the headers the agent needs.
+fn relay(response: reqwest::Response) -> Response {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        HeaderName::from_static("payment-response"),
+        HeaderName::from_static("x-payment-response"),
+    ] {
+        if let Some(value) = response.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_prefixes_are_stripped() {
+        assert_eq!(bare_model("paid/qwen3"), "qwen3");
+        assert_eq!(bare_model("paid/openai/gpt-x"), "gpt-x");
+        assert_eq!(bare_model("openai/gpt-x"), "gpt-x");
+        assert_eq!(bare_model("plain"), "plain");
+    }
+}
