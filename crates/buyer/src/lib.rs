@@ -12,5 +12,5 @@ pub mod proxy;
 
 pub use pool::{AuthPool, Held, PoolError};
 pub use presign::{PreSigned, PresignOptions, presign};
-pub use probe::{Offered, ProbeError, Prober};
+pub use probe::{Offered, ProbeError, Prober, payment_header};
 pub use proxy::{BuyError, BuyerProxy, Purchase};

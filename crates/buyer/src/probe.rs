@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
-use obol_x402::header::{self as x402_header, PAYMENT_REQUIRED};
+use obol_x402::header::{
+    self as x402_header, HeaderError, PAYMENT_REQUIRED, PAYMENT_SIGNATURE, X_PAYMENT,
+};
 use obol_x402::network;
-use obol_x402::wire::{PaymentRequired, v2};
+use obol_x402::wire::{PaymentRequired, X402Version, v1, v2};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 
@@ -97,6 +99,28 @@ pub fn parse_402(
         resource,
         accepts: unique,
     })
+}
+
+/// The header carrying `payment` to a seller that spoke `version`: `PAYMENT-SIGNATURE` with the
+/// v2 payload, or `X-PAYMENT` with the v1 shape (scheme and legacy network name repeated).
+pub fn payment_header(
+    version: u8,
+    payment: &v2::PaymentPayload,
+) -> Result<(&'static str, String), HeaderError> {
+    if version == 1 {
+        let accepted = &payment.accepted;
+        let legacy = network::resolve(&accepted.network)
+            .map_or_else(|_| accepted.network.clone(), |n| n.name.to_owned());
+        let v1 = v1::PaymentPayload {
+            x402_version: X402Version,
+            scheme: accepted.scheme.clone(),
+            network: legacy,
+            payload: payment.payload.clone(),
+        };
+        Ok((X_PAYMENT, x402_header::encode(&v1)?))
+    } else {
+        Ok((PAYMENT_SIGNATURE, x402_header::encode(payment)?))
+    }
 }
 
 /// An HTTP client for probing sellers.
@@ -206,6 +230,28 @@ mod tests {
         assert_eq!(offered.accepts[0].network, "eip155:84532");
         assert_eq!(offered.accepts[0].amount.to_string(), "10000");
         assert_eq!(offered.resource.url, "http://s/x");
+    }
+
+    #[test]
+    fn v1_sellers_get_x_payment_in_the_v1_shape() {
+        let payment: obol_x402::wire::PaymentPayload = x402_header::decode(
+            include_str!("../../x402/tests/vectors/v2-payment-signature.b64").trim(),
+        )
+        .unwrap();
+        let obol_x402::wire::PaymentPayload::V2(payment) = payment else {
+            panic!("a v2 vector");
+        };
+        let (name, value) = payment_header(1, &payment).unwrap();
+        assert_eq!(name, X_PAYMENT);
+        let v1: v1::PaymentPayload = x402_header::decode(&value).unwrap();
+        assert_eq!(v1.network, "base-sepolia");
+        assert_eq!(v1.payload, payment.payload);
+        let (name, value) = payment_header(2, &payment).unwrap();
+        assert_eq!(name, PAYMENT_SIGNATURE);
+        assert_eq!(
+            x402_header::decode::<v2::PaymentPayload>(&value).unwrap(),
+            payment
+        );
     }
 
     #[test]

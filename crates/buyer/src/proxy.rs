@@ -18,13 +18,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use obol_x402::header::{self as x402_header, PAYMENT_SIGNATURE, X_PAYMENT};
-use obol_x402::network;
-use obol_x402::wire::{X402Version, v1};
 use serde_json::{Value, json};
 
 use crate::pool::{AuthPool, PoolError};
-use crate::probe::{self, DEFAULT_USER_AGENT, Offered};
+use crate::probe::{self, DEFAULT_USER_AGENT, Offered, payment_header};
 
 /// The largest request body accepted from the agent.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -192,27 +189,10 @@ impl BuyerProxy {
         for asked in &offered.accepts {
             match self.pool.take(pool, asked, now) {
                 Ok(held) => {
-                    let encoded = if offered.version == 1 {
-                        let payload = held.payload();
-                        let legacy = network::resolve(&payload.accepted.network)
-                            .map_or(payload.accepted.network.clone(), |n| n.name.to_owned());
-                        x402_header::encode(&v1::PaymentPayload {
-                            x402_version: X402Version,
-                            scheme: payload.accepted.scheme.clone(),
-                            network: legacy,
-                            payload: payload.payload.clone(),
-                        })
-                    } else {
-                        x402_header::encode(held.payload())
-                    }
-                    .map_err(|e| BuyError::Challenge(e.to_string()))?;
-                    let value = HeaderValue::from_str(&encoded)
+                    let (name, value) = payment_header(offered.version, held.payload())
                         .map_err(|e| BuyError::Challenge(e.to_string()))?;
-                    let name = if offered.version == 1 {
-                        X_PAYMENT
-                    } else {
-                        PAYMENT_SIGNATURE
-                    };
+                    let value = HeaderValue::from_str(&value)
+                        .map_err(|e| BuyError::Challenge(e.to_string()))?;
                     return Ok((held, (name, value)));
                 }
                 Err(error @ PoolError::Mismatch { .. }) => refusal = Some(error),

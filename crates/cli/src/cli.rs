@@ -40,6 +40,43 @@ pub(crate) enum Command {
     /// The x402 facilitator: verifies and settles payments on-chain.
     #[command(subcommand)]
     Facilitator(FacilitatorCommand),
+    /// Buy from x402 sellers.
+    #[command(subcommand)]
+    Buy(BuyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BuyCommand {
+    /// One paid HTTP call: request unpaid, read the 402, check it against --max-amount, sign
+    /// one payment, retry with it. The response body goes to stdout, a summary to stderr.
+    Pay(BuyPayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuyPayArgs {
+    /// The paid URL.
+    pub(crate) url: String,
+    /// The most this call may cost, in token units (e.g. 0.01 for one cent of USDC). A seller
+    /// asking more, or in a token this build does not know, is refused before anything is signed.
+    #[arg(long)]
+    pub(crate) max_amount: String,
+    /// HTTP method (default GET, or POST with --data).
+    #[arg(long, short = 'X')]
+    pub(crate) method: Option<String>,
+    /// Request body: text, `@FILE`, or `@-` for stdin.
+    #[arg(long, short = 'd')]
+    pub(crate) data: Option<String>,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub(crate) headers: Vec<String>,
+    /// User-Agent (default obol-buyer/<version>; some sellers block library defaults).
+    #[arg(long)]
+    pub(crate) user_agent: Option<String>,
+    /// Wallet that signs (default: `default`, or $OBOL_PRIVATE_KEY when set).
+    #[arg(long)]
+    pub(crate) wallet: Option<String>,
+    #[command(flatten)]
+    pub(crate) password: PasswordArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use obol_config::env;
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::http::{ServerOptions, router, serve};
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig};
-use obol_wallet::{SignerSource, WalletStore, read_password};
 use tokio::net::TcpListener;
 
 use super::{Context, network};
@@ -23,17 +21,7 @@ pub(crate) async fn run(ctx: &Context, command: FacilitatorCommand) -> anyhow::R
 }
 
 async fn serve_command(ctx: &Context, args: FacilitatorServeArgs) -> anyhow::Result<ExitCode> {
-    let env_key = std::env::var(env::PRIVATE_KEY)
-        .ok()
-        .filter(|k| !k.is_empty());
-    let source = SignerSource::resolve(
-        env_key.is_some() && args.wallet.is_none(),
-        args.wallet.as_deref(),
-    );
-    let store = WalletStore::new(&ctx.paths);
-    let signer = source.load(&store, env_key.as_deref(), || {
-        read_password(&super::wallet::password_source(&args.password), false)
-    })?;
+    let (signer, source) = super::wallet::load_signer(ctx, args.wallet.as_deref(), &args.password)?;
 
     let networks = obol_config::NetworksFile::load(&ctx.paths.networks_file())?;
     let mut chains = Vec::new();

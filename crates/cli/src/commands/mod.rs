@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod buy;
 mod devnet;
 mod facilitator;
 mod network;
@@ -59,5 +60,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stack(command) => stack::run(&context()?, command).await,
         Command::Sell(command) => sell::run(&context()?, command).await,
         Command::Facilitator(command) => facilitator::run(&context()?, command).await,
+        Command::Buy(command) => buy::run(&context()?, command).await,
     }
 }

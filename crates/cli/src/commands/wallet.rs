@@ -55,6 +55,24 @@ pub(crate) async fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result
     }
 }
 
+/// The signer named by `--wallet` (else $OBOL_PRIVATE_KEY when set, else the default wallet),
+/// and where it came from.
+pub(crate) fn load_signer(
+    ctx: &Context,
+    wallet: Option<&str>,
+    password: &PasswordArgs,
+) -> anyhow::Result<(LocalSigner, SignerSource)> {
+    let env_key = std::env::var(env::PRIVATE_KEY)
+        .ok()
+        .filter(|k| !k.is_empty());
+    let source = SignerSource::resolve(env_key.is_some() && wallet.is_none(), wallet);
+    let store = WalletStore::new(&ctx.paths);
+    let signer = source.load(&store, env_key.as_deref(), || {
+        read_password(&password_source(password), false)
+    })?;
+    Ok((signer, source))
+}
+
 pub(crate) fn password_source(args: &PasswordArgs) -> PasswordSource {
     PasswordSource {
         file: args.password_file.clone(),

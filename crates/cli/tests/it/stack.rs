@@ -658,3 +658,119 @@ async fn the_storefront_renders_in_a_browser() {
         png.len()
     );
 }
+
+/// Stops the stack, then the devnet, when the test ends.
+struct DevnetStackGuard<'a>(&'a Path);
+
+impl Drop for DevnetStackGuard<'_> {
+    fn drop(&mut self) {
+        obol_in(self.0, &["stack", "down"], &[], None);
+        obol_in(self.0, &["devnet", "down"], &[], None);
+    }
+}
+
+// Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_pay_through_a_stack_settling_on_the_devnet() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    let out = obol_in(dir, &["devnet", "up"], &[], None);
+    let _guard = DevnetStackGuard(dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let init = [
+        "stack",
+        "init",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--facilitator-chain",
+        "devnet",
+    ];
+    assert!(obol_in(dir, &init, &[], None).status.success());
+    let facilitator_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])];
+    let out = obol_in(dir, &["stack", "up"], &facilitator_key, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sell = [
+        "sell",
+        "http",
+        "echo",
+        "--upstream",
+        &upstream,
+        "--pay-to",
+        PAY_TO,
+        "--per-request",
+        "0.001",
+        "--chain",
+        "base-sepolia",
+        "--no-register",
+    ];
+    assert!(obol_in(dir, &sell, &[], None).status.success());
+    wait_ready(dir).await;
+    let url = format!("{}/services/echo/items", gateway(dir));
+    let buyer_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[1])];
+
+    // Over budget: refused before anything is signed.
+    let out = obol_in(
+        dir,
+        &["buy", "pay", &url, "--max-amount", "0.0005"],
+        &buyer_key,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("0.001 USDC on base-sepolia exceeds --max-amount 0.0005"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = obol_in(
+        dir,
+        &["buy", "pay", &url, "--max-amount", "0.01"],
+        &buyer_key,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "{\"ok\":true}");
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "paid 0.001 USDC on base-sepolia to {PAY_TO} — transaction 0x"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = obol_in(
+        dir,
+        &["--json", "buy", "pay", &url, "--max-amount", "0.01"],
+        &buyer_key,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], 200);
+    assert_eq!(report["receipt"]["success"], true);
+    assert_eq!(report["payment"]["price"], "0.001 USDC");
+    assert_eq!(report["body"], "{\"ok\":true}");
+
+    // A free URL: nothing is paid.
+    let out = obol_in(
+        dir,
+        &[
+            "buy",
+            "pay",
+            &format!("{}/healthz", gateway(dir)),
+            "--max-amount",
+            "0.01",
+        ],
+        &buyer_key,
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("not payment gated: 200"),
+        "{}",
+        stderr(&out)
+    );
+}

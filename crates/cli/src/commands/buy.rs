@@ -1,0 +1,230 @@
+//! `obol buy`: paying x402 sellers.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use obol_buyer::{Offered, payment_header, probe};
+use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
+use obol_x402::money::{format_units, parse_units};
+use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::wire::{SettleResponse, v2};
+use obol_x402::{TokenRegistry, network};
+use serde_json::json;
+
+use super::Context;
+use crate::cli::{BuyCommand, BuyPayArgs};
+use crate::output;
+
+pub(crate) async fn run(ctx: &Context, command: BuyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BuyCommand::Pay(args) => pay(ctx, args).await,
+    }
+}
+
+/// The option to pay and its human price, or why none is acceptable.
+struct Choice {
+    requirement: v2::PaymentRequirements,
+    price: String,
+    network: &'static str,
+}
+
+/// The first option in a known token on a known network costing at most `max_amount` units.
+fn choose(offered: &Offered, max_amount: &str) -> anyhow::Result<Choice> {
+    let tokens = TokenRegistry::builtin();
+    let mut refusals = Vec::new();
+    for requirement in &offered.accepts {
+        let Some((known, token)) = network::resolve(&requirement.network)
+            .ok()
+            .and_then(|n| Some((n, n.chain_id?)))
+            .and_then(|(n, chain)| {
+                let asset = requirement.asset_address().ok()?;
+                Some((n, tokens.by_address(chain, asset)?))
+            })
+        else {
+            refusals.push(format!(
+                "{} on {}: unknown token or network",
+                requirement.asset, requirement.network
+            ));
+            continue;
+        };
+        let cap = parse_units(max_amount, token.decimals)
+            .with_context(|| format!("--max-amount {max_amount:?} in {}", token.symbol))?;
+        let price = format!(
+            "{} {}",
+            format_units(requirement.amount(), token.decimals),
+            token.symbol
+        );
+        if requirement.scheme != "exact" {
+            refusals.push(format!(
+                "{price}: scheme {:?} unsupported",
+                requirement.scheme
+            ));
+        } else if requirement.amount() > cap {
+            refusals.push(format!(
+                "{price} on {} exceeds --max-amount {max_amount}",
+                known.name
+            ));
+        } else {
+            return Ok(Choice {
+                requirement: requirement.clone(),
+                price,
+                network: known.name,
+            });
+        }
+    }
+    bail!("refusing to pay: {}", refusals.join("; "))
+}
+
+fn body_of(data: Option<&str>) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(match data {
+        None => None,
+        Some("@-") => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body)?;
+            Some(body)
+        }
+        Some(text) => match text.strip_prefix('@') {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {path}"))?),
+            None => Some(text.as_bytes().to_vec()),
+        },
+    })
+}
+
+async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
+    let body = body_of(args.data.as_deref())?;
+    let method: reqwest::Method = args
+        .method
+        .as_deref()
+        .unwrap_or(if body.is_some() { "POST" } else { "GET" })
+        .to_ascii_uppercase()
+        .parse()
+        .context("--method")?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for line in &args.headers {
+        let (name, value) = line
+            .split_once(':')
+            .with_context(|| format!("--header {line:?} is not `Name: value`"))?;
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("header name {name:?}"))?,
+            value
+                .trim()
+                .parse()
+                .with_context(|| format!("header {name:?} value"))?,
+        );
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(
+            args.user_agent
+                .as_deref()
+                .unwrap_or(probe::DEFAULT_USER_AGENT),
+        )
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let send = |payment: Option<(&'static str, String)>| {
+        let mut request = client
+            .request(method.clone(), &args.url)
+            .headers(headers.clone());
+        if let Some(body) = &body {
+            request = request.body(body.clone());
+        }
+        if let Some((name, value)) = payment {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+
+    let first = send(None).await.context("calling the seller")?;
+    if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+        output::note(&format!(
+            "not payment gated: {} (nothing paid)",
+            first.status()
+        ));
+        return finish(ctx, first, None, None).await;
+    }
+    let status = first.status();
+    let response_headers = first.headers().clone();
+    let challenge = first.bytes().await?;
+    let offered = probe::parse_402(status, &response_headers, &challenge, &args.url)?;
+    let choice = choose(&offered, &args.max_amount)?;
+    let (signer, _) = super::wallet::load_signer(ctx, args.wallet.as_deref(), &args.password)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let unsigned = prepare_exact(
+        &choice.requirement,
+        Some(offered.resource.clone()),
+        signer.address(),
+        ValidityWindow::for_request(now, choice.requirement.max_timeout_seconds),
+        random_nonce(),
+    )?;
+    let signature = signer.sign_digest_sync(&unsigned.digest())?;
+    let payment = unsigned.finish(&signature);
+    let header = payment_header(offered.version, &payment)?;
+    let paid = send(Some(header))
+        .await
+        .context("calling the seller with the payment")?;
+    let receipt = receipt_of(paid.headers());
+    let summary = json!({
+        "price": choice.price, "network": choice.network, "payTo": choice.requirement.pay_to,
+        "payer": signer.address().to_checksum(None),
+    });
+    match &receipt {
+        Some(r) if r.success => output::note(&format!(
+            "paid {} on {} to {} — transaction {}",
+            choice.price, choice.network, choice.requirement.pay_to, r.transaction
+        )),
+        Some(r) => output::note(&format!(
+            "payment not settled: {} (not retried: a new signature could pay twice)",
+            r.error_reason.as_deref().unwrap_or("no reason given")
+        )),
+        None if paid.status().is_success() => {
+            output::note(&format!(
+                "{}: the seller sent no payment receipt",
+                paid.status()
+            ));
+        }
+        None => output::note(&format!(
+            "{}: the seller did not accept the payment (not retried)",
+            paid.status()
+        )),
+    }
+    finish(ctx, paid, Some(summary), receipt).await
+}
+
+fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
+    [PAYMENT_RESPONSE, X_PAYMENT_RESPONSE]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| x402_header::decode(v).ok())
+}
+
+/// Prints the answer (body, or one JSON document) and maps its status to the exit code.
+async fn finish(
+    ctx: &Context,
+    response: reqwest::Response,
+    payment: Option<serde_json::Value>,
+    receipt: Option<SettleResponse>,
+) -> anyhow::Result<ExitCode> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if ctx.json {
+        output::json(&json!({
+            "status": status.as_u16(),
+            "payment": payment,
+            "receipt": receipt,
+            "body": String::from_utf8_lossy(&body),
+        }))?;
+    } else {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&body)?;
+        out.flush()?;
+    }
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
