@@ -5,6 +5,7 @@
 //! keeps them durably and hands each out at most once, and [`probe`] reads what a seller asks
 //! for. The most a pool can lose is N × price.
 
+pub mod metrics;
 pub mod pool;
 pub mod presign;
 pub mod probe;

@@ -20,6 +20,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::metrics::{self, Counter};
 use crate::pool::{AuthPool, PoolError};
 use crate::probe::{self, DEFAULT_USER_AGENT, Offered, payment_header};
 
@@ -38,6 +41,8 @@ pub struct Purchase {
     pub pool: String,
     /// The seller's service URL; `/v1/chat/completions` or `/v1/responses` is appended.
     pub base: String,
+    /// The chain the pool pays on (legacy name, a metrics label).
+    pub chain: String,
 }
 
 /// Why a call was not made or not paid, as the agent sees it.
@@ -93,16 +98,29 @@ impl IntoResponse for BuyError {
 }
 
 /// The buyer proxy's state.
-#[derive(Debug)]
 pub struct BuyerProxy {
     purchases: ArcSwap<HashMap<String, Purchase>>,
     pool: Arc<AuthPool>,
     http: reqwest::Client,
+    metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for BuyerProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuyerProxy")
+            .field("purchases", &self.purchases.load().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BuyerProxy {
-    /// A proxy spending from `pool`, naming itself `user_agent` (default `obol-buyer/<v>`).
-    pub fn new(pool: Arc<AuthPool>, user_agent: Option<&str>) -> Result<Arc<Self>, BuyError> {
+    /// A proxy spending from `pool`, naming itself `user_agent` (default `obol-buyer/<v>`);
+    /// `/metrics` renders `metrics` (the process's Prometheus recorder).
+    pub fn new(
+        pool: Arc<AuthPool>,
+        user_agent: Option<&str>,
+        metrics: PrometheusHandle,
+    ) -> Result<Arc<Self>, BuyError> {
         let http = reqwest::Client::builder()
             .user_agent(user_agent.unwrap_or(DEFAULT_USER_AGENT))
             .connect_timeout(Duration::from_secs(10))
@@ -112,6 +130,7 @@ impl BuyerProxy {
             purchases: ArcSwap::from_pointee(HashMap::new()),
             pool,
             http,
+            metrics,
         }))
     }
 
@@ -131,6 +150,7 @@ impl BuyerProxy {
             .route("/chat/completions", post(chat))
             .route("/v1/responses", post(responses))
             .route("/status", get(status))
+            .route("/metrics", get(metrics_text))
             .with_state(self.clone())
     }
 
@@ -156,16 +176,31 @@ impl BuyerProxy {
         let body = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
         let url = format!("{}{api_path}", purchase.base.trim_end_matches('/'));
 
+        metrics::count(&purchase, Counter::Requests);
         let first = self.send(&url, &headers, body.clone(), None).await?;
         if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
             return Ok(relay(first));
         }
-        let offered = read_challenge(first, &url).await?;
-        let (held, header_pair) = self.hold(&purchase.pool, &offered)?;
-        let paid = self.send(&url, &headers, body, Some(header_pair)).await?;
+        metrics::count(&purchase, Counter::PaymentAttempts);
+        let paid = async {
+            let offered = read_challenge(first, &url).await?;
+            let (held, header_pair) = self.hold(&purchase.pool, &offered)?;
+            let paid = self.send(&url, &headers, body, Some(header_pair)).await?;
+            Ok::<_, BuyError>((held, paid))
+        };
+        let (held, paid) = paid.await.inspect_err(|_| {
+            metrics::count(&purchase, Counter::PaymentFailure);
+        })?;
         if paid.status().as_u16() < 400 {
-            held.confirm()?;
+            metrics::count(&purchase, Counter::PaymentSuccess);
+            if !settled(paid.headers()) {
+                metrics::count(&purchase, Counter::PaymentUnsettledConfirmations);
+            }
+            held.confirm().inspect_err(|_| {
+                metrics::count(&purchase, Counter::ConfirmSpendFailure);
+            })?;
         } else {
+            metrics::count(&purchase, Counter::PaymentFailure);
             tracing::info!(
                 pool = %purchase.pool,
                 status = paid.status().as_u16(),
@@ -261,6 +296,35 @@ async fn status(State(proxy): State<Arc<BuyerProxy>>) -> Response {
         }
     }
     Json(json!({"purchases": out})).into_response()
+}
+
+/// `GET /metrics`: refreshes the pool gauges, then renders.
+async fn metrics_text(State(proxy): State<Arc<BuyerProxy>>) -> Response {
+    for purchase in proxy.purchases.load().values() {
+        if let Ok(counts) = proxy.pool.counts(&purchase.pool) {
+            metrics::pool_gauges(purchase, counts.available, counts.spent);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        proxy.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Whether the answer carries a successful receipt; event streams report theirs in trailers,
+/// which are not visible here, so they count as settled.
+fn settled(headers: &reqwest::header::HeaderMap) -> bool {
+    let event_stream = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    event_stream
+        || ["payment-response", "x-payment-response"]
+            .iter()
+            .filter_map(|name| headers.get(*name)?.to_str().ok())
+            .filter_map(|v| obol_x402::header::decode::<obol_x402::wire::SettleResponse>(v).ok())
+            .any(|receipt| receipt.success)
 }
 
 /// `paid/openai/m` → `m`.

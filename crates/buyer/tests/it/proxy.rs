@@ -8,15 +8,21 @@ use serde_json::{Value, json};
 
 use crate::{PAY_TO, Seller, route, spawn};
 
-/// A buyer proxy over `seller` with `count` authorizations for model `qwen`.
-async fn proxy_for(seller: &Seller, key: usize, count: usize) -> (String, LocalSigner) {
+/// A buyer proxy over `seller` with `count` authorizations for `model`.
+async fn proxy_for(
+    seller: &Seller,
+    key: usize,
+    count: usize,
+    model: &str,
+) -> (String, LocalSigner) {
     let buyer = LocalSigner::from_private_key_hex(seller.devnet.key(key)).unwrap();
     let pool = seller.buy(&buyer, count).await;
-    let proxy = BuyerProxy::new(pool, None).unwrap();
+    let proxy = BuyerProxy::new(pool, None, obol_facilitator::http::metrics_handle()).unwrap();
     proxy.set_purchases(vec![Purchase {
-        model: "qwen".into(),
+        model: model.into(),
         pool: "llm".into(),
         base: format!("{}/services/llm", seller.gateway),
+        chain: "base-sepolia".into(),
     }]);
     (spawn(proxy.router()).await, buyer)
 }
@@ -46,14 +52,14 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
 #[tokio::test]
 async fn five_paid_calls_then_exhaustion_and_a_status_page() {
     let seller = Seller::start().await;
-    let (proxy, buyer) = proxy_for(&seller, 3, 5).await;
+    let (proxy, buyer) = proxy_for(&seller, 3, 5, "counted").await;
     let before = seller.usdc(buyer.address()).await;
     for model in [
-        "paid/qwen",
-        "paid/openai/qwen",
-        "qwen",
-        "paid/qwen",
-        "paid/qwen",
+        "paid/counted",
+        "paid/openai/counted",
+        "counted",
+        "paid/counted",
+        "paid/counted",
     ] {
         let response = ask(&proxy, prompt(model, "hello")).await;
         assert_eq!(response.status(), 200, "{model}");
@@ -61,7 +67,7 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["choices"][0]["message"]["content"], "hi");
     }
-    let (status, message) = error_of(ask(&proxy, prompt("paid/qwen", "hello")).await).await;
+    let (status, message) = error_of(ask(&proxy, prompt("paid/counted", "hello")).await).await;
     assert_eq!(status, 402);
     assert!(
         message.contains("pre-signed auth pool exhausted"),
@@ -84,6 +90,34 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
         .unwrap();
     assert_eq!(status["purchases"][0]["remaining"], 0);
     assert_eq!(status["purchases"][0]["spent"], 5);
+
+    let metrics = reqwest::get(format!("{proxy}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |family: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(family) && l.contains("remote_model=\"counted\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("{family} missing:\n{metrics}"))
+            .to_owned()
+    };
+    // The model name is this test's own, so the counts are too (even when tests share a process).
+    for (family, expected) in [
+        ("obol_x402_buyer_requests_total", "6"),
+        ("obol_x402_buyer_payment_attempts_total", "6"),
+        ("obol_x402_buyer_payment_success_total", "5"),
+        ("obol_x402_buyer_payment_failure_total", "1"),
+        ("obol_x402_buyer_auth_remaining", "0"),
+        ("obol_x402_buyer_auth_spent", "5"),
+        ("obol_x402_buyer_active_model_mappings", "1"),
+    ] {
+        assert_eq!(value(family), expected, "{family}");
+    }
+    assert!(metrics.contains("chain=\"base-sepolia\""));
 }
 
 /// PAY_TO's devnet balance before any payment (every dev account starts equal).
@@ -95,7 +129,7 @@ async fn initial_balance(seller: &Seller) -> U256 {
 #[tokio::test]
 async fn streams_pass_through_and_failures_are_not_paid() {
     let seller = Seller::start().await;
-    let (proxy, buyer) = proxy_for(&seller, 4, 1).await;
+    let (proxy, buyer) = proxy_for(&seller, 4, 1, "qwen").await;
     let before = seller.usdc(buyer.address()).await;
 
     // The seller fails: relayed, authorization released.
@@ -126,7 +160,7 @@ async fn streams_pass_through_and_failures_are_not_paid() {
 #[tokio::test]
 async fn one_authorization_two_concurrent_calls_one_success() {
     let seller = Seller::start().await;
-    let (proxy, _) = proxy_for(&seller, 5, 1).await;
+    let (proxy, _) = proxy_for(&seller, 5, 1, "qwen").await;
     let (a, b) = tokio::join!(
         ask(&proxy, prompt("paid/qwen", "one")),
         ask(&proxy, prompt("paid/qwen", "two"))
@@ -144,7 +178,7 @@ async fn one_authorization_two_concurrent_calls_one_success() {
 #[tokio::test]
 async fn bad_requests_unknown_models_and_price_changes() {
     let seller = Seller::start().await;
-    let (proxy, buyer) = proxy_for(&seller, 6, 2).await;
+    let (proxy, buyer) = proxy_for(&seller, 6, 2, "qwen").await;
 
     let (status, message) = error_of(ask(&proxy, prompt("paid/nope", "hi")).await).await;
     assert_eq!(status, 404);
