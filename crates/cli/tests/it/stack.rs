@@ -41,6 +41,24 @@ async fn upstream() -> String {
     url
 }
 
+/// `obol sell http echo` at `price` USDC per request on base-sepolia, paid to [`PAY_TO`].
+fn sell_echo<'a>(upstream: &'a str, price: &'a str) -> [&'a str; 12] {
+    [
+        "sell",
+        "http",
+        "echo",
+        "--upstream",
+        upstream,
+        "--pay-to",
+        PAY_TO,
+        "--per-request",
+        price,
+        "--chain",
+        "base-sepolia",
+        "--no-register",
+    ]
+}
+
 fn gateway(dir: &Path) -> String {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
@@ -148,20 +166,7 @@ async fn stack_up_sell_restart_delete() {
         "idempotent"
     );
 
-    let sell = [
-        "sell",
-        "http",
-        "echo",
-        "--upstream",
-        &upstream,
-        "--pay-to",
-        PAY_TO,
-        "--per-request",
-        "0.001",
-        "--chain",
-        "base-sepolia",
-        "--no-register",
-    ];
+    let sell = sell_echo(&upstream, "0.001");
     let out = obol_in(dir, &sell, &[], None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -289,20 +294,7 @@ async fn the_public_url_reaches_the_402() {
         stdout(&out)
     );
     assert!(!stdout(&out).contains("no public URL is set"));
-    let sell = [
-        "sell",
-        "http",
-        "echo",
-        "--upstream",
-        &upstream,
-        "--pay-to",
-        PAY_TO,
-        "--per-request",
-        "0.5",
-        "--chain",
-        "base-sepolia",
-        "--no-register",
-    ];
+    let sell = sell_echo(&upstream, "0.5");
     assert!(obol_in(dir, &sell, &[], None).status.success());
     wait_ready(dir).await;
     let (status, body) = fetch(&format!("{}/services/echo/items?page=2", gateway(dir))).await;
@@ -692,20 +684,7 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     let facilitator_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])];
     let out = obol_in(dir, &["stack", "up"], &facilitator_key, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let sell = [
-        "sell",
-        "http",
-        "echo",
-        "--upstream",
-        &upstream,
-        "--pay-to",
-        PAY_TO,
-        "--per-request",
-        "0.001",
-        "--chain",
-        "base-sepolia",
-        "--no-register",
-    ];
+    let sell = sell_echo(&upstream, "0.001");
     assert!(obol_in(dir, &sell, &[], None).status.success());
     wait_ready(dir).await;
     let url = format!("{}/services/echo/items", gateway(dir));

@@ -374,12 +374,7 @@ async fn inference_offers_normalise_the_chat_path_and_metrics_count() {
         200,
         "routed to the upstream's /v1/chat/completions"
     );
-    let metrics = reqwest::get(format!("{}/metrics", fixture.gateway))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fixture.metrics().await;
     for name in [
         "obol_x402_verifier_requests_total",
         "obol_x402_verifier_payment_required_total",

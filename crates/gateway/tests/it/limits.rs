@@ -132,12 +132,7 @@ async fn removed_offers_disappear_from_metrics() {
     reqwest::get(format!("{}/services/obol/x", fixture.gateway))
         .await
         .unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", fixture.gateway))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fixture.metrics().await;
     assert!(metrics.contains("offer_name=\"obol\""));
     let kept: Vec<Route> = fixture
         .routes
@@ -147,12 +142,7 @@ async fn removed_offers_disappear_from_metrics() {
         .cloned()
         .collect();
     fixture.routes.store(RouteTable::new(kept));
-    let metrics = reqwest::get(format!("{}/metrics", fixture.gateway))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fixture.metrics().await;
     assert!(
         !metrics.contains("offer_name=\"obol\""),
         "pruned after the offer left the table"

@@ -284,6 +284,16 @@ impl Fixture {
         spawn(app(routes.clone(), probe.clone(), guard, config).unwrap()).await
     }
 
+    /// The gateway's `/metrics` exposition.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.gateway))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn buyer(&self, index: usize) -> LocalSigner {
         LocalSigner::from_private_key_hex(self.devnet.key(index)).unwrap()
     }

@@ -117,12 +117,7 @@ async fn g11_upstream_failure_after_a_settle_first_charge_is_a_refund_owed() {
     assert!(receipt.success, "the buyer learns it was charged");
     assert_eq!(response.text().await.unwrap(), "upstream broke");
     assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
-    let metrics = reqwest::get(format!("{}/metrics", fixture.gateway))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fixture.metrics().await;
     let owed = metrics
         .lines()
         .find(|l| {
