@@ -380,6 +380,34 @@ pub(crate) struct PaymentFlags {
     /// Do not publish in the ERC-8004 registration.
     #[arg(long)]
     pub(crate) no_register: bool,
+    #[command(flatten)]
+    pub(crate) register: RegisterFlags,
+}
+
+/// How the offer appears in the ERC-8004 registration (each conflicts with --no-register).
+#[derive(Debug, Args)]
+pub(crate) struct RegisterFlags {
+    /// Deprecated: registration is on by default.
+    #[arg(long, hide = true, conflicts_with = "no_register")]
+    pub(crate) register: bool,
+    /// Name in the registration (default: the offer's name).
+    #[arg(long, conflicts_with = "no_register")]
+    pub(crate) register_name: Option<String>,
+    /// Description (default "Obol Stack service <name>").
+    #[arg(long, conflicts_with = "no_register")]
+    pub(crate) register_description: Option<String>,
+    /// Image URL.
+    #[arg(long, conflicts_with = "no_register")]
+    pub(crate) register_image: Option<String>,
+    /// OASF skills (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_register")]
+    pub(crate) register_skills: Vec<String>,
+    /// OASF domains (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_register")]
+    pub(crate) register_domains: Vec<String>,
+    /// Extra metadata `KEY=VALUE` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", conflicts_with = "no_register")]
+    pub(crate) register_metadata: Vec<String>,
 }
 
 #[derive(Debug, Args)]

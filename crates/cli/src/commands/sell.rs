@@ -3,6 +3,7 @@
 use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use obol_config::stack::{FacilitatorSetting, StackFile};
 use obol_control::offer::{
     AssetSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec, SettleTiming,
@@ -126,6 +127,42 @@ fn payment_target(ctx: &Context, flags: &PaymentFlags) -> anyhow::Result<(String
     Ok((pay_to, chain))
 }
 
+/// The registration block: off with `--no-register`, else the `--register-*` values with the
+/// original's defaults.
+fn registration(name: &str, flags: &PaymentFlags) -> anyhow::Result<RegistrationSpec> {
+    if flags.no_register {
+        return Ok(RegistrationSpec::default());
+    }
+    let register = &flags.register;
+    let mut metadata = serde_json::Map::new();
+    for pair in &register.register_metadata {
+        let (key, value) = pair
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .with_context(|| format!("--register-metadata {pair:?} is not KEY=VALUE"))?;
+        metadata.insert(key.trim().to_owned(), value.into());
+    }
+    Ok(RegistrationSpec {
+        enabled: true,
+        name: Some(
+            register
+                .register_name
+                .clone()
+                .unwrap_or_else(|| name.to_owned()),
+        ),
+        description: Some(
+            register
+                .register_description
+                .clone()
+                .unwrap_or_else(|| format!("Obol Stack service {name}")),
+        ),
+        image: register.register_image.clone(),
+        skills: register.register_skills.clone(),
+        domains: register.register_domains.clone(),
+        metadata,
+    })
+}
+
 async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode> {
     let (pay_to, chain) = payment_target(ctx, input.payment)?;
     let spec = ServiceOfferSpec {
@@ -150,10 +187,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
             },
         },
         path: input.path,
-        registration: Some(RegistrationSpec {
-            enabled: !input.payment.no_register,
-            ..RegistrationSpec::default()
-        }),
+        registration: Some(registration(input.name, input.payment)?),
         listing: None,
         drain_at: None,
         drain_grace_period: None,

@@ -752,4 +752,86 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
         "{}",
         stderr(&out)
     );
+
+    // Registration flags land in the spec, with the original's defaults.
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "reg",
+            "--upstream",
+            &upstream,
+            "--pay-to",
+            PAY_TO,
+            "--per-request",
+            "0.001",
+            "--chain",
+            "base-sepolia",
+            "--register-skills",
+            "nlp,search",
+            "--register-metadata",
+            "tier=gold",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reg: serde_json::Value = serde_json::from_slice(
+        &obol_in(dir, &["--json", "sell", "status", "reg"], &[], None).stdout,
+    )
+    .unwrap();
+    let registration = &reg["spec"]["registration"];
+    assert_eq!(registration["enabled"], true);
+    assert_eq!(registration["name"], "reg");
+    assert_eq!(registration["description"], "Obol Stack service reg");
+    assert_eq!(registration["skills"], serde_json::json!(["nlp", "search"]));
+    assert_eq!(registration["metadata"]["tier"], "gold");
+}
+
+#[test]
+fn no_register_conflicts_with_register_flags() {
+    let out = crate::obol(
+        &[
+            "sell",
+            "http",
+            "x",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--per-request",
+            "0.001",
+            "--no-register",
+            "--register-name",
+            "X",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+    let out = crate::obol(
+        &[
+            "sell",
+            "http",
+            "x",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--per-request",
+            "0.001",
+            "--pay-to",
+            PAY_TO,
+            "--register-metadata",
+            "novalue",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not KEY=VALUE"),
+        "{}",
+        stderr(&out)
+    );
 }
