@@ -297,6 +297,18 @@ impl Devnet {
         self.anvil.chain_id()
     }
 
+    /// The devnet as a chain with one write-enabled endpoint (for a chain client or a
+    /// facilitator).
+    pub fn endpoints(&self) -> obol_config::ChainEndpoints {
+        obol_config::ChainEndpoints {
+            chain_id: self.chain_id(),
+            endpoints: vec![obol_config::Endpoint {
+                url: self.endpoint(),
+                allow_writes: true,
+            }],
+        }
+    }
+
     /// Dev account `index`'s private key (0 is the token minter).
     pub fn key(&self, index: usize) -> &'static str {
         DEV_KEYS[index % DEV_KEYS.len()]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use obol_chain::ChainClient;
-use obol_config::{ChainEndpoints, Endpoint};
 use obol_devnet::{DEV_KEYS, Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator, ServerOptions, router, serve};
@@ -96,14 +95,7 @@ async fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(2000);
     let devnet = Devnet::start().await.unwrap();
-    let endpoints = ChainEndpoints {
-        chain_id: 84532,
-        endpoints: vec![Endpoint {
-            url: devnet.endpoint(),
-            allow_writes: true,
-        }],
-    };
-    let client = ChainClient::connect("base-sepolia", &endpoints).unwrap();
+    let client = ChainClient::connect("base-sepolia", &devnet.endpoints()).unwrap();
     let signer = LocalSigner::from_private_key_hex(DEV_KEYS[9]).unwrap();
     let facilitator = Arc::new(
         EvmFacilitator::new(

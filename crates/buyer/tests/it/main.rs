@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use obol_buyer::{AuthPool, Offered, PoolError, PresignOptions, Prober, presign};
 use obol_chain::ChainClient;
-use obol_config::{ChainEndpoints, Endpoint};
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig};
@@ -112,14 +111,7 @@ impl Seller {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let devnet = Devnet::start().await.unwrap();
-        let endpoints = ChainEndpoints {
-            chain_id: 84532,
-            endpoints: vec![Endpoint {
-                url: devnet.endpoint(),
-                allow_writes: true,
-            }],
-        };
-        let client = ChainClient::connect("base-sepolia", &endpoints).unwrap();
+        let client = ChainClient::connect("base-sepolia", &devnet.endpoints()).unwrap();
         let facilitator = EvmFacilitator::new(
             FacilitatorConfig::default(),
             vec![ChainSetup {

@@ -17,7 +17,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol;
 use obol_chain::ChainClient;
-use obol_config::{ChainEndpoints, Endpoint};
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
 use obol_x402::LocalSigner;
@@ -58,14 +57,7 @@ impl Fixture {
 
     pub async fn with_config(config: FacilitatorConfig) -> Self {
         let devnet = Devnet::start().await.unwrap();
-        let endpoints = ChainEndpoints {
-            chain_id: devnet.chain_id(),
-            endpoints: vec![Endpoint {
-                url: devnet.endpoint(),
-                allow_writes: true,
-            }],
-        };
-        let client = ChainClient::connect("base-sepolia", &endpoints).unwrap();
+        let client = ChainClient::connect("base-sepolia", &devnet.endpoints()).unwrap();
         let signer = LocalSigner::from_private_key_hex(devnet.key(9)).unwrap();
         let facilitator = EvmFacilitator::new(
             config,

@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use obol_chain::ChainClient;
-use obol_config::{ChainEndpoints, Endpoint};
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
@@ -208,14 +207,7 @@ impl Fixture {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let devnet = Devnet::start().await.unwrap();
-        let endpoints = ChainEndpoints {
-            chain_id: 84532,
-            endpoints: vec![Endpoint {
-                url: devnet.endpoint(),
-                allow_writes: true,
-            }],
-        };
-        let client = ChainClient::connect("base-sepolia", &endpoints).unwrap();
+        let client = ChainClient::connect("base-sepolia", &devnet.endpoints()).unwrap();
         let signer = LocalSigner::from_private_key_hex(devnet.key(9)).unwrap();
         let facilitator = EvmFacilitator::new(
             FacilitatorConfig::default(),
