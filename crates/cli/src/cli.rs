@@ -47,9 +47,23 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BuyCommand {
+    /// Ask a seller what it charges: call it unpaid and print every accepted payment.
+    Probe(BuyProbeArgs),
     /// One paid HTTP call: request unpaid, read the 402, check it against --max-amount, sign
     /// one payment, retry with it. The response body goes to stdout, a summary to stderr.
     Pay(BuyPayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuyProbeArgs {
+    /// The paid URL.
+    pub(crate) url: String,
+    /// Probe a chat-completions endpoint with a one-token POST instead of a GET.
+    #[arg(long)]
+    pub(crate) chat: bool,
+    /// User-Agent (default obol-buyer/<version>).
+    #[arg(long)]
+    pub(crate) user_agent: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -14,13 +14,70 @@ use obol_x402::{TokenRegistry, network};
 use serde_json::json;
 
 use super::Context;
-use crate::cli::{BuyCommand, BuyPayArgs};
+use crate::cli::{BuyCommand, BuyPayArgs, BuyProbeArgs};
 use crate::output;
 
 pub(crate) async fn run(ctx: &Context, command: BuyCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BuyCommand::Probe(args) => probe_command(ctx, args).await,
         BuyCommand::Pay(args) => pay(ctx, args).await,
     }
+}
+
+/// `0.001 USDC`, or the atomic amount and asset address for a token this build does not know.
+fn human_price(requirement: &v2::PaymentRequirements) -> String {
+    let token = network::resolve(&requirement.network)
+        .ok()
+        .and_then(|n| n.chain_id)
+        .zip(requirement.asset_address().ok())
+        .and_then(|(chain, asset)| TokenRegistry::builtin().by_address(chain, asset).cloned());
+    match token {
+        Some(token) => format!(
+            "{} {}",
+            format_units(requirement.amount(), token.decimals),
+            token.symbol
+        ),
+        None => format!(
+            "{} atomic units of {}",
+            requirement.amount(),
+            requirement.asset
+        ),
+    }
+}
+
+async fn probe_command(ctx: &Context, args: BuyProbeArgs) -> anyhow::Result<ExitCode> {
+    let prober = probe::Prober::new(args.user_agent.as_deref(), Duration::from_secs(15))?;
+    let offered = if args.chat {
+        prober.chat(&args.url).await?
+    } else {
+        prober.get(&args.url).await?
+    };
+    if ctx.json {
+        let accepts: Vec<serde_json::Value> = offered
+            .accepts
+            .iter()
+            .map(|r| json!({"price": human_price(r), "requirement": r}))
+            .collect();
+        output::json(&json!({
+            "x402Version": offered.version,
+            "resource": offered.resource,
+            "accepts": accepts,
+        }))?;
+    } else {
+        println!("x402 v{} — {}", offered.version, offered.resource.url);
+        for requirement in &offered.accepts {
+            let network = network::resolve(&requirement.network)
+                .map_or(requirement.network.as_str(), |n| n.name);
+            println!(
+                "  {} on {network} to {} ({}, valid {} s)",
+                human_price(requirement),
+                requirement.pay_to,
+                requirement.scheme,
+                requirement.max_timeout_seconds
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The option to pay and its human price, or why none is acceptable.
@@ -51,11 +108,7 @@ fn choose(offered: &Offered, max_amount: &str) -> anyhow::Result<Choice> {
         };
         let cap = parse_units(max_amount, token.decimals)
             .with_context(|| format!("--max-amount {max_amount:?} in {}", token.symbol))?;
-        let price = format!(
-            "{} {}",
-            format_units(requirement.amount(), token.decimals),
-            token.symbol
-        );
+        let price = human_price(requirement);
         if requirement.scheme != "exact" {
             refusals.push(format!(
                 "{price}: scheme {:?} unsupported",

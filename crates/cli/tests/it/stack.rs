@@ -690,6 +690,26 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     let url = format!("{}/services/echo/items", gateway(dir));
     let buyer_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[1])];
 
+    // Probe: what the seller asks, human and JSON.
+    let out = obol_in(dir, &["buy", "probe", &url], &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("x402 v2 — {url}\n  0.001 USDC on base-sepolia to {PAY_TO} (exact, valid 300 s)\n")
+    );
+    let out = obol_in(dir, &["--json", "buy", "probe", &url], &[], None);
+    let probed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        probed["accepts"].as_array().unwrap().len(),
+        1,
+        "CAIP-2 and legacy folded"
+    );
+    assert_eq!(
+        probed["accepts"][0]["requirement"]["network"],
+        "eip155:84532"
+    );
+    assert_eq!(probed["accepts"][0]["requirement"]["amount"], "1000");
+
     // Over budget: refused before anything is signed.
     let out = obol_in(
         dir,
