@@ -45,7 +45,7 @@ pub enum PoolError {
     /// The seller now asks for something the pool's authorizations do not pay.
     #[error("the seller's terms changed: {term} is {asked}, the pool signed {signed}; not paying")]
     Mismatch {
-        /// `network`, `payTo`, `asset` or `amount`.
+        /// `network`, `payTo`, `asset`, `scheme`, `extra` or `amount`.
         term: &'static str,
         /// What the seller asks now.
         asked: String,
@@ -180,6 +180,7 @@ impl AuthPool {
             pool: self.clone(),
             id,
             done: false,
+            sent: false,
             payload: serde_json::from_str(&payload)
                 .map_err(|source| PoolError::Corrupt { id, source })?,
         };
@@ -247,6 +248,18 @@ fn can_sign(
     if !asked.asset.eq_ignore_ascii_case(&signed.asset) {
         return Err(mismatch("asset", &asked.asset, &signed.asset));
     }
+    if asked.scheme != signed.scheme {
+        return Err(mismatch("scheme", &asked.scheme, &signed.scheme));
+    }
+    if asked.extra != signed.extra {
+        let show = |extra: &Option<serde_json::Map<String, serde_json::Value>>| {
+            extra.as_ref().map_or_else(
+                || "none".to_owned(),
+                |e| serde_json::Value::Object(e.clone()).to_string(),
+            )
+        };
+        return Err(mismatch("extra", &show(&asked.extra), &show(&signed.extra)));
+    }
     if asked.amount != signed.amount {
         return Err(mismatch(
             "amount",
@@ -257,13 +270,15 @@ fn can_sign(
     Ok(())
 }
 
-/// An authorization handed out for one request. [`Held::confirm`] marks it spent; dropping it
-/// otherwise releases it to the head of the queue.
+/// An authorization handed out for one request. [`Held::confirm`] marks it spent and
+/// [`Held::release`] returns it to the head of the queue. Dropped otherwise, it is released if it
+/// was never [`Held::sent`], and burned if it was (the seller may have acted on it).
 #[derive(Debug)]
 pub struct Held {
     pool: Arc<AuthPool>,
     id: i64,
     done: bool,
+    sent: bool,
     payload: v2::PaymentPayload,
 }
 
@@ -273,19 +288,31 @@ impl Held {
         &self.payload
     }
 
+    /// Marks the authorization as handed to the seller: from now on, losing track of it burns it.
+    pub fn sent(&mut self) {
+        self.sent = true;
+    }
+
     /// The seller accepted it (status < 400): spent, durably, before returning.
     pub fn confirm(mut self) -> Result<(), PoolError> {
         self.done = true;
         self.pool.finish(self.id, "spent")
     }
+
+    /// The seller clearly did not take it: back to the head of the queue.
+    pub fn release(mut self) {
+        self.sent = false;
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if !self.done
-            && let Err(error) = self.pool.finish(self.id, "available")
-        {
-            tracing::error!(%error, id = self.id, "could not release a held authorization");
+        if self.done {
+            return;
+        }
+        let state = if self.sent { "burned" } else { "available" };
+        if let Err(error) = self.pool.finish(self.id, state) {
+            tracing::error!(%error, id = self.id, state, "could not end a held authorization");
         }
     }
 }
@@ -358,6 +385,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_authorization_is_burned_unless_released() {
+        let (pool, signed) = filled(2, 3600);
+        let mut held = pool.take("p", &requirement(), NOW).unwrap();
+        held.sent();
+        drop(held); // the call was cancelled after the seller got the header
+        let mut next = pool.take("p", &requirement(), NOW).unwrap();
+        assert_eq!(
+            next.payload(),
+            &signed[1].payload,
+            "the sent one never comes back"
+        );
+        next.sent();
+        next.release(); // the seller clearly did not take it
+        let counts = pool.counts("p").unwrap();
+        assert_eq!((counts.available, counts.burned), (1, 1));
+    }
+
+    #[test]
     fn changed_terms_are_refused_and_nothing_is_lost() {
         let (pool, _) = filled(1, 3600);
         let mut asked = requirement();
@@ -377,6 +422,11 @@ mod tests {
                 json!({"asset": "0x0000000000000000000000000000000000000002"}),
             ),
             ("network", json!({"network": "eip155:8453"})),
+            ("scheme", json!({"scheme": "upto"})),
+            (
+                "extra",
+                json!({"extra": {"name": "USDC", "version": "2", "assetTransferMethod": "permit2"}}),
+            ),
         ] {
             let mut value = serde_json::to_value(requirement()).unwrap();
             for (k, v) in edit.as_object().unwrap() {

@@ -164,29 +164,34 @@ impl Prober {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Offered, ProbeError> {
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| ProbeError::Unreachable(e.without_url().to_string()))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let mut body = Vec::new();
-        if status == StatusCode::PAYMENT_REQUIRED {
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| ProbeError::Unreachable(e.without_url().to_string()))?
-            {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ProbeError::Malformed(format!(
-                        "402 body larger than {MAX_BODY} bytes"
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-        }
-        parse_402(status, &headers, &body, url)
+        read_offer(response, url).await
     }
+}
+
+/// Reads a seller's answer (a 402 body is read up to 256 KiB) into what it asks for.
+pub async fn read_offer(mut response: reqwest::Response, url: &str) -> Result<Offered, ProbeError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    if status == StatusCode::PAYMENT_REQUIRED {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ProbeError::Unreachable(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(ProbeError::Malformed(format!(
+                    "402 body larger than {MAX_BODY} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    parse_402(status, &headers, &body, url)
 }
 
 #[cfg(test)]

@@ -29,9 +29,6 @@ use crate::probe::{self, DEFAULT_USER_AGENT, Offered, payment_header};
 /// The largest request body accepted from the agent.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 
-/// A 402 body larger than this is not read.
-const MAX_CHALLENGE_BODY: usize = 256 * 1024;
-
 /// One bought upstream: calls for `model` are paid from `pool` at the seller's `base` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purchase {
@@ -124,6 +121,8 @@ impl BuyerProxy {
         let http = reqwest::Client::builder()
             .user_agent(user_agent.unwrap_or(DEFAULT_USER_AGENT))
             .connect_timeout(Duration::from_secs(10))
+            // Inference can be slow, but a seller that never answers must not pin a hold.
+            .read_timeout(Duration::from_secs(600))
             .build()
             .map_err(|e| BuyError::Unreachable(e.to_string()))?;
         Ok(Arc::new(Self {
@@ -183,8 +182,13 @@ impl BuyerProxy {
         }
         metrics::count(&purchase, Counter::PaymentAttempts);
         let paid = async {
-            let offered = read_challenge(first, &url).await?;
-            let (held, header_pair) = self.hold(&purchase.pool, &offered)?;
+            let offered = probe::read_offer(first, &url)
+                .await
+                .map_err(|e| BuyError::Challenge(e.to_string()))?;
+            let (mut held, header_pair) = self.hold(&purchase.pool, &offered)?;
+            // From here the seller may act on the authorization: an error or a cancelled call
+            // burns it (dropping `held` after `sent`), never returns it to the queue.
+            held.sent();
             let paid = self.send(&url, &headers, body, Some(header_pair)).await?;
             Ok::<_, BuyError>((held, paid))
         };
@@ -201,12 +205,20 @@ impl BuyerProxy {
             })?;
         } else {
             metrics::count(&purchase, Counter::PaymentFailure);
+            // A receipt means a settlement was attempted, and a 402 means the seller refused
+            // this authorization: either way it must not come back. Other failures (the
+            // seller's own errors, which the gateway never charges) release it for the next call.
+            let reusable = paid.status() != reqwest::StatusCode::PAYMENT_REQUIRED
+                && !has_receipt(paid.headers());
             tracing::info!(
                 pool = %purchase.pool,
                 status = paid.status().as_u16(),
-                "the seller refused a paid call; authorization released"
+                reusable,
+                "the seller did not serve a paid call"
             );
-            drop(held);
+            if reusable {
+                held.release();
+            }
         }
         Ok(relay(paid))
     }
@@ -312,6 +324,11 @@ async fn metrics_text(State(proxy): State<Arc<BuyerProxy>>) -> Response {
         .into_response()
 }
 
+/// Whether the answer carries a receipt header at all.
+fn has_receipt(headers: &reqwest::header::HeaderMap) -> bool {
+    headers.contains_key("payment-response") || headers.contains_key("x-payment-response")
+}
+
 /// Whether the answer carries a successful receipt; event streams report theirs in trailers,
 /// which are not visible here, so they count as settled.
 fn settled(headers: &reqwest::header::HeaderMap) -> bool {
@@ -331,23 +348,6 @@ fn settled(headers: &reqwest::header::HeaderMap) -> bool {
 fn bare_model(model: &str) -> &str {
     let model = model.strip_prefix("paid/").unwrap_or(model);
     model.strip_prefix("openai/").unwrap_or(model)
-}
-
-async fn read_challenge(mut response: reqwest::Response, url: &str) -> Result<Offered, BuyError> {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| BuyError::Unreachable(e.without_url().to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_CHALLENGE_BODY {
-            return Err(BuyError::Challenge("402 body too large".into()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    probe::parse_402(status, &headers, &body, url).map_err(|e| BuyError::Challenge(e.to_string()))
 }
 
 /// The seller's answer, streamed through with the headers the agent needs.

@@ -74,6 +74,9 @@ pub(crate) struct BuyPayArgs {
     /// asking more, or in a token this build does not know, is refused before anything is signed.
     #[arg(long)]
     pub(crate) max_amount: String,
+    /// The token --max-amount is counted in; options in other tokens are refused.
+    #[arg(long, default_value = "USDC")]
+    pub(crate) token: String,
     /// HTTP method (default GET, or POST with --data).
     #[arg(long, short = 'X')]
     pub(crate) method: Option<String>,

@@ -640,12 +640,15 @@ enum StreamState {
         settle: Option<Box<dyn FnOnce() -> SettleFuture + Send>>,
         bytes: u64,
     },
-    Settling(SettleFuture),
+    /// The settlement runs as its own task: a client that leaves after the last event cannot
+    /// cancel the charge for a stream it received.
+    Settling(tokio::task::JoinHandle<HeaderMap>),
     Done,
 }
 
 /// An SSE body that settles once the upstream stream ended cleanly with data, and sends the
-/// receipts as trailers. Dropped early (client gone) → no settlement.
+/// receipts as trailers. Dropped before the upstream ended (client gone mid-stream) → no
+/// settlement; once it ended, the settlement completes even if the client leaves.
 struct SettleOnEnd {
     inner: Body,
     state: StreamState,
@@ -682,16 +685,17 @@ impl http_body::Body for SettleOnEnd {
                         Poll::Ready(None) => {
                             let run = settle.take().filter(|_| *bytes > 0);
                             this.state = match run {
-                                Some(run) => StreamState::Settling(run()),
+                                Some(run) => StreamState::Settling(tokio::spawn(run())),
                                 None => StreamState::Done,
                             };
                         }
                     }
                 }
-                StreamState::Settling(future) => {
-                    let trailers = match future.as_mut().poll(cx) {
+                StreamState::Settling(task) => {
+                    let trailers = match Pin::new(task).poll(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(trailers) => trailers,
+                        Poll::Ready(Ok(trailers)) => trailers,
+                        Poll::Ready(Err(_)) => HeaderMap::new(),
                     };
                     this.state = StreamState::Done;
                     if !trailers.is_empty() {

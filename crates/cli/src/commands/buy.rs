@@ -64,20 +64,42 @@ async fn probe_command(ctx: &Context, args: BuyProbeArgs) -> anyhow::Result<Exit
             "accepts": accepts,
         }))?;
     } else {
-        println!("x402 v{} — {}", offered.version, offered.resource.url);
+        println!(
+            "x402 v{} — {}",
+            offered.version,
+            clean(&offered.resource.url)
+        );
         for requirement in &offered.accepts {
             let network = network::resolve(&requirement.network)
                 .map_or(requirement.network.as_str(), |n| n.name);
-            println!(
+            let line = format!(
                 "  {} on {network} to {} ({}, valid {} s)",
                 human_price(requirement),
                 requirement.pay_to,
                 requirement.scheme,
                 requirement.max_timeout_seconds
             );
+            println!("{}", clean(&line));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The longest validity window `buy pay` signs, whatever the seller asks.
+const MAX_VALIDITY_SECS: u64 = 3600;
+
+/// Seller-supplied text made safe for a terminal: control characters (ANSI escapes, newlines)
+/// are shown escaped, never interpreted.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The option to pay and its human price, or why none is acceptable.
@@ -88,7 +110,7 @@ struct Choice {
 }
 
 /// The first option in a known token on a known network costing at most `max_amount` units.
-fn choose(offered: &Offered, max_amount: &str) -> anyhow::Result<Choice> {
+fn choose(offered: &Offered, max_amount: &str, symbol: &str) -> anyhow::Result<Choice> {
     let tokens = TokenRegistry::builtin();
     let mut refusals = Vec::new();
     for requirement in &offered.accepts {
@@ -106,6 +128,14 @@ fn choose(offered: &Offered, max_amount: &str) -> anyhow::Result<Choice> {
             ));
             continue;
         };
+        if !token.symbol.eq_ignore_ascii_case(symbol) {
+            refusals.push(format!(
+                "{} on {}: not {symbol} (--token)",
+                human_price(requirement),
+                known.name
+            ));
+            continue;
+        }
         let cap = parse_units(max_amount, token.decimals)
             .with_context(|| format!("--max-amount {max_amount:?} in {}", token.symbol))?;
         let price = human_price(requirement);
@@ -127,7 +157,7 @@ fn choose(offered: &Offered, max_amount: &str) -> anyhow::Result<Choice> {
             });
         }
     }
-    bail!("refusing to pay: {}", refusals.join("; "))
+    bail!("refusing to pay: {}", clean(&refusals.join("; ")))
 }
 
 fn body_of(data: Option<&str>) -> anyhow::Result<Option<Vec<u8>>> {
@@ -197,18 +227,23 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
         ));
         return finish(ctx, first, None, None).await;
     }
-    let status = first.status();
-    let response_headers = first.headers().clone();
-    let challenge = first.bytes().await?;
-    let offered = probe::parse_402(status, &response_headers, &challenge, &args.url)?;
-    let choice = choose(&offered, &args.max_amount)?;
+    let offered = probe::read_offer(first, &args.url).await?;
+    let choice = choose(&offered, &args.max_amount, &args.token)?;
     let (signer, _) = super::wallet::load_signer(ctx, args.wallet.as_deref(), &args.password)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let unsigned = prepare_exact(
         &choice.requirement,
         Some(offered.resource.clone()),
         signer.address(),
-        ValidityWindow::for_request(now, choice.requirement.max_timeout_seconds),
+        // The seller picks the window; a window of hours would let it settle long after a
+        // failed call, so it is capped.
+        ValidityWindow::for_request(
+            now,
+            choice
+                .requirement
+                .max_timeout_seconds
+                .min(MAX_VALIDITY_SECS),
+        ),
         random_nonce(),
     )?;
     let signature = signer.sign_digest_sync(&unsigned.digest())?;
@@ -222,26 +257,24 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
         "price": choice.price, "network": choice.network, "payTo": choice.requirement.pay_to,
         "payer": signer.address().to_checksum(None),
     });
-    match &receipt {
-        Some(r) if r.success => output::note(&format!(
+    let note = match &receipt {
+        Some(r) if r.success => format!(
             "paid {} on {} to {} — transaction {}",
             choice.price, choice.network, choice.requirement.pay_to, r.transaction
-        )),
-        Some(r) => output::note(&format!(
+        ),
+        Some(r) => format!(
             "payment not settled: {} (not retried: a new signature could pay twice)",
             r.error_reason.as_deref().unwrap_or("no reason given")
-        )),
+        ),
         None if paid.status().is_success() => {
-            output::note(&format!(
-                "{}: the seller sent no payment receipt",
-                paid.status()
-            ));
+            format!("{}: the seller sent no payment receipt", paid.status())
         }
-        None => output::note(&format!(
+        None => format!(
             "{}: the seller did not accept the payment (not retried)",
             paid.status()
-        )),
-    }
+        ),
+    };
+    output::note(&clean(&note));
     finish(ctx, paid, Some(summary), receipt).await
 }
 
@@ -280,4 +313,15 @@ async fn finish(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn seller_text_cannot_drive_the_terminal() {
+        assert_eq!(clean("0xabc\u{1b}[2K\npaid"), "0xabc\\u{1b}[2K\\npaid");
+        assert_eq!(clean("plain — text"), "plain — text");
+    }
 }

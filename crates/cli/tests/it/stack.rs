@@ -710,6 +710,20 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     );
     assert_eq!(probed["accepts"][0]["requirement"]["amount"], "1000");
 
+    // A budget in another token: refused, nothing signed.
+    let out = obol_in(
+        dir,
+        &["buy", "pay", &url, "--max-amount", "1", "--token", "OBOL"],
+        &buyer_key,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("0.001 USDC on base-sepolia: not OBOL"),
+        "{}",
+        stderr(&out)
+    );
+
     // Over budget: refused before anything is signed.
     let out = obol_in(
         dir,
