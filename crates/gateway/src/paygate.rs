@@ -454,7 +454,7 @@ impl Shared {
             tracing::warn!(
                 offer = %offer.name,
                 payer = %payer,
-                transaction = %receipt.transaction,
+                transaction = %receipt.transaction.escape_debug(),
                 status = status.as_u16(),
                 "upstream failed after a settle-first charge: refund owed"
             );
