@@ -689,6 +689,12 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     wait_ready(dir).await;
     let url = format!("{}/services/echo/items", gateway(dir));
     let buyer_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[1])];
+    let buy = |args: &[&str]| obol_in(dir, args, &buyer_key, None);
+    let refused = |args: &[&str], reason: &str| {
+        let out = buy(args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(reason), "{}", stderr(&out));
+    };
 
     // Probe: what the seller asks, human and JSON.
     let out = obol_in(dir, &["buy", "probe", &url], &[], None);
@@ -711,39 +717,18 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     assert_eq!(probed["accepts"][0]["requirement"]["amount"], "1000");
 
     // A budget in another token: refused, nothing signed.
-    let out = obol_in(
-        dir,
+    refused(
         &["buy", "pay", &url, "--max-amount", "1", "--token", "OBOL"],
-        &buyer_key,
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("0.001 USDC on base-sepolia: not OBOL"),
-        "{}",
-        stderr(&out)
+        "0.001 USDC on base-sepolia: not OBOL",
     );
 
     // Over budget: refused before anything is signed.
-    let out = obol_in(
-        dir,
+    refused(
         &["buy", "pay", &url, "--max-amount", "0.0005"],
-        &buyer_key,
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("0.001 USDC on base-sepolia exceeds --max-amount 0.0005"),
-        "{}",
-        stderr(&out)
+        "0.001 USDC on base-sepolia exceeds --max-amount 0.0005",
     );
 
-    let out = obol_in(
-        dir,
-        &["buy", "pay", &url, "--max-amount", "0.01"],
-        &buyer_key,
-        None,
-    );
+    let out = buy(&["buy", "pay", &url, "--max-amount", "0.01"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "{\"ok\":true}");
     assert!(
@@ -754,12 +739,7 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
         stderr(&out)
     );
 
-    let out = obol_in(
-        dir,
-        &["--json", "buy", "pay", &url, "--max-amount", "0.01"],
-        &buyer_key,
-        None,
-    );
+    let out = buy(&["--json", "buy", "pay", &url, "--max-amount", "0.01"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], 200);
@@ -768,18 +748,13 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     assert_eq!(report["body"], "{\"ok\":true}");
 
     // A free URL: nothing is paid.
-    let out = obol_in(
-        dir,
-        &[
-            "buy",
-            "pay",
-            &format!("{}/healthz", gateway(dir)),
-            "--max-amount",
-            "0.01",
-        ],
-        &buyer_key,
-        None,
-    );
+    let out = buy(&[
+        "buy",
+        "pay",
+        &format!("{}/healthz", gateway(dir)),
+        "--max-amount",
+        "0.01",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).starts_with("not payment gated: 200"),
