@@ -10,7 +10,7 @@ use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONS
 use obol_x402::money::{format_units, parse_units};
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
 use obol_x402::wire::{SettleResponse, v2};
-use obol_x402::{TokenRegistry, network};
+use obol_x402::{Token, TokenRegistry, network};
 use serde_json::json;
 
 use super::Context;
@@ -24,15 +24,20 @@ pub(crate) async fn run(ctx: &Context, command: BuyCommand) -> anyhow::Result<Ex
     }
 }
 
+/// The network and token of `requirement`, when this build knows both.
+fn known_token<'t>(
+    tokens: &'t TokenRegistry,
+    requirement: &v2::PaymentRequirements,
+) -> Option<(&'static network::Network, &'t Token)> {
+    let known = network::resolve(&requirement.network).ok()?;
+    let asset = requirement.asset_address().ok()?;
+    Some((known, tokens.by_address(known.chain_id?, asset)?))
+}
+
 /// `0.001 USDC`, or the atomic amount and asset address for a token this build does not know.
-fn human_price(requirement: &v2::PaymentRequirements) -> String {
-    let token = network::resolve(&requirement.network)
-        .ok()
-        .and_then(|n| n.chain_id)
-        .zip(requirement.asset_address().ok())
-        .and_then(|(chain, asset)| TokenRegistry::builtin().by_address(chain, asset).cloned());
-    match token {
-        Some(token) => format!(
+fn human_price(tokens: &TokenRegistry, requirement: &v2::PaymentRequirements) -> String {
+    match known_token(tokens, requirement) {
+        Some((_, token)) => format!(
             "{} {}",
             format_units(requirement.amount(), token.decimals),
             token.symbol
@@ -52,11 +57,12 @@ async fn probe_command(ctx: &Context, args: BuyProbeArgs) -> anyhow::Result<Exit
     } else {
         prober.get(&args.url).await?
     };
+    let tokens = TokenRegistry::builtin();
     if ctx.json {
         let accepts: Vec<serde_json::Value> = offered
             .accepts
             .iter()
-            .map(|r| json!({"price": human_price(r), "requirement": r}))
+            .map(|r| json!({"price": human_price(&tokens, r), "requirement": r}))
             .collect();
         output::json(&json!({
             "x402Version": offered.version,
@@ -74,7 +80,7 @@ async fn probe_command(ctx: &Context, args: BuyProbeArgs) -> anyhow::Result<Exit
                 .map_or(requirement.network.as_str(), |n| n.name);
             let line = format!(
                 "  {} on {network} to {} ({}, valid {} s)",
-                human_price(requirement),
+                human_price(&tokens, requirement),
                 requirement.pay_to,
                 requirement.scheme,
                 requirement.max_timeout_seconds
@@ -114,14 +120,7 @@ fn choose(offered: &Offered, max_amount: &str, symbol: &str) -> anyhow::Result<C
     let tokens = TokenRegistry::builtin();
     let mut refusals = Vec::new();
     for requirement in &offered.accepts {
-        let Some((known, token)) = network::resolve(&requirement.network)
-            .ok()
-            .and_then(|n| Some((n, n.chain_id?)))
-            .and_then(|(n, chain)| {
-                let asset = requirement.asset_address().ok()?;
-                Some((n, tokens.by_address(chain, asset)?))
-            })
-        else {
+        let Some((known, token)) = known_token(&tokens, requirement) else {
             refusals.push(format!(
                 "{} on {}: unknown token or network",
                 requirement.asset, requirement.network
@@ -131,14 +130,14 @@ fn choose(offered: &Offered, max_amount: &str, symbol: &str) -> anyhow::Result<C
         if !token.symbol.eq_ignore_ascii_case(symbol) {
             refusals.push(format!(
                 "{} on {}: not {symbol} (--token)",
-                human_price(requirement),
+                human_price(&tokens, requirement),
                 known.name
             ));
             continue;
         }
         let cap = parse_units(max_amount, token.decimals)
             .with_context(|| format!("--max-amount {max_amount:?} in {}", token.symbol))?;
-        let price = human_price(requirement);
+        let price = human_price(&tokens, requirement);
         if requirement.scheme != "exact" {
             refusals.push(format!(
                 "{price}: scheme {:?} unsupported",
