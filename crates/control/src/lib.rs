@@ -6,6 +6,7 @@
 //! | [`offer`] | `ServiceOffer` (obol-stack.md §3.1) |
 //! | [`purchase`] | `PurchaseRequest` (§3.3): a buyer's pre-signed pool |
 //! | [`identity`] | `AgentIdentity` (§3.4): ERC-8004 agent ids per chain |
+//! | [`registration`] | the ERC-8004 registration document (§6.5): active from the publishable offers, or the tombstone |
 //! | [`validate`] | offer validation with errors naming field and rule |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
@@ -18,6 +19,7 @@ pub mod identity;
 pub mod offer;
 pub mod purchase;
 pub mod reconcile;
+pub mod registration;
 pub mod resource;
 pub mod routes;
 pub mod store;
