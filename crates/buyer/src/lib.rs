@@ -3,15 +3,19 @@
 //! An agent spends from a bounded pool of pre-signed x402 authorizations: [`presign`] signs N
 //! of them for one seller requirement with a key the spending process never sees, [`pool`]
 //! keeps them durably and hands each out at most once, and [`probe`] reads what a seller asks
-//! for. The most a pool can lose is N × price.
+//! for. [`reconcile`] turns `PurchaseRequest`s into pools and [`proxy`] purchases; the
+//! [`proxy`] spends them for agents. The most a pool can lose is N × price.
 
+pub mod auths;
 pub mod metrics;
 pub mod pool;
 pub mod presign;
 pub mod probe;
 pub mod proxy;
+pub mod reconcile;
 
 pub use pool::{AuthPool, Held, PoolError};
 pub use presign::{PreSigned, PresignOptions, presign};
 pub use probe::{Offered, ProbeError, Prober, payment_header};
 pub use proxy::{BuyError, BuyerProxy, Purchase};
+pub use reconcile::PurchaseReconciler;

@@ -59,3 +59,10 @@ pub fn pool_gauges(purchase: &Purchase, remaining: u64, spent: u64) {
     }
     metrics::gauge!("obol_x402_buyer_active_model_mappings", &labels).set(1.0);
 }
+
+/// Marks `purchase` no longer served: nothing remaining, mapping inactive.
+pub fn retire(purchase: &Purchase) {
+    let labels = labels(purchase);
+    metrics::gauge!("obol_x402_buyer_auth_remaining", &labels).set(0.0);
+    metrics::gauge!("obol_x402_buyer_active_model_mappings", &labels).set(0.0);
+}

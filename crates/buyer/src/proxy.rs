@@ -133,13 +133,42 @@ impl BuyerProxy {
         }))
     }
 
-    /// Replaces the purchases atomically (in-flight calls keep theirs).
+    /// Replaces the purchases atomically (in-flight calls keep theirs). The gauges of a
+    /// purchase no longer served drop to zero remaining and inactive.
     pub fn set_purchases(&self, purchases: Vec<Purchase>) {
-        let map = purchases
+        let map: HashMap<String, Purchase> = purchases
             .into_iter()
             .map(|p| (p.model.clone(), p))
             .collect();
-        self.purchases.store(Arc::new(map));
+        let previous = self.purchases.swap(Arc::new(map));
+        let current = self.purchases.load();
+        for gone in previous
+            .values()
+            .filter(|p| !current.values().any(|c| c == *p))
+        {
+            metrics::retire(gone);
+        }
+    }
+
+    /// Whether a purchase spends from `pool`.
+    pub fn serves(&self, pool: &str) -> bool {
+        self.purchases.load().values().any(|p| p.pool == pool)
+    }
+
+    /// Stops serving the purchase spending from `pool`; false when none does.
+    pub fn remove(&self, pool: &str) -> bool {
+        let current = self.purchases.load();
+        if !current.values().any(|p| p.pool == pool) {
+            return false;
+        }
+        self.set_purchases(
+            current
+                .values()
+                .filter(|p| p.pool != pool)
+                .cloned()
+                .collect(),
+        );
+        true
     }
 
     /// The proxy's routes.

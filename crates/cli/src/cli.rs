@@ -52,6 +52,112 @@ pub(crate) enum BuyCommand {
     /// One paid HTTP call: request unpaid, read the 402, check it against --max-amount, sign
     /// one payment, retry with it. The response body goes to stdout, a summary to stderr.
     Pay(BuyPayArgs),
+    /// Buy N calls of a seller's model: probe, check the budget and balance, confirm, pre-sign
+    /// N authorizations here, and hand them to the stack's buyer proxy, which serves the model
+    /// as `paid/<model>` and never sees the key.
+    Inference(BuyInferenceArgs),
+    /// Every purchase with its remaining and spent authorizations.
+    List,
+    /// One purchase: terms, counts and conditions.
+    Status {
+        /// The purchase's name.
+        name: String,
+        /// Namespace.
+        #[arg(long, default_value = DEFAULT_BUY_NAMESPACE)]
+        namespace: String,
+    },
+    /// Pre-sign N more authorizations for a purchase (same seller terms).
+    Refill(BuyRefillArgs),
+    /// Delete a purchase: the proxy stops serving it and drops its unspent authorizations.
+    Cancel {
+        /// The purchase's name.
+        name: String,
+        /// Namespace.
+        #[arg(long, default_value = DEFAULT_BUY_NAMESPACE)]
+        namespace: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+/// Where `obol buy` keeps its purchases.
+pub(crate) const DEFAULT_BUY_NAMESPACE: &str = "buy";
+
+/// Where a signing key comes from: a wallet by name (default `default`, or $OBOL_PRIVATE_KEY
+/// when set), a raw key file, or a keystore file.
+#[derive(Debug, Args)]
+pub(crate) struct SignerArgs {
+    /// Wallet that signs (default: `default`, or $OBOL_PRIVATE_KEY when set).
+    #[arg(long, conflicts_with_all = ["key_file", "keystore"])]
+    pub(crate) wallet: Option<String>,
+    /// A file holding the signer's raw hex private key.
+    #[arg(long, value_name = "FILE", conflicts_with = "keystore")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// A keystore file (Ethereum v3 JSON) to sign with.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keystore: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) password: PasswordArgs,
+}
+
+/// Signing options shared by `buy inference` and `buy refill`.
+#[derive(Debug, Args)]
+pub(crate) struct PresignFlags {
+    /// Lifetime of each authorization (e.g. 3600, 30m, 12h, 30d; at least 10m).
+    #[arg(long, default_value = "30d")]
+    pub(crate) ttl: String,
+    #[command(flatten)]
+    pub(crate) signer: SignerArgs,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuyInferenceArgs {
+    /// The seller: its offer URL, or its stack's base URL when its catalog lists the model.
+    pub(crate) seller: String,
+    /// The seller's model (default: the only inference offer in the seller's catalog).
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// How many calls to pre-pay (default 50, or as many as --budget allows; at most 2500).
+    #[arg(long)]
+    pub(crate) count: Option<u32>,
+    /// The most to commit, in --token units (e.g. 0.5 for 50 cents of USDC).
+    #[arg(long)]
+    pub(crate) budget: Option<String>,
+    /// The token --budget is counted in; the seller must accept it.
+    #[arg(long, default_value = "USDC")]
+    pub(crate) token: String,
+    /// The purchase's name (default: derived from the model).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Namespace.
+    #[arg(long, default_value = DEFAULT_BUY_NAMESPACE)]
+    pub(crate) namespace: String,
+    /// Replace an existing purchase of that name instead of topping it up.
+    #[arg(long)]
+    pub(crate) replace: bool,
+    /// User-Agent for the probe (default obol-buyer/<version>).
+    #[arg(long)]
+    pub(crate) user_agent: Option<String>,
+    #[command(flatten)]
+    pub(crate) sign: PresignFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuyRefillArgs {
+    /// The purchase's name.
+    pub(crate) name: String,
+    /// How many authorizations to add.
+    #[arg(long)]
+    pub(crate) count: u32,
+    /// Namespace.
+    #[arg(long, default_value = DEFAULT_BUY_NAMESPACE)]
+    pub(crate) namespace: String,
+    #[command(flatten)]
+    pub(crate) sign: PresignFlags,
 }
 
 #[derive(Debug, Args)]
@@ -89,11 +195,8 @@ pub(crate) struct BuyPayArgs {
     /// User-Agent (default obol-buyer/<version>; some sellers block library defaults).
     #[arg(long)]
     pub(crate) user_agent: Option<String>,
-    /// Wallet that signs (default: `default`, or $OBOL_PRIVATE_KEY when set).
-    #[arg(long)]
-    pub(crate) wallet: Option<String>,
     #[command(flatten)]
-    pub(crate) password: PasswordArgs,
+    pub(crate) signer: SignerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,11 +224,9 @@ pub(crate) struct FacilitatorServeArgs {
     /// Chains to settle on (repeatable); each needs an endpoint added with --allow-writes.
     #[arg(long = "chain", required = true)]
     pub(crate) chains: Vec<String>,
-    /// Wallet that pays settlement gas (default: `default`, or $OBOL_PRIVATE_KEY when set).
-    #[arg(long)]
-    pub(crate) wallet: Option<String>,
+    /// The key that pays settlement gas.
     #[command(flatten)]
-    pub(crate) password: PasswordArgs,
+    pub(crate) signer: SignerArgs,
     /// Require `Authorization: Bearer <token>`, the token read from this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) auth_token_file: Option<PathBuf>,
@@ -289,6 +390,9 @@ pub(crate) struct StackInitArgs {
     /// Admin API listen address (loopback only).
     #[arg(long)]
     pub(crate) admin_listen: Option<String>,
+    /// Buyer proxy listen address (default 127.0.0.1:8402; agents call `paid/<model>` here).
+    #[arg(long)]
+    pub(crate) buyer_listen: Option<String>,
     /// Public base URL buyers reach the stack at.
     #[arg(long)]
     pub(crate) public_url: Option<String>,

@@ -27,6 +27,9 @@ pub const X402_WALLET: &str = "X402_WALLET";
 /// Default `--facilitator-url` of `obol sell pricing` (the original's name).
 pub const X402_FACILITATOR_URL: &str = "X402_FACILITATOR_URL";
 
+/// `User-Agent` of the buyer's outbound calls (default `obol-buyer/<version>`; the original's name).
+pub const BUYER_USER_AGENT: &str = "OBOL_BUYER_USER_AGENT";
+
 /// `(name, meaning)` of every variable, for help texts and docs.
 pub const ALL: &[(&str, &str)] = &[
     (
@@ -50,6 +53,10 @@ pub const ALL: &[(&str, &str)] = &[
         "raw hex private key used instead of a keystore (CI and devnets only)",
     ),
     (PUBLIC_URL, "public base URL buyers reach this stack at"),
+    (
+        BUYER_USER_AGENT,
+        "User-Agent of the buyer's calls to sellers (default obol-buyer/<version>)",
+    ),
     (ANVIL, "path of the anvil binary"),
     (
         TOOLS_DIR,

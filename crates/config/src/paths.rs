@@ -84,6 +84,11 @@ impl Paths {
         self.data_dir.join("payments.sqlite")
     }
 
+    /// `<data>/buyer-auths.sqlite`: the buyer's pre-signed authorization pools.
+    pub fn buyer_pool_file(&self) -> PathBuf {
+        self.data_dir.join("buyer-auths.sqlite")
+    }
+
     /// `<state>/daemon.json`: the running daemon's pid and addresses.
     pub fn daemon_state_file(&self) -> PathBuf {
         self.state_dir.join("daemon.json")

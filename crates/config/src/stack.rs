@@ -11,6 +11,8 @@ use crate::{ConfigError, fs};
 pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8080";
 /// Default admin listener (loopback only, bearer token).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+/// Default buyer proxy listener (loopback: whoever reaches it spends the pools).
+pub const DEFAULT_BUYER_LISTEN: &str = "127.0.0.1:8402";
 /// The longest stack id (k3d caps cluster names at 32 characters with an 11-character prefix).
 pub const MAX_STACK_ID: usize = 21;
 
@@ -47,6 +49,9 @@ pub struct StackFile {
     /// Admin API listen address (default [`DEFAULT_ADMIN_LISTEN`]; must be loopback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
+    /// Buyer proxy listen address (default [`DEFAULT_BUYER_LISTEN`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_listen: Option<String>,
     /// The facilitator (none: paid requests are refused with 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facilitator: Option<FacilitatorSetting>,
@@ -99,6 +104,9 @@ pub struct DaemonState {
     pub gateway: String,
     /// Bound admin address.
     pub admin: String,
+    /// Bound buyer proxy address.
+    #[serde(default)]
+    pub buyer: String,
     /// RFC 3339 start time.
     pub started_at: String,
 }

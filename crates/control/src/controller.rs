@@ -1,5 +1,6 @@
-//! The controller loop: reconciles every offer at start, then each offer the store reports
-//! changed, and each offer whose requeue time came, until shutdown.
+//! The controller loop: reconciles every object of one kind at start, then each one the store
+//! reports changed, and each one whose requeue time came, until shutdown. The daemon runs one
+//! loop per kind ([`Reconcile::kind`]): offers and purchases.
 //!
 //! Keys are queued without duplicates; a failed reconcile is retried with exponential backoff
 //! (1 s doubling to 5 min) so a broken store does not spin.
@@ -11,10 +12,8 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use crate::offer::ServiceOfferSpec;
-use crate::reconcile::{Action, Reconciler};
-use crate::resource::Spec;
-use crate::store::{Store, StoreExt};
+use crate::reconcile::Action;
+use crate::store::Store;
 
 /// First retry delay after a failed reconcile.
 pub const ERROR_BACKOFF_START: Duration = Duration::from_secs(1);
@@ -23,30 +22,54 @@ pub const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 type Key = (String, String);
 
-/// Runs `reconciler` over `store` until `shutdown` resolves.
-pub async fn run(
-    store: Arc<dyn Store>,
-    reconciler: Arc<Reconciler>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
-    let mut events = store.watch();
-    let mut due: BTreeMap<Instant, Vec<Key>> = BTreeMap::new();
-    let mut failures: std::collections::HashMap<Key, u32> = std::collections::HashMap::new();
-    let mut ready: Vec<Key> = Vec::new();
-    let mut queued: HashSet<Key> = HashSet::new();
-    match store.list::<ServiceOfferSpec>(None).await {
-        Ok(offers) => {
-            for o in offers {
+/// A level-triggered reconciler of one kind, driven by [`run`].
+#[async_trait::async_trait]
+pub trait Reconcile: Send + Sync {
+    /// Why a reconcile failed (retried with backoff).
+    type Error: std::fmt::Display + Send;
+
+    /// The kind it reconciles.
+    fn kind(&self) -> &'static str;
+
+    /// Runs once before the first reconcile (e.g. publishing what the store already holds).
+    async fn start(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Brings one object's world in line with its spec.
+    async fn reconcile(&self, namespace: &str, name: &str) -> Result<Action, Self::Error>;
+}
+
+/// Queues every stored object of `kind` not already queued.
+async fn queue_all(store: &dyn Store, kind: &str, ready: &mut Vec<Key>, queued: &mut HashSet<Key>) {
+    match store.list_raw(kind, None).await {
+        Ok(objects) => {
+            for o in objects {
                 let key = (o.metadata.namespace, o.metadata.name);
                 if queued.insert(key.clone()) {
                     ready.push(key);
                 }
             }
         }
-        Err(error) => tracing::error!(%error, "cannot list offers at start"),
+        Err(error) => tracing::error!(%error, kind, "cannot list"),
     }
-    if let Err(error) = reconciler.publish_routes().await {
-        tracing::error!(%error, "cannot publish the initial routes");
+}
+
+/// Runs `reconciler` over `store` until `shutdown` resolves.
+pub async fn run<R: Reconcile + ?Sized>(
+    store: Arc<dyn Store>,
+    reconciler: Arc<R>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let kind = reconciler.kind();
+    let mut events = store.watch();
+    let mut due: BTreeMap<Instant, Vec<Key>> = BTreeMap::new();
+    let mut failures: std::collections::HashMap<Key, u32> = std::collections::HashMap::new();
+    let mut ready: Vec<Key> = Vec::new();
+    let mut queued: HashSet<Key> = HashSet::new();
+    queue_all(store.as_ref(), kind, &mut ready, &mut queued).await;
+    if let Err(error) = reconciler.start().await {
+        tracing::error!(%error, kind, "cannot start the reconciler");
     }
     tokio::pin!(shutdown);
     loop {
@@ -68,7 +91,7 @@ pub async fn run(
                     let delay = ERROR_BACKOFF_START
                         .saturating_mul(2u32.saturating_pow(*attempt - 1))
                         .min(ERROR_BACKOFF_MAX);
-                    tracing::warn!(%namespace, %name, %error, ?delay, "reconcile failed; retrying");
+                    tracing::warn!(kind, %namespace, %name, %error, ?delay, "reconcile failed; retrying");
                     Some(delay)
                 }
             };
@@ -80,7 +103,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => return,
             event = events.recv() => match event {
-                Ok(event) if event.key().kind == <ServiceOfferSpec as Spec>::KIND => {
+                Ok(event) if event.key().kind == kind => {
                     let key = (event.key().namespace.clone(), event.key().name.clone());
                     if queued.insert(key.clone()) {
                         ready.push(key);
@@ -89,14 +112,7 @@ pub async fn run(
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
                     // Missed events: fall back to reconciling everything.
-                    if let Ok(offers) = store.list::<ServiceOfferSpec>(None).await {
-                        for o in offers {
-                            let key = (o.metadata.namespace, o.metadata.name);
-                            if queued.insert(key.clone()) {
-                                ready.push(key);
-                            }
-                        }
-                    }
+                    queue_all(store.as_ref(), kind, &mut ready, &mut queued).await;
                 }
                 Err(RecvError::Closed) => return,
             },

@@ -10,6 +10,7 @@ use std::time::Duration;
 use obol_gateway::Routes;
 use obol_x402::token::TokenRegistry;
 
+use crate::controller::Reconcile;
 use crate::offer::{OfferType, ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, is_reserved};
 use crate::resource::{ConditionStatus, Spec, is_true, set_condition};
 use crate::routes::route_table;
@@ -67,7 +68,7 @@ fn drain_end(spec: &ServiceOfferSpec) -> Option<u64> {
     Some(start.saturating_add(grace))
 }
 
-/// `30s`, `5m`, `1h`, `2h30m`, `0`.
+/// `30s`, `5m`, `1h`, `2h30m`, `30d`, `0`.
 pub fn parse_duration(text: &str) -> Option<u64> {
     if text == "0" {
         return Some(0);
@@ -83,6 +84,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
             's' => 1,
             'm' => 60,
             'h' => 3600,
+            'd' => 86_400,
             _ => return None,
         };
         total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
@@ -113,6 +115,23 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[async_trait::async_trait]
+impl Reconcile for Reconciler {
+    type Error = StoreError;
+
+    fn kind(&self) -> &'static str {
+        <ServiceOfferSpec as Spec>::KIND
+    }
+
+    async fn start(&self) -> Result<(), StoreError> {
+        self.publish_routes().await.map(drop)
+    }
+
+    async fn reconcile(&self, namespace: &str, name: &str) -> Result<Action, StoreError> {
+        Self::reconcile(self, namespace, name).await
+    }
 }
 
 impl Reconciler {

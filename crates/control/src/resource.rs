@@ -58,11 +58,21 @@ impl ObjectMeta {
 }
 
 /// A spec type names its kind and its status type.
-pub trait Spec: Serialize + DeserializeOwned + Clone + PartialEq + Send + Sync + 'static {
+pub trait Spec:
+    Serialize + DeserializeOwned + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static
+{
     /// The kind, e.g. `ServiceOffer`.
     const KIND: &'static str;
     /// The status type.
-    type Status: Serialize + DeserializeOwned + Clone + PartialEq + Default + Send + Sync + 'static;
+    type Status: Serialize
+        + DeserializeOwned
+        + Clone
+        + PartialEq
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static;
 }
 
 /// A typed object: envelope, spec and status.

@@ -1,4 +1,5 @@
-//! Checks a `ServiceOffer` before it is stored, with errors that name the field and the rule.
+//! Checks a `ServiceOffer` or a `PurchaseRequest` before it is stored, with errors that name
+//! the field and the rule.
 
 use std::fmt;
 
@@ -7,6 +8,7 @@ use obol_x402::network;
 use obol_x402::pricing::Price;
 
 use crate::offer::{OfferType, ServiceOffer, is_reserved};
+use crate::purchase::PurchaseRequest;
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,17 +21,123 @@ pub struct FieldError {
 
 /// Every broken rule of an object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ValidationError(pub Vec<FieldError>);
+pub struct ValidationError {
+    /// The object's kind.
+    pub kind: &'static str,
+    /// The broken rules.
+    pub errors: Vec<FieldError>,
+}
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self
-            .0
+            .errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect();
-        write!(f, "invalid ServiceOffer: {}", parts.join("; "))
+        write!(f, "invalid {}: {}", self.kind, parts.join("; "))
     }
+}
+
+fn verdict(kind: &'static str, errors: Vec<FieldError>) -> Result<(), ValidationError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError { kind, errors })
+    }
+}
+
+fn is_address(text: &str) -> bool {
+    text.len() == 42 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What is wrong with `url` as an http(s) URL with a host, if anything.
+fn http_url_problem(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => None,
+        Ok(_) => Some(format!("{url:?} must be an http(s) URL with a host")),
+        Err(e) => Some(format!("{url:?}: {e}")),
+    }
+}
+
+fn check_meta(meta: &crate::ObjectMeta, errors: &mut Vec<FieldError>) {
+    if !is_dns_label(&meta.name) {
+        errors.push(FieldError {
+            field: "metadata.name",
+            message: format!(
+                "{:?} must be a DNS label: lower-case letters, digits and '-', at most 63 characters",
+                meta.name
+            ),
+        });
+    }
+    if !is_dns_label(&meta.namespace) {
+        errors.push(FieldError {
+            field: "metadata.namespace",
+            message: format!("{:?} must be a DNS label", meta.namespace),
+        });
+    }
+}
+
+/// The most authorizations one request may carry (top-ups append to the spec).
+pub const MAX_PRE_SIGNED_AUTHS: usize = 10_000;
+
+/// Validates a purchase request; all broken rules are reported at once.
+pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationError> {
+    let mut errors = Vec::new();
+    check_meta(&purchase.metadata, &mut errors);
+    let spec = &purchase.spec;
+    let mut fail =
+        |field: &'static str, message: String| errors.push(FieldError { field, message });
+    if spec.model.trim().is_empty() {
+        fail("spec.model", "must not be empty".to_owned());
+    }
+    if !(1..=2500).contains(&spec.count) {
+        fail(
+            "spec.count",
+            format!("{} must be between 1 and 2500", spec.count),
+        );
+    }
+    if spec.pre_signed_auths.len() > MAX_PRE_SIGNED_AUTHS {
+        fail(
+            "spec.preSignedAuths",
+            format!(
+                "{} exceeds {MAX_PRE_SIGNED_AUTHS}",
+                spec.pre_signed_auths.len()
+            ),
+        );
+    }
+    let payment = &spec.payment;
+    if let Err(e) = network::evm_chain_id(&payment.network) {
+        fail("spec.payment.network", e.to_string());
+    }
+    if !is_address(&payment.pay_to) {
+        fail(
+            "spec.payment.payTo",
+            format!("{:?} must be 0x followed by 40 hex digits", payment.pay_to),
+        );
+    }
+    if !is_address(&payment.asset) {
+        fail(
+            "spec.payment.asset",
+            format!("{:?} must be 0x followed by 40 hex digits", payment.asset),
+        );
+    }
+    if payment.price.is_empty()
+        || !payment.price.bytes().all(|b| b.is_ascii_digit())
+        || payment.price.bytes().all(|b| b == b'0')
+    {
+        fail(
+            "spec.payment.price",
+            format!(
+                "{:?} must be a positive integer in atomic units",
+                payment.price
+            ),
+        );
+    }
+    if let Some(problem) = http_url_problem(&spec.endpoint) {
+        fail("spec.endpoint", problem);
+    }
+    verdict("PurchaseRequest", errors)
 }
 
 /// A DNS-1123 label: lower-case letters, digits and `-`, starting and ending alphanumeric,
@@ -48,31 +156,13 @@ pub fn is_dns_label(text: &str) -> bool {
 /// Validates an offer; all broken rules are reported at once.
 pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
     let mut errors = Vec::new();
+    check_meta(&offer.metadata, &mut errors);
     let mut fail =
         |field: &'static str, message: String| errors.push(FieldError { field, message });
-    let meta = &offer.metadata;
-    if !is_dns_label(&meta.name) {
-        fail(
-            "metadata.name",
-            format!(
-                "{:?} must be a DNS label: lower-case letters, digits and '-', at most 63 characters",
-                meta.name
-            ),
-        );
-    }
-    if !is_dns_label(&meta.namespace) {
-        fail(
-            "metadata.namespace",
-            format!("{:?} must be a DNS label", meta.namespace),
-        );
-    }
     let spec = &offer.spec;
 
     let pay_to = &spec.payment.pay_to;
-    let valid_pay_to = pay_to.len() == 42
-        && pay_to.starts_with("0x")
-        && pay_to[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid_pay_to {
+    if !is_address(pay_to) {
         fail(
             "spec.payment.payTo",
             format!("{pay_to:?} must be 0x followed by 40 hex digits"),
@@ -126,14 +216,11 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             "spec.upstream",
             "set url (embedded mode) or service and port (Kubernetes mode)".to_owned(),
         ),
-        (Some(url), None) => match url::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            Ok(_) => fail(
-                "spec.upstream.url",
-                format!("{url:?} must be an http(s) URL with a host"),
-            ),
-            Err(e) => fail("spec.upstream.url", format!("{url:?}: {e}")),
-        },
+        (Some(url), None) => {
+            if let Some(problem) = http_url_problem(url) {
+                fail("spec.upstream.url", problem);
+            }
+        }
         (None, Some(service)) => {
             if !is_dns_label(service) {
                 fail(
@@ -189,11 +276,7 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             ),
         );
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationError(errors))
-    }
+    verdict("ServiceOffer", errors)
 }
 
 #[cfg(test)]
@@ -236,9 +319,9 @@ pub(crate) mod tests {
     }
 
     fn fields(offer: &ServiceOffer) -> Vec<&'static str> {
-        validate_offer(offer)
-            .err()
-            .map_or_else(Vec::new, |e| e.0.into_iter().map(|f| f.field).collect())
+        validate_offer(offer).err().map_or_else(Vec::new, |e| {
+            e.errors.into_iter().map(|f| f.field).collect()
+        })
     }
 
     #[test]
@@ -296,6 +379,59 @@ pub(crate) mod tests {
             fields(&o),
             ["metadata.name", "spec.payment.payTo"],
             "all errors at once"
+        );
+    }
+
+    #[test]
+    fn purchases_are_checked_field_by_field() {
+        use crate::purchase::{PurchasePayment, PurchaseRequestSpec};
+        let good = PurchaseRequest::new(
+            "buy",
+            "qwen",
+            PurchaseRequestSpec {
+                endpoint: "http://127.0.0.1:8080/services/llm".into(),
+                model: "qwen3:0.6b".into(),
+                count: 5,
+                pre_signed_auths: Vec::new(),
+                auto_refill: None,
+                payment: PurchasePayment {
+                    network: "eip155:84532".into(),
+                    pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
+                    price: "1000".into(),
+                    asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
+                    ..PurchasePayment::default()
+                },
+            },
+        );
+        assert_eq!(validate_purchase(&good), Ok(()));
+        let mut bad = good;
+        bad.metadata.name = "Qwen!".into();
+        bad.spec.model = " ".into();
+        bad.spec.count = 0;
+        bad.spec.endpoint = "ftp://x".into();
+        bad.spec.payment.network = "moon".into();
+        bad.spec.payment.pay_to = "0x12".into();
+        bad.spec.payment.asset = "usdc".into();
+        bad.spec.payment.price = "0".into();
+        let error = validate_purchase(&bad).unwrap_err();
+        let fields: Vec<&str> = error.errors.iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.name",
+                "spec.model",
+                "spec.count",
+                "spec.payment.network",
+                "spec.payment.payTo",
+                "spec.payment.asset",
+                "spec.payment.price",
+                "spec.endpoint"
+            ]
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid PurchaseRequest: metadata.name")
         );
     }
 }

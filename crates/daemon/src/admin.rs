@@ -6,6 +6,8 @@
 //! | `GET /v1/status` | stack id, gateway address, public URL, route count |
 //! | `GET /v1/offers` | every `ServiceOffer` |
 //! | `GET/PUT/DELETE /v1/offers/{namespace}/{name}` | one offer (PUT validates, then applies) |
+//! | `GET /v1/purchases`, `GET/PUT/DELETE /v1/purchases/{namespace}/{name}` | `PurchaseRequest`s, the same way |
+//! | `POST /admin/reload`, `POST /admin/remove` | the buyer proxy's purchases (re-read; stop serving one) |
 //! | `POST /v1/shutdown` | graceful stop |
 
 use std::sync::Arc;
@@ -15,9 +17,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use obol_control::purchase::PurchaseRequestSpec;
 use obol_control::store::{ApplyOutcome, DeleteOutcome, StoreError};
-use obol_control::validate::validate_offer;
-use obol_control::{ServiceOffer, ServiceOfferSpec, Store, StoreExt};
+use obol_control::validate::{ValidationError, validate_offer, validate_purchase};
+use obol_control::{Object, ServiceOfferSpec, Spec, Store, StoreExt};
 use obol_gateway::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -54,11 +57,12 @@ pub struct StackStatus {
 
 /// The answer to an apply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Applied {
+#[serde(bound = "")]
+pub struct Applied<S: Spec> {
     /// `created`, `updated` or `unchanged`.
     pub outcome: String,
-    /// The stored offer.
-    pub offer: ServiceOffer,
+    /// The stored object.
+    pub object: Object<S>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -88,24 +92,51 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
             == 0
 }
 
-pub(crate) fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/offers", get(list))
+/// A kind the admin API serves under `/v1/<PLURAL>`.
+pub trait AdminKind: Spec {
+    /// The collection's path segment.
+    const PLURAL: &'static str;
+    /// Checks an object before it is stored.
+    fn validate(object: &Object<Self>) -> Result<(), ValidationError>;
+}
+
+impl AdminKind for ServiceOfferSpec {
+    const PLURAL: &'static str = "offers";
+    fn validate(object: &Object<Self>) -> Result<(), ValidationError> {
+        validate_offer(object)
+    }
+}
+
+impl AdminKind for PurchaseRequestSpec {
+    const PLURAL: &'static str = "purchases";
+    fn validate(object: &Object<Self>) -> Result<(), ValidationError> {
+        validate_purchase(object)
+    }
+}
+
+fn collection<S: AdminKind>(router: Router<AdminState>) -> Router<AdminState> {
+    router
+        .route(&format!("/v1/{}", S::PLURAL), get(list::<S>))
         .route(
-            "/v1/offers/{namespace}/{name}",
-            get(get_offer).put(put_offer).delete(delete_offer),
+            &format!("/v1/{}/{{namespace}}/{{name}}", S::PLURAL),
+            get(get_one::<S>).put(put_one::<S>).delete(delete_one::<S>),
         )
+}
+
+/// The admin routes, all behind the bearer token except `/healthz`; `extra` (e.g. the buyer's
+/// reload and remove) is mounted behind the same token.
+pub(crate) fn router(state: AdminState, extra: Router) -> Router {
+    let kinds = collection::<PurchaseRequestSpec>(collection::<ServiceOfferSpec>(Router::new()));
+    kinds
+        .route("/v1/status", get(status))
         .route("/v1/shutdown", post(shutdown))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
-        ))
+        .with_state(state.clone())
+        .merge(extra)
+        .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
-        .with_state(state)
 }
 
 async fn require_token(
@@ -135,38 +166,38 @@ async fn status(State(state): State<AdminState>) -> Response {
     .into_response()
 }
 
-async fn list(State(state): State<AdminState>) -> Response {
-    match state.store.list::<ServiceOfferSpec>(None).await {
-        Ok(offers) => axum::Json(offers).into_response(),
+async fn list<S: AdminKind>(State(state): State<AdminState>) -> Response {
+    match state.store.list::<S>(None).await {
+        Ok(objects) => axum::Json(objects).into_response(),
         Err(e) => store_error(&e),
     }
 }
 
-async fn get_offer(
+async fn get_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    match state.store.get::<ServiceOfferSpec>(&namespace, &name).await {
-        Ok(Some(offer)) => axum::Json(offer).into_response(),
+    match state.store.get::<S>(&namespace, &name).await {
+        Ok(Some(object)) => axum::Json(object).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
-            format!("ServiceOffer {namespace}/{name} not found"),
+            format!("{} {namespace}/{name} not found", S::KIND),
         ),
         Err(e) => store_error(&e),
     }
 }
 
-async fn put_offer(
+async fn put_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
-    axum::Json(mut offer): axum::Json<ServiceOffer>,
+    axum::Json(mut object): axum::Json<Object<S>>,
 ) -> Response {
-    offer.metadata.namespace = namespace;
-    offer.metadata.name = name;
-    if let Err(invalid) = validate_offer(&offer) {
+    object.metadata.namespace = namespace;
+    object.metadata.name = name;
+    if let Err(invalid) = S::validate(&object) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string());
     }
-    match state.store.apply(&offer).await {
+    match state.store.apply(&object).await {
         Ok((stored, outcome)) => {
             let outcome = match outcome {
                 ApplyOutcome::Created => "created",
@@ -175,7 +206,7 @@ async fn put_offer(
             };
             axum::Json(Applied {
                 outcome: outcome.to_owned(),
-                offer: stored,
+                object: stored,
             })
             .into_response()
         }
@@ -183,12 +214,12 @@ async fn put_offer(
     }
 }
 
-async fn delete_offer(
+async fn delete_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    match state.store.delete("ServiceOffer", &namespace, &name).await {
-        Ok(DeleteOutcome::NotFound) => error(StatusCode::NOT_FOUND, format!("ServiceOffer {namespace}/{name} not found")),
+    match state.store.delete(S::KIND, &namespace, &name).await {
+        Ok(DeleteOutcome::NotFound) => error(StatusCode::NOT_FOUND, format!("{} {namespace}/{name} not found", S::KIND)),
         Ok(outcome) => axum::Json(json!({"deleted": outcome == DeleteOutcome::Deleted, "pending": outcome == DeleteOutcome::Marked})).into_response(),
         Err(e) => store_error(&e),
     }
@@ -275,40 +306,50 @@ impl AdminClient {
             .await
     }
 
-    /// Every offer.
-    pub async fn offers(&self) -> Result<Vec<ServiceOffer>, AdminError> {
-        self.call(reqwest::Method::GET, "/v1/offers", None::<&()>)
-            .await
-    }
-
-    /// One offer.
-    pub async fn offer(&self, namespace: &str, name: &str) -> Result<ServiceOffer, AdminError> {
+    /// Every object of a kind.
+    pub async fn list<S: AdminKind>(&self) -> Result<Vec<Object<S>>, AdminError> {
         self.call(
             reqwest::Method::GET,
-            &format!("/v1/offers/{namespace}/{name}"),
+            &format!("/v1/{}", S::PLURAL),
             None::<&()>,
         )
         .await
     }
 
-    /// Creates or updates an offer.
-    pub async fn apply(&self, offer: &ServiceOffer) -> Result<Applied, AdminError> {
-        let path = format!(
-            "/v1/offers/{}/{}",
-            offer.metadata.namespace, offer.metadata.name
-        );
-        self.call(reqwest::Method::PUT, &path, Some(offer)).await
+    /// One object.
+    pub async fn get<S: AdminKind>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Object<S>, AdminError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/{}/{namespace}/{name}", S::PLURAL),
+            None::<&()>,
+        )
+        .await
     }
 
-    /// Deletes an offer.
-    pub async fn delete(
+    /// Creates or updates an object.
+    pub async fn apply<S: AdminKind>(&self, object: &Object<S>) -> Result<Applied<S>, AdminError> {
+        let path = format!(
+            "/v1/{}/{}/{}",
+            S::PLURAL,
+            object.metadata.namespace,
+            object.metadata.name
+        );
+        self.call(reqwest::Method::PUT, &path, Some(object)).await
+    }
+
+    /// Deletes an object.
+    pub async fn delete<S: AdminKind>(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<serde_json::Value, AdminError> {
         self.call(
             reqwest::Method::DELETE,
-            &format!("/v1/offers/{namespace}/{name}"),
+            &format!("/v1/{}/{namespace}/{name}", S::PLURAL),
             None::<&()>,
         )
         .await

@@ -1,9 +1,9 @@
 //! # obol-daemon — the embedded stack
 //!
-//! [`run`] opens the store, starts the controller loop, builds the facilitator from the stack
-//! settings, serves the gateway on the public listener and the admin API on a loopback
-//! listener, writes `<state>/daemon.json`, and stops everything gracefully when `shutdown`
-//! resolves or an admin asks (`POST /v1/shutdown`).
+//! [`run`] opens the store, starts the controller loops (offers and purchases), builds the
+//! facilitator from the stack settings, serves the gateway on the public listener, the buyer
+//! proxy and the admin API on loopback listeners, writes `<state>/daemon.json`, and stops
+//! everything gracefully when `shutdown` resolves or an admin asks (`POST /v1/shutdown`).
 //!
 //! The admin API never shares a listener with the gateway, and refuses to listen anywhere but
 //! loopback.
@@ -15,7 +15,10 @@ mod storefront;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use obol_config::stack::{DEFAULT_ADMIN_LISTEN, DEFAULT_GATEWAY_LISTEN, DaemonState, StackFile};
+use obol_buyer::{AuthPool, BuyerProxy, PurchaseReconciler};
+use obol_config::stack::{
+    DEFAULT_ADMIN_LISTEN, DEFAULT_BUYER_LISTEN, DEFAULT_GATEWAY_LISTEN, DaemonState, StackFile,
+};
 use obol_config::{Paths, PublicUrl, env, fs as private_fs};
 use obol_control::reconcile::Reconciler;
 use obol_control::{SqliteStore, Store};
@@ -25,7 +28,7 @@ use obol_gateway::server::{GatewayConfig, app};
 use obol_x402::token::TokenRegistry;
 use tokio::net::TcpListener;
 
-pub use admin::{AdminClient, AdminError, Applied, StackStatus};
+pub use admin::{AdminClient, AdminError, AdminKind, Applied, StackStatus};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -72,13 +75,17 @@ pub fn admin_token(paths: &Paths) -> Result<String, DaemonError> {
     Ok(token)
 }
 
-async fn bind(address: &str) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(address)
+async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listener = TcpListener::bind(address)
         .await
         .map_err(|source| DaemonError::Listen {
             address: address.to_owned(),
             source,
-        })
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    Ok((listener, bound))
 }
 
 /// Runs the stack until `shutdown` resolves (or an admin asks it to stop).
@@ -94,10 +101,7 @@ pub async fn run(
         .admin_listen
         .clone()
         .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
-    let admin_listener = bind(&admin_address).await?;
-    let admin_bound = admin_listener
-        .local_addr()
-        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let (admin_listener, admin_bound) = bind(&admin_address).await?;
     if !admin_bound.ip().is_loopback() {
         return Err(DaemonError::Start(format!(
             "the admin API must listen on loopback, not {admin_bound}"
@@ -107,10 +111,15 @@ pub async fn run(
         .gateway_listen
         .clone()
         .unwrap_or_else(|| DEFAULT_GATEWAY_LISTEN.to_owned());
-    let gateway_listener = bind(&gateway_address).await?;
-    let gateway_bound: SocketAddr = gateway_listener
-        .local_addr()
-        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let (gateway_listener, gateway_bound) = bind(&gateway_address).await?;
+    let buyer_address = settings
+        .buyer_listen
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BUYER_LISTEN.to_owned());
+    let (buyer_listener, buyer_bound) = bind(&buyer_address).await?;
+    if !buyer_bound.ip().is_loopback() {
+        tracing::warn!(%buyer_bound, "the buyer proxy listens beyond loopback: whoever reaches it spends the pools");
+    }
 
     let local_url = format!("http://{gateway_bound}");
     let public_url = PublicUrl::resolve(
@@ -154,6 +163,24 @@ pub async fn run(
         })
     };
 
+    let start_error = |e: &dyn std::fmt::Display| DaemonError::Start(e.to_string());
+    let pool = AuthPool::open(&paths.buyer_pool_file()).map_err(|e| start_error(&e))?;
+    let proxy = BuyerProxy::new(
+        pool.clone(),
+        std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
+        obol_facilitator::http::metrics_handle(),
+    )
+    .map_err(|e| start_error(&e))?;
+    let purchases = Arc::new(
+        PurchaseReconciler::new(
+            store.clone(),
+            pool,
+            proxy.clone(),
+            std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
+        )
+        .map_err(|e| start_error(&e))?,
+    );
+
     let admin_state = admin::AdminState {
         store: store.clone(),
         routes: routes.clone(),
@@ -169,6 +196,16 @@ pub async fn run(
         reconciler,
         stopping(&stop_tx),
     ));
+    let purchase_controller = tokio::spawn(obol_control::controller::run(
+        store.clone(),
+        purchases.clone(),
+        stopping(&stop_tx),
+    ));
+    let buyer_task = tokio::spawn(obol_gateway::server::serve(
+        buyer_listener,
+        proxy.router(),
+        stopping(&stop_tx),
+    ));
     let gateway_task = tokio::spawn(obol_gateway::server::serve(
         gateway_listener,
         gateway,
@@ -176,7 +213,7 @@ pub async fn run(
     ));
     let admin_task = tokio::spawn(obol_gateway::server::serve(
         admin_listener,
-        admin::router(admin_state),
+        admin::router(admin_state, purchases.admin_router()),
         stopping(&stop_tx),
     ));
 
@@ -184,13 +221,20 @@ pub async fn run(
         pid: std::process::id(),
         gateway: gateway_bound.to_string(),
         admin: admin_bound.to_string(),
+        buyer: buyer_bound.to_string(),
         started_at: obol_config::time::now_rfc3339(),
     };
     private_fs::save_json(&paths.daemon_state_file(), &state)?;
-    tracing::info!(gateway = %state.gateway, admin = %state.admin, public_url = %public_url, "stack running");
+    tracing::info!(gateway = %state.gateway, admin = %state.admin, buyer = %state.buyer, public_url = %public_url, "stack running");
 
     stopping(&stop_tx).await;
-    let _ = tokio::join!(controller, gateway_task, admin_task);
+    let _ = tokio::join!(
+        controller,
+        purchase_controller,
+        gateway_task,
+        buyer_task,
+        admin_task
+    );
     external.abort();
     let _ = std::fs::remove_file(paths.daemon_state_file());
     tracing::info!("stack stopped");

@@ -88,6 +88,10 @@ pub enum SignerSource {
     EnvKey,
     /// A keystore, by wallet name.
     Keystore(String),
+    /// A file holding a raw hex key (`--key-file`).
+    KeyFile(std::path::PathBuf),
+    /// A keystore file anywhere (`--keystore`).
+    KeystoreFile(std::path::PathBuf),
 }
 
 impl std::fmt::Display for SignerSource {
@@ -95,6 +99,8 @@ impl std::fmt::Display for SignerSource {
         match self {
             Self::EnvKey => write!(f, "raw key from ${}", env::PRIVATE_KEY),
             Self::Keystore(name) => write!(f, "wallet {name:?}"),
+            Self::KeyFile(path) => write!(f, "key file {}", path.display()),
+            Self::KeystoreFile(path) => write!(f, "keystore {}", path.display()),
         }
     }
 }
@@ -122,6 +128,18 @@ impl SignerSource {
             Self::EnvKey => LocalSigner::from_private_key_hex(env_key.unwrap_or_default())
                 .map_err(|e| WalletError::InvalidKey(format!("${}: {e}", env::PRIVATE_KEY))),
             Self::Keystore(name) => store.load(name, &password()?),
+            Self::KeyFile(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| WalletError::Io {
+                    action: "cannot read the key file",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                LocalSigner::from_private_key_hex(text.trim())
+                    .map_err(|e| WalletError::InvalidKey(format!("{}: {e}", path.display())))
+            }
+            Self::KeystoreFile(path) => {
+                store::decrypt(path, &path.display().to_string(), &password()?)
+            }
         }
     }
 }

@@ -168,19 +168,7 @@ impl WalletStore {
     pub fn load(&self, name: &str, password: &str) -> Result<LocalSigner, WalletError> {
         validate_name(name)?;
         let path = self.existing(name)?;
-        PrivateKeySigner::decrypt_keystore(&path, password)
-            .map(LocalSigner::from)
-            .map_err(|e| match e {
-                LocalSignerError::EthKeystoreError(eth_keystore::KeystoreError::MacMismatch) => {
-                    WalletError::WrongPassword {
-                        name: name.to_owned(),
-                    }
-                }
-                other => WalletError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: other.to_string(),
-                },
-            })
+        decrypt(&path, name, password)
     }
 
     fn existing(&self, name: &str) -> Result<PathBuf, WalletError> {
@@ -226,4 +214,21 @@ fn restrict(path: &Path) -> Result<(), WalletError> {
         )?;
     }
     Ok(())
+}
+
+/// Opens the keystore at `path` (called `name` in errors) with `password`.
+pub(crate) fn decrypt(path: &Path, name: &str, password: &str) -> Result<LocalSigner, WalletError> {
+    PrivateKeySigner::decrypt_keystore(path, password)
+        .map(LocalSigner::from)
+        .map_err(|e| match e {
+            LocalSignerError::EthKeystoreError(eth_keystore::KeystoreError::MacMismatch) => {
+                WalletError::WrongPassword {
+                    name: name.to_owned(),
+                }
+            }
+            other => WalletError::Corrupt {
+                path: path.display().to_string(),
+                reason: other.to_string(),
+            },
+        })
 }

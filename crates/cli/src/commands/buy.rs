@@ -13,7 +13,7 @@ use obol_x402::wire::{SettleResponse, v2};
 use obol_x402::{Token, TokenRegistry, network};
 use serde_json::json;
 
-use super::Context;
+use super::{Context, purchase};
 use crate::cli::{BuyCommand, BuyPayArgs, BuyProbeArgs};
 use crate::output;
 
@@ -21,11 +21,20 @@ pub(crate) async fn run(ctx: &Context, command: BuyCommand) -> anyhow::Result<Ex
     match command {
         BuyCommand::Probe(args) => probe_command(ctx, args).await,
         BuyCommand::Pay(args) => pay(ctx, args).await,
+        BuyCommand::Inference(args) => purchase::inference(ctx, args).await,
+        BuyCommand::List => purchase::list(ctx).await,
+        BuyCommand::Status { name, namespace } => purchase::status(ctx, &namespace, &name).await,
+        BuyCommand::Refill(args) => purchase::refill(ctx, args).await,
+        BuyCommand::Cancel {
+            name,
+            namespace,
+            yes,
+        } => purchase::cancel(ctx, &namespace, &name, yes).await,
     }
 }
 
 /// The network and token of `requirement`, when this build knows both.
-fn known_token<'t>(
+pub(super) fn known_token<'t>(
     tokens: &'t TokenRegistry,
     requirement: &v2::PaymentRequirements,
 ) -> Option<(&'static network::Network, &'t Token)> {
@@ -96,7 +105,7 @@ const MAX_VALIDITY_SECS: u64 = 3600;
 
 /// Seller-supplied text made safe for a terminal: control characters (ANSI escapes, newlines)
 /// are shown escaped, never interpreted.
-fn clean(text: &str) -> String {
+pub(super) fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {
@@ -109,14 +118,19 @@ fn clean(text: &str) -> String {
 }
 
 /// The option to pay and its human price, or why none is acceptable.
-struct Choice {
-    requirement: v2::PaymentRequirements,
-    price: String,
-    network: &'static str,
+pub(super) struct Choice {
+    pub(super) requirement: v2::PaymentRequirements,
+    pub(super) price: String,
+    pub(super) network: &'static str,
 }
 
-/// The first option in a known token on a known network costing at most `max_amount` units.
-fn choose(offered: &Offered, max_amount: &str, symbol: &str) -> anyhow::Result<Choice> {
+/// The first `exact` option in `symbol` on a known network costing at most `max_amount` units
+/// (any price when `None`).
+pub(super) fn choose(
+    offered: &Offered,
+    max_amount: Option<&str>,
+    symbol: &str,
+) -> anyhow::Result<Choice> {
     let tokens = TokenRegistry::builtin();
     let mut refusals = Vec::new();
     for requirement in &offered.accepts {
@@ -135,18 +149,25 @@ fn choose(offered: &Offered, max_amount: &str, symbol: &str) -> anyhow::Result<C
             ));
             continue;
         }
-        let cap = parse_units(max_amount, token.decimals)
-            .with_context(|| format!("--max-amount {max_amount:?} in {}", token.symbol))?;
+        let cap = max_amount
+            .map(|max| {
+                parse_units(max, token.decimals)
+                    .with_context(|| format!("--max-amount {max:?} in {}", token.symbol))
+            })
+            .transpose()?;
         let price = human_price(&tokens, requirement);
         if requirement.scheme != "exact" {
             refusals.push(format!(
                 "{price}: scheme {:?} unsupported",
                 requirement.scheme
             ));
-        } else if requirement.amount() > cap {
+        } else if let Some(cap) = cap
+            && requirement.amount() > cap
+        {
             refusals.push(format!(
-                "{price} on {} exceeds --max-amount {max_amount}",
-                known.name
+                "{price} on {} exceeds --max-amount {}",
+                known.name,
+                max_amount.unwrap_or_default()
             ));
         } else {
             return Ok(Choice {
@@ -227,8 +248,8 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
         return finish(ctx, first, None, None).await;
     }
     let offered = probe::read_offer(first, &args.url).await?;
-    let choice = choose(&offered, &args.max_amount, &args.token)?;
-    let (signer, _) = super::wallet::load_signer(ctx, args.wallet.as_deref(), &args.password)?;
+    let choice = choose(&offered, Some(&args.max_amount), &args.token)?;
+    let (signer, _) = super::wallet::load_signer(ctx, &args.signer)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let unsigned = prepare_exact(
         &choice.requirement,

@@ -21,7 +21,7 @@ pub(crate) async fn run(ctx: &Context, command: FacilitatorCommand) -> anyhow::R
 }
 
 async fn serve_command(ctx: &Context, args: FacilitatorServeArgs) -> anyhow::Result<ExitCode> {
-    let (signer, source) = super::wallet::load_signer(ctx, args.wallet.as_deref(), &args.password)?;
+    let (signer, source) = super::wallet::load_signer(ctx, &args.signer)?;
 
     let networks = obol_config::NetworksFile::load(&ctx.paths.networks_file())?;
     let mut chains = Vec::new();

@@ -4,6 +4,7 @@ mod buy;
 mod devnet;
 mod facilitator;
 mod network;
+mod purchase;
 mod sell;
 mod stack;
 mod wallet;

@@ -1,6 +1,6 @@
 //! `obol sell http|list|status|delete` over the daemon's admin API.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -223,7 +223,10 @@ async fn from_json(ctx: &Context, args: &SellHttpArgs, source: &str) -> anyhow::
     .await
 }
 
-fn report_applied(ctx: &Context, applied: &obol_daemon::Applied) -> anyhow::Result<ExitCode> {
+fn report_applied(
+    ctx: &Context,
+    applied: &obol_daemon::Applied<ServiceOfferSpec>,
+) -> anyhow::Result<ExitCode> {
     // Like `kubectl apply`: "unchanged" is reported as updated.
     let verb = if applied.outcome == "created" {
         "created"
@@ -231,14 +234,14 @@ fn report_applied(ctx: &Context, applied: &obol_daemon::Applied) -> anyhow::Resu
         "updated"
     };
     let (namespace, name) = (
-        &applied.offer.metadata.namespace,
-        &applied.offer.metadata.name,
+        &applied.object.metadata.namespace,
+        &applied.object.metadata.name,
     );
     if ctx.json {
-        output::json(&json!({"outcome": verb, "offer": applied.offer}))?;
+        output::json(&json!({"outcome": verb, "offer": applied.object}))?;
     } else {
         println!("serviceoffer {namespace}/{name} {verb}");
-        println!("  path: {}", applied.offer.effective_path());
+        println!("  path: {}", applied.object.effective_path());
         println!("  check it with `obol sell status {name} -n {namespace}`");
     }
     Ok(ExitCode::SUCCESS)
@@ -308,7 +311,9 @@ async fn update(ctx: &Context, args: &SellUpdateArgs) -> anyhow::Result<ExitCode
         );
     }
     let client = require_admin(ctx)?;
-    let mut offer = client.offer(&args.namespace, &args.name).await?;
+    let mut offer = client
+        .get::<ServiceOfferSpec>(&args.namespace, &args.name)
+        .await?;
     if let Some(pay_to) = &args.pay_to {
         offer.spec.payment.pay_to.clone_from(pay_to);
     }
@@ -334,7 +339,7 @@ async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow:
     let (state, client) = super::stack::admin(ctx)?.ok_or_else(|| {
         anyhow::anyhow!("the stack is not running; start it with `obol stack up`")
     })?;
-    let offer = client.offer(namespace, name).await?;
+    let offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     let url = format!(
         "http://{}{}{}",
         state.gateway,
@@ -379,7 +384,7 @@ async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow:
 
 async fn stop(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
     let client = require_admin(ctx)?;
-    let mut offer = client.offer(namespace, name).await?;
+    let mut offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     offer.spec.drain_at = Some(obol_config::time::now_rfc3339());
     offer.spec.drain_grace_period = Some("0s".into());
     client.apply(&offer).await?;
@@ -485,7 +490,7 @@ fn ready(offer: &ServiceOffer) -> &'static str {
 }
 
 async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let offers = require_admin(ctx)?.offers().await?;
+    let offers = require_admin(ctx)?.list::<ServiceOfferSpec>().await?;
     if ctx.json {
         output::json(&serde_json::to_value(&offers)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -547,7 +552,7 @@ fn icon(type_: &str, status: ConditionStatus, reason: &str) -> &'static str {
 
 async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
     let client = require_admin(ctx)?;
-    let offer = client.offer(namespace, name).await?;
+    let offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     if ctx.json {
         output::json(&serde_json::to_value(&offer)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -578,19 +583,13 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
 }
 
 async fn delete(ctx: &Context, namespace: &str, name: &str, yes: bool) -> anyhow::Result<ExitCode> {
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!("pass --yes to delete {namespace}/{name} without confirmation");
-        }
-        eprint!("Delete ServiceOffer {namespace}/{name}? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not deleted");
-            return Ok(ExitCode::FAILURE);
-        }
+    if !output::confirm(&format!("Delete ServiceOffer {namespace}/{name}?"), yes)? {
+        println!("not deleted");
+        return Ok(ExitCode::FAILURE);
     }
-    require_admin(ctx)?.delete(namespace, name).await?;
+    require_admin(ctx)?
+        .delete::<ServiceOfferSpec>(namespace, name)
+        .await?;
     if ctx.json {
         output::json(&json!({"deleted": format!("{namespace}/{name}")}))?;
     } else {

@@ -81,6 +81,7 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
         public_url: args.public_url.clone(),
         gateway_listen: args.gateway_listen.clone(),
         admin_listen: args.admin_listen.clone(),
+        buyer_listen: args.buyer_listen.clone(),
         facilitator,
         ..StackFile::default()
     };
@@ -156,6 +157,7 @@ fn default_init() -> StackInitArgs {
         stack_id: None,
         gateway_listen: None,
         admin_listen: None,
+        buyer_listen: None,
         public_url: None,
         facilitator_url: None,
         facilitator_chain: Vec::new(),
@@ -232,6 +234,7 @@ fn report(
         output::json(
             &json!({"status": what, "stackId": status.stack_id, "pid": state.pid,
             "gateway": format!("http://{}", state.gateway), "admin": state.admin,
+            "buyer": format!("http://{}", state.buyer),
             "publicUrl": status.public_url, "publicUrlIsDefault": status.public_url_is_default,
             "routes": status.routes}),
         )?;
@@ -239,6 +242,10 @@ fn report(
         println!("stack {} {what} (pid {})", status.stack_id, state.pid);
         println!("  gateway:    http://{}", state.gateway);
         println!("  public URL: {}", status.public_url);
+        println!(
+            "  buyer:      http://{}/v1 (model paid/<model>)",
+            state.buyer
+        );
         println!(
             "  admin API:  http://{} (loopback, token in {})",
             state.admin,

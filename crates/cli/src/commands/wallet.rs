@@ -13,7 +13,7 @@ use obol_x402::{LocalSigner, TokenRegistry};
 use serde_json::json;
 
 use super::{Context, network};
-use crate::cli::{PasswordArgs, WalletCommand};
+use crate::cli::{PasswordArgs, SignerArgs, WalletCommand};
 use crate::output;
 
 pub(crate) async fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<ExitCode> {
@@ -55,17 +55,24 @@ pub(crate) async fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result
     }
 }
 
-/// The signer named by `--wallet` (else $OBOL_PRIVATE_KEY when set, else the default wallet),
-/// and where it came from.
+/// The signer of `--key-file`, `--keystore` or `--wallet` (else $OBOL_PRIVATE_KEY when set,
+/// else the default wallet), and where it came from.
 pub(crate) fn load_signer(
     ctx: &Context,
-    wallet: Option<&str>,
-    password: &PasswordArgs,
+    args: &SignerArgs,
 ) -> anyhow::Result<(LocalSigner, SignerSource)> {
     let env_key = std::env::var(env::PRIVATE_KEY)
         .ok()
         .filter(|k| !k.is_empty());
-    let source = SignerSource::resolve(env_key.is_some() && wallet.is_none(), wallet);
+    let password = &args.password;
+    let source = match (&args.key_file, &args.keystore) {
+        (Some(file), _) => SignerSource::KeyFile(file.clone()),
+        (None, Some(file)) => SignerSource::KeystoreFile(file.clone()),
+        (None, None) => SignerSource::resolve(
+            env_key.is_some() && args.wallet.is_none(),
+            args.wallet.as_deref(),
+        ),
+    };
     let store = WalletStore::new(&ctx.paths);
     let signer = source.load(&store, env_key.as_deref(), || {
         read_password(&password_source(password), false)
@@ -149,6 +156,7 @@ fn address_of(store: &WalletStore, name: Option<&str>) -> anyhow::Result<(Addres
                 .address()
         }
         SignerSource::Keystore(name) => store.address(name)?,
+        other => anyhow::bail!("{other} is not a named wallet"),
     };
     Ok((address, source))
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod buy;
 mod decode;
 mod devnet;
 mod network;

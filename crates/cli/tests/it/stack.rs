@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::{obol_in, stderr, stdout};
 
-const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+pub(crate) const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 
 struct StackGuard<'a>(&'a Path);
 
@@ -17,7 +17,7 @@ impl Drop for StackGuard<'_> {
 }
 
 /// A loopback upstream: `/health` and `/items` answer 200.
-async fn upstream() -> String {
+pub(crate) async fn upstream() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -59,7 +59,7 @@ fn sell_echo<'a>(upstream: &'a str, price: &'a str) -> [&'a str; 12] {
     ]
 }
 
-fn gateway(dir: &Path) -> String {
+pub(crate) fn gateway(dir: &Path) -> String {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
             .unwrap();
@@ -67,8 +67,13 @@ fn gateway(dir: &Path) -> String {
 }
 
 async fn wait_ready(dir: &Path) {
+    wait_offer_ready(dir, "echo").await;
+}
+
+/// Waits until the offer `name` is Ready.
+pub(crate) async fn wait_offer_ready(dir: &Path, name: &str) {
     for _ in 0..500 {
-        let out = obol_in(dir, &["--json", "sell", "status", "echo"], &[], None);
+        let out = obol_in(dir, &["--json", "sell", "status", name], &[], None);
         if out.status.success() {
             let offer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let ready = offer["status"]["conditions"]
@@ -142,6 +147,8 @@ async fn stack_up_sell_restart_delete() {
             "--gateway-listen",
             "127.0.0.1:0",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--buyer-listen",
             "127.0.0.1:0",
         ],
         &[],
@@ -275,6 +282,8 @@ async fn the_public_url_reaches_the_402() {
             "--gateway-listen",
             "127.0.0.1:0",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--buyer-listen",
             "127.0.0.1:0",
         ],
         &[],
@@ -556,6 +565,8 @@ async fn the_storefront_renders_in_a_browser() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--buyer-listen",
+            "127.0.0.1:0",
         ],
         &[],
         None,
@@ -652,7 +663,7 @@ async fn the_storefront_renders_in_a_browser() {
 }
 
 /// Stops the stack, then the devnet, when the test ends.
-struct DevnetStackGuard<'a>(&'a Path);
+pub(crate) struct DevnetStackGuard<'a>(pub(crate) &'a Path);
 
 impl Drop for DevnetStackGuard<'_> {
     fn drop(&mut self) {
@@ -676,6 +687,8 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
         "--gateway-listen",
         "127.0.0.1:0",
         "--admin-listen",
+        "127.0.0.1:0",
+        "--buyer-listen",
         "127.0.0.1:0",
         "--facilitator-chain",
         "devnet",

@@ -317,6 +317,7 @@ async fn deleting_tombstones_the_route_first() {
 fn time_parsing() {
     assert_eq!(parse_duration("1h"), Some(3600));
     assert_eq!(parse_duration("2h30m"), Some(9000));
+    assert_eq!(parse_duration("30d"), Some(2_592_000));
     assert_eq!(parse_duration("0"), Some(0));
     assert_eq!(parse_duration("10x"), None);
     assert_eq!(parse_duration("5"), None);

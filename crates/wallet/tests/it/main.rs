@@ -110,6 +110,35 @@ fn signer_sources() {
     assert_eq!(source, SignerSource::Keystore("default".into()));
     let signer = source.load(&store, None, || Ok("pw".into())).unwrap();
     assert_eq!(signer.address().to_checksum(None), A0);
+
+    // A keystore file anywhere, and a raw key file (surrounding whitespace ignored).
+    let keystore = SignerSource::KeystoreFile(store.path("default"));
+    let signer = keystore.load(&store, None, || Ok("pw".into())).unwrap();
+    assert_eq!(signer.address().to_checksum(None), A0);
+    let wrong = keystore
+        .load(&store, None, || Ok("nope".into()))
+        .unwrap_err();
+    assert!(
+        matches!(wrong, WalletError::WrongPassword { .. }),
+        "{wrong}"
+    );
+    let key_file = dir.path().join("key.hex");
+    std::fs::write(&key_file, format!("  {K0}\n")).unwrap();
+    let signer = SignerSource::KeyFile(key_file.clone())
+        .load(&store, None, || panic!("no password for a key file"))
+        .unwrap();
+    assert_eq!(signer.address().to_checksum(None), A0);
+    std::fs::write(&key_file, "0xsecretbutbroken").unwrap();
+    let err = SignerSource::KeyFile(key_file)
+        .load(&store, None, || Ok(String::new()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key.hex") && !err.contains("secret"), "{err}");
+    let missing = SignerSource::KeyFile(dir.path().join("absent"))
+        .load(&store, None, || Ok(String::new()))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.starts_with("cannot read the key file"), "{missing}");
 }
 
 #[test]

@@ -1,0 +1,512 @@
+//! The `PurchaseRequest` reconciler (obol-stack.md §3.3): Probed → AuthsSigned → Configured →
+//! Ready, then the buyer proxy serves `paid/<model>` from the request's pool.
+//!
+//! The pool of a request is named `<namespace>/<name>`. Its authorizations are copied from the
+//! spec into the durable pool (a nonce already there is skipped, so a refill only adds the new
+//! ones); spent and burned rows stay spent and burned. Deleting a request stops the proxy from
+//! using its pool first, then drops the unspent rows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use obol_control::controller::Reconcile;
+use obol_control::purchase::{
+    PurchasePayment, PurchaseRequest, PurchaseRequestSpec, PurchaseRequestStatus,
+};
+use obol_control::reconcile::Action;
+use obol_control::resource::{ConditionStatus, Spec, condition, is_true, set_condition};
+use obol_control::{Store, StoreError, StoreExt};
+use obol_x402::network;
+use obol_x402::wire::v2;
+use serde_json::json;
+
+use crate::auths;
+use crate::pool::{AuthPool, PoolCounts, PoolError};
+use crate::probe::{ProbeError, Prober};
+use crate::proxy::{BuyerProxy, Purchase};
+
+/// The finalizer that routes deletion through the reconciler.
+pub const FINALIZER: &str = "obol.org/purchase-finalizer";
+/// Budget of the seller probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Requeue after a failed step (seller down, conflict).
+pub const RETRY_REQUEUE: Duration = Duration::from_secs(30);
+/// Requeue of a ready request (its counts are refreshed).
+pub const READY_REQUEUE: Duration = Duration::from_secs(30);
+/// The condition types, in pipeline order.
+pub const CONDITIONS: [&str; 4] = ["Probed", "AuthsSigned", "Configured", "Ready"];
+
+/// Why a reconcile failed (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The pool failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A blocking pool task died.
+    #[error("pool task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The pool a request's authorizations live in.
+pub fn pool_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// `http://s/services/x/v1/chat/completions` → `http://s/services/x`.
+pub fn service_base(endpoint: &str) -> &str {
+    let trimmed = endpoint.trim_end_matches('/');
+    ["/v1/chat/completions", "/chat/completions", "/v1/responses"]
+        .iter()
+        .find_map(|suffix| trimmed.strip_suffix(suffix))
+        .unwrap_or(trimmed)
+}
+
+/// Reconciles purchases into the pool and the proxy's purchase table.
+pub struct PurchaseReconciler {
+    store: Arc<dyn Store>,
+    pool: Arc<AuthPool>,
+    proxy: Arc<BuyerProxy>,
+    prober: Prober,
+}
+
+impl std::fmt::Debug for PurchaseReconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PurchaseReconciler").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconcile for PurchaseReconciler {
+    type Error = ReconcileError;
+
+    fn kind(&self) -> &'static str {
+        <PurchaseRequestSpec as Spec>::KIND
+    }
+
+    async fn start(&self) -> Result<(), ReconcileError> {
+        self.rebuild().await.map(drop)
+    }
+
+    async fn reconcile(&self, namespace: &str, name: &str) -> Result<Action, ReconcileError> {
+        let Some(purchase) = self
+            .store
+            .get::<PurchaseRequestSpec>(namespace, name)
+            .await?
+        else {
+            self.rebuild().await?;
+            return Ok(Action::Done);
+        };
+        if purchase.metadata.is_deleting() {
+            return self.finalize(&purchase).await;
+        }
+        if !purchase.metadata.finalizers.iter().any(|f| f == FINALIZER) {
+            let mut finalizers = purchase.metadata.finalizers.clone();
+            finalizers.push(FINALIZER.to_owned());
+            self.store
+                .set_finalizers(self.kind(), namespace, name, finalizers)
+                .await?;
+        }
+        let mut status = if purchase.status.observed_generation == purchase.metadata.generation {
+            purchase.status.clone()
+        } else {
+            // A new spec (refill, edit): every step runs again.
+            PurchaseRequestStatus {
+                observed_generation: purchase.metadata.generation,
+                total_signed: purchase.status.total_signed,
+                ..PurchaseRequestStatus::default()
+            }
+        };
+        let action = self.evaluate(&purchase, &mut status).await?;
+        self.store
+            .patch_status::<PurchaseRequestSpec>(namespace, name, &status)
+            .await?;
+        self.rebuild().await?;
+        Ok(action)
+    }
+}
+
+impl PurchaseReconciler {
+    /// A reconciler over `store`, filling `pool` and configuring `proxy`; probes name
+    /// themselves `user_agent` (default `obol-buyer/<v>`).
+    pub fn new(
+        store: Arc<dyn Store>,
+        pool: Arc<AuthPool>,
+        proxy: Arc<BuyerProxy>,
+        user_agent: Option<&str>,
+    ) -> Result<Self, ProbeError> {
+        Ok(Self {
+            store,
+            pool,
+            proxy,
+            prober: Prober::new(user_agent, PROBE_TIMEOUT)?,
+        })
+    }
+
+    /// Rebuilds the proxy's purchases from the requests whose `Configured` is True; for a
+    /// model bought twice the older request wins. Returns how many it serves.
+    pub async fn rebuild(&self) -> Result<usize, ReconcileError> {
+        let mut configured: Vec<PurchaseRequest> = self
+            .store
+            .list::<PurchaseRequestSpec>(None)
+            .await?
+            .into_iter()
+            .filter(|p| !p.metadata.is_deleting() && is_true(&p.status.conditions, "Configured"))
+            .collect();
+        configured.sort_by(|a, b| age_order(a).cmp(&age_order(b)));
+        let mut purchases: Vec<Purchase> = Vec::with_capacity(configured.len());
+        for p in configured {
+            if purchases
+                .iter()
+                .any(|q| q.model.eq_ignore_ascii_case(&p.spec.model))
+            {
+                continue;
+            }
+            purchases.push(Purchase {
+                model: p.spec.model.clone(),
+                pool: pool_name(&p.metadata.namespace, &p.metadata.name),
+                base: service_base(&p.spec.endpoint).to_owned(),
+                chain: network::resolve(&p.spec.payment.network)
+                    .map_or_else(|_| p.spec.payment.network.clone(), |n| n.name.to_owned()),
+            });
+        }
+        let count = purchases.len();
+        self.proxy.set_purchases(purchases);
+        Ok(count)
+    }
+
+    async fn finalize(&self, purchase: &PurchaseRequest) -> Result<Action, ReconcileError> {
+        let (namespace, name) = (&purchase.metadata.namespace, &purchase.metadata.name);
+        // Stop spending first, then drop what is left.
+        self.rebuild().await?;
+        let pool = self.pool.clone();
+        let pool_name = pool_name(namespace, name);
+        let removed = tokio::task::spawn_blocking(move || pool.remove(&pool_name)).await??;
+        tracing::info!(%namespace, %name, removed, "purchase deleted; unspent authorizations dropped");
+        let remaining: Vec<String> = purchase
+            .metadata
+            .finalizers
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        self.store
+            .set_finalizers(self.kind(), namespace, name, remaining)
+            .await?;
+        Ok(Action::Done)
+    }
+
+    async fn evaluate(
+        &self,
+        purchase: &PurchaseRequest,
+        status: &mut PurchaseRequestStatus,
+    ) -> Result<Action, ReconcileError> {
+        let conditions = &mut status.conditions;
+        let not_ready = |conditions: &mut Vec<_>, reason: &str, message: &str| {
+            set_condition(conditions, "Ready", ConditionStatus::False, reason, message);
+        };
+
+        // 1. Probed.
+        if !is_true(conditions, "Probed") {
+            match self.probe(&purchase.spec).await {
+                Ok(price) => {
+                    set_condition(
+                        conditions,
+                        "Probed",
+                        ConditionStatus::True,
+                        "Validated",
+                        &format!("402: {price} on {}", purchase.spec.payment.network),
+                    );
+                    status.probed_at = Some(obol_config::time::now_rfc3339());
+                    status.probed_price = Some(price);
+                }
+                Err((reason, message)) => {
+                    set_condition(
+                        conditions,
+                        "Probed",
+                        ConditionStatus::False,
+                        reason,
+                        &message,
+                    );
+                    not_ready(conditions, "NotProbed", &message);
+                    return Ok(Action::Requeue(RETRY_REQUEUE));
+                }
+            }
+        }
+
+        // 2. AuthsSigned.
+        let spec = &purchase.spec;
+        if spec.pre_signed_auths.is_empty() {
+            let message = "spec.preSignedAuths is empty: sign some with `obol buy refill`";
+            set_condition(
+                conditions,
+                "AuthsSigned",
+                ConditionStatus::False,
+                "NoAuths",
+                message,
+            );
+            not_ready(conditions, "NoAuths", message);
+            return Ok(Action::Done);
+        }
+        let signed = match auths::from_resource(&spec.pre_signed_auths).and_then(|signed| {
+            check_terms(&signed, &spec.payment)?;
+            Ok(signed)
+        }) {
+            Ok(signed) => signed,
+            Err(error) => {
+                let message = error.to_string();
+                set_condition(
+                    conditions,
+                    "AuthsSigned",
+                    ConditionStatus::False,
+                    "InvalidAuths",
+                    &message,
+                );
+                not_ready(conditions, "InvalidAuths", &message);
+                return Ok(Action::Done);
+            }
+        };
+        status.signer_address = Some(spec.pre_signed_auths[0].from.clone());
+        set_condition(
+            conditions,
+            "AuthsSigned",
+            ConditionStatus::True,
+            "Loaded",
+            &format!("Loaded {} pre-signed auths from spec", signed.len()),
+        );
+
+        // 3. Configured.
+        let (namespace, name) = (&purchase.metadata.namespace, &purchase.metadata.name);
+        if let Some(owner) = self.alias_owner(purchase).await? {
+            let message = format!(
+                "paid/{} is already bought by PurchaseRequest {owner}; delete it or use another model name",
+                spec.model
+            );
+            set_condition(
+                conditions,
+                "Configured",
+                ConditionStatus::False,
+                "ModelConflict",
+                &message,
+            );
+            not_ready(conditions, "ModelConflict", &message);
+            return Ok(Action::Requeue(RETRY_REQUEUE));
+        }
+        let pool = self.pool.clone();
+        let pool_name = pool_name(namespace, name);
+        let total = signed.len();
+        let added = {
+            let pool_name = pool_name.clone();
+            tokio::task::spawn_blocking(move || pool.add(&pool_name, &signed)).await??
+        };
+        status.public_model = Some(format!("paid/{}", spec.model));
+        set_condition(
+            conditions,
+            "Configured",
+            ConditionStatus::True,
+            "Written",
+            &format!("Wrote {total} auths to pool {pool_name} ({added} new)"),
+        );
+        // The proxy reads `Configured` from the store.
+        self.store
+            .patch_status::<PurchaseRequestSpec>(namespace, name, status)
+            .await?;
+        self.rebuild().await?;
+
+        // 4. Ready.
+        let counts = self.counts(&pool_name).await?;
+        status.remaining = clamp(counts.available);
+        status.spent = clamp(counts.spent);
+        status.total_signed = clamp(counts.available + counts.held + counts.spent + counts.burned);
+        let conditions = &mut status.conditions;
+        if self.proxy.serves(&pool_name) {
+            set_condition(
+                conditions,
+                "Ready",
+                ConditionStatus::True,
+                "Reconciled",
+                &format!(
+                    "Buyer proxy: {} remaining, {} spent",
+                    counts.available, counts.spent
+                ),
+            );
+        } else {
+            not_ready(
+                conditions,
+                "NotServing",
+                "the buyer proxy does not serve this pool",
+            );
+        }
+        Ok(Action::Requeue(READY_REQUEUE))
+    }
+
+    /// Probes the seller; the price it asks, or the failed condition's reason and message.
+    async fn probe(&self, spec: &PurchaseRequestSpec) -> Result<String, (&'static str, String)> {
+        let offered = self.prober.chat(&spec.endpoint).await.map_err(|e| {
+            let reason = match e {
+                ProbeError::NotPaymentGated(_) => "NotPaymentGated",
+                ProbeError::NoAccepts | ProbeError::Malformed(_) => "InvalidPricing",
+                _ => "ProbeError",
+            };
+            (reason, e.to_string())
+        })?;
+        let wanted = &spec.payment;
+        let asked = offered
+            .accepts
+            .iter()
+            .find(|a| same_terms(a, wanted))
+            .or_else(|| offered.accepts.first())
+            .ok_or(("InvalidPricing", "402 body missing accepts".to_owned()))?;
+        let price = asked.amount.to_string();
+        if price != wanted.price || !same_terms(asked, wanted) {
+            return Err((
+                "PricingMismatch",
+                format!(
+                    "spec.price={} {} to {} on {} but endpoint wants {price} {} to {} on {}",
+                    wanted.price,
+                    wanted.asset,
+                    wanted.pay_to,
+                    wanted.network,
+                    asked.asset,
+                    asked.pay_to,
+                    asked.network
+                ),
+            ));
+        }
+        Ok(price)
+    }
+
+    /// The older request already serving `paid/<model>`, if another one does.
+    async fn alias_owner(&self, purchase: &PurchaseRequest) -> Result<Option<String>, StoreError> {
+        let others = self.store.list::<PurchaseRequestSpec>(None).await?;
+        Ok(others
+            .iter()
+            .filter(|o| !o.metadata.is_deleting())
+            .filter(|o| o.spec.model.eq_ignore_ascii_case(&purchase.spec.model))
+            .filter(|o| age_order(o) < age_order(purchase))
+            .find(|o| {
+                condition(&o.status.conditions, "Configured")
+                    .is_none_or(|c| c.reason != "ModelConflict")
+            })
+            .map(|o| pool_name(&o.metadata.namespace, &o.metadata.name)))
+    }
+
+    async fn counts(&self, pool_name: &str) -> Result<PoolCounts, ReconcileError> {
+        let pool = self.pool.clone();
+        let pool_name = pool_name.to_owned();
+        Ok(tokio::task::spawn_blocking(move || pool.counts(&pool_name)).await??)
+    }
+
+    /// `POST /admin/reload` (re-read the purchases) and `POST /admin/remove` (`{"name":
+    /// "<namespace>/<name>"}`: stop serving one until its next reconcile). Unauthenticated:
+    /// the host mounts it behind its own authentication.
+    pub fn admin_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/admin/reload", post(reload))
+            .route("/admin/remove", post(remove))
+            .with_state(self.clone())
+    }
+}
+
+fn admin_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+async fn reload(State(reconciler): State<Arc<PurchaseReconciler>>) -> Response {
+    match reconciler.rebuild().await {
+        Ok(purchases) => Json(json!({"purchases": purchases})).into_response(),
+        Err(e) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn remove(
+    State(reconciler): State<Arc<PurchaseReconciler>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(name) = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("name")?.as_str().map(str::to_owned))
+    else {
+        return admin_error(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"name\": \"<namespace>/<name>\"}",
+        );
+    };
+    if reconciler.proxy.remove(&name) {
+        Json(json!({"removed": true})).into_response()
+    } else {
+        admin_error(StatusCode::NOT_FOUND, "no such purchase is served")
+    }
+}
+
+fn age_order(p: &PurchaseRequest) -> (&str, &str, &str) {
+    (
+        &p.metadata.creation_timestamp,
+        &p.metadata.namespace,
+        &p.metadata.name,
+    )
+}
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The seller's option pays the same network, asset and recipient as the request.
+fn same_terms(asked: &v2::PaymentRequirements, wanted: &PurchasePayment) -> bool {
+    network::same_network(&asked.network, &wanted.network)
+        && asked.asset.eq_ignore_ascii_case(&wanted.asset)
+        && asked.pay_to.eq_ignore_ascii_case(&wanted.pay_to)
+}
+
+/// Every authorization pays what the request says it buys.
+fn check_terms(
+    signed: &[crate::presign::PreSigned],
+    wanted: &PurchasePayment,
+) -> Result<(), auths::AuthError> {
+    for (index, auth) in signed.iter().enumerate() {
+        let accepted = &auth.payload.accepted;
+        if !same_terms(accepted, wanted) || accepted.amount.to_string() != wanted.price {
+            return Err(auths::AuthError {
+                index,
+                reason: format!(
+                    "pays {} {} to {} on {}, but spec.payment is {} {} to {} on {}",
+                    accepted.amount,
+                    accepted.asset,
+                    accepted.pay_to,
+                    accepted.network,
+                    wanted.price,
+                    wanted.asset,
+                    wanted.pay_to,
+                    wanted.network
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_base_strips_api_suffixes() {
+        assert_eq!(
+            service_base("http://s/services/x/v1/chat/completions"),
+            "http://s/services/x"
+        );
+        assert_eq!(
+            service_base("http://s/services/x/chat/completions/"),
+            "http://s/services/x"
+        );
+        assert_eq!(service_base("http://s/services/x/"), "http://s/services/x");
+    }
+}

@@ -1,0 +1,290 @@
+//! `obol buy inference|list|status|refill|cancel` against a stack selling on the devnet: the
+//! buyer signs here, the stack's own buyer proxy spends, the embedded facilitator settles.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
+use crate::{obol_in, stderr};
+
+const MODEL: &str = "qwen3:0.6b";
+const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// USDC (atomic) held by the wallet of `key` on the devnet.
+fn usdc(dir: &Path, key: &str) -> u64 {
+    let out = obol_in(
+        dir,
+        &["--json", "wallet", "balance", "--chain", "devnet"],
+        &[("OBOL_PRIVATE_KEY", key)],
+        None,
+    );
+    json_of(&out)["token"]["atomic"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn buyer_url(dir: &Path) -> String {
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
+            .unwrap();
+    format!("http://{}", state["buyer"].as_str().unwrap())
+}
+
+/// One chat call through the stack's buyer proxy: status and body.
+async fn chat(dir: &Path) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", buyer_url(dir)))
+        .json(&json!({"model": format!("paid/{MODEL}"), "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn start_stack(dir: &Path) {
+    let out = obol_in(
+        dir,
+        &["stack", "up"],
+        &[("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn remaining_and_spent(dir: &Path) -> (u64, u64) {
+    let list = json_of(&obol_in(dir, &["--json", "buy", "list"], &[], None));
+    let row = &list.as_array().unwrap()[0];
+    (
+        row["remaining"].as_u64().unwrap(),
+        row["spent"].as_u64().unwrap(),
+    )
+}
+
+// Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    let out = obol_in(dir, &["devnet", "up"], &[], None);
+    let _guard = DevnetStackGuard(dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The seller's address must survive the restart below: a fixed port.
+    let gateway_listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let init = [
+        "stack",
+        "init",
+        "--gateway-listen",
+        &gateway_listen,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--buyer-listen",
+        "127.0.0.1:0",
+        "--facilitator-chain",
+        "devnet",
+    ];
+    assert!(obol_in(dir, &init, &[], None).status.success());
+    start_stack(dir);
+    let sell = [
+        "sell",
+        "inference",
+        "llm",
+        "--model",
+        MODEL,
+        "--upstream",
+        &upstream,
+        "--pay-to",
+        PAY_TO,
+        "--chain",
+        "base-sepolia",
+        "--no-register",
+    ];
+    assert!(obol_in(dir, &sell, &[], None).status.success());
+    wait_offer_ready(dir, "llm").await;
+    let seller = gateway(dir);
+    let buy = |args: &[&str]| obol_in(dir, args, &[("OBOL_PRIVATE_KEY", BUYER_KEY)], None);
+    let refused = |args: &[&str], reason: &str| {
+        let out = buy(args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(reason), "{}", stderr(&out));
+    };
+
+    // Refused before anything is signed: no terminal and no --yes; over budget.
+    refused(&["buy", "inference", &seller, "--count", "3"], "pass --yes");
+    refused(
+        &[
+            "buy",
+            "inference",
+            &seller,
+            "--count",
+            "3",
+            "--budget",
+            "0.002",
+            "--yes",
+        ],
+        "3 calls at 0.001 USDC cost 0.003 USDC, over --budget 0.002",
+    );
+    refused(
+        &["buy", "inference", &seller, "--model", "other", "--yes"],
+        "the seller's catalog has no model \"other\" (it sells qwen3:0.6b)",
+    );
+    refused(
+        &[
+            "buy",
+            "inference",
+            &format!("{seller}/services/llm"),
+            "--model",
+            "other",
+            "--yes",
+        ],
+        "serves model \"qwen3:0.6b\", not \"other\"",
+    );
+    assert_eq!(
+        json_of(&obol_in(dir, &["--json", "buy", "list"], &[], None)),
+        json!([])
+    );
+
+    // Bought through the catalog (the stack's base URL), three calls.
+    let (buyer_before, seller_before) = (usdc(dir, BUYER_KEY), usdc(dir, obol_devnet::DEV_KEYS[2]));
+    let bought = json_of(&buy(&[
+        "--json",
+        "buy",
+        "inference",
+        &seller,
+        "--count",
+        "3",
+        "--yes",
+    ]));
+    assert_eq!(bought["status"], "bought");
+    assert_eq!(bought["name"], "qwen3-0-6b");
+    assert_eq!(bought["namespace"], "buy");
+    assert_eq!(bought["publicModel"], format!("paid/{MODEL}"));
+    assert_eq!(bought["endpoint"], format!("{seller}/services/llm"));
+    assert_eq!(bought["price"], "0.001 USDC");
+    assert_eq!(bought["remaining"], 3);
+    assert_eq!(bought["buyerUrl"], format!("{}/v1", buyer_url(dir)));
+
+    let (status, body) = chat(dir).await;
+    assert_eq!((status, body), (200, json!({"ok": true})));
+    assert_eq!(remaining_and_spent(dir), (2, 1));
+
+    // The daemon dies without warning between calls; after a restart nothing is reused.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
+            .unwrap();
+    let pid = state["pid"].as_u64().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..200 {
+        if obol_in(dir, &["--json", "stack", "status"], &[], None)
+            .status
+            .code()
+            != Some(0)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    start_stack(dir);
+    assert_eq!(remaining_and_spent(dir), (2, 1), "counts survive the crash");
+    for _ in 0..2 {
+        assert_eq!(chat(dir).await.0, 200);
+    }
+    let (status, body) = chat(dir).await;
+    assert_eq!(status, 402);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pre-signed auth pool exhausted"),
+        "{body}"
+    );
+    assert_eq!(
+        usdc(dir, BUYER_KEY),
+        buyer_before - 3000,
+        "exactly three paid"
+    );
+    assert_eq!(usdc(dir, obol_devnet::DEV_KEYS[2]), seller_before + 3000);
+
+    // Refill two; status shows the terms and counts.
+    let refilled = json_of(&buy(&[
+        "--json",
+        "buy",
+        "refill",
+        "qwen3-0-6b",
+        "--count",
+        "2",
+        "--yes",
+    ]));
+    assert_eq!(refilled["status"], "refilled");
+    assert_eq!(refilled["remaining"], 2);
+    assert_eq!(chat(dir).await.0, 200);
+    let status = json_of(&obol_in(
+        dir,
+        &["--json", "buy", "status", "qwen3-0-6b"],
+        &[],
+        None,
+    ));
+    assert_eq!(status["status"]["remaining"], 1);
+    assert_eq!(status["status"]["spent"], 4);
+    assert_eq!(status["status"]["totalSigned"], 5);
+    assert_eq!(status["spec"]["preSignedAuths"], Value::Null, "not dumped");
+
+    // A second buy of the same model tops the purchase up.
+    let topped = json_of(&buy(&[
+        "--json",
+        "buy",
+        "inference",
+        &seller,
+        "--model",
+        MODEL,
+        "--count",
+        "1",
+        "--yes",
+    ]));
+    assert_eq!(topped["remaining"], 2);
+
+    // Cancelled: the proxy no longer knows the model.
+    let cancelled = json_of(&obol_in(
+        dir,
+        &["--json", "buy", "cancel", "qwen3-0-6b", "--yes"],
+        &[],
+        None,
+    ));
+    assert_eq!(
+        cancelled,
+        json!({"cancelled": "buy/qwen3-0-6b", "dropped": 2})
+    );
+    let (status, body) = chat(dir).await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no purchased upstream mapped"),
+        "{body}"
+    );
+    assert_eq!(
+        usdc(dir, BUYER_KEY),
+        buyer_before - 4000,
+        "four calls paid in all"
+    );
+}
