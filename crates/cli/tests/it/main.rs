@@ -5,6 +5,7 @@
 mod buy;
 mod decode;
 mod devnet;
+mod interop;
 mod network;
 mod stack;
 mod wallet;
