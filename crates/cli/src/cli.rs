@@ -43,6 +43,22 @@ pub(crate) enum Command {
     /// Buy from x402 sellers.
     #[command(subcommand)]
     Buy(BuyCommand),
+    /// The whole system on this machine: a devnet, the facilitator and a stack; sells a demo
+    /// model and a JSON service, buys from a second wallet, pays, and prints the receipts.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Leave everything running to explore (Ctrl-C stops it).
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// How many calls of the demo model to buy and make (1-100).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) calls: u32,
+    /// Keep the demo stack's files here instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator};
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
 use obol_wallet::{PasswordSource, SignerSource, WalletStore, read_password};
+use obol_x402::LocalSigner;
 use obol_x402::wire::{
     SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse,
 };
@@ -37,10 +38,12 @@ impl Facilitator for Unconfigured {
     }
 }
 
-/// Builds the facilitator the settings ask for.
+/// Builds the facilitator the settings ask for; `signer` (when given) pays the embedded
+/// facilitator's gas instead of the configured wallet.
 pub(crate) async fn build(
     paths: &Paths,
     setting: Option<&FacilitatorSetting>,
+    signer: Option<&LocalSigner>,
 ) -> Result<Arc<dyn Facilitator>, DaemonError> {
     let start = |e: &dyn std::fmt::Display| DaemonError::Start(format!("facilitator: {e}"));
     match setting {
@@ -59,11 +62,14 @@ pub(crate) async fn build(
                 env: std::env::var(env::WALLET_PASSWORD).ok(),
                 prompt: false,
             };
-            let signer = source
-                .load(&WalletStore::new(paths), env_key.as_deref(), || {
-                    read_password(&password, false)
-                })
-                .map_err(|e| start(&e))?;
+            let signer = match signer {
+                Some(signer) => signer.clone(),
+                None => source
+                    .load(&WalletStore::new(paths), env_key.as_deref(), || {
+                        read_password(&password, false)
+                    })
+                    .map_err(|e| start(&e))?,
+            };
             let networks = NetworksFile::load(&paths.networks_file())?;
             let mut setups = Vec::new();
             for chain in chains {

@@ -59,6 +59,8 @@ pub enum DaemonError {
 pub struct RunOptions {
     /// `--public-url`.
     pub public_url: Option<String>,
+    /// Pays the embedded facilitator's gas instead of the configured wallet (`obol demo`).
+    pub facilitator_signer: Option<obol_x402::LocalSigner>,
 }
 
 /// Reads the admin token, creating it (0600) when missing.
@@ -136,7 +138,12 @@ pub async fn run(
         routes.clone(),
         TokenRegistry::builtin(),
     ));
-    let facilitator = facilitator::build(&paths, settings.facilitator.as_ref()).await?;
+    let facilitator = facilitator::build(
+        &paths,
+        settings.facilitator.as_ref(),
+        options.facilitator_signer.as_ref(),
+    )
+    .await?;
     let guard = Arc::new(
         ReplayGuard::open(&paths.payments_file()).map_err(|e| DaemonError::Start(e.to_string()))?,
     );

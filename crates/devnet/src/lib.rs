@@ -114,6 +114,38 @@ pub fn find_anvil() -> Result<PathBuf, DevnetError> {
         })
 }
 
+/// Installs [`ANVIL_NPM_PACKAGE`] with npm under `tools` (npm's output goes to this process's
+/// stderr) and returns the binary.
+pub async fn install_anvil(tools: &Path) -> Result<PathBuf, DevnetError> {
+    let spawn_error = |source| DevnetError::Spawn {
+        path: PathBuf::from("npm"),
+        source,
+    };
+    std::fs::create_dir_all(tools).map_err(spawn_error)?;
+    let status = Command::new("npm")
+        .args(["install", "--prefix"])
+        .arg(tools)
+        .args([
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            ANVIL_NPM_PACKAGE,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .map_err(spawn_error)?;
+    if !status.success() {
+        return Err(DevnetError::Setup(format!(
+            "npm install {ANVIL_NPM_PACKAGE} failed ({status})"
+        )));
+    }
+    anvil_in(tools).ok_or_else(|| DevnetError::AnvilNotFound {
+        tools: tools.display().to_string(),
+    })
+}
+
 fn tool_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os(env::TOOLS_DIR)
         .filter(|p| !p.is_empty())
@@ -165,8 +197,20 @@ impl Anvil {
         Self::spawn_inner(chain_id, Some(log)).await
     }
 
+    /// Starts the anvil binary at `path` on a free loopback port with `chain_id`.
+    pub async fn spawn_at(path: &Path, chain_id: u64) -> Result<Self, DevnetError> {
+        Self::spawn_path(path.to_path_buf(), chain_id, None).await
+    }
+
     async fn spawn_inner(chain_id: u64, detached_log: Option<&Path>) -> Result<Self, DevnetError> {
-        let path = find_anvil()?;
+        Self::spawn_path(find_anvil()?, chain_id, detached_log).await
+    }
+
+    async fn spawn_path(
+        path: PathBuf,
+        chain_id: u64,
+        detached_log: Option<&Path>,
+    ) -> Result<Self, DevnetError> {
         let spawn_error = |source| DevnetError::Spawn {
             path: path.clone(),
             source,
@@ -280,7 +324,15 @@ impl Devnet {
     /// Starts anvil on chain 84532, places the contracts, and funds every dev account with
     /// [`USDC_FUNDING`] and [`OBOL_FUNDING`].
     pub async fn start() -> Result<Self, DevnetError> {
-        let anvil = Anvil::spawn().await?;
+        Self::ready(Anvil::spawn().await?).await
+    }
+
+    /// [`Devnet::start`] with the anvil binary at `path`.
+    pub async fn start_with_anvil(path: &Path) -> Result<Self, DevnetError> {
+        Self::ready(Anvil::spawn_at(path, DEFAULT_CHAIN_ID).await?).await
+    }
+
+    async fn ready(anvil: Anvil) -> Result<Self, DevnetError> {
         install(&anvil.endpoint()).await?;
         Ok(Self {
             anvil: Arc::new(anvil),

@@ -10,7 +10,7 @@ use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONS
 use obol_x402::money::{format_units, parse_units};
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
 use obol_x402::wire::{SettleResponse, v2};
-use obol_x402::{Token, TokenRegistry, network};
+use obol_x402::{LocalSigner, Token, TokenRegistry, network};
 use serde_json::json;
 
 use super::{Context, purchase};
@@ -250,25 +250,7 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
     let offered = probe::read_offer(first, &args.url).await?;
     let choice = choose(&offered, Some(&args.max_amount), &args.token)?;
     let (signer, _) = super::wallet::load_signer(ctx, &args.signer)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let unsigned = prepare_exact(
-        &choice.requirement,
-        Some(offered.resource.clone()),
-        signer.address(),
-        // The seller picks the window; a window of hours would let it settle long after a
-        // failed call, so it is capped.
-        ValidityWindow::for_request(
-            now,
-            choice
-                .requirement
-                .max_timeout_seconds
-                .min(MAX_VALIDITY_SECS),
-        ),
-        random_nonce(),
-    )?;
-    let signature = signer.sign_digest_sync(&unsigned.digest())?;
-    let payment = unsigned.finish(&signature);
-    let header = payment_header(offered.version, &payment)?;
+    let header = sign_one(&signer, &offered, &choice.requirement)?;
     let paid = send(Some(header))
         .await
         .context("calling the seller with the payment")?;
@@ -298,7 +280,30 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
     finish(ctx, paid, Some(summary), receipt).await
 }
 
-fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
+/// One payment of `requirement` for `offered`, as the header to send. The seller picks the
+/// validity window; a window of hours would let it settle long after a failed call, so it is
+/// capped at [`MAX_VALIDITY_SECS`].
+pub(super) fn sign_one(
+    signer: &LocalSigner,
+    offered: &Offered,
+    requirement: &v2::PaymentRequirements,
+) -> anyhow::Result<(&'static str, String)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let unsigned = prepare_exact(
+        requirement,
+        Some(offered.resource.clone()),
+        signer.address(),
+        ValidityWindow::for_request(now, requirement.max_timeout_seconds.min(MAX_VALIDITY_SECS)),
+        random_nonce(),
+    )?;
+    let signature = signer.sign_digest_sync(&unsigned.digest())?;
+    Ok(payment_header(
+        offered.version,
+        &unsigned.finish(&signature),
+    )?)
+}
+
+pub(super) fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
     [PAYMENT_RESPONSE, X_PAYMENT_RESPONSE]
         .iter()
         .find_map(|name| headers.get(*name))

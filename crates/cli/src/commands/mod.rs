@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod buy;
+mod demo;
 mod devnet;
 mod facilitator;
 mod network;
@@ -62,5 +63,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sell(command) => sell::run(&context()?, command).await,
         Command::Facilitator(command) => facilitator::run(&context()?, command).await,
         Command::Buy(command) => buy::run(&context()?, command).await,
+        Command::Demo(args) => demo::run(&context()?, args).await,
     }
 }

@@ -205,8 +205,9 @@ fn ttl_secs(text: &str) -> anyhow::Result<u64> {
     Ok(secs)
 }
 
-/// Signs `count` authorizations paying `requirement`, with a progress bar on a terminal.
-fn sign(
+/// Signs `count` authorizations paying `requirement`, with a progress bar on a terminal and
+/// the time taken on stderr.
+pub(super) fn sign(
     ctx: &Context,
     signer: &LocalSigner,
     requirement: &v2::PaymentRequirements,
@@ -237,8 +238,7 @@ fn sign(
     bar.finish_and_clear();
     if !ctx.json {
         output::note(&format!(
-            "signed {} authorizations in {} ms",
-            signed.len(),
+            "signed {count} authorizations in {} ms",
             started.elapsed().as_millis()
         ));
     }
@@ -247,7 +247,7 @@ fn sign(
 
 /// Waits until the daemon serves the purchase at its current generation; fails on a step
 /// that failed for it.
-async fn wait_ready(
+pub(super) async fn wait_ready(
     client: &obol_daemon::AdminClient,
     namespace: &str,
     name: &str,
@@ -284,7 +284,7 @@ async fn wait_ready(
 }
 
 /// Live `{pool: (remaining, spent)}` from the buyer proxy.
-async fn live_counts(buyer: &str) -> HashMap<String, (u64, u64)> {
+pub(super) async fn live_counts(buyer: &str) -> HashMap<String, (u64, u64)> {
     let status: Option<Value> = async {
         reqwest::Client::new()
             .get(format!("http://{buyer}/status"))

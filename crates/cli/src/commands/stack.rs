@@ -144,7 +144,10 @@ async fn foreground(ctx: &Context, public_url: Option<String>) -> anyhow::Result
         .try_init();
     obol_daemon::run(
         ctx.paths.clone(),
-        RunOptions { public_url },
+        RunOptions {
+            public_url,
+            ..RunOptions::default()
+        },
         super::shutdown_signal(),
     )
     .await?;

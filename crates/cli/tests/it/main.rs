@@ -4,6 +4,7 @@
 
 mod buy;
 mod decode;
+mod demo;
 mod devnet;
 mod interop;
 mod network;

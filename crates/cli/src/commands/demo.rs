@@ -1,0 +1,557 @@
+//! `obol demo`: the whole system on this machine in one command. A devnet (anvil installed
+//! with npm when missing), the embedded facilitator and the stack daemon in this process, a
+//! deterministic demo model and a JSON service as upstreams; both are sold, a second wallet
+//! buys N calls of the model as a pre-signed pool and one quote directly, every payment settles
+//! on the devnet, and a receipt table shows the transactions and balance changes.
+
+mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use obol_buyer::probe::Prober;
+use obol_config::stack::{DaemonState, FacilitatorSetting, StackFile};
+use obol_config::{Endpoint, NetworksFile, Paths};
+use obol_control::offer::{
+    ModelSpec, OfferType, PaymentSpec, PriceSpec, ServiceOffer, ServiceOfferSpec, SettleTiming,
+    UpstreamSpec,
+};
+use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSpec};
+use obol_control::resource::is_true;
+use obol_daemon::{AdminClient, RunOptions};
+use obol_devnet::{DEV_KEYS, Devnet, USDC};
+use obol_x402::LocalSigner;
+use obol_x402::money::format_units;
+use obol_x402::primitives::{Address, U256};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::buy::{choose, receipt_of, sign_one};
+use super::purchase::{live_counts, sign, wait_ready};
+use super::{Context, shutdown_signal};
+use crate::cli::DemoArgs;
+use crate::output;
+
+/// Dev account that pays the facilitator's gas.
+const FACILITATOR_KEY: usize = 9;
+/// Dev account the seller is paid to.
+const SELLER_KEY: usize = 2;
+/// Dev account that buys.
+const BUYER_KEY: usize = 1;
+/// How long each wait of the demo may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The in-process stack daemon.
+type DaemonTask = JoinHandle<Result<(), obol_daemon::DaemonError>>;
+
+/// What the demo started; stopped in reverse order.
+#[derive(Default)]
+struct Started {
+    devnet: Option<Devnet>,
+    daemon: Option<(tokio::sync::oneshot::Sender<()>, DaemonTask)>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Started {
+    async fn stop(mut self) {
+        if let Some((stop, task)) = self.daemon.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        drop(self.devnet.take());
+        drop(self.dir.take());
+    }
+}
+
+/// Prints one finished step (human mode).
+struct Steps {
+    json: bool,
+    at: Instant,
+}
+
+impl Steps {
+    fn done(&mut self, what: &str) {
+        if !self.json {
+            output::note(&format!(
+                "  ✓ {what} ({} ms)",
+                self.at.elapsed().as_millis()
+            ));
+        }
+        self.at = Instant::now();
+    }
+}
+
+fn key(index: usize) -> anyhow::Result<LocalSigner> {
+    Ok(LocalSigner::from_private_key_hex(DEV_KEYS[index])?)
+}
+
+fn usdc(amount: U256) -> String {
+    format!("{} USDC", format_units(amount, 6))
+}
+
+/// Where npm installs anvil: `$OBOL_TOOLS_DIR`, the checkout's `.tools` when run from the
+/// source tree, else `<data>/tools`.
+fn tools_dir(paths: &Paths) -> PathBuf {
+    if let Some(dir) = std::env::var_os(obol_config::env::TOOLS_DIR).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if checkout.join("Cargo.toml").is_file()
+        && let Ok(checkout) = checkout.canonicalize()
+    {
+        return checkout.join(".tools");
+    }
+    paths.data_dir.join("tools")
+}
+
+/// anvil, installed with npm into the tools directory when it is nowhere to be found.
+async fn anvil(ctx: &Context) -> anyhow::Result<PathBuf> {
+    let missing = match obol_devnet::find_anvil() {
+        Ok(path) => return Ok(path),
+        Err(e) => e,
+    };
+    let tools = tools_dir(&ctx.paths);
+    let npm = std::process::Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !npm {
+        bail!(
+            "{missing}\n  the demo installs it with npm when npm is available: install Node.js (npm), or run `npm install --prefix {} {}`",
+            tools.display(),
+            obol_devnet::ANVIL_NPM_PACKAGE
+        );
+    }
+    output::note(&format!(
+        "  … anvil not found: installing {} into {} with npm (once, about 10 s)",
+        obol_devnet::ANVIL_NPM_PACKAGE,
+        tools.display()
+    ));
+    Ok(obol_devnet::install_anvil(&tools).await?)
+}
+
+async fn wait_offers_ready(client: &AdminClient, names: &[&str]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    for name in names {
+        loop {
+            let offer = client.get::<ServiceOfferSpec>("demo", name).await?;
+            if is_true(&offer.status.conditions, "Ready") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "offer demo/{name} did not become Ready: {:?}",
+                    offer.status.conditions
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+fn offer(
+    name: &str,
+    type_: OfferType,
+    upstream: &str,
+    pay_to: Address,
+    price: &str,
+) -> ServiceOffer {
+    ServiceOffer::new(
+        "demo",
+        name,
+        ServiceOfferSpec {
+            type_,
+            model: (type_ == OfferType::Inference).then(|| ModelSpec {
+                name: upstream::MODEL.into(),
+                runtime: None,
+            }),
+            upstream: UpstreamSpec {
+                url: Some(upstream.to_owned()),
+                health_path: Some("/health".into()),
+                ..UpstreamSpec::default()
+            },
+            payment: PaymentSpec {
+                scheme: "exact".into(),
+                network: "base-sepolia".into(),
+                pay_to: pay_to.to_checksum(None),
+                max_timeout_seconds: None,
+                settle: SettleTiming::ServeFirst,
+                asset: None,
+                price: PriceSpec {
+                    per_request: Some(price.into()),
+                    ..PriceSpec::default()
+                },
+            },
+            path: None,
+            registration: None,
+            listing: None,
+            drain_at: None,
+            drain_grace_period: None,
+            provenance: None,
+            description: Some(match type_ {
+                OfferType::Inference => {
+                    "the demo model: deterministic answers, OpenAI-compatible".into()
+                }
+                _ => "demo quotes: one JSON quote per call".into(),
+            }),
+        },
+    )
+}
+
+/// One row of the receipt table.
+struct Call {
+    service: &'static str,
+    price: String,
+    status: u16,
+    tx: Option<String>,
+}
+
+/// Runs the demo; returns what to print before waiting for Ctrl-C under `--keep`.
+async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyhow::Result<String> {
+    let mut steps = Steps {
+        json: ctx.json,
+        at: Instant::now(),
+    };
+    if !ctx.json {
+        output::note(
+            "obol demo — a devnet, a facilitator, a seller and a buyer, all on this machine",
+        );
+    }
+    let anvil = anvil(ctx).await?;
+    steps.done(&format!("anvil at {}", anvil.display()));
+
+    let devnet = Devnet::start_with_anvil(&anvil).await?;
+    let endpoint = devnet.endpoint();
+    started.devnet = Some(devnet.clone());
+    steps.done(&format!(
+        "devnet {endpoint} (chain {}, USDC and Permit2 placed, dev wallets funded)",
+        devnet.chain_id()
+    ));
+
+    // A stack of its own, in --dir or a temporary directory.
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let temp = tempfile::Builder::new().prefix("obol-demo-").tempdir()?;
+            let path = temp.path().to_path_buf();
+            started.dir = Some(temp);
+            path
+        }
+    };
+    let paths = Paths::under(&dir);
+    let mut networks = NetworksFile::default();
+    networks.add(
+        "devnet",
+        devnet.chain_id(),
+        Endpoint {
+            url: endpoint.clone(),
+            allow_writes: true,
+        },
+    )?;
+    networks.save(&paths.networks_file())?;
+    let loopback = Some("127.0.0.1:0".to_owned());
+    StackFile {
+        stack_id: Some("obol-demo".into()),
+        gateway_listen: loopback.clone(),
+        admin_listen: loopback.clone(),
+        buyer_listen: loopback,
+        facilitator: Some(FacilitatorSetting::Embedded {
+            chains: vec!["devnet".into()],
+            wallet: None,
+        }),
+        ..StackFile::default()
+    }
+    .save(&paths.stack_file())?;
+    let token = obol_daemon::admin_token(&paths)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        facilitator_signer: Some(key(FACILITATOR_KEY)?),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(obol_daemon::run(paths.clone(), options, async move {
+        let _ = stopped.await;
+    }));
+    started.daemon = Some((stop, task));
+    let state = wait_for_daemon(&paths, started).await?;
+    let client = AdminClient::new(&state.admin, &token);
+    let (gateway, buyer_proxy) = (
+        format!("http://{}", state.gateway),
+        format!("http://{}", state.buyer),
+    );
+    steps.done(&format!(
+        "stack up: gateway {gateway}, buyer proxy {buyer_proxy}/v1"
+    ));
+
+    // Sell the demo model and the quote service.
+    let upstream = upstream::spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
+    let seller = key(SELLER_KEY)?.address();
+    client
+        .apply(&offer(
+            "demo-llm",
+            OfferType::Inference,
+            &upstream,
+            seller,
+            "0.001",
+        ))
+        .await?;
+    client
+        .apply(&offer(
+            "demo-quotes",
+            OfferType::Http,
+            &upstream,
+            seller,
+            "0.002",
+        ))
+        .await?;
+    wait_offers_ready(&client, &["demo-llm", "demo-quotes"]).await?;
+    steps.done(&format!(
+        "selling {} at 0.001 USDC/call and demo-quotes at 0.002 USDC/call, paid to {seller}",
+        upstream::MODEL
+    ));
+
+    // A second wallet buys N calls of the model: pre-signed here, handed to the proxy.
+    let buyer = key(BUYER_KEY)?;
+    let llm_url = format!("{gateway}/services/demo-llm");
+    let prober = Prober::new(None, WAIT)?;
+    let offered = prober.chat(&llm_url).await?;
+    let choice = choose(&offered, None, "USDC")?;
+    let requirement = &choice.requirement;
+    let signing = Instant::now();
+    // Quiet signing: the demo reports the time itself.
+    let quiet = Context {
+        paths: ctx.paths.clone(),
+        json: true,
+    };
+    let auths = sign(
+        &quiet,
+        &buyer,
+        requirement,
+        Some(&offered.resource),
+        args.calls,
+        3600,
+    )?;
+    let signed_ms = signing.elapsed().as_millis();
+    let purchase = PurchaseRequest::new(
+        "buy",
+        "demo",
+        PurchaseRequestSpec {
+            endpoint: llm_url.clone(),
+            model: upstream::MODEL.into(),
+            count: args.calls,
+            pre_signed_auths: auths,
+            auto_refill: None,
+            payment: PurchasePayment {
+                network: requirement.network.clone(),
+                pay_to: requirement.pay_to.clone(),
+                price: requirement.amount.to_string(),
+                asset: requirement.asset.clone(),
+                ..PurchasePayment::default()
+            },
+        },
+    );
+    client.apply(&purchase).await?;
+    wait_ready(&client, "buy", "demo").await?;
+    steps.done(&format!(
+        "bought {} calls of {} from {} (pre-signed in {signed_ms} ms; the proxy holds no key)",
+        args.calls,
+        upstream::MODEL,
+        buyer.address()
+    ));
+
+    let chain = obol_chain::ChainClient::connect("devnet", &devnet.endpoints())?;
+    let balances = || async {
+        Ok::<_, anyhow::Error>((
+            chain.token_balance(USDC, seller).await?,
+            chain.token_balance(USDC, buyer.address()).await?,
+        ))
+    };
+    let (seller_before, buyer_before) = balances().await?;
+
+    // Paid calls through the buyer proxy, then one more than was bought.
+    let http = reqwest::Client::builder().timeout(WAIT).build()?;
+    let chat = |n: u32| {
+        http.post(format!("{buyer_proxy}/v1/chat/completions"))
+            .json(&json!({"model": format!("paid/{}", upstream::MODEL),
+                          "messages": [{"role": "user", "content": format!("hello #{n}")}]}))
+            .send()
+    };
+    let mut calls = Vec::new();
+    let mut first_answer = None;
+    for n in 1..=args.calls {
+        let response = chat(n).await?;
+        let status = response.status().as_u16();
+        let receipt = receipt_of(response.headers());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            bail!("paid call {n} failed with {status}: {body}");
+        }
+        first_answer.get_or_insert_with(|| {
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        });
+        calls.push(Call {
+            service: "demo-llm",
+            price: choice.price.clone(),
+            status,
+            tx: receipt.map(|r| r.transaction),
+        });
+    }
+    steps.done(&format!(
+        "{} paid calls of paid/{} through the buyer proxy",
+        args.calls,
+        upstream::MODEL
+    ));
+    let response = chat(args.calls + 1).await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let refusal = body["error"]["message"].as_str().unwrap_or_default();
+    if status != 402 || !refusal.starts_with("pre-signed auth pool exhausted") {
+        bail!("the call after the pool ran out: expected the exhaustion error, got {status}");
+    }
+    steps.done(&format!(
+        "call {} refused by the proxy, nothing paid: {refusal}",
+        args.calls + 1
+    ));
+
+    // One direct paid call to the JSON service, signed on the spot (no pool).
+    let quotes_url = format!("{gateway}/services/demo-quotes/quote");
+    let offered = prober.get(&quotes_url).await?;
+    let quote_choice = choose(&offered, Some("0.01"), "USDC")?;
+    let (name, value) = sign_one(&buyer, &offered, &quote_choice.requirement)?;
+    let response = http.get(&quotes_url).header(name, value).send().await?;
+    let status = response.status().as_u16();
+    let receipt = receipt_of(response.headers());
+    let quote: Value = response.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        bail!("the paid quote failed with {status}");
+    }
+    calls.push(Call {
+        service: "demo-quotes",
+        price: quote_choice.price.clone(),
+        status,
+        tx: receipt.map(|r| r.transaction),
+    });
+    steps.done("one quote bought directly, signed on the spot (no pool)");
+
+    let (seller_after, buyer_after) = balances().await?;
+    let remaining = live_counts(&state.buyer)
+        .await
+        .get("buy/demo")
+        .map_or(0, |(r, _)| *r);
+    let storefront = format!("{gateway}/");
+    if ctx.json {
+        output::json(&json!({
+            "devnet": endpoint, "gateway": gateway, "buyerProxy": format!("{buyer_proxy}/v1"),
+            "storefront": storefront, "dir": dir,
+            "calls": calls.iter().map(|c| json!({"service": c.service, "price": c.price, "status": c.status, "transaction": c.tx})).collect::<Vec<_>>(),
+            "seller": {"address": seller, "before": seller_before.to_string(), "after": seller_after.to_string()},
+            "buyer": {"address": buyer.address(), "before": buyer_before.to_string(), "after": buyer_after.to_string()},
+            "remainingAuthorizations": remaining, "answer": first_answer, "quote": quote,
+        }))?;
+    } else {
+        println!();
+        if let Some(answer) = &first_answer {
+            println!("the model answered: {}", super::buy::clean(answer));
+        }
+        println!(
+            "the quote service answered: {}",
+            super::buy::clean(&quote["quote"].to_string())
+        );
+        println!();
+        println!(
+            "  {:<4} {:<12} {:<11} settlement transaction",
+            "call", "service", "price"
+        );
+        for (i, call) in calls.iter().enumerate() {
+            println!(
+                "  {:<4} {:<12} {:<11} {}",
+                i + 1,
+                call.service,
+                call.price,
+                call.tx.as_deref().unwrap_or("(no receipt)")
+            );
+        }
+        println!();
+        println!(
+            "  seller {seller}  {} → {}  (+{})",
+            usdc(seller_before),
+            usdc(seller_after),
+            usdc(seller_after.saturating_sub(seller_before))
+        );
+        println!(
+            "  buyer  {}  {} → {}  (−{})",
+            buyer.address(),
+            usdc(buyer_before),
+            usdc(buyer_after),
+            usdc(buyer_before.saturating_sub(buyer_after))
+        );
+        println!(
+            "  remaining pre-signed authorizations: {remaining} of {}",
+            args.calls
+        );
+        println!("  storefront: {storefront}  (also /skill.md, /api/services.json)");
+    }
+
+    let env = format!(
+        "OBOL_CONFIG_DIR={} OBOL_DATA_DIR={} OBOL_STATE_DIR={}",
+        paths.config_dir.display(),
+        paths.data_dir.display(),
+        paths.state_dir.display()
+    );
+    Ok(format!(
+        "\nrunning until Ctrl-C. Try:\n  curl -i {llm_url}/v1/chat/completions -d '{{}}'    # a 402\n  open {storefront}\n  {env} obol buy list\n  {env} obol sell list"
+    ))
+}
+
+/// Waits for the daemon to write its state file; reports its error if it stopped instead.
+async fn wait_for_daemon(paths: &Paths, started: &mut Started) -> anyhow::Result<DaemonState> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(state) = DaemonState::load(&paths.daemon_state_file())? {
+            return Ok(state);
+        }
+        if let Some((_, task)) = &started.daemon
+            && task.is_finished()
+            && let Some((_, task)) = started.daemon.take()
+        {
+            return match task.await {
+                Ok(Err(e)) => Err(e).context("the stack daemon stopped"),
+                _ => bail!("the stack daemon stopped"),
+            };
+        }
+        if Instant::now() > deadline {
+            bail!("the stack daemon did not start within {} s", WAIT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub(crate) async fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if !(1..=100).contains(&args.calls) {
+        bail!("--calls must be between 1 and 100");
+    }
+    let mut started = Started::default();
+    let outcome = tokio::select! {
+        outcome = run_demo(ctx, &args, &mut started) => outcome.map(Some),
+        () = shutdown_signal() => {
+            output::note("interrupted; stopping what the demo started");
+            Ok(None)
+        }
+    };
+    if let Ok(Some(hints)) = &outcome
+        && args.keep
+    {
+        output::note(hints);
+        shutdown_signal().await;
+    }
+    started.stop().await;
+    Ok(match outcome? {
+        Some(_) => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
+    })
+}
