@@ -15,8 +15,9 @@ use crate::{ChainError, EndpointSet, RpcUrl};
 
 sol! {
     #[sol(rpc)]
-    interface IERC20Balance {
+    interface IERC20Read {
         function balanceOf(address owner) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
     }
 }
 
@@ -146,8 +147,22 @@ impl ChainClient {
 
     /// The ERC-20 `balanceOf(owner)` of `token`.
     pub async fn token_balance(&self, token: Address, owner: Address) -> Result<U256, ChainError> {
-        IERC20Balance::new(token, &self.provider)
+        IERC20Read::new(token, &self.provider)
             .balanceOf(owner)
+            .call()
+            .await
+            .map_err(|e| self.rpc_error(&e))
+    }
+
+    /// The ERC-20 `allowance(owner, spender)` of `token`.
+    pub async fn token_allowance(
+        &self,
+        token: Address,
+        owner: Address,
+        spender: Address,
+    ) -> Result<U256, ChainError> {
+        IERC20Read::new(token, &self.provider)
+            .allowance(owner, spender)
             .call()
             .await
             .map_err(|e| self.rpc_error(&e))

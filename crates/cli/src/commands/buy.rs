@@ -250,6 +250,18 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
     let offered = probe::read_offer(first, &args.url).await?;
     let choice = choose(&offered, Some(&args.max_amount), &args.token)?;
     let (signer, _) = super::wallet::load_signer(ctx, &args.signer)?;
+    let tokens = TokenRegistry::builtin();
+    if let Some((_, token)) = known_token(&tokens, &choice.requirement)
+        && let Some(approval) =
+            super::permit2::needed(ctx, token, &signer, choice.requirement.amount()).await?
+    {
+        output::note(&format!("permit2: {}", approval.describe(&signer)));
+        let hash = approval.send(&signer).await?;
+        output::note(&format!(
+            "approved Permit2 for {}: transaction {hash}",
+            token.symbol
+        ));
+    }
     let header = sign_one(&signer, &offered, &choice.requirement)?;
     let paid = send(Some(header))
         .await

@@ -5,6 +5,7 @@ mod demo;
 mod devnet;
 mod facilitator;
 mod network;
+mod permit2;
 mod purchase;
 mod sell;
 mod stack;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use obol_buyer::reconcile::pool_name;
 use obol_buyer::{PresignOptions, auths, presign, probe};
-use obol_config::NetworksFile;
 use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSpec};
 use obol_control::reconcile::parse_duration;
 use obol_control::resource::{ConditionStatus, condition};
@@ -177,16 +176,13 @@ fn call_count(
 /// The signer's balance of the token, when an RPC endpoint for the chain is configured.
 async fn balance_of(
     ctx: &Context,
-    chain_id: u64,
     token: &Token,
     owner: obol_x402::primitives::Address,
 ) -> anyhow::Result<Option<U256>> {
-    let file = NetworksFile::load(&ctx.paths.networks_file())?;
-    let Some((name, endpoints)) = file.chains.iter().find(|(_, c)| c.chain_id == chain_id) else {
-        return Ok(None);
-    };
-    let client = obol_chain::ChainClient::connect(name, endpoints)?;
-    Ok(Some(client.token_balance(token.address, owner).await?))
+    match super::permit2::chain_by_id(ctx, token.chain_id)? {
+        Some(client) => Ok(Some(client.token_balance(token.address, owner).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The authorizations' lifetime in seconds.
@@ -373,7 +369,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     let offered = prober.chat(&endpoint).await?;
     let choice = choose(&offered, None, &args.token)?;
     let tokens = TokenRegistry::builtin();
-    let (network, token) =
+    let (_, token) =
         known_token(&tokens, &choice.requirement).context("the chosen option's token")?;
     let price = choice.requirement.amount();
     let count = call_count(args.count, args.budget.as_deref(), price, token)?;
@@ -425,14 +421,13 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     }
 
     let (signer, _) = super::wallet::load_signer(ctx, &args.sign.signer)?;
-    let balance =
-        match balance_of(ctx, network.chain_id.unwrap_or(0), token, signer.address()).await {
-            Ok(balance) => balance,
-            Err(e) => {
-                output::note(&format!("balance not checked: {e:#}"));
-                None
-            }
-        };
+    let balance = match balance_of(ctx, token, signer.address()).await {
+        Ok(balance) => balance,
+        Err(e) => {
+            output::note(&format!("balance not checked: {e:#}"));
+            None
+        }
+    };
     let units = |v: U256| format!("{} {}", format_units(v, token.decimals), token.symbol);
     if let Some(balance) = balance
         && balance < total
@@ -444,7 +439,11 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
             units(total)
         );
     }
+    let approval = super::permit2::needed(ctx, token, &signer, total).await?;
     if !ctx.json || !args.sign.yes {
+        if let Some(approval) = &approval {
+            output::note(&format!("permit2: {}", approval.describe(&signer)));
+        }
         output::note(&format!(
             "seller:  {} (model {})",
             clean(&endpoint),
@@ -476,6 +475,13 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     if !output::confirm("Pre-sign and hand these to the buyer proxy?", args.sign.yes)? {
         output::note("nothing signed");
         return Ok(ExitCode::FAILURE);
+    }
+    if let Some(approval) = &approval {
+        let hash = approval.send(&signer).await?;
+        output::note(&format!(
+            "approved Permit2 for {}: transaction {hash}",
+            token.symbol
+        ));
     }
     let signed = sign(
         ctx,

@@ -16,11 +16,13 @@ fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// USDC (atomic) held by the wallet of `key` on the devnet.
-fn usdc(dir: &Path, key: &str) -> u64 {
+/// `token` (atomic) held by the wallet of `key` on the devnet.
+fn balance(dir: &Path, key: &str, token: &str) -> u128 {
     let out = obol_in(
         dir,
-        &["--json", "wallet", "balance", "--chain", "devnet"],
+        &[
+            "--json", "wallet", "balance", "--chain", "devnet", "--token", token,
+        ],
         &[("OBOL_PRIVATE_KEY", key)],
         None,
     );
@@ -29,6 +31,10 @@ fn usdc(dir: &Path, key: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+fn usdc(dir: &Path, key: &str) -> u128 {
+    balance(dir, key, "USDC")
 }
 
 fn buyer_url(dir: &Path) -> String {
@@ -69,16 +75,18 @@ fn remaining_and_spent(dir: &Path) -> (u64, u64) {
     )
 }
 
-// Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path();
-    let upstream = upstream().await;
+/// A devnet and a stack (embedded facilitator, fixed gateway port) selling `llm` for `price`
+/// `token` per call; stopped when the guard drops.
+async fn selling_stack<'a>(
+    dir: &'a Path,
+    upstream: &str,
+    token: &str,
+    price: &str,
+) -> DevnetStackGuard<'a> {
     let out = obol_in(dir, &["devnet", "up"], &[], None);
-    let _guard = DevnetStackGuard(dir);
+    let guard = DevnetStackGuard(dir);
     assert!(out.status.success(), "{}", stderr(&out));
-    // The seller's address must survive the restart below: a fixed port.
+    // The seller's address must survive restarts: a fixed port.
     let gateway_listen = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -105,15 +113,30 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
         "--model",
         MODEL,
         "--upstream",
-        &upstream,
+        upstream,
         "--pay-to",
         PAY_TO,
         "--chain",
         "base-sepolia",
+        "--token",
+        token,
+        "--per-request",
+        price,
         "--no-register",
     ];
-    assert!(obol_in(dir, &sell, &[], None).status.success());
+    let out = obol_in(dir, &sell, &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
     wait_offer_ready(dir, "llm").await;
+    guard
+}
+
+// Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    let _guard = selling_stack(dir, &upstream, "USDC", "0.001").await;
     let seller = gateway(dir);
     let buy = |args: &[&str]| obol_in(dir, args, &[("OBOL_PRIVATE_KEY", BUYER_KEY)], None);
     let refused = |args: &[&str], reason: &str| {
@@ -287,4 +310,59 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
         buyer_before - 4000,
         "four calls paid in all"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buying_in_a_permit2_token_approves_permit2_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    let _guard = selling_stack(dir, &upstream, "OBOL", "0.5").await;
+    let seller = gateway(dir);
+    let buyer_key = obol_devnet::DEV_KEYS[3];
+    let buy = |count: &str| {
+        obol_in(
+            dir,
+            &[
+                "buy",
+                "inference",
+                &seller,
+                "--token",
+                "OBOL",
+                "--count",
+                count,
+                "--yes",
+            ],
+            &[("OBOL_PRIVATE_KEY", buyer_key)],
+            None,
+        )
+    };
+    let (buyer_before, seller_before) = (
+        balance(dir, buyer_key, "OBOL"),
+        balance(dir, obol_devnet::DEV_KEYS[2], "OBOL"),
+    );
+
+    let out = buy("2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("approved Permit2 for OBOL: transaction 0x"),
+        "{}",
+        stderr(&out)
+    );
+    for _ in 0..2 {
+        assert_eq!(chat(dir).await.0, 200);
+    }
+    let half = 5 * 10u128.pow(17);
+    assert_eq!(balance(dir, buyer_key, "OBOL"), buyer_before - 2 * half);
+    assert_eq!(
+        balance(dir, obol_devnet::DEV_KEYS[2], "OBOL"),
+        seller_before + 2 * half
+    );
+
+    // The allowance is there now: a top-up signs only.
+    let out = buy("1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Permit2"), "{}", stderr(&out));
+    assert_eq!(chat(dir).await.0, 200);
+    assert_eq!(balance(dir, buyer_key, "OBOL"), buyer_before - 3 * half);
 }

@@ -228,28 +228,6 @@ impl Ledger {
             "{tx} calls {to}"
         );
     }
-
-    /// `owner` (an unlocked anvil dev account) approves Permit2 for every unit of `token`.
-    async fn approve_permit2(&self, token: Address, owner: Address) {
-        let data = format!(
-            "0x095ea7b3{:0>64}{}",
-            hex_of(obol_x402::token::PERMIT2),
-            "f".repeat(64)
-        );
-        let tx = self
-            .rpc(
-                "eth_sendTransaction",
-                serde_json::json!([{"from": owner.to_string(), "to": token.to_string(), "data": data}]),
-            )
-            .await;
-        let tx = tx.as_str().expect("a transaction hash");
-        self.assert_settled(tx, token).await;
-    }
-}
-
-/// An address as 40 lowercase hex digits.
-fn hex_of(address: Address) -> String {
-    address.to_string().trim_start_matches("0x").to_lowercase()
 }
 
 fn address_of(key: &str) -> Address {
@@ -483,8 +461,7 @@ async fn python_x402_sdk_pays_our_gateway() {
 
 /// (b) `obol buy pay` pays an `@x402/express` seller whose facilitator is
 /// `obol facilitator serve` on the devnet: USDC (EIP-3009, the SDK's default asset) and OBOL
-/// through Permit2 (the buyer approved Permit2 beforehand: `obol buy pay` signs no EIP-2612
-/// permit).
+/// through Permit2 (`obol buy pay` sends the one-time Permit2 approval itself).
 #[tokio::test]
 async fn obol_buy_pays_an_x402_express_seller() {
     let Some(node_path) = sdk(
@@ -544,8 +521,11 @@ async fn obol_buy_pays_an_x402_express_seller() {
             "paid {price} on base-sepolia to {} — transaction 0x",
             seller.to_checksum(None)
         );
-        assert!(said.starts_with(&expected), "{said}");
-        said.split_whitespace()
+        let line = said
+            .lines()
+            .find(|l| l.starts_with(&expected))
+            .unwrap_or_else(|| panic!("no {expected:?} in {said}"));
+        line.split_whitespace()
             .find(|w| w.starts_with("0x") && w.len() == 66)
             .expect("the transaction hash")
             .to_owned()
@@ -576,8 +556,7 @@ async fn obol_buy_pays_an_x402_express_seller() {
         )
         .await;
 
-    // OBOL through Permit2, the buyer having approved Permit2 once.
-    ledger.approve_permit2(obol_devnet::OBOL, buyer).await;
+    // OBOL through Permit2: `obol buy pay` first approves Permit2 (once), then signs.
     let before = ledger.pair(obol_devnet::OBOL, seller, buyer).await;
     let paying = Instant::now();
     let out = buy(&[
@@ -591,6 +570,11 @@ async fn obol_buy_pays_an_x402_express_seller() {
     ]);
     let permit2_took = paying.elapsed();
     assert!(out.status.success(), "obol buy pay: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("approved Permit2 for OBOL: transaction 0x"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stdout(&out), r#"{"sdk":"@x402/express","paid":"permit2"}"#);
     let tx = paid_to(&out, "0.5 OBOL");
     ledger

@@ -10,7 +10,6 @@
 mod contracts;
 mod eip3009;
 mod permit2;
-mod sender;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +31,7 @@ use crate::checks::{self, Payment, PaymentIdentity, Transfer};
 use crate::reason::{Invalid, Reason};
 use crate::{Facilitator, FacilitatorError};
 
-pub use sender::Sender;
+pub use obol_chain::{SendError, Sender};
 
 /// Tunables of the embedded facilitator.
 #[derive(Debug, Clone)]
@@ -183,7 +182,7 @@ impl EvmFacilitator {
         };
         let hash = match chain.sender.send(tx).await {
             Ok(hash) => hash,
-            Err(sender::SendError::Rejected { message, revert }) => {
+            Err(SendError::Rejected { message, revert }) => {
                 // The node refused the transaction (e.g. its simulation reverted): explain it.
                 let invalid = match &payment.transfer {
                     Transfer::Eip3009(_) => {
@@ -198,7 +197,7 @@ impl EvmFacilitator {
                     "",
                 )));
             }
-            Err(sender::SendError::Infra(message)) => {
+            Err(SendError::Infra(message)) => {
                 return Err(FacilitatorError::Rpc {
                     chain_id: payment.chain_id,
                     message,

@@ -7,20 +7,28 @@
 
 use std::time::{Duration, Instant};
 
+use crate::ChainClient;
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::fillers::{ChainIdFiller, GasFiller};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall as _;
 use alloy::transports::{RpcError, TransportErrorKind};
-use obol_chain::ChainClient;
 use obol_x402::LocalSigner;
 use tokio::sync::Mutex;
 
+alloy::sol! {
+    interface IERC20Approve {
+        function approve(address spender, uint256 amount) external returns (bool);
+    }
+}
+
 /// Why a transaction was not sent.
-#[derive(Debug)]
-pub(crate) enum SendError {
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
     /// The node answered and refused it (typically: gas estimation reverted).
+    #[error("the node refused the transaction: {message}")]
     Rejected {
         /// The node's message.
         message: String,
@@ -28,6 +36,7 @@ pub(crate) enum SendError {
         revert: Vec<u8>,
     },
     /// The node could not be reached or failed.
+    #[error("the node could not be reached: {0}")]
     Infra(String),
 }
 
@@ -74,7 +83,7 @@ impl Sender {
     }
 
     /// Fills, signs and broadcasts `tx`; returns its hash.
-    pub(crate) async fn send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
+    pub async fn send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
         let mut next = self.next_nonce.lock().await;
         let nonce = match *next {
             Some(nonce) => nonce,
@@ -98,8 +107,24 @@ impl Sender {
         }
     }
 
+    /// Sends ERC-20 `approve(spender, amount)` on `token`; returns the transaction hash.
+    pub async fn approve(
+        &self,
+        token: Address,
+        spender: Address,
+        amount: U256,
+    ) -> Result<B256, SendError> {
+        let call = IERC20Approve::approveCall { spender, amount };
+        self.send(
+            TransactionRequest::default()
+                .to(token)
+                .input(call.abi_encode().into()),
+        )
+        .await
+    }
+
     /// Polls for the receipt: `Some(status)` once mined, `None` if `timeout` passed first.
-    pub(crate) async fn wait_receipt(
+    pub async fn wait_receipt(
         &self,
         hash: B256,
         timeout: Duration,
