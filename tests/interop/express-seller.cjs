@@ -1,6 +1,8 @@
 // An @x402/express seller (the official npm SDK) whose facilitator is the URL in
 // $FACILITATOR_URL, on Base Sepolia (eip155:84532), paid to $PAY_TO:
 //   GET /paid         $PRICE (default "$0.001"): the SDK's default asset, USDC (EIP-3009)
+//   POST /v1/chat/completions  $PRICE: an OpenAI-compatible answer naming the model asked for
+//                     (an external seller for `obol buy inference`)
 //   GET /paid-permit2 (when $PERMIT2_ASSET is set) $PERMIT2_AMOUNT atomic units of that EIP-2612
 //                     token, named $PERMIT2_NAME / version $PERMIT2_VERSION, paid through Permit2
 //                     with the eip2612GasSponsoring extension declared
@@ -39,6 +41,17 @@ const routes = {
       maxTimeoutSeconds: 120,
     },
     description: "interop test resource",
+    mimeType: "application/json",
+  },
+  "POST /v1/chat/completions": {
+    accepts: {
+      scheme: "exact",
+      price: process.env.PRICE || "$0.001",
+      network,
+      payTo,
+      maxTimeoutSeconds: 120,
+    },
+    description: "interop test model",
     mimeType: "application/json",
   },
 };
@@ -82,6 +95,13 @@ app.use(paymentMiddleware(routes, server));
 app.get("/paid", (_req, res) => res.json({ sdk: "@x402/express", paid: true }));
 app.get("/paid-permit2", (_req, res) => res.json({ sdk: "@x402/express", paid: "permit2" }));
 app.get("/free", (_req, res) => res.json({ free: true }));
+app.post("/v1/chat/completions", express.json(), (req, res) =>
+  res.json({
+    object: "chat.completion",
+    model: (req.body && req.body.model) || "unknown",
+    choices: [{ index: 0, message: { role: "assistant", content: "paid answer from @x402/express" } }],
+  }),
+);
 
 const listener = app.listen(0, "127.0.0.1", () => {
   console.log(`listening http://127.0.0.1:${listener.address().port}`);

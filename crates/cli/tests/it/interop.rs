@@ -3,7 +3,9 @@
 //!
 //! - a Python client on the PyPI `x402` package pays our gateway (`obol stack up` with the
 //!   embedded facilitator on the devnet, selling an HTTP upstream);
-//! - `obol buy pay` pays an `@x402/express` seller whose facilitator is `obol facilitator serve`.
+//! - `obol buy pay` pays an `@x402/express` seller whose facilitator is `obol facilitator serve`;
+//!   then `obol buy inference` buys a pool from that seller given only its URL and spends it
+//!   through this machine's buyer proxy (the original's buy-external flow).
 //!
 //! Each pays once in USDC (EIP-3009) and once in OBOL through Permit2. Every payment settles on
 //! the devnet: the transaction the SDK or `obol` reports is mined and succeeded, and the seller's
@@ -585,11 +587,91 @@ async fn obol_buy_pays_an_x402_express_seller() {
         .assert_moved(obol_devnet::OBOL, (seller, buyer), before, price)
         .await;
 
+    // buy-external: a pool bought from the external seller given only its URL, spent through
+    // this machine's own buyer proxy (a stack with no facilitator: it only buys).
+    let external = Instant::now();
+    let init = [
+        "stack",
+        "init",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--buyer-listen",
+        "127.0.0.1:0",
+    ];
+    assert!(obol_in(dir, &init, &[], None).status.success());
+    let out = obol_in(dir, &["stack", "up"], &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _stack = StackDown(dir);
+    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
+    let chat_url = format!("{seller_url}/v1/chat/completions");
+    let out = buy(&[
+        "--json",
+        "buy",
+        "inference",
+        &chat_url,
+        "--model",
+        "external-model",
+        "--count",
+        "2",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "obol buy inference: {}", stderr(&out));
+    let bought: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(bought["publicModel"], "paid/external-model");
+    assert_eq!(bought["remaining"], 2);
+    let proxy = bought["buyerUrl"]
+        .as_str()
+        .expect("the buyer proxy")
+        .to_owned();
+    let ask = || async {
+        let response = reqwest::Client::new()
+            .post(format!("{proxy}/chat/completions"))
+            .json(&serde_json::json!({"model": "paid/external-model", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("the buyer proxy answers");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        (status, body)
+    };
+    for _ in 0..2 {
+        let (status, body) = ask().await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["model"], "external-model", "paid/ stripped");
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            "paid answer from @x402/express"
+        );
+    }
+    let (status, body) = ask().await;
+    assert_eq!(status, 402, "{body}");
+    ledger
+        .assert_moved(
+            obol_devnet::USDC,
+            (seller, buyer),
+            before,
+            U256::from(2000u64),
+        )
+        .await;
+    let external_took = external.elapsed();
+
     println!(
-        "interop (b) obol buy pay → @x402/express + obol facilitator: setup {} ms (devnet, facilitator, node seller); USDC/EIP-3009 payment {} ms, OBOL/Permit2 payment {} ms (`obol buy pay`: 402 → sign → verify → settle → 200); total {} ms",
+        "interop (b) obol buy pay → @x402/express + obol facilitator: setup {} ms (devnet, facilitator, node seller); USDC/EIP-3009 payment {} ms, OBOL/Permit2 payment {} ms (`obol buy pay`: 402 → sign → verify → settle → 200); buy-external (stack up, buy inference of 2, 2 paid calls through the buyer proxy, exhaustion) {} ms; total {} ms",
         ms(setup),
         ms(usdc_took),
         ms(permit2_took),
+        ms(external_took),
         ms(started.elapsed())
     );
+}
+
+/// Stops the stack in `dir` when dropped.
+struct StackDown<'a>(&'a Path);
+
+impl Drop for StackDown<'_> {
+    fn drop(&mut self) {
+        obol_in(self.0, &["stack", "down"], &[], None);
+    }
 }
