@@ -63,6 +63,9 @@ pub enum BuyError {
     /// The pool could not pay.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// A pool task died.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl BuyError {
@@ -79,7 +82,9 @@ impl BuyError {
             Self::Pool(PoolError::Mismatch { .. }) => {
                 (StatusCode::PAYMENT_REQUIRED, "payment_terms_changed")
             }
-            Self::Pool(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Pool(_) | Self::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
         }
     }
 }
@@ -214,7 +219,7 @@ impl BuyerProxy {
             let offered = probe::read_offer(first, &url)
                 .await
                 .map_err(|e| BuyError::Challenge(e.to_string()))?;
-            let (mut held, header_pair) = self.hold(&purchase.pool, &offered)?;
+            let (mut held, header_pair) = self.hold(&purchase.pool, offered).await?;
             // From here the seller may act on the authorization: an error or a cancelled call
             // burns it (dropping `held` after `sent`), never returns it to the queue.
             held.sent();
@@ -229,9 +234,13 @@ impl BuyerProxy {
             if !settled(paid.headers()) {
                 metrics::count(&purchase, Counter::PaymentUnsettledConfirmations);
             }
-            held.confirm().inspect_err(|_| {
-                metrics::count(&purchase, Counter::ConfirmSpendFailure);
-            })?;
+            // The spent mark is an fsync'd write: off the async workers.
+            tokio::task::spawn_blocking(move || held.confirm())
+                .await
+                .map_err(|e| BuyError::Internal(e.to_string()))?
+                .inspect_err(|_| {
+                    metrics::count(&purchase, Counter::ConfirmSpendFailure);
+                })?;
         } else {
             metrics::count(&purchase, Counter::PaymentFailure);
             // A receipt means a settlement was attempted, and a 402 means the seller refused
@@ -252,33 +261,39 @@ impl BuyerProxy {
         Ok(relay(paid))
     }
 
-    /// Holds an authorization paying one of the seller's options, and its header.
-    fn hold(
+    /// Holds an authorization paying one of the seller's options, and its header. The pool's
+    /// SQLite work runs on the blocking pool.
+    async fn hold(
         &self,
         pool: &str,
-        offered: &Offered,
+        offered: Offered,
     ) -> Result<(crate::pool::Held, (&'static str, HeaderValue)), BuyError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut refusal = None;
-        for asked in &offered.accepts {
-            match self.pool.take(pool, asked, now) {
-                Ok(held) => {
-                    let (name, value) = payment_header(offered.version, held.payload())
-                        .map_err(|e| BuyError::Challenge(e.to_string()))?;
-                    let value = HeaderValue::from_str(&value)
-                        .map_err(|e| BuyError::Challenge(e.to_string()))?;
-                    return Ok((held, (name, value)));
+        let (auths, pool) = (self.pool.clone(), pool.to_owned());
+        let version = offered.version;
+        let held = tokio::task::spawn_blocking(move || {
+            let mut refusal = None;
+            for asked in &offered.accepts {
+                match auths.take(&pool, asked, now) {
+                    Ok(held) => return Ok(held),
+                    Err(error @ PoolError::Mismatch { .. }) => refusal = Some(error),
+                    Err(error) => return Err(error.into()),
                 }
-                Err(error @ PoolError::Mismatch { .. }) => refusal = Some(error),
-                Err(error) => return Err(error.into()),
             }
-        }
-        Err(refusal.map_or_else(
-            || BuyError::Challenge("the seller offers no payment option".into()),
-            BuyError::from,
-        ))
+            Err(refusal.map_or_else(
+                || BuyError::Challenge("the seller offers no payment option".into()),
+                BuyError::from,
+            ))
+        })
+        .await
+        .map_err(|e| BuyError::Internal(e.to_string()))??;
+        let (name, value) = payment_header(version, held.payload())
+            .map_err(|e| BuyError::Challenge(e.to_string()))?;
+        let value =
+            HeaderValue::from_str(&value).map_err(|e| BuyError::Challenge(e.to_string()))?;
+        Ok((held, (name, value)))
     }
 
     async fn send(
