@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::metrics::{self, Counter};
-use crate::pool::{AuthPool, PoolError};
+use crate::pool::{AuthPool, PoolCounts, PoolError};
 use crate::probe::{self, DEFAULT_USER_AGENT, Offered, payment_header};
 
 /// The largest request body accepted from the agent.
@@ -174,6 +174,22 @@ impl BuyerProxy {
                 .collect(),
         );
         true
+    }
+
+    /// Every purchase (by model) with its pool's counts, read on the blocking pool.
+    async fn counts(&self) -> Result<Vec<(Purchase, PoolCounts)>, BuyError> {
+        let mut purchases: Vec<Purchase> = self.purchases.load().values().cloned().collect();
+        purchases.sort_by(|a, b| a.model.cmp(&b.model));
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            purchases
+                .into_iter()
+                .map(|p| pool.counts(&p.pool).map(|counts| (p, counts)))
+                .collect::<Result<Vec<_>, PoolError>>()
+        })
+        .await
+        .map_err(|e| BuyError::Internal(e.to_string()))?
+        .map_err(BuyError::from)
     }
 
     /// The proxy's routes.
@@ -337,27 +353,27 @@ async fn responses(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Re
 
 /// `GET /status`: each purchase with its pool's remaining and spent counts.
 async fn status(State(proxy): State<Arc<BuyerProxy>>) -> Response {
-    let purchases = proxy.purchases.load();
-    let mut models: Vec<&Purchase> = purchases.values().collect();
-    models.sort_by(|a, b| a.model.cmp(&b.model));
-    let mut out = Vec::with_capacity(models.len());
-    for purchase in models {
-        match proxy.pool.counts(&purchase.pool) {
-            Ok(counts) => out.push(json!({
+    let counted = match proxy.counts().await {
+        Ok(counted) => counted,
+        Err(error) => return error.into_response(),
+    };
+    let out: Vec<Value> = counted
+        .iter()
+        .map(|(purchase, counts)| {
+            json!({
                 "model": purchase.model, "pool": purchase.pool, "seller": purchase.base,
                 "remaining": counts.available, "spent": counts.spent,
                 "held": counts.held, "burned": counts.burned,
-            })),
-            Err(error) => return BuyError::from(error).into_response(),
-        }
-    }
+            })
+        })
+        .collect();
     Json(json!({"purchases": out})).into_response()
 }
 
 /// `GET /metrics`: refreshes the pool gauges, then renders.
 async fn metrics_text(State(proxy): State<Arc<BuyerProxy>>) -> Response {
-    for purchase in proxy.purchases.load().values() {
-        if let Ok(counts) = proxy.pool.counts(&purchase.pool) {
+    if let Ok(counted) = proxy.counts().await {
+        for (purchase, counts) in &counted {
             metrics::pool_gauges(purchase, counts.available, counts.spent);
         }
     }
