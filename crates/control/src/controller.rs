@@ -1,6 +1,8 @@
 //! The controller loop: reconciles every object of one kind at start, then each one the store
 //! reports changed, and each one whose requeue time came, until shutdown. The daemon runs one
-//! loop per kind ([`Reconcile::kind`]): offers and purchases.
+//! loop per kind ([`Reconcile::kind`]): offers and purchases. A change to a kind the reconciler
+//! also reads ([`Reconcile::also_watch`], e.g. the `AgentIdentity` offers take their agent id
+//! from) re-queues every object of its kind.
 //!
 //! Keys are queued without duplicates; a failed reconcile is retried with exponential backoff
 //! (1 s doubling to 5 min) so a broken store does not spin.
@@ -30,6 +32,12 @@ pub trait Reconcile: Send + Sync {
 
     /// The kind it reconciles.
     fn kind(&self) -> &'static str;
+
+    /// Other kinds whose changes affect every object of [`Reconcile::kind`]: any event on them
+    /// re-queues all of its objects.
+    fn also_watch(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Runs once before the first reconcile (e.g. publishing what the store already holds).
     async fn start(&self) -> Result<(), Self::Error> {
@@ -108,6 +116,9 @@ pub async fn run<R: Reconcile + ?Sized>(
                     if queued.insert(key.clone()) {
                         ready.push(key);
                     }
+                }
+                Ok(event) if reconciler.also_watch().contains(&event.key().kind.as_str()) => {
+                    queue_all(store.as_ref(), kind, &mut ready, &mut queued).await;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {

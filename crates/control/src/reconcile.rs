@@ -3,6 +3,12 @@
 //! ModelReady → UpstreamHealthy → PaymentGateReady → RoutePublished → Registered → Ready, with
 //! the reasons of obol-stack.md §3.1. After every reconcile the gateway's route table is rebuilt
 //! from the offers whose `RoutePublished` is True, so the gateway serves exactly those.
+//!
+//! `Registered`: the controller never signs. An offer with registration enabled takes its
+//! `agentId` from the `AgentIdentity` `x402/default` for its chain (any naming of the same chain
+//! id, [`ChainIds::registration_for`]), recorded there by `obol sell register` or `obol sell
+//! identity import`; until then it is `AwaitingExternalRegistration` and already serves paid
+//! traffic. Identity changes re-queue every offer ([`Reconcile::also_watch`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +17,9 @@ use obol_gateway::Routes;
 use obol_x402::token::TokenRegistry;
 
 use crate::controller::Reconcile;
+use crate::identity::{AgentIdentitySpec, DEFAULT_IDENTITY};
 use crate::offer::{OfferType, ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, is_reserved};
+use crate::registration::{ChainIdSource, ChainIds};
 use crate::resource::{ConditionStatus, Spec, is_true, set_condition};
 use crate::routes::route_table;
 use crate::store::{Store, StoreError, StoreExt};
@@ -51,6 +59,7 @@ pub struct Reconciler {
     routes: Arc<Routes>,
     tokens: TokenRegistry,
     http: reqwest::Client,
+    chains: ChainIdSource,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -125,6 +134,10 @@ impl Reconcile for Reconciler {
         <ServiceOfferSpec as Spec>::KIND
     }
 
+    fn also_watch(&self) -> &'static [&'static str] {
+        &[<AgentIdentitySpec as Spec>::KIND]
+    }
+
     async fn start(&self) -> Result<(), StoreError> {
         self.publish_routes().await.map(drop)
     }
@@ -147,7 +160,16 @@ impl Reconciler {
             routes,
             tokens,
             http,
+            chains: Arc::new(ChainIds::builtin),
         }
+    }
+
+    /// Resolves chain names through `chains` (the daemon reads the networks file, so custom
+    /// names like `devnet` match); by default only the x402 network table is known.
+    #[must_use]
+    pub fn with_chains(mut self, chains: ChainIdSource) -> Self {
+        self.chains = chains;
+        self
     }
 
     /// Reconciles one offer, then republishes the routes.
@@ -339,8 +361,16 @@ impl Reconciler {
             );
         }
 
-        // Registered: on-chain registration arrives with the ERC-8004 work.
+        // Registered: the agent id recorded for the offer's chain, if any.
         let registration = offer.spec.registration.as_ref().filter(|r| r.enabled);
+        let recorded = match registration {
+            Some(_) => self.recorded_agent(&offer.spec.payment.network).await?,
+            None => None,
+        };
+        status.agent_id = recorded.as_ref().map(|(id, _, _)| id.clone());
+        status.registration_tx_hash = recorded.as_ref().and_then(|(_, _, tx)| tx.clone());
+        let c = &mut status.conditions;
+        let network = &offer.spec.payment.network;
         if !is_true(c, "RoutePublished") && registration.is_some() {
             set_condition(
                 c,
@@ -357,15 +387,23 @@ impl Reconciler {
                 "Disabled",
                 "ERC-8004 registration is disabled for this offer",
             );
-        } else if status.agent_id.is_some() {
-            set_condition(c, "Registered", True, "Active", "Registered on ERC-8004");
+        } else if let Some((agent_id, chain, _)) = &recorded {
+            set_condition(
+                c,
+                "Registered",
+                True,
+                "Active",
+                &format!("Registered as ERC-8004 agent {agent_id} on {chain}"),
+            );
         } else {
             set_condition(
                 c,
                 "Registered",
                 False,
                 "AwaitingExternalRegistration",
-                "Awaiting ERC-8004 registration; the offer already serves paid traffic",
+                &format!(
+                    "Awaiting ERC-8004 registration: run `obol sell register --chain {network}`; the offer already serves paid traffic"
+                ),
             );
         }
 
@@ -400,6 +438,24 @@ impl Reconciler {
             (true, _, _) => Action::Requeue(READY_REQUEUE),
             (false, _, _) => Action::Requeue(NOT_READY_REQUEUE),
         })
+    }
+
+    /// `(agentId, chain as recorded, txHash)` from the canonical identity for `network`.
+    async fn recorded_agent(
+        &self,
+        network: &str,
+    ) -> Result<Option<(String, String, Option<String>)>, StoreError> {
+        let Some(identity) = self
+            .store
+            .get::<AgentIdentitySpec>(DEFAULT_IDENTITY.0, DEFAULT_IDENTITY.1)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let chains = (self.chains)();
+        Ok(chains
+            .registration_for(&identity.status, network)
+            .map(|r| (r.agent_id.clone(), r.chain.clone(), r.tx_hash.clone())))
     }
 
     /// GET the health path: 2xx is healthy.

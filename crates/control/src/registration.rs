@@ -12,11 +12,22 @@
 //!   registrations kept — the NFT outlives the offers.
 //! - `registrations[]`: the identity's chains sorted by name, as
 //!   `eip155:<chainId>:<registry>`; chains without a known registry are skipped.
+//! - The identity's `spec` (name, description, image) comes before the owner offer's
+//!   registration block.
+//!
+//! Chain names: the identity records the name the operator registered on (`base-sepolia`,
+//! `devnet`), offers name theirs in `payment.network` (`base-sepolia`, `eip155:84532`).
+//! [`ChainIds`] resolves both to chain ids, so an offer finds its agent id whatever the naming.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use obol_config::NetworksFile;
+use obol_config::networks::chain_key;
 use obol_erc8004::document::WELL_KNOWN_PATH;
 use obol_erc8004::{AgentRegistry, RegistrationDocument, RegistrationRef, Registries, Service};
 
-use crate::identity::{AgentIdentity, AgentIdentityStatus};
+use crate::identity::{AgentIdentity, AgentIdentityStatus, ChainRegistration};
 use crate::offer::{OfferType, ServiceOffer};
 use crate::reconcile::{parse_duration, parse_rfc3339};
 use crate::storefront::is_listed;
@@ -49,26 +60,106 @@ pub fn builtin_registry(chain: &str) -> Option<AgentRegistry> {
     Registries::builtin().for_network(chain)
 }
 
+/// Chain names → EVM chain ids: the x402 network table (`base-sepolia`, `base`, `eip155:8453`),
+/// then custom names (`devnet`) with the chain id the networks file gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainIds {
+    custom: BTreeMap<String, u64>,
+}
+
+/// Where the daemon gets fresh [`ChainIds`] (the networks file may change while it runs:
+/// `obol devnet up` after `obol stack up`).
+pub type ChainIdSource = Arc<dyn Fn() -> ChainIds + Send + Sync>;
+
+impl ChainIds {
+    /// The x402 network table only.
+    pub fn builtin() -> Self {
+        Self::default()
+    }
+
+    /// The x402 table plus every chain of the networks file.
+    pub fn from_networks(file: &NetworksFile) -> Self {
+        Self {
+            custom: file
+                .chains
+                .iter()
+                .map(|(name, chain)| (name.clone(), chain.chain_id))
+                .collect(),
+        }
+    }
+
+    /// Adds (or replaces) a custom chain name.
+    #[must_use]
+    pub fn with(mut self, name: &str, chain_id: u64) -> Self {
+        self.custom.insert(chain_key(name), chain_id);
+        self
+    }
+
+    /// The chain id of `chain` (any alias, CAIP-2, or a custom name).
+    pub fn chain_id(&self, chain: &str) -> Option<u64> {
+        obol_x402::network::evm_chain_id(chain)
+            .ok()
+            .or_else(|| self.custom.get(&chain_key(chain)).copied())
+    }
+
+    /// The Identity Registry of `chain` (the built-in deployments; the devnet places its own at
+    /// the testnet address).
+    pub fn registry(&self, chain: &str) -> Option<AgentRegistry> {
+        Registries::builtin().get(self.chain_id(chain)?)
+    }
+
+    /// The identity's registration for `chain`: recorded under the same name (any alias), else
+    /// under another name of the same chain id (an agent id belongs to a registry, not a name:
+    /// `devnet` and `base-sepolia` share chain 84532 on a devnet).
+    pub fn registration_for<'a>(
+        &self,
+        status: &'a AgentIdentityStatus,
+        chain: &str,
+    ) -> Option<&'a ChainRegistration> {
+        let key = chain_key(chain);
+        if let Some(same) = status
+            .registrations
+            .iter()
+            .find(|r| chain_key(&r.chain) == key)
+        {
+            return Some(same);
+        }
+        let id = self.chain_id(chain)?;
+        status
+            .registrations
+            .iter()
+            .find(|r| self.chain_id(&r.chain) == Some(id))
+    }
+}
+
 /// The identity's agent ids as `registrations[]`, sorted by chain name; chains `resolve` has no
-/// registry for, and ids that are not decimal integers, are skipped.
+/// registry for, ids that are not decimal integers, and repeats of the same registry and id
+/// are skipped.
 pub fn identity_registrations(
     status: &AgentIdentityStatus,
     resolve: impl Fn(&str) -> Option<AgentRegistry>,
 ) -> Vec<RegistrationRef> {
     let mut chains: Vec<_> = status.registrations.iter().collect();
     chains.sort_by(|a, b| a.chain.cmp(&b.chain));
-    chains
-        .into_iter()
-        .filter_map(|r| {
-            let agent_id = r.agent_id.trim().parse::<u64>().ok()?;
-            Some(RegistrationRef::new(&resolve(&r.chain)?, agent_id))
-        })
-        .collect()
+    let mut out: Vec<RegistrationRef> = Vec::new();
+    for r in chains {
+        let Ok(agent_id) = r.agent_id.trim().parse::<u64>() else {
+            continue;
+        };
+        let Some(registry) = resolve(&r.chain) else {
+            continue;
+        };
+        let entry = RegistrationRef::new(&registry, agent_id);
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
 }
 
 /// The document for `identity`: active from the publishable offers, or the tombstone when there
 /// are none. `resolve` maps the identity's chain names to registries (see
-/// [`builtin_registry`]); `base_url` is the public base URL.
+/// [`builtin_registry`], [`ChainIds::registry`]); `base_url` is the public base URL.
 pub fn document(
     offers: &[ServiceOffer],
     identity: &AgentIdentity,
@@ -80,21 +171,29 @@ pub fn document(
     let registrations = identity_registrations(&identity.status, resolve);
     let listed = publishable(offers, now);
     let default_image = format!("{base}{DEFAULT_IMAGE_PATH}");
+    let spec = &identity.spec;
     let Some(owner) = oldest(&listed) else {
-        let name = &identity.metadata.name;
+        let name = non_empty(spec.name.as_deref()).unwrap_or(&identity.metadata.name);
         return RegistrationDocument::tombstone(
-            name.clone(),
+            name.to_owned(),
             format!("Agent {name} (deactivated)"),
-            Some(default_image),
+            Some(non_empty(spec.image.as_deref()).map_or(default_image, str::to_owned)),
             registrations,
         );
     };
     let registration = owner.spec.registration.clone().unwrap_or_default();
-    let name = non_empty(registration.name.as_deref())
+    let name = non_empty(spec.name.as_deref())
+        .or_else(|| non_empty(registration.name.as_deref()))
         .unwrap_or(&owner.metadata.name)
         .to_owned();
-    let mut doc = RegistrationDocument::active(name, description(owner));
-    doc.image = Some(non_empty(registration.image.as_deref()).map_or(default_image, str::to_owned));
+    let description =
+        non_empty(spec.description.as_deref()).map_or_else(|| description(owner), str::to_owned);
+    let mut doc = RegistrationDocument::active(name, description);
+    doc.image = Some(
+        non_empty(spec.image.as_deref())
+            .or_else(|| non_empty(registration.image.as_deref()))
+            .map_or(default_image, str::to_owned),
+    );
     for offer in &listed {
         let mut web = Service::web(format!("{base}{}", offer.effective_path()));
         web.drain_ends_at = drain_end(offer).map(obol_config::time::rfc3339);
@@ -214,13 +313,17 @@ mod tests {
     }
 
     fn identity(chains: &[(&str, &str)]) -> AgentIdentity {
-        let mut identity =
-            AgentIdentity::new(DEFAULT_IDENTITY.0, DEFAULT_IDENTITY.1, AgentIdentitySpec {});
+        let mut identity = AgentIdentity::new(
+            DEFAULT_IDENTITY.0,
+            DEFAULT_IDENTITY.1,
+            AgentIdentitySpec::default(),
+        );
         identity.status.registrations = chains
             .iter()
             .map(|(chain, id)| ChainRegistration {
                 chain: (*chain).into(),
                 agent_id: (*id).into(),
+                tx_hash: None,
             })
             .collect();
         identity
@@ -394,6 +497,79 @@ mod tests {
                 &Registries::builtin().get(84532).unwrap(),
                 0
             )]
+        );
+    }
+
+    #[test]
+    fn identity_spec_comes_first_and_names_resolve_by_chain_id() {
+        let mut offer = ready("weather", "2026-01-01T00:00:00Z", true);
+        offer.spec.registration.as_mut().unwrap().name = Some("From offer".into());
+        let mut identity = identity(&[("devnet", "3"), ("base-sepolia", "3")]);
+        identity.spec = AgentIdentitySpec {
+            name: Some("Obol Agent".into()),
+            description: Some("Everything we sell".into()),
+            image: Some("https://img.example/a.png".into()),
+        };
+        let chains = ChainIds::builtin().with("devnet", 84532);
+        let doc = document(
+            std::slice::from_ref(&offer),
+            &identity,
+            BASE,
+            |c| chains.registry(c),
+            NOW,
+        );
+        assert_eq!(
+            (doc.name.as_str(), doc.description.as_str()),
+            ("Obol Agent", "Everything we sell")
+        );
+        assert_eq!(doc.image.as_deref(), Some("https://img.example/a.png"));
+        assert_eq!(
+            doc.registrations,
+            [RegistrationRef::new(
+                &Registries::builtin().get(84532).unwrap(),
+                3
+            )],
+            "one registry and id, listed once"
+        );
+        let tombstone = document(&[], &identity, BASE, |c| chains.registry(c), NOW);
+        assert_eq!(tombstone.name, "Obol Agent");
+        assert_eq!(tombstone.description, "Agent Obol Agent (deactivated)");
+
+        // An offer on base-sepolia finds the id recorded for devnet (same chain id), an exact
+        // name wins, and an unknown chain finds nothing.
+        let status = &self::identity(&[("devnet", "3"), ("base", "9")]).status;
+        for (chain, want) in [
+            ("base-sepolia", Some("3")),
+            ("eip155:84532", Some("3")),
+            ("DEVNET", Some("3")),
+            ("base", Some("9")),
+            ("eip155:8453", Some("9")),
+            ("ethereum", None),
+            ("nowhere", None),
+        ] {
+            assert_eq!(
+                chains
+                    .registration_for(status, chain)
+                    .map(|r| r.agent_id.as_str()),
+                want,
+                "{chain}"
+            );
+        }
+        assert_eq!(ChainIds::builtin().chain_id("devnet"), None);
+        assert_eq!(chains.chain_id("base"), Some(8453));
+        let mut file = NetworksFile::default();
+        file.add(
+            "devnet",
+            84532,
+            obol_config::Endpoint {
+                url: "http://127.0.0.1:8545".into(),
+                allow_writes: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            ChainIds::from_networks(&file).chain_id("devnet"),
+            Some(84532)
         );
     }
 

@@ -7,6 +7,7 @@ use obol_x402::money::Decimal;
 use obol_x402::network;
 use obol_x402::pricing::Price;
 
+use crate::identity::AgentIdentity;
 use crate::offer::{OfferType, ServiceOffer, is_reserved};
 use crate::purchase::PurchaseRequest;
 
@@ -138,6 +139,52 @@ pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationErr
         fail("spec.endpoint", problem);
     }
     verdict("PurchaseRequest", errors)
+}
+
+/// Validates an agent identity: chain names, decimal agent ids, one entry per chain, an http(s)
+/// image.
+pub fn validate_identity(identity: &AgentIdentity) -> Result<(), ValidationError> {
+    let mut errors = Vec::new();
+    check_meta(&identity.metadata, &mut errors);
+    let mut fail =
+        |field: &'static str, message: String| errors.push(FieldError { field, message });
+    if let Some(image) = identity.spec.image.as_deref()
+        && let Some(problem) = http_url_problem(image)
+    {
+        fail("spec.image", problem);
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for r in &identity.status.registrations {
+        let chain = r.chain.trim().to_ascii_lowercase();
+        let valid_name = !chain.is_empty()
+            && chain.len() <= 64
+            && chain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'));
+        if !valid_name {
+            fail(
+                "status.registrations[].chain",
+                format!("{:?} is not a chain name", r.chain),
+            );
+        }
+        if seen.contains(&chain) {
+            fail(
+                "status.registrations[].chain",
+                format!("{:?} is listed twice", r.chain),
+            );
+        }
+        seen.push(chain);
+        let decimal = !r.agent_id.is_empty()
+            && r.agent_id.len() <= 78
+            && r.agent_id.bytes().all(|b| b.is_ascii_digit());
+        if !decimal {
+            fail(
+                "status.registrations[].agentId",
+                format!("{:?} must be a decimal integer", r.agent_id),
+            );
+        }
+    }
+    verdict("AgentIdentity", errors)
 }
 
 /// A DNS-1123 label: lower-case letters, digits and `-`, starting and ending alphanumeric,
@@ -432,6 +479,31 @@ pub(crate) mod tests {
             error
                 .to_string()
                 .starts_with("invalid PurchaseRequest: metadata.name")
+        );
+    }
+
+    #[test]
+    fn identities_are_checked() {
+        let mut identity = crate::identity::default_identity();
+        identity.status.upsert("base-sepolia", "5003").unwrap();
+        identity.status.upsert("devnet", "0").unwrap();
+        assert_eq!(validate_identity(&identity), Ok(()));
+        identity.spec.image = Some("javascript:alert(1)".into());
+        identity.status.upsert("moon base", "x1").unwrap();
+        identity
+            .status
+            .registrations
+            .push(identity.status.registrations[0].clone());
+        let error = validate_identity(&identity).unwrap_err();
+        let fields: Vec<&str> = error.errors.iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.image",
+                "status.registrations[].chain",
+                "status.registrations[].agentId",
+                "status.registrations[].chain"
+            ]
         );
     }
 }

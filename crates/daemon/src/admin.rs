@@ -7,6 +7,7 @@
 //! | `GET /v1/offers` | every `ServiceOffer` |
 //! | `GET/PUT/DELETE /v1/offers/{namespace}/{name}` | one offer (PUT validates, then applies) |
 //! | `GET /v1/purchases`, `GET/PUT/DELETE /v1/purchases/{namespace}/{name}` | `PurchaseRequest`s, the same way |
+//! | `GET /v1/identities`, `GET/PUT/DELETE /v1/identities/{namespace}/{name}` | `AgentIdentity`s; a PUT also writes the status (the agent ids the CLI records) |
 //! | `POST /admin/reload`, `POST /admin/remove` | the buyer proxy's purchases (re-read; stop serving one) |
 //! | `POST /v1/shutdown` | graceful stop |
 
@@ -17,9 +18,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use obol_control::identity::AgentIdentitySpec;
 use obol_control::purchase::PurchaseRequestSpec;
 use obol_control::store::{ApplyOutcome, DeleteOutcome, StoreError};
-use obol_control::validate::{ValidationError, validate_offer, validate_purchase};
+use obol_control::validate::{
+    ValidationError, validate_identity, validate_offer, validate_purchase,
+};
 use obol_control::{Object, ServiceOfferSpec, Spec, Store, StoreExt};
 use obol_gateway::Routes;
 use serde::{Deserialize, Serialize};
@@ -98,6 +102,9 @@ pub trait AdminKind: Spec {
     const PLURAL: &'static str;
     /// Checks an object before it is stored.
     fn validate(object: &Object<Self>) -> Result<(), ValidationError>;
+    /// Whether a PUT also stores the status it carries. Kinds whose status a controller writes
+    /// keep it; `AgentIdentity`, whose ids only the CLI records, takes it from the PUT.
+    const PUT_WRITES_STATUS: bool = false;
 }
 
 impl AdminKind for ServiceOfferSpec {
@@ -114,6 +121,14 @@ impl AdminKind for PurchaseRequestSpec {
     }
 }
 
+impl AdminKind for AgentIdentitySpec {
+    const PLURAL: &'static str = "identities";
+    const PUT_WRITES_STATUS: bool = true;
+    fn validate(object: &Object<Self>) -> Result<(), ValidationError> {
+        validate_identity(object)
+    }
+}
+
 fn collection<S: AdminKind>(router: Router<AdminState>) -> Router<AdminState> {
     router
         .route(&format!("/v1/{}", S::PLURAL), get(list::<S>))
@@ -126,7 +141,10 @@ fn collection<S: AdminKind>(router: Router<AdminState>) -> Router<AdminState> {
 /// The admin routes, all behind the bearer token except `/healthz`; `extra` (e.g. the buyer's
 /// reload and remove) is mounted behind the same token.
 pub(crate) fn router(state: AdminState, extra: Router) -> Router {
-    let kinds = collection::<PurchaseRequestSpec>(collection::<ServiceOfferSpec>(Router::new()));
+    let kinds =
+        collection::<AgentIdentitySpec>(collection::<PurchaseRequestSpec>(collection::<
+            ServiceOfferSpec,
+        >(Router::new())));
     kinds
         .route("/v1/status", get(status))
         .route("/v1/shutdown", post(shutdown))
@@ -197,7 +215,25 @@ async fn put_one<S: AdminKind>(
     if let Err(invalid) = S::validate(&object) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string());
     }
-    match state.store.apply(&object).await {
+    let applied = match state.store.apply(&object).await {
+        Ok((stored, outcome)) if S::PUT_WRITES_STATUS && stored.status != object.status => state
+            .store
+            .patch_status::<S>(
+                &stored.metadata.namespace,
+                &stored.metadata.name,
+                &object.status,
+            )
+            .await
+            .map(|stored| {
+                let outcome = match outcome {
+                    ApplyOutcome::Unchanged => ApplyOutcome::Updated,
+                    other => other,
+                };
+                (stored, outcome)
+            }),
+        other => other,
+    };
+    match applied {
         Ok((stored, outcome)) => {
             let outcome = match outcome {
                 ApplyOutcome::Created => "created",

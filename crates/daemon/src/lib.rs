@@ -90,6 +90,19 @@ async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), DaemonError> {
     Ok((listener, bound))
 }
 
+/// Chain names → ids, from the networks file as it is now (custom names such as `devnet` may
+/// be added while the daemon runs).
+fn chain_ids(paths: &Paths) -> obol_control::registration::ChainIdSource {
+    let file = paths.networks_file();
+    Arc::new(move || {
+        let networks = obol_config::NetworksFile::load(&file).unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the networks file; custom chain names are unknown");
+            obol_config::NetworksFile::default()
+        });
+        obol_control::registration::ChainIds::from_networks(&networks)
+    })
+}
+
 /// Runs the stack until `shutdown` resolves (or an admin asks it to stop).
 pub async fn run(
     paths: Paths,
@@ -133,11 +146,11 @@ pub async fn run(
 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.store_file())?);
     let routes = Arc::new(Routes::new());
-    let reconciler = Arc::new(Reconciler::new(
-        store.clone(),
-        routes.clone(),
-        TokenRegistry::builtin(),
-    ));
+    let chains = chain_ids(&paths);
+    let reconciler = Arc::new(
+        Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
+            .with_chains(chains.clone()),
+    );
     let facilitator = facilitator::build(
         &paths,
         settings.facilitator.as_ref(),
@@ -152,7 +165,11 @@ pub async fn run(
         (!public_url.is_local_default()).then(|| public_url.to_string());
     let gateway = app(routes.clone(), facilitator, guard, gateway_config)
         .map_err(|e| DaemonError::Start(e.to_string()))?
-        .merge(storefront::router(store.clone(), public_url.as_str()));
+        .merge(storefront::router(
+            store.clone(),
+            public_url.as_str(),
+            chains,
+        ));
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.
     let (stop_tx, _) = tokio::sync::watch::channel(false);

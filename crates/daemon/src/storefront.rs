@@ -1,13 +1,18 @@
 //! The storefront's HTTP side: renders from the store on each request (cheap: one list),
-//! with the catalog headers of obol-stack.md §6.1 (CORS `*`, five-minute caching).
+//! with the catalog headers of obol-stack.md §6.1 (CORS `*`, five-minute caching), and the
+//! ERC-8004 registration document at `/.well-known/agent-registration.json` (§6.5: active from
+//! the registration-enabled offers, or the tombstone; one-minute caching, since it changes
+//! when an agent id is recorded).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use obol_control::identity::{AgentIdentitySpec, DEFAULT_IDENTITY, default_identity};
+use obol_control::registration::{self, ChainIdSource};
 use obol_control::storefront;
 use obol_control::{ServiceOffer, ServiceOfferSpec, Store, StoreExt};
 use obol_x402::token::TokenRegistry;
@@ -17,20 +22,24 @@ struct StorefrontState {
     store: Arc<dyn Store>,
     tokens: Arc<TokenRegistry>,
     base_url: Arc<str>,
+    chains: ChainIdSource,
 }
 
-/// `/`, `/api/services.json`, `/skill.md`, `/openapi.json`.
-pub(crate) fn router(store: Arc<dyn Store>, base_url: &str) -> Router {
+/// `/`, `/api/services.json`, `/skill.md`, `/openapi.json` and
+/// `/.well-known/agent-registration.json`; `chains` resolves the identity's chain names.
+pub(crate) fn router(store: Arc<dyn Store>, base_url: &str, chains: ChainIdSource) -> Router {
     let state = StorefrontState {
         store,
         tokens: Arc::new(TokenRegistry::builtin()),
         base_url: Arc::from(base_url.trim_end_matches('/')),
+        chains,
     };
     Router::new()
         .route("/", get(index))
         .route("/api/services.json", get(services))
         .route("/skill.md", get(skill))
         .route("/openapi.json", get(openapi))
+        .route(obol_erc8004::WELL_KNOWN_PATH, get(agent_registration))
         .with_state(state)
 }
 
@@ -100,4 +109,42 @@ async fn openapi(State(state): State<StorefrontState>) -> Response {
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),
     )
+}
+
+/// The registration document. A store failure is a 503, never a document without the
+/// registrations (a buyer would take it for a real tombstone).
+async fn agent_registration(State(state): State<StorefrontState>) -> Response {
+    let identity = match state
+        .store
+        .get::<AgentIdentitySpec>(DEFAULT_IDENTITY.0, DEFAULT_IDENTITY.1)
+        .await
+    {
+        Ok(identity) => identity.unwrap_or_else(default_identity),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the agent identity");
+            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
+        }
+    };
+    let offers = match state.store.list::<ServiceOfferSpec>(None).await {
+        Ok(offers) => offers,
+        Err(error) => {
+            tracing::error!(%error, "cannot list offers for the registration document");
+            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
+        }
+    };
+    let chains = (state.chains)();
+    let now = obol_config::time::unix_now();
+    let document = registration::document(
+        &offers,
+        &identity,
+        &state.base_url,
+        |chain| chains.registry(chain),
+        now,
+    );
+    let mut response = catalog("application/json", document.to_json_pretty());
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    response
 }

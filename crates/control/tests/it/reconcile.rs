@@ -389,3 +389,152 @@ async fn the_controller_loop_follows_the_store() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+fn registered(offer: &ServiceOffer) -> (ConditionStatus, String, String) {
+    let c = condition(&offer.status.conditions, "Registered").unwrap();
+    (c.status, c.reason.clone(), c.message.clone())
+}
+
+async fn record_identity(store: &SqliteStore, chains: &[(&str, &str)]) {
+    use obol_control::identity::{AgentIdentitySpec, default_identity};
+    let mut identity = default_identity();
+    store.apply(&identity).await.unwrap();
+    for (chain, id) in chains {
+        identity.status.record(chain, id, Some("0xfeed")).unwrap();
+    }
+    store
+        .patch_status::<AgentIdentitySpec>("x402", "default", &identity.status)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn registered_takes_the_agent_id_recorded_for_the_offers_chain() {
+    let s = setup().await;
+    let reconciler = Reconciler::new(s.store.clone(), s.routes.clone(), TokenRegistry::builtin())
+        .with_chains(Arc::new(|| {
+            obol_control::registration::ChainIds::builtin().with("devnet", 84532)
+        }));
+    let mut offer = s.offer("weather");
+    offer.spec.registration = Some(RegistrationSpec {
+        enabled: true,
+        ..RegistrationSpec::default()
+    });
+    s.store.apply(&offer).await.unwrap();
+    let run = || async {
+        reconciler.reconcile("default", "weather").await.unwrap();
+        s.store
+            .get::<ServiceOfferSpec>("default", "weather")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+
+    let stored = run().await;
+    assert_eq!(
+        registered(&stored),
+        (
+            False,
+            "AwaitingExternalRegistration".into(),
+            "Awaiting ERC-8004 registration: run `obol sell register --chain base-sepolia`; the offer already serves paid traffic".into()
+        )
+    );
+    assert_eq!(stored.status.agent_id, None);
+
+    // Another chain's id does not count; the devnet's (chain 84532, like base-sepolia) does.
+    record_identity(&s.store, &[("base", "9")]).await;
+    assert_eq!(run().await.status.agent_id, None);
+    record_identity(&s.store, &[("base", "9"), ("devnet", "0")]).await;
+    let stored = run().await;
+    assert_eq!(
+        registered(&stored),
+        (
+            True,
+            "Active".into(),
+            "Registered as ERC-8004 agent 0 on devnet".into()
+        )
+    );
+    assert_eq!(stored.status.agent_id.as_deref(), Some("0"));
+    assert_eq!(
+        stored.status.registration_tx_hash.as_deref(),
+        Some("0xfeed")
+    );
+    assert_eq!(
+        condition(&stored.status.conditions, "Ready")
+            .unwrap()
+            .status,
+        True
+    );
+
+    // Forgotten: back to waiting, the id cleared.
+    record_identity(&s.store, &[("base", "9")]).await;
+    let stored = run().await;
+    assert_eq!(registered(&stored).1, "AwaitingExternalRegistration");
+    assert_eq!(
+        (stored.status.agent_id, stored.status.registration_tx_hash),
+        (None, None)
+    );
+}
+
+#[tokio::test]
+async fn an_identity_change_requeues_every_offer() {
+    let s = setup().await;
+    let store: Arc<dyn Store> = s.store.clone();
+    let reconciler = Arc::new(Reconciler::new(
+        store.clone(),
+        s.routes.clone(),
+        TokenRegistry::builtin(),
+    ));
+    let mut offer = s.offer("weather");
+    offer.spec.registration = Some(RegistrationSpec {
+        enabled: true,
+        ..RegistrationSpec::default()
+    });
+    s.store.apply(&offer).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(obol_control::controller::run(store, reconciler, async {
+        let _ = stopped.await;
+    }));
+    let agent_id = || async {
+        s.store
+            .get::<ServiceOfferSpec>("default", "weather")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .agent_id
+    };
+    let wait_for = |want: Option<&'static str>| async move {
+        for _ in 0..300 {
+            if agent_id().await.as_deref() == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("agentId never became {want:?}");
+    };
+    // Ready offers are requeued only every minute: the identity event must do it.
+    for _ in 0..300 {
+        let stored = s
+            .store
+            .get::<ServiceOfferSpec>("default", "weather")
+            .await
+            .unwrap()
+            .unwrap();
+        if stored
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Registered")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    record_identity(&s.store, &[("base-sepolia", "7")]).await;
+    wait_for(Some("7")).await;
+    record_identity(&s.store, &[]).await;
+    wait_for(None).await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -296,8 +296,11 @@ async fn every_kind_round_trips_through_the_store() {
         },
     );
     store.apply(&purchase).await.unwrap();
-    let mut identity =
-        AgentIdentity::new(DEFAULT_IDENTITY.0, DEFAULT_IDENTITY.1, AgentIdentitySpec {});
+    let mut identity = AgentIdentity::new(
+        DEFAULT_IDENTITY.0,
+        DEFAULT_IDENTITY.1,
+        AgentIdentitySpec::default(),
+    );
     store.apply(&identity).await.unwrap();
     identity.status.upsert("base-sepolia", "42").unwrap();
     store
