@@ -84,6 +84,9 @@ pub(crate) enum BuyCommand {
     },
     /// Pre-sign N more authorizations for a purchase (same seller terms).
     Refill(BuyRefillArgs),
+    /// Find sellers: agents registered on a chain's ERC-8004 Identity Registry whose
+    /// registration documents advertise x402 services, with their offers and prices.
+    Discover(BuyDiscoverArgs),
     /// Delete a purchase: the proxy stops serving it and drops its unspent authorizations.
     Cancel {
         /// The purchase's name.
@@ -158,8 +161,24 @@ pub(crate) struct BuyInferenceArgs {
     /// User-Agent for the probe (default obol-buyer/<version>).
     #[arg(long)]
     pub(crate) user_agent: Option<String>,
+    /// Refuse, before signing, unless the seller is this ERC-8004 agent on the pricing chain:
+    /// its /.well-known/agent-registration.json lists the id and the offer, and the agent's
+    /// on-chain agentURI is that document.
+    #[arg(long, value_name = "AGENT_ID")]
+    pub(crate) expected_agent_id: Option<u64>,
     #[command(flatten)]
     pub(crate) sign: PresignFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuyDiscoverArgs {
+    /// Chain whose Identity Registry is read (name, alias or CAIP-2; needs an endpoint:
+    /// `obol network add`).
+    #[arg(long)]
+    pub(crate) chain: String,
+    /// First block scanned (default: the last 100000 blocks).
+    #[arg(long)]
+    pub(crate) from_block: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -487,6 +506,59 @@ pub(crate) enum SellCommand {
         #[arg(long, short = 'y', alias = "force")]
         yes: bool,
     },
+    /// Register the stack as an ERC-8004 agent on a chain, or point its existing agent at this
+    /// stack's registration document again, and record the agent id (never mints twice).
+    Register(Box<SellRegisterArgs>),
+    /// The stack's ERC-8004 agent ids, one per chain.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SellRegisterArgs {
+    /// Chain to register on (name, alias or CAIP-2, or a custom name like `devnet`; needs an
+    /// endpoint added with --allow-writes). Default: `obol sell pricing --chain`.
+    #[arg(long)]
+    pub(crate) chain: Option<String>,
+    /// Public base URL the agentURI points under (default: the stack's public URL).
+    #[arg(long)]
+    pub(crate) endpoint: Option<String>,
+    /// Agent name in the registration document (default: the oldest registered offer's).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Agent description (default: the oldest registered offer's).
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// Agent image URL (default: <public URL>/agent-icon.png).
+    #[arg(long)]
+    pub(crate) image: Option<String>,
+    /// The key that owns the agent and pays the gas.
+    #[command(flatten)]
+    pub(crate) signer: SignerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentityCommand {
+    /// Record an agent registered elsewhere; the signer must control it (owner, agent wallet or
+    /// approved operator).
+    Import {
+        /// The agent id (ERC-721 token id).
+        #[arg(long)]
+        agent_id: u64,
+        /// The chain it is registered on.
+        #[arg(long)]
+        chain: String,
+        /// The key that controls the agent.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Forget a chain's agent id (the NFT stays on-chain; register or import again later).
+    Forget {
+        /// The chain, as recorded.
+        chain: String,
+    },
+    /// The recorded agent ids and the registration document's URL.
+    Show,
 }
 
 /// Payment flags shared by `sell http` and `sell inference`.

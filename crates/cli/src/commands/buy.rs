@@ -22,6 +22,7 @@ pub(crate) async fn run(ctx: &Context, command: BuyCommand) -> anyhow::Result<Ex
         BuyCommand::Probe(args) => probe_command(ctx, args).await,
         BuyCommand::Pay(args) => pay(ctx, args).await,
         BuyCommand::Inference(args) => purchase::inference(ctx, args).await,
+        BuyCommand::Discover(args) => super::discover::discover(ctx, &args).await,
         BuyCommand::List => purchase::list(ctx).await,
         BuyCommand::Status { name, namespace } => purchase::status(ctx, &namespace, &name).await,
         BuyCommand::Refill(args) => purchase::refill(ctx, args).await,

@@ -3,7 +3,9 @@
 mod buy;
 mod demo;
 mod devnet;
+mod discover;
 mod facilitator;
+mod identity;
 mod network;
 mod permit2;
 mod purchase;

@@ -368,6 +368,9 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     let prober = probe::Prober::new(args.user_agent.as_deref(), Duration::from_secs(15))?;
     let offered = prober.chat(&endpoint).await?;
     let choice = choose(&offered, None, &args.token)?;
+    if let Some(agent_id) = args.expected_agent_id {
+        super::discover::verify_seller(ctx, &endpoint, &choice.requirement, agent_id).await?;
+    }
     let tokens = TokenRegistry::builtin();
     let (_, token) =
         known_token(&tokens, &choice.requirement).context("the chosen option's token")?;

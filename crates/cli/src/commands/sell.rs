@@ -1,4 +1,5 @@
-//! `obol sell http|list|status|delete` over the daemon's admin API.
+//! `obol sell http|inference|update|test|stop|pricing|list|status|delete` over the daemon's
+//! admin API; `sell register` and `sell identity` live in [`super::identity`].
 
 use std::io::Read as _;
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<E
             namespace,
             yes,
         } => delete(ctx, &namespace, &name, yes).await,
+        SellCommand::Register(args) => super::identity::register(ctx, &args).await,
+        SellCommand::Identity(command) => super::identity::identity(ctx, command).await,
     }
 }
 
@@ -197,9 +200,14 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
     submit(ctx, ServiceOffer::new(input.namespace, input.name, spec)).await
 }
 
+/// Validates and applies the offer, then registers the stack on ERC-8004 when that needs no
+/// question ([`super::identity::auto_register`]; a failure is a warning).
 async fn submit(ctx: &Context, offer: ServiceOffer) -> anyhow::Result<ExitCode> {
     validate_offer(&offer)?;
-    report_applied(ctx, &require_admin(ctx)?.apply(&offer).await?)
+    let client = require_admin(ctx)?;
+    let applied = client.apply(&offer).await?;
+    let registration = super::identity::auto_register(ctx, &client, &applied.object).await;
+    report_applied(ctx, &applied, registration.as_ref())
 }
 
 /// `--from-json`: a spec, or an object with a `spec`.
@@ -226,6 +234,7 @@ async fn from_json(ctx: &Context, args: &SellHttpArgs, source: &str) -> anyhow::
 fn report_applied(
     ctx: &Context,
     applied: &obol_daemon::Applied<ServiceOfferSpec>,
+    registration: Option<&super::identity::AutoRegistration>,
 ) -> anyhow::Result<ExitCode> {
     // Like `kubectl apply`: "unchanged" is reported as updated.
     let verb = if applied.outcome == "created" {
@@ -238,10 +247,17 @@ fn report_applied(
         &applied.object.metadata.name,
     );
     if ctx.json {
-        output::json(&json!({"outcome": verb, "offer": applied.object}))?;
+        let mut value = json!({"outcome": verb, "offer": applied.object});
+        if let Some(registration) = registration {
+            value["registration"] = registration.json();
+        }
+        output::json(&value)?;
     } else {
         println!("serviceoffer {namespace}/{name} {verb}");
         println!("  path: {}", applied.object.effective_path());
+        if let Some(registration) = registration {
+            registration.print();
+        }
         println!("  check it with `obol sell status {name} -n {namespace}`");
     }
     Ok(ExitCode::SUCCESS)
@@ -329,7 +345,7 @@ async fn update(ctx: &Context, args: &SellUpdateArgs) -> anyhow::Result<ExitCode
         )?;
     }
     validate_offer(&offer)?;
-    report_applied(ctx, &client.apply(&offer).await?)
+    report_applied(ctx, &client.apply(&offer).await?, None)
 }
 
 async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow::Result<ExitCode> {
@@ -563,6 +579,9 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
     println!("  Network:  {}", offer.spec.payment.network);
     println!("  Price:    {}", price_label(&offer));
     println!("  Pay To:   {}", offer.spec.payment.pay_to);
+    if let Some(agent_id) = &offer.status.agent_id {
+        println!("  Agent ID: {agent_id} (ERC-8004)");
+    }
     println!("  Conditions:");
     for c in &offer.status.conditions {
         println!(
