@@ -108,13 +108,7 @@ impl Reconcile for PurchaseReconciler {
         if purchase.metadata.is_deleting() {
             return self.finalize(&purchase).await;
         }
-        if !purchase.metadata.finalizers.iter().any(|f| f == FINALIZER) {
-            let mut finalizers = purchase.metadata.finalizers.clone();
-            finalizers.push(FINALIZER.to_owned());
-            self.store
-                .set_finalizers(self.kind(), namespace, name, finalizers)
-                .await?;
-        }
+        self.store.add_finalizer(&purchase, FINALIZER).await?;
         let mut status = if purchase.status.observed_generation == purchase.metadata.generation {
             purchase.status.clone()
         } else {
@@ -191,16 +185,7 @@ impl PurchaseReconciler {
         let pool_name = pool_name(namespace, name);
         let removed = tokio::task::spawn_blocking(move || pool.remove(&pool_name)).await??;
         tracing::info!(%namespace, %name, removed, "purchase deleted; unspent authorizations dropped");
-        let remaining: Vec<String> = purchase
-            .metadata
-            .finalizers
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        self.store
-            .set_finalizers(self.kind(), namespace, name, remaining)
-            .await?;
+        self.store.remove_finalizer(purchase, FINALIZER).await?;
         Ok(Action::Done)
     }
 

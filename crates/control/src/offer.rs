@@ -250,6 +250,47 @@ pub struct ServiceOfferStatus {
     pub observed_generation: i64,
 }
 
+impl ServiceOfferSpec {
+    /// An offer of the `upstream` URL (embedded mode) at `per_request` token units per call on
+    /// `network`, paid to `pay_to` in the chain's default token, settled after serving;
+    /// everything else unset.
+    pub fn per_request(
+        type_: OfferType,
+        upstream: &str,
+        network: &str,
+        pay_to: &str,
+        per_request: &str,
+    ) -> Self {
+        Self {
+            type_,
+            model: None,
+            upstream: UpstreamSpec {
+                url: Some(upstream.to_owned()),
+                ..UpstreamSpec::default()
+            },
+            payment: PaymentSpec {
+                scheme: "exact".into(),
+                network: network.to_owned(),
+                pay_to: pay_to.to_owned(),
+                max_timeout_seconds: None,
+                settle: SettleTiming::ServeFirst,
+                asset: None,
+                price: PriceSpec {
+                    per_request: Some(per_request.to_owned()),
+                    ..PriceSpec::default()
+                },
+            },
+            path: None,
+            registration: None,
+            listing: None,
+            drain_at: None,
+            drain_grace_period: None,
+            provenance: None,
+            description: None,
+        }
+    }
+}
+
 impl Spec for ServiceOfferSpec {
     const KIND: &'static str = "ServiceOffer";
     type Status = ServiceOfferStatus;

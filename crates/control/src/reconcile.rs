@@ -203,30 +203,10 @@ impl Reconciler {
         };
         if offer.metadata.is_deleting() {
             // Tombstone: routes are rebuilt without it by the caller; then let it go.
-            let remaining: Vec<String> = offer
-                .metadata
-                .finalizers
-                .iter()
-                .filter(|f| *f != FINALIZER)
-                .cloned()
-                .collect();
-            self.store
-                .set_finalizers(<ServiceOfferSpec as Spec>::KIND, namespace, name, remaining)
-                .await?;
+            self.store.remove_finalizer(&offer, FINALIZER).await?;
             return Ok(Action::Done);
         }
-        if !offer.metadata.finalizers.iter().any(|f| f == FINALIZER) {
-            let mut finalizers = offer.metadata.finalizers.clone();
-            finalizers.push(FINALIZER.to_owned());
-            self.store
-                .set_finalizers(
-                    <ServiceOfferSpec as Spec>::KIND,
-                    namespace,
-                    name,
-                    finalizers,
-                )
-                .await?;
-        }
+        self.store.add_finalizer(&offer, FINALIZER).await?;
         let mut status = offer.status.clone();
         status.observed_generation = offer.metadata.generation;
         let path = offer.effective_path();

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use obol_buyer::{AuthPool, Offered, PoolError, PresignOptions, Prober, presign};
+use obol_buyer::{AuthPool, Offered, PoolError, PreSigned, PresignOptions, Prober, presign};
 use obol_chain::ChainClient;
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
@@ -155,8 +155,8 @@ impl Seller {
             .unwrap()
     }
 
-    /// Probes, pre-signs `count` with devnet key `buyer`, and fills a pool file.
-    async fn buy(&self, buyer: &LocalSigner, count: usize) -> Arc<AuthPool> {
+    /// Probes and pre-signs `count` authorizations (valid for an hour) by `buyer`.
+    async fn presigned(&self, buyer: &LocalSigner, count: usize) -> (Offered, Vec<PreSigned>) {
         let offered = self.probe().await;
         assert_eq!(
             offered.accepts.len(),
@@ -175,6 +175,12 @@ impl Seller {
             &|_| {},
         )
         .unwrap();
+        (offered, signed)
+    }
+
+    /// Probes, pre-signs `count` with devnet key `buyer`, and fills a pool file.
+    async fn buy(&self, buyer: &LocalSigner, count: usize) -> Arc<AuthPool> {
+        let (_, signed) = self.presigned(buyer, count).await;
         let pool = AuthPool::open(&self.pool_path()).unwrap();
         assert_eq!(pool.add("llm", &signed).unwrap(), count);
         pool

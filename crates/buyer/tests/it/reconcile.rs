@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use obol_buyer::reconcile::{PurchaseReconciler, pool_name};
-use obol_buyer::{AuthPool, BuyerProxy, PresignOptions, auths, presign};
+use obol_buyer::{AuthPool, BuyerProxy, auths};
 use obol_control::controller::Reconcile as _;
 use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSpec};
 use obol_control::reconcile::Action;
@@ -13,7 +13,7 @@ use obol_control::{SqliteStore, Store, StoreExt as _};
 use obol_x402::LocalSigner;
 use serde_json::{Value, json};
 
-use crate::{CHAT, Seller, now, spawn};
+use crate::{CHAT, Seller, spawn};
 
 struct Buyer {
     store: Arc<dyn Store>,
@@ -79,20 +79,8 @@ fn verdict(purchase: &PurchaseRequest) -> (String, String, String) {
 /// A request for `model` at the seller's chat URL with `count` authorizations from `key`.
 async fn request(seller: &Seller, key: usize, count: usize, model: &str) -> PurchaseRequest {
     let signer = LocalSigner::from_private_key_hex(seller.devnet.key(key)).unwrap();
-    let offered = seller.probe().await;
+    let (offered, signed) = seller.presigned(&signer, count).await;
     let asked = &offered.accepts[0];
-    let signed = presign(
-        &signer,
-        asked,
-        Some(&offered.resource),
-        PresignOptions {
-            count,
-            ttl_secs: 3600,
-            now: now(),
-        },
-        &|_| {},
-    )
-    .unwrap();
     PurchaseRequest::new(
         "buy",
         model,

@@ -14,10 +14,7 @@ use anyhow::{Context as _, bail};
 use obol_buyer::probe::Prober;
 use obol_config::stack::{DaemonState, FacilitatorSetting, StackFile};
 use obol_config::{Endpoint, NetworksFile, Paths};
-use obol_control::offer::{
-    ModelSpec, OfferType, PaymentSpec, PriceSpec, ServiceOffer, ServiceOfferSpec, SettleTiming,
-    UpstreamSpec,
-};
+use obol_control::offer::{ModelSpec, OfferType, ServiceOffer, ServiceOfferSpec};
 use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSpec};
 use obol_control::resource::is_true;
 use obol_daemon::{AdminClient, RunOptions};
@@ -159,46 +156,23 @@ fn offer(
     pay_to: Address,
     price: &str,
 ) -> ServiceOffer {
-    ServiceOffer::new(
-        "demo",
-        name,
-        ServiceOfferSpec {
-            type_,
-            model: (type_ == OfferType::Inference).then(|| ModelSpec {
-                name: upstream::MODEL.into(),
-                runtime: None,
-            }),
-            upstream: UpstreamSpec {
-                url: Some(upstream.to_owned()),
-                health_path: Some("/health".into()),
-                ..UpstreamSpec::default()
-            },
-            payment: PaymentSpec {
-                scheme: "exact".into(),
-                network: "base-sepolia".into(),
-                pay_to: pay_to.to_checksum(None),
-                max_timeout_seconds: None,
-                settle: SettleTiming::ServeFirst,
-                asset: None,
-                price: PriceSpec {
-                    per_request: Some(price.into()),
-                    ..PriceSpec::default()
-                },
-            },
-            path: None,
-            registration: None,
-            listing: None,
-            drain_at: None,
-            drain_grace_period: None,
-            provenance: None,
-            description: Some(match type_ {
-                OfferType::Inference => {
-                    "the demo model: deterministic answers, OpenAI-compatible".into()
-                }
-                _ => "demo quotes: one JSON quote per call".into(),
-            }),
-        },
-    )
+    let mut spec = ServiceOfferSpec::per_request(
+        type_,
+        upstream,
+        "base-sepolia",
+        &pay_to.to_checksum(None),
+        price,
+    );
+    spec.upstream.health_path = Some("/health".into());
+    spec.model = (type_ == OfferType::Inference).then(|| ModelSpec {
+        name: upstream::MODEL.into(),
+        runtime: None,
+    });
+    spec.description = Some(match type_ {
+        OfferType::Inference => "the demo model: deterministic answers, OpenAI-compatible".into(),
+        _ => "demo quotes: one JSON quote per call".into(),
+    });
+    ServiceOffer::new("demo", name, spec)
 }
 
 /// One row of the receipt table.

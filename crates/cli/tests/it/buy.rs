@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
-use crate::{obol_in, stderr};
+use crate::{obol_in, start_stack, stderr};
 
 const MODEL: &str = "qwen3:0.6b";
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
@@ -56,16 +56,6 @@ async fn chat(dir: &Path) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-fn start_stack(dir: &Path) {
-    let out = obol_in(
-        dir,
-        &["stack", "up"],
-        &[("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 fn remaining_and_spent(dir: &Path) -> (u64, u64) {
     let list = json_of(&obol_in(dir, &["--json", "buy", "list"], &[], None));
     let row = &list.as_array().unwrap()[0];
@@ -92,20 +82,7 @@ async fn selling_stack<'a>(
         .local_addr()
         .unwrap()
         .to_string();
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        &gateway_listen,
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-        "--facilitator-chain",
-        "devnet",
-    ];
-    assert!(obol_in(dir, &init, &[], None).status.success());
-    start_stack(dir);
+    crate::stack_up(dir, Some(&gateway_listen), true);
     let sell = [
         "sell",
         "inference",

@@ -389,22 +389,7 @@ async fn python_x402_sdk_pays_our_gateway() {
     let upstream = upstream().await;
     let endpoint = devnet_up(dir);
     let _cleanup = Cleanup(dir);
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-        "--facilitator-chain",
-        "devnet",
-    ];
-    assert!(obol_in(dir, &init, &[], None).status.success());
-    let facilitator_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])];
-    let out = obol_in(dir, &["stack", "up"], &facilitator_key, None);
-    assert!(out.status.success(), "stack up: {}", stderr(&out));
+    crate::stack_up(dir, None, true);
     let seller = address_of(obol_devnet::DEV_KEYS[3]);
     let pay_to = seller.to_checksum(None);
     sell(dir, "echo", &upstream, &pay_to, "USDC", "0.001");
@@ -590,19 +575,7 @@ async fn obol_buy_pays_an_x402_express_seller() {
     // buy-external: a pool bought from the external seller given only its URL, spent through
     // this machine's own buyer proxy (a stack with no facilitator: it only buys).
     let external = Instant::now();
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-    ];
-    assert!(obol_in(dir, &init, &[], None).status.success());
-    let out = obol_in(dir, &["stack", "up"], &[], None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crate::stack_up(dir, None, false);
     let _stack = StackDown(dir);
     let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
     let chat_url = format!("{seller_url}/v1/chat/completions");

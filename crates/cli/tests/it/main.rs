@@ -36,6 +36,38 @@ pub fn obol_in(root: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&
     run(&mut command, stdin)
 }
 
+/// `obol stack init` on loopback ports the OS picks (`gateway` pins the gateway's), with the
+/// embedded facilitator on the devnet when `facilitator` is set, then [`start_stack`].
+pub fn stack_up(dir: &Path, gateway: Option<&str>, facilitator: bool) {
+    let mut init = vec![
+        "stack",
+        "init",
+        "--gateway-listen",
+        gateway.unwrap_or("127.0.0.1:0"),
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--buyer-listen",
+        "127.0.0.1:0",
+    ];
+    if facilitator {
+        init.extend(["--facilitator-chain", "devnet"]);
+    }
+    let out = obol_in(dir, &init, &[], None);
+    assert!(out.status.success(), "stack init: {}", stderr(&out));
+    start_stack(dir);
+}
+
+/// `obol stack up`, dev key 9 paying the embedded facilitator's gas.
+pub fn start_stack(dir: &Path) {
+    let out = obol_in(
+        dir,
+        &["stack", "up"],
+        &[("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])],
+        None,
+    );
+    assert!(out.status.success(), "stack up: {}", stderr(&out));
+}
+
 /// Stdout as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()

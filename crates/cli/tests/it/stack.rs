@@ -681,22 +681,7 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     let out = obol_in(dir, &["devnet", "up"], &[], None);
     let _guard = DevnetStackGuard(dir);
     assert!(out.status.success(), "{}", stderr(&out));
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-        "--facilitator-chain",
-        "devnet",
-    ];
-    assert!(obol_in(dir, &init, &[], None).status.success());
-    let facilitator_key = [("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])];
-    let out = obol_in(dir, &["stack", "up"], &facilitator_key, None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crate::stack_up(dir, None, true);
     let sell = sell_echo(&upstream, "0.001");
     assert!(obol_in(dir, &sell, &[], None).status.success());
     wait_ready(dir).await;

@@ -268,6 +268,40 @@ pub trait StoreExt: Store {
                 .await?,
         )
     }
+
+    /// Adds `finalizer` to `object` unless it is there.
+    async fn add_finalizer<S: Spec>(
+        &self,
+        object: &Object<S>,
+        finalizer: &str,
+    ) -> Result<(), StoreError> {
+        let meta = &object.metadata;
+        if meta.finalizers.iter().any(|f| f == finalizer) {
+            return Ok(());
+        }
+        let mut finalizers = meta.finalizers.clone();
+        finalizers.push(finalizer.to_owned());
+        self.set_finalizers(S::KIND, &meta.namespace, &meta.name, finalizers)
+            .await
+            .map(drop)
+    }
+
+    /// Removes `finalizer` from `object`; a deleting object whose last finalizer it was goes.
+    async fn remove_finalizer<S: Spec>(
+        &self,
+        object: &Object<S>,
+        finalizer: &str,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let meta = &object.metadata;
+        let remaining = meta
+            .finalizers
+            .iter()
+            .filter(|f| *f != finalizer)
+            .cloned()
+            .collect();
+        self.set_finalizers(S::KIND, &meta.namespace, &meta.name, remaining)
+            .await
+    }
 }
 
 impl<T: Store + ?Sized> StoreExt for T {}
