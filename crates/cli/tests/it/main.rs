@@ -6,6 +6,7 @@ mod buy;
 mod decode;
 mod demo;
 mod devnet;
+mod flows;
 mod identity;
 mod interop;
 mod network;

@@ -72,6 +72,11 @@ async fn wait_ready(dir: &Path) {
 
 /// Waits until the offer `name` is Ready.
 pub(crate) async fn wait_offer_ready(dir: &Path, name: &str) {
+    wait_offer(dir, name, "Ready").await;
+}
+
+/// Waits until the offer `name`'s condition `type_` is True.
+pub(crate) async fn wait_offer(dir: &Path, name: &str, type_: &str) {
     for _ in 0..500 {
         let out = obol_in(dir, &["--json", "sell", "status", name], &[], None);
         if out.status.success() {
@@ -80,14 +85,14 @@ pub(crate) async fn wait_offer_ready(dir: &Path, name: &str) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                .any(|c| c["type"] == type_ && c["status"] == "True");
             if ready {
                 return;
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the offer never became Ready");
+    panic!("the offer's {type_} never became True");
 }
 
 /// The status code of a GET, or 0 when nothing answers.
