@@ -155,7 +155,7 @@ impl PurchaseReconciler {
             .into_iter()
             .filter(|p| !p.metadata.is_deleting() && is_true(&p.status.conditions, "Configured"))
             .collect();
-        configured.sort_by(|a, b| age_order(a).cmp(&age_order(b)));
+        configured.sort_by(|a, b| a.metadata.age_key().cmp(&b.metadata.age_key()));
         let mut purchases: Vec<Purchase> = Vec::with_capacity(configured.len());
         for p in configured {
             if purchases
@@ -376,7 +376,7 @@ impl PurchaseReconciler {
             .iter()
             .filter(|o| !o.metadata.is_deleting())
             .filter(|o| o.spec.model.eq_ignore_ascii_case(&purchase.spec.model))
-            .filter(|o| age_order(o) < age_order(purchase))
+            .filter(|o| o.metadata.age_key() < purchase.metadata.age_key())
             .find(|o| {
                 condition(&o.status.conditions, "Configured")
                     .is_none_or(|c| c.reason != "ModelConflict")
@@ -430,14 +430,6 @@ async fn remove(
     } else {
         admin_error(StatusCode::NOT_FOUND, "no such purchase is served")
     }
-}
-
-fn age_order(p: &PurchaseRequest) -> (&str, &str, &str) {
-    (
-        &p.metadata.creation_timestamp,
-        &p.metadata.namespace,
-        &p.metadata.name,
-    )
 }
 
 fn clamp(n: u64) -> u32 {

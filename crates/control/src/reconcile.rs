@@ -478,18 +478,7 @@ impl Reconciler {
             .filter(|o| !o.metadata.is_deleting() && o.effective_path() == path)
             .collect();
         // Oldest first; offers created within the same second are ordered by namespace/name.
-        let oldest = claimants.iter().min_by(|a, b| {
-            (
-                &a.metadata.creation_timestamp,
-                &a.metadata.namespace,
-                &a.metadata.name,
-            )
-                .cmp(&(
-                    &b.metadata.creation_timestamp,
-                    &b.metadata.namespace,
-                    &b.metadata.name,
-                ))
-        });
+        let oldest = claimants.iter().min_by_key(|o| o.metadata.age_key());
         Ok(oldest
             .filter(|o| {
                 !(o.metadata.namespace == offer.metadata.namespace

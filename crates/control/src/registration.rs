@@ -215,18 +215,7 @@ pub fn document(
 
 /// The oldest offer by creation time (then namespace, name).
 fn oldest<'a>(offers: &[&'a ServiceOffer]) -> Option<&'a ServiceOffer> {
-    offers.iter().copied().min_by(|a, b| {
-        (
-            &a.metadata.creation_timestamp,
-            &a.metadata.namespace,
-            &a.metadata.name,
-        )
-            .cmp(&(
-                &b.metadata.creation_timestamp,
-                &b.metadata.namespace,
-                &b.metadata.name,
-            ))
-    })
+    offers.iter().copied().min_by_key(|o| o.metadata.age_key())
 }
 
 /// Operator text (`registration.description`, then `spec.description`), else
@@ -281,34 +270,19 @@ mod tests {
     use crate::identity::{AgentIdentitySpec, ChainRegistration, DEFAULT_IDENTITY};
     use crate::offer::{ModelSpec, RegistrationSpec};
     use crate::resource::{ConditionStatus, set_condition};
-    use crate::validate::tests::offer;
+    use crate::validate::tests::served;
     use obol_erc8004::registry::{MAINNET_IDENTITY_REGISTRY, TESTNET_IDENTITY_REGISTRY};
 
     const NOW: u64 = 1_800_000_000;
     const BASE: &str = "https://seller.example/";
 
     fn ready(name: &str, created: &str, enabled: bool) -> ServiceOffer {
-        let mut o = offer();
-        o.metadata.name = name.into();
+        let mut o = served(name);
         o.metadata.creation_timestamp = created.into();
         o.spec.registration = Some(RegistrationSpec {
             enabled,
             ..RegistrationSpec::default()
         });
-        for t in [
-            "ModelReady",
-            "UpstreamHealthy",
-            "PaymentGateReady",
-            "RoutePublished",
-        ] {
-            set_condition(
-                &mut o.status.conditions,
-                t,
-                ConditionStatus::True,
-                "Reconciled",
-                "",
-            );
-        }
         o
     }
 

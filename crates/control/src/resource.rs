@@ -51,6 +51,12 @@ impl ObjectMeta {
         }
     }
 
+    /// The order "oldest first": creation time, then namespace and name (objects created in
+    /// the same second are ordered by name).
+    pub fn age_key(&self) -> (&str, &str, &str) {
+        (&self.creation_timestamp, &self.namespace, &self.name)
+    }
+
     /// True once deletion was requested.
     pub fn is_deleting(&self) -> bool {
         self.deletion_timestamp.is_some()

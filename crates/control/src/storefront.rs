@@ -405,29 +405,14 @@ mod tests {
     use super::*;
     use crate::offer::{ListingSpec, RegistrationSpec};
     use crate::resource::{ConditionStatus, set_condition};
-    use crate::validate::tests::offer;
+    use crate::validate::tests::served;
 
     fn serving(name: &str, weight: i64) -> ServiceOffer {
-        let mut o = offer();
-        o.metadata.name = name.into();
+        let mut o = served(name);
         o.spec.listing = Some(ListingSpec {
             weight,
             category: None,
         });
-        for t in [
-            "ModelReady",
-            "UpstreamHealthy",
-            "PaymentGateReady",
-            "RoutePublished",
-        ] {
-            set_condition(
-                &mut o.status.conditions,
-                t,
-                ConditionStatus::True,
-                "Reconciled",
-                "",
-            );
-        }
         o
     }
 

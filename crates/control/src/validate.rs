@@ -329,40 +329,41 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::offer::{PaymentSpec, PriceSpec, ServiceOfferSpec, SettleTiming, UpstreamSpec};
+    use crate::offer::{ServiceOfferSpec, UpstreamSpec};
 
     pub(crate) fn offer() -> ServiceOffer {
         ServiceOffer::new(
             "default",
             "echo",
-            ServiceOfferSpec {
-                type_: OfferType::Http,
-                model: None,
-                upstream: UpstreamSpec {
-                    url: Some("http://127.0.0.1:9000".into()),
-                    ..UpstreamSpec::default()
-                },
-                payment: PaymentSpec {
-                    scheme: "exact".into(),
-                    network: "base-sepolia".into(),
-                    pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
-                    max_timeout_seconds: None,
-                    settle: SettleTiming::ServeFirst,
-                    asset: None,
-                    price: PriceSpec {
-                        per_request: Some("0.001".into()),
-                        ..PriceSpec::default()
-                    },
-                },
-                path: None,
-                registration: None,
-                listing: None,
-                drain_at: None,
-                drain_grace_period: None,
-                provenance: None,
-                description: None,
-            },
+            ServiceOfferSpec::per_request(
+                OfferType::Http,
+                "http://127.0.0.1:9000",
+                "base-sepolia",
+                "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+                "0.001",
+            ),
         )
+    }
+
+    /// [`offer`] named `name`, every condition up to `RoutePublished` True: served.
+    pub(crate) fn served(name: &str) -> ServiceOffer {
+        let mut o = offer();
+        o.metadata.name = name.into();
+        for t in [
+            "ModelReady",
+            "UpstreamHealthy",
+            "PaymentGateReady",
+            "RoutePublished",
+        ] {
+            crate::resource::set_condition(
+                &mut o.status.conditions,
+                t,
+                crate::resource::ConditionStatus::True,
+                "Reconciled",
+                "",
+            );
+        }
+        o
     }
 
     fn fields(offer: &ServiceOffer) -> Vec<&'static str> {

@@ -6,35 +6,13 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
-use crate::{obol_in, start_stack, stderr};
+use crate::{balance, json_of, obol_in, start_stack, stderr};
 
 const MODEL: &str = "qwen3:0.6b";
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
 
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `token` (atomic) held by the wallet of `key` on the devnet.
-fn balance(dir: &Path, key: &str, token: &str) -> u128 {
-    let out = obol_in(
-        dir,
-        &[
-            "--json", "wallet", "balance", "--chain", "devnet", "--token", token,
-        ],
-        &[("OBOL_PRIVATE_KEY", key)],
-        None,
-    );
-    json_of(&out)["token"]["atomic"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn usdc(dir: &Path, key: &str) -> u128 {
-    balance(dir, key, "USDC")
+    balance(dir, "devnet", key, "USDC")
 }
 
 fn buyer_url(dir: &Path) -> String {
@@ -315,8 +293,8 @@ async fn buying_in_a_permit2_token_approves_permit2_once() {
         )
     };
     let (buyer_before, seller_before) = (
-        balance(dir, buyer_key, "OBOL"),
-        balance(dir, obol_devnet::DEV_KEYS[2], "OBOL"),
+        balance(dir, "devnet", buyer_key, "OBOL"),
+        balance(dir, "devnet", obol_devnet::DEV_KEYS[2], "OBOL"),
     );
 
     let out = buy("2");
@@ -330,9 +308,12 @@ async fn buying_in_a_permit2_token_approves_permit2_once() {
         assert_eq!(chat(dir).await.0, 200);
     }
     let half = 5 * 10u128.pow(17);
-    assert_eq!(balance(dir, buyer_key, "OBOL"), buyer_before - 2 * half);
     assert_eq!(
-        balance(dir, obol_devnet::DEV_KEYS[2], "OBOL"),
+        balance(dir, "devnet", buyer_key, "OBOL"),
+        buyer_before - 2 * half
+    );
+    assert_eq!(
+        balance(dir, "devnet", obol_devnet::DEV_KEYS[2], "OBOL"),
         seller_before + 2 * half
     );
 
@@ -341,5 +322,8 @@ async fn buying_in_a_permit2_token_approves_permit2_once() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("Permit2"), "{}", stderr(&out));
     assert_eq!(chat(dir).await.0, 200);
-    assert_eq!(balance(dir, buyer_key, "OBOL"), buyer_before - 3 * half);
+    assert_eq!(
+        balance(dir, "devnet", buyer_key, "OBOL"),
+        buyer_before - 3 * half
+    );
 }

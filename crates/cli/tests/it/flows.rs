@@ -10,37 +10,10 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, upstream, wait_offer, wait_offer_ready};
-use crate::{obol_in, stderr, stdout};
+use crate::{balance, json_of, obol_in, succeeded};
 
 const ALICE: &str = obol_devnet::DEV_KEYS[2];
 const BOB: &str = obol_devnet::DEV_KEYS[7];
-
-fn ok(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}\n{}", stdout(out), stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn balance(dir: &Path, key: &str, token: &str) -> u128 {
-    let out = obol_in(
-        dir,
-        &[
-            "--json",
-            "wallet",
-            "balance",
-            "--chain",
-            "base-sepolia",
-            "--token",
-            token,
-        ],
-        &[("OBOL_PRIVATE_KEY", key)],
-        None,
-    );
-    ok(&out)["token"]["atomic"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// Stops Bob's stack when the test ends.
 struct Down<'a>(&'a Path);
@@ -60,7 +33,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
     let upstream = upstream().await;
 
     // Alice: a devnet, a stack whose public URL is its own gateway, two models, registered.
-    ok(&obol_in(alice, &["devnet", "up"], &[], None));
+    succeeded(&obol_in(alice, &["devnet", "up"], &[], None));
     let _alice_down = DevnetStackGuard(alice);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -82,7 +55,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
         "--facilitator-chain",
         "devnet",
     ];
-    ok(&obol_in(alice, &init, &[], None));
+    succeeded(&obol_in(alice, &init, &[], None));
     crate::start_stack(alice);
     let alice_address = obol_x402::LocalSigner::from_private_key_hex(ALICE)
         .unwrap()
@@ -110,10 +83,10 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
             price,
         ];
         // Registration enabled; no key here, so `sell register` below does it.
-        ok(&obol_in(alice, &sell, &[], None));
+        succeeded(&obol_in(alice, &sell, &[], None));
         wait_offer(alice, name, "RoutePublished").await;
     }
-    let registered = ok(&obol_in(
+    let registered = json_of(&obol_in(
         alice,
         &["--json", "sell", "register", "--chain", "devnet"],
         &[("OBOL_PRIVATE_KEY", ALICE)],
@@ -135,7 +108,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
         .endpoints[0]
         .url
         .clone();
-    ok(&obol_in(
+    succeeded(&obol_in(
         bob,
         &[
             "network",
@@ -152,7 +125,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
     let _bob_down = Down(bob);
 
     // Discovery through the registry finds Alice with both offers.
-    let found = ok(&obol_in(
+    let found = json_of(&obol_in(
         bob,
         &[
             "--json",
@@ -205,8 +178,11 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
         ("alice-obol", "OBOL", 5 * 10u128.pow(17)),
     ] {
         let paying = Instant::now();
-        let before = (balance(bob, ALICE, token), balance(bob, BOB, token));
-        let bought = ok(&obol_in(
+        let before = (
+            balance(bob, "base-sepolia", ALICE, token),
+            balance(bob, "base-sepolia", BOB, token),
+        );
+        let bought = json_of(&obol_in(
             bob,
             &[
                 "--json",
@@ -238,12 +214,12 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
             assert!(response.headers().contains_key("payment-response"));
         }
         assert_eq!(
-            balance(bob, ALICE, token),
+            balance(bob, "base-sepolia", ALICE, token),
             before.0 + 2 * price,
             "{token} to Alice"
         );
         assert_eq!(
-            balance(bob, BOB, token),
+            balance(bob, "base-sepolia", BOB, token),
             before.1 - 2 * price,
             "{token} from Bob"
         );

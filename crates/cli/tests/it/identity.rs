@@ -12,7 +12,7 @@ use obol_erc8004::{Address, IdentityClient, Registries, U256};
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, upstream};
-use crate::{obol_in, stderr, stdout};
+use crate::{json_of, obol_in, stderr, stdout};
 
 /// The seller's signer: owns the agent, is not the payee ([`PAY_TO`] is dev account 2).
 const SELLER_KEY: &str = obol_devnet::DEV_KEYS[3];
@@ -24,11 +24,6 @@ const REGISTRY: &str = "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e"
 
 fn key(k: &str) -> [(&str, &str); 1] {
     [("OBOL_PRIVATE_KEY", k)]
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}\n{}", stdout(out), stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn refused(out: &std::process::Output, reason: &str) {

@@ -21,6 +21,7 @@ use obol_chain::ChainClient;
 use obol_x402::LocalSigner;
 use obol_x402::primitives::{Address, U256};
 
+use crate::stack::{gateway, upstream};
 use crate::{obol_in, stderr, stdout};
 
 /// The repository root.
@@ -236,41 +237,6 @@ fn address_of(key: &str) -> Address {
     LocalSigner::from_private_key_hex(key)
         .expect("a dev key")
         .address()
-}
-
-/// A loopback upstream answering every request with 200 `{"ok":true}` (so `/health` too).
-async fn upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the upstream");
-    let url = format!("http://{}", listener.local_addr().expect("its address"));
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let body = "{\"ok\":true}";
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    url
-}
-
-fn gateway(dir: &Path) -> String {
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("state/daemon.json")).expect("daemon.json"),
-    )
-    .expect("daemon.json is JSON");
-    format!(
-        "http://{}",
-        state["gateway"].as_str().expect("the gateway address")
-    )
 }
 
 async fn wait_ready(dir: &Path, name: &str) {

@@ -69,6 +69,34 @@ pub fn start_stack(dir: &Path) {
     assert!(out.status.success(), "stack up: {}", stderr(&out));
 }
 
+/// Fails the test, with the run's output, unless it succeeded.
+pub fn succeeded(out: &Output) {
+    assert!(out.status.success(), "{}\n{}", stdout(out), stderr(out));
+}
+
+/// The document an `obol --json …` run printed; a failed run fails the test with its output.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    succeeded(out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `token` (atomic units) held on `chain` by the wallet of `key`.
+pub fn balance(dir: &Path, chain: &str, key: &str, token: &str) -> u128 {
+    let out = obol_in(
+        dir,
+        &[
+            "--json", "wallet", "balance", "--chain", chain, "--token", token,
+        ],
+        &[("OBOL_PRIVATE_KEY", key)],
+        None,
+    );
+    json_of(&out)["token"]["atomic"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Stdout as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use obol_control::offer::{PaymentSpec, PriceSpec, SettleTiming, UpstreamSpec};
+use obol_control::offer::OfferType;
 use obol_control::store::{ApplyOutcome, DeleteOutcome, Event};
 use obol_control::{ConditionStatus, ServiceOffer, ServiceOfferSpec, SqliteStore, Store, StoreExt};
 
@@ -10,33 +10,13 @@ pub(crate) fn offer(name: &str, price: &str) -> ServiceOffer {
     ServiceOffer::new(
         "default",
         name,
-        ServiceOfferSpec {
-            type_: Default::default(),
-            model: None,
-            upstream: UpstreamSpec {
-                url: Some("http://127.0.0.1:9000".into()),
-                ..UpstreamSpec::default()
-            },
-            payment: PaymentSpec {
-                scheme: "exact".into(),
-                network: "base-sepolia".into(),
-                pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
-                max_timeout_seconds: None,
-                settle: SettleTiming::ServeFirst,
-                asset: None,
-                price: PriceSpec {
-                    per_request: Some(price.into()),
-                    ..PriceSpec::default()
-                },
-            },
-            path: None,
-            registration: None,
-            listing: None,
-            drain_at: None,
-            drain_grace_period: None,
-            provenance: None,
-            description: None,
-        },
+        ServiceOfferSpec::per_request(
+            OfferType::Http,
+            "http://127.0.0.1:9000",
+            "base-sepolia",
+            "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            price,
+        ),
     )
 }
 
