@@ -338,13 +338,8 @@ impl IdentityClient {
                 .topic2(owner)
                 .from_block(lo)
                 .to_block(hi);
-            let logs = match self.chain.provider().get_logs(&filter).await {
-                Ok(logs) => logs,
-                Err(_) if window > MIN_LOG_WINDOW => {
-                    window /= 2;
-                    continue;
-                }
-                Err(e) => return Err(rpc_error("eth_getLogs", &e)),
+            let Some(logs) = self.logs_or_halve(&filter, &mut window).await? else {
+                continue;
             };
             for log in logs.iter().rev() {
                 let Ok(event) = log.log_decode::<IIdentityRegistry::Registered>() else {
@@ -395,13 +390,8 @@ impl IdentityClient {
                 ])
                 .from_block(lo)
                 .to_block(hi);
-            let logs = match self.chain.provider().get_logs(&filter).await {
-                Ok(logs) => logs,
-                Err(_) if window > MIN_LOG_WINDOW => {
-                    window /= 2;
-                    continue;
-                }
-                Err(e) => return Err(rpc_error("eth_getLogs", &e)),
+            let Some(logs) = self.logs_or_halve(&filter, &mut window).await? else {
+                continue;
             };
             for log in &logs {
                 fold_log(&mut agents, log);
@@ -412,6 +402,23 @@ impl IdentityClient {
             lo = hi + 1;
         }
         Ok(agents.into_values().collect())
+    }
+
+    /// The logs `filter` matches; `None` after halving `window` when the node refused the
+    /// range (nodes cap `eth_getLogs` ranges), so the caller retries a smaller one.
+    async fn logs_or_halve(
+        &self,
+        filter: &Filter,
+        window: &mut u64,
+    ) -> Result<Option<Vec<alloy::rpc::types::Log>>, Erc8004Error> {
+        match self.chain.provider().get_logs(filter).await {
+            Ok(logs) => Ok(Some(logs)),
+            Err(_) if *window > MIN_LOG_WINDOW => {
+                *window /= 2;
+                Ok(None)
+            }
+            Err(e) => Err(rpc_error("eth_getLogs", &e)),
+        }
     }
 
     async fn head(&self) -> Result<u64, Erc8004Error> {

@@ -35,28 +35,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
     // Alice: a devnet, a stack whose public URL is its own gateway, two models, registered.
     succeeded(&obol_in(alice, &["devnet", "up"], &[], None));
     let _alice_down = DevnetStackGuard(alice);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public = format!("http://127.0.0.1:{port}");
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        &format!("127.0.0.1:{port}"),
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-        "--public-url",
-        &public,
-        "--facilitator-chain",
-        "devnet",
-    ];
-    succeeded(&obol_in(alice, &init, &[], None));
-    crate::start_stack(alice);
+    let public = crate::stack_up_public(alice);
     let alice_address = obol_x402::LocalSigner::from_private_key_hex(ALICE)
         .unwrap()
         .address()

@@ -19,7 +19,6 @@ const SELLER_KEY: &str = obol_devnet::DEV_KEYS[3];
 /// Someone else.
 const OTHER_KEY: &str = obol_devnet::DEV_KEYS[4];
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
-const FACILITATOR_KEY: &str = obol_devnet::DEV_KEYS[9];
 const REGISTRY: &str = "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e";
 
 fn key(k: &str) -> [(&str, &str); 1] {
@@ -36,32 +35,7 @@ fn refused(out: &std::process::Output, reason: &str) {
 fn start(dir: &Path) -> String {
     let out = obol_in(dir, &["devnet", "up"], &[], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let public = format!("http://127.0.0.1:{port}");
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        &listen,
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-        "--public-url",
-        &public,
-        "--facilitator-chain",
-        "devnet",
-    ];
-    let out = obol_in(dir, &init, &[], None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = obol_in(dir, &["stack", "up"], &key(FACILITATOR_KEY), None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    public
+    crate::stack_up_public(dir)
 }
 
 /// The devnet's RPC URL, from the networks file `devnet up` wrote.

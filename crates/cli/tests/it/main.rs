@@ -40,16 +40,36 @@ pub fn obol_in(root: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&
 /// `obol stack init` on loopback ports the OS picks (`gateway` pins the gateway's), with the
 /// embedded facilitator on the devnet when `facilitator` is set, then [`start_stack`].
 pub fn stack_up(dir: &Path, gateway: Option<&str>, facilitator: bool) {
+    init_and_start(dir, gateway.unwrap_or("127.0.0.1:0"), None, facilitator);
+}
+
+/// [`stack_up`] with the facilitator on a fixed gateway port whose URL is also the public URL
+/// (so what the stack publishes, e.g. its registration document, is fetchable); returns it.
+pub fn stack_up_public(dir: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    init_and_start(dir, &format!("127.0.0.1:{port}"), Some(&public), true);
+    public
+}
+
+fn init_and_start(dir: &Path, gateway: &str, public: Option<&str>, facilitator: bool) {
     let mut init = vec![
         "stack",
         "init",
         "--gateway-listen",
-        gateway.unwrap_or("127.0.0.1:0"),
+        gateway,
         "--admin-listen",
         "127.0.0.1:0",
         "--buyer-listen",
         "127.0.0.1:0",
     ];
+    if let Some(public) = public {
+        init.extend(["--public-url", public]);
+    }
     if facilitator {
         init.extend(["--facilitator-chain", "devnet"]);
     }
