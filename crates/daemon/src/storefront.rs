@@ -2,7 +2,9 @@
 //! with the catalog headers of obol-stack.md §6.1 (CORS `*`, five-minute caching), and the
 //! ERC-8004 registration document at `/.well-known/agent-registration.json` (§6.5: active from
 //! the registration-enabled offers, or the tombstone; one-minute caching, since it changes
-//! when an agent id is recorded).
+//! when an agent id is recorded). The stack's icon (`assets/agent-icon.png`, drawn by
+//! `assets/agent-icon.py`) answers both the document's default `image` (`/agent-icon.png`) and
+//! the catalog's `logoUrl` (`/obol-stack-logo.png`).
 
 use std::sync::Arc;
 
@@ -40,7 +42,21 @@ pub(crate) fn router(store: Arc<dyn Store>, base_url: &str, chains: ChainIdSourc
         .route("/skill.md", get(skill))
         .route("/openapi.json", get(openapi))
         .route(obol_erc8004::WELL_KNOWN_PATH, get(agent_registration))
+        .route(registration::DEFAULT_IMAGE_PATH, get(icon))
+        .route("/obol-stack-logo.png", get(icon))
         .with_state(state)
+}
+
+/// The stack's icon: a 128×128 PNG compiled into the binary.
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_bytes!("../assets/agent-icon.png").as_slice(),
+    )
+        .into_response()
 }
 
 async fn offers(state: &StorefrontState) -> Vec<ServiceOffer> {

@@ -341,6 +341,15 @@ async fn the_public_url_reaches_the_402() {
         ),
         "{skill}"
     );
+    // The icon the registration document and the catalog point at is served.
+    for path in ["/agent-icon.png", "/obol-stack-logo.png"] {
+        let icon = reqwest::get(format!("{}{path}", gateway(dir)))
+            .await
+            .unwrap();
+        assert_eq!(icon.status(), 200);
+        assert_eq!(icon.headers()["content-type"], "image/png");
+        assert!(icon.bytes().await.unwrap().starts_with(b"\x89PNG\r\n"));
+    }
     let (status, page) = fetch(&format!("{}/", gateway(dir))).await;
     assert_eq!(status, 200);
     assert!(
