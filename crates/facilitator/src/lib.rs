@@ -5,6 +5,7 @@
 //! | [`reason`] | the closed set of invalid/settle reason codes and their wire strings |
 //! | [`checks`] | the pure half of verification: scheme, network, terms, window, amount, token, spender, signature recovery |
 //! | [`evm`] | [`EvmFacilitator`]: chain reads, simulation, settlement with one transfer per payment and pipelined sends |
+//! | [`stub`] | [`stub::Approving`]: accepts everything, no chain (benchmarks only) |
 //! | [`http`] | the HTTP service (`/verify`, `/settle`, `/supported`, `/healthz`, `/metrics`) and [`http::RemoteFacilitator`], a client of any facilitator |
 //!
 //! The [`Facilitator`] trait is what a seller gateway talks to, whether the facilitator runs in
@@ -14,6 +15,7 @@ pub mod checks;
 pub mod evm;
 pub mod http;
 pub mod reason;
+pub mod stub;
 
 use async_trait::async_trait;
 use obol_x402::wire::{

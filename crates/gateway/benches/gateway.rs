@@ -16,12 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::{any, get};
-use obol_facilitator::{Facilitator, FacilitatorError};
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::proxy::UpstreamClient;
 use obol_gateway::server::{GatewayConfig, UpstreamService, app, serve};
@@ -30,37 +28,11 @@ use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
-use obol_x402::wire::{
-    SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse, v2,
-};
+use obol_x402::wire::v2;
 use tokio::net::TcpListener;
 use tower::Service;
 
 const CONCURRENCY: usize = 32;
-
-/// Says yes to everything, instantly: the chain is out of the picture.
-struct Instant402;
-
-#[async_trait]
-impl Facilitator for Instant402 {
-    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
-        Ok(VerifyResponse {
-            is_valid: true,
-            ..VerifyResponse::default()
-        })
-    }
-    async fn settle(&self, r: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
-        Ok(SettleResponse {
-            success: true,
-            transaction: format!("0x{}", "ab".repeat(32)),
-            network: r.requirements_v2().network,
-            ..SettleResponse::default()
-        })
-    }
-    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
-        Ok(SupportedResponse::default())
-    }
-}
 
 async fn spawn(router: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -193,7 +165,7 @@ async fn main() {
     let gateway = spawn(
         app(
             routes,
-            Arc::new(Instant402),
+            Arc::new(obol_facilitator::stub::Approving),
             guard,
             GatewayConfig::default(),
         )
