@@ -109,17 +109,23 @@ impl Reconcile for PurchaseReconciler {
             return self.finalize(&purchase).await;
         }
         self.store.add_finalizer(&purchase, FINALIZER).await?;
-        let mut status = if purchase.status.observed_generation == purchase.metadata.generation {
-            purchase.status.clone()
-        } else {
-            // A new spec (refill, edit): every step runs again.
-            PurchaseRequestStatus {
-                observed_generation: purchase.metadata.generation,
-                total_signed: purchase.status.total_signed,
-                ..PurchaseRequestStatus::default()
-            }
+        // A new spec (refill, edit) runs every step again; until it succeeds the pool loaded
+        // for the previous one keeps being served (its `Configured` stays as it was).
+        let fresh = purchase.status.observed_generation != purchase.metadata.generation;
+        let mut status = purchase.status.clone();
+        status.observed_generation = purchase.metadata.generation;
+        let loaded = !fresh
+            && ["Probed", "AuthsSigned", "Configured"]
+                .iter()
+                .all(|t| is_true(&status.conditions, t));
+        let action = match loaded {
+            true => None,
+            false => self.load(&purchase, &mut status, fresh).await?,
         };
-        let action = self.evaluate(&purchase, &mut status).await?;
+        let action = match action {
+            Some(action) => action,
+            None => self.ready(&purchase, &mut status).await?,
+        };
         self.store
             .patch_status::<PurchaseRequestSpec>(namespace, name, &status)
             .await?;
@@ -189,18 +195,21 @@ impl PurchaseReconciler {
         Ok(Action::Done)
     }
 
-    async fn evaluate(
+    /// Probed → AuthsSigned → Configured: probes the seller (always for a `fresh` generation),
+    /// checks the authorizations and adds them to the pool. `Some(action)` when a step failed.
+    async fn load(
         &self,
         purchase: &PurchaseRequest,
         status: &mut PurchaseRequestStatus,
-    ) -> Result<Action, ReconcileError> {
+        fresh: bool,
+    ) -> Result<Option<Action>, ReconcileError> {
         let conditions = &mut status.conditions;
         let not_ready = |conditions: &mut Vec<_>, reason: &str, message: &str| {
             set_condition(conditions, "Ready", ConditionStatus::False, reason, message);
         };
 
         // 1. Probed.
-        if !is_true(conditions, "Probed") {
+        if fresh || !is_true(conditions, "Probed") {
             match self.probe(&purchase.spec).await {
                 Ok(price) => {
                     set_condition(
@@ -222,7 +231,7 @@ impl PurchaseReconciler {
                         &message,
                     );
                     not_ready(conditions, "NotProbed", &message);
-                    return Ok(Action::Requeue(RETRY_REQUEUE));
+                    return Ok(Some(Action::Requeue(RETRY_REQUEUE)));
                 }
             }
         }
@@ -239,7 +248,7 @@ impl PurchaseReconciler {
                 message,
             );
             not_ready(conditions, "NoAuths", message);
-            return Ok(Action::Done);
+            return Ok(Some(Action::Done));
         }
         let signed = match auths::from_resource(&spec.pre_signed_auths).and_then(|signed| {
             check_terms(&signed, &spec.payment)?;
@@ -256,7 +265,7 @@ impl PurchaseReconciler {
                     &message,
                 );
                 not_ready(conditions, "InvalidAuths", &message);
-                return Ok(Action::Done);
+                return Ok(Some(Action::Done));
             }
         };
         status.signer_address = Some(spec.pre_signed_auths[0].from.clone());
@@ -283,7 +292,7 @@ impl PurchaseReconciler {
                 &message,
             );
             not_ready(conditions, "ModelConflict", &message);
-            return Ok(Action::Requeue(RETRY_REQUEUE));
+            return Ok(Some(Action::Requeue(RETRY_REQUEUE)));
         }
         let pool = self.pool.clone();
         let pool_name = pool_name(namespace, name);
@@ -292,21 +301,30 @@ impl PurchaseReconciler {
             let pool_name = pool_name.clone();
             tokio::task::spawn_blocking(move || pool.add(&pool_name, &signed)).await??
         };
+        tracing::info!(%namespace, %name, total, added, "purchase loaded into its pool");
         status.public_model = Some(format!("paid/{}", spec.model));
         set_condition(
             conditions,
             "Configured",
             ConditionStatus::True,
             "Written",
-            &format!("Wrote {total} auths to pool {pool_name} ({added} new)"),
+            &format!("Wrote {total} auths to pool {pool_name}"),
         );
         // The proxy reads `Configured` from the store.
         self.store
             .patch_status::<PurchaseRequestSpec>(namespace, name, status)
             .await?;
         self.rebuild().await?;
+        Ok(None)
+    }
 
-        // 4. Ready.
+    /// Ready: the counts, and whether the proxy serves the pool.
+    async fn ready(
+        &self,
+        purchase: &PurchaseRequest,
+        status: &mut PurchaseRequestStatus,
+    ) -> Result<Action, ReconcileError> {
+        let pool_name = pool_name(&purchase.metadata.namespace, &purchase.metadata.name);
         let counts = self.counts(&pool_name).await?;
         status.remaining = clamp(counts.available);
         status.spent = clamp(counts.spent);
@@ -324,8 +342,10 @@ impl PurchaseReconciler {
                 ),
             );
         } else {
-            not_ready(
+            set_condition(
                 conditions,
+                "Ready",
+                ConditionStatus::False,
                 "NotServing",
                 "the buyer proxy does not serve this pool",
             );

@@ -71,7 +71,9 @@ pub async fn run<R: Reconcile + ?Sized>(
 ) {
     let kind = reconciler.kind();
     let mut events = store.watch();
+    // One timer per key: a reconcile's answer replaces whatever was scheduled before it.
     let mut due: BTreeMap<Instant, Vec<Key>> = BTreeMap::new();
+    let mut scheduled: std::collections::HashMap<Key, Instant> = std::collections::HashMap::new();
     let mut failures: std::collections::HashMap<Key, u32> = std::collections::HashMap::new();
     let mut ready: Vec<Key> = Vec::new();
     let mut queued: HashSet<Key> = HashSet::new();
@@ -103,8 +105,18 @@ pub async fn run<R: Reconcile + ?Sized>(
                     Some(delay)
                 }
             };
+            if let Some(at) = scheduled.remove(&key)
+                && let Some(keys) = due.get_mut(&at)
+            {
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    due.remove(&at);
+                }
+            }
             if let Some(delay) = next {
-                due.entry(Instant::now() + delay).or_default().push(key);
+                let at = Instant::now() + delay;
+                due.entry(at).or_default().push(key.clone());
+                scheduled.insert(key, at);
             }
         }
         let next_due = due.keys().next().copied();
@@ -132,6 +144,7 @@ pub async fn run<R: Reconcile + ?Sized>(
                 let later = due.split_off(&(now + Duration::from_nanos(1)));
                 for (_, keys) in std::mem::replace(&mut due, later) {
                     for key in keys {
+                        scheduled.remove(&key);
                         if queued.insert(key.clone()) {
                             ready.push(key);
                         }

@@ -10,10 +10,11 @@ use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSp
 use obol_control::reconcile::Action;
 use obol_control::resource::{ConditionStatus, condition};
 use obol_control::{SqliteStore, Store, StoreExt as _};
+use obol_gateway::RouteTable;
 use obol_x402::LocalSigner;
 use serde_json::{Value, json};
 
-use crate::{CHAT, Seller, spawn};
+use crate::{CHAT, Seller, route, spawn};
 
 struct Buyer {
     store: Arc<dyn Store>,
@@ -155,7 +156,30 @@ async fn a_request_is_probed_loaded_served_refilled_and_deleted() {
         (4, 1, 5)
     );
     let configured = condition(&refilled.status.conditions, "Configured").unwrap();
-    assert_eq!(configured.message, "Wrote 5 auths to pool buy/m1 (2 new)");
+    assert_eq!(configured.message, "Wrote 5 auths to pool buy/m1");
+
+    // The seller raises its price, then the spec changes: the new generation's probe fails,
+    // but the pool loaded before is still served (its calls are refused as changed terms, not
+    // as an unknown model).
+    seller
+        .routes
+        .store(RouteTable::new(vec![route(&seller.upstream, 2000)]));
+    wanted.spec.count += 1;
+    buyer.store.apply(&wanted).await.unwrap();
+    let (kind, reason, message) = verdict(&buyer.reconcile("m1").await);
+    assert_eq!(
+        (kind.as_str(), reason.as_str()),
+        ("Probed", "PricingMismatch")
+    );
+    assert!(message.contains("but endpoint wants 2000"), "{message}");
+    assert!(buyer.proxy.serves("buy/m1"));
+    let refused = buyer.chat("paid/m1").await;
+    assert_eq!(refused.status(), 402);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "payment_terms_changed", "{body}");
+    seller
+        .routes
+        .store(RouteTable::new(vec![route(&seller.upstream, 1000)]));
 
     // Deleted: the proxy stops serving it and the pool is emptied.
     buyer

@@ -538,3 +538,63 @@ async fn an_identity_change_requeues_every_offer() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// Counts reconciles; every one asks to be requeued soon.
+struct Counting {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl obol_control::controller::Reconcile for Counting {
+    type Error = obol_control::StoreError;
+
+    fn kind(&self) -> &'static str {
+        "ServiceOffer"
+    }
+
+    async fn reconcile(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<obol_control::reconcile::Action, Self::Error> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(obol_control::reconcile::Action::Requeue(
+            Duration::from_millis(100),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_leaves_one_requeue_timer_per_object() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let counting = Arc::new(Counting {
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(obol_control::controller::run(
+        store.clone(),
+        counting.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // Thirty changes in a burst, each reconciled and each answered "again in 100 ms".
+    for price in 1..=30 {
+        store
+            .apply(&offer("burst", &format!("0.{price:03}")))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after_burst = counting.calls.load(std::sync::atomic::Ordering::SeqCst);
+    // Then quiet: one timer chain, about one reconcile per 100 ms — not thirty timers firing.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let quiet = counting.calls.load(std::sync::atomic::Ordering::SeqCst) - after_burst;
+    assert!(
+        (2..=6).contains(&quiet),
+        "{quiet} reconciles in 450 ms of quiet"
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}
