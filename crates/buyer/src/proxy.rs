@@ -6,9 +6,17 @@
 //! the seller's answer streams back (SSE included). A status below 400 marks the authorization
 //! spent before the answer reaches the caller; anything else releases it. The proxy holds no
 //! key: the most it can spend is what was pre-signed.
+//!
+//! Only agents may spend, never a web page the user happens to open: a request carrying an
+//! `Origin` header (every browser sends one on a cross-origin POST) is refused with 403, a POST
+//! whose body is not declared `application/json` (what a form or a "simple" CORS request sends)
+//! with 415, and, while the proxy listens on loopback ([`BuyerProxy::loopback_only`], the
+//! default), a request whose `Host` is not a loopback name or address (DNS rebinding) with 403.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -16,6 +24,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self as axum_middleware, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -45,6 +54,12 @@ pub struct Purchase {
 /// Why a call was not made or not paid, as the agent sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum BuyError {
+    /// A browser page (an `Origin` header) or a foreign `Host` (DNS rebinding) is calling.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The body is not declared `application/json`.
+    #[error("the request body must be sent as application/json, not {0}")]
+    UnsupportedMediaType(String),
     /// The body is not a JSON object with a `model`.
     #[error("the request body must be a JSON object with a \"model\": {0}")]
     BadRequest(String),
@@ -71,6 +86,10 @@ pub enum BuyError {
 impl BuyError {
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_error"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error")
+            }
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
             Self::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
@@ -101,7 +120,10 @@ impl IntoResponse for BuyError {
 
 /// The buyer proxy's state.
 pub struct BuyerProxy {
+    /// By lower-cased model name.
     purchases: ArcSwap<HashMap<String, Purchase>>,
+    /// Whether requests must name a loopback `Host`.
+    loopback_only: AtomicBool,
     pool: Arc<AuthPool>,
     http: reqwest::Client,
     metrics: PrometheusHandle,
@@ -111,13 +133,19 @@ impl std::fmt::Debug for BuyerProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BuyerProxy")
             .field("purchases", &self.purchases.load().len())
+            .field("loopback_only", &self.loopback_only.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl BuyerProxy {
     /// A proxy spending from `pool`, naming itself `user_agent` (default `obol-buyer/<v>`);
-    /// `/metrics` renders `metrics` (the process's Prometheus recorder).
+    /// `/metrics` renders `metrics` (the process's Prometheus recorder). It answers only
+    /// requests for a loopback `Host` until told otherwise with [`Self::loopback_only`].
+    ///
+    /// # Errors
+    ///
+    /// [`BuyError::Unreachable`] when the HTTP client cannot be built.
     pub fn new(
         pool: Arc<AuthPool>,
         user_agent: Option<&str>,
@@ -132,19 +160,29 @@ impl BuyerProxy {
             .map_err(|e| BuyError::Unreachable(e.to_string()))?;
         Ok(Arc::new(Self {
             purchases: ArcSwap::from_pointee(HashMap::new()),
+            loopback_only: AtomicBool::new(true),
             pool,
             http,
             metrics,
         }))
     }
 
-    /// Replaces the purchases atomically (in-flight calls keep theirs). The gauges of a
-    /// purchase no longer served drop to zero remaining and inactive.
+    /// Whether only requests naming a loopback `Host` (`localhost`, `127.0.0.0/8`, `[::1]`,
+    /// any port) are answered: true (the default) while the proxy listens on loopback, which
+    /// keeps a web page from reaching it through DNS rebinding. Set false when it listens on
+    /// another address, where agents reach it under other names.
+    pub fn loopback_only(&self, only: bool) {
+        self.loopback_only.store(only, Ordering::Relaxed);
+    }
+
+    /// Replaces the purchases atomically (in-flight calls keep theirs). Models are matched
+    /// case-insensitively; of two purchases whose models differ only in case the first listed
+    /// wins. The gauges of a purchase no longer served drop to zero remaining and inactive.
     pub fn set_purchases(&self, purchases: Vec<Purchase>) {
-        let map: HashMap<String, Purchase> = purchases
-            .into_iter()
-            .map(|p| (p.model.clone(), p))
-            .collect();
+        let mut map: HashMap<String, Purchase> = HashMap::with_capacity(purchases.len());
+        for purchase in purchases {
+            map.entry(purchase.model.to_lowercase()).or_insert(purchase);
+        }
         let previous = self.purchases.swap(Arc::new(map));
         let current = self.purchases.load();
         for gone in previous
@@ -192,7 +230,7 @@ impl BuyerProxy {
         .map_err(BuyError::from)
     }
 
-    /// The proxy's routes.
+    /// The proxy's routes, every one behind the `Origin` and `Host` checks.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -200,11 +238,39 @@ impl BuyerProxy {
             .route("/v1/responses", post(responses))
             .route("/status", get(status))
             .route("/metrics", get(metrics_text))
+            .route("/healthz", get(healthz))
+            .layer(axum_middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self.clone())
+    }
+
+    /// Refuses what a browser could send: an `Origin`, or (while loopback only) a `Host` that
+    /// is not a loopback name or address.
+    fn admit(&self, request: &Request) -> Result<(), BuyError> {
+        if request.headers().contains_key(header::ORIGIN) {
+            return Err(BuyError::Forbidden(
+                "requests from web pages (with an Origin header) are not accepted".into(),
+            ));
+        }
+        if self.loopback_only.load(Ordering::Relaxed) {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| request.uri().authority().map(|a| a.as_str()));
+            if !host.is_some_and(is_loopback_host) {
+                return Err(BuyError::Forbidden(format!(
+                    "the buyer proxy answers only on a loopback host (localhost, 127.0.0.1, \
+                     [::1]), not {}",
+                    host.map_or_else(|| "a request without Host".to_owned(), |h| format!("{h:?}"))
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn call(&self, request: Request, api_path: &str) -> Result<Response, BuyError> {
         let headers = request.headers().clone();
+        require_json(&headers)?;
         let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BODY)
             .await
             .map_err(|_| BuyError::TooLarge)?;
@@ -214,14 +280,15 @@ impl BuyerProxy {
             .get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| BuyError::BadRequest("no \"model\"".into()))?;
-        let model = bare_model(asked_model).to_owned();
+        let model = bare_model(&asked_model.to_lowercase()).to_owned();
         let purchase = self
             .purchases
             .load()
             .get(&model)
             .cloned()
-            .ok_or_else(|| BuyError::UnknownModel(model.clone()))?;
-        json["model"] = Value::String(model);
+            .ok_or_else(|| BuyError::UnknownModel(bare_model(asked_model).to_owned()))?;
+        // The seller gets the model under the name it was bought as.
+        json["model"] = Value::String(purchase.model.clone());
         let body = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
         let url = format!("{}{api_path}", purchase.base.trim_end_matches('/'));
 
@@ -337,6 +404,79 @@ impl BuyerProxy {
     }
 }
 
+/// The `Origin` and `Host` checks in front of every route.
+async fn guard(State(proxy): State<Arc<BuyerProxy>>, request: Request, next: Next) -> Response {
+    match proxy.admit(&request) {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                %error,
+                "buyer proxy refused a request"
+            );
+            error.into_response()
+        }
+    }
+}
+
+/// A POST body must be declared `application/json` (parameters such as `charset` allowed).
+fn require_json(headers: &HeaderMap) -> Result<(), BuyError> {
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let is_json = declared.as_deref().is_some_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if is_json {
+        Ok(())
+    } else {
+        Err(BuyError::UnsupportedMediaType(declared.map_or_else(
+            || "a body without Content-Type".to_owned(),
+            |v| format!("{v:?}"),
+        )))
+    }
+}
+
+/// `localhost` (a trailing dot allowed), `127.0.0.0/8` or `[::1]` (an IPv4-mapped loopback
+/// too), with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
+        return port_ok
+            && inside.parse::<Ipv6Addr>().is_ok_and(|ip| {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            });
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|ip| IpAddr::V4(ip).is_loopback())
+}
+
+/// A decimal TCP port.
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.parse::<u16>().is_ok()
+}
+
+/// `GET /healthz`: the proxy is up.
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
 async fn chat(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Response {
     proxy
         .call(request, "/v1/chat/completions")
@@ -441,5 +581,62 @@ mod tests {
         assert_eq!(bare_model("paid/openai/gpt-x"), "gpt-x");
         assert_eq!(bare_model("openai/gpt-x"), "gpt-x");
         assert_eq!(bare_model("plain"), "plain");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LocalHost:8402",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:8402",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:8402",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8402",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:8402",
+            "0.0.0.0:8402",
+            "[::]:8402",
+            "[::1",
+            "[::1]x",
+            "localhost:port",
+            "localhost:99999",
+            "127.1",
+            "::1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            require_json(&headers)
+        };
+        assert!(with("application/json").is_ok());
+        assert!(with("Application/JSON; charset=utf-8").is_ok());
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+        ] {
+            assert!(
+                matches!(with(refused), Err(BuyError::UnsupportedMediaType(_))),
+                "{refused}"
+            );
+        }
+        assert!(require_json(&HeaderMap::new()).is_err());
     }
 }

@@ -328,3 +328,52 @@ async fn probes_name_themselves_and_classify_unpaid_answers() {
         .unwrap_err();
     assert!(error.to_string().starts_with("probe failed"), "{error}");
 }
+
+#[tokio::test]
+async fn rows_signed_for_other_terms_do_not_block_the_matching_ones() {
+    let seller = Seller::start().await;
+    let buyer = LocalSigner::from_private_key_hex(seller.devnet.key(6)).unwrap();
+    // Older rows signed when the seller asked 2000, then a refill at today's 1000.
+    let (offered, current) = seller.presigned(&buyer, 2).await;
+    let mut dearer = offered.accepts[0].clone();
+    dearer.amount = "2000".parse().unwrap();
+    let stale = presign(
+        &buyer,
+        &dearer,
+        Some(&offered.resource),
+        PresignOptions {
+            count: 2,
+            ttl_secs: 3600,
+            now: now(),
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let pool = AuthPool::open(&seller.pool_path()).unwrap();
+    assert_eq!(pool.add("llm", &stale).unwrap(), 2);
+    assert_eq!(pool.add("llm", &current).unwrap(), 2);
+
+    let before = seller.usdc(buyer.address()).await;
+    for _ in 0..2 {
+        assert_eq!(seller.call(&pool, "hello").await.unwrap(), 200);
+    }
+    assert_eq!(
+        seller.usdc(buyer.address()).await,
+        before - U256::from(2000),
+        "two calls at today's price"
+    );
+    // Only the stale rows are left: refused, naming the price they were signed for.
+    match seller.call(&pool, "hello").await.unwrap_err() {
+        PoolError::Mismatch {
+            term,
+            asked,
+            signed,
+        } => assert_eq!(
+            (term, asked.as_str(), signed.as_str()),
+            ("amount", "1000", "2000")
+        ),
+        other => panic!("{other}"),
+    }
+    let counts = pool.counts("llm").unwrap();
+    assert_eq!((counts.available, counts.spent), (2, 2));
+}

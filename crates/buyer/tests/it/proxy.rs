@@ -1,6 +1,8 @@
 //! The buyer proxy in front of a real gateway: unpaid first, pay on 402, stream through.
 
-use obol_buyer::{BuyerProxy, Purchase};
+use std::sync::Arc;
+
+use obol_buyer::{AuthPool, BuyerProxy, Purchase};
 use obol_gateway::RouteTable;
 use obol_x402::LocalSigner;
 use obol_x402::primitives::U256;
@@ -54,12 +56,13 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
     let seller = Seller::start().await;
     let (proxy, buyer) = proxy_for(&seller, 3, 5, "counted").await;
     let before = seller.usdc(buyer.address()).await;
+    // Model names match whatever their case; the seller gets the name bought.
     for model in [
         "paid/counted",
         "paid/openai/counted",
         "counted",
-        "paid/counted",
-        "paid/counted",
+        "paid/Counted",
+        "PAID/COUNTED",
     ] {
         let response = ask(&proxy, prompt(model, "hello")).await;
         assert_eq!(response.status(), 200, "{model}");
@@ -203,4 +206,176 @@ async fn bad_requests_unknown_models_and_price_changes() {
         "{message}"
     );
     assert_eq!(seller.usdc(buyer.address()).await, before, "nothing paid");
+}
+
+/// A proxy with one purchase (`Qwen3`, a seller that is never reached) and no seller behind it.
+async fn bare_proxy() -> (Arc<BuyerProxy>, String) {
+    let pool = AuthPool::in_memory().unwrap();
+    let proxy = BuyerProxy::new(pool, None, obol_facilitator::http::metrics_handle()).unwrap();
+    proxy.set_purchases(vec![Purchase {
+        model: "Qwen3".into(),
+        pool: "none".into(),
+        base: "http://127.0.0.1:9/services/llm".into(),
+        chain: "base-sepolia".into(),
+    }]);
+    let url = spawn(proxy.router()).await;
+    (proxy, url)
+}
+
+async fn error_body(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn browsers_and_foreign_hosts_are_refused() {
+    let (proxy, url) = bare_proxy().await;
+    let http = reqwest::Client::new();
+    let chat = format!("{url}/v1/chat/completions");
+    let body = prompt("paid/nope", "hi").to_string();
+
+    // A web page's cross-origin POST carries an Origin: refused before anything else.
+    for path in ["/v1/chat/completions", "/chat/completions", "/v1/responses"] {
+        let (status, error) = error_body(
+            http.post(format!("{url}{path}"))
+                .header("origin", "https://evil.example")
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 403, "{path}");
+        assert_eq!(error["error"]["type"], "permission_error");
+        assert_eq!(error["error"]["code"], 403);
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Origin"),
+            "{error}"
+        );
+    }
+    let status = http
+        .get(format!("{url}/status"))
+        .header("origin", "null")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 403, "GETs too: /status names the purchases");
+
+    // A form or "simple" request: not JSON.
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = http.post(&chat).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let (status, error) = error_body(request.send().await.unwrap()).await;
+        assert_eq!(status, 415, "{content_type:?}");
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+    }
+
+    // DNS rebinding: the page's name, resolved to 127.0.0.1, is the Host.
+    let (status, error) = error_body(
+        http.get(format!("{url}/healthz"))
+            .header("host", "evil.example:8402")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example"),
+        "{error}"
+    );
+    let refused = http
+        .post(&chat)
+        .header("host", "attacker.test")
+        .json(&prompt("paid/qwen3", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    // Loopback names pass, with JSON (parameters allowed): the unknown model is the answer.
+    let port = url.rsplit(':').next().unwrap();
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "127.8.9.10".to_owned(),
+        format!("[::1]:{port}"),
+        "LOCALHOST".to_owned(),
+    ] {
+        let (status, error) = error_body(
+            http.post(&chat)
+                .header("host", &host)
+                .header("content-type", "application/json; charset=utf-8")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 404, "{host}: {error}");
+    }
+    let via_localhost = url.replace("127.0.0.1", "localhost");
+    assert_eq!(
+        reqwest::get(format!("{via_localhost}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Listening elsewhere, the daemon lifts the Host check; Origin stays refused.
+    proxy.loopback_only(false);
+    let response = http
+        .get(format!("{url}/healthz"))
+        .header("host", "buyer.internal:8402")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = http
+        .get(format!("{url}/healthz"))
+        .header("host", "buyer.internal:8402")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn healthz_and_case_insensitive_models() {
+    let (_proxy, url) = bare_proxy().await;
+    let response = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"status": "ok"}));
+
+    // `Qwen3` was bought; every spelling finds it (the seller at port 9 is unreachable: 502).
+    for model in [
+        "paid/qwen3",
+        "paid/QWEN3",
+        "Paid/Qwen3",
+        "qwen3",
+        "paid/openai/qwen3",
+    ] {
+        let (status, message) = error_of(ask(&url, prompt(model, "hi")).await).await;
+        assert_eq!(status, 502, "{model}: {message}");
+    }
+    let (status, message) = error_of(ask(&url, prompt("paid/qwen4", "hi")).await).await;
+    assert_eq!(status, 404);
+    assert!(message.contains("\"qwen4\""), "{message}");
 }
