@@ -1,9 +1,16 @@
 //! Sending settlement transactions from one signer.
 //!
 //! Nonces are assigned locally under a lock held only while the transaction is filled, signed
-//! and handed to the node, so many settlements can be in flight at once without colliding; any
-//! send error forgets the counter and the next send asks the node again. Receipts are polled on
-//! the client's interval (25 ms on a loopback devnet) up to a deadline.
+//! and handed to the node, so many settlements can be in flight at once without colliding. The
+//! key may also be used elsewhere (auto-registration, a Permit2 approval, the user's wallet):
+//! when the node answers that the nonce is taken ("nonce too low", "already known",
+//! "replacement transaction underpriced"), the sender asks the node for the pending nonce and
+//! sends once more; any other send error forgets the counter and the next send asks the node
+//! again. Receipts are polled on the client's interval (25 ms on a loopback devnet) up to a
+//! deadline.
+//!
+//! Node messages are untrusted text that reaches terminals: [`SendError`] carries them with
+//! control characters escaped and truncated ([`MAX_MESSAGE_CHARS`]).
 
 use std::time::{Duration, Instant};
 
@@ -24,18 +31,21 @@ alloy::sol! {
     }
 }
 
+/// The longest node message a [`SendError`] carries (then `…`).
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
 /// Why a transaction was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The node answered and refused it (typically: gas estimation reverted).
     #[error("the node refused the transaction: {message}")]
     Rejected {
-        /// The node's message.
+        /// The node's message: control characters escaped, at most [`MAX_MESSAGE_CHARS`].
         message: String,
         /// The revert data, when the node returned any.
         revert: Vec<u8>,
     },
-    /// The node could not be reached or failed.
+    /// The node could not be reached or failed (escaped and truncated like `Rejected`).
     #[error("the node could not be reached: {0}")]
     Infra(String),
 }
@@ -82,29 +92,49 @@ impl Sender {
         self.address
     }
 
-    /// Fills, signs and broadcasts `tx`; returns its hash.
+    /// Fills, signs and broadcasts `tx`; returns its hash. A nonce taken behind our back is
+    /// refreshed from the node (pending) and the send tried once more.
     pub async fn send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
         let mut next = self.next_nonce.lock().await;
-        let nonce = match *next {
+        let mut nonce = match *next {
             Some(nonce) => nonce,
-            None => self
-                .provider
-                .get_transaction_count(self.address)
-                .pending()
-                .await
-                .map_err(|e| classify(&e))?,
+            None => self.pending_nonce().await?,
         };
-        let tx = tx.from(self.address).nonce(nonce);
-        match self.provider.send_transaction(tx).await {
-            Ok(pending) => {
-                *next = Some(nonce + 1);
-                Ok(*pending.tx_hash())
-            }
-            Err(e) => {
-                *next = None;
-                Err(classify(&e))
+        let mut retried = false;
+        loop {
+            let attempt = tx.clone().from(self.address).nonce(nonce);
+            match self.provider.send_transaction(attempt).await {
+                Ok(pending) => {
+                    *next = Some(nonce + 1);
+                    return Ok(*pending.tx_hash());
+                }
+                Err(e) if !retried && is_nonce_clash(&e) => {
+                    retried = true;
+                    *next = None;
+                    let fresh = self.pending_nonce().await?;
+                    tracing::debug!(
+                        address = %self.address,
+                        stale = nonce,
+                        fresh,
+                        "nonce taken by another transaction from this key; sending again"
+                    );
+                    nonce = fresh;
+                }
+                Err(e) => {
+                    *next = None;
+                    return Err(classify(&e));
+                }
             }
         }
+    }
+
+    /// The node's pending nonce of our address.
+    async fn pending_nonce(&self) -> Result<u64, SendError> {
+        self.provider
+            .get_transaction_count(self.address)
+            .pending()
+            .await
+            .map_err(|e| classify(&e))
     }
 
     /// Sends ERC-20 `approve(spender, amount)` on `token`; returns the transaction hash.
@@ -138,7 +168,7 @@ impl Sender {
                 Err(e) if Instant::now() + self.poll < deadline => {
                     tracing::debug!(%hash, error = %e, "receipt poll failed, retrying");
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(printable(&e.to_string(), MAX_MESSAGE_CHARS)),
             }
             if Instant::now() >= deadline {
                 return Ok(None);
@@ -148,15 +178,105 @@ impl Sender {
     }
 }
 
+/// True when the node refused a send because the nonce is used or in use by another
+/// transaction of this key.
+fn is_nonce_clash(error: &RpcError<TransportErrorKind>) -> bool {
+    match error {
+        RpcError::ErrorResp(payload) => {
+            let message = payload.message.to_ascii_lowercase();
+            [
+                "nonce too low",
+                "nonce has already been used",
+                "already known",
+                "known transaction",
+                "replacement transaction underpriced",
+                "replacement underpriced",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+        }
+        _ => false,
+    }
+}
+
 fn classify(error: &RpcError<TransportErrorKind>) -> SendError {
     match error {
         RpcError::ErrorResp(payload) => SendError::Rejected {
-            message: payload.message.to_string(),
+            message: printable(&payload.message, MAX_MESSAGE_CHARS),
             revert: payload
                 .as_revert_data()
                 .map(|d| d.to_vec())
                 .unwrap_or_default(),
         },
-        other => SendError::Infra(other.to_string()),
+        other => SendError::Infra(printable(&other.to_string(), MAX_MESSAGE_CHARS)),
+    }
+}
+
+/// Untrusted text made safe for a terminal: control characters and bidirectional overrides
+/// escaped (`\n`, `\u{1b}`), at most `max` characters (then `…`).
+fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count >= max {
+            out.push('…');
+            break;
+        }
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::rpc::json_rpc::ErrorPayload;
+
+    fn rejected(message: &str) -> RpcError<TransportErrorKind> {
+        RpcError::ErrorResp(ErrorPayload {
+            code: -32000,
+            message: message.to_owned().into(),
+            data: None,
+        })
+    }
+
+    #[test]
+    fn node_messages_are_escaped_and_truncated() {
+        let SendError::Rejected { message, .. } = classify(&rejected(
+            "execution reverted: \u{1b}[2Jgot you\r\n\u{202e}txet",
+        )) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message,
+            "execution reverted: \\u{1b}[2Jgot you\\r\\n\\u{202e}txet"
+        );
+        let SendError::Rejected { message, .. } = classify(&rejected(&"x".repeat(5000))) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(message.ends_with('…'));
+        assert_eq!(
+            printable("insufficient funds \"quoted\"", 100),
+            "insufficient funds \"quoted\""
+        );
+    }
+
+    #[test]
+    fn nonce_clashes() {
+        for clash in [
+            "nonce too low",
+            "Nonce too low: next nonce 5, tx nonce 4",
+            "already known",
+            "replacement transaction underpriced",
+        ] {
+            assert!(is_nonce_clash(&rejected(clash)), "{clash}");
+        }
+        assert!(!is_nonce_clash(&rejected("insufficient funds for gas")));
+        assert!(!is_nonce_clash(&RpcError::NullResp));
     }
 }

@@ -179,6 +179,15 @@ pub(crate) struct BuyDiscoverArgs {
     /// First block scanned (default: the last 100000 blocks).
     #[arg(long)]
     pub(crate) from_block: Option<u64>,
+    /// Seconds all document and catalog fetches may take together; agents not answering by
+    /// then are listed as timed out.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub(crate) timeout: u64,
+    /// Also fetch documents and catalogs at loopback, private, link-local or unspecified
+    /// addresses (needed for sellers on this machine or a LAN, e.g. a local devnet's stacks).
+    /// Off by default: agentURIs are anyone's text.
+    #[arg(long)]
+    pub(crate) allow_private: bool,
 }
 
 #[derive(Debug, Args)]
@@ -520,9 +529,15 @@ pub(crate) struct SellRegisterArgs {
     /// endpoint added with --allow-writes). Default: `obol sell pricing --chain`.
     #[arg(long)]
     pub(crate) chain: Option<String>,
-    /// Public base URL the agentURI points under (default: the stack's public URL).
+    /// Public base URL the agentURI points under; must be the stack's public URL (the
+    /// document lists the offers there). To change it, restart with `obol stack up
+    /// --public-url URL`.
     #[arg(long)]
     pub(crate) endpoint: Option<String>,
+    /// First block searched for an earlier registration by this signer (default: the last
+    /// 10000 blocks; 0 searches the whole chain).
+    #[arg(long, value_name = "BLOCK")]
+    pub(crate) search_from_block: Option<u64>,
     /// Agent name in the registration document (default: the oldest registered offer's).
     #[arg(long)]
     pub(crate) name: Option<String>,

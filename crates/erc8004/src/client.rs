@@ -49,7 +49,9 @@ pub struct ClientOptions {
     /// How long a sent transaction may take to be mined (default 120 s).
     pub receipt_timeout: Duration,
     /// How far back (in blocks) [`IdentityClient::register`] looks for an earlier registration
-    /// when no start block is given (default 10 000).
+    /// when no start block is given (default 10 000: about 5.5 hours on Base). Whatever the
+    /// start, a signer holding agents it did not register within the range is refused
+    /// ([`Erc8004Error::UnsearchedAgents`]) rather than given a second one.
     pub lookback_blocks: u64,
     /// Blocks per `eth_getLogs` call (default 10 000; halved down to 100 while a window fails).
     pub log_window: u64,
@@ -272,6 +274,15 @@ impl IdentityClient {
             .map_err(|e| call_error("ownerOf", agent_id, &e))
     }
 
+    /// How many agents `owner` holds (ERC-721 `balanceOf`).
+    pub async fn balance_of(&self, owner: Address) -> Result<U256, Erc8004Error> {
+        self.contract()
+            .balanceOf(owner)
+            .call()
+            .await
+            .map_err(|e| call_error("balanceOf", U256::ZERO, &e))
+    }
+
     /// The verified agent wallet, `None` when unset.
     pub async fn agent_wallet(&self, agent_id: U256) -> Result<Option<Address>, Erc8004Error> {
         let wallet = self
@@ -326,10 +337,22 @@ impl IdentityClient {
         uri: &str,
         from_block: u64,
     ) -> Result<Option<Registration>, Erc8004Error> {
+        Ok(self.scan_registrations(owner, uri, from_block).await?.0)
+    }
+
+    /// [`IdentityClient::find_registration`], plus how many registrations by `owner` (any URI)
+    /// the scanned range holds, when nothing matched (the whole range was read then).
+    async fn scan_registrations(
+        &self,
+        owner: Address,
+        uri: &str,
+        from_block: u64,
+    ) -> Result<(Option<Registration>, u64), Erc8004Error> {
         let want = uri.trim();
         let head = self.head().await?;
         let mut window = self.options.log_window.max(1);
         let mut hi = head;
+        let mut seen = 0u64;
         while hi >= from_block {
             let lo = hi.saturating_sub(window - 1).max(from_block);
             let filter = Filter::new()
@@ -346,15 +369,20 @@ impl IdentityClient {
                     continue;
                 };
                 let data = &event.inner.data;
-                if data.owner == owner && data.agentURI.trim() == want {
-                    return Ok(Some(Registration {
+                if data.owner != owner {
+                    continue;
+                }
+                seen += 1;
+                if data.agentURI.trim() == want {
+                    let found = Registration {
                         agent_id: data.agentId,
                         owner: data.owner,
                         uri: data.agentURI.clone(),
                         tx_hash: log.transaction_hash.unwrap_or_default(),
                         block_number: log.block_number,
                         recovered: true,
-                    }));
+                    };
+                    return Ok((Some(found), seen));
                 }
             }
             if lo <= from_block {
@@ -362,7 +390,7 @@ impl IdentityClient {
             }
             hi = lo - 1;
         }
-        Ok(None)
+        Ok((None, seen))
     }
 
     /// Every agent registered between `from_block` and `to_block` (at most, and by default, the
@@ -437,6 +465,9 @@ impl IdentityClient {
     /// 1. once the signer has no pending transactions (an earlier run's registration may be in
     ///    flight), a registration by the signer with this URI, mined since `search_from`
     ///    (default: head − [`ClientOptions::lookback_blocks`]), is returned as is (`recovered`);
+    ///    when none is found and the search did not start at block 0, the signer's balance in the
+    ///    registry must not exceed its registrations in the searched range
+    ///    ([`Erc8004Error::UnsearchedAgents`] otherwise: an older agent may be this one);
     /// 2. otherwise the transaction is signed once and sent; a transient error is retried with
     ///    the same signed bytes, after looking for a mined copy (receipt, then logs);
     /// 3. the receipt's `Registered` event gives the agent id.
@@ -468,9 +499,24 @@ impl IdentityClient {
         // A registration sent by an earlier run may still be in the mempool: let the signer's
         // pending transactions land before looking, or we would mint a second agent.
         self.wait_for_pending(OP, *owner).await?;
-        if let Some(found) = self.find_registration(*owner, uri, from).await? {
+        let (found, seen) = self.scan_registrations(*owner, uri, from).await?;
+        if let Some(found) = found {
             tracing::info!(agent_id = %found.agent_id, tx = %found.tx_hash, "ERC-8004 registration already mined; not registering again");
             return Ok(found);
+        }
+        if from > 0 {
+            // Blocks before `from` were not read: an agent the signer holds beyond what the
+            // range shows may be this very registration, made long ago.
+            let held = self.balance_of(*owner).await?;
+            if held > U256::from(seen) {
+                return Err(Erc8004Error::UnsearchedAgents {
+                    op: OP,
+                    owner: *owner,
+                    held,
+                    seen,
+                    from_block: from,
+                });
+            }
         }
         let input = if metadata.is_empty() {
             IIdentityRegistry::register_1Call {

@@ -10,11 +10,14 @@
 //! | [`registry`] | [`AgentRegistry`] (`eip155:<chainId>:<address>`) and [`Registries`]: the deployed addresses per chain, overridable |
 //! | [`document`] | [`RegistrationDocument`] (registration-v1) and its tombstone; pure |
 //! | [`client`] | [`IdentityClient`]: idempotent registration, URI drift, metadata, control checks, discovery from logs |
-//! | [`fetch`] | [`DocumentFetcher`]: agentURI → document (timeout, size cap), and the x402 filter for discovery |
+//! | [`fetch`] | [`DocumentFetcher`]: agentURI → document (timeout, size cap, address policy), the x402 filter for discovery, bounded concurrent fetches under a deadline |
+//! | [`net`] | [`AddressPolicy`]: discovery contacts public addresses only (a resolver and redirect check that refuse loopback, private, link-local…) |
 //!
 //! Registration never mints twice: before sending, and before every retry, the client looks for
 //! a mined registration by owner and URI, and a retry resends the same signed transaction (same
-//! nonce). See `docs/design/erc8004.md`.
+//! nonce). The look-back has a start block; when the signer holds more agents than the searched
+//! range shows it registering, registration refuses ([`Erc8004Error::UnsearchedAgents`]) instead
+//! of risking a second NFT. See `docs/design/erc8004.md`.
 //!
 //! Strings read from the chain or from documents are untrusted: errors carry them escaped and
 //! truncated ([`printable`]), and they are never logged raw.
@@ -23,6 +26,7 @@ pub mod client;
 pub mod contract;
 pub mod document;
 pub mod fetch;
+pub mod net;
 pub mod registry;
 
 pub use client::{
@@ -31,7 +35,8 @@ pub use client::{
 };
 pub use contract::{MetadataEntry, sign_agent_wallet};
 pub use document::{RegistrationDocument, RegistrationRef, Service, WELL_KNOWN_PATH};
-pub use fetch::{DiscoveredAgent, DocumentFetcher, fetch_all, x402_agents};
+pub use fetch::{DiscoveredAgent, Discovery, DocumentFetcher, fetch_all, fetch_urls, x402_agents};
+pub use net::AddressPolicy;
 pub use registry::{AgentRegistry, Registries};
 
 /// Re-exported so callers need no direct alloy dependency for ids and addresses.
@@ -138,6 +143,24 @@ pub enum Erc8004Error {
         /// How many are pending.
         count: u64,
     },
+    /// The signer holds agents that were not registered by it within the searched blocks: one
+    /// of them may be an earlier registration with this URI, so registering now could mint a
+    /// second agent.
+    #[error(
+        "{owner} holds {held} agent(s) in the registry but registered only {seen} since block {from_block}; an earlier one may already be this agent, so {op} does not mint another: search from an earlier block, or record the agent id you have"
+    )]
+    UnsearchedAgents {
+        /// The operation.
+        op: &'static str,
+        /// The signer.
+        owner: Address,
+        /// Its ERC-721 balance in the registry.
+        held: U256,
+        /// Its registrations found since `from_block`.
+        seen: u64,
+        /// Where the search started.
+        from_block: u64,
+    },
     /// A mined registration emitted no `Registered` event from the registry.
     #[error("registration transaction {tx_hash} emitted no Registered event")]
     MissingEvent {
@@ -173,6 +196,19 @@ pub enum Erc8004Error {
         uri: String,
         /// What happened.
         reason: String,
+    },
+    /// A fetch was refused: the host is not a public address (loopback, private, link-local…)
+    /// and the fetcher contacts public addresses only.
+    #[error("{uri} was not fetched: not a public address")]
+    NonPublicAddress {
+        /// The URI, escaped and truncated.
+        uri: String,
+    },
+    /// A fetch did not finish in time (its own timeout, or the caller's deadline).
+    #[error("{uri} did not answer in time")]
+    FetchTimedOut {
+        /// The URI, escaped and truncated.
+        uri: String,
     },
     /// Signing failed.
     #[error(transparent)]

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sender;
+
 use alloy::network::{EthereumWallet, TransactionBuilder as _};
 use alloy::primitives::{U256, address};
 use alloy::providers::{Provider as _, ProviderBuilder};
@@ -14,7 +16,7 @@ use obol_devnet::{Anvil, DEV_KEYS};
 /// A loopback URL nothing listens on (port 1 is privileged and unused here).
 const DEAD: &str = "http://127.0.0.1:1/v2/SECRETSECRETSECRET";
 
-fn chain(chain_id: u64, endpoints: &[(&str, bool)]) -> ChainEndpoints {
+pub(crate) fn chain(chain_id: u64, endpoints: &[(&str, bool)]) -> ChainEndpoints {
     ChainEndpoints {
         chain_id,
         endpoints: endpoints

@@ -3,19 +3,21 @@
 //! inference` ([`verify_seller`]).
 //!
 //! Everything read here is untrusted: agentURIs come from the chain, documents and catalogs from
-//! whoever registered. Documents and catalogs are size-capped and time-limited; text is escaped
-//! before it reaches a terminal (JSON output is JSON-escaped).
+//! whoever registered. Documents and catalogs are size-capped and time-limited (each request,
+//! and all of discovery's fetches together: `--timeout`); discovery contacts public addresses
+//! only unless `--allow-private`; text is escaped before it reaches a terminal (JSON output is
+//! JSON-escaped). URLs are compared normalised ([`normalize`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use obol_config::NetworksFile;
-use obol_erc8004::document::WELL_KNOWN_PATH;
+use obol_erc8004::document::{RegistrationDocument, WELL_KNOWN_PATH};
 use obol_erc8004::{
-    DiscoveredAgent, DocumentFetcher, Erc8004Error, IdentityClient, Registries, U256, printable,
-    x402_agents,
+    AddressPolicy, DiscoveredAgent, Discovery, DocumentFetcher, Erc8004Error, IdentityClient,
+    Registries, U256, fetch_urls, printable, x402_agents,
 };
 use obol_x402::wire::v2;
 use serde_json::{Value, json};
@@ -27,31 +29,69 @@ use crate::output;
 /// Blocks scanned by default: recent registrations only (public RPCs cap log ranges, and a
 /// full history of a busy registry is slow to read).
 const DEFAULT_SCAN_BLOCKS: u64 = 100_000;
-/// Budget of each document and catalog fetch.
+/// Budget of each document and catalog request.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest catalog read.
 const MAX_CATALOG_BYTES: usize = 256 * 1024;
-/// The most offers shown per agent.
+/// The most offers shown (and catalogs fetched for) per agent.
 const MAX_OFFERS: usize = 20;
+/// Where a stack publishes its catalog, below its base URL.
+const CATALOG_PATH: &str = "/api/services.json";
+/// The path segment a stack serves its offers under.
+const SERVICES_SEGMENT: &str = "/services/";
 
-/// `<origin>/.well-known/agent-registration.json` of a seller URL.
-fn document_url(seller: &str) -> anyhow::Result<String> {
-    let url = url::Url::parse(seller).with_context(|| format!("seller URL {seller:?}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        bail!("seller URL {seller:?} is not http(s)");
+/// `url` normalised for comparison: `scheme://host[:port]/path[?query]` with the scheme and
+/// host lower-case, the default port dropped, no fragment and no trailing slash; `None` unless
+/// http(s).
+pub(super) fn normalize(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
     }
-    Ok(url.join(WELL_KNOWN_PATH)?.to_string())
+    let path = parsed.path().trim_end_matches('/');
+    let query = parsed.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Some(format!(
+        "{}{path}{query}",
+        parsed.origin().ascii_serialization()
+    ))
 }
 
-/// True when `endpoint` is `service` or below it.
+/// The base URL of the stack serving `url` (normalised): the URL up to its first `/services/`
+/// (a stack behind a path prefix keeps it), else its origin.
+fn seller_base(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    let path = parsed.path();
+    let prefix = path.find(SERVICES_SEGMENT).map_or("", |at| &path[..at]);
+    Some(format!(
+        "{}{}",
+        parsed.origin().ascii_serialization(),
+        prefix.trim_end_matches('/')
+    ))
+}
+
+/// `<base>/.well-known/agent-registration.json` of a seller URL ([`seller_base`]).
+fn document_url(seller: &str) -> anyhow::Result<String> {
+    let base = seller_base(seller).with_context(|| {
+        format!(
+            "seller URL {:?} is not an http(s) URL",
+            printable(seller, 120)
+        )
+    })?;
+    Ok(format!("{base}{WELL_KNOWN_PATH}"))
+}
+
+/// True when `endpoint` is `service` or below it (both normalised).
 fn covers(service: &str, endpoint: &str) -> bool {
-    let service = service.trim().trim_end_matches('/');
-    let endpoint = endpoint.trim().trim_end_matches('/');
-    !service.is_empty()
-        && (endpoint == service
-            || endpoint
-                .strip_prefix(service)
-                .is_some_and(|rest| rest.starts_with('/')))
+    let (Some(service), Some(endpoint)) = (normalize(service), normalize(endpoint)) else {
+        return false;
+    };
+    endpoint == service
+        || endpoint
+            .strip_prefix(&service)
+            .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
 }
 
 /// A chain client for `chain_id` from the networks file (the first chain configured with it).
@@ -65,9 +105,9 @@ fn client_for(ctx: &Context, chain_id: u64) -> anyhow::Result<Option<obol_chain:
 }
 
 /// Refuses (before anything is signed) unless the seller at `endpoint` is ERC-8004 agent
-/// `agent_id` on the chain `requirement` is priced on: its well-known document lists that agent
-/// in the chain's registry and advertises `endpoint`, and the agent's on-chain agentURI is that
-/// very document.
+/// `agent_id` on the chain `requirement` is priced on: its well-known document (under the
+/// endpoint's base, [`seller_base`]) lists that agent in the chain's registry and advertises
+/// `endpoint`, and the agent's on-chain agentURI is that very document (compared normalised).
 pub(super) async fn verify_seller(
     ctx: &Context,
     endpoint: &str,
@@ -131,7 +171,7 @@ pub(super) async fn verify_seller(
             }
             other => refuse(format!("cannot read agent {agent_id}'s agentURI: {other}")),
         })?;
-    if onchain.trim() != url {
+    if normalize(&onchain) != normalize(&url) {
         return Err(refuse(format!(
             "agent {agent_id}'s agentURI is \"{}\", not {url}",
             printable(&onchain, 120)
@@ -145,55 +185,67 @@ pub(super) async fn verify_seller(
     Ok(())
 }
 
-/// The catalog (`/api/services.json`) entries of `origin`, capped; empty when there is none.
-async fn catalog(http: &reqwest::Client, origin: &str) -> Vec<Value> {
-    let Ok(mut response) = http
-        .get(format!("{origin}/api/services.json"))
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    if !response.status().is_success() {
-        return Vec::new();
-    }
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        if body.len() + chunk.len() > MAX_CATALOG_BYTES {
-            return Vec::new();
+/// What discovery learnt from one stack's catalog.
+enum Catalog {
+    /// Its `services` entries.
+    Entries(Vec<Value>),
+    /// Not answered by the deadline.
+    TimedOut,
+    /// At a non-public address, not fetched.
+    NonPublic,
+    /// Missing, failed, oversized or not a catalog.
+    Unavailable,
+}
+
+impl Catalog {
+    fn from_fetch(result: Result<Vec<u8>, Erc8004Error>) -> Self {
+        match result {
+            Ok(body) => serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("services")?.as_array().cloned())
+                .map_or(Self::Unavailable, Self::Entries),
+            Err(Erc8004Error::FetchTimedOut { .. }) => Self::TimedOut,
+            Err(Erc8004Error::NonPublicAddress { .. }) => Self::NonPublic,
+            Err(_) => Self::Unavailable,
         }
-        body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("services")?.as_array().cloned())
-        .unwrap_or_default()
 }
 
-/// The origin (`scheme://host[:port]`) of an http(s) URL.
-fn origin(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    matches!(parsed.scheme(), "http" | "https").then(|| parsed.origin().ascii_serialization())
-}
-
-/// One offer of a discovered agent: its `web` endpoint, with the catalog's terms when the
-/// seller publishes them.
-fn offers_of(agent: &DiscoveredAgent, catalogs: &BTreeMap<String, Vec<Value>>) -> Vec<Value> {
-    let text = |e: &Value, key: &str| e.get(key).and_then(Value::as_str).map(str::to_owned);
-    agent
-        .document
+/// The offers shown for a document: its first [`MAX_OFFERS`] `web` endpoints.
+fn shown_endpoints(document: &RegistrationDocument) -> impl Iterator<Item = &str> {
+    document
         .endpoints()
         .filter(|(name, _)| name.eq_ignore_ascii_case("web"))
         .take(MAX_OFFERS)
-        .map(|(_, endpoint)| {
-            let entry = origin(endpoint)
-                .and_then(|o| catalogs.get(&o))
-                .and_then(|entries| {
-                    entries
+        .map(|(_, endpoint)| endpoint)
+}
+
+/// One offer of a discovered agent: its `web` endpoint, with the catalog's terms when the
+/// seller publishes them, and `catalog`: `listed` (terms found), `unlisted` (the catalog does not
+/// list it), `timedOut`, `nonPublic` or `unavailable`.
+fn offers_of(agent: &DiscoveredAgent, catalogs: &BTreeMap<String, Catalog>) -> Vec<Value> {
+    let text = |e: &Value, key: &str| e.get(key).and_then(Value::as_str).map(str::to_owned);
+    shown_endpoints(&agent.document)
+        .map(|endpoint| {
+            let catalog = seller_base(endpoint).and_then(|base| catalogs.get(&base));
+            let (entry, state) = match catalog {
+                Some(Catalog::Entries(entries)) => {
+                    let entry = entries
                         .iter()
-                        .find(|e| text(e, "endpoint").is_some_and(|ep| covers(&ep, endpoint)))
-                });
+                        .find(|e| text(e, "endpoint").is_some_and(|ep| covers(&ep, endpoint)));
+                    (
+                        entry,
+                        if entry.is_some() {
+                            "listed"
+                        } else {
+                            "unlisted"
+                        },
+                    )
+                }
+                Some(Catalog::TimedOut) => (None, "timedOut"),
+                Some(Catalog::NonPublic) => (None, "nonPublic"),
+                Some(Catalog::Unavailable) | None => (None, "unavailable"),
+            };
             json!({
                 "endpoint": endpoint,
                 "name": entry.and_then(|e| text(e, "name")),
@@ -202,9 +254,24 @@ fn offers_of(agent: &DiscoveredAgent, catalogs: &BTreeMap<String, Vec<Value>>) -
                 "price": entry.and_then(|e| text(e, "price")),
                 "network": entry.and_then(|e| text(e, "network")),
                 "payTo": entry.and_then(|e| text(e, "payTo")),
+                "catalog": state,
             })
         })
         .collect()
+}
+
+/// An agent id as JSON: a number when it fits, else a decimal string.
+fn agent_id_json(id: U256) -> Value {
+    u64::try_from(id).map_or_else(|_| json!(id.to_string()), |n| json!(n))
+}
+
+/// Why an agent's document was not read: `timedOut`, `nonPublic` or `unreadable`.
+fn skip_reason(error: &Erc8004Error) -> &'static str {
+    match error {
+        Erc8004Error::FetchTimedOut { .. } => "timedOut",
+        Erc8004Error::NonPublicAddress { .. } => "nonPublic",
+        _ => "unreadable",
+    }
 }
 
 /// `obol buy discover`.
@@ -226,36 +293,52 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
     let reader = IdentityClient::new(chain, registry)?;
     let registered = reader.discover(from, Some(head)).await?;
     let scanned = registered.len();
-    let fetcher = DocumentFetcher::new(FETCH_TIMEOUT)?;
-    let agents = x402_agents(&fetcher, &registry, registered).await;
 
-    let http = reqwest::Client::builder()
-        .timeout(FETCH_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .user_agent(obol_buyer::probe::DEFAULT_USER_AGENT)
-        .build()?;
-    let mut catalogs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for agent in &agents {
-        for (_, endpoint) in agent.document.endpoints() {
-            if let Some(o) = origin(endpoint)
-                && !catalogs.contains_key(&o)
-            {
-                let entries = catalog(&http, &o).await;
-                catalogs.insert(o, entries);
-            }
-        }
-    }
+    // Every fetch below (documents, then the catalogs of the offers shown) shares one deadline.
+    let policy = if args.allow_private {
+        AddressPolicy::Any
+    } else {
+        AddressPolicy::PublicOnly
+    };
+    let fetcher = DocumentFetcher::with_policy(FETCH_TIMEOUT, policy)?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let Discovery { agents, unreadable } =
+        x402_agents(&fetcher, &registry, registered, deadline).await;
+    let bases: BTreeSet<String> = agents
+        .iter()
+        .flat_map(|a| shown_endpoints(&a.document))
+        .filter_map(seller_base)
+        .collect();
+    let urls: Vec<String> = bases.iter().map(|b| format!("{b}{CATALOG_PATH}")).collect();
+    let catalogs: BTreeMap<String, Catalog> = bases
+        .into_iter()
+        .zip(fetch_urls(&fetcher, urls, MAX_CATALOG_BYTES, deadline).await)
+        .map(|(base, (_, result))| (base, Catalog::from_fetch(result)))
+        .collect();
+
     let rows: Vec<Value> = agents
         .iter()
         .map(|a| {
             json!({
-                "agentId": u64::try_from(a.agent.agent_id).map_or_else(|_| json!(a.agent.agent_id.to_string()), |n| json!(n)),
+                "agentId": agent_id_json(a.agent.agent_id),
                 "owner": a.agent.owner.to_checksum(None),
                 "agentUri": a.agent.uri,
                 "name": a.document.name,
                 "description": a.document.description,
                 "listsRegistration": a.lists_registration,
                 "offers": offers_of(a, &catalogs),
+            })
+        })
+        .collect();
+    let skipped: Vec<Value> = unreadable
+        .iter()
+        .map(|(agent, error)| {
+            json!({
+                "agentId": agent_id_json(agent.agent_id),
+                "owner": agent.owner.to_checksum(None),
+                "agentUri": agent.uri,
+                "reason": skip_reason(error),
+                "error": error.to_string(),
             })
         })
         .collect();
@@ -266,21 +349,24 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
             "fromBlock": from,
             "toBlock": head,
             "registered": scanned,
+            "timeoutSecs": args.timeout,
+            "allowPrivate": args.allow_private,
             "agents": rows,
+            "skipped": skipped,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let show = |v: &Value, max: usize| printable(v.as_str().unwrap_or_default(), max);
     if rows.is_empty() {
         println!(
             "No agents advertising x402 services on {chain_name} between blocks {from} and {head} ({scanned} registered)."
         );
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        println!(
+            "{} agent(s) advertising x402 services on {chain_name} ({registry}, blocks {from}–{head}):",
+            rows.len()
+        );
     }
-    println!(
-        "{} agent(s) advertising x402 services on {chain_name} ({registry}, blocks {from}–{head}):",
-        rows.len()
-    );
-    let show = |v: &Value, max: usize| printable(v.as_str().unwrap_or_default(), max);
     for (agent, row) in agents.iter().zip(&rows) {
         println!(
             "agent {} — {} (owner {})",
@@ -301,13 +387,34 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
                 .filter(|k| offer[**k].is_string())
                 .map(|k| format!("{k} {}", show(&offer[*k], 60)))
                 .collect();
-            let terms = if terms.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", terms.join(", "))
+            let terms = match offer["catalog"].as_str() {
+                _ if !terms.is_empty() => format!(" — {}", terms.join(", ")),
+                Some("timedOut") => format!(" (terms: timed out after {} s)", args.timeout),
+                Some("nonPublic") => {
+                    " (terms: not fetched, not a public address; --allow-private)".to_owned()
+                }
+                _ => String::new(),
             };
             println!("  offer: {}{terms}", show(&offer["endpoint"], 160));
         }
+    }
+    let mut other = 0usize;
+    for (agent, error) in &unreadable {
+        let uri = printable(agent.uri.trim(), 160);
+        match skip_reason(error) {
+            "timedOut" => println!(
+                "agent {} — timed out: {uri} did not answer within --timeout {} s",
+                agent.agent_id, args.timeout
+            ),
+            "nonPublic" => println!(
+                "agent {} — skipped: {uri} is not a public address (--allow-private to fetch it)",
+                agent.agent_id
+            ),
+            _ => other += 1,
+        }
+    }
+    if other > 0 {
+        println!("{other} more registered agent(s) have no readable document (`--json` says why).");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -326,20 +433,86 @@ mod tests {
             "https://s.example/services/llm/",
             "https://s.example/services/llm/v1/chat/completions"
         ));
+        assert!(covers(
+            "HTTPS://S.Example:443/services/llm",
+            "https://s.example/services/llm/v1"
+        ));
         assert!(!covers(
             "https://s.example/services/llm",
             "https://s.example/services/llm2"
         ));
+        assert!(!covers(
+            "https://s.example/services/llm",
+            "http://s.example/services/llm"
+        ));
         assert!(!covers("", "https://s.example/"));
+        assert!(!covers("ftp://s.example/x", "ftp://s.example/x"));
+    }
+
+    #[test]
+    fn urls_compare_normalised() {
+        let same = |a: &str, b: &str| normalize(a).is_some() && normalize(a) == normalize(b);
+        assert!(same(
+            "https://Seller.Example/.well-known/agent-registration.json",
+            "https://seller.example:443/.well-known/agent-registration.json/"
+        ));
+        assert!(same("HTTP://127.0.0.1:80/", "http://127.0.0.1"));
+        assert!(same(" https://s.example/a#frag ", "https://s.example/a"));
+        assert!(!same("https://s.example:8443/a", "https://s.example/a"));
+        assert!(!same("http://s.example/a", "https://s.example/a"));
+        assert!(!same("https://s.example/a?x=1", "https://s.example/a"));
+        assert_eq!(normalize("data:application/json;base64,e30="), None);
+        assert_eq!(normalize("not a url"), None);
+    }
+
+    #[test]
+    fn documents_live_under_the_sellers_base() {
+        let doc = |s: &str| document_url(s).unwrap();
         assert_eq!(
-            document_url("http://127.0.0.1:8080/services/llm").unwrap(),
+            doc("http://127.0.0.1:8080/services/llm"),
             "http://127.0.0.1:8080/.well-known/agent-registration.json"
+        );
+        assert_eq!(
+            doc("https://S.example:443/services/llm/v1/chat/completions"),
+            "https://s.example/.well-known/agent-registration.json"
+        );
+        // A stack behind a path prefix: the base keeps it.
+        assert_eq!(
+            doc("https://host.example/tunnel/abc/services/llm/v1/chat/completions"),
+            "https://host.example/tunnel/abc/.well-known/agent-registration.json"
+        );
+        // No /services/ segment: the origin.
+        assert_eq!(
+            doc("https://host.example/some/api?x=1"),
+            "https://host.example/.well-known/agent-registration.json"
         );
         assert!(document_url("ftp://x/").is_err());
         assert_eq!(
-            origin("https://s.example:8443/a/b").as_deref(),
-            Some("https://s.example:8443")
+            seller_base("https://s.example:8443/a/services/b").as_deref(),
+            Some("https://s.example:8443/a")
         );
-        assert_eq!(origin("data:application/json;base64,e30="), None);
+        assert_eq!(seller_base("data:application/json;base64,e30="), None);
+    }
+
+    #[test]
+    fn catalogs_and_skips_are_classified() {
+        let entries = Catalog::from_fetch(Ok(br#"{"services":[{"endpoint":"x"}]}"#.to_vec()));
+        assert!(matches!(entries, Catalog::Entries(ref e) if e.len() == 1));
+        assert!(matches!(
+            Catalog::from_fetch(Ok(b"[]".to_vec())),
+            Catalog::Unavailable
+        ));
+        let timed_out = Erc8004Error::FetchTimedOut { uri: "u".into() };
+        let non_public = Erc8004Error::NonPublicAddress { uri: "u".into() };
+        assert_eq!(skip_reason(&timed_out), "timedOut");
+        assert_eq!(skip_reason(&non_public), "nonPublic");
+        assert!(matches!(
+            Catalog::from_fetch(Err(timed_out)),
+            Catalog::TimedOut
+        ));
+        assert!(matches!(
+            Catalog::from_fetch(Err(non_public)),
+            Catalog::NonPublic
+        ));
     }
 }

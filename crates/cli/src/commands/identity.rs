@@ -44,6 +44,13 @@ fn auto_options() -> ClientOptions {
     }
 }
 
+/// How hard the register flow tries (retries, waits), and from which block it looks for an
+/// earlier registration (`None`: the client's default look-back).
+struct Effort {
+    options: ClientOptions,
+    search_from: Option<u64>,
+}
+
 /// What one run of the register flow did.
 struct Registered {
     /// The chain as recorded in the identity.
@@ -135,20 +142,35 @@ fn chain_and_registry(
     Ok((client, registry))
 }
 
-/// The base URL the agentURI points under: `--endpoint`, else the stack's public URL, which
-/// must not be the local default (nobody else could fetch the document).
+/// The base URL the agentURI points under: the stack's public URL, which must not be the local
+/// default (nobody else could fetch the document). `--endpoint`, when given, must be that URL
+/// (trailing slash, scheme and host case, default port aside): the document lists the offers
+/// under the public URL, so an agentURI elsewhere would make buyers checking the agent refuse it.
 fn agent_base(status: &StackStatus, endpoint: Option<&str>) -> anyhow::Result<String> {
-    let base = match endpoint {
-        Some(endpoint) => obol_config::public_url::validate(endpoint)?,
-        None if status.public_url_is_default => bail!(
+    if status.public_url_is_default {
+        bail!(
             "the stack has no public URL (it answers at {} only on this machine), so nobody could \
-             fetch its registration document; start it with `obol stack up --public-url https://…` \
-             (or set OBOL_PUBLIC_URL, or `obol stack init --public-url`), or pass --endpoint URL",
+             fetch its registration document; restart it with `obol stack up --public-url https://…` \
+             (or set OBOL_PUBLIC_URL, or `obol stack init --public-url`), then register again",
             status.public_url
-        ),
-        None => status.public_url.clone(),
-    };
-    Ok(base.trim_end_matches('/').to_owned())
+        );
+    }
+    let public = status.public_url.trim_end_matches('/').to_owned();
+    if let Some(endpoint) = endpoint {
+        let endpoint = obol_config::public_url::validate(endpoint).context("--endpoint")?;
+        let same = super::discover::normalize(&endpoint)
+            .is_some_and(|e| super::discover::normalize(&public) == Some(e));
+        if !same {
+            bail!(
+                "--endpoint {} is not the stack's public URL {public}: the registration document \
+                 lists the offers under the public URL, so buyers checking the agent would refuse \
+                 it; restart the stack with `obol stack up --public-url {}`, then register again",
+                printable(&endpoint, 120),
+                printable(endpoint.trim_end_matches('/'), 120)
+            );
+        }
+    }
+    Ok(public)
 }
 
 /// True when `base` names this machine only (loopback or localhost).
@@ -232,6 +254,12 @@ fn explain(error: Erc8004Error, chain: &str, existing: Option<U256>) -> anyhow::
         (Erc8004Error::NoWriteEndpoint { .. }, _) => anyhow::anyhow!(
             "{error} (add one with `obol network add {chain} --endpoint URL --allow-writes`)"
         ),
+        (Erc8004Error::UnsearchedAgents { from_block, .. }, _) => anyhow::anyhow!(
+            "{error}. Only blocks from {from_block} were searched (the default is the last \
+             10000); rerun with `obol sell register --chain {chain} --search-from-block B` (0 \
+             searches the whole chain: slow on a public chain), or record a known id with \
+             `obol sell identity import --agent-id N --chain {chain}`"
+        ),
         _ => error.into(),
     }
 }
@@ -245,7 +273,7 @@ async fn register_on(
     base: &str,
     signer: &LocalSigner,
     spec: &SpecUpdate,
-    options: ClientOptions,
+    effort: Effort,
 ) -> anyhow::Result<Registered> {
     let (chain_client, registry) = chain_and_registry(ctx, chain)?;
     let chains = chain_ids(ctx)?;
@@ -265,10 +293,10 @@ async fn register_on(
     let uri = agent_uri(base);
     let identity_client = IdentityClient::new(chain_client, registry)?
         .with_signer(signer)
-        .with_options(options);
+        .with_options(effort.options);
     let existing_id = existing.as_ref().map(|(_, id)| *id);
     let ensured = identity_client
-        .ensure_registered(existing_id, &uri, None)
+        .ensure_registered(existing_id, &uri, effort.search_from)
         .await
         .map_err(|e| explain(e, &record_as, existing_id))?;
     let agent_id = ensured.agent_id();
@@ -365,7 +393,10 @@ pub(super) async fn register(ctx: &Context, args: &SellRegisterArgs) -> anyhow::
         &base,
         &signer,
         &spec,
-        ClientOptions::default(),
+        Effort {
+            options: ClientOptions::default(),
+            search_from: args.search_from_block,
+        },
     )
     .await?;
     let offers = client.list::<ServiceOfferSpec>().await?;
@@ -537,7 +568,10 @@ pub(super) async fn auto_register(
         &base,
         &signer,
         &SpecUpdate::default(),
-        auto_options(),
+        Effort {
+            options: auto_options(),
+            search_from: None,
+        },
     )
     .await;
     Some(match registered {
@@ -751,18 +785,46 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_base_is_public() {
+    fn the_agent_base_is_the_public_url() {
         let local = status("http://127.0.0.1:8080", true);
-        let refused = agent_base(&local, None).unwrap_err().to_string();
-        assert!(refused.contains("the stack has no public URL"), "{refused}");
-        assert!(refused.contains("--endpoint"), "{refused}");
-        assert_eq!(
-            agent_base(&local, Some("https://seller.example/")).unwrap(),
-            "https://seller.example"
-        );
-        assert!(agent_base(&local, Some("ftp://x")).is_err());
-        let public = status("https://seller.example", false);
+        for endpoint in [None, Some("https://seller.example/")] {
+            let refused = agent_base(&local, endpoint).unwrap_err().to_string();
+            assert!(refused.contains("the stack has no public URL"), "{refused}");
+            assert!(
+                refused.contains("restart it with `obol stack up --public-url https://…`"),
+                "{refused}"
+            );
+            assert!(!refused.contains("--endpoint"), "{refused}");
+        }
+        let public = status("https://seller.example/", false);
         assert_eq!(agent_base(&public, None).unwrap(), "https://seller.example");
+        for same in [
+            "https://seller.example",
+            "https://seller.example/",
+            "HTTPS://Seller.Example:443",
+        ] {
+            assert_eq!(
+                agent_base(&public, Some(same)).unwrap(),
+                "https://seller.example",
+                "{same}"
+            );
+        }
+        let moved = agent_base(&public, Some("https://moved.example/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            moved.starts_with(
+                "--endpoint https://moved.example is not the stack's public URL https://seller.example:"
+            ),
+            "{moved}"
+        );
+        assert!(
+            moved.contains(
+                "restart the stack with `obol stack up --public-url https://moved.example`"
+            ),
+            "{moved}"
+        );
+        assert!(agent_base(&public, Some("ftp://x")).is_err());
         assert!(is_loopback("http://127.0.0.1:9"));
         assert!(is_loopback("http://localhost:9"));
         assert!(is_loopback("http://[::1]:9"));

@@ -114,6 +114,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
             "base-sepolia",
             "--from-block",
             "0",
+            "--allow-private",
         ],
         &[],
         None,

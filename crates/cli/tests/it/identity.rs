@@ -1,9 +1,10 @@
 //! ERC-8004 end to end on the devnet's Identity Registry: `obol sell register` (one NFT however
-//! often it runs, URI drift fixed in place, a lost record recovered from the chain), `sell
-//! identity import|forget|show`, the daemon's `/.well-known/agent-registration.json` (active,
-//! then the tombstone), offers turning `Registered` once an id is recorded, `buy discover`,
-//! auto-registration on `sell inference` (a failure is a warning), and `buy inference
-//! --expected-agent-id` refusing before anything is signed.
+//! often it runs, `--endpoint` held to the public URL, URI drift fixed in place, a lost record
+//! recovered from the chain), `sell identity import|forget|show`, the daemon's
+//! `/.well-known/agent-registration.json` (active, then the tombstone), offers turning
+//! `Registered` once an id is recorded, `buy discover` (loopback sellers only with
+//! `--allow-private`), auto-registration on `sell inference` (a failure is a warning), and `buy
+//! inference --expected-agent-id` refusing before anything is signed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -49,6 +50,20 @@ fn registry_client(dir: &Path) -> IdentityClient {
     let file = obol_config::NetworksFile::load(&dir.join("config/networks.json")).unwrap();
     let chain = obol_chain::ChainClient::connect("devnet", file.get("devnet").unwrap()).unwrap();
     IdentityClient::new(chain, Registries::builtin().get(84532).unwrap()).unwrap()
+}
+
+/// Points agent `id` (owned by [`SELLER_KEY`]) at `<base>/.well-known/agent-registration.json`
+/// behind the CLI's back.
+async fn point_elsewhere(dir: &Path, id: u64, base: &str) {
+    let signer = obol_x402::LocalSigner::from_private_key_hex(SELLER_KEY).unwrap();
+    registry_client(dir)
+        .with_signer(&signer)
+        .set_agent_uri(
+            U256::from(id),
+            &format!("{base}/.well-known/agent-registration.json"),
+        )
+        .await
+        .unwrap();
 }
 
 /// How many agents `owner` holds, from the registry's logs.
@@ -273,11 +288,10 @@ async fn register_import_forget_discover_and_tombstone() {
     );
     assert_eq!(agents_of(dir, seller).await, 1);
 
-    // URI drift (a new tunnel URL): setAgentURI on the same agent, and back.
-    let moved = json_of(&obol_in(
+    // --endpoint must be the stack's public URL (the document lists the offers there).
+    let out = obol_in(
         dir,
         &[
-            "--json",
             "sell",
             "register",
             "--chain",
@@ -287,17 +301,37 @@ async fn register_import_forget_discover_and_tombstone() {
         ],
         &key(SELLER_KEY),
         None,
+    );
+    refused(
+        &out,
+        &format!(
+            "--endpoint https://moved.example is not the stack's public URL {public}: the registration document lists the offers under the public URL"
+        ),
+    );
+    assert!(
+        stderr(&out)
+            .contains("restart the stack with `obol stack up --public-url https://moved.example`"),
+        "{}",
+        stderr(&out)
+    );
+    let same = json_of(&obol_in(
+        dir,
+        &[
+            "--json",
+            "sell",
+            "register",
+            "--chain",
+            "devnet",
+            "--endpoint",
+            &format!("{public}/"),
+        ],
+        &key(SELLER_KEY),
+        None,
     ));
-    assert_eq!(moved["outcome"], "uriUpdated");
-    assert_eq!(moved["agentId"], id);
-    assert_eq!(
-        moved["previousUri"],
-        format!("{public}/.well-known/agent-registration.json")
-    );
-    assert_eq!(
-        reader.agent_uri(U256::from(id)).await.unwrap(),
-        "https://moved.example/.well-known/agent-registration.json"
-    );
+    assert_eq!(same["outcome"], "unchanged");
+
+    // URI drift (the agent moved elsewhere, e.g. by an old stack): setAgentURI back, same agent.
+    point_elsewhere(dir, id, "https://moved.example").await;
     let back = json_of(&obol_in(
         dir,
         &["--json", "sell", "register", "--chain", "devnet"],
@@ -307,6 +341,14 @@ async fn register_import_forget_discover_and_tombstone() {
     assert_eq!(
         (back["outcome"].as_str(), back["agentId"].as_u64()),
         (Some("uriUpdated"), Some(id))
+    );
+    assert_eq!(
+        back["previousUri"],
+        "https://moved.example/.well-known/agent-registration.json"
+    );
+    assert_eq!(
+        reader.agent_uri(U256::from(id)).await.unwrap(),
+        format!("{public}/.well-known/agent-registration.json")
     );
     assert_eq!(agents_of(dir, seller).await, 1, "no second NFT");
 
@@ -392,7 +434,8 @@ async fn register_import_forget_discover_and_tombstone() {
     assert_eq!(agents_of(dir, seller).await, 1, "still one NFT");
     wait_registered(dir, "weather", ("True", "Active", Some(&id_text))).await;
 
-    // Discovery: the registry's logs → the document → the catalog's terms.
+    // Discovery contacts public addresses only by default: this loopback seller is listed as
+    // skipped, with the flag that includes it.
     let found = json_of(&obol_in(
         dir,
         &[
@@ -407,6 +450,50 @@ async fn register_import_forget_discover_and_tombstone() {
         &[],
         None,
     ));
+    assert!(
+        found["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["agentId"] != id),
+        "{found}"
+    );
+    let skipped = found["skipped"].as_array().unwrap();
+    let ours = skipped.iter().find(|a| a["agentId"] == id).unwrap();
+    assert_eq!(ours["reason"], "nonPublic", "{found}");
+    assert_eq!(found["allowPrivate"], false);
+    assert_eq!(found["timeoutSecs"], 30);
+    let out = obol_in(
+        dir,
+        &["buy", "discover", "--chain", "devnet", "--from-block", "0"],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "agent {id} — skipped: {public}/.well-known/agent-registration.json is not a public address (--allow-private to fetch it)"
+        )),
+        "{}",
+        stdout(&out)
+    );
+
+    // With --allow-private: the registry's logs → the document → the catalog's terms.
+    let found = json_of(&obol_in(
+        dir,
+        &[
+            "--json",
+            "buy",
+            "discover",
+            "--chain",
+            "devnet",
+            "--from-block",
+            "0",
+            "--allow-private",
+        ],
+        &[],
+        None,
+    ));
+    assert_eq!(found["skipped"], json!([]), "{found}");
     let agents = found["agents"].as_array().unwrap();
     let ours = agents.iter().find(|a| a["agentId"] == id).unwrap();
     assert_eq!(ours["name"], "Weather Agent");
@@ -417,9 +504,18 @@ async fn register_import_forget_discover_and_tombstone() {
         format!("{public}/services/weather")
     );
     assert_eq!(ours["offers"][0]["price"], "0.001 USDC/request");
+    assert_eq!(ours["offers"][0]["catalog"], "listed");
     let out = obol_in(
         dir,
-        &["buy", "discover", "--chain", "devnet", "--from-block", "0"],
+        &[
+            "buy",
+            "discover",
+            "--chain",
+            "devnet",
+            "--from-block",
+            "0",
+            "--allow-private",
+        ],
         &[],
         None,
     );
@@ -462,6 +558,7 @@ async fn register_import_forget_discover_and_tombstone() {
             "devnet",
             "--from-block",
             "0",
+            "--allow-private",
         ],
         &[],
         None,
@@ -474,6 +571,57 @@ async fn register_import_forget_discover_and_tombstone() {
             .all(|a| a["agentId"] != id),
         "{found}"
     );
+    assert_eq!(
+        found["skipped"],
+        json!([]),
+        "a tombstone is read, not skipped"
+    );
+
+    // An agent whose document never answers is reported as timed out, by the --timeout
+    // deadline (each request alone would wait 10 s).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_uri = format!(
+        "http://{}/.well-known/agent-registration.json",
+        silent.local_addr().unwrap()
+    );
+    let other = obol_x402::LocalSigner::from_private_key_hex(OTHER_KEY).unwrap();
+    let silent_id = registry_client(dir)
+        .with_signer(&other)
+        .register(&silent_uri, &[], None)
+        .await
+        .unwrap()
+        .agent_id;
+    let started = std::time::Instant::now();
+    let out = obol_in(
+        dir,
+        &[
+            "buy",
+            "discover",
+            "--chain",
+            "devnet",
+            "--from-block",
+            "0",
+            "--allow-private",
+            "--timeout",
+            "2",
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "agent {silent_id} — timed out: {silent_uri} did not answer within --timeout 2 s"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    drop(silent);
 }
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
@@ -585,21 +733,7 @@ async fn auto_registration_and_the_expected_agent_id() {
     assert_eq!(bought(), json!([]), "nothing signed, nothing bought");
 
     // The document claims the agent, but the agent points elsewhere on-chain: refused.
-    let moved = json_of(&obol_in(
-        dir,
-        &[
-            "--json",
-            "sell",
-            "register",
-            "--chain",
-            "base-sepolia",
-            "--endpoint",
-            "https://elsewhere.example",
-        ],
-        &key(SELLER_KEY),
-        None,
-    ));
-    assert_eq!(moved["outcome"], "uriUpdated");
+    point_elsewhere(dir, id, "https://elsewhere.example").await;
     refused(
         &buy(&[
             "buy",

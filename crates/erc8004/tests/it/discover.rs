@@ -1,7 +1,7 @@
 //! Discovery: registered agents from the logs, then the ones whose documents (served by a
 //! loopback HTTP server, or inline as data: URIs) advertise x402 services.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use axum::Router;
@@ -10,7 +10,8 @@ use axum::routing::get;
 use base64::Engine as _;
 use obol_erc8004::fetch::fetch_all;
 use obol_erc8004::{
-    DocumentFetcher, Erc8004Error, RegistrationDocument, RegistrationRef, Service, x402_agents,
+    AddressPolicy, DocumentFetcher, Erc8004Error, RegistrationDocument, RegistrationRef, Service,
+    fetch_urls, x402_agents,
 };
 use tokio::net::TcpListener;
 
@@ -23,7 +24,8 @@ fn seller(registry: &obol_erc8004::AgentRegistry, agent_id: u64) -> Registration
     doc
 }
 
-/// Serves `/seller.json`, `/copied.json`, `/tombstone.json`, `/huge.json`, `/broken.json`.
+/// Serves `/seller.json`, `/copied.json`, `/tombstone.json`, `/huge.json`, `/broken.json`,
+/// `/slow.json` (answers after a minute) and `/redirect` (to `/seller.json`).
 async fn documents(registry: obol_erc8004::AgentRegistry) -> String {
     let good = seller(&registry, 0).to_json_pretty();
     // A document copied from agent 0 by another agent: advertises x402, claims agent 0.
@@ -48,6 +50,17 @@ async fn documents(registry: obol_erc8004::AgentRegistry) -> String {
         .route(
             "/broken.json",
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") }),
+        )
+        .route(
+            "/slow.json",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "{}"
+            }),
+        )
+        .route(
+            "/redirect",
+            get(|| async { axum::response::Redirect::temporary("/seller.json") }),
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -127,7 +140,8 @@ async fn discover_lists_agents_and_keeps_the_x402_sellers() {
     );
 
     let fetcher = DocumentFetcher::new(Duration::from_secs(2)).unwrap();
-    let outcomes = fetch_all(&fetcher, agents.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let outcomes = fetch_all(&fetcher, agents.clone(), deadline).await;
     assert_eq!(outcomes.len(), 7);
     let huge = outcomes[3].1.as_ref().unwrap_err().to_string();
     assert!(huge.contains("larger than"), "{huge}");
@@ -143,7 +157,14 @@ async fn discover_lists_agents_and_keeps_the_x402_sellers() {
             .contains("ipfs")
     );
 
-    let found = x402_agents(&fetcher, &registry, agents).await;
+    let discovery = x402_agents(&fetcher, &registry, agents, deadline).await;
+    let unreadable: Vec<u64> = discovery
+        .unreadable
+        .iter()
+        .map(|(a, _)| u64::try_from(a.agent_id).unwrap())
+        .collect();
+    assert_eq!(unreadable, [3, 4, 6], "huge, broken, ipfs");
+    let found = discovery.agents;
     let summary: Vec<(u64, bool)> = found
         .iter()
         .map(|d| {
@@ -158,6 +179,107 @@ async fn discover_lists_agents_and_keeps_the_x402_sellers() {
         found[0].document.endpoints().next(),
         Some(("web", "https://seller.example/services/weather"))
     );
+}
+
+/// Discovery reads untrusted URIs: a public-only fetcher refuses loopback hosts (IP literals,
+/// names resolving there, redirects to them) before any request reaches them.
+#[tokio::test]
+async fn a_public_only_fetcher_refuses_non_public_hosts() {
+    let fx = Fixture::start().await;
+    let base = documents(*fx.client(1).registry()).await;
+    let port = base.rsplit(':').next().unwrap();
+    let timeout = Duration::from_secs(2);
+    let public_only = DocumentFetcher::with_policy(timeout, AddressPolicy::PublicOnly).unwrap();
+    let any = DocumentFetcher::new(timeout).unwrap();
+    assert_eq!(public_only.policy(), AddressPolicy::PublicOnly);
+    for uri in [
+        format!("{base}/seller.json"),
+        format!("http://localhost:{port}/seller.json"),
+        format!("http://[::ffff:127.0.0.1]:{port}/seller.json"),
+        format!("http://0.0.0.0:{port}/seller.json"),
+    ] {
+        let err = public_only.fetch(&uri).await.unwrap_err();
+        assert!(
+            matches!(err, Erc8004Error::NonPublicAddress { .. }),
+            "{uri}: {err}"
+        );
+        assert!(err.to_string().contains("not a public address"), "{err}");
+    }
+    // The same documents for a fetcher that may (a URL the user typed).
+    assert!(any.fetch(&format!("{base}/seller.json")).await.is_ok());
+    assert!(any.fetch(&format!("{base}/redirect")).await.is_ok());
+    // data: URIs involve no host.
+    let inline = base64::engine::general_purpose::STANDARD.encode(
+        seller(fx.client(1).registry(), 0)
+            .to_json_pretty()
+            .as_bytes(),
+    );
+    assert!(
+        public_only
+            .fetch(&format!("data:application/json;base64,{inline}"))
+            .await
+            .is_ok()
+    );
+}
+
+/// One deadline bounds a whole batch: what is not done by then is reported as timed out, the
+/// rest as usual.
+#[tokio::test]
+async fn a_deadline_bounds_the_batch() {
+    let fx = Fixture::start().await;
+    let base = documents(*fx.client(1).registry()).await;
+    let fetcher = DocumentFetcher::new(Duration::from_secs(30)).unwrap();
+    let mut urls = vec![format!("{base}/seller.json")];
+    urls.extend((0..10).map(|_| format!("{base}/slow.json")));
+    urls.push(format!("{base}/broken.json"));
+    let started = Instant::now();
+    let outcomes = fetch_urls(
+        &fetcher,
+        urls.clone(),
+        4096,
+        started + Duration::from_millis(500),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+    assert_eq!(outcomes.len(), urls.len());
+    assert_eq!(outcomes[0].0, urls[0]);
+    assert!(outcomes[0].1.is_ok());
+    for (_, slow) in &outcomes[1..11] {
+        assert!(
+            matches!(slow, Err(Erc8004Error::FetchTimedOut { .. })),
+            "{slow:?}"
+        );
+    }
+    // Queued behind eight slow requests, the last one never started in time.
+    assert!(matches!(
+        outcomes[11].1,
+        Err(Erc8004Error::FetchTimedOut { .. })
+    ));
+    // Oversized bodies are refused at the cap given.
+    let small = fetch_urls(
+        &fetcher,
+        vec![format!("{base}/seller.json")],
+        10,
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        small[0]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("larger than 10 bytes"),
+        "{:?}",
+        small[0].1
+    );
+    // A request's own timeout counts as timed out too.
+    let impatient = DocumentFetcher::new(Duration::from_millis(200)).unwrap();
+    let err = impatient
+        .fetch(&format!("{base}/slow.json"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Erc8004Error::FetchTimedOut { .. }), "{err}");
 }
 
 fn agents_block(agents: &[obol_erc8004::RegisteredAgent], index: usize) -> u64 {

@@ -128,6 +128,68 @@ async fn a_registration_mined_before_a_crash_is_recovered() {
     assert_eq!(fx.mints().await, 1);
 }
 
+/// A registration older than the searched range is not seen, so the signer's balance decides:
+/// holding more agents than the range shows it registering refuses instead of minting; a search
+/// from block 0 reads everything and then recovers (same URI) or mints (another URI).
+#[tokio::test]
+async fn an_agent_older_than_the_search_is_never_duplicated() {
+    let fx = Fixture::start().await;
+    let client = fx.client(6);
+    let owner = fx.signer(6).address();
+    let first = client.register(URI, &[], None).await.unwrap();
+    let after = fx.chain.provider().get_block_number().await.unwrap() + 1;
+
+    for uri in [
+        URI,
+        "https://other.example/.well-known/agent-registration.json",
+    ] {
+        let err = client.register(uri, &[], Some(after)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Erc8004Error::UnsearchedAgents { held, seen: 0, from_block, .. }
+                    if held == U256::from(1) && from_block == after
+            ),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+    }
+    assert_eq!(fx.mints().await, 1);
+    assert_eq!(
+        client.balance_of(owner).await.unwrap(),
+        U256::from(1),
+        "balance_of reads the registry"
+    );
+
+    // The whole chain: the same URI is recovered…
+    let recovered = client.register(URI, &[], Some(0)).await.unwrap();
+    assert!(recovered.recovered);
+    assert_eq!(recovered.agent_id, first.agent_id);
+    // …another URI is a deliberate second agent.
+    let second = client
+        .register(
+            "https://other.example/.well-known/agent-registration.json",
+            &[],
+            Some(0),
+        )
+        .await
+        .unwrap();
+    assert!(!second.recovered);
+    assert_eq!(fx.mints().await, 2);
+    // A range that shows both registrations lets a third URI through as well.
+    let from = first.block_number.unwrap();
+    let third = client
+        .register(
+            "https://third.example/.well-known/agent-registration.json",
+            &[],
+            Some(from),
+        )
+        .await
+        .unwrap();
+    assert!(!third.recovered);
+    assert_eq!(fx.balance(owner).await, U256::from(3));
+}
+
 /// The node got the transaction but the answer was lost: the retry looks first (and finds it
 /// once mined), or resends the same bytes, which the node knows already. Either way: one agent.
 #[tokio::test]
