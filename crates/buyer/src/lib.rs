@@ -1,6 +1,6 @@
 //! The buyer side of obol-stack.
 //!
-//! An agent spends from a bounded pool of pre-signed x402 authorizations: [`presign`] signs N
+//! An agent spends from a bounded pool of pre-signed x402 authorizations: [`presign()`] signs N
 //! of them for one seller requirement with a key the spending process never sees, [`pool`]
 //! keeps them durably and hands each out at most once, and [`probe`] reads what a seller asks
 //! for. [`reconcile`] turns `PurchaseRequest`s into pools and [`proxy`] purchases; the

@@ -241,6 +241,10 @@ pub(crate) struct BuyPayArgs {
     pub(crate) user_agent: Option<String>,
     #[command(flatten)]
     pub(crate) signer: SignerArgs,
+    /// Send the one-time Permit2 approval without asking (paying in a Permit2 token such as
+    /// OBOL for the first time); required when stdin is not a terminal.
+    #[arg(long, short)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

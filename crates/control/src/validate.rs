@@ -98,6 +98,12 @@ pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationErr
             format!("{} must be between 1 and 2500", spec.count),
         );
     }
+    if spec.auto_refill.as_ref().is_some_and(|r| r.enabled) {
+        fail(
+            "spec.autoRefill.enabled",
+            "is not supported: refilling needs the buyer's key, which the daemon never holds; use `obol buy refill`".to_owned(),
+        );
+    }
     if spec.pre_signed_auths.len() > MAX_PRE_SIGNED_AUTHS {
         fail(
             "spec.preSignedAuths",
@@ -461,6 +467,10 @@ pub(crate) mod tests {
         bad.spec.payment.pay_to = "0x12".into();
         bad.spec.payment.asset = "usdc".into();
         bad.spec.payment.price = "0".into();
+        bad.spec.auto_refill = Some(crate::purchase::AutoRefill {
+            enabled: true,
+            ..crate::purchase::AutoRefill::default()
+        });
         let error = validate_purchase(&bad).unwrap_err();
         let fields: Vec<&str> = error.errors.iter().map(|f| f.field).collect();
         assert_eq!(
@@ -469,6 +479,7 @@ pub(crate) mod tests {
                 "metadata.name",
                 "spec.model",
                 "spec.count",
+                "spec.autoRefill.enabled",
                 "spec.payment.network",
                 "spec.payment.payTo",
                 "spec.payment.asset",

@@ -138,6 +138,10 @@ fn collection<S: AdminKind>(router: Router<AdminState>) -> Router<AdminState> {
         )
 }
 
+/// The largest admin request body: a purchase carrying `MAX_PRE_SIGNED_AUTHS` authorizations
+/// (about 1.4 KB each as JSON) with room to spare.
+pub(crate) const MAX_ADMIN_BODY: usize = 32 << 20;
+
 /// The admin routes, all behind the bearer token except `/healthz`; `extra` (e.g. the buyer's
 /// reload and remove) is mounted behind the same token.
 pub(crate) fn router(state: AdminState, extra: Router) -> Router {
@@ -155,6 +159,7 @@ pub(crate) fn router(state: AdminState, extra: Router) -> Router {
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY))
 }
 
 async fn require_token(
@@ -395,5 +400,132 @@ impl AdminClient {
     pub async fn shutdown(&self) -> Result<serde_json::Value, AdminError> {
         self.call(reqwest::Method::POST, "/v1/shutdown", None::<&()>)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use obol_control::SqliteStore;
+    use obol_control::purchase::{PreSignedAuth, PurchasePayment, PurchaseRequest};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn app() -> Router {
+        let extra = Router::new().route("/admin/reload", post(|| async { "reloaded" }));
+        router(
+            AdminState {
+                store: Arc::new(SqliteStore::in_memory().unwrap()),
+                routes: Arc::new(Routes::new()),
+                token: Arc::from("s3cret"),
+                stop: tokio::sync::watch::channel(false).0,
+                gateway: "127.0.0.1:8080".into(),
+                public_url: "http://127.0.0.1:8080".into(),
+                public_url_is_default: true,
+                stack_id: "test".into(),
+            },
+            extra,
+        )
+    }
+
+    async fn status_of(method: &str, path: &str, token: Option<&str>, body: Body) -> StatusCode {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        app()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn every_route_but_healthz_needs_the_token() {
+        for (method, path) in [
+            ("GET", "/v1/status"),
+            ("GET", "/v1/offers"),
+            ("GET", "/v1/purchases"),
+            ("GET", "/v1/purchases/buy/x"),
+            ("DELETE", "/v1/purchases/buy/x"),
+            ("GET", "/v1/identities"),
+            ("POST", "/admin/reload"),
+            ("POST", "/v1/shutdown"),
+        ] {
+            for token in [None, Some("wrong"), Some("s3cret-but-longer")] {
+                assert_eq!(
+                    status_of(method, path, token, Body::empty()).await,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} with {token:?}"
+                );
+            }
+        }
+        assert_eq!(
+            status_of("GET", "/v1/purchases", Some("s3cret"), Body::empty()).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of("POST", "/admin/reload", Some("s3cret"), Body::empty()).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of("GET", "/healthz", None, Body::empty()).await,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purchase_of_thousands_of_authorizations_fits_in_one_request() {
+        let payment: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(json!({"payload": {"signature": "0x".to_owned() + &"ab".repeat(65)}, "pad": "x".repeat(1000)}))
+                .unwrap();
+        let auth = PreSignedAuth {
+            id: String::new(),
+            payment: Some(payment),
+            signature: "0x".to_owned() + &"ab".repeat(65),
+            from: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
+            value: "1000".into(),
+            valid_after: "0".into(),
+            valid_before: "4102444800".into(),
+            nonce: format!("0x{}", "11".repeat(32)),
+        };
+        let purchase = PurchaseRequest::new(
+            "buy",
+            "big",
+            PurchaseRequestSpec {
+                endpoint: "http://127.0.0.1:9/services/llm".into(),
+                model: "m".into(),
+                count: 2500,
+                pre_signed_auths: vec![auth; 5000],
+                auto_refill: None,
+                payment: PurchasePayment {
+                    network: "eip155:84532".into(),
+                    pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
+                    price: "1000".into(),
+                    asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
+                    ..PurchasePayment::default()
+                },
+            },
+        );
+        let body = serde_json::to_vec(&purchase).unwrap();
+        assert!(body.len() > 6 << 20, "{} bytes", body.len());
+        assert_eq!(
+            status_of(
+                "PUT",
+                "/v1/purchases/buy/big",
+                Some("s3cret"),
+                Body::from(body)
+            )
+            .await,
+            StatusCode::OK
+        );
     }
 }

@@ -195,6 +195,8 @@ pub async fn run(
         obol_facilitator::http::metrics_handle(),
     )
     .map_err(|e| start_error(&e))?;
+    // Refuse foreign Host headers (DNS rebinding) unless the proxy was meant to be reachable.
+    proxy.loopback_only(buyer_bound.ip().is_loopback());
     let purchases = Arc::new(
         PurchaseReconciler::new(
             store.clone(),

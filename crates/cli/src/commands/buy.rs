@@ -157,7 +157,13 @@ pub(super) fn choose(
             })
             .transpose()?;
         let price = human_price(&tokens, requirement);
-        if requirement.scheme != "exact" {
+        if requirement
+            .pay_to
+            .parse::<obol_x402::primitives::Address>()
+            .is_err()
+        {
+            refusals.push(format!("{price}: payTo is not an address"));
+        } else if requirement.scheme != "exact" {
             refusals.push(format!(
                 "{price}: scheme {:?} unsupported",
                 requirement.scheme
@@ -257,6 +263,12 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
             super::permit2::needed(ctx, token, &signer, choice.requirement.amount()).await?
     {
         output::note(&format!("permit2: {}", approval.describe(&signer)));
+        if !output::confirm("Send the approval?", args.yes)? {
+            bail!(
+                "not paid: paying in {} needs the Permit2 approval",
+                token.symbol
+            );
+        }
         let hash = approval.send(&signer).await?;
         output::note(&format!(
             "approved Permit2 for {}: transaction {hash}",

@@ -27,8 +27,25 @@ use crate::output;
 
 /// Calls bought when neither --count nor --budget says.
 const DEFAULT_COUNT: u32 = 50;
-/// The most authorizations one purchase request holds per batch.
-const MAX_COUNT: u32 = 2500;
+/// The most authorizations signed in one batch (obol-stack.md §2.4): 1000, or 500 for tokens
+/// paid through Permit2 (larger payloads).
+fn max_count(token: &Token) -> u32 {
+    match token.transfer_method {
+        obol_x402::token::TransferMethod::Permit2 => 500,
+        obol_x402::token::TransferMethod::Eip3009 => 1000,
+    }
+}
+
+/// Refuses a batch that would take a purchase past what one request may carry.
+fn check_room(existing: usize, count: u32) -> anyhow::Result<()> {
+    let max = obol_control::validate::MAX_PRE_SIGNED_AUTHS;
+    if existing + count as usize > max {
+        bail!(
+            "the purchase already carries {existing} authorizations and holds at most {max}; cancel it and buy anew (or use another --name)"
+        );
+    }
+    Ok(())
+}
 /// How long `buy inference|refill` waits for the proxy to serve the purchase.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -132,6 +149,7 @@ fn call_count(
     let budget = budget
         .map(|b| parse_units(b, token.decimals).with_context(|| format!("--budget {b:?}")))
         .transpose()?;
+    let max = max_count(token);
     let n = match (count, budget) {
         (Some(n), Some(budget)) => {
             let total = price.saturating_mul(U256::from(n));
@@ -150,7 +168,7 @@ fn call_count(
         (Some(n), None) => n,
         (None, Some(budget)) => {
             let n = if price.is_zero() {
-                U256::from(MAX_COUNT)
+                U256::from(max)
             } else {
                 budget / price
             };
@@ -163,12 +181,12 @@ fn call_count(
                     token.symbol
                 );
             }
-            u32::try_from(n.min(U256::from(MAX_COUNT))).unwrap_or(MAX_COUNT)
+            u32::try_from(n.min(U256::from(max))).unwrap_or(max)
         }
         (None, None) => DEFAULT_COUNT,
     };
-    if !(1..=MAX_COUNT).contains(&n) {
-        bail!("--count must be between 1 and {MAX_COUNT}");
+    if !(1..=max).contains(&n) {
+        bail!("--count must be between 1 and {max} for {}", token.symbol);
     }
     Ok(n)
 }
@@ -423,6 +441,9 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
         );
     }
 
+    if let Some(existing) = existing.as_ref().filter(|_| !args.replace) {
+        check_room(existing.spec.pre_signed_auths.len(), count)?;
+    }
     let (signer, _) = super::wallet::load_signer(ctx, &args.sign.signer)?;
     let balance = match balance_of(ctx, token, signer.address()).await {
         Ok(balance) => balance,
@@ -549,9 +570,6 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
     let mut purchase = client
         .get::<PurchaseRequestSpec>(&args.namespace, &args.name)
         .await?;
-    if !(1..=MAX_COUNT).contains(&args.count) {
-        bail!("--count must be between 1 and {MAX_COUNT}");
-    }
     // The same terms as the last batch: its signed requirement and resource.
     let last = purchase
         .spec
@@ -561,6 +579,14 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
         .context("the purchase holds no signed payment to copy the terms from")?;
     let last: v2::PaymentPayload = serde_json::from_value(Value::Object(last))
         .context("the purchase's last authorization is unreadable")?;
+    let tokens = TokenRegistry::builtin();
+    let (_, token) = known_token(&tokens, &last.accepted)
+        .context("the purchase pays in a token this build does not know")?;
+    let max = max_count(token);
+    if !(1..=max).contains(&args.count) {
+        bail!("--count must be between 1 and {max} for {}", token.symbol);
+    }
+    check_room(purchase.spec.pre_signed_auths.len(), args.count)?;
     let ttl = ttl_secs(&args.sign.ttl)?;
     let (signer, _) = super::wallet::load_signer(ctx, &args.sign.signer)?;
     if purchase
@@ -782,9 +808,22 @@ mod tests {
                 .contains("does not cover one call")
         );
         assert!(call_count(Some(0), None, price, usdc).is_err());
-        assert_eq!(
-            call_count(None, Some("1000"), price, usdc).unwrap(),
-            MAX_COUNT
+        assert_eq!(call_count(None, Some("1000"), price, usdc).unwrap(), 1000);
+        assert!(
+            call_count(Some(1001), None, price, usdc)
+                .unwrap_err()
+                .to_string()
+                .contains("between 1 and 1000 for USDC")
+        );
+        let obol = TokenRegistry::builtin();
+        let obol = obol.resolve("OBOL", "base-sepolia").unwrap();
+        assert_eq!(call_count(None, Some("1000000"), price, obol).unwrap(), 500);
+        assert!(check_room(9_999, 1).is_ok());
+        assert!(
+            check_room(9_999, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("holds at most 10000")
         );
     }
 

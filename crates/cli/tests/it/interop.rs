@@ -520,6 +520,7 @@ async fn obol_buy_pays_an_x402_express_seller() {
         "1",
         "--token",
         "OBOL",
+        "--yes",
     ]);
     let permit2_took = paying.elapsed();
     assert!(out.status.success(), "obol buy pay: {}", stderr(&out));
