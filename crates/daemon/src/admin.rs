@@ -76,7 +76,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn store_error(e: &StoreError) -> Response {
     let status = match e {
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-        StoreError::Deleting { .. } => StatusCode::CONFLICT,
+        StoreError::Deleting { .. } | StoreError::Conflict { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())

@@ -516,7 +516,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
         ttl,
     )?;
 
-    let mut purchase = match existing {
+    let purchase = match existing {
         Some(existing) if !args.replace => existing,
         replaced => {
             if replaced.is_some() {
@@ -539,12 +539,37 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
             )
         }
     };
-    purchase.spec.count = count;
-    purchase.spec.pre_signed_auths.extend(signed);
-    client.apply(&purchase).await?;
+    append(&client, purchase, signed, count).await?;
     let ready = wait_ready(&client, &args.namespace, &name).await?;
     report(ctx, &ready, &buyer, "bought")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stores `purchase` with `signed` appended. When another command changed it since it was read
+/// (a concurrent refill), reads it again and appends to that: no signed batch is lost.
+async fn append(
+    client: &obol_daemon::AdminClient,
+    mut purchase: PurchaseRequest,
+    signed: Vec<obol_control::purchase::PreSignedAuth>,
+    count: u32,
+) -> anyhow::Result<()> {
+    for _ in 0..5 {
+        let mut next = purchase.clone();
+        next.spec.count = count;
+        next.spec.pre_signed_auths.extend(signed.iter().cloned());
+        match client.apply(&next).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.status == Some(409) && e.message.contains("changed since it was read") => {
+                let meta = &purchase.metadata;
+                purchase = client
+                    .get::<PurchaseRequestSpec>(&meta.namespace, &meta.name)
+                    .await?;
+                check_room(purchase.spec.pre_signed_auths.len(), count)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the purchase kept changing while this batch was being stored; run the command again")
 }
 
 async fn wait_gone(
@@ -567,7 +592,7 @@ async fn wait_gone(
 
 pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result<ExitCode> {
     let (client, buyer) = stack(ctx)?;
-    let mut purchase = client
+    let purchase = client
         .get::<PurchaseRequestSpec>(&args.namespace, &args.name)
         .await?;
     // The same terms as the last batch: its signed requirement and resource.
@@ -626,9 +651,7 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
         args.count,
         ttl,
     )?;
-    purchase.spec.count = args.count;
-    purchase.spec.pre_signed_auths.extend(signed);
-    client.apply(&purchase).await?;
+    append(&client, purchase, signed, args.count).await?;
     let ready = wait_ready(&client, &args.namespace, &args.name).await?;
     report(ctx, &ready, &buyer, "refilled")?;
     Ok(ExitCode::SUCCESS)

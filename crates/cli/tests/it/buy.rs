@@ -240,6 +240,32 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     ]));
     assert_eq!(topped["remaining"], 2);
 
+    // Two refills at once: both batches land (the loser of the race re-reads and appends).
+    let refills: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || {
+                obol_in(
+                    &dir,
+                    &["buy", "refill", "qwen3-0-6b", "--count", "2", "--yes"],
+                    &[("OBOL_PRIVATE_KEY", BUYER_KEY)],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for refill in refills {
+        let out = refill.join().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let status = json_of(&obol_in(
+        dir,
+        &["--json", "buy", "status", "qwen3-0-6b"],
+        &[],
+        None,
+    ));
+    assert_eq!(status["status"]["remaining"], 6, "2 + 2 + 2");
+
     // Cancelled: the proxy no longer knows the model.
     let cancelled = json_of(&obol_in(
         dir,
@@ -249,7 +275,7 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     ));
     assert_eq!(
         cancelled,
-        json!({"cancelled": "buy/qwen3-0-6b", "dropped": 2})
+        json!({"cancelled": "buy/qwen3-0-6b", "dropped": 6})
     );
     let (status, body) = chat(dir).await;
     assert_eq!(status, 404);

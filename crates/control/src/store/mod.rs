@@ -38,6 +38,22 @@ pub enum StoreError {
         /// Name.
         name: String,
     },
+    /// The spec changed since the update was read (optimistic concurrency on `generation`).
+    #[error(
+        "{kind} {namespace}/{name} changed since it was read (now generation {stored}, the update was based on {based_on}); read it again and retry"
+    )]
+    Conflict {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The generation the update was read at.
+        based_on: i64,
+        /// The stored generation.
+        stored: i64,
+    },
     /// A stored document does not match its type.
     #[error("stored {kind} {namespace}/{name} is not valid: {message}")]
     Corrupt {
@@ -151,7 +167,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<RawObject>, StoreError>;
 
     /// Creates or updates spec, labels and annotations; bumps `generation` when the spec
-    /// changes. New objects get `finalizers` as given; existing ones keep theirs.
+    /// changes. New objects get `finalizers` as given; existing ones keep theirs. An update
+    /// carrying a `generation` (read earlier) other than the stored one is refused with
+    /// [`StoreError::Conflict`]; generation 0 means "whatever is stored" (a plain upsert).
     async fn apply_raw(&self, object: RawObject) -> Result<(RawObject, ApplyOutcome), StoreError>;
 
     /// Replaces the status.

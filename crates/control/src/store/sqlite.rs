@@ -273,6 +273,18 @@ impl Store for SqliteStore {
                         name: key.name,
                     });
                 }
+                Some(current)
+                    if object.metadata.generation > 0
+                        && object.metadata.generation != current.metadata.generation =>
+                {
+                    return Err(StoreError::Conflict {
+                        kind: key.kind,
+                        namespace: key.namespace,
+                        name: key.name,
+                        based_on: object.metadata.generation,
+                        stored: current.metadata.generation,
+                    });
+                }
                 Some(current) => {
                     let spec_changed = current.spec != object.spec;
                     let meta_changed = current.metadata.labels != object.metadata.labels

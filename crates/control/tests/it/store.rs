@@ -311,3 +311,41 @@ async fn every_kind_round_trips_through_the_store() {
         "kinds are separate"
     );
 }
+
+#[tokio::test]
+async fn an_update_read_at_an_older_generation_is_refused() {
+    let store = SqliteStore::in_memory().unwrap();
+    let (first, _) = store.apply(&offer("c", "0.001")).await.unwrap();
+    // Two writers read generation 1; the first one's change lands.
+    let mut mine = first.clone();
+    mine.spec.payment.price.per_request = Some("0.002".into());
+    let (stored, _) = store.apply(&mine).await.unwrap();
+    assert_eq!(stored.metadata.generation, 2);
+    let mut theirs = first;
+    theirs.spec.payment.price.per_request = Some("0.003".into());
+    let error = store.apply(&theirs).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("ServiceOffer default/c changed since it was read (now generation 2, the update was based on 1)"),
+        "{error}"
+    );
+    // Read again: it applies; a plain upsert (generation 0) always does.
+    let mut again = store
+        .get::<ServiceOfferSpec>("default", "c")
+        .await
+        .unwrap()
+        .unwrap();
+    again.spec.payment.price.per_request = Some("0.003".into());
+    assert_eq!(store.apply(&again).await.unwrap().0.metadata.generation, 3);
+    assert_eq!(
+        store
+            .apply(&offer("c", "0.004"))
+            .await
+            .unwrap()
+            .0
+            .metadata
+            .generation,
+        4
+    );
+}
