@@ -367,7 +367,10 @@ fn report(
             purchase.status.remaining,
             price_of(purchase)
         );
-        println!("  call it as model {model} at http://{buyer}/v1 (OpenAI-compatible)");
+        println!(
+            "  call it as model {} at http://{buyer}/v1 (OpenAI-compatible)",
+            clean(&model)
+        );
     }
     Ok(())
 }
