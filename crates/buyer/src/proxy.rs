@@ -236,6 +236,7 @@ impl BuyerProxy {
             .route("/v1/chat/completions", post(chat))
             .route("/chat/completions", post(chat))
             .route("/v1/responses", post(responses))
+            .route("/responses", post(responses))
             .route("/status", get(status))
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(healthz))
@@ -497,17 +498,23 @@ async fn status(State(proxy): State<Arc<BuyerProxy>>) -> Response {
         Ok(counted) => counted,
         Err(error) => return error.into_response(),
     };
-    let out: Vec<Value> = counted
+    // The original's shape (obol-stack.md §5.2): upstream → its terms and counts.
+    let out: serde_json::Map<String, Value> = counted
         .iter()
         .map(|(purchase, counts)| {
-            json!({
-                "model": purchase.model, "pool": purchase.pool, "seller": purchase.base,
-                "remaining": counts.available, "spent": counts.spent,
-                "held": counts.held, "burned": counts.burned,
-            })
+            (
+                purchase.pool.clone(),
+                json!({
+                    "url": purchase.base, "remote_model": purchase.model,
+                    "public_model": format!("paid/{}", purchase.model),
+                    "network": purchase.chain,
+                    "remaining": counts.available, "spent": counts.spent,
+                    "held": counts.held, "burned": counts.burned,
+                }),
+            )
         })
         .collect();
-    Json(json!({"purchases": out})).into_response()
+    Json(Value::Object(out)).into_response()
 }
 
 /// `GET /metrics`: refreshes the pool gauges, then renders.
@@ -545,9 +552,15 @@ fn settled(headers: &reqwest::header::HeaderMap) -> bool {
 }
 
 /// `paid/openai/m` → `m`.
-fn bare_model(model: &str) -> &str {
-    let model = model.strip_prefix("paid/").unwrap_or(model);
-    model.strip_prefix("openai/").unwrap_or(model)
+fn bare_model(mut model: &str) -> &str {
+    // Any number of leading `paid/` and `openai/`, in any order (obol-stack.md §5.3).
+    while let Some(rest) = model
+        .strip_prefix("paid/")
+        .or_else(|| model.strip_prefix("openai/"))
+    {
+        model = rest;
+    }
+    model
 }
 
 /// The seller's answer, streamed through with the headers the agent needs.
@@ -581,6 +594,8 @@ mod tests {
         assert_eq!(bare_model("paid/openai/gpt-x"), "gpt-x");
         assert_eq!(bare_model("openai/gpt-x"), "gpt-x");
         assert_eq!(bare_model("plain"), "plain");
+        assert_eq!(bare_model("openai/paid/paid/m"), "m");
+        assert_eq!(bare_model("vendor/m"), "vendor/m");
     }
 
     #[test]

@@ -410,8 +410,8 @@ impl PurchaseReconciler {
         Ok(tokio::task::spawn_blocking(move || pool.counts(&pool_name)).await??)
     }
 
-    /// `POST /admin/reload` (re-read the purchases) and `POST /admin/remove` (`{"name":
-    /// "<namespace>/<name>"}`: stop serving one until its next reconcile). Unauthenticated:
+    /// `POST /admin/reload` (re-read the purchases) and `POST /admin/remove` (`?name=` or
+    /// `{"name": "<namespace>/<name>"}`: stop serving one until its next reconcile). Unauthenticated:
     /// the host mounts it behind its own authentication.
     pub fn admin_router(self: &Arc<Self>) -> Router {
         Router::new()
@@ -434,19 +434,22 @@ async fn reload(State(reconciler): State<Arc<PurchaseReconciler>>) -> Response {
 
 async fn remove(
     State(reconciler): State<Arc<PurchaseReconciler>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(name) = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("name")?.as_str().map(str::to_owned))
-    else {
+    // `?name=` as the original takes it, or a JSON body `{"name": …}`.
+    let Some(name) = query.get("name").cloned().or_else(|| {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("name")?.as_str().map(str::to_owned))
+    }) else {
         return admin_error(
             StatusCode::BAD_REQUEST,
-            "body must be {\"name\": \"<namespace>/<name>\"}",
+            "name the purchase: ?name=<namespace>/<name> or {\"name\": \"<namespace>/<name>\"}",
         );
     };
     if reconciler.proxy.remove(&name) {
-        Json(json!({"removed": true})).into_response()
+        Json(json!({"status": "removed", "name": name})).into_response()
     } else {
         admin_error(StatusCode::NOT_FOUND, "no such purchase is served")
     }

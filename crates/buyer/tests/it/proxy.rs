@@ -91,8 +91,10 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
         .json()
         .await
         .unwrap();
-    assert_eq!(status["purchases"][0]["remaining"], 0);
-    assert_eq!(status["purchases"][0]["spent"], 5);
+    assert_eq!(status["llm"]["remaining"], 0);
+    assert_eq!(status["llm"]["spent"], 5);
+    assert_eq!(status["llm"]["public_model"], "paid/counted");
+    assert_eq!(status["llm"]["network"], "base-sepolia");
 
     let metrics = reqwest::get(format!("{proxy}/metrics"))
         .await

@@ -331,7 +331,7 @@ async fn admin_reload_and_remove_change_what_the_proxy_serves() {
     };
     assert_eq!(
         post("/admin/remove", json!({"name": "buy/admin"})).await,
-        (200, json!({"removed": true}))
+        (200, json!({"status": "removed", "name": "buy/admin"}))
     );
     assert_eq!(buyer.chat("paid/admin").await.status(), 404);
     assert_eq!(
@@ -339,6 +339,11 @@ async fn admin_reload_and_remove_change_what_the_proxy_serves() {
         404
     );
     assert_eq!(post("/admin/remove", json!({"nope": 1})).await.0, 400);
+    assert_eq!(
+        post("/admin/remove?name=buy%2Fadmin", json!({})).await.0,
+        404,
+        "the query form names the same purchase (already removed)"
+    );
     assert_eq!(
         post("/admin/reload", json!({})).await,
         (200, json!({"purchases": 1}))

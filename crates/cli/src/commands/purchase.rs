@@ -313,12 +313,12 @@ pub(super) async fn live_counts(buyer: &str) -> HashMap<String, (u64, u64)> {
     .await;
     status
         .as_ref()
-        .and_then(|s| s.get("purchases")?.as_array())
+        .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|p| {
+        .filter_map(|(pool, p)| {
             Some((
-                p.get("pool")?.as_str()?.to_owned(),
+                pool.clone(),
                 (p.get("remaining")?.as_u64()?, p.get("spent")?.as_u64()?),
             ))
         })
