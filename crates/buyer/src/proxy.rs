@@ -22,11 +22,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self as axum_middleware, Next};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -116,6 +116,15 @@ impl IntoResponse for BuyError {
             json!({"error": {"message": self.to_string(), "type": kind, "code": status.as_u16()}});
         (status, Json(body)).into_response()
     }
+}
+
+/// One call to a seller, replayable (unpaid, then paid).
+struct Outgoing {
+    method: reqwest::Method,
+    url: String,
+    content_type: Option<HeaderValue>,
+    accept: Option<HeaderValue>,
+    body: Bytes,
 }
 
 /// The buyer proxy's state.
@@ -237,6 +246,7 @@ impl BuyerProxy {
             .route("/chat/completions", post(chat))
             .route("/v1/responses", post(responses))
             .route("/responses", post(responses))
+            .route("/upstream/{name}/{*rest}", any(upstream))
             .route("/status", get(status))
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(healthz))
@@ -292,9 +302,62 @@ impl BuyerProxy {
         json["model"] = Value::String(purchase.model.clone());
         let body = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
         let url = format!("{}{api_path}", purchase.base.trim_end_matches('/'));
+        let outgoing = Outgoing {
+            method: reqwest::Method::POST,
+            url,
+            content_type: Some(HeaderValue::from_static("application/json")),
+            accept: headers.get(header::ACCEPT).cloned(),
+            body,
+        };
+        self.pay_through(&purchase, outgoing).await
+    }
 
+    /// `/upstream/<name>/<path>`: any method and body, forwarded as is to the purchase whose
+    /// pool is `<name>` (or ends in `/<name>`) at `<base>/<path>`, paid the same way.
+    async fn upstream(
+        &self,
+        name: &str,
+        rest: &str,
+        request: Request,
+    ) -> Result<Response, BuyError> {
+        let purchase = self
+            .purchases
+            .load()
+            .values()
+            .find(|p| p.pool == name || p.pool.rsplit('/').next() == Some(name))
+            .cloned()
+            .ok_or_else(|| BuyError::UnknownModel(format!("upstream {name}")))?;
+        let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes())
+            .map_err(|e| BuyError::BadRequest(e.to_string()))?;
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let headers = request.headers().clone();
+        let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BODY)
+            .await
+            .map_err(|_| BuyError::TooLarge)?;
+        let outgoing = Outgoing {
+            method,
+            url: format!("{}/{rest}{query}", purchase.base.trim_end_matches('/')),
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            accept: headers.get(header::ACCEPT).cloned(),
+            body,
+        };
+        self.pay_through(&purchase, outgoing).await
+    }
+
+    /// Unpaid first; on 402 hold an authorization, retry paid, confirm or release it.
+    async fn pay_through(
+        &self,
+        purchase: &Purchase,
+        outgoing: Outgoing,
+    ) -> Result<Response, BuyError> {
+        let purchase = purchase.clone();
+        let url = outgoing.url.clone();
         metrics::count(&purchase, Counter::Requests);
-        let first = self.send(&url, &headers, body.clone(), None).await?;
+        let first = self.send(&outgoing, None).await?;
         if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
             return Ok(relay(first));
         }
@@ -307,7 +370,7 @@ impl BuyerProxy {
             // From here the seller may act on the authorization: an error or a cancelled call
             // burns it (dropping `held` after `sent`), never returns it to the queue.
             held.sent();
-            let paid = self.send(&url, &headers, body, Some(header_pair)).await?;
+            let paid = self.send(&outgoing, Some(header_pair)).await?;
             Ok::<_, BuyError>((held, paid))
         };
         let (held, paid) = paid.await.inspect_err(|_| {
@@ -382,17 +445,17 @@ impl BuyerProxy {
 
     async fn send(
         &self,
-        url: &str,
-        headers: &HeaderMap,
-        body: Bytes,
+        outgoing: &Outgoing,
         payment: Option<(&'static str, HeaderValue)>,
     ) -> Result<reqwest::Response, BuyError> {
         let mut request = self
             .http
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(accept) = headers.get(header::ACCEPT) {
+            .request(outgoing.method.clone(), &outgoing.url)
+            .body(outgoing.body.clone());
+        if let Some(content_type) = &outgoing.content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Some(accept) = &outgoing.accept {
             request = request.header(header::ACCEPT, accept);
         }
         if let Some((name, value)) = payment {
@@ -488,6 +551,17 @@ async fn chat(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Respons
 async fn responses(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Response {
     proxy
         .call(request, "/v1/responses")
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn upstream(
+    State(proxy): State<Arc<BuyerProxy>>,
+    Path((name, rest)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    proxy
+        .upstream(&name, &rest, request)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

@@ -163,6 +163,38 @@ async fn streams_pass_through_and_failures_are_not_paid() {
 }
 
 #[tokio::test]
+async fn the_per_upstream_route_pays_any_path_as_is() {
+    let seller = Seller::start().await;
+    let (proxy, buyer) = proxy_for(&seller, 7, 2, "compat").await;
+    let before = seller.usdc(buyer.address()).await;
+    let client = reqwest::Client::new();
+    // The body goes as it is: no model rewriting, no JSON requirement.
+    let response = client
+        .post(format!("{proxy}/upstream/llm/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"whatever","messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("payment-response"));
+    assert_eq!(
+        seller.usdc(buyer.address()).await,
+        before - U256::from(1000)
+    );
+    let unknown = client
+        .post(format!("{proxy}/upstream/nope/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (status, message) = error_of(unknown).await;
+    assert_eq!(status, 404);
+    assert!(message.contains("upstream nope"), "{message}");
+}
+
+#[tokio::test]
 async fn one_authorization_two_concurrent_calls_one_success() {
     let seller = Seller::start().await;
     let (proxy, _) = proxy_for(&seller, 5, 1, "qwen").await;
