@@ -386,6 +386,14 @@ fn migrate_from_v0(tx: &rusqlite::Transaction<'_>) -> Result<(), PoolError> {
             let terms = serde_json::from_str::<v2::PaymentPayload>(&payload)
                 .ok()
                 .and_then(|p| terms_key(&p.accepted));
+            // A row whose terms cannot be read could never be matched: it would count as
+            // remaining forever. It is burned, not silently kept.
+            let state: String = row.get(5)?;
+            let state = if terms.is_none() && state == "available" {
+                "burned".to_owned()
+            } else {
+                state
+            };
             let written = write.execute(params![
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
@@ -393,7 +401,7 @@ fn migrate_from_v0(tx: &rusqlite::Transaction<'_>) -> Result<(), PoolError> {
                 row.get::<_, i64>(3)?,
                 terms,
                 payload,
-                row.get::<_, String>(5)?,
+                state,
             ])?;
             if written == 1 {
                 kept += 1;
@@ -941,6 +949,16 @@ mod tests {
                     ])
                     .unwrap();
             }
+            // A row whose payload cannot be read: it could never be matched.
+            insert
+                .execute(params![
+                    "p",
+                    "0xunreadable",
+                    4_102_444_800_i64,
+                    "{not json",
+                    "available"
+                ])
+                .unwrap();
         }
         let pool = AuthPool::open(&path).unwrap();
         let version: i64 = pool
@@ -951,8 +969,8 @@ mod tests {
         let counts = pool.counts("p").unwrap();
         assert_eq!(
             (counts.available, counts.held, counts.spent, counts.burned),
-            (3, 0, 1, 1),
-            "the held row burned at open"
+            (3, 0, 1, 2),
+            "the held row and the unreadable one burned at open"
         );
         assert_eq!(
             pool.counts("q").unwrap(),

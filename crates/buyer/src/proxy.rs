@@ -262,6 +262,23 @@ impl BuyerProxy {
                 "requests from web pages (with an Origin header) are not accepted".into(),
             ));
         }
+        // Browsers mark every request with where it comes from; a simple GET (an <img>, a
+        // link) carries no Origin but says `Sec-Fetch-Site: cross-site`. Only a user typing the
+        // URL (`none`) is a browser request we let through; agents send no such header.
+        let fetch = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase())
+        };
+        if fetch("sec-fetch-site").is_some_and(|site| site != "none")
+            || fetch("sec-fetch-mode").is_some_and(|mode| mode == "no-cors")
+        {
+            return Err(BuyError::Forbidden(
+                "requests a web page triggered (Sec-Fetch-Site / Sec-Fetch-Mode) are not accepted"
+                    .into(),
+            ));
+        }
         if self.loopback_only.load(Ordering::Relaxed) {
             let host = request
                 .headers()
@@ -291,11 +308,13 @@ impl BuyerProxy {
             .get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| BuyError::BadRequest("no \"model\"".into()))?;
-        let model = bare_model(&asked_model.to_lowercase()).to_owned();
-        let purchase = self
-            .purchases
-            .load()
-            .get(&model)
+        let asked = asked_model.to_lowercase();
+        let purchases = self.purchases.load();
+        // A model bought as `openai/x` is found under that name; otherwise `paid/` and
+        // `openai/` are routing prefixes.
+        let purchase = purchases
+            .get(without_paid(&asked))
+            .or_else(|| purchases.get(bare_model(&asked)))
             .cloned()
             .ok_or_else(|| BuyError::UnknownModel(bare_model(asked_model).to_owned()))?;
         // The seller gets the model under the name it was bought as.
@@ -313,13 +332,29 @@ impl BuyerProxy {
     }
 
     /// `/upstream/<name>/<path>`: any method and body, forwarded as is to the purchase whose
-    /// pool is `<name>` (or ends in `/<name>`) at `<base>/<path>`, paid the same way.
+    /// pool is `<name>` (or ends in `/<name>`) at `<base>/<path>`, paid the same way. It needs
+    /// an `X-Obol-Buyer` header (which no web page can add without a CORS preflight, which
+    /// fails), since a plain GET through it would otherwise spend.
     async fn upstream(
         &self,
         name: &str,
         rest: &str,
         request: Request,
     ) -> Result<Response, BuyError> {
+        if !request.headers().contains_key("x-obol-buyer") {
+            return Err(BuyError::Forbidden(
+                "the /upstream route needs an `X-Obol-Buyer: 1` header (a web page cannot send one)"
+                    .into(),
+            ));
+        }
+        if rest
+            .split('/')
+            .any(|segment| segment == ".." || segment == ".")
+        {
+            return Err(BuyError::BadRequest(
+                "the path may not contain `.` or `..` segments".into(),
+            ));
+        }
         let purchase = self
             .purchases
             .load()
@@ -626,6 +661,14 @@ fn settled(headers: &reqwest::header::HeaderMap) -> bool {
 }
 
 /// `paid/openai/m` → `m`.
+/// `paid/paid/x` → `x` (only `paid/` prefixes).
+fn without_paid(mut model: &str) -> &str {
+    while let Some(rest) = model.strip_prefix("paid/") {
+        model = rest;
+    }
+    model
+}
+
 fn bare_model(mut model: &str) -> &str {
     // Any number of leading `paid/` and `openai/`, in any order (obol-stack.md §5.3).
     while let Some(rest) = model

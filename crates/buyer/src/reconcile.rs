@@ -166,14 +166,14 @@ impl PurchaseReconciler {
         for p in configured {
             if purchases
                 .iter()
-                .any(|q| q.model.eq_ignore_ascii_case(&p.spec.model))
+                .any(|q| q.model.eq_ignore_ascii_case(served(&p).0))
             {
                 continue;
             }
             purchases.push(Purchase {
-                model: p.spec.model.clone(),
+                model: served(&p).0.to_owned(),
                 pool: pool_name(&p.metadata.namespace, &p.metadata.name),
-                base: service_base(&p.spec.endpoint).to_owned(),
+                base: service_base(served(&p).1).to_owned(),
                 chain: network::resolve(&p.spec.payment.network)
                     .map_or_else(|_| p.spec.payment.network.clone(), |n| n.name.to_owned()),
             });
@@ -303,12 +303,13 @@ impl PurchaseReconciler {
         };
         tracing::info!(%namespace, %name, total, added, "purchase loaded into its pool");
         status.public_model = Some(format!("paid/{}", spec.model));
+        status.served_endpoint = Some(spec.endpoint.clone());
         set_condition(
             conditions,
             "Configured",
             ConditionStatus::True,
             "Written",
-            &format!("Wrote {total} auths to pool {pool_name}"),
+            &format!("Wrote {total} auths to pool {pool_name} ({added} new)"),
         );
         // The proxy reads `Configured` from the store.
         self.store
@@ -457,6 +458,23 @@ async fn remove(
 
 fn clamp(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The model and seller URL the proxy serves `p` at: what was loaded last (a newer generation
+/// takes over once it is loaded), else the spec's.
+fn served(p: &PurchaseRequest) -> (&str, &str) {
+    let model = p
+        .status
+        .public_model
+        .as_deref()
+        .and_then(|m| m.strip_prefix("paid/"))
+        .unwrap_or(&p.spec.model);
+    let endpoint = p
+        .status
+        .served_endpoint
+        .as_deref()
+        .unwrap_or(&p.spec.endpoint);
+    (model, endpoint)
 }
 
 /// The seller's option pays the same network, asset and recipient as the request.

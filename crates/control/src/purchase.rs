@@ -115,6 +115,10 @@ pub struct PurchaseRequestStatus {
     /// `paid/<model>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_model: Option<String>,
+    /// The seller URL the proxy serves this purchase at: set when `Configured`, kept while a
+    /// new generation is being checked (so an edit takes effect only once it is loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_endpoint: Option<String>,
     /// Authorizations left.
     #[serde(default)]
     pub remaining: u32,

@@ -163,15 +163,57 @@ async fn streams_pass_through_and_failures_are_not_paid() {
 }
 
 #[tokio::test]
+async fn a_model_bought_under_an_openai_name_is_found_under_it() {
+    let seller = Seller::start().await;
+    let (proxy, _) = proxy_for(&seller, 6, 2, "openai/gpt-oss").await;
+    for asked in ["paid/openai/gpt-oss", "openai/gpt-oss"] {
+        assert_eq!(
+            ask(&proxy, prompt(asked, "hi")).await.status(),
+            200,
+            "{asked}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_per_upstream_route_pays_any_path_as_is() {
     let seller = Seller::start().await;
     let (proxy, buyer) = proxy_for(&seller, 7, 2, "compat").await;
     let before = seller.usdc(buyer.address()).await;
     let client = reqwest::Client::new();
     // The body goes as it is: no model rewriting, no JSON requirement.
+    // A page's <img> or link: no Origin, but no X-Obol-Buyer either (and Sec-Fetch-Site).
+    for (name, value) in [("accept", "image/*"), ("sec-fetch-site", "cross-site")] {
+        let refused = client
+            .get(format!("{proxy}/upstream/llm/v1/models"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{name}");
+    }
+    // Dot segments climbing out of the seller's service path (sent raw: clients normalise them).
+    let dotted = {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(proxy.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        stream
+            .write_all(
+                b"GET /upstream/llm/a/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: 127.0.0.1\r\nx-obol-buyer: 1\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    assert!(dotted.starts_with("HTTP/1.1 400"), "{dotted}");
+    assert_eq!(seller.usdc(buyer.address()).await, before, "nothing spent");
     let response = client
         .post(format!("{proxy}/upstream/llm/v1/chat/completions"))
         .header("content-type", "application/json")
+        .header("x-obol-buyer", "1")
         .body(r#"{"model":"whatever","messages":[]}"#)
         .send()
         .await
@@ -185,6 +227,7 @@ async fn the_per_upstream_route_pays_any_path_as_is() {
     let unknown = client
         .post(format!("{proxy}/upstream/nope/v1/chat/completions"))
         .header("content-type", "application/json")
+        .header("x-obol-buyer", "1")
         .body("{}")
         .send()
         .await

@@ -156,7 +156,7 @@ async fn a_request_is_probed_loaded_served_refilled_and_deleted() {
         (4, 1, 5)
     );
     let configured = condition(&refilled.status.conditions, "Configured").unwrap();
-    assert_eq!(configured.message, "Wrote 5 auths to pool buy/m1");
+    assert_eq!(configured.message, "Wrote 5 auths to pool buy/m1 (2 new)");
 
     // The seller raises its price, then the spec changes: the new generation's probe fails,
     // but the pool loaded before is still served (its calls are refused as changed terms, not
@@ -177,6 +177,16 @@ async fn a_request_is_probed_loaded_served_refilled_and_deleted() {
     assert_eq!(refused.status(), 402);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["type"], "payment_terms_changed", "{body}");
+
+    // An edit moving the purchase to another endpoint takes effect only once that endpoint
+    // checks out: meanwhile calls still go where the loaded pool pays.
+    wanted.spec.endpoint = format!("{}/v1/chat/completions", seller.upstream);
+    buyer.store.apply(&wanted).await.unwrap();
+    assert_eq!(verdict(&buyer.reconcile("m1").await).1, "NotPaymentGated");
+    let still: Value = buyer.chat("paid/m1").await.json().await.unwrap();
+    assert_eq!(still["error"]["type"], "payment_terms_changed", "{still}");
+    wanted.spec.endpoint = format!("{}{CHAT}", seller.gateway);
+    buyer.store.apply(&wanted).await.unwrap();
     seller
         .routes
         .store(RouteTable::new(vec![route(&seller.upstream, 1000)]));

@@ -556,6 +556,16 @@ async fn append(
     signed: Vec<obol_control::purchase::PreSignedAuth>,
     count: u32,
 ) -> anyhow::Result<()> {
+    let terms = |p: &PurchaseRequest| {
+        let pay = &p.spec.payment;
+        (
+            pay.network.clone(),
+            pay.pay_to.to_ascii_lowercase(),
+            pay.asset.to_ascii_lowercase(),
+            pay.price.clone(),
+        )
+    };
+    let signed_for = terms(&purchase);
     for _ in 0..5 {
         let mut next = purchase.clone();
         next.spec.count = count;
@@ -567,6 +577,13 @@ async fn append(
                 purchase = client
                     .get::<PurchaseRequestSpec>(&meta.namespace, &meta.name)
                     .await?;
+                if terms(&purchase) != signed_for {
+                    bail!(
+                        "purchase {}/{} was changed to other terms while this batch was signed; nothing added (the signed authorizations are discarded)",
+                        purchase.metadata.namespace,
+                        purchase.metadata.name
+                    );
+                }
                 check_room(purchase.spec.pre_signed_auths.len(), count)?;
             }
             Err(e) => return Err(e.into()),

@@ -253,6 +253,10 @@ impl Store for SqliteStore {
             let tx = db.transaction().map_err(backend)?;
             let existing = fetch(&tx, &key.kind, &key.namespace, &key.name)?;
             let outcome = match &existing {
+                // Read earlier, gone since (deleted): not brought back.
+                None if object.metadata.generation > 0 => {
+                    return Err(not_found(&key.kind, &key.namespace, &key.name));
+                }
                 None => {
                     let version = next_version(&tx)?;
                     tx.execute(
@@ -273,9 +277,14 @@ impl Store for SqliteStore {
                         name: key.name,
                     });
                 }
+                // Read at another generation, or read from an object since deleted and
+                // recreated (another creation time): refused.
                 Some(current)
                     if object.metadata.generation > 0
-                        && object.metadata.generation != current.metadata.generation =>
+                        && (object.metadata.generation != current.metadata.generation
+                            || (!object.metadata.creation_timestamp.is_empty()
+                                && object.metadata.creation_timestamp
+                                    != current.metadata.creation_timestamp)) =>
                 {
                     return Err(StoreError::Conflict {
                         kind: key.kind,

@@ -348,4 +348,24 @@ async fn an_update_read_at_an_older_generation_is_refused() {
             .generation,
         4
     );
+
+    // Read, then deleted: the update does not bring it back.
+    let read = store
+        .get::<ServiceOfferSpec>("default", "c")
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete("ServiceOffer", "default", "c").await.unwrap();
+    assert!(matches!(
+        store.apply(&read).await,
+        Err(obol_control::StoreError::NotFound { .. })
+    ));
+    // Recreated since (generation 1 again, another creation time): still refused.
+    let (recreated, _) = store.apply(&offer("c", "0.001")).await.unwrap();
+    let mut stale = recreated.clone();
+    stale.metadata.creation_timestamp = "2000-01-01T00:00:00Z".into();
+    assert!(matches!(
+        store.apply(&stale).await,
+        Err(obol_control::StoreError::Conflict { .. })
+    ));
 }
