@@ -1,13 +1,25 @@
 //! Sending settlement transactions from one signer.
 //!
 //! Nonces are assigned locally under a lock held only while the transaction is filled, signed
-//! and handed to the node, so many settlements can be in flight at once without colliding. The
-//! key may also be used elsewhere (auto-registration, a Permit2 approval, the user's wallet):
-//! when the node answers that the nonce is taken ("nonce too low", "already known",
-//! "replacement transaction underpriced"), the sender asks the node for the pending nonce and
-//! sends once more; any other send error forgets the counter and the next send asks the node
-//! again. Receipts are polled on the client's interval (25 ms on a loopback devnet) up to a
-//! deadline.
+//! and handed to the node, so many settlements can be in flight at once without colliding.
+//!
+//! Every transaction is filled (gas, EIP-1559 fees, chain id) and signed here, so its hash is
+//! known before it is sent as raw bytes. That matters because one send can reach the node more
+//! than once: the endpoint set fails over to the next endpoint with the same bytes when one
+//! does not answer in time, and the retry layer resends on rate limits. The second copy is then
+//! refused with "already known" (still pending) or "nonce too low" (already mined), although
+//! the transaction went through. So when a send fails, the sender first asks the node for the
+//! transaction by hash (`eth_getTransactionByHash`): if the node knows it, pending or mined, the
+//! send succeeded. "Already known" is a success as such (the node has these very bytes).
+//!
+//! Only when the node does not know our transaction and refused it because the nonce is taken
+//! ("nonce too low", "replacement transaction underpriced": the key is also used elsewhere, by
+//! auto-registration, a Permit2 approval or the user's wallet) does the sender ask the node for
+//! the pending nonce and sign once more. Re-signing a transaction that did land would send it
+//! twice (a settlement's second `transferWithAuthorization` reverts, and a paid settlement
+//! would be reported as failed). Any other send error forgets the counter and the next send
+//! asks the node again. Receipts are polled on the client's interval (25 ms on a loopback
+//! devnet) up to a deadline.
 //!
 //! Node messages are untrusted text that reaches terminals: [`SendError`] carries them with
 //! control characters escaped and truncated ([`MAX_MESSAGE_CHARS`]).
@@ -15,10 +27,11 @@
 use std::time::{Duration, Instant};
 
 use crate::ChainClient;
+use alloy::eips::Encodable2718 as _;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::fillers::{ChainIdFiller, GasFiller};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::fillers::{ChainIdFiller, FillProvider, GasFiller, JoinFill, WalletFiller};
+use alloy::providers::{Identity, Provider, ProviderBuilder, RootProvider, SendableTx};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall as _;
 use alloy::transports::{RpcError, TransportErrorKind};
@@ -33,6 +46,12 @@ alloy::sol! {
 
 /// The longest node message a [`SendError`] carries (then `…`).
 pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The sender's provider: gas and chain id filled, then signed with the key.
+type SigningProvider = FillProvider<
+    JoinFill<JoinFill<JoinFill<Identity, GasFiller>, ChainIdFiller>, WalletFiller<EthereumWallet>>,
+    RootProvider,
+>;
 
 /// Why a transaction was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +72,7 @@ pub enum SendError {
 /// Sends transactions from one key with locally assigned nonces.
 pub struct Sender {
     address: Address,
-    provider: DynProvider,
+    provider: SigningProvider,
     poll: Duration,
     next_nonce: Mutex<Option<u64>>,
 }
@@ -64,6 +83,17 @@ impl std::fmt::Debug for Sender {
             .field("address", &self.address)
             .finish_non_exhaustive()
     }
+}
+
+/// What became of one signed transaction handed to the node.
+enum Delivery {
+    /// The node has it (accepted now, or an earlier copy is pending or mined).
+    Delivered,
+    /// The node refused it because another transaction of this key holds the nonce, and it
+    /// does not know ours: sign again with a fresh nonce.
+    NonceTaken(RpcError<TransportErrorKind>),
+    /// Anything else.
+    Failed(SendError),
 }
 
 impl Sender {
@@ -77,8 +107,7 @@ impl Sender {
             .filler(GasFiller::default())
             .filler(ChainIdFiller::new(Some(client.chain_id())))
             .wallet(EthereumWallet::from(signer.as_alloy().clone()))
-            .connect_client(rpc)
-            .erased();
+            .connect_client(rpc);
         Self {
             address,
             provider,
@@ -92,8 +121,10 @@ impl Sender {
         self.address
     }
 
-    /// Fills, signs and broadcasts `tx`; returns its hash. A nonce taken behind our back is
-    /// refreshed from the node (pending) and the send tried once more.
+    /// Fills, signs and broadcasts `tx`; returns its hash. A send that fails although the node
+    /// knows the transaction (an earlier copy through another endpoint or a retry) is a
+    /// success; a nonce taken by another transaction of this key is refreshed from the node
+    /// (pending) and the transaction signed and sent once more.
     pub async fn send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
         let mut next = self.next_nonce.lock().await;
         let mut nonce = match *next {
@@ -102,13 +133,19 @@ impl Sender {
         };
         let mut retried = false;
         loop {
-            let attempt = tx.clone().from(self.address).nonce(nonce);
-            match self.provider.send_transaction(attempt).await {
-                Ok(pending) => {
-                    *next = Some(nonce + 1);
-                    return Ok(*pending.tx_hash());
+            let (hash, raw) = match self.sign(tx.clone(), nonce).await {
+                Ok(signed) => signed,
+                Err(e) => {
+                    *next = None;
+                    return Err(e);
                 }
-                Err(e) if !retried && is_nonce_clash(&e) => {
+            };
+            match self.deliver(hash, &raw).await {
+                Delivery::Delivered => {
+                    *next = Some(nonce + 1);
+                    return Ok(hash);
+                }
+                Delivery::NonceTaken(_) if !retried => {
                     retried = true;
                     *next = None;
                     let fresh = self.pending_nonce().await?;
@@ -116,14 +153,66 @@ impl Sender {
                         address = %self.address,
                         stale = nonce,
                         fresh,
-                        "nonce taken by another transaction from this key; sending again"
+                        "nonce taken by another transaction from this key; signing again"
                     );
                     nonce = fresh;
                 }
-                Err(e) => {
+                Delivery::NonceTaken(e) => {
                     *next = None;
                     return Err(classify(&e));
                 }
+                Delivery::Failed(e) => {
+                    *next = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// `tx` from our address with `nonce`, filled and signed: its hash and its raw bytes.
+    async fn sign(&self, tx: TransactionRequest, nonce: u64) -> Result<(B256, Vec<u8>), SendError> {
+        let request = tx.from(self.address).nonce(nonce);
+        match self.provider.fill(request).await {
+            Ok(SendableTx::Envelope(envelope)) => {
+                Ok((*envelope.tx_hash(), envelope.encoded_2718()))
+            }
+            Ok(SendableTx::Builder(_)) => Err(SendError::Infra(
+                "the transaction could not be completed for signing".to_owned(),
+            )),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Sends the signed bytes once and, when that fails, asks the node whether it knows the
+    /// transaction anyway.
+    async fn deliver(&self, hash: B256, raw: &[u8]) -> Delivery {
+        let error = match self.provider.send_raw_transaction(raw).await {
+            Ok(_) => return Delivery::Delivered,
+            Err(e) => e,
+        };
+        if is_already_known(&error) {
+            tracing::debug!(%hash, "the node already has this transaction");
+            return Delivery::Delivered;
+        }
+        match self.provider.get_transaction_by_hash(hash).await {
+            Ok(Some(_)) => {
+                tracing::debug!(
+                    %hash,
+                    error = %printable(&error.to_string(), MAX_MESSAGE_CHARS),
+                    "send failed but the node knows the transaction: an earlier copy got through"
+                );
+                Delivery::Delivered
+            }
+            Ok(None) if is_nonce_clash(&error) => Delivery::NonceTaken(error),
+            Ok(None) => Delivery::Failed(classify(&error)),
+            // The node cannot tell: signing again could send the transaction twice.
+            Err(lookup) => {
+                tracing::debug!(
+                    %hash,
+                    error = %printable(&lookup.to_string(), MAX_MESSAGE_CHARS),
+                    "could not look the transaction up after a failed send"
+                );
+                Delivery::Failed(classify(&error))
             }
         }
     }
@@ -178,22 +267,41 @@ impl Sender {
     }
 }
 
-/// True when the node refused a send because the nonce is used or in use by another
-/// transaction of this key.
+/// True when the node refused a send because the nonce is used, or in use by another
+/// transaction of this key (which may still be ours: [`Sender::send`] looks it up first).
 fn is_nonce_clash(error: &RpcError<TransportErrorKind>) -> bool {
+    node_message_contains(
+        error,
+        &[
+            "nonce too low",
+            "nonce has already been used",
+            "replacement transaction underpriced",
+            "replacement underpriced",
+        ],
+    )
+}
+
+/// True when the node refused a send because it already has this very transaction (same
+/// hash): geth "already known", Besu "known transaction", OpenEthereum "already imported",
+/// Nethermind "AlreadyKnown".
+fn is_already_known(error: &RpcError<TransportErrorKind>) -> bool {
+    node_message_contains(
+        error,
+        &[
+            "already known",
+            "alreadyknown",
+            "known transaction",
+            "already imported",
+        ],
+    )
+}
+
+/// True when `error` is a node's answer whose message contains one of `needles` (lowercase).
+fn node_message_contains(error: &RpcError<TransportErrorKind>, needles: &[&str]) -> bool {
     match error {
         RpcError::ErrorResp(payload) => {
             let message = payload.message.to_ascii_lowercase();
-            [
-                "nonce too low",
-                "nonce has already been used",
-                "already known",
-                "known transaction",
-                "replacement transaction underpriced",
-                "replacement underpriced",
-            ]
-            .iter()
-            .any(|needle| message.contains(needle))
+            needles.iter().any(|needle| message.contains(needle))
         }
         _ => false,
     }
@@ -267,16 +375,29 @@ mod tests {
     }
 
     #[test]
-    fn nonce_clashes() {
+    fn nonce_clashes_and_known_transactions() {
         for clash in [
             "nonce too low",
             "Nonce too low: next nonce 5, tx nonce 4",
-            "already known",
+            "nonce has already been used",
             "replacement transaction underpriced",
         ] {
             assert!(is_nonce_clash(&rejected(clash)), "{clash}");
+            assert!(!is_already_known(&rejected(clash)), "{clash}");
+        }
+        // The node has these very bytes: a success, never a reason to sign again.
+        for known in [
+            "already known",
+            "AlreadyKnown",
+            "Known transaction",
+            "Transaction with the same hash was already imported.",
+        ] {
+            assert!(is_already_known(&rejected(known)), "{known}");
+            assert!(!is_nonce_clash(&rejected(known)), "{known}");
         }
         assert!(!is_nonce_clash(&rejected("insufficient funds for gas")));
+        assert!(!is_already_known(&rejected("insufficient funds for gas")));
         assert!(!is_nonce_clash(&RpcError::NullResp));
+        assert!(!is_already_known(&RpcError::NullResp));
     }
 }

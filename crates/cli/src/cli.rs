@@ -170,6 +170,9 @@ pub(crate) struct BuyInferenceArgs {
     pub(crate) sign: PresignFlags,
 }
 
+/// The longest `buy discover --timeout`, in seconds (an hour).
+pub(crate) const MAX_DISCOVER_TIMEOUT_SECS: u64 = 3600;
+
 #[derive(Debug, Args)]
 pub(crate) struct BuyDiscoverArgs {
     /// Chain whose Identity Registry is read (name, alias or CAIP-2; needs an endpoint:
@@ -179,9 +182,14 @@ pub(crate) struct BuyDiscoverArgs {
     /// First block scanned (default: the last 100000 blocks).
     #[arg(long)]
     pub(crate) from_block: Option<u64>,
-    /// Seconds all document and catalog fetches may take together; agents not answering by
-    /// then are listed as timed out.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    /// Seconds all document and catalog fetches may take together (1 to 3600); agents not
+    /// answering by then are listed as timed out.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_DISCOVER_TIMEOUT_SECS)
+    )]
     pub(crate) timeout: u64,
     /// Also fetch documents and catalogs at loopback, private, link-local or unspecified
     /// addresses (needed for sellers on this machine or a LAN, e.g. a local devnet's stacks).
@@ -542,6 +550,10 @@ pub(crate) struct SellRegisterArgs {
     /// 10000 blocks; 0 searches the whole chain).
     #[arg(long, value_name = "BLOCK")]
     pub(crate) search_from_block: Option<u64>,
+    /// Mint even though this wallet owns agents older than the searched range; use when none
+    /// of them is this stack. A registration of this stack inside the range is still reused.
+    #[arg(long)]
+    pub(crate) new_agent: bool,
     /// Agent name in the registration document (default: the oldest registered offer's).
     #[arg(long)]
     pub(crate) name: Option<String>,

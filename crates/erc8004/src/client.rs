@@ -51,10 +51,16 @@ pub struct ClientOptions {
     /// How far back (in blocks) [`IdentityClient::register`] looks for an earlier registration
     /// when no start block is given (default 10 000: about 5.5 hours on Base). Whatever the
     /// start, a signer holding agents it did not register within the range is refused
-    /// ([`Erc8004Error::UnsearchedAgents`]) rather than given a second one.
+    /// ([`Erc8004Error::UnsearchedAgents`]) rather than given a second one, unless
+    /// [`ClientOptions::mint_despite_older_agents`].
     pub lookback_blocks: u64,
     /// Blocks per `eth_getLogs` call (default 10 000; halved down to 100 while a window fails).
     pub log_window: u64,
+    /// Skip the balance guard of [`IdentityClient::register`]: mint even though the signer
+    /// holds agents older than the searched range (default false). For an operator who knows
+    /// none of them is this agent (a wallet with other agents, or one received by transfer); a
+    /// registration with the same URI inside the searched range is still recovered.
+    pub mint_despite_older_agents: bool,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +71,7 @@ impl Default for ClientOptions {
             receipt_timeout: Duration::from_secs(120),
             lookback_blocks: 10_000,
             log_window: 10_000,
+            mint_despite_older_agents: false,
         }
     }
 }
@@ -467,7 +474,8 @@ impl IdentityClient {
     ///    (default: head − [`ClientOptions::lookback_blocks`]), is returned as is (`recovered`);
     ///    when none is found and the search did not start at block 0, the signer's balance in the
     ///    registry must not exceed its registrations in the searched range
-    ///    ([`Erc8004Error::UnsearchedAgents`] otherwise: an older agent may be this one);
+    ///    ([`Erc8004Error::UnsearchedAgents`] otherwise: an older agent may be this one), unless
+    ///    [`ClientOptions::mint_despite_older_agents`] says none of them is;
     /// 2. otherwise the transaction is signed once and sent; a transient error is retried with
     ///    the same signed bytes, after looking for a mined copy (receipt, then logs);
     /// 3. the receipt's `Registered` event gives the agent id.
@@ -504,7 +512,7 @@ impl IdentityClient {
             tracing::info!(agent_id = %found.agent_id, tx = %found.tx_hash, "ERC-8004 registration already mined; not registering again");
             return Ok(found);
         }
-        if from > 0 {
+        if from > 0 && !self.options.mint_despite_older_agents {
             // Blocks before `from` were not read: an agent the signer holds beyond what the
             // range shows may be this very registration, made long ago.
             let held = self.balance_of(*owner).await?;

@@ -4,9 +4,10 @@
 //! `http`, `https` and `data:application/json;base64,` URIs, gives each request a timeout and at
 //! most three redirects, stops reading at [`MAX_DOCUMENT_BYTES`], sends no credentials, and
 //! reports problems with the URI escaped and truncated. With [`AddressPolicy::PublicOnly`] it
-//! contacts public addresses only ([`crate::net`]). [`fetch_all`], [`x402_agents`] and
-//! [`fetch_urls`] work a few at a time ([`CONCURRENCY`]) and stop at a deadline: what is not done
-//! by then is [`Erc8004Error::FetchTimedOut`].
+//! contacts public addresses only ([`crate::net`]), and directly: a proxy configured in the
+//! environment is not used. [`fetch_all`], [`x402_agents`] and [`fetch_urls`] work a few at a
+//! time ([`CONCURRENCY`]) and stop at a deadline: what is not done by then is
+//! [`Erc8004Error::FetchTimedOut`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,7 +52,8 @@ impl DocumentFetcher {
     }
 
     /// A fetcher whose requests time out after `timeout`, contacting only the hosts `policy`
-    /// allows (also after redirects).
+    /// allows (also after redirects). [`AddressPolicy::Any`] honours a proxy configured in the
+    /// environment; [`AddressPolicy::PublicOnly`] connects directly, ignoring it.
     pub fn with_policy(timeout: Duration, policy: AddressPolicy) -> Result<Self, Erc8004Error> {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
@@ -60,8 +62,12 @@ impl DocumentFetcher {
             AddressPolicy::Any => {
                 builder.redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             }
-            AddressPolicy::PublicOnly => builder.dns_resolver(PublicOnlyResolver).redirect(
-                reqwest::redirect::Policy::custom(|attempt| {
+            // No proxy from the environment: a proxy would resolve the names itself, past the
+            // resolver's check, and may reach internal hosts the checks exist to keep out.
+            AddressPolicy::PublicOnly => builder
+                .no_proxy()
+                .dns_resolver(PublicOnlyResolver)
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
                     if attempt.previous().len() >= MAX_REDIRECTS {
                         attempt.error("too many redirects")
                     } else if crate::net::is_non_public_literal(attempt.url()) {
@@ -70,8 +76,7 @@ impl DocumentFetcher {
                     } else {
                         attempt.follow()
                     }
-                }),
-            ),
+                })),
         };
         let client = builder.build().map_err(|e| Erc8004Error::Fetch {
             uri: String::new(),

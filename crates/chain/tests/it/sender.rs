@@ -1,14 +1,17 @@
 //! The transaction [`Sender`] against anvil: locally assigned nonces survive another process
-//! using the same key.
+//! using the same key, and a transaction that reaches the node twice (failover, retries) is
+//! sent once.
 
-use alloy::network::{EthereumWallet, TransactionBuilder as _};
-use alloy::primitives::{U256, address};
+use alloy::eips::Encodable2718 as _;
+use alloy::network::{EthereumWallet, NetworkTransactionBuilder as _, TransactionBuilder as _};
+use alloy::primitives::{Address, B256, U256, address};
 use alloy::providers::{Provider as _, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use obol_chain::{ChainClient, Sender};
 use obol_devnet::{Anvil, DEV_KEYS};
 use obol_x402::LocalSigner;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::chain;
@@ -76,6 +79,170 @@ async fn a_nonce_used_behind_the_senders_back_is_refreshed() {
             .unwrap(),
         4
     );
+}
+
+/// A transfer with its gas and fees fixed, so the [`Sender`] fills nothing but the chain id and
+/// signs exactly what [`signed_copy`] signs.
+fn fixed_transfer(wei: u64) -> TransactionRequest {
+    transfer(wei)
+        .with_gas_limit(21_000)
+        .with_max_fee_per_gas(10_000_000_000)
+        .with_max_priority_fee_per_gas(1_000_000_000)
+}
+
+/// `tx` from dev account 0 with `nonce`, signed outside the sender: the bytes the sender will
+/// produce for the same request and nonce (signatures are deterministic).
+async fn signed_copy(tx: TransactionRequest, nonce: u64) -> (B256, Vec<u8>) {
+    let key: PrivateKeySigner = DEV_KEYS[0].parse().unwrap();
+    let envelope = tx
+        .with_from(key.address())
+        .with_nonce(nonce)
+        .with_chain_id(84532)
+        .build(&EthereumWallet::from(key))
+        .await
+        .unwrap();
+    (*envelope.tx_hash(), envelope.encoded_2718())
+}
+
+async fn nonce_of(client: &ChainClient, address: Address) -> u64 {
+    client
+        .provider()
+        .get_transaction_count(address)
+        .await
+        .unwrap()
+}
+
+/// The sender's bytes already reached the node (an endpoint that timed out after forwarding
+/// them, a retried request): sending them again is refused with "nonce too low" (mined) or
+/// "already known" (pending). Either way the node knows the hash, so the send succeeded and
+/// nothing is signed again: the nonce advances by exactly one per transaction.
+#[tokio::test]
+async fn a_transaction_the_node_already_has_is_not_sent_again() {
+    let anvil = Anvil::spawn().await.unwrap();
+    let client =
+        ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+    let first = sender.send(transfer(1)).await.unwrap();
+    assert_eq!(
+        sender
+            .wait_receipt(first, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(nonce_of(&client, signer.address()).await, 1);
+
+    // Mined: the copy with nonce 1 is in a block before the sender sends its own.
+    let (hash, raw) = signed_copy(fixed_transfer(2), 1).await;
+    let accepted = client.provider().send_raw_transaction(&raw).await.unwrap();
+    assert_eq!(*accepted.tx_hash(), hash);
+    assert_eq!(
+        sender
+            .wait_receipt(hash, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(nonce_of(&client, signer.address()).await, 2);
+    assert_eq!(sender.send(fixed_transfer(2)).await.unwrap(), hash);
+    assert_eq!(
+        nonce_of(&client, signer.address()).await,
+        2,
+        "no second transaction"
+    );
+
+    // Pending: blocks are not mined meanwhile, the node holds the copy in its pool.
+    let _: serde_json::Value = client
+        .provider()
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let (hash, raw) = signed_copy(fixed_transfer(3), 2).await;
+    let accepted = client.provider().send_raw_transaction(&raw).await.unwrap();
+    assert_eq!(*accepted.tx_hash(), hash);
+    assert_eq!(sender.send(fixed_transfer(3)).await.unwrap(), hash);
+    let pending = client
+        .provider()
+        .get_transaction_count(signer.address())
+        .pending()
+        .await
+        .unwrap();
+    assert_eq!(pending, 3, "one pending transaction, not two");
+    let _: serde_json::Value = client
+        .provider()
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+    assert_eq!(
+        sender
+            .wait_receipt(hash, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(nonce_of(&client, signer.address()).await, 3);
+
+    // The counter moved on by one each time.
+    let _: serde_json::Value = client
+        .provider()
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let next = sender.send(transfer(4)).await.unwrap();
+    let tx = client
+        .provider()
+        .get_transaction_by_hash(next)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alloy::consensus::Transaction::nonce(&tx), 3);
+}
+
+/// The first endpoint forwards the transaction (mined) and loses the answer: the endpoint set
+/// sends the same bytes to the second endpoint, which answers "nonce too low". The sender finds
+/// its transaction by hash and reports it sent: one transaction, not a second signed with the
+/// next nonce.
+#[tokio::test]
+async fn a_failover_after_a_lost_answer_sends_once() {
+    let anvil = Anvil::spawn().await.unwrap();
+    let (proxy, sends) = crate::proxy::start(anvil.endpoint()).await;
+    let client = ChainClient::connect(
+        "devnet",
+        &chain(84532, &[(&proxy, true), (&anvil.endpoint(), true)]),
+    )
+    .unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+
+    let hash = sender.send(transfer(1)).await.unwrap();
+    assert_eq!(
+        sender
+            .wait_receipt(hash, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        nonce_of(&client, signer.address()).await,
+        1,
+        "exactly one transaction"
+    );
+    assert_eq!(
+        sends.load(Ordering::SeqCst),
+        1,
+        "the proxy forwarded one send"
+    );
+    // And the next one takes the next nonce.
+    let next = sender.send(transfer(2)).await.unwrap();
+    assert_eq!(
+        sender
+            .wait_receipt(next, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(nonce_of(&client, signer.address()).await, 2);
 }
 
 #[tokio::test]

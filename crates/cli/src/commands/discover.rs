@@ -301,7 +301,9 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
         AddressPolicy::PublicOnly
     };
     let fetcher = DocumentFetcher::with_policy(FETCH_TIMEOUT, policy)?;
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = Instant::now()
+        .checked_add(Duration::from_secs(args.timeout))
+        .with_context(|| format!("--timeout {} is too long", args.timeout))?;
     let Discovery { agents, unreadable } =
         x402_agents(&fetcher, &registry, registered, deadline).await;
     let bases: BTreeSet<String> = agents
@@ -422,6 +424,40 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--timeout` is bounded by the parser: a huge value would overflow the deadline.
+    #[test]
+    fn the_timeout_flag_is_bounded() {
+        use crate::cli::{BuyCommand, Cli, Command, MAX_DISCOVER_TIMEOUT_SECS};
+        use clap::Parser as _;
+        let parse = |timeout: &str| {
+            Cli::try_parse_from([
+                "obol",
+                "buy",
+                "discover",
+                "--chain",
+                "base",
+                "--timeout",
+                timeout,
+            ])
+        };
+        for accepted in ["1", "30", "3600"] {
+            let cli = parse(accepted).unwrap();
+            let Command::Buy(BuyCommand::Discover(args)) = cli.command else {
+                panic!("not buy discover");
+            };
+            assert_eq!(args.timeout.to_string(), accepted);
+        }
+        for refused in ["0", "3601", "18446744073709551615", "1e9"] {
+            let err = parse(refused).unwrap_err().to_string();
+            assert!(err.contains("--timeout"), "{refused}: {err}");
+        }
+        assert!(
+            Instant::now()
+                .checked_add(Duration::from_secs(MAX_DISCOVER_TIMEOUT_SECS))
+                .is_some()
+        );
+    }
 
     #[test]
     fn endpoints_cover_their_subpaths_only() {

@@ -45,11 +45,26 @@ fn auto_options() -> ClientOptions {
 }
 
 /// How hard the register flow tries (retries, waits), and from which block it looks for an
-/// earlier registration (`None`: the client's default look-back).
+/// earlier registration (`None`: the client's default look-back). The options'
+/// `mint_despite_older_agents` is `--new-agent`.
 struct Effort {
     options: ClientOptions,
     search_from: Option<u64>,
 }
+
+/// The balance guard's refusal ([`Erc8004Error::UnsearchedAgents`]) explained with the commands
+/// that get past it; a distinct type so auto-registration can tell it from a failure worth
+/// retrying as is.
+#[derive(Debug)]
+struct OlderAgents(String);
+
+impl std::fmt::Display for OlderAgents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OlderAgents {}
 
 /// What one run of the register flow did.
 struct Registered {
@@ -254,12 +269,16 @@ fn explain(error: Erc8004Error, chain: &str, existing: Option<U256>) -> anyhow::
         (Erc8004Error::NoWriteEndpoint { .. }, _) => anyhow::anyhow!(
             "{error} (add one with `obol network add {chain} --endpoint URL --allow-writes`)"
         ),
-        (Erc8004Error::UnsearchedAgents { from_block, .. }, _) => anyhow::anyhow!(
-            "{error}. Only blocks from {from_block} were searched (the default is the last \
-             10000); rerun with `obol sell register --chain {chain} --search-from-block B` (0 \
-             searches the whole chain: slow on a public chain), or record a known id with \
-             `obol sell identity import --agent-id N --chain {chain}`"
-        ),
+        (Erc8004Error::UnsearchedAgents { from_block, .. }, _) => {
+            anyhow::Error::new(OlderAgents(format!(
+                "{error}. Only blocks from {from_block} were searched (the default is the last \
+                 10000). If one of those agents is this stack, record its id with `obol sell \
+                 identity import --agent-id N --chain {chain}`, or let registration find it with \
+                 `obol sell register --chain {chain} --search-from-block B` (0 searches the whole \
+                 chain: slow on a public chain); if none of them is, mint a new agent with `obol \
+                 sell register --chain {chain} --new-agent`"
+            )))
+        }
         _ => error.into(),
     }
 }
@@ -394,7 +413,10 @@ pub(super) async fn register(ctx: &Context, args: &SellRegisterArgs) -> anyhow::
         &signer,
         &spec,
         Effort {
-            options: ClientOptions::default(),
+            options: ClientOptions {
+                mint_despite_older_agents: args.new_agent,
+                ..ClientOptions::default()
+            },
             search_from: args.search_from_block,
         },
     )
@@ -580,10 +602,20 @@ pub(super) async fn auto_register(
             json: r.json(),
             warnings: r.warnings,
         })),
-        Err(e) => AutoRegistration::Failed(format!(
-            "{e:#}; retry with `obol sell register --chain {chain}`"
-        )),
+        Err(e) => AutoRegistration::Failed(auto_failure(&e, &chain)),
     })
+}
+
+/// Auto-registration's warning for a failed registration on `chain`: what went wrong and the
+/// command to run.
+fn auto_failure(error: &anyhow::Error, chain: &str) -> String {
+    if error.is::<OlderAgents>() {
+        // Retrying as is would be refused every time: the explanation names the commands
+        // (`--new-agent`, `--search-from-block`, `sell identity import`).
+        format!("{error:#}")
+    } else {
+        format!("{error:#}; retry with `obol sell register --chain {chain}`")
+    }
 }
 
 /// `obol sell identity …`.
@@ -782,6 +814,69 @@ mod tests {
             public_url_is_default: default,
             routes: 0,
         }
+    }
+
+    /// The balance guard's refusal names the ways past it, `--new-agent` among them, on the
+    /// command line and in auto-registration's warning (which then offers no plain retry).
+    #[test]
+    fn older_agents_are_explained_with_the_commands_to_run() {
+        let refusal = Erc8004Error::UnsearchedAgents {
+            op: "register",
+            owner: obol_erc8004::Address::ZERO,
+            held: U256::from(2),
+            seen: 0,
+            from_block: 500,
+        };
+        let explained = explain(refusal, "base", None);
+        assert!(explained.is::<OlderAgents>());
+        let text = explained.to_string();
+        for command in [
+            "`obol sell identity import --agent-id N --chain base`",
+            "`obol sell register --chain base --search-from-block B`",
+            "`obol sell register --chain base --new-agent`",
+        ] {
+            assert!(text.contains(command), "{command}: {text}");
+        }
+        assert!(
+            text.contains("Only blocks from 500 were searched"),
+            "{text}"
+        );
+        assert!(!text.contains('\n') && !text.contains("  "), "{text}");
+        let warning = auto_failure(&explained, "base");
+        assert_eq!(warning, text);
+        assert!(!warning.contains("retry with"), "{warning}");
+
+        let other = explain(
+            Erc8004Error::Rpc {
+                op: "register",
+                message: "boom".to_owned(),
+                transient: true,
+            },
+            "base",
+            None,
+        );
+        assert!(!other.is::<OlderAgents>());
+        assert!(
+            auto_failure(&other, "base")
+                .ends_with("; retry with `obol sell register --chain base`")
+        );
+    }
+
+    /// `--new-agent` is a flag of `sell register`, off by default.
+    #[test]
+    fn the_new_agent_flag_parses() {
+        use crate::cli::{Cli, Command, SellCommand};
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["obol", "sell", "register", "--chain", "base"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Sell(SellCommand::Register(args)) => args.new_agent,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(!parse(&[]));
+        assert!(parse(&["--new-agent"]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! ERC-8004 end to end on the devnet's Identity Registry: `obol sell register` (one NFT however
 //! often it runs, `--endpoint` held to the public URL, URI drift fixed in place, a lost record
-//! recovered from the chain), `sell identity import|forget|show`, the daemon's
+//! recovered from the chain, `--new-agent` past the balance guard for a wallet owning older
+//! agents), `sell identity import|forget|show`, the daemon's
 //! `/.well-known/agent-registration.json` (active, then the tombstone), offers turning
 //! `Registered` once an id is recorded, `buy discover` (loopback sellers only with
 //! `--allow-private`), auto-registration on `sell inference` (a failure is a warning), and `buy
@@ -622,6 +623,61 @@ async fn register_import_forget_discover_and_tombstone() {
         stdout(&out)
     );
     drop(silent);
+
+    // A wallet that already owns an agent older than the searched range (the silent one) is
+    // refused by default, with the ways past it; --new-agent mints for this stack anyway.
+    assert!(
+        obol_in(dir, &["sell", "identity", "forget", "devnet"], &[], None)
+            .status
+            .success()
+    );
+    let other = address_of(OTHER_KEY);
+    assert_eq!(agents_of(dir, other).await, 1);
+    let after = (registry_client(dir).chain().head().await.unwrap() + 1).to_string();
+    let guarded = [
+        "sell",
+        "register",
+        "--chain",
+        "devnet",
+        "--search-from-block",
+        &after,
+    ];
+    let out = obol_in(dir, &guarded, &key(OTHER_KEY), None);
+    refused(
+        &out,
+        &format!("{other} holds 1 agent(s) in the registry but registered only 0 since block"),
+    );
+    for way in [
+        "`obol sell identity import --agent-id N --chain devnet`",
+        "`obol sell register --chain devnet --search-from-block B`",
+        "`obol sell register --chain devnet --new-agent`",
+    ] {
+        assert!(stderr(&out).contains(way), "{way}: {}", stderr(&out));
+    }
+    assert_eq!(agents_of(dir, other).await, 1, "nothing minted");
+    let mut new_agent = vec!["--json"];
+    new_agent.extend_from_slice(&guarded);
+    new_agent.push("--new-agent");
+    let minted = json_of(&obol_in(dir, &new_agent, &key(OTHER_KEY), None));
+    assert_eq!(minted["outcome"], "registered", "{minted}");
+    let minted_id = minted["agentId"].as_u64().unwrap();
+    assert!(
+        U256::from(minted_id) != silent_id && minted_id != id,
+        "{minted}"
+    );
+    assert_eq!(agents_of(dir, other).await, 2);
+    // Once recorded, a plain rerun (no flag) leaves it as is.
+    let again = json_of(&obol_in(
+        dir,
+        &["--json", "sell", "register", "--chain", "devnet"],
+        &key(OTHER_KEY),
+        None,
+    ));
+    assert_eq!(
+        (again["outcome"].as_str(), again["agentId"].as_u64()),
+        (Some("unchanged"), Some(minted_id))
+    );
+    assert_eq!(agents_of(dir, other).await, 2);
 }
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.

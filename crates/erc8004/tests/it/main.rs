@@ -10,6 +10,7 @@
 )]
 
 mod discover;
+mod env_proxy;
 mod proxy;
 mod register;
 

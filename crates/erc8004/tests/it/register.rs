@@ -9,7 +9,8 @@ use obol_chain::ChainClient;
 use obol_config::{ChainEndpoints, Endpoint};
 use obol_erc8004::contract::{IIdentityRegistry, sign_agent_wallet};
 use obol_erc8004::{
-    Ensured, Erc8004Error, IdentityClient, MetadataEntry, Registries, X402_METADATA_VALUE,
+    ClientOptions, Ensured, Erc8004Error, IdentityClient, MetadataEntry, Registries,
+    X402_METADATA_VALUE,
 };
 
 use crate::proxy::{self, Fault};
@@ -188,6 +189,49 @@ async fn an_agent_older_than_the_search_is_never_duplicated() {
         .unwrap();
     assert!(!third.recovered);
     assert_eq!(fx.balance(owner).await, U256::from(3));
+}
+
+/// A signer that already holds an unrelated agent (an older one, or one received by transfer)
+/// is refused by default; an operator who knows none of them is this stack mints anyway
+/// (`mint_despite_older_agents`, `obol sell register --new-agent`), and a rerun over the same
+/// range recovers that registration instead of minting again.
+#[tokio::test]
+async fn the_balance_guard_can_be_skipped_for_a_new_agent() {
+    let fx = Fixture::start().await;
+    let owner = fx.signer(6).address();
+    let unrelated = fx
+        .client(6)
+        .register("https://elsewhere.example/agent.json", &[], None)
+        .await
+        .unwrap();
+    let after = fx.chain.provider().get_block_number().await.unwrap() + 1;
+
+    let guarded = fx.client(6);
+    let err = guarded.register(URI, &[], Some(after)).await.unwrap_err();
+    assert!(
+        matches!(err, Erc8004Error::UnsearchedAgents { seen: 0, .. }),
+        "{err}"
+    );
+    assert_eq!(fx.mints().await, 1);
+
+    let new_agent = fx.client(6).with_options(ClientOptions {
+        mint_despite_older_agents: true,
+        ..crate::fast()
+    });
+    let minted = new_agent.register(URI, &[], Some(after)).await.unwrap();
+    assert!(!minted.recovered);
+    assert_ne!(minted.agent_id, unrelated.agent_id);
+    assert_eq!(fx.balance(owner).await, U256::from(2));
+    assert_eq!(fx.mints().await, 2);
+
+    // Still never twice: the same URI inside the searched range is recovered, with or without
+    // the guard.
+    for client in [&new_agent, &guarded] {
+        let again = client.register(URI, &[], Some(after)).await.unwrap();
+        assert!(again.recovered);
+        assert_eq!(again.agent_id, minted.agent_id);
+    }
+    assert_eq!(fx.mints().await, 2);
 }
 
 /// The node got the transaction but the answer was lost: the retry looks first (and finds it
