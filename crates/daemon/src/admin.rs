@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use obol_control::identity::AgentIdentitySpec;
 use obol_control::purchase::PurchaseRequestSpec;
-use obol_control::store::{ApplyOutcome, DeleteOutcome, StoreError};
+use obol_control::store::{ApplyMode, ApplyOutcome, DeleteOutcome, StoreError};
 use obol_control::validate::{
     ValidationError, validate_identity, validate_offer, validate_purchase,
 };
@@ -76,7 +76,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn store_error(e: &StoreError) -> Response {
     let status = match e {
         StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-        StoreError::Deleting { .. } | StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Deleting { .. } | StoreError::Conflict { .. } | StoreError::Exists { .. } => {
+            StatusCode::CONFLICT
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -210,9 +212,17 @@ async fn get_one<S: AdminKind>(
     }
 }
 
+/// `PUT …?create=true`: create only (409 when it exists).
+#[derive(Debug, Default, Deserialize)]
+struct PutQuery {
+    #[serde(default)]
+    create: bool,
+}
+
 async fn put_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<PutQuery>,
     axum::Json(mut object): axum::Json<Object<S>>,
 ) -> Response {
     object.metadata.namespace = namespace;
@@ -220,7 +230,12 @@ async fn put_one<S: AdminKind>(
     if let Err(invalid) = S::validate(&object) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string());
     }
-    let applied = match state.store.apply(&object).await {
+    let mode = if query.create {
+        ApplyMode::CreateOnly
+    } else {
+        ApplyMode::Upsert
+    };
+    let applied = match state.store.apply_with(&object, mode).await {
         Ok((stored, outcome)) if S::PUT_WRITES_STATUS && stored.status != object.status => state
             .store
             .patch_status::<S>(
@@ -375,6 +390,17 @@ impl AdminClient {
     pub async fn apply<S: AdminKind>(&self, object: &Object<S>) -> Result<Applied<S>, AdminError> {
         let path = format!(
             "/v1/{}/{}/{}",
+            S::PLURAL,
+            object.metadata.namespace,
+            object.metadata.name
+        );
+        self.call(reqwest::Method::PUT, &path, Some(object)).await
+    }
+
+    /// Creates an object; refused (409, "already exists") when it is there.
+    pub async fn create<S: AdminKind>(&self, object: &Object<S>) -> Result<Applied<S>, AdminError> {
+        let path = format!(
+            "/v1/{}/{}/{}?create=true",
             S::PLURAL,
             object.metadata.namespace,
             object.metadata.name

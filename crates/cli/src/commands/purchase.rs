@@ -519,8 +519,11 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
         ttl,
     )?;
 
-    let purchase = match existing {
-        Some(existing) if !args.replace => existing,
+    let terms = payment.clone();
+    match existing {
+        Some(existing) if !args.replace => {
+            append(&client, existing, signed, count, &terms).await?;
+        }
         replaced => {
             if replaced.is_some() {
                 client
@@ -528,21 +531,31 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
                     .await?;
                 wait_gone(&client, &args.namespace, &name).await?;
             }
-            PurchaseRequest::new(
+            let created = PurchaseRequest::new(
                 &args.namespace,
                 &name,
                 PurchaseRequestSpec {
                     endpoint,
                     model,
                     count,
-                    pre_signed_auths: Vec::new(),
+                    pre_signed_auths: signed.clone(),
                     auto_refill: None,
                     payment,
                 },
-            )
+            );
+            match client.create(&created).await {
+                Ok(_) => {}
+                // Another `buy` created it first: add this batch to theirs.
+                Err(e) if e.status == Some(409) && e.message.ends_with("already exists") => {
+                    let theirs = client
+                        .get::<PurchaseRequestSpec>(&args.namespace, &name)
+                        .await?;
+                    append(&client, theirs, signed, count, &terms).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-    };
-    append(&client, purchase, signed, count).await?;
+    }
     let ready = wait_ready(&client, &args.namespace, &name).await?;
     report(ctx, &ready, &buyer, "bought")?;
     Ok(ExitCode::SUCCESS)
@@ -555,18 +568,24 @@ async fn append(
     mut purchase: PurchaseRequest,
     signed: Vec<obol_control::purchase::PreSignedAuth>,
     count: u32,
+    terms: &PurchasePayment,
 ) -> anyhow::Result<()> {
-    let terms = |p: &PurchaseRequest| {
-        let pay = &p.spec.payment;
+    let key = |pay: &PurchasePayment| {
         (
-            pay.network.clone(),
+            obol_x402::network::normalize(&pay.network),
             pay.pay_to.to_ascii_lowercase(),
             pay.asset.to_ascii_lowercase(),
             pay.price.clone(),
         )
     };
-    let signed_for = terms(&purchase);
     for _ in 0..5 {
+        if key(&purchase.spec.payment) != key(terms) {
+            bail!(
+                "purchase {}/{} pays other terms than this batch was signed for (changed meanwhile?); nothing added (the signed authorizations are discarded)",
+                purchase.metadata.namespace,
+                purchase.metadata.name
+            );
+        }
         let mut next = purchase.clone();
         next.spec.count = count;
         next.spec.pre_signed_auths.extend(signed.iter().cloned());
@@ -577,13 +596,6 @@ async fn append(
                 purchase = client
                     .get::<PurchaseRequestSpec>(&meta.namespace, &meta.name)
                     .await?;
-                if terms(&purchase) != signed_for {
-                    bail!(
-                        "purchase {}/{} was changed to other terms while this batch was signed; nothing added (the signed authorizations are discarded)",
-                        purchase.metadata.namespace,
-                        purchase.metadata.name
-                    );
-                }
                 check_room(purchase.spec.pre_signed_auths.len(), count)?;
             }
             Err(e) => return Err(e.into()),
@@ -671,7 +683,8 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
         args.count,
         ttl,
     )?;
-    append(&client, purchase, signed, args.count).await?;
+    let terms = purchase.spec.payment.clone();
+    append(&client, purchase, signed, args.count, &terms).await?;
     let ready = wait_ready(&client, &args.namespace, &args.name).await?;
     report(ctx, &ready, &buyer, "refilled")?;
     Ok(ExitCode::SUCCESS)

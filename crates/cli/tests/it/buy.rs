@@ -291,6 +291,42 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
         buyer_before - 4000,
         "four calls paid in all"
     );
+
+    // Two first buys of the same new purchase at once: one creates it, the other adds its
+    // batch to it; nothing is lost.
+    let buys: Vec<_> = (0..2)
+        .map(|_| {
+            let (dir, seller) = (dir.to_path_buf(), seller.clone());
+            std::thread::spawn(move || {
+                obol_in(
+                    &dir,
+                    &[
+                        "buy",
+                        "inference",
+                        &seller,
+                        "--name",
+                        "twice",
+                        "--count",
+                        "2",
+                        "--yes",
+                    ],
+                    &[("OBOL_PRIVATE_KEY", BUYER_KEY)],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for buy in buys {
+        let out = buy.join().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let status = json_of(&obol_in(
+        dir,
+        &["--json", "buy", "status", "twice"],
+        &[],
+        None,
+    ));
+    assert_eq!(status["status"]["remaining"], 4, "2 + 2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,16 @@ pub enum StoreError {
         /// Name.
         name: String,
     },
+    /// A create-only apply found the object already there.
+    #[error("{kind} {namespace}/{name} already exists")]
+    Exists {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
     /// The spec changed since the update was read (optimistic concurrency on `generation`).
     #[error(
         "{kind} {namespace}/{name} changed since it was read (now generation {stored}, the update was based on {based_on}); read it again and retry"
@@ -117,6 +127,16 @@ pub enum ApplyOutcome {
     Unchanged,
 }
 
+/// How an apply treats an object that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Create or update.
+    Upsert,
+    /// Create only: an existing object is refused (two creators racing: one wins, the other
+    /// learns it and can read and merge).
+    CreateOnly,
+}
+
 /// A change seen by watchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -170,7 +190,17 @@ pub trait Store: Send + Sync {
     /// changes. New objects get `finalizers` as given; existing ones keep theirs. An update
     /// carrying a `generation` (read earlier) other than the stored one is refused with
     /// [`StoreError::Conflict`]; generation 0 means "whatever is stored" (a plain upsert).
-    async fn apply_raw(&self, object: RawObject) -> Result<(RawObject, ApplyOutcome), StoreError>;
+    async fn apply_raw(&self, object: RawObject) -> Result<(RawObject, ApplyOutcome), StoreError> {
+        self.apply_raw_with(object, ApplyMode::Upsert).await
+    }
+
+    /// [`Store::apply_raw`], or with [`ApplyMode::CreateOnly`] a create that refuses an
+    /// existing object with [`StoreError::Exists`].
+    async fn apply_raw_with(
+        &self,
+        object: RawObject,
+        mode: ApplyMode,
+    ) -> Result<(RawObject, ApplyOutcome), StoreError>;
 
     /// Replaces the status.
     async fn patch_status_raw(
@@ -269,7 +299,16 @@ pub trait StoreExt: Store {
         &self,
         object: &Object<S>,
     ) -> Result<(Object<S>, ApplyOutcome), StoreError> {
-        let (raw, outcome) = self.apply_raw(encode(object)?).await?;
+        self.apply_with(object, ApplyMode::Upsert).await
+    }
+
+    /// Creates or updates, or (with [`ApplyMode::CreateOnly`]) only creates.
+    async fn apply_with<S: Spec>(
+        &self,
+        object: &Object<S>,
+        mode: ApplyMode,
+    ) -> Result<(Object<S>, ApplyOutcome), StoreError> {
+        let (raw, outcome) = self.apply_raw_with(encode(object)?, mode).await?;
         Ok((decode(raw)?, outcome))
     }
 

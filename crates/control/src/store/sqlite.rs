@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{ApplyOutcome, DeleteOutcome, Event, ObjectKey, RawObject, Store, StoreError};
+use super::{
+    ApplyMode, ApplyOutcome, DeleteOutcome, Event, ObjectKey, RawObject, Store, StoreError,
+};
 use crate::resource::{ObjectMeta, now_rfc3339};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -246,7 +248,11 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn apply_raw(&self, object: RawObject) -> Result<(RawObject, ApplyOutcome), StoreError> {
+    async fn apply_raw_with(
+        &self,
+        object: RawObject,
+        mode: ApplyMode,
+    ) -> Result<(RawObject, ApplyOutcome), StoreError> {
         let key = object.key();
         let (stored, outcome) = {
             let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
@@ -269,6 +275,13 @@ impl Store for SqliteStore {
                     )
                     .map_err(backend)?;
                     ApplyOutcome::Created
+                }
+                Some(_) if mode == ApplyMode::CreateOnly => {
+                    return Err(StoreError::Exists {
+                        kind: key.kind,
+                        namespace: key.namespace,
+                        name: key.name,
+                    });
                 }
                 Some(current) if current.metadata.is_deleting() => {
                     return Err(StoreError::Deleting {

@@ -369,3 +369,34 @@ async fn an_update_read_at_an_older_generation_is_refused() {
         Err(obol_control::StoreError::Conflict { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_create_only_apply_refuses_an_existing_object() {
+    use obol_control::store::ApplyMode;
+    let store = SqliteStore::in_memory().unwrap();
+    let (created, outcome) = store
+        .apply_with(&offer("once", "0.001"), ApplyMode::CreateOnly)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome, created.metadata.generation),
+        (ApplyOutcome::Created, 1)
+    );
+    let error = store
+        .apply_with(&offer("once", "0.002"), ApplyMode::CreateOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "ServiceOffer default/once already exists"
+    );
+    let kept = store
+        .get::<ServiceOfferSpec>("default", "once")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.spec.payment.price.per_request.as_deref(),
+        Some("0.001")
+    );
+}
