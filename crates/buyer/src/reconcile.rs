@@ -118,11 +118,12 @@ impl Reconcile for PurchaseReconciler {
             && ["Probed", "AuthsSigned", "Configured"]
                 .iter()
                 .all(|t| is_true(&status.conditions, t));
-        let action = match loaded {
-            true => None,
-            false => self.load(&purchase, &mut status, fresh).await?,
+        let failed = if loaded {
+            None
+        } else {
+            self.load(&purchase, &mut status, fresh).await?
         };
-        let action = match action {
+        let action = match failed {
             Some(action) => action,
             None => self.ready(&purchase, &mut status).await?,
         };
