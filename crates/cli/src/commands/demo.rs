@@ -183,30 +183,31 @@ struct Call {
     tx: Option<String>,
 }
 
-/// Runs the demo; returns what to print before waiting for Ctrl-C under `--keep`.
-async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyhow::Result<String> {
-    let mut steps = Steps {
-        json: ctx.json,
-        at: Instant::now(),
-    };
-    if !ctx.json {
-        output::note(
-            "obol demo — a devnet, a facilitator, a seller and a buyer, all on this machine",
-        );
-    }
-    let anvil = anvil(ctx).await?;
-    steps.done(&format!("anvil at {}", anvil.display()));
+/// The running stack the demo started.
+struct Stack {
+    paths: Paths,
+    dir: PathBuf,
+    client: AdminClient,
+    gateway: String,
+    buyer_proxy: String,
+    buyer_address: String,
+}
 
-    let devnet = Devnet::start_with_anvil(&anvil).await?;
-    let endpoint = devnet.endpoint();
-    started.devnet = Some(devnet.clone());
-    steps.done(&format!(
-        "devnet {endpoint} (chain {}, USDC and Permit2 placed, dev wallets funded)",
-        devnet.chain_id()
-    ));
+/// What the paid calls produced.
+struct Paid {
+    calls: Vec<Call>,
+    answer: Option<String>,
+    quote: Value,
+}
 
-    // A stack of its own, in --dir or a temporary directory.
-    let dir = match &args.dir {
+/// A stack of its own (in `--dir` or a temporary directory) on loopback ports, settling on
+/// `devnet` with the facilitator paid by a dev key, run in this process.
+async fn start_stack(
+    devnet: &Devnet,
+    dir: Option<&PathBuf>,
+    started: &mut Started,
+) -> anyhow::Result<Stack> {
+    let dir = match dir {
         Some(dir) => dir.clone(),
         None => {
             let temp = tempfile::Builder::new().prefix("obol-demo-").tempdir()?;
@@ -221,7 +222,7 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
         "devnet",
         devnet.chain_id(),
         Endpoint {
-            url: endpoint.clone(),
+            url: devnet.endpoint(),
             allow_writes: true,
         },
     )?;
@@ -250,71 +251,48 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
     }));
     started.daemon = Some((stop, task));
     let state = wait_for_daemon(&paths, started).await?;
-    let client = AdminClient::new(&state.admin, &token);
-    let (gateway, buyer_proxy) = (
-        format!("http://{}", state.gateway),
-        format!("http://{}", state.buyer),
-    );
-    steps.done(&format!(
-        "stack up: gateway {gateway}, buyer proxy {buyer_proxy}/v1"
-    ));
+    Ok(Stack {
+        client: AdminClient::new(&state.admin, &token),
+        gateway: format!("http://{}", state.gateway),
+        buyer_proxy: format!("http://{}", state.buyer),
+        buyer_address: state.buyer,
+        paths,
+        dir,
+    })
+}
 
-    // Sell the demo model and the quote service.
-    let upstream = upstream::spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
-    let seller = key(SELLER_KEY)?.address();
-    client
-        .apply(&offer(
-            "demo-llm",
-            OfferType::Inference,
-            &upstream,
-            seller,
-            "0.001",
-        ))
-        .await?;
-    client
-        .apply(&offer(
-            "demo-quotes",
-            OfferType::Http,
-            &upstream,
-            seller,
-            "0.002",
-        ))
-        .await?;
-    wait_offers_ready(&client, &["demo-llm", "demo-quotes"]).await?;
-    steps.done(&format!(
-        "selling {} at 0.001 USDC/call and demo-quotes at 0.002 USDC/call, paid to {seller}",
-        upstream::MODEL
-    ));
-
-    // A second wallet buys N calls of the model: pre-signed here, handed to the proxy.
-    let buyer = key(BUYER_KEY)?;
-    let llm_url = format!("{gateway}/services/demo-llm");
-    let prober = Prober::new(None, WAIT)?;
+/// Buys `calls` calls of the demo model from `buyer`: probe, pre-sign here, hand the pool to
+/// the stack; returns the price of one call.
+async fn buy(
+    stack: &Stack,
+    prober: &Prober,
+    buyer: &LocalSigner,
+    calls: u32,
+) -> anyhow::Result<String> {
+    let llm_url = format!("{}/services/demo-llm", stack.gateway);
     let offered = prober.chat(&llm_url).await?;
     let choice = choose(&offered, None, "USDC")?;
     let requirement = &choice.requirement;
-    let signing = Instant::now();
-    // Quiet signing: the demo reports the time itself.
+    // Quiet signing: the demo reports its own steps.
     let quiet = Context {
-        paths: ctx.paths.clone(),
+        paths: stack.paths.clone(),
         json: true,
     };
     let auths = sign(
         &quiet,
-        &buyer,
+        buyer,
         requirement,
         Some(&offered.resource),
-        args.calls,
+        calls,
         3600,
     )?;
-    let signed_ms = signing.elapsed().as_millis();
     let purchase = PurchaseRequest::new(
         "buy",
         "demo",
         PurchaseRequestSpec {
-            endpoint: llm_url.clone(),
+            endpoint: llm_url,
             model: upstream::MODEL.into(),
-            count: args.calls,
+            count: calls,
             pre_signed_auths: auths,
             auto_refill: None,
             payment: PurchasePayment {
@@ -326,35 +304,34 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
             },
         },
     );
-    client.apply(&purchase).await?;
-    wait_ready(&client, "buy", "demo").await?;
-    steps.done(&format!(
-        "bought {} calls of {} from {} (pre-signed in {signed_ms} ms; the proxy holds no key)",
-        args.calls,
-        upstream::MODEL,
-        buyer.address()
-    ));
+    stack.client.apply(&purchase).await?;
+    wait_ready(&stack.client, "buy", "demo").await?;
+    Ok(choice.price)
+}
 
-    let chain = obol_chain::ChainClient::connect("devnet", &devnet.endpoints())?;
-    let balances = || async {
-        Ok::<_, anyhow::Error>((
-            chain.token_balance(USDC, seller).await?,
-            chain.token_balance(USDC, buyer.address()).await?,
-        ))
-    };
-    let (seller_before, buyer_before) = balances().await?;
-
-    // Paid calls through the buyer proxy, then one more than was bought.
+/// The paid calls: `calls` through the buyer proxy, one more (refused: the pool is empty), and
+/// one quote bought directly with a payment signed on the spot.
+async fn pay(
+    stack: &Stack,
+    prober: &Prober,
+    buyer: &LocalSigner,
+    calls: u32,
+    price: &str,
+    steps: &mut Steps,
+) -> anyhow::Result<Paid> {
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     let chat = |n: u32| {
-        http.post(format!("{buyer_proxy}/v1/chat/completions"))
+        http.post(format!("{}/v1/chat/completions", stack.buyer_proxy))
             .json(&json!({"model": format!("paid/{}", upstream::MODEL),
                           "messages": [{"role": "user", "content": format!("hello #{n}")}]}))
             .send()
     };
-    let mut calls = Vec::new();
-    let mut first_answer = None;
-    for n in 1..=args.calls {
+    let mut paid = Paid {
+        calls: Vec::new(),
+        answer: None,
+        quote: Value::Null,
+    };
+    for n in 1..=calls {
         let response = chat(n).await?;
         let status = response.status().as_u16();
         let receipt = receipt_of(response.headers());
@@ -362,25 +339,24 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
         if status != 200 {
             bail!("paid call {n} failed with {status}: {body}");
         }
-        first_answer.get_or_insert_with(|| {
+        paid.answer.get_or_insert_with(|| {
             body["choices"][0]["message"]["content"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()
         });
-        calls.push(Call {
+        paid.calls.push(Call {
             service: "demo-llm",
-            price: choice.price.clone(),
+            price: price.to_owned(),
             status,
             tx: receipt.map(|r| r.transaction),
         });
     }
     steps.done(&format!(
-        "{} paid calls of paid/{} through the buyer proxy",
-        args.calls,
+        "{calls} paid calls of paid/{} through the buyer proxy",
         upstream::MODEL
     ));
-    let response = chat(args.calls + 1).await?;
+    let response = chat(calls + 1).await?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let refusal = body["error"]["message"].as_str().unwrap_or_default();
@@ -389,88 +365,191 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
     }
     steps.done(&format!(
         "call {} refused by the proxy, nothing paid: {refusal}",
-        args.calls + 1
+        calls + 1
     ));
 
-    // One direct paid call to the JSON service, signed on the spot (no pool).
-    let quotes_url = format!("{gateway}/services/demo-quotes/quote");
+    let quotes_url = format!("{}/services/demo-quotes/quote", stack.gateway);
     let offered = prober.get(&quotes_url).await?;
-    let quote_choice = choose(&offered, Some("0.01"), "USDC")?;
-    let (name, value) = sign_one(&buyer, &offered, &quote_choice.requirement)?;
+    let choice = choose(&offered, Some("0.01"), "USDC")?;
+    let (name, value) = sign_one(buyer, &offered, &choice.requirement)?;
     let response = http.get(&quotes_url).header(name, value).send().await?;
     let status = response.status().as_u16();
     let receipt = receipt_of(response.headers());
-    let quote: Value = response.json().await.unwrap_or(Value::Null);
+    paid.quote = response.json().await.unwrap_or(Value::Null);
     if status != 200 {
         bail!("the paid quote failed with {status}");
     }
-    calls.push(Call {
+    paid.calls.push(Call {
         service: "demo-quotes",
-        price: quote_choice.price.clone(),
+        price: choice.price,
         status,
         tx: receipt.map(|r| r.transaction),
     });
     steps.done("one quote bought directly, signed on the spot (no pool)");
+    Ok(paid)
+}
 
-    let (seller_after, buyer_after) = balances().await?;
-    let remaining = live_counts(&state.buyer)
+/// Balances of one account before and after.
+struct Delta {
+    address: Address,
+    before: U256,
+    after: U256,
+}
+
+/// The receipt: answers, the table, balance changes, what is left.
+fn report(
+    ctx: &Context,
+    stack: &Stack,
+    devnet: &str,
+    paid: &Paid,
+    (seller, buyer): (&Delta, &Delta),
+    remaining: u64,
+    calls: u32,
+) -> anyhow::Result<()> {
+    let storefront = format!("{}/", stack.gateway);
+    if ctx.json {
+        let delta = |d: &Delta| json!({"address": d.address, "before": d.before.to_string(), "after": d.after.to_string()});
+        return output::json(&json!({
+            "devnet": devnet, "gateway": stack.gateway,
+            "buyerProxy": format!("{}/v1", stack.buyer_proxy),
+            "storefront": storefront, "dir": stack.dir,
+            "calls": paid.calls.iter().map(|c| json!({"service": c.service, "price": c.price, "status": c.status, "transaction": c.tx})).collect::<Vec<_>>(),
+            "seller": delta(seller), "buyer": delta(buyer),
+            "remainingAuthorizations": remaining, "answer": paid.answer, "quote": paid.quote,
+        }));
+    }
+    println!();
+    if let Some(answer) = &paid.answer {
+        println!("the model answered: {}", super::buy::clean(answer));
+    }
+    println!(
+        "the quote service answered: {}",
+        super::buy::clean(&paid.quote["quote"].to_string())
+    );
+    println!();
+    println!(
+        "  {:<4} {:<12} {:<11} settlement transaction",
+        "call", "service", "price"
+    );
+    for (i, call) in paid.calls.iter().enumerate() {
+        println!(
+            "  {:<4} {:<12} {:<11} {}",
+            i + 1,
+            call.service,
+            call.price,
+            call.tx.as_deref().unwrap_or("(no receipt)")
+        );
+    }
+    println!();
+    println!(
+        "  seller {}  {} → {}  (+{})",
+        seller.address,
+        usdc(seller.before),
+        usdc(seller.after),
+        usdc(seller.after.saturating_sub(seller.before))
+    );
+    println!(
+        "  buyer  {}  {} → {}  (−{})",
+        buyer.address,
+        usdc(buyer.before),
+        usdc(buyer.after),
+        usdc(buyer.before.saturating_sub(buyer.after))
+    );
+    println!("  remaining pre-signed authorizations: {remaining} of {calls}");
+    println!("  storefront: {storefront}  (also /skill.md, /api/services.json)");
+    Ok(())
+}
+
+/// Runs the demo; returns what to print before waiting for Ctrl-C under `--keep`.
+async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyhow::Result<String> {
+    let mut steps = Steps {
+        json: ctx.json,
+        at: Instant::now(),
+    };
+    if !ctx.json {
+        output::note(
+            "obol demo — a devnet, a facilitator, a seller and a buyer, all on this machine",
+        );
+    }
+    let anvil = anvil(ctx).await?;
+    steps.done(&format!("anvil at {}", anvil.display()));
+    let devnet = Devnet::start_with_anvil(&anvil).await?;
+    started.devnet = Some(devnet.clone());
+    steps.done(&format!(
+        "devnet {} (chain {}, USDC and Permit2 placed, dev wallets funded)",
+        devnet.endpoint(),
+        devnet.chain_id()
+    ));
+
+    let stack = start_stack(&devnet, args.dir.as_ref(), started).await?;
+    steps.done(&format!(
+        "stack up: gateway {}, buyer proxy {}/v1",
+        stack.gateway, stack.buyer_proxy
+    ));
+
+    // Sell the demo model and the quote service.
+    let upstream = upstream::spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
+    let seller = key(SELLER_KEY)?.address();
+    for (name, type_, price) in [
+        ("demo-llm", OfferType::Inference, "0.001"),
+        ("demo-quotes", OfferType::Http, "0.002"),
+    ] {
+        stack
+            .client
+            .apply(&offer(name, type_, &upstream, seller, price))
+            .await?;
+    }
+    wait_offers_ready(&stack.client, &["demo-llm", "demo-quotes"]).await?;
+    steps.done(&format!(
+        "selling {} at 0.001 USDC/call and demo-quotes at 0.002 USDC/call, paid to {seller}",
+        upstream::MODEL
+    ));
+
+    // A second wallet buys N calls of the model: pre-signed here, handed to the proxy.
+    let buyer = key(BUYER_KEY)?;
+    let prober = Prober::new(None, WAIT)?;
+    let price = buy(&stack, &prober, &buyer, args.calls).await?;
+    steps.done(&format!(
+        "bought {} calls of {} from {} (pre-signed here; the proxy holds no key)",
+        args.calls,
+        upstream::MODEL,
+        buyer.address()
+    ));
+
+    let chain = obol_chain::ChainClient::connect("devnet", &devnet.endpoints())?;
+    let balance = |owner: Address| {
+        let chain = chain.clone();
+        async move { chain.token_balance(USDC, owner).await }
+    };
+    let (seller_before, buyer_before) = (balance(seller).await?, balance(buyer.address()).await?);
+    let paid = pay(&stack, &prober, &buyer, args.calls, &price, &mut steps).await?;
+    let deltas = (
+        Delta {
+            address: seller,
+            before: seller_before,
+            after: balance(seller).await?,
+        },
+        Delta {
+            address: buyer.address(),
+            before: buyer_before,
+            after: balance(buyer.address()).await?,
+        },
+    );
+    let remaining = live_counts(&stack.buyer_address)
         .await
         .get("buy/demo")
         .map_or(0, |(r, _)| *r);
-    let storefront = format!("{gateway}/");
-    if ctx.json {
-        output::json(&json!({
-            "devnet": endpoint, "gateway": gateway, "buyerProxy": format!("{buyer_proxy}/v1"),
-            "storefront": storefront, "dir": dir,
-            "calls": calls.iter().map(|c| json!({"service": c.service, "price": c.price, "status": c.status, "transaction": c.tx})).collect::<Vec<_>>(),
-            "seller": {"address": seller, "before": seller_before.to_string(), "after": seller_after.to_string()},
-            "buyer": {"address": buyer.address(), "before": buyer_before.to_string(), "after": buyer_after.to_string()},
-            "remainingAuthorizations": remaining, "answer": first_answer, "quote": quote,
-        }))?;
-    } else {
-        println!();
-        if let Some(answer) = &first_answer {
-            println!("the model answered: {}", super::buy::clean(answer));
-        }
-        println!(
-            "the quote service answered: {}",
-            super::buy::clean(&quote["quote"].to_string())
-        );
-        println!();
-        println!(
-            "  {:<4} {:<12} {:<11} settlement transaction",
-            "call", "service", "price"
-        );
-        for (i, call) in calls.iter().enumerate() {
-            println!(
-                "  {:<4} {:<12} {:<11} {}",
-                i + 1,
-                call.service,
-                call.price,
-                call.tx.as_deref().unwrap_or("(no receipt)")
-            );
-        }
-        println!();
-        println!(
-            "  seller {seller}  {} → {}  (+{})",
-            usdc(seller_before),
-            usdc(seller_after),
-            usdc(seller_after.saturating_sub(seller_before))
-        );
-        println!(
-            "  buyer  {}  {} → {}  (−{})",
-            buyer.address(),
-            usdc(buyer_before),
-            usdc(buyer_after),
-            usdc(buyer_before.saturating_sub(buyer_after))
-        );
-        println!(
-            "  remaining pre-signed authorizations: {remaining} of {}",
-            args.calls
-        );
-        println!("  storefront: {storefront}  (also /skill.md, /api/services.json)");
-    }
+    report(
+        ctx,
+        &stack,
+        &devnet.endpoint(),
+        &paid,
+        (&deltas.0, &deltas.1),
+        remaining,
+        args.calls,
+    )?;
 
+    let paths = &stack.paths;
     let env = format!(
         "OBOL_CONFIG_DIR={} OBOL_DATA_DIR={} OBOL_STATE_DIR={}",
         paths.config_dir.display(),
@@ -478,7 +557,8 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
         paths.state_dir.display()
     );
     Ok(format!(
-        "\nrunning until Ctrl-C. Try:\n  curl -i {llm_url}/v1/chat/completions -d '{{}}'    # a 402\n  open {storefront}\n  {env} obol buy list\n  {env} obol sell list"
+        "\nrunning until Ctrl-C. Try:\n  curl -i {}/services/demo-llm/v1/chat/completions -d '{{}}'    # a 402\n  open {}/\n  {env} obol buy list\n  {env} obol sell list",
+        stack.gateway, stack.gateway
     ))
 }
 
