@@ -728,9 +728,10 @@ pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
             format!("{}/{}", s("namespace"), s("name")),
             clean(&s("model")),
             s("price"),
-            row["remaining"],
-            row["spent"],
-            row["ready"],
+            // serde_json's Display ignores widths: format the plain values.
+            row["remaining"].as_u64().unwrap_or_default(),
+            row["spent"].as_u64().unwrap_or_default(),
+            row["ready"].as_bool().unwrap_or_default(),
             clean(&s("endpoint"))
         );
     }

@@ -158,6 +158,11 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     let (status, body) = chat(dir).await;
     assert_eq!((status, body), (200, json!({"ok": true})));
     assert_eq!(remaining_and_spent(dir), (2, 1));
+    let table = crate::stdout(&obol_in(dir, &["buy", "list"], &[], None));
+    assert!(
+        table.contains(&format!("{:>9} {:>6} {:<5}", 2, 1, "true")),
+        "{table}"
+    );
 
     // The daemon dies without warning between calls; after a restart nothing is reused.
     let state: Value =
