@@ -338,9 +338,11 @@ impl PurchaseReconciler {
                 "Ready",
                 ConditionStatus::True,
                 "Reconciled",
+                // The counts live in `remaining`/`spent`; a message carrying them would go
+                // stale between requeues and churn the status on every call.
                 &format!(
-                    "Buyer proxy: {} remaining, {} spent",
-                    counts.available, counts.spent
+                    "served by the buyer proxy as {}",
+                    status.public_model.as_deref().unwrap_or("its paid/ model")
                 ),
             );
         } else {

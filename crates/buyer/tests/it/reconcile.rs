@@ -115,7 +115,7 @@ async fn a_request_is_probed_loaded_served_refilled_and_deleted() {
         (
             "Ready".into(),
             "Reconciled".into(),
-            "Buyer proxy: 3 remaining, 0 spent".into()
+            "served by the buyer proxy as paid/m1".into()
         )
     );
     assert_eq!(ready.status.public_model.as_deref(), Some("paid/m1"));

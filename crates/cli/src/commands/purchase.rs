@@ -399,7 +399,35 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     let count = call_count(args.count, args.budget.as_deref(), price, token)?;
     let total = price.saturating_mul(U256::from(count));
     let ttl = ttl_secs(&args.sign.ttl)?;
-    let name = args.name.clone().unwrap_or_else(|| name_for(&model));
+    // The model may already be bought under another name: top that purchase up (same seller)
+    // or say who owns `paid/<model>`, before anything is signed.
+    let owner = client
+        .list::<PurchaseRequestSpec>()
+        .await?
+        .into_iter()
+        .find(|p| !p.metadata.is_deleting() && p.spec.model.eq_ignore_ascii_case(&model));
+    let name = match (&args.name, &owner) {
+        (Some(name), _) => name.clone(),
+        (None, Some(owner))
+            if owner.metadata.namespace == args.namespace && owner.spec.endpoint == endpoint =>
+        {
+            owner.metadata.name.clone()
+        }
+        (None, _) => name_for(&model),
+    };
+    if let Some(owner) = &owner
+        && !args.replace
+        && (owner.metadata.namespace != args.namespace || owner.metadata.name != name)
+    {
+        bail!(
+            "paid/{} is already bought by purchase {}/{} (from {}); top it up with `obol buy refill {} --count N`, or cancel it first",
+            clean(&model),
+            owner.metadata.namespace,
+            owner.metadata.name,
+            clean(&owner.spec.endpoint),
+            owner.metadata.name
+        );
+    }
 
     let existing = match client
         .get::<PurchaseRequestSpec>(&args.namespace, &name)

@@ -244,6 +244,22 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
         "--yes",
     ]));
     assert_eq!(topped["remaining"], 2);
+    // Under another name it would conflict: refused before anything is signed.
+    refused(
+        &[
+            "buy",
+            "inference",
+            &seller,
+            "--model",
+            MODEL,
+            "--name",
+            "other",
+            "--count",
+            "1",
+            "--yes",
+        ],
+        "paid/qwen3:0.6b is already bought by purchase buy/qwen3-0-6b",
+    );
 
     // Two refills at once: both batches land (the loser of the race re-reads and appends).
     let refills: Vec<_> = (0..2)
