@@ -1,8 +1,9 @@
 //! `obol demo`: the whole system on this machine in one command. A devnet (anvil installed
 //! with npm when missing), the embedded facilitator and the stack daemon in this process, a
-//! deterministic demo model and a JSON service as upstreams; both are sold, a second wallet
-//! buys N calls of the model as a pre-signed pool and one quote directly, every payment settles
-//! on the devnet, and a receipt table shows the transactions and balance changes.
+//! deterministic demo model and a JSON service as upstreams; both are sold and published (an
+//! ERC-8004 agent on the devnet's registry), a second wallet buys N calls of the model as a
+//! pre-signed pool and one quote directly, every payment settles on the devnet, and a receipt
+//! table shows the transactions and balance changes.
 
 mod upstream;
 
@@ -14,7 +15,7 @@ use anyhow::{Context as _, bail};
 use obol_buyer::probe::Prober;
 use obol_config::stack::{DaemonState, FacilitatorSetting, StackFile};
 use obol_config::{Endpoint, NetworksFile, Paths};
-use obol_control::offer::{ModelSpec, OfferType, ServiceOffer, ServiceOfferSpec};
+use obol_control::offer::{ModelSpec, OfferType, RegistrationSpec, ServiceOffer, ServiceOfferSpec};
 use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSpec};
 use obol_control::resource::is_true;
 use obol_daemon::{AdminClient, RunOptions};
@@ -129,17 +130,17 @@ async fn anvil(ctx: &Context) -> anyhow::Result<PathBuf> {
     Ok(obol_devnet::install_anvil(&tools).await?)
 }
 
-async fn wait_offers_ready(client: &AdminClient, names: &[&str]) -> anyhow::Result<()> {
+async fn wait_offers(client: &AdminClient, names: &[&str], type_: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
     for name in names {
         loop {
             let offer = client.get::<ServiceOfferSpec>("demo", name).await?;
-            if is_true(&offer.status.conditions, "Ready") {
+            if is_true(&offer.status.conditions, type_) {
                 break;
             }
             if Instant::now() > deadline {
                 bail!(
-                    "offer demo/{name} did not become Ready: {:?}",
+                    "offer demo/{name}: {type_} did not become True: {:?}",
                     offer.status.conditions
                 );
             }
@@ -167,6 +168,10 @@ fn offer(
     spec.model = (type_ == OfferType::Inference).then(|| ModelSpec {
         name: upstream::MODEL.into(),
         runtime: None,
+    });
+    spec.registration = Some(RegistrationSpec {
+        enabled: true,
+        ..RegistrationSpec::default()
     });
     spec.description = Some(match type_ {
         OfferType::Inference => "the demo model: deterministic answers, OpenAI-compatible".into(),
@@ -396,16 +401,29 @@ struct Delta {
     after: U256,
 }
 
-/// The receipt: answers, the table, balance changes, what is left.
-fn report(
-    ctx: &Context,
-    stack: &Stack,
-    devnet: &str,
-    paid: &Paid,
-    (seller, buyer): (&Delta, &Delta),
+/// Everything the receipt shows.
+struct Receipt {
+    devnet: String,
+    paid: Paid,
+    seller: Delta,
+    buyer: Delta,
+    /// The registration, as `sell register --json` reports it.
+    agent: Value,
     remaining: u64,
     calls: u32,
-) -> anyhow::Result<()> {
+}
+
+/// The receipt: answers, the table, balance changes, what is left, the agent.
+fn report(ctx: &Context, stack: &Stack, receipt: &Receipt) -> anyhow::Result<()> {
+    let Receipt {
+        devnet,
+        paid,
+        seller,
+        buyer,
+        agent,
+        remaining,
+        calls,
+    } = receipt;
     let storefront = format!("{}/", stack.gateway);
     if ctx.json {
         let delta = |d: &Delta| json!({"address": d.address, "before": d.before.to_string(), "after": d.after.to_string()});
@@ -416,6 +434,7 @@ fn report(
             "calls": paid.calls.iter().map(|c| json!({"service": c.service, "price": c.price, "status": c.status, "transaction": c.tx})).collect::<Vec<_>>(),
             "seller": delta(seller), "buyer": delta(buyer),
             "remainingAuthorizations": remaining, "answer": paid.answer, "quote": paid.quote,
+            "agent": agent,
         }));
     }
     println!();
@@ -457,6 +476,11 @@ fn report(
     );
     println!("  remaining pre-signed authorizations: {remaining} of {calls}");
     println!("  storefront: {storefront}  (also /skill.md, /api/services.json)");
+    println!(
+        "  ERC-8004 agent {}: {}",
+        agent["agentId"],
+        agent["agentUri"].as_str().unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -499,10 +523,39 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
             .apply(&offer(name, type_, &upstream, seller, price))
             .await?;
     }
-    wait_offers_ready(&stack.client, &["demo-llm", "demo-quotes"]).await?;
+    let offers = ["demo-llm", "demo-quotes"];
+    wait_offers(&stack.client, &offers, "RoutePublished").await?;
     steps.done(&format!(
         "selling {} at 0.001 USDC/call and demo-quotes at 0.002 USDC/call, paid to {seller}",
         upstream::MODEL
+    ));
+
+    // Published: an ERC-8004 agent on the devnet's Identity Registry, whose agentURI is the
+    // stack's registration document.
+    let on_stack = Context {
+        paths: stack.paths.clone(),
+        json: true,
+    };
+    let registered = super::identity::register_on(
+        &on_stack,
+        &stack.client,
+        "devnet",
+        &stack.gateway,
+        &key(SELLER_KEY)?,
+        &super::identity::SpecUpdate::default(),
+        super::identity::Effort {
+            options: obol_erc8004::ClientOptions::default(),
+            search_from: Some(0),
+        },
+    )
+    .await?;
+    wait_offers(&stack.client, &offers, "Ready").await?;
+    let agent = registered.json();
+    steps.done(&format!(
+        "published as ERC-8004 agent {} ({}); document at {}",
+        agent["agentId"],
+        registered.what(),
+        agent["agentUri"].as_str().unwrap_or_default()
     ));
 
     // A second wallet buys N calls of the model: pre-signed here, handed to the proxy.
@@ -542,11 +595,15 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
     report(
         ctx,
         &stack,
-        &devnet.endpoint(),
-        &paid,
-        (&deltas.0, &deltas.1),
-        remaining,
-        args.calls,
+        &Receipt {
+            devnet: devnet.endpoint(),
+            paid,
+            seller: deltas.0,
+            buyer: deltas.1,
+            agent,
+            remaining,
+            calls: args.calls,
+        },
     )?;
 
     let paths = &stack.paths;
@@ -557,8 +614,8 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
         paths.state_dir.display()
     );
     Ok(format!(
-        "\nrunning until Ctrl-C. Try:\n  curl -i {}/services/demo-llm/v1/chat/completions -d '{{}}'    # a 402\n  open {}/\n  {env} obol buy list\n  {env} obol sell list",
-        stack.gateway, stack.gateway
+        "\nrunning until Ctrl-C. Try:\n  curl -i {gw}/services/demo-llm/v1/chat/completions -d '{{}}'    # a 402\n  open {gw}/\n  curl {gw}/.well-known/agent-registration.json\n  {env} obol buy list\n  {env} obol sell list\n  {env} obol sell identity show",
+        gw = stack.gateway
     ))
 }
 

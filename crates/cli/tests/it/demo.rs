@@ -41,6 +41,21 @@ fn the_demo_sells_buys_pays_and_settles_on_its_devnet() {
             .starts_with("[obol-demo — a deterministic demo model, not an LLM] call 1")
     );
     assert!(report["quote"]["quote"].is_string());
+    // Published: an ERC-8004 agent whose agentURI is the stack's registration document.
+    let agent = &report["agent"];
+    assert_eq!(agent["outcome"], "registered", "{agent}");
+    assert!(agent["agentId"].is_u64(), "{agent}");
+    assert_eq!(
+        agent["agentUri"],
+        format!(
+            "{}.well-known/agent-registration.json",
+            report["storefront"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        agent["agentRegistry"],
+        "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e"
+    );
     assert!(
         report["storefront"]
             .as_str()

@@ -19,7 +19,7 @@ mod records;
 mod register;
 
 pub(super) use auto::{AutoRegistration, auto_register};
-pub(super) use register::register;
+pub(super) use register::{Effort, SpecUpdate, register, register_on};
 
 use std::process::ExitCode;
 

@@ -26,9 +26,9 @@ use crate::output;
 /// How hard the register flow tries (retries, waits), and from which block it looks for an
 /// earlier registration (`None`: the client's default look-back). The options'
 /// `mint_despite_older_agents` is `--new-agent`.
-pub(super) struct Effort {
-    pub(super) options: ClientOptions,
-    pub(super) search_from: Option<u64>,
+pub(in crate::commands) struct Effort {
+    pub(in crate::commands) options: ClientOptions,
+    pub(in crate::commands) search_from: Option<u64>,
 }
 
 /// The balance guard's refusal ([`Erc8004Error::UnsearchedAgents`]) explained with the commands
@@ -46,7 +46,7 @@ impl std::fmt::Display for OlderAgents {
 impl std::error::Error for OlderAgents {}
 
 /// What one run of the register flow did.
-pub(super) struct Registered {
+pub(in crate::commands) struct Registered {
     /// The chain as recorded in the identity.
     pub(super) chain: String,
     registry: AgentRegistry,
@@ -64,7 +64,7 @@ pub(super) struct Registered {
 }
 
 impl Registered {
-    pub(super) fn json(&self) -> Value {
+    pub(in crate::commands) fn json(&self) -> Value {
         json!({
             "agentId": agent_id_json(self.agent_id),
             "chain": self.chain,
@@ -81,7 +81,7 @@ impl Registered {
     }
 
     /// One line saying what happened on-chain.
-    pub(super) fn what(&self) -> String {
+    pub(in crate::commands) fn what(&self) -> String {
         let tx = self.tx_hash.as_deref().unwrap_or("?");
         match self.outcome {
             "registered" => format!("registered in transaction {tx}"),
@@ -143,7 +143,7 @@ fn is_loopback(base: &str) -> bool {
 
 /// What `sell register` may change in the identity's spec.
 #[derive(Default)]
-pub(super) struct SpecUpdate {
+pub(in crate::commands) struct SpecUpdate {
     name: Option<String>,
     description: Option<String>,
     image: Option<String>,
@@ -196,7 +196,7 @@ pub(super) fn explain(error: Erc8004Error, chain: &str, existing: Option<U256>) 
 
 /// The register flow: ensure an agent on `chain` whose agentURI is this stack's document, record
 /// its id, write the `x402` metadata (a failure there is a warning).
-pub(super) async fn register_on(
+pub(in crate::commands) async fn register_on(
     ctx: &Context,
     client: &AdminClient,
     chain: &str,
