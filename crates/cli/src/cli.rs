@@ -140,7 +140,8 @@ pub(crate) struct BuyInferenceArgs {
     /// The seller's model (default: the only inference offer in the seller's catalog).
     #[arg(long)]
     pub(crate) model: Option<String>,
-    /// How many calls to pre-pay (default 50, or as many as --budget allows; at most 2500).
+    /// How many calls to pre-pay (default 50, or as many as --budget allows; at most 1000, 500
+    /// for Permit2 tokens).
     #[arg(long)]
     pub(crate) count: Option<u32>,
     /// The most to commit, in --token units (e.g. 0.5 for 50 cents of USDC).
@@ -149,7 +150,8 @@ pub(crate) struct BuyInferenceArgs {
     /// The token --budget is counted in; the seller must accept it.
     #[arg(long, default_value = "USDC")]
     pub(crate) token: String,
-    /// The purchase's name (default: derived from the model).
+    /// The purchase's name (default: the purchase already buying this model from this seller,
+    /// which is topped up, else one derived from the model).
     #[arg(long)]
     pub(crate) name: Option<String>,
     /// Namespace.
