@@ -43,8 +43,9 @@ pub(crate) enum Command {
     /// Buy from x402 sellers.
     #[command(subcommand)]
     Buy(BuyCommand),
-    /// The whole system on this machine: a devnet, the facilitator and a stack; sells a demo
-    /// model and a JSON service, buys from a second wallet, pays, and prints the receipts.
+    /// The whole system on this machine: a devnet, the facilitator and a stack; sells and
+    /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
+    /// the receipts.
     Demo(DemoArgs),
 }
 
