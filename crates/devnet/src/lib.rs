@@ -10,6 +10,8 @@
 //! clients all work against it, and funds the ten dev accounts with both tokens.
 
 mod contracts;
+#[cfg(feature = "testing")]
+pub mod fault;
 
 pub use contracts::{IDENTITY_REGISTRY, OBOL, USDC};
 

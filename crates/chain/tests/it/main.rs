@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod proxy;
 mod sender;
 
 use alloy::network::{EthereumWallet, TransactionBuilder as _};

@@ -9,6 +9,7 @@ use alloy::providers::{Provider as _, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use obol_chain::{ChainClient, Sender};
+use obol_devnet::fault::{Fault, faulty_rpc};
 use obol_devnet::{Anvil, DEV_KEYS};
 use obol_x402::LocalSigner;
 use std::sync::atomic::Ordering;
@@ -206,7 +207,9 @@ async fn a_transaction_the_node_already_has_is_not_sent_again() {
 #[tokio::test]
 async fn a_failover_after_a_lost_answer_sends_once() {
     let anvil = Anvil::spawn().await.unwrap();
-    let (proxy, sends) = crate::proxy::start(anvil.endpoint()).await;
+    let (proxy, sends) = faulty_rpc(anvil.endpoint(), Fault::LoseResponse)
+        .await
+        .unwrap();
     let client = ChainClient::connect(
         "devnet",
         &chain(84532, &[(&proxy, true), (&anvil.endpoint(), true)]),

@@ -11,7 +11,6 @@
 
 mod discover;
 mod env_proxy;
-mod proxy;
 mod register;
 
 use std::time::Duration;

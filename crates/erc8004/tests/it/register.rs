@@ -13,8 +13,8 @@ use obol_erc8004::{
     X402_METADATA_VALUE,
 };
 
-use crate::proxy::{self, Fault};
 use crate::{Fixture, client_on};
+use obol_devnet::fault::{Fault, faulty_rpc};
 
 const URI: &str = "https://seller.example/.well-known/agent-registration.json";
 
@@ -239,7 +239,9 @@ async fn the_balance_guard_can_be_skipped_for_a_new_agent() {
 #[tokio::test]
 async fn a_lost_response_mints_once() {
     let fx = Fixture::start().await;
-    let (url, sends) = proxy::start(fx.devnet.endpoint(), Fault::LoseResponse).await;
+    let (url, sends) = faulty_rpc(fx.devnet.endpoint(), Fault::LoseResponse)
+        .await
+        .unwrap();
     let chain = ChainClient::connect("devnet", &endpoints(&url, true)).unwrap();
     let client = client_on(&chain, &fx.signer(4));
 
@@ -259,7 +261,9 @@ async fn a_lost_response_mints_once() {
 #[tokio::test]
 async fn a_dropped_send_is_retried_with_the_same_transaction() {
     let fx = Fixture::start().await;
-    let (url, sends) = proxy::start(fx.devnet.endpoint(), Fault::DropRequest).await;
+    let (url, sends) = faulty_rpc(fx.devnet.endpoint(), Fault::DropRequest)
+        .await
+        .unwrap();
     let chain = ChainClient::connect("devnet", &endpoints(&url, true)).unwrap();
     let client = client_on(&chain, &fx.signer(5));
 
