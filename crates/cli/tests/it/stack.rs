@@ -540,18 +540,27 @@ async fn the_public_url_reaches_the_402() {
         status_of(&format!("{}/services/three/x", gateway(dir))).await,
         404
     );
-    let three: serde_json::Value = serde_json::from_slice(
-        &obol_in(dir, &["--json", "sell", "status", "three"], &[], None).stdout,
-    )
-    .unwrap();
-    let ready = three["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
-    assert_eq!(ready["reason"], "Drained");
+    // The route table can drop it (any reconcile republishes it) a moment before this offer's
+    // own reconcile writes Drained: wait for that.
+    let ready_reason = || {
+        let three: serde_json::Value = serde_json::from_slice(
+            &obol_in(dir, &["--json", "sell", "status", "three"], &[], None).stdout,
+        )
+        .unwrap();
+        three["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["reason"].clone())
+    };
+    for _ in 0..200 {
+        if ready_reason() == Some(serde_json::json!("Drained")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ready_reason(), Some(serde_json::json!("Drained")));
 }
 
 /// The storefront page in headless Chromium (Debian's package): it renders every listed offer
