@@ -1,0 +1,433 @@
+//! `buy inference` and `buy refill`: decide what to buy, sign it here, hand it to the stack.
+
+use super::*;
+
+/// `model` as a resource name: lower-case letters, digits and `-`.
+pub(super) fn name_for(model: &str) -> String {
+    let mut name = String::new();
+    for c in model.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name: String = name.trim_matches('-').chars().take(63).collect();
+    let name = name.trim_end_matches('-');
+    if name.is_empty() {
+        "purchase".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The seller's offer URL and model, using its catalog (`/api/services.json`) when it has one.
+async fn resolve_offer(
+    http: &reqwest::Client,
+    seller: &str,
+    model: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let url = url::Url::parse(seller).with_context(|| format!("seller URL {seller:?}"))?;
+    let catalog_url = url.join("/api/services.json")?;
+    let catalog: Option<Value> = match http.get(catalog_url.clone()).send().await {
+        Ok(r) if r.status().is_success() => r.json().await.ok(),
+        _ => None,
+    };
+    let entries: Vec<&Value> = catalog
+        .as_ref()
+        .and_then(|c| c.get("services")?.as_array())
+        .map(|s| s.iter().filter(|e| e.get("model").is_some()).collect())
+        .unwrap_or_default();
+    let text = |e: &Value, key: &str| e.get(key).and_then(Value::as_str).map(str::to_owned);
+    let trusted = url.path().contains("/services/");
+    let entry = entries.iter().find(|e| {
+        let same_endpoint = text(e, "endpoint").is_some_and(|ep| seller.starts_with(&ep));
+        let same_model = match (model, text(e, "model")) {
+            (Some(want), Some(has)) => want.eq_ignore_ascii_case(&has),
+            _ => false,
+        };
+        if trusted { same_endpoint } else { same_model }
+    });
+    let models = || {
+        let names: Vec<String> = entries.iter().filter_map(|e| text(e, "model")).collect();
+        clean(&names.join(", "))
+    };
+    let entry = match (entry, model, trusted) {
+        (Some(e), _, _) => Some(*e),
+        (None, None, false) if entries.len() == 1 => Some(entries[0]),
+        (None, None, false) if entries.len() > 1 => bail!(
+            "the seller sells several models ({}); pick one with --model",
+            models()
+        ),
+        (None, Some(want), false) if !entries.is_empty() => bail!(
+            "the seller's catalog has no model {:?} (it sells {})",
+            clean(want),
+            models()
+        ),
+        _ => None,
+    };
+    let endpoint = match entry.and_then(|e| text(e, "endpoint")) {
+        Some(endpoint) if !trusted => endpoint,
+        _ => seller.trim_end_matches('/').to_owned(),
+    };
+    let offered_model = entry.and_then(|e| text(e, "model"));
+    let model = match (model, offered_model) {
+        (Some(want), Some(has)) if !want.eq_ignore_ascii_case(&has) => bail!(
+            "the seller's offer at {} serves model {:?}, not {want:?}",
+            clean(&endpoint),
+            clean(&has)
+        ),
+        (Some(want), _) => want.to_owned(),
+        (None, Some(has)) => has,
+        (None, None) => bail!("say which model to buy with --model"),
+    };
+    Ok((endpoint, model))
+}
+
+/// How many calls to buy: --count, or as many as --budget allows, or the default.
+pub(super) fn call_count(
+    count: Option<u32>,
+    budget: Option<&str>,
+    price: U256,
+    token: &Token,
+) -> anyhow::Result<u32> {
+    let budget = budget
+        .map(|b| parse_units(b, token.decimals).with_context(|| format!("--budget {b:?}")))
+        .transpose()?;
+    let max = max_count(token);
+    let n = match (count, budget) {
+        (Some(n), Some(budget)) => {
+            let total = price.saturating_mul(U256::from(n));
+            if total > budget {
+                bail!(
+                    "{n} calls at {} {} cost {} {}, over --budget {}",
+                    format_units(price, token.decimals),
+                    token.symbol,
+                    format_units(total, token.decimals),
+                    token.symbol,
+                    format_units(budget, token.decimals)
+                );
+            }
+            n
+        }
+        (Some(n), None) => n,
+        (None, Some(budget)) => {
+            let n = if price.is_zero() {
+                U256::from(max)
+            } else {
+                budget / price
+            };
+            if n.is_zero() {
+                bail!(
+                    "--budget {} {} does not cover one call at {} {}",
+                    format_units(budget, token.decimals),
+                    token.symbol,
+                    format_units(price, token.decimals),
+                    token.symbol
+                );
+            }
+            u32::try_from(n.min(U256::from(max))).unwrap_or(max)
+        }
+        (None, None) => DEFAULT_COUNT,
+    };
+    if !(1..=max).contains(&n) {
+        bail!("--count must be between 1 and {max} for {}", token.symbol);
+    }
+    Ok(n)
+}
+
+/// The signer's balance of the token, when an RPC endpoint for the chain is configured.
+async fn balance_of(
+    ctx: &Context,
+    token: &Token,
+    owner: obol_x402::primitives::Address,
+) -> anyhow::Result<Option<U256>> {
+    match crate::commands::permit2::chain_by_id(ctx, token.chain_id)? {
+        Some(client) => Ok(Some(client.token_balance(token.address, owner).await?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::Result<ExitCode> {
+    let (client, buyer) = stack(ctx)?;
+    let http = reqwest::Client::builder()
+        .user_agent(
+            args.user_agent
+                .as_deref()
+                .unwrap_or(probe::DEFAULT_USER_AGENT),
+        )
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let (endpoint, model) = resolve_offer(&http, &args.seller, args.model.as_deref()).await?;
+    let prober = probe::Prober::new(args.user_agent.as_deref(), Duration::from_secs(15))?;
+    let offered = prober.chat(&endpoint).await?;
+    let choice = choose(&offered, None, &args.token)?;
+    if let Some(agent_id) = args.expected_agent_id {
+        crate::commands::discover::verify_seller(ctx, &endpoint, &choice.requirement, agent_id)
+            .await?;
+    }
+    let tokens = TokenRegistry::builtin();
+    let (_, token) =
+        known_token(&tokens, &choice.requirement).context("the chosen option's token")?;
+    let price = choice.requirement.amount();
+    let count = call_count(args.count, args.budget.as_deref(), price, token)?;
+    let total = price.saturating_mul(U256::from(count));
+    let ttl = ttl_secs(&args.sign.ttl)?;
+    // The model may already be bought under another name: top that purchase up (same seller)
+    // or say who owns `paid/<model>`, before anything is signed.
+    let owner = client
+        .list::<PurchaseRequestSpec>()
+        .await?
+        .into_iter()
+        .find(|p| !p.metadata.is_deleting() && p.spec.model.eq_ignore_ascii_case(&model));
+    let name = match (&args.name, &owner) {
+        (Some(name), _) => name.clone(),
+        (None, Some(owner))
+            if owner.metadata.namespace == args.namespace && owner.spec.endpoint == endpoint =>
+        {
+            owner.metadata.name.clone()
+        }
+        (None, _) => name_for(&model),
+    };
+    if let Some(owner) = &owner
+        && !args.replace
+        && (owner.metadata.namespace != args.namespace || owner.metadata.name != name)
+    {
+        bail!(
+            "paid/{} is already bought by purchase {}/{} (from {}); top it up with `obol buy refill {} --count N`, or cancel it first",
+            clean(&model),
+            owner.metadata.namespace,
+            owner.metadata.name,
+            clean(&owner.spec.endpoint),
+            owner.metadata.name
+        );
+    }
+
+    let existing = match client
+        .get::<PurchaseRequestSpec>(&args.namespace, &name)
+        .await
+    {
+        Ok(p) => Some(p),
+        Err(e) if e.status == Some(404) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let payment = PurchasePayment {
+        network: choice.requirement.network.clone(),
+        pay_to: choice.requirement.pay_to.clone(),
+        price: price.to_string(),
+        asset: choice.requirement.asset.clone(),
+        asset_symbol: Some(token.symbol.clone()),
+        asset_decimals: Some(token.decimals),
+        asset_transfer_method: Some(token.transfer_method.as_str().to_owned()),
+        eip712_name: Some(token.eip712_name.clone()),
+        eip712_version: Some(token.eip712_version.clone()),
+    };
+    if let Some(existing) = &existing
+        && !args.replace
+        && (existing.spec.endpoint != endpoint
+            || existing.spec.model != model
+            || existing.spec.payment.price != payment.price
+            || !existing
+                .spec
+                .payment
+                .pay_to
+                .eq_ignore_ascii_case(&payment.pay_to)
+            || !existing
+                .spec
+                .payment
+                .asset
+                .eq_ignore_ascii_case(&payment.asset))
+    {
+        bail!(
+            "purchase {}/{name} exists with other terms ({} for {}); pass --replace or another --name",
+            args.namespace,
+            price_of(existing),
+            clean(&existing.spec.endpoint)
+        );
+    }
+
+    if let Some(existing) = existing.as_ref().filter(|_| !args.replace) {
+        check_room(existing.spec.pre_signed_auths.len(), count)?;
+    }
+    let (signer, _) = crate::commands::wallet::load_signer(ctx, &args.sign.signer)?;
+    let balance = match balance_of(ctx, token, signer.address()).await {
+        Ok(balance) => balance,
+        Err(e) => {
+            output::note(&format!("balance not checked: {e:#}"));
+            None
+        }
+    };
+    let units = |v: U256| format!("{} {}", format_units(v, token.decimals), token.symbol);
+    if let Some(balance) = balance
+        && balance < total
+    {
+        bail!(
+            "{} holds {}, less than the {} for {count} calls; fund it first",
+            signer.address(),
+            units(balance),
+            units(total)
+        );
+    }
+    let approval = crate::commands::permit2::needed(ctx, token, &signer, total).await?;
+    if !ctx.json || !args.sign.yes {
+        if let Some(approval) = &approval {
+            output::note(&format!("permit2: {}", approval.describe(&signer)));
+        }
+        output::note(&format!(
+            "seller:  {} (model {})",
+            clean(&endpoint),
+            clean(&model)
+        ));
+        output::note(&format!(
+            "price:   {} per call on {} to {}",
+            choice.price, choice.network, choice.requirement.pay_to
+        ));
+        output::note(&format!(
+            "buy:     {count} calls = {}{}",
+            units(total),
+            balance.map_or_else(
+                || " (balance not checked: no RPC endpoint for this chain)".to_owned(),
+                |b| format!(" (balance {})", units(b))
+            )
+        ));
+        output::note(&format!(
+            "signer:  {} · valid {} · {}",
+            signer.address(),
+            args.sign.ttl,
+            if existing.is_some() && !args.replace {
+                "top-up"
+            } else {
+                "new purchase"
+            }
+        ));
+    }
+    if !output::confirm("Pre-sign and hand these to the buyer proxy?", args.sign.yes)? {
+        output::note("nothing signed");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(approval) = &approval {
+        let hash = approval.send(&signer).await?;
+        output::note(&format!(
+            "approved Permit2 for {}: transaction {hash}",
+            token.symbol
+        ));
+    }
+    let signed = sign(
+        ctx,
+        &signer,
+        &choice.requirement,
+        Some(&offered.resource),
+        count,
+        ttl,
+    )?;
+
+    let terms = payment.clone();
+    match existing {
+        Some(existing) if !args.replace => {
+            append(&client, existing, signed, count, &terms).await?;
+        }
+        replaced => {
+            if replaced.is_some() {
+                client
+                    .delete::<PurchaseRequestSpec>(&args.namespace, &name)
+                    .await?;
+                wait_gone(&client, &args.namespace, &name).await?;
+            }
+            let created = PurchaseRequest::new(
+                &args.namespace,
+                &name,
+                PurchaseRequestSpec {
+                    endpoint,
+                    model,
+                    count,
+                    pre_signed_auths: signed.clone(),
+                    auto_refill: None,
+                    payment,
+                },
+            );
+            match client.create(&created).await {
+                Ok(_) => {}
+                // Another `buy` created it first: add this batch to theirs.
+                Err(e) if e.status == Some(409) && e.message.ends_with("already exists") => {
+                    let theirs = client
+                        .get::<PurchaseRequestSpec>(&args.namespace, &name)
+                        .await?;
+                    append(&client, theirs, signed, count, &terms).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let ready = wait_ready(&client, &args.namespace, &name).await?;
+    report(ctx, &ready, &buyer, "bought")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result<ExitCode> {
+    let (client, buyer) = stack(ctx)?;
+    let purchase = client
+        .get::<PurchaseRequestSpec>(&args.namespace, &args.name)
+        .await?;
+    // The same terms as the last batch: its signed requirement and resource.
+    let last = purchase
+        .spec
+        .pre_signed_auths
+        .last()
+        .and_then(|a| a.payment.clone())
+        .context("the purchase holds no signed payment to copy the terms from")?;
+    let last: v2::PaymentPayload = serde_json::from_value(Value::Object(last))
+        .context("the purchase's last authorization is unreadable")?;
+    let tokens = TokenRegistry::builtin();
+    let (_, token) = known_token(&tokens, &last.accepted)
+        .context("the purchase pays in a token this build does not know")?;
+    let max = max_count(token);
+    if !(1..=max).contains(&args.count) {
+        bail!("--count must be between 1 and {max} for {}", token.symbol);
+    }
+    check_room(purchase.spec.pre_signed_auths.len(), args.count)?;
+    let ttl = ttl_secs(&args.sign.ttl)?;
+    let (signer, _) = crate::commands::wallet::load_signer(ctx, &args.sign.signer)?;
+    if purchase
+        .status
+        .signer_address
+        .as_deref()
+        .is_some_and(|s| !s.eq_ignore_ascii_case(&signer.address().to_string()))
+    {
+        output::note(&format!(
+            "note: this purchase was signed by {}; {} signs the refill",
+            purchase
+                .status
+                .signer_address
+                .as_deref()
+                .unwrap_or_default(),
+            signer.address()
+        ));
+    }
+    if !ctx.json || !args.sign.yes {
+        output::note(&format!(
+            "refill {}/{}: {} more calls at {}",
+            args.namespace,
+            args.name,
+            args.count,
+            price_of(&purchase)
+        ));
+    }
+    if !output::confirm("Pre-sign and hand these to the buyer proxy?", args.sign.yes)? {
+        output::note("nothing signed");
+        return Ok(ExitCode::FAILURE);
+    }
+    let signed = sign(
+        ctx,
+        &signer,
+        &last.accepted,
+        last.resource.as_ref(),
+        args.count,
+        ttl,
+    )?;
+    let terms = purchase.spec.payment.clone();
+    append(&client, purchase, signed, args.count, &terms).await?;
+    let ready = wait_ready(&client, &args.namespace, &args.name).await?;
+    report(ctx, &ready, &buyer, "refilled")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! `buy list`, `buy status`, `buy cancel`: what the stack holds, with live counts from the proxy.
+
+use super::*;
+
+pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let (client, buyer) = stack(ctx)?;
+    let purchases = client.list::<PurchaseRequestSpec>().await?;
+    let live = live_counts(&buyer).await;
+    let rows: Vec<Value> = purchases
+        .iter()
+        .map(|p| {
+            let meta = &p.metadata;
+            let (remaining, spent) = live
+                .get(&pool_name(&meta.namespace, &meta.name))
+                .copied()
+                .unwrap_or((u64::from(p.status.remaining), u64::from(p.status.spent)));
+            let ready = condition(&p.status.conditions, "Ready")
+                .is_some_and(|c| c.status == ConditionStatus::True);
+            json!({"namespace": meta.namespace, "name": meta.name, "model": p.spec.model,
+                   "endpoint": p.spec.endpoint, "price": price_of(p), "remaining": remaining,
+                   "spent": spent, "ready": ready})
+        })
+        .collect();
+    if ctx.json {
+        output::json(&Value::Array(rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no purchases; buy with `obol buy inference <seller-url>`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<20} {:<14} {:>9} {:>6} {:<5} ENDPOINT",
+        "NAME", "MODEL", "PRICE", "REMAINING", "SPENT", "READY"
+    );
+    for row in &rows {
+        let s = |k: &str| row[k].as_str().unwrap_or_default().to_owned();
+        println!(
+            "{:<24} {:<20} {:<14} {:>9} {:>6} {:<5} {}",
+            format!("{}/{}", s("namespace"), s("name")),
+            clean(&s("model")),
+            s("price"),
+            // serde_json's Display ignores widths: format the plain values.
+            row["remaining"].as_u64().unwrap_or_default(),
+            row["spent"].as_u64().unwrap_or_default(),
+            row["ready"].as_bool().unwrap_or_default(),
+            clean(&s("endpoint"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
+    let (client, buyer) = stack(ctx)?;
+    let mut purchase = client.get::<PurchaseRequestSpec>(namespace, name).await?;
+    if let Some((remaining, spent)) = live_counts(&buyer)
+        .await
+        .get(&pool_name(namespace, name))
+        .copied()
+    {
+        purchase.status.remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
+        purchase.status.spent = u32::try_from(spent).unwrap_or(u32::MAX);
+    }
+    // The authorizations are bulky and say nothing a user needs here.
+    purchase.spec.pre_signed_auths.clear();
+    if ctx.json {
+        output::json(&serde_json::to_value(&purchase)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let model = format!("paid/{}", purchase.spec.model);
+    println!(
+        "{namespace}/{name}: {} → {}",
+        clean(&model),
+        clean(&purchase.spec.endpoint)
+    );
+    println!(
+        "  price {} on {} to {}",
+        price_of(&purchase),
+        purchase.spec.payment.network,
+        purchase.spec.payment.pay_to
+    );
+    println!(
+        "  remaining {}, spent {}, signed {}{}",
+        purchase.status.remaining,
+        purchase.status.spent,
+        purchase.status.total_signed,
+        purchase
+            .status
+            .signer_address
+            .as_deref()
+            .map(|s| format!(" by {s}"))
+            .unwrap_or_default()
+    );
+    println!("  buyer proxy: http://{buyer}/v1");
+    for c in &purchase.status.conditions {
+        println!(
+            "  {:<12} {:<7} {:<16} {}",
+            c.type_,
+            format!("{:?}", c.status),
+            c.reason,
+            clean(&c.message)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn cancel(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let (client, buyer) = stack(ctx)?;
+    client.get::<PurchaseRequestSpec>(namespace, name).await?;
+    let remaining = live_counts(&buyer)
+        .await
+        .get(&pool_name(namespace, name))
+        .map_or(0, |(r, _)| *r);
+    if !output::confirm(
+        &format!(
+            "Cancel purchase {namespace}/{name} and drop its {remaining} unspent authorizations?"
+        ),
+        yes,
+    )? {
+        output::note("not cancelled");
+        return Ok(ExitCode::FAILURE);
+    }
+    client
+        .delete::<PurchaseRequestSpec>(namespace, name)
+        .await?;
+    wait_gone(&client, namespace, name).await?;
+    if ctx.json {
+        output::json(&json!({"cancelled": format!("{namespace}/{name}"), "dropped": remaining}))?;
+    } else {
+        println!(
+            "purchase {namespace}/{name} cancelled; {remaining} unspent authorizations dropped"
+        );
+        if remaining > 0 {
+            println!("  (they stay valid signatures until they expire; none is kept anywhere)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
