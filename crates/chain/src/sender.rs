@@ -35,6 +35,7 @@ use alloy::providers::{Identity, Provider, ProviderBuilder, RootProvider, Sendab
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall as _;
 use alloy::transports::{RpcError, TransportErrorKind};
+use obol_config::text::printable;
 use obol_x402::LocalSigner;
 use tokio::sync::Mutex;
 
@@ -318,25 +319,6 @@ fn classify(error: &RpcError<TransportErrorKind>) -> SendError {
         },
         other => SendError::Infra(printable(&other.to_string(), MAX_MESSAGE_CHARS)),
     }
-}
-
-/// Untrusted text made safe for a terminal: control characters and bidirectional overrides
-/// escaped (`\n`, `\u{1b}`), at most `max` characters (then `…`).
-fn printable(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count >= max {
-            out.push('…');
-            break;
-        }
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

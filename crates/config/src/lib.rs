@@ -2,13 +2,14 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`env`] | every environment variable the stack reads, as documented constants |
+//! | [`env`](mod@env) | every environment variable the stack reads, as documented constants |
 //! | [`errors`] | error-chain formatting |
 //! | [`paths`] | the config, data and state directories |
 //! | [`fs`] | private (0600) atomic file writes and 0700 directories |
 //! | [`networks`] | the per-chain RPC endpoint list (`<config>/networks.json`) |
 //! | [`public_url`] | the public base URL buyers reach the stack at |
 //! | [`stack`] | the stack settings file (`<config>/stack.json`) |
+//! | [`text`] | untrusted text made safe to print (control and bidi characters escaped) |
 //! | [`time`] | RFC 3339 timestamps |
 
 pub mod env;
@@ -18,6 +19,7 @@ pub mod networks;
 pub mod paths;
 pub mod public_url;
 pub mod stack;
+pub mod text;
 pub mod time;
 
 pub use networks::{ChainEndpoints, Endpoint, NetworksFile};

@@ -229,25 +229,5 @@ impl Erc8004Error {
     }
 }
 
-/// An untrusted string made safe for messages and logs: control characters and quotes escaped,
-/// at most `max` characters (then `…`).
-pub fn printable(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count >= max {
-            out.push('…');
-            break;
-        }
-        out.extend(c.escape_debug());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn printable_escapes_and_truncates() {
-        assert_eq!(super::printable("a\nb\u{1b}[31m", 100), "a\\nb\\u{1b}[31m");
-        assert_eq!(super::printable("abcdef", 3), "abc…");
-    }
-}
+/// Untrusted text made safe to print: see [`obol_config::text::printable`].
+pub use obol_config::text::printable;

@@ -107,15 +107,7 @@ const MAX_VALIDITY_SECS: u64 = 3600;
 /// Seller-supplied text made safe for a terminal: control characters (ANSI escapes, newlines)
 /// are shown escaped, never interpreted.
 pub(super) fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    obol_config::text::printable(text, usize::MAX)
 }
 
 /// The option to pay and its human price, or why none is acceptable.
