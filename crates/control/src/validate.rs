@@ -48,7 +48,8 @@ fn verdict(kind: &'static str, errors: Vec<FieldError>) -> Result<(), Validation
     }
 }
 
-fn is_address(text: &str) -> bool {
+/// `0x` followed by 40 hex digits (any case).
+pub fn is_address(text: &str) -> bool {
     text.len() == 42 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 

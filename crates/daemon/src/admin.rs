@@ -74,14 +74,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn store_error(e: &StoreError) -> Response {
-    let status = match e {
-        StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-        StoreError::Deleting { .. } | StoreError::Conflict { .. } | StoreError::Exists { .. } => {
-            StatusCode::CONFLICT
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    let (status, reason) = match e {
+        StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
+        StoreError::Deleting { .. } => (StatusCode::CONFLICT, "Deleting"),
+        StoreError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+        StoreError::Exists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
     };
-    error(status, e.to_string())
+    (
+        status,
+        axum::Json(json!({"error": e.to_string(), "reason": reason})),
+    )
+        .into_response()
 }
 
 fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
@@ -294,6 +298,30 @@ pub struct AdminError {
     pub status: Option<u16>,
     /// What went wrong.
     pub message: String,
+    /// The store's reason, when a store refusal caused it (`NotFound`, `Conflict`,
+    /// `AlreadyExists`, `Deleting`).
+    pub reason: Option<String>,
+}
+
+impl AdminError {
+    fn is(&self, reason: &str) -> bool {
+        self.reason.as_deref() == Some(reason)
+    }
+
+    /// The object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404)
+    }
+
+    /// The update was read at another generation (read again and retry).
+    pub fn is_stale(&self) -> bool {
+        self.is("Conflict")
+    }
+
+    /// A create-only apply found the object there.
+    pub fn is_already_exists(&self) -> bool {
+        self.is("AlreadyExists")
+    }
 }
 
 /// A client of the admin API (used by the CLI).
@@ -337,22 +365,26 @@ impl AdminClient {
                 self.base,
                 e.without_url()
             ),
+            reason: None,
         })?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or(text);
+            let body = serde_json::from_str::<serde_json::Value>(&text).ok();
+            let field = |name: &str| {
+                body.as_ref()
+                    .and_then(|v| v.get(name)?.as_str().map(str::to_owned))
+            };
             return Err(AdminError {
                 status: Some(status),
-                message,
+                message: field("error").unwrap_or(text),
+                reason: field("reason"),
             });
         }
         serde_json::from_str(&text).map_err(|e| AdminError {
             status: Some(status),
             message: format!("unexpected answer from the daemon: {e}"),
+            reason: None,
         })
     }
 

@@ -113,6 +113,8 @@ pub(super) fn clean(text: &str) -> String {
 /// The option to pay and its human price, or why none is acceptable.
 pub(super) struct Choice {
     pub(super) requirement: v2::PaymentRequirements,
+    /// The token it pays in.
+    pub(super) token: Token,
     pub(super) price: String,
     pub(super) network: &'static str,
 }
@@ -171,6 +173,7 @@ pub(super) fn choose(
         } else {
             return Ok(Choice {
                 requirement: requirement.clone(),
+                token: token.clone(),
                 price,
                 network: known.name,
             });
@@ -249,10 +252,9 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
     let offered = probe::read_offer(first, &args.url).await?;
     let choice = choose(&offered, Some(&args.max_amount), &args.token)?;
     let (signer, _) = super::wallet::load_signer(ctx, &args.signer)?;
-    let tokens = TokenRegistry::builtin();
-    if let Some((_, token)) = known_token(&tokens, &choice.requirement)
-        && let Some(approval) =
-            super::permit2::needed(ctx, token, &signer, choice.requirement.amount()).await?
+    let token = &choice.token;
+    if let Some(approval) =
+        super::permit2::needed(ctx, token, &signer, choice.requirement.amount()).await?
     {
         output::note(&format!("permit2: {}", approval.describe(&signer)));
         if !output::confirm("Send the approval?", args.yes)? {

@@ -48,15 +48,6 @@ fn read_state(ctx: &Context) -> anyhow::Result<Option<DevnetState>> {
     }
 }
 
-/// Whether a process with this id exists (signal 0).
-fn alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 pub(crate) async fn run(ctx: &Context, command: DevnetCommand) -> anyhow::Result<ExitCode> {
     match command {
         DevnetCommand::Up => up(ctx).await,
@@ -67,7 +58,7 @@ pub(crate) async fn run(ctx: &Context, command: DevnetCommand) -> anyhow::Result
 
 async fn up(ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(state) = read_state(ctx)?
-        && alive(state.pid)
+        && super::stack::alive(state.pid)
     {
         report(ctx, &state, "already running")?;
         return Ok(ExitCode::SUCCESS);
@@ -144,7 +135,7 @@ async fn stop(pid: u32) {
     };
     signal("-TERM");
     for _ in 0..100 {
-        if !alive(pid) {
+        if !super::stack::alive(pid) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -161,7 +152,7 @@ async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if alive(state.pid) {
+    if super::stack::alive(state.pid) {
         stop(state.pid).await;
     }
     let _ = std::fs::remove_file(state_file(ctx));
@@ -179,7 +170,7 @@ async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let state = read_state(ctx)?.filter(|s| alive(s.pid));
+    let state = read_state(ctx)?.filter(|s| super::stack::alive(s.pid));
     let Some(state) = state else {
         if ctx.json {
             output::json(&json!({"running": false}))?;

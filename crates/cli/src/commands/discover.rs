@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use obol_config::NetworksFile;
 use obol_erc8004::document::{RegistrationDocument, WELL_KNOWN_PATH};
 use obol_erc8004::{
     AddressPolicy, DiscoveredAgent, Discovery, DocumentFetcher, Erc8004Error, IdentityClient,
@@ -94,16 +93,6 @@ fn covers(service: &str, endpoint: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
 }
 
-/// A chain client for `chain_id` from the networks file (the first chain configured with it).
-fn client_for(ctx: &Context, chain_id: u64) -> anyhow::Result<Option<obol_chain::ChainClient>> {
-    let file = NetworksFile::load(&ctx.paths.networks_file())?;
-    file.chains
-        .iter()
-        .find(|(_, c)| c.chain_id == chain_id)
-        .map(|(name, endpoints)| Ok(obol_chain::ChainClient::connect(name, endpoints)?))
-        .transpose()
-}
-
 /// Refuses (before anything is signed) unless the seller at `endpoint` is ERC-8004 agent
 /// `agent_id` on the chain `requirement` is priced on: its well-known document (under the
 /// endpoint's base, [`seller_base`]) lists that agent in the chain's registry and advertises
@@ -157,7 +146,7 @@ pub(super) async fn verify_seller(
             printable(endpoint, 120)
         )));
     }
-    let chain = client_for(ctx, chain_id)?.ok_or_else(|| {
+    let chain = super::permit2::chain_by_id(ctx, chain_id)?.ok_or_else(|| {
         refuse(format!(
             "cannot read agent {agent_id} on-chain: no RPC endpoint for chain id {chain_id} (`obol network add …`)"
         ))
@@ -260,11 +249,6 @@ fn offers_of(agent: &DiscoveredAgent, catalogs: &BTreeMap<String, Catalog>) -> V
         .collect()
 }
 
-/// An agent id as JSON: a number when it fits, else a decimal string.
-fn agent_id_json(id: U256) -> Value {
-    u64::try_from(id).map_or_else(|_| json!(id.to_string()), |n| json!(n))
-}
-
 /// Why an agent's document was not read: `timedOut`, `nonPublic` or `unreadable`.
 fn skip_reason(error: &Erc8004Error) -> &'static str {
     match error {
@@ -322,7 +306,7 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
         .iter()
         .map(|a| {
             json!({
-                "agentId": agent_id_json(a.agent.agent_id),
+                "agentId": super::identity::agent_id_json(a.agent.agent_id),
                 "owner": a.agent.owner.to_checksum(None),
                 "agentUri": a.agent.uri,
                 "name": a.document.name,
@@ -336,7 +320,7 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
         .iter()
         .map(|(agent, error)| {
             json!({
-                "agentId": agent_id_json(agent.agent_id),
+                "agentId": super::identity::agent_id_json(agent.agent_id),
                 "owner": agent.owner.to_checksum(None),
                 "agentUri": agent.uri,
                 "reason": skip_reason(error),

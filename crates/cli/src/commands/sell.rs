@@ -423,10 +423,7 @@ fn pricing(
     let path = ctx.paths.stack_file();
     let mut settings = StackFile::load(&path)?;
     if let Some(pay_to) = pay_to {
-        let valid = pay_to.len() == 42
-            && pay_to.starts_with("0x")
-            && pay_to[2..].bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid {
+        if !obol_control::validate::is_address(pay_to) {
             anyhow::bail!("--pay-to {pay_to:?} must be 0x followed by 40 hex digits");
         }
         settings.default_pay_to = Some(pay_to.to_owned());

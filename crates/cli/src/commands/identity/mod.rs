@@ -19,7 +19,7 @@ mod records;
 mod register;
 
 pub(super) use auto::{AutoRegistration, auto_register};
-pub(super) use register::{Effort, SpecUpdate, register, register_on};
+pub(super) use register::{Effort, SpecUpdate, agent_id_json, register, register_on};
 
 use std::process::ExitCode;
 
@@ -56,7 +56,7 @@ async fn load_identity(client: &AdminClient) -> anyhow::Result<AgentIdentity> {
         .await
     {
         Ok(identity) => Ok(identity),
-        Err(e) if e.status == Some(404) => Ok(default_identity()),
+        Err(e) if e.is_not_found() => Ok(default_identity()),
         Err(e) => Err(e.into()),
     }
 }

@@ -96,7 +96,7 @@ impl Registered {
 }
 
 /// An agent id as JSON: a number when it fits, else a decimal string.
-fn agent_id_json(id: U256) -> Value {
+pub(in crate::commands) fn agent_id_json(id: U256) -> Value {
     u64::try_from(id).map_or_else(|_| json!(id.to_string()), |n| json!(n))
 }
 

@@ -167,9 +167,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
         crate::commands::discover::verify_seller(ctx, &endpoint, &choice.requirement, agent_id)
             .await?;
     }
-    let tokens = TokenRegistry::builtin();
-    let (_, token) =
-        known_token(&tokens, &choice.requirement).context("the chosen option's token")?;
+    let token = &choice.token;
     let price = choice.requirement.amount();
     let count = call_count(args.count, args.budget.as_deref(), price, token)?;
     let total = price.saturating_mul(U256::from(count));
@@ -209,7 +207,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
         .await
     {
         Ok(p) => Some(p),
-        Err(e) if e.status == Some(404) => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
     };
     let payment = PurchasePayment {
@@ -349,7 +347,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
             match client.create(&created).await {
                 Ok(_) => {}
                 // Another `buy` created it first: add this batch to theirs.
-                Err(e) if e.status == Some(409) && e.message.ends_with("already exists") => {
+                Err(e) if e.is_already_exists() => {
                     let theirs = client
                         .get::<PurchaseRequestSpec>(&args.namespace, &name)
                         .await?;

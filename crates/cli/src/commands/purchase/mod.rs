@@ -272,7 +272,7 @@ async fn append(
         next.spec.pre_signed_auths.extend(signed.iter().cloned());
         match client.apply(&next).await {
             Ok(_) => return Ok(()),
-            Err(e) if e.status == Some(409) && e.message.contains("changed since it was read") => {
+            Err(e) if e.is_stale() => {
                 let meta = &purchase.metadata;
                 purchase = client
                     .get::<PurchaseRequestSpec>(&meta.namespace, &meta.name)
@@ -293,7 +293,7 @@ async fn wait_gone(
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match client.get::<PurchaseRequestSpec>(namespace, name).await {
-            Err(e) if e.status == Some(404) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e.into()),
             Ok(_) if Instant::now() > deadline => {
                 bail!("purchase {namespace}/{name} is still being deleted")
