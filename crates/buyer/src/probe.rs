@@ -109,8 +109,7 @@ pub fn payment_header(
 ) -> Result<(&'static str, String), HeaderError> {
     if version == 1 {
         let accepted = &payment.accepted;
-        let legacy = network::resolve(&accepted.network)
-            .map_or_else(|_| accepted.network.clone(), |n| n.name.to_owned());
+        let legacy = network::legacy_name(&accepted.network);
         let v1 = v1::PaymentPayload {
             x402_version: X402Version,
             scheme: accepted.scheme.clone(),

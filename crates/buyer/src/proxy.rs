@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -33,6 +33,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::metrics::{self, Counter};
 use crate::pool::{AuthPool, PoolCounts, PoolError};
+use obol_x402::header::{PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
+
 use crate::probe::{self, DEFAULT_USER_AGENT, Offered, payment_header};
 
 /// The largest request body accepted from the agent.
@@ -450,9 +452,7 @@ impl BuyerProxy {
         pool: &str,
         offered: Offered,
     ) -> Result<(crate::pool::Held, (&'static str, HeaderValue)), BuyError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = obol_config::time::unix_now();
         let (auths, pool) = (self.pool.clone(), pool.to_owned());
         let version = offered.version;
         let held = tokio::task::spawn_blocking(move || {
@@ -642,7 +642,7 @@ async fn metrics_text(State(proxy): State<Arc<BuyerProxy>>) -> Response {
 
 /// Whether the answer carries a receipt header at all.
 fn has_receipt(headers: &reqwest::header::HeaderMap) -> bool {
-    headers.contains_key("payment-response") || headers.contains_key("x-payment-response")
+    headers.contains_key(PAYMENT_RESPONSE) || headers.contains_key(X_PAYMENT_RESPONSE)
 }
 
 /// Whether the answer carries a successful receipt; event streams report theirs in trailers,
@@ -653,7 +653,7 @@ fn settled(headers: &reqwest::header::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     event_stream
-        || ["payment-response", "x-payment-response"]
+        || [PAYMENT_RESPONSE, X_PAYMENT_RESPONSE]
             .iter()
             .filter_map(|name| headers.get(*name)?.to_str().ok())
             .filter_map(|v| obol_x402::header::decode::<obol_x402::wire::SettleResponse>(v).ok())

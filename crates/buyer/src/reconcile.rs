@@ -175,8 +175,7 @@ impl PurchaseReconciler {
                 model: served(&p).0.to_owned(),
                 pool: pool_name(&p.metadata.namespace, &p.metadata.name),
                 base: service_base(served(&p).1).to_owned(),
-                chain: network::resolve(&p.spec.payment.network)
-                    .map_or_else(|_| p.spec.payment.network.clone(), |n| n.name.to_owned()),
+                chain: network::legacy_name(&p.spec.payment.network),
             });
         }
         let count = purchases.len();

@@ -202,13 +202,7 @@ impl DocumentFetcher {
                 uri: printable(url, URI_CHARS),
             }
         } else {
-            let mut reason = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                reason.push_str(": ");
-                reason.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let reason = obol_config::errors::chain(&error);
             Erc8004Error::Fetch {
                 uri: printable(url, URI_CHARS),
                 reason: printable(&reason, 200),

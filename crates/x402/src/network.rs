@@ -290,6 +290,12 @@ pub fn normalize(input: &str) -> String {
     }
 }
 
+/// The legacy (v1) name of a network: `eip155:84532` → `base-sepolia`; an unknown one comes
+/// back unchanged.
+pub fn legacy_name(input: &str) -> String {
+    resolve(input).map_or_else(|_| input.to_owned(), |n| n.name.to_owned())
+}
+
 /// True when two names denote the same network (`base` ≡ `eip155:8453` ≡ `base-mainnet`).
 pub fn same_network(a: &str, b: &str) -> bool {
     normalize(a).eq_ignore_ascii_case(&normalize(b))

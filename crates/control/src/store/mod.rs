@@ -233,22 +233,29 @@ pub trait Store: Send + Sync {
 }
 
 fn decode<S: Spec>(raw: RawObject) -> Result<Object<S>, StoreError> {
+    let RawObject {
+        kind,
+        metadata,
+        spec,
+        status,
+    } = raw;
+    // Moved, not cloned: a purchase's spec can carry thousands of authorizations.
     let corrupt = |message: String| StoreError::Corrupt {
-        kind: raw.kind.clone(),
-        namespace: raw.metadata.namespace.clone(),
-        name: raw.metadata.name.clone(),
+        kind: kind.clone(),
+        namespace: metadata.namespace.clone(),
+        name: metadata.name.clone(),
         message,
     };
-    let spec: S = serde_json::from_value(raw.spec.clone()).map_err(|e| corrupt(e.to_string()))?;
-    let status: S::Status = if raw.status.is_null() {
+    let spec: S = serde_json::from_value(spec).map_err(|e| corrupt(e.to_string()))?;
+    let status: S::Status = if status.is_null() {
         S::Status::default()
     } else {
-        serde_json::from_value(raw.status.clone()).map_err(|e| corrupt(e.to_string()))?
+        serde_json::from_value(status).map_err(|e| corrupt(e.to_string()))?
     };
     Ok(Object {
         api_version: API_VERSION.to_owned(),
-        kind: raw.kind,
-        metadata: raw.metadata,
+        kind,
+        metadata,
         spec,
         status,
     })

@@ -13,13 +13,14 @@ mod permit2;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use alloy::providers::Provider as _;
 use alloy::transports::RpcError;
 use async_trait::async_trait;
 use obol_chain::ChainClient;
+use obol_config::time::unix_now as now;
 use obol_x402::LocalSigner;
 use obol_x402::network;
 use obol_x402::wire::{
@@ -97,12 +98,6 @@ impl std::fmt::Debug for EvmFacilitator {
             .field("chains", &chains)
             .finish_non_exhaustive()
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl EvmFacilitator {

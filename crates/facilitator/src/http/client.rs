@@ -141,12 +141,17 @@ impl RemoteFacilitator {
             .map_err(|e| self.error(Some(status), format!("reading the answer: {e}"), true))?;
         let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
         let is_answer = parsed.as_ref().is_some_and(|v| v.get(answer_key).is_some());
-        match status {
-            200..=299 | 400 | 412 | 500 if is_answer || (200..300).contains(&status) => {
-                serde_json::from_slice(&bytes)
+        match (status, parsed) {
+            (200..=299 | 400 | 412 | 500, Some(parsed))
+                if is_answer || (200..300).contains(&status) =>
+            {
+                serde_json::from_value(parsed)
                     .map_err(|e| self.error(Some(status), format!("unexpected answer: {e}"), false))
             }
-            502..=504 => Err(self.error(
+            // Not JSON at all: the parser's own message (the only path that parses twice).
+            (200..=299, None) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.error(Some(status), format!("unexpected answer: {e}"), false)),
+            (502..=504, _) => Err(self.error(
                 Some(status),
                 format!("HTTP {status}: {}", excerpt(&bytes)),
                 true,
