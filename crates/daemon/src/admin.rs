@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use obol_control::identity::AgentIdentitySpec;
@@ -89,17 +89,7 @@ fn store_error(e: &StoreError) -> Response {
 }
 
 fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    presented.len() == state.token.len()
-        && presented
-            .bytes()
-            .zip(state.token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    obol_facilitator::http::server::bearer_matches(headers, &state.token)
 }
 
 /// A kind the admin API serves under `/v1/<PLURAL>`.
@@ -466,7 +456,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, header};
     use obol_control::SqliteStore;
     use obol_control::purchase::{PreSignedAuth, PurchasePayment, PurchaseRequest};
     use tower::ServiceExt as _;

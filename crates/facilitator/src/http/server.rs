@@ -96,9 +96,15 @@ pub async fn serve(
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.auth_token else {
-        return true;
-    };
+    state
+        .auth_token
+        .as_ref()
+        .is_none_or(|token| bearer_matches(headers, token))
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time). Shared
+/// by every bearer-protected service (this one, the daemon's admin API).
+pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
