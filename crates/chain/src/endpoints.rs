@@ -150,7 +150,16 @@ fn is_transient(error: &TransportError) -> bool {
     match error {
         // The node answered with a JSON-RPC error: the request itself is the problem.
         TransportError::ErrorResp(_) => false,
-        TransportError::Transport(TransportErrorKind::HttpError(http)) => {
+        TransportError::Transport(kind) => is_transient_transport(kind),
+        _ => true,
+    }
+}
+
+/// Whether a transport failure may pass on retry (or on another endpoint): anything but an HTTP
+/// answer other than 5xx, 408 or 429.
+pub fn is_transient_transport(kind: &TransportErrorKind) -> bool {
+    match kind {
+        TransportErrorKind::HttpError(http) => {
             http.status >= 500 || http.status == 408 || http.status == 429
         }
         _ => true,

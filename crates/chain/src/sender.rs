@@ -271,30 +271,44 @@ impl Sender {
 /// True when the node refused a send because the nonce is used, or in use by another
 /// transaction of this key (which may still be ours: [`Sender::send`] looks it up first).
 fn is_nonce_clash(error: &RpcError<TransportErrorKind>) -> bool {
-    node_message_contains(
-        error,
-        &[
-            "nonce too low",
-            "nonce has already been used",
-            "replacement transaction underpriced",
-            "replacement underpriced",
-        ],
-    )
+    node_message_contains(error, NONCE_USED)
+        || node_message_contains(
+            error,
+            &[
+                "replacement transaction underpriced",
+                "replacement underpriced",
+            ],
+        )
+}
+
+/// What nodes say when a nonce has been used already (lower case).
+const NONCE_USED: &[&str] = &["nonce too low", "nonce has already been used"];
+
+/// What nodes say when they already hold these very transaction bytes (lower case).
+const ALREADY_KNOWN: &[&str] = &[
+    "already known",
+    "alreadyknown",
+    "known transaction",
+    "already imported",
+];
+
+/// Whether a node's message says its nonce was used already ("nonce too low", …).
+pub fn says_nonce_used(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    NONCE_USED.iter().any(|needle| message.contains(needle))
+}
+
+/// Whether a node's message says it already holds this very transaction ("already known", …).
+pub fn says_already_known(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ALREADY_KNOWN.iter().any(|needle| message.contains(needle))
 }
 
 /// True when the node refused a send because it already has this very transaction (same
 /// hash): geth "already known", Besu "known transaction", OpenEthereum "already imported",
 /// Nethermind "AlreadyKnown".
 fn is_already_known(error: &RpcError<TransportErrorKind>) -> bool {
-    node_message_contains(
-        error,
-        &[
-            "already known",
-            "alreadyknown",
-            "known transaction",
-            "already imported",
-        ],
-    )
+    node_message_contains(error, ALREADY_KNOWN)
 }
 
 /// True when `error` is a node's answer whose message contains one of `needles` (lowercase).

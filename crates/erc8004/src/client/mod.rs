@@ -359,12 +359,7 @@ fn rpc_error(op: &'static str, error: &RpcError<TransportErrorKind>) -> Erc8004E
             if message.contains("allows writes") {
                 return Erc8004Error::NoWriteEndpoint { op, message };
             }
-            let transient = match kind {
-                TransportErrorKind::HttpError(http) => {
-                    http.status >= 500 || http.status == 408 || http.status == 429
-                }
-                _ => true,
-            };
+            let transient = obol_chain::endpoints::is_transient_transport(kind);
             Erc8004Error::Rpc {
                 op,
                 message,

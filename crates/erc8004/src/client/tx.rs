@@ -11,6 +11,9 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::transports::RpcError;
+use obol_chain::sender::{
+    says_already_known as is_already_known, says_nonce_used as is_nonce_used,
+};
 
 use super::{IdentityClient, Registration, rpc_error};
 use crate::{Erc8004Error, printable};
@@ -212,16 +215,6 @@ impl IdentityClient {
             tokio::time::sleep(self.poll).await;
         }
     }
-}
-
-fn is_already_known(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("already known") || m.contains("already imported") || m.contains("known transaction")
-}
-
-fn is_nonce_used(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("nonce too low") || m.contains("nonce has already been used")
 }
 
 #[cfg(test)]
