@@ -591,10 +591,7 @@ fn identity(
         detail,
         hint: None,
     };
-    let exact = verify
-        .payload()
-        .exact_evm()
-        .map_err(|e| invalid(e.to_string()))?;
+    let exact = verify.exact_evm().map_err(|e| invalid(e.to_string()))?;
     let chain_id = option
         .requirements
         .chain_id()

@@ -351,7 +351,6 @@ fn invalid_settle(request: &SettleRequest, invalid: &Invalid) -> SettleResponse 
         transaction: String::new(),
         network: request.requirements_v2().network,
         payer: request
-            .payload()
             .exact_evm()
             .ok()
             .map(|p| p.payer().to_checksum(None)),

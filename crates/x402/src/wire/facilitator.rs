@@ -43,6 +43,18 @@ impl VerifyRequest {
         }
     }
 
+    /// The payment as an `exact` EVM payload, read in place (no copy of the payment).
+    pub fn exact_evm(&self) -> Result<super::exact::ExactEvmPayload, super::FieldError> {
+        match self {
+            Self::V1 {
+                payment_payload, ..
+            } => payment_payload.exact_evm(),
+            Self::V2 {
+                payment_payload, ..
+            } => payment_payload.exact_evm(),
+        }
+    }
+
     /// The payment as a version-tagged [`PaymentPayload`].
     pub fn payload(&self) -> PaymentPayload {
         match self {
