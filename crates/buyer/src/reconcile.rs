@@ -130,7 +130,11 @@ impl Reconcile for PurchaseReconciler {
         self.store
             .patch_status::<PurchaseRequestSpec>(namespace, name, &status)
             .await?;
-        self.rebuild().await?;
+        // A loaded, served purchase changed nothing the proxy's table depends on: the periodic
+        // requeue (counts) need not list every purchase again.
+        if !loaded || !self.proxy.serves(&pool_name(namespace, name)) {
+            self.rebuild().await?;
+        }
         Ok(action)
     }
 }
