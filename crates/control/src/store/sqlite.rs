@@ -352,7 +352,7 @@ impl Store for SqliteStore {
         let stored = {
             let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = db.transaction().map_err(backend)?;
-            let current = fetch(&tx, kind, namespace, name)?
+            let mut current = fetch(&tx, kind, namespace, name)?
                 .ok_or_else(|| not_found(kind, namespace, name))?;
             if current.status == status {
                 return Ok(current);
@@ -363,10 +363,11 @@ impl Store for SqliteStore {
                 params![kind, namespace, name, json(&status)?, version],
             )
             .map_err(backend)?;
-            let stored = fetch(&tx, kind, namespace, name)?
-                .ok_or_else(|| not_found(kind, namespace, name))?;
             tx.commit().map_err(backend)?;
-            stored
+            // What was written, without reading the (possibly large) row back.
+            current.status = status;
+            current.metadata.resource_version = version;
+            current
         };
         self.emit(Event::Modified(stored.key()));
         Ok(stored)
