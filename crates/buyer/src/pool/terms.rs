@@ -9,13 +9,15 @@ use super::PoolError;
 
 /// The terms an authorization pays, as one comparable string: the EVM chain id (so any naming
 /// of the network matches), `payTo` and `asset` lower-cased, the scheme, the exact amount and
-/// `extra` with its keys sorted. `None` for a network without a known EVM chain id: such a
-/// requirement matches nothing.
+/// `extra` with its keys sorted. The chain id is read as validation reads it (any
+/// `eip155:<id>`, or a known name), so every purchase that validates can pay; `None` only for a
+/// network that is not an EVM chain: such a requirement matches nothing. (The key of a known
+/// network is unchanged by this: no schema bump.)
 ///
 /// Stored per row; changing this format requires a new [`SCHEMA_VERSION`](super::SCHEMA_VERSION)
 /// that recomputes it.
 pub fn terms_key(terms: &v2::PaymentRequirements) -> Option<String> {
-    let chain_id = network::resolve(&terms.network).ok()?.chain_id?;
+    let chain_id = network::evm_chain_id(&terms.network).ok()?;
     let key = Value::Array(vec![
         Value::from(chain_id),
         Value::from(terms.pay_to.to_ascii_lowercase()),
@@ -59,7 +61,7 @@ pub(super) fn can_sign(
         asked: asked.to_owned(),
         signed: signed.to_owned(),
     };
-    let chain = |n: &str| network::resolve(n).ok().and_then(|known| known.chain_id);
+    let chain = |n: &str| network::evm_chain_id(n).ok();
     if chain(&asked.network).is_none() || chain(&asked.network) != chain(&signed.network) {
         return Err(mismatch("network", &asked.network, &signed.network));
     }

@@ -442,9 +442,15 @@ fn terms_keys_ignore_spelling_and_see_every_term() {
     same.asset = same.asset.to_uppercase().replace("0X", "0x");
     same.max_timeout_seconds = 60;
     assert_eq!(terms_key(&same).unwrap(), key);
-    let mut unknown = requirement();
-    unknown.network = "eip155:999999999".into();
-    assert_eq!(terms_key(&unknown), None);
+    // Any EVM chain id counts (as validation accepts it), in either naming; a non-EVM network
+    // has no key.
+    let mut unlisted = requirement();
+    unlisted.network = "eip155:999999999".into();
+    assert!(terms_key(&unlisted).is_some());
+    assert_ne!(terms_key(&unlisted), Some(key.clone()));
+    let mut solana = requirement();
+    solana.network = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp".into();
+    assert_eq!(terms_key(&solana), None);
     let mut no_extra = requirement();
     no_extra.extra = None;
     assert_ne!(terms_key(&no_extra).unwrap(), key);
