@@ -40,6 +40,9 @@ pub struct Payment {
     pub nonce: B256,
     /// `validBefore` / `deadline`.
     pub expires_at: u64,
+    /// The EIP-712 digest the signature covers, domain included: it changes with any signed
+    /// field (payTo, amount, window, nonce, token, chain), so it names this authorization alone.
+    pub digest: B256,
     /// The signature as sent (v normalised to 27/28 for 65-byte signatures).
     pub signature: Bytes,
     /// What the signature proved off-chain.
@@ -233,6 +236,7 @@ pub fn precheck(
         payer,
         nonce: exact.nonce(),
         expires_at,
+        digest,
         signature: signature.into(),
         signer,
         transfer,

@@ -4,18 +4,19 @@
 //! (balance, nonce state) → simulation of the exact settlement call. Settlement re-verifies,
 //! then sends through a per-signer sender that assigns nonces locally (so concurrent settles of
 //! different payments pipeline instead of colliding), and polls the receipt up to a timeout.
-//! Settles of the same payment identity are serialised and remembered: the second caller gets
-//! the first one's result, never a second transfer.
+//! Settles of the same authorization (its EIP-712 digest) are serialised and remembered in a
+//! bounded cache (`settles.rs`): the second caller gets the first one's result, never a second
+//! transfer; another authorization with the same nonce is refused, never handed that result.
 
 mod contracts;
 mod eip3009;
 mod permit2;
+mod settles;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::transports::RpcError;
 use async_trait::async_trait;
@@ -28,9 +29,10 @@ use obol_x402::wire::{
 };
 use serde_json::{Map, Value};
 
-use crate::checks::{self, Payment, PaymentIdentity, Transfer};
+use crate::checks::{self, Payment, Transfer};
 use crate::reason::{Invalid, Reason};
 use crate::{Facilitator, FacilitatorError};
+use settles::{Refused, Settles};
 
 pub use obol_chain::{SendError, Sender};
 
@@ -68,7 +70,7 @@ struct ChainRuntime {
     proxy_seen: std::sync::OnceLock<bool>,
 }
 
-/// What a settle produced, remembered per payment identity.
+/// What a settle produced, remembered per authorization.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant, reason = "one per remembered payment")]
 enum Outcome {
@@ -80,14 +82,8 @@ enum Outcome {
 pub struct EvmFacilitator {
     config: FacilitatorConfig,
     chains: HashMap<u64, ChainRuntime>,
-    settles: Mutex<HashMap<PaymentIdentity, Slot>>,
+    settles: Settles,
 }
-
-/// The settle history of one payment: when it expires, and its serialised outcome.
-type Slot = (u64, Arc<tokio::sync::Mutex<Option<Outcome>>>);
-
-/// Past this many remembered payments, expired ones are forgotten on the next settle.
-const PRUNE_ABOVE: usize = 4096;
 
 impl std::fmt::Debug for EvmFacilitator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,7 +125,7 @@ impl EvmFacilitator {
         Ok(Self {
             config,
             chains: runtimes,
-            settles: Mutex::new(HashMap::new()),
+            settles: Settles::new(settles::CAPACITY),
         })
     }
 
@@ -233,28 +229,6 @@ impl EvmFacilitator {
             }),
         }
     }
-
-    fn slot(
-        &self,
-        identity: PaymentIdentity,
-        expires_at: u64,
-    ) -> Arc<tokio::sync::Mutex<Option<Outcome>>> {
-        let mut settles = self
-            .settles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if settles.len() > PRUNE_ABOVE {
-            // An expired authorization can no longer settle, so its outcome need not be kept
-            // (a replay fails verification); slots in use are kept regardless.
-            let now = now();
-            settles.retain(|_, (expires, slot)| *expires > now || Arc::strong_count(slot) > 1);
-        }
-        settles
-            .entry(identity)
-            .or_insert_with(|| (expires_at, Arc::default()))
-            .1
-            .clone()
-    }
 }
 
 /// How a contract call failed.
@@ -343,6 +317,19 @@ fn pending(payment: &Payment, hash: B256) -> SettleResponse {
     )
 }
 
+/// Another authorization already holds this payer's nonce: this one can never settle.
+fn nonce_claimed(payment: &Payment) -> SettleResponse {
+    let reason = match payment.transfer {
+        Transfer::Eip3009(_) => Reason::NonceAlreadyUsed,
+        Transfer::Permit2 { .. } => Reason::Permit2InvalidNonce,
+    };
+    let message = format!(
+        "nonce {} of {} belongs to another authorization, settled or being settled; sign a new payment",
+        payment.nonce, payment.payer
+    );
+    failure(payment, reason, &message, "")
+}
+
 fn invalid_settle(request: &SettleRequest, invalid: &Invalid) -> SettleResponse {
     SettleResponse {
         success: false,
@@ -387,8 +374,22 @@ impl Facilitator for EvmFacilitator {
             Ok(payment) => payment,
             Err(invalid) => return Ok(invalid_settle(request, &invalid)),
         };
-        let slot = self.slot(payment.identity(), payment.expires_at);
-        let mut outcome = slot.lock().await;
+        let claim = match self.settles.claim(
+            payment.identity(),
+            payment.digest,
+            payment.expires_at,
+            now(),
+        ) {
+            Ok(claim) => claim,
+            Err(Refused::Claimed) => return Ok(nonce_claimed(&payment)),
+            Err(Refused::Full) => {
+                return Err(FacilitatorError::Busy(format!(
+                    "all {} remembered settlements are in flight or pending",
+                    settles::CAPACITY
+                )));
+            }
+        };
+        let mut outcome = claim.slot().lock().await;
         let result = match outcome.clone() {
             Some(Outcome::Done(response)) => Outcome::Done(response),
             Some(Outcome::Pending(hash)) => {
@@ -409,6 +410,28 @@ impl Facilitator for EvmFacilitator {
             Outcome::Done(response) => response,
             Outcome::Pending(hash) => pending(&payment, hash),
         })
+    }
+
+    fn reads_balances(&self) -> bool {
+        true
+    }
+
+    async fn balance(
+        &self,
+        chain_id: u64,
+        asset: Address,
+        owner: Address,
+    ) -> Result<Option<U256>, FacilitatorError> {
+        let Some(chain) = self.chains.get(&chain_id) else {
+            return Ok(None);
+        };
+        match chain.client.token_balance(asset, owner).await {
+            Ok(balance) => Ok(Some(balance)),
+            Err(error) => Err(FacilitatorError::Rpc {
+                chain_id,
+                message: error.to_string(),
+            }),
+        }
     }
 
     async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {

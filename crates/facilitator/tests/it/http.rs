@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
+use obol_devnet::USDC;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator, ServerOptions, router, serve};
 use obol_facilitator::{Facilitator, FacilitatorError};
 use serde_json::json;
@@ -45,6 +46,10 @@ async fn remote_client_against_our_service() {
         .unwrap()
         .to_checksum(None);
     assert_eq!(supported.signers["eip155:*"], json!([signer]));
+
+    // A remote facilitator cannot read the chain for its caller.
+    let buyer = fixture.buyer(1).address();
+    assert_eq!(client.balance(84532, USDC, buyer).await.unwrap(), None);
 
     let request = simple_payment(&fixture.buyer(1), &usdc_requirement(5_000));
     assert!(client.verify(&request).await.unwrap().is_valid);

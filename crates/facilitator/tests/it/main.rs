@@ -7,10 +7,12 @@
     missing_debug_implementations
 )]
 
+mod balance;
 mod eip3009;
 mod http;
 mod pending;
 mod permit2;
+mod same_nonce;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -17,7 +17,7 @@ use crate::{Fixture, IToken, PAY_TO, now, simple_payment};
 
 const PRICE: u64 = 1_000_000_000_000_000; // 0.001 OBOL
 
-fn obol_requirement() -> v2::PaymentRequirements {
+pub(crate) fn obol_requirement() -> v2::PaymentRequirements {
     let token = TokenRegistry::builtin()
         .resolve("OBOL", "base-sepolia")
         .unwrap()
@@ -34,7 +34,7 @@ fn obol_requirement() -> v2::PaymentRequirements {
     .unwrap()
 }
 
-async fn approve_permit2(fixture: &Fixture, buyer: &LocalSigner) {
+pub(crate) async fn approve_permit2(fixture: &Fixture, buyer: &LocalSigner) {
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(buyer.as_alloy().clone()))
         .connect_http(fixture.devnet.endpoint().parse().unwrap());
