@@ -24,7 +24,7 @@ use obol_control::reconcile::Reconciler;
 use obol_control::{SqliteStore, Store};
 use obol_gateway::Routes;
 use obol_gateway::guard::ReplayGuard;
-use obol_gateway::server::{GatewayConfig, app};
+use obol_gateway::server::{GatewayConfig, gateway};
 use obol_x402::token::TokenRegistry;
 use tokio::net::TcpListener;
 
@@ -163,13 +163,16 @@ pub async fn run(
     let mut gateway_config = GatewayConfig::default();
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
-    let gateway = app(routes.clone(), facilitator, guard, gateway_config)
-        .map_err(|e| DaemonError::Start(e.to_string()))?
-        .merge(storefront::router(
-            store.clone(),
-            public_url.as_str(),
-            chains,
-        ));
+    let served = gateway(routes.clone(), facilitator, guard, gateway_config)
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    // Metrics (sales, and the buyer's pools and spend) and ForwardAuth stay on the loopback
+    // admin listener; buyers only ever reach the paygate and the storefront.
+    let internal = served.internal;
+    let gateway = served.public.merge(storefront::router(
+        store.clone(),
+        public_url.as_str(),
+        chains,
+    ));
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.
     let (stop_tx, _) = tokio::sync::watch::channel(false);
@@ -239,7 +242,7 @@ pub async fn run(
     ));
     let admin_task = tokio::spawn(obol_gateway::server::serve(
         admin_listener,
-        admin::router(admin_state, purchases.admin_router()),
+        admin::router(admin_state, purchases.admin_router()).merge(internal),
         stopping(&stop_tx),
     ));
 

@@ -1,8 +1,8 @@
 //! The 402 answer.
 //!
 //! Body and `PAYMENT-REQUIRED` header carry the same v2 `PaymentRequired`. Each option is
-//! listed with its CAIP-2 network and again with its legacy name, so v1-era clients that only
-//! know `base-sepolia` still find one they can pay (obol-stack.md §4.7).
+//! listed with its CAIP-2 network only (x402 v2 §5.1.2); v1 `X-PAYMENT` payments naming the
+//! legacy network keep working.
 
 use std::fmt::Write as _;
 
@@ -32,21 +32,19 @@ pub struct PaymentFailure {
     pub hint: Option<&'static str>,
 }
 
-/// The offer's `accepts`: each option, then the same option under its legacy network name.
+/// The offer's `accepts`: each option under its CAIP-2 network. A v2 challenge names networks
+/// only by CAIP-2 (x402 v2 §5.1.2); a v1 `X-PAYMENT` naming the legacy network (`base-sepolia`)
+/// still matches its option (`matching`).
 pub fn accepts(offer: &Offer) -> Vec<v2::PaymentRequirements> {
-    let mut out = Vec::with_capacity(offer.options.len() * 2);
-    for option in &offer.options {
-        let requirement = &option.requirements;
-        out.push(requirement.clone());
-        if let Ok(known) = network::resolve(&requirement.network)
-            && known.name != requirement.network
-        {
-            let mut legacy = requirement.clone();
-            legacy.network = known.name.to_owned();
-            out.push(legacy);
-        }
-    }
-    out
+    offer
+        .options
+        .iter()
+        .map(|option| {
+            let mut requirement = option.requirements.clone();
+            requirement.network = network::normalize(&requirement.network);
+            requirement
+        })
+        .collect()
 }
 
 /// Builds the `PaymentRequired` for `offer` at `resource_url`.
@@ -315,12 +313,13 @@ mod tests {
     }
 
     #[test]
-    fn accepts_lists_caip2_then_legacy() {
-        let networks: Vec<String> = accepts(&priced_offer())
-            .into_iter()
-            .map(|r| r.network)
-            .collect();
-        assert_eq!(networks, ["eip155:84532", "base-sepolia"]);
+    fn accepts_lists_caip2_networks_only() {
+        let mut offer = priced_offer();
+        let mut legacy = offer.options[0].clone();
+        legacy.requirements.network = "base-sepolia".into();
+        offer.options.push(legacy);
+        let networks: Vec<String> = accepts(&offer).into_iter().map(|r| r.network).collect();
+        assert_eq!(networks, ["eip155:84532", "eip155:84532"]);
     }
 
     #[test]

@@ -64,6 +64,30 @@ impl GatewayError {
             .hint("send base64(JSON PaymentPayload) with the standard alphabet in X-PAYMENT (v1) or PAYMENT-SIGNATURE (v2)")
     }
 
+    /// 400: the request path could leave its route once decoded.
+    pub fn invalid_path(error: crate::path::PathError) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid request path",
+            "invalid_path",
+        )
+        .detail(error.to_string())
+        .hint("send the path without dot segments, encoded slashes or backslashes")
+    }
+
+    /// 503: a settlement was broadcast (or its outcome is unknown) but not confirmed yet. The
+    /// same payment, sent again, is settled and served; never sign a new one for this call.
+    pub fn settlement_pending(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Payment settlement pending",
+            "settlement_pending",
+        )
+        .detail(detail)
+        .hint("retry the same request with the same payment header; do not sign a new one")
+        .retriable(true)
+    }
+
     /// 404: nothing is served at this path.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "No service here", "route_not_found")
@@ -141,15 +165,25 @@ impl GatewayError {
     }
 }
 
+/// `Retry-After` of a retriable 503, in seconds.
+pub const RETRY_AFTER_SECS: &str = "2";
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if self.retriable && self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 

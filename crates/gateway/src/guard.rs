@@ -7,12 +7,13 @@
 //! a restart is refused too. Rows are kept until the authorization expires, after which it can
 //! no longer be settled by anyone and the row is pruned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
+use obol_x402::primitives::{Address, B256, U256};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 /// Why the guard could not be opened or written.
@@ -33,19 +34,59 @@ pub enum Refusal {
     InFlight,
     /// The payment was already settled (transaction hash).
     Settled(String),
+    /// The payer's nonce is held by an authorization with other terms.
+    OtherTerms,
 }
 
-/// In-flight set plus the durable settled set.
+/// Whose money a payment moves: verified-but-unsettled amounts are summed per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Account {
+    /// EVM chain id.
+    pub chain_id: u64,
+    /// Token contract.
+    pub asset: Address,
+    /// Payer.
+    pub payer: Address,
+}
+
+impl From<&PaymentIdentity> for Account {
+    fn from(id: &PaymentIdentity) -> Self {
+        Self {
+            chain_id: id.chain_id,
+            asset: id.asset,
+            payer: id.payer,
+        }
+    }
+}
+
+/// A granted claim.
+#[derive(Debug)]
+pub struct Claim {
+    /// Holds the payment for this request.
+    pub ticket: Ticket,
+    /// What the same payer had already authorized and not yet settled, before this one.
+    pub reserved_before: U256,
+    /// `Some(transaction)` when this very payment was taken before and its settlement is
+    /// pending or unknown (the transaction is empty when unknown): ask the facilitator again
+    /// instead of verifying it as new.
+    pub unsettled: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    in_flight: HashSet<PaymentIdentity>,
+    outstanding: HashMap<Account, U256>,
+}
+
+/// In-flight claims, per-payer exposure, and the durable record of taken payments.
 #[derive(Debug)]
 pub struct ReplayGuard {
-    in_flight: Mutex<HashSet<PaymentIdentity>>,
+    live: Mutex<Live>,
     db: Mutex<Connection>,
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
 
 fn key(id: &PaymentIdentity) -> (i64, Vec<u8>, Vec<u8>, Vec<u8>) {
@@ -66,16 +107,28 @@ CREATE TABLE IF NOT EXISTS settled_payments (
     tx         TEXT    NOT NULL,
     expires_at INTEGER NOT NULL,
     settled_at INTEGER NOT NULL,
+    state      TEXT    NOT NULL DEFAULT 'settled',
+    digest     BLOB,
     PRIMARY KEY (chain_id, asset, payer, nonce)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS settled_payments_expiry ON settled_payments (expires_at);
 ";
 
+/// A recorded payment's state.
+const SETTLED: &str = "settled";
+const UNSETTLED: &str = "unsettled";
+
+struct Row {
+    state: String,
+    tx: String,
+    digest: Option<Vec<u8>>,
+}
+
 impl ReplayGuard {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`: 0600 in a 0700 directory.
     pub fn open(path: &Path) -> Result<Self, GuardError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
+            obol_config::fs::create_private_dir(parent)
                 .map_err(|e| GuardError(format!("{}: {e}", parent.display())))?;
         }
         Self::from_connection(Connection::open(path)?)
@@ -88,79 +141,141 @@ impl ReplayGuard {
 
     fn from_connection(db: Connection) -> Result<Self, GuardError> {
         db.pragma_update(None, "journal_mode", "WAL")?;
+        // Durable across a crash of the process (kill -9): a committed row is in the WAL the
+        // OS holds. A power loss may forget the last rows (docs/design/gateway.md).
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        migrate(&db)?;
         db.execute(
             "DELETE FROM settled_payments WHERE expires_at < ?1",
             params![now()],
         )?;
         Ok(Self {
-            in_flight: Mutex::new(HashSet::new()),
+            live: Mutex::new(Live::default()),
             db: Mutex::new(db),
         })
     }
 
-    /// Claims `id` for one request. The returned [`Ticket`] releases the claim when dropped,
-    /// unless [`Ticket::settled`] recorded the settlement first.
-    pub fn claim(self: &Arc<Self>, id: PaymentIdentity) -> Result<Ticket, Refusal> {
-        if let Some(tx) = self.settled_tx(&id) {
-            return Err(Refusal::Settled(tx));
-        }
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !in_flight.insert(id) {
+    /// Claims `id` (the payment whose signed terms hash to `digest`, moving `amount`) for one
+    /// request. The returned [`Ticket`] releases the claim and its reservation when dropped;
+    /// what it recorded ([`Ticket::settled`], [`Ticket::unsettled`]) stays.
+    pub fn claim(
+        self: &Arc<Self>,
+        id: PaymentIdentity,
+        digest: B256,
+        amount: U256,
+    ) -> Result<Claim, Refusal> {
+        let unsettled = match self.row(&id) {
+            None => None,
+            Some(row) if row.state == SETTLED => return Err(Refusal::Settled(row.tx)),
+            Some(row) if row.digest.as_deref() != Some(digest.as_slice()) => {
+                return Err(Refusal::OtherTerms);
+            }
+            Some(row) => Some(row.tx),
+        };
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if !live.in_flight.insert(id) {
             return Err(Refusal::InFlight);
         }
-        Ok(Ticket {
-            guard: Arc::clone(self),
-            id,
+        let reserved = live.outstanding.entry(Account::from(&id)).or_default();
+        let reserved_before = *reserved;
+        *reserved = reserved.saturating_add(amount);
+        Ok(Claim {
+            ticket: Ticket {
+                guard: Arc::clone(self),
+                id,
+                digest,
+                amount,
+            },
+            reserved_before,
+            unsettled,
         })
     }
 
     /// The transaction that settled `id`, if any.
     pub fn settled_tx(&self, id: &PaymentIdentity) -> Option<String> {
+        self.row(id)
+            .filter(|row| row.state == SETTLED)
+            .map(|row| row.tx)
+    }
+
+    fn row(&self, id: &PaymentIdentity) -> Option<Row> {
         let (chain, asset, payer, nonce) = key(id);
         let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
         db.query_row(
-            "SELECT tx FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
+            "SELECT state, tx, digest FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
             params![chain, asset, payer, nonce],
-            |row| row.get(0),
+            |row| Ok(Row { state: row.get(0)?, tx: row.get(1)?, digest: row.get(2)? }),
         )
         .optional()
         .unwrap_or_else(|e| {
             // A read failure must not let a replay through: report it as settled.
             tracing::error!(error = %e, "payment guard read failed; refusing the payment");
-            Some(String::new())
+            Some(Row { state: SETTLED.to_owned(), tx: String::new(), digest: None })
         })
     }
 
-    fn record(&self, id: &PaymentIdentity, tx: &str, expires_at: u64) -> Result<(), GuardError> {
-        let (chain, asset, payer, nonce) = key(id);
+    fn record(
+        &self,
+        ticket: &Ticket,
+        state: &str,
+        tx: &str,
+        expires_at: u64,
+    ) -> Result<(), GuardError> {
+        let (chain, asset, payer, nonce) = key(&ticket.id);
         let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
         db.execute(
-            "INSERT OR REPLACE INTO settled_payments (chain_id, asset, payer, nonce, tx, expires_at, settled_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![chain, asset, payer, nonce, tx, i64::try_from(expires_at).unwrap_or(i64::MAX), now()],
+            "INSERT OR REPLACE INTO settled_payments (chain_id, asset, payer, nonce, tx, expires_at, settled_at, state, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![chain, asset, payer, nonce, tx, i64::try_from(expires_at).unwrap_or(i64::MAX), now(), state, ticket.digest.to_vec()],
         )?;
         Ok(())
     }
 
-    fn release(&self, id: &PaymentIdentity) {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+    /// The amount `account` has authorized in payments being served and not yet settled.
+    pub fn outstanding(&self, account: &Account) -> U256 {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.outstanding.get(account).copied().unwrap_or_default()
+    }
+
+    fn release(&self, ticket: &Ticket) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.in_flight.remove(&ticket.id);
+        let account = Account::from(&ticket.id);
+        if let Some(reserved) = live.outstanding.get_mut(&account) {
+            *reserved = reserved.saturating_sub(ticket.amount);
+            if reserved.is_zero() {
+                live.outstanding.remove(&account);
+            }
+        }
     }
 }
 
-/// A claim on one payment identity for the lifetime of one request.
+/// Adds the columns of the pending/unknown state to a store written before them.
+fn migrate(db: &Connection) -> Result<(), GuardError> {
+    let mut columns = Vec::new();
+    let mut statement = db.prepare("PRAGMA table_info(settled_payments)")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        columns.push(row.get::<_, String>(1)?);
+    }
+    if !columns.iter().any(|c| c == "state") {
+        db.execute_batch(
+            "ALTER TABLE settled_payments ADD COLUMN state TEXT NOT NULL DEFAULT 'settled';
+             ALTER TABLE settled_payments ADD COLUMN digest BLOB;",
+        )?;
+    }
+    Ok(())
+}
+
+/// A claim on one payment for the lifetime of one request.
 #[derive(Debug)]
 pub struct Ticket {
     guard: Arc<ReplayGuard>,
     id: PaymentIdentity,
+    digest: B256,
+    amount: U256,
 }
 
 impl Ticket {
@@ -170,22 +285,28 @@ impl Ticket {
     }
 
     /// Records the settlement durably (before the paid response is released), then releases
-    /// the in-flight claim.
+    /// the in-flight claim: the payment is never served again.
     pub fn settled(self, tx: &str, expires_at: u64) -> Result<(), GuardError> {
-        self.guard.record(&self.id, tx, expires_at)
+        self.guard.record(&self, SETTLED, tx, expires_at)
+    }
+
+    /// Records that the settlement is pending (`tx`) or its outcome unknown (`tx` empty): the
+    /// payment is never taken as new again, but the same payment, sent again, is settled
+    /// (idempotently) and served.
+    pub fn unsettled(self, tx: &str, expires_at: u64) -> Result<(), GuardError> {
+        self.guard.record(&self, UNSETTLED, tx, expires_at)
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.guard.release(&self.id);
+        self.guard.release(self);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use obol_x402::primitives::{Address, B256};
 
     fn id(n: u8) -> PaymentIdentity {
         PaymentIdentity {
@@ -196,44 +317,130 @@ mod tests {
         }
     }
 
+    fn digest(n: u8) -> B256 {
+        B256::repeat_byte(0x80 | n)
+    }
+
+    fn claim(guard: &Arc<ReplayGuard>, n: u8) -> Result<Claim, Refusal> {
+        guard.claim(id(n), digest(n), U256::from(10))
+    }
+
     #[test]
     fn in_flight_then_released() {
         let guard = Arc::new(ReplayGuard::in_memory().unwrap());
-        let ticket = guard.claim(id(1)).unwrap();
-        assert_eq!(guard.claim(id(1)).unwrap_err(), Refusal::InFlight);
-        assert!(guard.claim(id(2)).is_ok(), "other payments are independent");
-        drop(ticket);
+        let first = claim(&guard, 1).unwrap();
+        assert_eq!(claim(&guard, 1).unwrap_err(), Refusal::InFlight);
+        assert!(claim(&guard, 2).is_ok(), "other payments are independent");
+        drop(first);
         assert!(
-            guard.claim(id(1)).is_ok(),
+            claim(&guard, 1).is_ok(),
             "a failed request frees the payment"
         );
     }
 
     #[test]
+    fn reservations_sum_per_payer_until_released() {
+        let guard = Arc::new(ReplayGuard::in_memory().unwrap());
+        let account = Account::from(&id(1));
+        let first = claim(&guard, 1).unwrap();
+        assert_eq!(first.reserved_before, U256::ZERO);
+        let second = claim(&guard, 2).unwrap();
+        assert_eq!(second.reserved_before, U256::from(10));
+        assert_eq!(guard.outstanding(&account), U256::from(20));
+        let mut other = id(3);
+        other.payer = Address::repeat_byte(9);
+        let third = guard.claim(other, digest(3), U256::from(5)).unwrap();
+        assert_eq!(third.reserved_before, U256::ZERO, "another payer");
+        first.ticket.settled("0x1", u64::MAX >> 2).unwrap();
+        assert_eq!(guard.outstanding(&account), U256::from(10));
+        drop(second);
+        assert_eq!(guard.outstanding(&account), U256::ZERO);
+    }
+
+    #[test]
+    fn an_unsettled_payment_comes_back_only_with_its_own_terms() {
+        let guard = Arc::new(ReplayGuard::in_memory().unwrap());
+        let far = unix_now() + 3600;
+        claim(&guard, 4)
+            .unwrap()
+            .ticket
+            .unsettled("0xpending", far)
+            .unwrap();
+        let again = claim(&guard, 4).unwrap();
+        assert_eq!(again.unsettled.as_deref(), Some("0xpending"));
+        assert_eq!(claim(&guard, 4).unwrap_err(), Refusal::InFlight);
+        drop(again);
+        let forged = guard.claim(id(4), digest(5), U256::from(10));
+        assert_eq!(forged.unwrap_err(), Refusal::OtherTerms);
+        claim(&guard, 4)
+            .unwrap()
+            .ticket
+            .settled("0xdone", far)
+            .unwrap();
+        assert_eq!(
+            claim(&guard, 4).unwrap_err(),
+            Refusal::Settled("0xdone".into())
+        );
+    }
+
+    #[test]
     fn settled_survives_a_restart() {
-        let dir = std::env::temp_dir().join(format!("obol-guard-{}", std::process::id()));
-        let path = dir.join("guard.sqlite");
-        let _ = std::fs::remove_file(&path);
-        let far = u64::try_from(now()).unwrap() + 3600;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guard.sqlite");
+        let far = unix_now() + 3600;
         {
             let guard = Arc::new(ReplayGuard::open(&path).unwrap());
-            guard.claim(id(7)).unwrap().settled("0xabc", far).unwrap();
+            claim(&guard, 7)
+                .unwrap()
+                .ticket
+                .settled("0xabc", far)
+                .unwrap();
             assert_eq!(
-                guard.claim(id(7)).unwrap_err(),
+                claim(&guard, 7).unwrap_err(),
                 Refusal::Settled("0xabc".into())
             );
             // An expired row is pruned on the next open.
-            guard.claim(id(8)).unwrap().settled("0xold", 1).unwrap();
+            claim(&guard, 8)
+                .unwrap()
+                .ticket
+                .settled("0xold", 1)
+                .unwrap();
         }
         let reopened = Arc::new(ReplayGuard::open(&path).unwrap());
         assert_eq!(
-            reopened.claim(id(7)).unwrap_err(),
+            claim(&reopened, 7).unwrap_err(),
             Refusal::Settled("0xabc".into())
         );
         assert!(
-            reopened.claim(id(8)).is_ok(),
+            claim(&reopened, 8).is_ok(),
             "expired authorizations are forgotten"
         );
-        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_store_from_before_the_unsettled_state_opens_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guard.sqlite");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE settled_payments (chain_id INTEGER NOT NULL, asset BLOB NOT NULL,
+                 payer BLOB NOT NULL, nonce BLOB NOT NULL, tx TEXT NOT NULL,
+                 expires_at INTEGER NOT NULL, settled_at INTEGER NOT NULL,
+                 PRIMARY KEY (chain_id, asset, payer, nonce)) WITHOUT ROWID;",
+            )
+            .unwrap();
+            let (chain, asset, payer, nonce) = key(&id(1));
+            db.execute(
+                "INSERT INTO settled_payments VALUES (?1, ?2, ?3, ?4, '0xold', ?5, 0)",
+                params![chain, asset, payer, nonce, now() + 3600],
+            )
+            .unwrap();
+        }
+        let guard = Arc::new(ReplayGuard::open(&path).unwrap());
+        assert_eq!(
+            claim(&guard, 1).unwrap_err(),
+            Refusal::Settled("0xold".into())
+        );
     }
 }

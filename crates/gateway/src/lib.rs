@@ -2,21 +2,23 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`route`] | offers, the first-match route table with fail-closed paid prefixes, and the atomically swapped [`route::Routes`] |
+//! | [`path`] | request paths refused before routing: dot segments, encoded slashes, backslashes, at any depth of encoding |
+//! | [`route`] | offers, the longest-match route table with fail-closed paid prefixes, and the atomically swapped [`route::Routes`] |
 //! | [`challenge`] | the 402 answer: v2 body, `PAYMENT-REQUIRED` header, `resource.url` from forwarded headers |
 //! | [`error`] | every gateway failure as `{error, reason, detail?, hint?, retriable}` with its status |
 //! | [`matching`] | payment header → decoded, normalised payment → the offered option it answers |
-//! | [`guard`] | the double-serve guard: in-flight claims and the durable settled set |
+//! | [`guard`] | the double-serve guard: in-flight claims, per-payer exposure, and the durable record of settled and pending payments |
 //! | [`proxy`] | the streaming upstream proxy |
 //! | [`paygate`] | the tower `Layer`/`Service`: challenge, verify, proxy, settle after success |
 //! | [`metrics`] | the original verifier's metric names and labels |
-//! | [`server`] | the application: paygate + `/healthz`, `/readyz`, `/metrics` |
+//! | [`server`] | the application: public (paygate, `/healthz`, `/readyz`) and internal (`/metrics`, ForwardAuth `/verify`) routers |
 
 pub mod challenge;
 pub mod error;
 pub mod guard;
 pub mod matching;
 pub mod metrics;
+pub mod path;
 pub mod paygate;
 pub mod proxy;
 pub mod route;

@@ -1,10 +1,14 @@
 //! The paygate: a tower [`Layer`]/[`Service`] around the upstream proxy.
 //!
-//! Unpaid → 402. Paid → decode, match, claim the payment identity, verify, call the inner
-//! service (the proxy; it finds the offer in the request extensions), and settle only when the
-//! upstream answered below 400: before the status is committed for buffered responses, after
-//! the last event for SSE streams (receipts in trailers). A client that goes away first is not
-//! charged: dropping the response drops the pending settlement and frees the claim.
+//! Unpaid → 402. Paid → decode, match, claim the payment (and reserve its amount against the
+//! payer's balance), check its validity window, verify, call the inner service (the proxy; it
+//! finds the offer in the request extensions), and settle only when the upstream answered
+//! below 400: before the status is committed for buffered responses; for SSE streams at the
+//! end, or earlier when the authorization would expire first, or when the client leaves once
+//! content went out (receipts in trailers). Only a stream that delivered nothing is free.
+//! A settlement that is pending or whose outcome is unknown keeps the payment taken: the same
+//! payment sent again is settled (idempotently) and served. Money invariants:
+//! docs/design/gateway.md.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,8 +22,11 @@ use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse as _;
 use http_body::Frame;
 use http_body_util::BodyExt as _;
+use obol_config::time::unix_now;
+use obol_facilitator::checks::VALIDITY_BUFFER_SECS;
 use obol_facilitator::{Facilitator, PaymentIdentity};
 use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
+use obol_x402::primitives::B256;
 use obol_x402::wire::{SettleResponse, VerifyRequest};
 use tower::{Layer, Service, ServiceExt as _};
 
@@ -37,6 +44,11 @@ pub const IDENTITY_HEADERS: [&str; 2] = ["x-verified-wallet", "x-payment-payer"]
 /// The verified payer, as told to the upstream.
 pub const PAYER_HEADER: &str = "x-payment-payer";
 
+/// How much shorter than the advertised `maxTimeoutSeconds` an authorization's remaining
+/// validity may be when it arrives (signing-to-arrival latency and clock skew). Below that,
+/// admission refuses it: a paid answer must never outlive the payment's settlability.
+pub const ADMISSION_SLACK_SECS: u64 = 30;
+
 /// Tunables of the paygate.
 #[derive(Debug, Clone)]
 pub struct PaygateConfig {
@@ -51,6 +63,9 @@ pub struct PaygateConfig {
     /// Whether browsers (`Accept: text/html`, `Mozilla` user agent) get a readable 402 page
     /// instead of the JSON body; the `PAYMENT-REQUIRED` header is sent either way.
     pub html_paywall: bool,
+    /// A stream still running this long before its authorization expires is settled then
+    /// (and cut if that fails), so no stream outlives its payment.
+    pub stream_settle_margin: Duration,
 }
 
 impl Default for PaygateConfig {
@@ -61,6 +76,7 @@ impl Default for PaygateConfig {
             settle_timeout: Duration::from_secs(60),
             max_buffered_response: 64 * 1024 * 1024,
             html_paywall: true,
+            stream_settle_margin: Duration::from_secs(15),
         }
     }
 }
@@ -103,13 +119,12 @@ impl PaygateLayer {
             }),
         }
     }
-}
 
-impl PaygateLayer {
     /// Traefik ForwardAuth (`/verify`): decides on the forwarded request and **never settles**
     /// (the auth hop cannot see the upstream's status, so settling there would charge for
     /// failed calls). 200 lets Traefik forward, with `Authorization` (the upstream's) and
-    /// `X-Payment-Payer`; 402/403 refuse.
+    /// `X-Payment-Payer`; 400/402/403 refuse. The forwarded path is checked and matched
+    /// exactly as the gateway does.
     pub async fn forward_auth(&self, headers: HeaderMap) -> Response<Body> {
         self.shared.forward_auth(headers).await
     }
@@ -168,6 +183,35 @@ struct Paid {
     ticket: Ticket,
     expires_at: u64,
     labels: Labels,
+    /// This very payment was taken before and its settlement is pending or unknown: settle
+    /// (idempotently) first, serve after.
+    retry: bool,
+    /// The payer's balance cannot be read (a remote facilitator), or could not be just now
+    /// while it has other unsettled payments: a stream is settled before its first byte.
+    settle_before_stream: bool,
+}
+
+/// What a settlement attempt came to. Recording in the guard is done by [`Shared::settle`].
+enum Settlement {
+    /// `success: true`: recorded as settled.
+    Charged(SettleResponse),
+    /// Broadcast, not confirmed in time: recorded unsettled with its transaction.
+    Pending(SettleResponse),
+    /// No answer (timeout, transport): recorded unsettled, outcome unknown.
+    Unknown(String),
+    /// The facilitator refused to settle.
+    Rejected(SettleResponse),
+    /// The facilitator failed for a reason retrying cannot fix; nothing was sent.
+    Failed(String),
+}
+
+impl Settlement {
+    fn receipt(&self) -> Option<&SettleResponse> {
+        match self {
+            Self::Charged(r) | Self::Pending(r) | Self::Rejected(r) => Some(r),
+            Self::Unknown(_) | Self::Failed(_) => None,
+        }
+    }
 }
 
 impl Shared {
@@ -178,6 +222,9 @@ impl Shared {
     {
         for name in IDENTITY_HEADERS {
             request.headers_mut().remove(name);
+        }
+        if let Err(error) = crate::path::check(request.uri().path()) {
+            return GatewayError::invalid_path(error).into_response();
         }
         let offer = match self.routes.load().lookup(request.uri().path()) {
             Lookup::Offer(offer) => offer,
@@ -214,7 +261,7 @@ impl Shared {
             request.headers_mut().insert(PAYER_HEADER, payer);
         }
         request.extensions_mut().insert(offer.clone());
-        if offer.settle == SettleMode::SettleFirst {
+        if paid.retry || offer.settle == SettleMode::SettleFirst {
             return self
                 .settle_then_serve(request, inner, paid, &offer, resource_url)
                 .await;
@@ -237,7 +284,8 @@ impl Shared {
         }
     }
 
-    /// Match, claim, verify. `Err` is the finished answer.
+    /// Match, claim, check the window, verify, check the payer's exposure. `Err` is the
+    /// finished answer.
     async fn admit(
         &self,
         offer: &Arc<Offer>,
@@ -256,41 +304,47 @@ impl Shared {
         };
         let index = offer.options.iter().position(|o| std::ptr::eq(o, option));
         let labels = Labels::new(offer, index);
-        let (identity, expires_at) = match identity(&verify, option) {
+        let taken = match identity(&verify, option) {
             Ok(found) => found,
             Err(failure) => return Err(rechallenge(&failure, &labels)),
         };
-        let ticket = match self.guard.claim(identity) {
-            Ok(ticket) => ticket,
-            Err(refusal) => {
-                let failure = match refusal {
-                    Refusal::InFlight => PaymentFailure {
-                        reason: "payment_in_flight",
-                        detail: "this payment is already being used by another request".into(),
-                        hint: Some("sign a new authorization for each request"),
-                    },
-                    Refusal::Settled(tx) => PaymentFailure {
-                        reason: "payment_already_used",
-                        detail: format!("this payment was already settled (transaction {tx})"),
-                        hint: Some("sign a new authorization for each request"),
-                    },
-                };
-                return Err(rechallenge(&failure, &labels));
-            }
+        let amount = option.requirements.amount.0;
+        let claim = match self.guard.claim(taken.id, taken.digest, amount) {
+            Ok(claim) => claim,
+            Err(refusal) => return Err(rechallenge(&refused(&refusal), &labels)),
         };
-        let verdict =
-            tokio::time::timeout(self.config.verify_timeout, self.facilitator.verify(&verify))
-                .await;
+        let mut paid = Paid {
+            verify,
+            ticket: claim.ticket,
+            expires_at: taken.expires_at,
+            labels,
+            retry: claim.unsettled.is_some(),
+            settle_before_stream: false,
+        };
+        if paid.retry {
+            // Taken before, settlement pending or unknown: the facilitator decides, at settle.
+            return Ok(paid);
+        }
+        if let Err(failure) =
+            check_window(taken.expires_at, option.requirements.max_timeout_seconds)
+        {
+            return Err(rechallenge(&failure, &paid.labels));
+        }
+        let verdict = tokio::time::timeout(
+            self.config.verify_timeout,
+            self.facilitator.verify(&paid.verify),
+        )
+        .await;
         match verdict {
             Err(_) => {
-                labels.failure("facilitator_unreachable");
-                Err(Box::new(
+                paid.labels.failure("facilitator_unreachable");
+                return Err(Box::new(
                     GatewayError::facilitator_unreachable(format!(
                         "no verify answer within {:?}",
                         self.config.verify_timeout
                     ))
                     .into_response(),
-                ))
+                ));
             }
             Ok(Err(error)) => {
                 let reason = if error.retriable() {
@@ -298,14 +352,14 @@ impl Shared {
                 } else {
                     "facilitator_error"
                 };
-                labels.failure(reason);
+                paid.labels.failure(reason);
                 tracing::warn!(offer = %offer.name, reason, "facilitator verify failed");
                 let response = if error.retriable() {
                     GatewayError::facilitator_unreachable(error.to_string())
                 } else {
                     GatewayError::facilitator_error(error.to_string(), false)
                 };
-                Err(Box::new(response.into_response()))
+                return Err(Box::new(response.into_response()));
             }
             Ok(Ok(verdict)) if !verdict.is_valid => {
                 let reason = verdict.invalid_reason.unwrap_or_else(|| "unknown".into());
@@ -319,82 +373,151 @@ impl Shared {
                         "sign the EIP-712 domain advertised in accepts[].extra (name, version)",
                     ),
                 };
-                let mut response = rechallenge(&failure, &labels);
+                let mut response = rechallenge(&failure, &paid.labels);
                 if reason == obol_facilitator::Reason::Permit2AllowanceRequired.as_str() {
                     *response.status_mut() = StatusCode::PRECONDITION_FAILED;
                 }
-                Err(response)
+                return Err(response);
             }
-            Ok(Ok(_)) => Ok(Paid {
-                verify,
-                ticket,
-                expires_at,
-                labels,
-            }),
+            Ok(Ok(_)) => {}
         }
+        if !self.facilitator.reads_balances() {
+            paid.settle_before_stream = true;
+        } else if !claim.reserved_before.is_zero() {
+            // Each verify checks the balance against this payment alone; with others of the
+            // same payer still unsettled, the balance must cover all of them.
+            let id = paid.ticket.id();
+            let balance = tokio::time::timeout(
+                self.config.verify_timeout,
+                self.facilitator.balance(id.chain_id, id.asset, id.payer),
+            )
+            .await;
+            match balance {
+                Ok(Ok(Some(balance))) => {
+                    let needed = claim.reserved_before.saturating_add(amount);
+                    if balance < needed {
+                        let failure = PaymentFailure {
+                            reason: "insufficient_funds",
+                            detail: format!(
+                                "the payer's balance ({balance}) does not cover this payment ({amount}) on top of {} already authorized here and not yet settled",
+                                claim.reserved_before
+                            ),
+                            hint: Some("wait for your earlier calls to finish, or fund the wallet"),
+                        };
+                        return Err(rechallenge(&failure, &paid.labels));
+                    }
+                }
+                Ok(Ok(None) | Err(_)) | Err(_) => paid.settle_before_stream = true,
+            }
+        }
+        Ok(paid)
     }
 
-    /// Settles a verified payment. `Ok` is a confirmed receipt (recorded, counted as charged);
-    /// `Err` is the finished answer: 503 `settlement_failed` (retriable only when a transaction
-    /// is pending) or 402 `settlement_rejected`, with the receipt when there is one.
-    async fn settle(
-        &self,
-        paid: Paid,
-        offer: &Offer,
-        resource_url: String,
-    ) -> Result<(SettleResponse, Labels), Box<Response<Body>>> {
-        let settled = tokio::time::timeout(
-            self.config.settle_timeout,
-            self.facilitator.settle(&paid.verify),
-        )
-        .await;
-        let receipt = match settled {
-            Err(_) => {
-                paid.labels.failure("settlement_failed");
-                let detail = format!("no settle answer within {:?}", self.config.settle_timeout);
-                return Err(Box::new(
-                    GatewayError::settlement_failed(detail, false).into_response(),
-                ));
+    /// Settles a payment and records the outcome in the guard. `delivered`: content of this
+    /// payment already went out, so the payment is never released for reuse, whatever the
+    /// outcome.
+    async fn settle(&self, paid: Paid, delivered: bool) -> (Settlement, Labels) {
+        let Paid {
+            verify,
+            ticket,
+            expires_at,
+            labels,
+            ..
+        } = paid;
+        let answer =
+            tokio::time::timeout(self.config.settle_timeout, self.facilitator.settle(&verify))
+                .await;
+        let settlement = match answer {
+            Err(_) => Settlement::Unknown(format!(
+                "no settle answer within {:?}",
+                self.config.settle_timeout
+            )),
+            Ok(Err(error)) if error.retriable() => Settlement::Unknown(error.to_string()),
+            Ok(Err(error)) => Settlement::Failed(error.to_string()),
+            Ok(Ok(receipt)) if receipt.success => Settlement::Charged(receipt),
+            Ok(Ok(receipt))
+                if receipt.error_reason.as_deref()
+                    == Some(obol_facilitator::Reason::SettlementPending.as_str()) =>
+            {
+                Settlement::Pending(receipt)
             }
-            Ok(Err(error)) => {
-                paid.labels.failure("settlement_failed");
-                return Err(Box::new(
-                    GatewayError::settlement_failed(error.to_string(), false).into_response(),
-                ));
-            }
-            Ok(Ok(receipt)) => receipt,
+            Ok(Ok(receipt)) => Settlement::Rejected(receipt),
         };
-        if receipt.success {
-            paid.labels.charged();
-            record(paid.ticket, &receipt, paid.expires_at);
-            return Ok((receipt, paid.labels));
+        let recorded = match &settlement {
+            Settlement::Charged(receipt) => {
+                labels.charged();
+                ticket.settled(&receipt.transaction, expires_at)
+            }
+            Settlement::Pending(receipt) => {
+                labels.failure("settlement_pending");
+                ticket.unsettled(&receipt.transaction, expires_at)
+            }
+            Settlement::Unknown(_) => {
+                labels.failure("settlement_pending");
+                ticket.unsettled("", expires_at)
+            }
+            Settlement::Rejected(receipt) => {
+                labels.failure("settlement_rejected");
+                if delivered {
+                    ticket.unsettled(&receipt.transaction, expires_at)
+                } else {
+                    Ok(())
+                }
+            }
+            Settlement::Failed(_) => {
+                labels.failure("settlement_failed");
+                if delivered {
+                    ticket.unsettled("", expires_at)
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(error) = recorded {
+            // The chain's nonce still prevents a second charge.
+            tracing::error!(%error, "could not record a payment's settlement");
         }
-        let mut response = if receipt.error_reason.as_deref() == Some("settlement_pending") {
-            paid.labels.failure("settlement_failed");
-            let detail = format!(
-                "transaction {} was broadcast but not yet confirmed; it may still settle",
+        (settlement, labels)
+    }
+
+    /// The answer to a settlement that did not charge: 503 `settlement_pending` (the same
+    /// payment, sent again, is served once it lands), 402 `settlement_rejected`, or 503
+    /// `settlement_failed`; with the receipt when there is one.
+    fn not_charged(settlement: &Settlement, offer: &Offer, resource_url: String) -> Response<Body> {
+        let mut response = match settlement {
+            Settlement::Charged(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            Settlement::Pending(receipt) => GatewayError::settlement_pending(format!(
+                "transaction {} was broadcast but not yet confirmed; send the same payment again to be served once it lands",
                 receipt.transaction
-            );
-            record(paid.ticket, &receipt, paid.expires_at);
-            GatewayError::settlement_failed(detail, true).into_response()
-        } else {
-            paid.labels.failure("settlement_rejected");
-            let failure = PaymentFailure {
-                reason: "settlement_rejected",
-                detail: receipt
-                    .error_reason
-                    .clone()
-                    .unwrap_or_else(|| "the facilitator refused to settle".into()),
-                hint: None,
-            };
-            challenge::response(&challenge::payment_required(
-                offer,
-                resource_url,
-                Some(&failure),
             ))
+            .into_response(),
+            Settlement::Unknown(why) => GatewayError::settlement_pending(format!(
+                "the settlement's outcome is not known yet ({why}); send the same payment again"
+            ))
+            .into_response(),
+            Settlement::Rejected(receipt) => {
+                let failure = PaymentFailure {
+                    reason: "settlement_rejected",
+                    detail: receipt
+                        .error_reason
+                        .clone()
+                        .unwrap_or_else(|| "the facilitator refused to settle".into()),
+                    hint: None,
+                };
+                challenge::response(&challenge::payment_required(
+                    offer,
+                    resource_url,
+                    Some(&failure),
+                ))
+            }
+            Settlement::Failed(why) => {
+                GatewayError::settlement_failed(why.clone(), true).into_response()
+            }
         };
-        add_receipt(response.headers_mut(), &receipt);
-        Err(Box::new(response))
+        if let Some(receipt) = settlement.receipt() {
+            add_receipt(response.headers_mut(), receipt);
+        }
+        response
     }
 
     /// Serve-first, buffered: read the whole upstream answer, settle, then release it.
@@ -416,17 +539,18 @@ impl Shared {
                 .into_response();
             }
         };
-        match self.settle(paid, offer, resource_url).await {
-            Ok((receipt, _)) => {
+        match self.settle(paid, false).await {
+            (Settlement::Charged(receipt), _) => {
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
-            Err(response) => *response,
+            (other, _) => Self::not_charged(&other, offer, resource_url),
         }
     }
 
-    /// Settle-first: charge, then call the upstream and relay whatever it answers, receipts
-    /// attached. An upstream failure after the charge is a refund owed: logged and counted.
+    /// Settle-first (and the retry of a payment whose settlement was pending): charge, then
+    /// call the upstream and relay whatever it answers, receipts attached. An upstream failure
+    /// after the charge is a refund owed: logged and counted.
     async fn settle_then_serve<S>(
         &self,
         request: Request<Body>,
@@ -440,9 +564,9 @@ impl Shared {
         S::Future: Send,
     {
         let payer = paid.payer();
-        let (receipt, labels) = match self.settle(paid, offer, resource_url).await {
-            Ok(settled) => settled,
-            Err(response) => return *response,
+        let (receipt, labels) = match self.settle(paid, false).await {
+            (Settlement::Charged(receipt), labels) => (receipt, labels),
+            (other, _) => return Self::not_charged(&other, offer, resource_url),
         };
         let mut upstream = match inner.oneshot(request).await {
             Ok(response) => response,
@@ -472,29 +596,22 @@ impl Shared {
             header::TRAILER,
             HeaderValue::from_static("X-PAYMENT-RESPONSE, PAYMENT-RESPONSE"),
         );
-        let settle = Box::new(move || -> SettleFuture {
+        let deadline = if paid.settle_before_stream {
+            Duration::ZERO
+        } else {
+            let settle_at = paid
+                .expires_at
+                .saturating_sub(self.config.stream_settle_margin.as_secs());
+            Duration::from_secs(settle_at.saturating_sub(unix_now()))
+        };
+        let settle: SettleFn = Box::new(move |delivered| -> SettleFuture {
             Box::pin(async move {
-                let outcome = tokio::time::timeout(
-                    self.config.settle_timeout,
-                    self.facilitator.settle(&paid.verify),
-                )
-                .await;
+                let (settlement, _) = self.settle(paid, delivered).await;
                 let mut trailers = HeaderMap::new();
-                match outcome {
-                    Ok(Ok(receipt)) => {
-                        if receipt.success {
-                            paid.labels.charged();
-                        } else {
-                            paid.labels.failure("settlement_rejected");
-                        }
-                        if receipt.success || !receipt.transaction.is_empty() {
-                            record(paid.ticket, &receipt, paid.expires_at);
-                        }
-                        add_receipt(&mut trailers, &receipt);
-                    }
-                    Ok(Err(_)) | Err(_) => paid.labels.failure("settlement_failed"),
+                if let Some(receipt) = settlement.receipt() {
+                    add_receipt(&mut trailers, receipt);
                 }
-                trailers
+                (trailers, matches!(settlement, Settlement::Charged(_)))
             })
         });
         let body = SettleOnEnd {
@@ -502,6 +619,8 @@ impl Shared {
             state: StreamState::Streaming {
                 settle: Some(settle),
                 bytes: 0,
+                deadline: Some(Box::pin(tokio::time::sleep(deadline))),
+                trailers: None,
             },
         };
         Response::from_parts(parts, Body::new(body))
@@ -528,6 +647,9 @@ impl Shared {
         else {
             return forbidden("forbidden: missing forwarded URI");
         };
+        if let Err(error) = crate::path::check(uri.path()) {
+            return GatewayError::invalid_path(error).into_response();
+        }
         let offer = match self.routes.load().lookup(uri.path()) {
             Lookup::Offer(offer) => offer,
             Lookup::FailClosed => {
@@ -557,6 +679,14 @@ impl Shared {
             Ok(paid) => paid,
             Err(response) => return *response,
         };
+        if paid.retry {
+            // ForwardAuth cannot settle: a payment whose settlement is pending is not let
+            // through here.
+            return GatewayError::settlement_pending(
+                "this payment's settlement is pending; it cannot be used through ForwardAuth",
+            )
+            .into_response();
+        }
         paid.labels.count(Counter::PaymentVerified);
         let mut response = StatusCode::OK.into_response();
         let out = response.headers_mut();
@@ -581,43 +711,87 @@ impl Paid {
     }
 }
 
-/// The payment identity and its expiry, from the verify request and the matched option.
+/// The guard's refusal as a re-challenge.
+fn refused(refusal: &Refusal) -> PaymentFailure {
+    let hint = Some("sign a new authorization for each request");
+    match refusal {
+        Refusal::InFlight => PaymentFailure {
+            reason: "payment_in_flight",
+            detail: "this payment is already being used by another request".into(),
+            hint,
+        },
+        Refusal::Settled(tx) => PaymentFailure {
+            reason: "payment_already_used",
+            detail: format!("this payment was already settled (transaction {tx})"),
+            hint,
+        },
+        Refusal::OtherTerms => PaymentFailure {
+            reason: "payment_already_used",
+            detail: "this authorization's nonce was already used by another payment".into(),
+            hint,
+        },
+    }
+}
+
+/// Refuses an authorization that expires before the window the 402 advertised
+/// (`maxTimeoutSeconds`, less [`ADMISSION_SLACK_SECS`]; never under the facilitator's own
+/// minimum): a paid answer must be settlable until it has been delivered.
+fn check_window(expires_at: u64, max_timeout_seconds: u64) -> Result<(), PaymentFailure> {
+    let required = max_timeout_seconds
+        .saturating_sub(ADMISSION_SLACK_SECS)
+        .max(VALIDITY_BUFFER_SECS);
+    let remaining = expires_at.saturating_sub(unix_now());
+    if remaining >= required {
+        return Ok(());
+    }
+    Err(PaymentFailure {
+        reason: "authorization_expires_too_soon",
+        detail: format!(
+            "the authorization stays valid for {remaining} s; this offer needs at least {required} s (maxTimeoutSeconds {max_timeout_seconds} less {ADMISSION_SLACK_SECS} s)"
+        ),
+        hint: Some("sign validBefore = now + maxTimeoutSeconds"),
+    })
+}
+
+/// What identifies a payment for the guard.
+struct Taken {
+    id: PaymentIdentity,
+    /// The EIP-712 digest over every signed field.
+    digest: B256,
+    expires_at: u64,
+}
+
+/// The payment identity, digest and expiry, from the verify request and the matched option.
 fn identity(
     verify: &VerifyRequest,
     option: &crate::route::PaymentOption,
-) -> Result<(PaymentIdentity, u64), PaymentFailure> {
+) -> Result<Taken, PaymentFailure> {
     let invalid = |detail: String| PaymentFailure {
         reason: "payment_invalid",
         detail,
         hint: None,
     };
     let exact = verify.exact_evm().map_err(|e| invalid(e.to_string()))?;
-    let chain_id = option
-        .requirements
+    let requirements = &option.requirements;
+    let chain_id = requirements
         .chain_id()
         .map_err(|e| invalid(e.to_string()))?;
-    let asset = option
-        .requirements
+    let asset = requirements
         .asset_address()
         .map_err(|e| invalid(e.to_string()))?;
-    let expires = u64::try_from(exact.expires_at()).unwrap_or(u64::MAX);
-    Ok((
-        PaymentIdentity {
+    let digest = exact
+        .signing_hash(requirements)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(Taken {
+        id: PaymentIdentity {
             chain_id,
             asset,
             payer: exact.payer(),
             nonce: exact.nonce(),
         },
-        expires,
-    ))
-}
-
-/// Records a settlement durably; a store failure is logged (the chain's nonce still prevents a
-/// second charge).
-fn record(ticket: Ticket, receipt: &SettleResponse, expires_at: u64) {
-    if let Err(error) = ticket.settled(&receipt.transaction, expires_at) {
-        tracing::error!(%error, "could not record a settled payment");
-    }
+        digest,
+        expires_at: u64::try_from(exact.expires_at()).unwrap_or(u64::MAX),
+    })
 }
 
 /// `X-PAYMENT-RESPONSE` and `PAYMENT-RESPONSE` carrying the settle response.
@@ -630,26 +804,43 @@ fn add_receipt(headers: &mut HeaderMap, receipt: &SettleResponse) {
     }
 }
 
-type SettleFuture = Pin<Box<dyn Future<Output = HeaderMap> + Send>>;
+/// A stream's settlement: given whether content went out, the trailers and whether it charged.
+type SettleFuture = Pin<Box<dyn Future<Output = (HeaderMap, bool)> + Send>>;
+type SettleFn = Box<dyn FnOnce(bool) -> SettleFuture + Send>;
 
 enum StreamState {
     Streaming {
-        settle: Option<Box<dyn FnOnce() -> SettleFuture + Send>>,
+        /// `None` once settled (mid-stream) or handed to a task.
+        settle: Option<SettleFn>,
+        bytes: u64,
+        /// When to settle before the authorization expires.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        /// The receipts of a mid-stream settlement, sent at the end.
+        trailers: Option<HeaderMap>,
+    },
+    /// Settling before the authorization expires; the stream waits, and is cut if it fails.
+    MidSettling {
+        task: tokio::task::JoinHandle<(HeaderMap, bool)>,
         bytes: u64,
     },
     /// The settlement runs as its own task: a client that leaves after the last event cannot
     /// cancel the charge for a stream it received.
-    Settling(tokio::task::JoinHandle<HeaderMap>),
+    Settling(tokio::task::JoinHandle<(HeaderMap, bool)>),
     Done,
 }
 
-/// An SSE body that settles once the upstream stream ended cleanly with data, and sends the
-/// receipts as trailers. Dropped before the upstream ended (client gone mid-stream) → no
-/// settlement; once it ended, the settlement completes even if the client leaves.
+/// An SSE body that settles once the upstream stream ended with data, before the
+/// authorization would expire, or when dropped after content went out; it sends the receipts
+/// as trailers. Only a stream that delivered nothing is free.
 struct SettleOnEnd {
     inner: Body,
     state: StreamState,
 }
+
+/// Why a stream was cut.
+#[derive(Debug, thiserror::Error)]
+#[error("the payment could not be settled before the authorization expired; stream cut")]
+struct StreamCut;
 
 impl http_body::Body for SettleOnEnd {
     type Data = Bytes;
@@ -662,7 +853,24 @@ impl http_body::Body for SettleOnEnd {
         let this = &mut *self;
         loop {
             match &mut this.state {
-                StreamState::Streaming { settle, bytes } => {
+                StreamState::Streaming {
+                    settle,
+                    bytes,
+                    deadline,
+                    trailers,
+                } => {
+                    if settle.is_some()
+                        && deadline
+                            .as_mut()
+                            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+                        && let Some(run) = settle.take()
+                    {
+                        this.state = StreamState::MidSettling {
+                            task: tokio::spawn(run(*bytes > 0)),
+                            bytes: *bytes,
+                        };
+                        continue;
+                    }
                     match Pin::new(&mut this.inner).poll_frame(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(frame))) => {
@@ -675,23 +883,46 @@ impl http_body::Body for SettleOnEnd {
                             }
                         }
                         Poll::Ready(Some(Err(error))) => {
-                            // A broken stream is not charged.
+                            // Content already delivered is charged; nothing delivered is free.
+                            if let Some(run) = settle.take().filter(|_| *bytes > 0) {
+                                tokio::spawn(run(true));
+                            }
                             this.state = StreamState::Done;
                             return Poll::Ready(Some(Err(error)));
                         }
                         Poll::Ready(None) => {
-                            let run = settle.take().filter(|_| *bytes > 0);
-                            this.state = match run {
-                                Some(run) => StreamState::Settling(tokio::spawn(run())),
+                            let done = trailers.take().filter(|t| !t.is_empty());
+                            this.state = match settle.take().filter(|_| *bytes > 0) {
+                                Some(run) => StreamState::Settling(tokio::spawn(run(true))),
                                 None => StreamState::Done,
                             };
+                            if let Some(trailers) = done {
+                                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                            }
                         }
                     }
+                }
+                StreamState::MidSettling { task, bytes } => {
+                    let (trailers, charged) = match Pin::new(task).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(outcome)) => outcome,
+                        Poll::Ready(Err(_)) => (HeaderMap::new(), false),
+                    };
+                    if !charged {
+                        this.state = StreamState::Done;
+                        return Poll::Ready(Some(Err(axum::Error::new(StreamCut))));
+                    }
+                    this.state = StreamState::Streaming {
+                        settle: None,
+                        bytes: *bytes,
+                        deadline: None,
+                        trailers: Some(trailers),
+                    };
                 }
                 StreamState::Settling(task) => {
                     let trailers = match Pin::new(task).poll(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(trailers)) => trailers,
+                        Poll::Ready(Ok((trailers, _))) => trailers,
                         Poll::Ready(Err(_)) => HeaderMap::new(),
                     };
                     this.state = StreamState::Done;
@@ -706,5 +937,20 @@ impl http_body::Body for SettleOnEnd {
 
     fn is_end_stream(&self) -> bool {
         matches!(self.state, StreamState::Done)
+    }
+}
+
+impl Drop for SettleOnEnd {
+    /// A client that leaves once content went out is charged: the settlement runs as its own
+    /// task. Nothing delivered: the claim is released with the dropped settlement.
+    fn drop(&mut self) {
+        if let StreamState::Streaming {
+            settle, bytes: 1.., ..
+        } = &mut self.state
+            && let Some(run) = settle.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run(true));
+        }
     }
 }

@@ -37,8 +37,16 @@ const HOP_BY_HOP: [&str; 9] = [
 const STRIPPED_FROM_CLIENT: [&str; 3] = ["x-payment", "payment-signature", "origin"];
 
 /// The upstream URL for a request: the offer's base, the path below the public prefix, the
-/// query.
-pub fn upstream_url(offer: &Offer, method: &Method, path: &str, query: Option<&str>) -> Url {
+/// query. Refused when the path could leave the base once decoded (see [`crate::path`]), and
+/// checked again on the built URL: whatever a URL library collapses, the result stays under
+/// the offer's upstream base.
+pub fn upstream_url(
+    offer: &Offer,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Url, GatewayError> {
+    crate::path::check(path).map_err(GatewayError::invalid_path)?;
     let prefix = offer.strip_prefix.trim_end_matches('/');
     let mut rest = path
         .strip_prefix(prefix)
@@ -62,7 +70,17 @@ pub fn upstream_url(offer: &Offer, method: &Method, path: &str, query: Option<&s
     let base = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{base}{rest}"));
     url.set_query(query);
-    url
+    let under_base = url.path() == base
+        || url
+            .path()
+            .strip_prefix(base.as_str())
+            .is_some_and(|below| below.starts_with('/'));
+    if !under_base {
+        return Err(GatewayError::invalid_path(
+            crate::path::PathError::DotSegment,
+        ));
+    }
+    Ok(url)
 }
 
 fn copy_request_headers(from: &HeaderMap, upstream_auth: Option<&str>) -> HeaderMap {
@@ -136,7 +154,7 @@ impl UpstreamClient {
         if declared.is_some_and(|n| n > self.body_limit) {
             return Err(GatewayError::body_too_large(self.body_limit));
         }
-        let url = upstream_url(offer, &parts.method, parts.uri.path(), parts.uri.query());
+        let url = upstream_url(offer, &parts.method, parts.uri.path(), parts.uri.query())?;
         let limited = http_body_util::Limited::new(body, self.body_limit);
         let stream = limited.into_data_stream();
         let request = self
@@ -212,8 +230,9 @@ mod tests {
     #[test]
     fn rewrites_paths() {
         let http = with(OfferKind::Http, "http://127.0.0.1:9000/api/");
-        let url =
-            |o: &Offer, m: Method, p: &str, q: Option<&str>| upstream_url(o, &m, p, q).to_string();
+        let url = |o: &Offer, m: Method, p: &str, q: Option<&str>| {
+            upstream_url(o, &m, p, q).unwrap().to_string()
+        };
         assert_eq!(
             url(&http, Method::GET, "/services/foo/items/7", Some("a=1")),
             "http://127.0.0.1:9000/api/items/7?a=1"
@@ -240,6 +259,21 @@ mod tests {
             url(&llm, Method::GET, "/services/foo/v1/models", None),
             "http://127.0.0.1:11434/v1/models"
         );
+    }
+
+    #[test]
+    fn never_leaves_the_upstream_base() {
+        let http = with(OfferKind::Http, "http://127.0.0.1:9000/api/foo");
+        for path in [
+            "/services/foo/../admin",
+            "/services/foo/%2e%2e/%2e%2e/admin",
+            "/services/foo/%2E%2E/admin",
+            "/services/foo/..%2f..%2fadmin",
+            "/services/foo/..\\admin",
+        ] {
+            let refused = upstream_url(&http, &Method::GET, path, None).unwrap_err();
+            assert_eq!(refused.reason, "invalid_path", "{path}");
+        }
     }
 
     #[test]

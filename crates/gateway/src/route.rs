@@ -145,8 +145,19 @@ fn matches(pattern: &[String], path: &[String]) -> bool {
     }
 }
 
+/// How specific a pattern is: more literal segments first, then exact before a trailing `*`,
+/// then more literal characters. The table matches the most specific route (longest match),
+/// so nested offers (`/services/x/*` and `/services/x/premium/*`) resolve the same way
+/// whatever order they were published in.
+fn specificity(pattern: &[String]) -> (usize, bool, usize) {
+    let wildcard_tail = pattern.last().is_some_and(|s| s == "*");
+    let literal = pattern.iter().filter(|s| !s.contains('*')).count();
+    let chars = pattern.iter().map(|s| s.replace('*', "").len()).sum();
+    (literal, !wildcard_tail, chars)
+}
+
 impl RouteTable {
-    /// A table of `routes`, matched in the given order.
+    /// A table of `routes`, matched most specific first (ties keep the given order).
     pub fn new(routes: Vec<Route>) -> Self {
         let mut paid_prefixes: Vec<String> = routes
             .iter()
@@ -160,11 +171,13 @@ impl RouteTable {
             .collect();
         paid_prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
         paid_prefixes.dedup();
+        let mut routes: Vec<(Vec<String>, Route)> = routes
+            .into_iter()
+            .map(|route| (segments(&route.pattern), route))
+            .collect();
+        routes.sort_by_key(|(pattern, _)| std::cmp::Reverse(specificity(pattern)));
         Self {
-            routes: routes
-                .into_iter()
-                .map(|route| (segments(&route.pattern), route))
-                .collect(),
+            routes,
             paid_prefixes,
         }
     }
@@ -179,7 +192,7 @@ impl RouteTable {
         self.routes.is_empty()
     }
 
-    /// The routes, in match order.
+    /// The routes, most specific first.
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().map(|(_, route)| route)
     }
@@ -301,7 +314,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn first_match_with_prefix_semantics() {
+    fn prefix_semantics() {
         let table = table();
         for (path, want) in [
             ("/services/foo", "foo"),
@@ -319,6 +332,33 @@ pub(crate) mod tests {
             ("/skill.md", "-"),
         ] {
             assert_eq!(name(table.lookup(path)), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn nested_offers_resolve_to_the_longest_match_in_any_order() {
+        let outer = || Route {
+            pattern: "/services/x/*".into(),
+            offer: offer("outer", "/services/x"),
+        };
+        let inner = || Route {
+            pattern: "/services/x/premium/*".into(),
+            offer: offer("inner", "/services/x/premium"),
+        };
+        for table in [
+            RouteTable::new(vec![outer(), inner()]),
+            RouteTable::new(vec![inner(), outer()]),
+        ] {
+            for (path, want) in [
+                ("/services/x", "outer"),
+                ("/services/x/basic", "outer"),
+                ("/services/x/premium", "inner"),
+                ("/services/x/premium/", "inner"),
+                ("/services/x/premium/v1/chat", "inner"),
+                ("/services/x/premiumplus", "outer"),
+            ] {
+                assert_eq!(name(table.lookup(path)), want, "{path}");
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! The gateway application: the paygate over the upstream proxy, plus health, readiness and
-//! metrics.
+//! The gateway application: the paygate over the upstream proxy with health and readiness
+//! (public), and metrics and ForwardAuth (internal: never on the buyers' listener).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -100,14 +100,24 @@ async fn forward_auth(
     state.forward_auth.forward_auth(headers).await
 }
 
-/// The gateway's routes: `/healthz`, `/readyz`, `/metrics`, `/verify` (Traefik ForwardAuth,
-/// never settles), and the paygate for everything else.
-pub fn app(
+/// The gateway's two faces.
+#[derive(Debug)]
+pub struct Gateway {
+    /// For buyers: the paygate for everything, plus `/healthz` and `/readyz`.
+    pub public: Router,
+    /// Never for buyers (mount it on a loopback listener): `/metrics` (sales and, in the
+    /// daemon, the buyer's pools and spend) and `/verify` (Traefik ForwardAuth, never
+    /// settles).
+    pub internal: Router,
+}
+
+/// The gateway's public and internal routers, sharing one paygate (and guard).
+pub fn gateway(
     routes: Arc<Routes>,
     facilitator: Arc<dyn Facilitator>,
     guard: Arc<ReplayGuard>,
     config: GatewayConfig,
-) -> Result<Router, GatewayError> {
+) -> Result<Gateway, GatewayError> {
     let upstream = UpstreamClient::new(config.upstream_timeout, config.body_limit)?;
     let layer = PaygateLayer::new(routes.clone(), facilitator, guard, config.paygate);
     let paygate = layer.layer(UpstreamService::new(upstream));
@@ -116,16 +126,29 @@ pub fn app(
         metrics: obol_facilitator::http::metrics_handle(),
         forward_auth: layer,
     };
-    Ok(Router::new()
+    let public = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .with_state(state.clone())
+        .fallback_service(paygate);
+    let internal = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/verify", any(forward_auth))
-        .with_state(state)
-        .fallback_service(paygate))
+        .with_state(state);
+    Ok(Gateway { public, internal })
+}
+
+/// The public router alone (see [`gateway`]).
+pub fn app(
+    routes: Arc<Routes>,
+    facilitator: Arc<dyn Facilitator>,
+    guard: Arc<ReplayGuard>,
+    config: GatewayConfig,
+) -> Result<Router, GatewayError> {
+    Ok(gateway(routes, facilitator, guard, config)?.public)
 }
 
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {

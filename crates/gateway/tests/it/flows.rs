@@ -39,7 +39,11 @@ async fn g1_unpaid_requests_get_the_challenge() {
         .iter()
         .map(|a| a.network.as_str())
         .collect();
-    assert_eq!(networks, ["eip155:84532", "base-sepolia"]);
+    assert_eq!(
+        networks,
+        ["eip155:84532"],
+        "v2 challenges name CAIP-2 networks only"
+    );
     assert_eq!(required.accepts[0].amount(), U256::from(1000));
     assert!(
         required.resource.url.ends_with("/services/echo/echo?q=1"),

@@ -14,7 +14,27 @@ use crate::{Fixture, PAY_TO, pay_for, spawn};
 async fn forward_auth_verifies_and_never_settles() {
     let fixture = Fixture::start().await;
     let client = reqwest::Client::new();
-    let verify = format!("{}/verify", fixture.gateway);
+    let verify = format!("{}/verify", fixture.internal);
+    let public = client
+        .get(format!("{}/verify", fixture.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status(),
+        404,
+        "ForwardAuth is not on the public listener"
+    );
+    let public = client
+        .get(format!("{}/metrics", fixture.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status(),
+        404,
+        "metrics are not on the public listener"
+    );
 
     let response = client.get(&verify).send().await.unwrap();
     assert_eq!(response.status(), 403);

@@ -9,6 +9,7 @@
 )]
 
 mod flows;
+mod hostile;
 mod limits;
 mod modes;
 mod streams;
@@ -27,7 +28,7 @@ use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
 use obol_gateway::guard::ReplayGuard;
-use obol_gateway::server::{GatewayConfig, app, serve};
+use obol_gateway::server::{GatewayConfig, gateway, serve};
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED};
@@ -105,7 +106,8 @@ pub async fn upstream(log: Arc<UpstreamLog>) -> String {
         .route("/v1/chat/completions", any(counted(log.clone())))
         .route("/fail", any(failing))
         .route("/slow", get(slow))
-        .route("/stream", get(streams::sse_upstream));
+        .route("/stream", get(streams::sse_upstream))
+        .route("/slowstream", get(streams::slow_sse_upstream));
     spawn(router).await
 }
 
@@ -116,6 +118,19 @@ pub struct Probe {
     pub settles: AtomicUsize,
     pub reject_settles: std::sync::atomic::AtomicBool,
     pub stall_verify: std::sync::atomic::AtomicBool,
+    /// The next this-many settles really settle, then answer `settlement_pending`.
+    pub pending_settles: AtomicUsize,
+    /// The next this-many settles really settle, then lose the answer (a transport error).
+    pub lost_settles: AtomicUsize,
+    /// Answer `balance` with "cannot read" (as a remote facilitator does).
+    pub hide_balance: std::sync::atomic::AtomicBool,
+}
+
+/// Takes one from `counter` when it is above zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 #[async_trait]
@@ -138,7 +153,39 @@ impl Facilitator for Probe {
                 ..SettleResponse::default()
             });
         }
-        self.inner.settle(request).await
+        let receipt = self.inner.settle(request).await?;
+        if take_one(&self.pending_settles) {
+            return Ok(SettleResponse {
+                success: false,
+                error_reason: Some("settlement_pending".into()),
+                ..receipt
+            });
+        }
+        if take_one(&self.lost_settles) {
+            return Err(FacilitatorError::Remote {
+                url: "http://facilitator.test".into(),
+                status: None,
+                message: "connection reset before the answer".into(),
+                retriable: true,
+            });
+        }
+        Ok(receipt)
+    }
+
+    fn reads_balances(&self) -> bool {
+        !self.hide_balance.load(Ordering::SeqCst) && self.inner.reads_balances()
+    }
+
+    async fn balance(
+        &self,
+        chain_id: u64,
+        asset: obol_x402::primitives::Address,
+        owner: obol_x402::primitives::Address,
+    ) -> Result<Option<obol_x402::primitives::U256>, FacilitatorError> {
+        if self.hide_balance.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.balance(chain_id, asset, owner).await
     }
 
     async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
@@ -154,6 +201,8 @@ pub struct Fixture {
     pub routes: Arc<Routes>,
     pub guard_path: std::path::PathBuf,
     pub gateway: String,
+    /// The internal listener: `/metrics`, ForwardAuth `/verify`.
+    pub internal: String,
     _dir: tempfile::TempDir,
 }
 
@@ -223,6 +272,9 @@ impl Fixture {
             settles: AtomicUsize::new(0),
             reject_settles: false.into(),
             stall_verify: false.into(),
+            pending_settles: AtomicUsize::new(0),
+            lost_settles: AtomicUsize::new(0),
+            hide_balance: false.into(),
         });
         let log = Arc::new(UpstreamLog::default());
         let upstream = upstream(log.clone()).await;
@@ -240,7 +292,8 @@ impl Fixture {
             ),
         ]));
         let guard_path = dir.path().join("guard.sqlite");
-        let gateway = Self::gateway(&routes, &probe, &guard_path).await;
+        let (gateway, internal) =
+            Self::gateway_pair_with(&routes, &probe, &guard_path, |_| {}).await;
         Self {
             devnet,
             client,
@@ -249,6 +302,7 @@ impl Fixture {
             routes,
             guard_path,
             gateway,
+            internal,
             _dir: dir,
         }
     }
@@ -269,16 +323,29 @@ impl Fixture {
         guard_path: &std::path::Path,
         tune: impl FnOnce(&mut GatewayConfig),
     ) -> String {
+        Self::gateway_pair_with(routes, probe, guard_path, tune)
+            .await
+            .0
+    }
+
+    /// A gateway's public and internal listeners.
+    pub async fn gateway_pair_with(
+        routes: &Arc<Routes>,
+        probe: &Arc<Probe>,
+        guard_path: &std::path::Path,
+        tune: impl FnOnce(&mut GatewayConfig),
+    ) -> (String, String) {
         let guard = Arc::new(ReplayGuard::open(guard_path).unwrap());
         let mut config = GatewayConfig::default();
         config.paygate.verify_timeout = Duration::from_secs(2);
         tune(&mut config);
-        spawn(app(routes.clone(), probe.clone(), guard, config).unwrap()).await
+        let served = gateway(routes.clone(), probe.clone(), guard, config).unwrap();
+        (spawn(served.public).await, spawn(served.internal).await)
     }
 
     /// The gateway's `/metrics` exposition.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.gateway))
+        reqwest::get(format!("{}/metrics", self.internal))
             .await
             .unwrap()
             .text()
@@ -305,12 +372,27 @@ pub fn challenge_of(response: &reqwest::Response) -> v2::PaymentRequired {
 
 /// Signs `accepts[index]` of a challenge and returns the `PAYMENT-SIGNATURE` value.
 pub fn sign(buyer: &LocalSigner, required: &v2::PaymentRequired, index: usize) -> String {
+    sign_window(
+        buyer,
+        required,
+        index,
+        ValidityWindow::for_request(now(), 300),
+    )
+}
+
+/// [`sign`] with a chosen validity window.
+pub fn sign_window(
+    buyer: &LocalSigner,
+    required: &v2::PaymentRequired,
+    index: usize,
+    window: ValidityWindow,
+) -> String {
     let requirement = &required.accepts[index];
     let unsigned = prepare_exact(
         requirement,
         Some(required.resource.clone()),
         buyer.address(),
-        ValidityWindow::for_request(now(), 300),
+        window,
         random_nonce(),
     )
     .unwrap();
