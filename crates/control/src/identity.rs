@@ -8,14 +8,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{Condition, Object, Spec};
+use crate::strict::strict_spec;
 
 /// The canonical identity's namespace and name.
 pub const DEFAULT_IDENTITY: (&str, &str) = ("x402", "default");
 
 /// What the operator says about the agent (`obol sell register --name/--description/--image`).
-/// Unset fields fall back to the owner offer's registration block.
+/// Unset fields fall back to the owner offer's registration block. Deserializing refuses every
+/// field it does not know, naming it (see `crate::strict`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct AgentIdentitySpec {
     /// The agent's name in the registration document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +29,8 @@ pub struct AgentIdentitySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 }
+
+strict_spec!(AgentIdentitySpec, &[]);
 
 /// One chain's agent id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

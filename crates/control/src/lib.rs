@@ -8,6 +8,7 @@
 //! | [`identity`] | `AgentIdentity` (§3.4): ERC-8004 agent ids per chain |
 //! | [`registration`] | the ERC-8004 registration document (§6.5): active from the publishable offers, or the tombstone |
 //! | [`validate`] | offer validation with errors naming field and rule |
+//! | `strict` | specs refuse the JSON fields they would drop (unknown, or not supported yet) |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
@@ -24,6 +25,7 @@ pub mod resource;
 pub mod routes;
 pub mod store;
 pub mod storefront;
+mod strict;
 pub mod validate;
 
 pub use offer::{ServiceOffer, ServiceOfferSpec, ServiceOfferStatus};

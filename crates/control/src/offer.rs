@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::resource::{Condition, Object, Spec};
+use crate::strict::{Unsupported, strict_spec};
 
 /// What an offer sells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -192,9 +193,10 @@ pub struct ListingSpec {
     pub category: Option<String>,
 }
 
-/// The `ServiceOffer` spec.
+/// The `ServiceOffer` spec. Deserializing refuses every field it does not implement, naming it
+/// (the original's not yet: `UNSUPPORTED_FIELDS`); see `crate::strict`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct ServiceOfferSpec {
     /// What is sold.
     #[serde(default, rename = "type")]
@@ -228,6 +230,49 @@ pub struct ServiceOfferSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
+
+/// Fields of the original's `ServiceOffer` spec (obol-stack.md §3.1) that are refused until
+/// they are implemented, with what to do instead.
+pub(crate) const UNSUPPORTED_FIELDS: &[Unsupported] = &[
+    Unsupported {
+        path: "routes",
+        hint: "see the [gating] work",
+    },
+    Unsupported {
+        path: "payments",
+        hint: "one payment option per offer: spec.payment",
+    },
+    Unsupported {
+        path: "hostname",
+        hint: "offers are served under the stack's public URL",
+    },
+    Unsupported {
+        path: "limits",
+        hint: "",
+    },
+    Unsupported {
+        path: "branding",
+        hint: "",
+    },
+    Unsupported {
+        path: "async",
+        hint: "",
+    },
+    Unsupported {
+        path: "agent",
+        hint: "sell the agent's HTTP endpoint with spec.upstream.url",
+    },
+    Unsupported {
+        path: "registration.services",
+        hint: "the registration document lists each offer's endpoint as a web service",
+    },
+    Unsupported {
+        path: "registration.supportedTrust",
+        hint: "",
+    },
+];
+
+strict_spec!(ServiceOfferSpec, UNSUPPORTED_FIELDS);
 
 /// What the reconciler observed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -304,21 +349,12 @@ pub const RESERVED_ROOTS: [&str; 5] =
     ["/api", "/openapi.json", "/skill.md", "/rpc", "/.well-known"];
 
 impl ServiceOffer {
-    /// The public path: `spec.path` or `/services/<name>`.
+    /// The public path: `spec.path` ([`normalize_path`]) or `/services/<name>`.
     pub fn effective_path(&self) -> String {
-        self.spec
-            .path
-            .clone()
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let trimmed = p.trim_end_matches('/');
-                if trimmed.is_empty() {
-                    "/".to_owned()
-                } else {
-                    trimmed.to_owned()
-                }
-            })
-            .unwrap_or_else(|| format!("/services/{}", self.metadata.name))
+        match self.spec.path.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => normalize_path(path),
+            None => format!("/services/{}", self.metadata.name),
+        }
     }
 
     /// The health path probed on the upstream.
@@ -330,6 +366,24 @@ impl ServiceOffer {
             .filter(|p| p.starts_with('/'))
             .unwrap_or_else(|| "/health".to_owned())
     }
+}
+
+/// The form offer paths are served and compared in: `/` first, empty and `.` segments
+/// dropped, `..` removing the segment before it, no trailing `/` (`/services//x/./` →
+/// `/services/x`). Case is kept: paths are case-sensitive (RFC 3986), and the gateway matches
+/// them so. Validation refuses paths that need any of this; it matters for offers stored before.
+pub fn normalize_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    format!("/{}", segments.join("/"))
 }
 
 /// True when `path` is `/`, `/services`, or under a reserved root.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::resource::{Condition, Object, Spec};
+use crate::strict::strict_spec;
 
 /// One pre-signed authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,9 +83,10 @@ pub struct PurchasePayment {
     pub eip712_version: Option<String>,
 }
 
-/// The `PurchaseRequest` spec.
+/// The `PurchaseRequest` spec. Deserializing refuses every field it does not know, naming it
+/// (see `crate::strict`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct PurchaseRequestSpec {
     /// The seller's offer URL.
     pub endpoint: String,
@@ -101,6 +103,8 @@ pub struct PurchaseRequestSpec {
     /// What the seller asks.
     pub payment: PurchasePayment,
 }
+
+strict_spec!(PurchaseRequestSpec, &[]);
 
 /// What the buyer controller observed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -464,7 +464,10 @@ impl Reconciler {
         }
     }
 
-    /// The oldest other offer claiming `path`, if it is not this one.
+    /// The oldest other offer claiming `path`, if it is not this one. Offers claim the same
+    /// path when their effective paths (normalised: `//`, `.`, `..` and a trailing `/` do not
+    /// count; case does) are equal; nested paths (`/x` and `/x/premium`) are no conflict, the
+    /// gateway serves each request from the longest match.
     async fn path_owner(
         &self,
         offer: &ServiceOffer,

@@ -207,6 +207,40 @@ pub fn is_dns_label(text: &str) -> bool {
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// The longest offer path accepted.
+pub const MAX_PATH_LEN: usize = 512;
+
+/// What is wrong with `path` as an offer's public path, if anything: it must match
+/// `^/[a-zA-Z0-9/_.-]*$` (the original's pattern), be at most [`MAX_PATH_LEN`] bytes, and be in
+/// normal form (no empty, `.` or `..` segment; one trailing `/` is allowed and ignored), so that
+/// two offers claim the same path exactly when their paths are equal. No `*`: an offer's path is
+/// a prefix, everything below it is served.
+fn path_problem(path: &str) -> Option<String> {
+    if path.len() > MAX_PATH_LEN {
+        return Some(format!("is longer than {MAX_PATH_LEN} bytes"));
+    }
+    if path.contains('*') {
+        return Some(format!(
+            "{path:?} must not contain '*': an offer's path is a prefix and everything below it is served; drop the wildcard"
+        ));
+    }
+    let charset = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
+    let Some(rest) = path.strip_prefix('/').filter(|_| charset) else {
+        return Some(format!("{path:?} must match ^/[a-zA-Z0-9/_.-]*$"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return None;
+    }
+    rest.split('/').find_map(|segment| match segment {
+        "" => Some(format!("{path:?} has an empty segment ('//')")),
+        "." | ".." => Some(format!("{path:?} has a {segment:?} segment")),
+        _ => None,
+    })
+}
+
 /// Validates an offer; all broken rules are reported at once.
 pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
     let mut errors = Vec::new();
@@ -308,21 +342,10 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
         );
     }
 
-    if let Some(path) = &spec.path {
-        let syntax = path.starts_with('/')
-            && path.len() <= 512
-            && path
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
-        if !syntax {
-            fail(
-                "spec.path",
-                format!("{path:?} must match ^/[a-zA-Z0-9/_.-]*$"),
-            );
-        }
-    }
     let effective = offer.effective_path();
-    if is_reserved(&effective) {
+    if let Some(problem) = spec.path.as_deref().and_then(path_problem) {
+        fail("spec.path", problem);
+    } else if is_reserved(&effective) {
         fail(
             "spec.path",
             format!(
@@ -435,6 +458,47 @@ pub(crate) mod tests {
             ["metadata.name", "spec.payment.payTo"],
             "all errors at once"
         );
+    }
+
+    #[test]
+    fn offer_paths_must_be_in_normal_form() {
+        let problem = |path: &str| {
+            let mut o = offer();
+            o.spec.path = Some(path.into());
+            validate_offer(&o).err().map(|e| {
+                assert_eq!(fields(&o), ["spec.path"], "{path}");
+                e.to_string()
+            })
+        };
+        for good in [
+            "/services/x",
+            "/services/x/",
+            "/services/x/premium",
+            "/v1/chat.completions",
+            "/a_b-c/d.e",
+        ] {
+            assert_eq!(problem(good), None, "{good}");
+        }
+        for (bad, says) in [
+            ("/services//x", "empty segment ('//')"),
+            ("/services/x//", "empty segment ('//')"),
+            ("/services/./x", "\".\" segment"),
+            ("/services/x/..", "\"..\" segment"),
+            ("/services/../api", "\"..\" segment"),
+            ("/services/x/*", "must not contain '*'"),
+            ("/services/*/x", "must not contain '*'"),
+            ("/services/x*", "must not contain '*'"),
+            ("services/x", "must match ^/[a-zA-Z0-9/_.-]*$"),
+            ("/services/x?y", "must match ^/[a-zA-Z0-9/_.-]*$"),
+            ("/services/%2e%2e", "must match ^/[a-zA-Z0-9/_.-]*$"),
+            ("", "must match ^/[a-zA-Z0-9/_.-]*$"),
+        ] {
+            let error = problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(error.contains("spec.path: "), "{error}");
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+        assert!(problem(&long).unwrap().contains("longer than 512 bytes"));
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub enum PoolError {
     /// The database failed.
     #[error("auth pool database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file or its directory could not be made private.
+    #[error("auth pool database: {0}")]
+    Files(#[from] obol_config::ConfigError),
 }
 
 /// Counts of one pool's live rows (not those of a removed pool of the same name) by state.
@@ -102,13 +105,16 @@ pub struct AuthPool {
 
 impl AuthPool {
     /// Opens (creating) the pool database at `path`, migrating an older schema in place and
-    /// burning holds left by a crash.
+    /// burning holds left by a crash. The file, its side files and its directory are private
+    /// to the owner ([`obol_config::fs::prepare_db_file`]).
     ///
     /// # Errors
     ///
     /// [`PoolError::Schema`] for a database written by a newer version,
+    /// [`PoolError::Files`] when the files cannot be made private,
     /// [`PoolError::Sqlite`] when SQLite fails.
     pub fn open(path: &Path) -> Result<Arc<Self>, PoolError> {
+        obol_config::fs::prepare_db_file(path)?;
         Self::from_connection(Connection::open(path)?)
     }
 

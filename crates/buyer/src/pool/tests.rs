@@ -160,6 +160,27 @@ fn nearly_expired_authorizations_are_skipped() {
 }
 
 #[test]
+#[cfg(unix)]
+fn the_database_holding_signed_authorizations_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pool = AuthPool::open(&data.join("auths.sqlite")).unwrap();
+    let (_, signed) = filled(1, 600);
+    pool.add("p", &signed).unwrap();
+    let mode = |name: &str| {
+        let meta = std::fs::metadata(data.join(name)).unwrap();
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    for file in ["auths.sqlite", "auths.sqlite-wal", "auths.sqlite-shm"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
+
+#[test]
 fn concurrent_takes_never_share_and_a_crash_burns_holds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("auths.sqlite");

@@ -46,11 +46,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the store at `path` and migrates it.
+    /// Opens (or creates) the store at `path` and migrates it. The file, its side files and
+    /// its directory are private to the owner ([`obol_config::fs::prepare_db_file`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(backend)?;
-        }
+        obol_config::fs::prepare_db_file(path).map_err(backend)?;
         Self::with_connection(Connection::open(path).map_err(backend)?)
     }
 

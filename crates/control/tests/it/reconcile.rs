@@ -270,6 +270,62 @@ async fn the_oldest_claimant_of_a_path_wins() {
 }
 
 #[tokio::test]
+async fn paths_equal_after_normalisation_conflict() {
+    let s = setup().await;
+    let mut first = s.offer("first");
+    first.spec.path = Some("/services/shared".into());
+    s.run(&first).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a later creation second
+    // Stored before validation refused such paths: the same path once normalised.
+    for (name, path) in [
+        ("slashes", "/services//shared/"),
+        ("dots", "/services/./other/../shared"),
+    ] {
+        let mut later = s.offer(name);
+        later.spec.path = Some(path.into());
+        let (action, stored) = s.run(&later).await;
+        assert_eq!(stored.status.endpoint.as_deref(), Some("/services/shared"));
+        let route = condition(&stored.status.conditions, "RoutePublished").unwrap();
+        assert_eq!(
+            (route.status, route.reason.as_str(), route.message.as_str()),
+            (
+                False,
+                "PathConflict",
+                "/services/shared is already served by default/first"
+            ),
+            "{path}"
+        );
+        assert_eq!(action, Action::Requeue(Duration::from_secs(30)));
+    }
+    assert_eq!(s.routed("/services/shared/x").as_deref(), Some("first"));
+    // Case is significant, as in the gateway: another path, no conflict.
+    let mut upper = s.offer("upper");
+    upper.spec.path = Some("/services/Shared".into());
+    let (_, stored) = s.run(&upper).await;
+    assert!(is_published(&stored), "{:?}", stored.status.conditions);
+}
+
+#[tokio::test]
+async fn nested_paths_are_not_a_conflict() {
+    let s = setup().await;
+    let mut outer = s.offer("outer");
+    outer.spec.path = Some("/services/x".into());
+    let mut inner = s.offer("inner");
+    inner.spec.path = Some("/services/x/premium".into());
+    for offer in [&outer, &inner] {
+        let (_, stored) = s.run(offer).await;
+        assert!(is_published(&stored), "{:?}", stored.status.conditions);
+    }
+    // The outer one again, now that the inner one exists.
+    let (_, stored) = s.run(&outer).await;
+    assert!(is_published(&stored), "{:?}", stored.status.conditions);
+}
+
+fn is_published(offer: &ServiceOffer) -> bool {
+    condition(&offer.status.conditions, "RoutePublished").is_some_and(|c| c.status == True)
+}
+
+#[tokio::test]
 async fn draining_keeps_serving_until_the_end() {
     let s = setup().await;
     let mut draining = s.offer("draining");

@@ -214,6 +214,26 @@ async fn reopening_after_a_crash_keeps_everything() {
 }
 
 #[tokio::test]
+#[cfg(unix)]
+async fn the_store_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = SqliteStore::open(&data.join("store.sqlite")).unwrap();
+    store.apply(&offer("private", "1")).await.unwrap();
+    let mode = |name: &str| {
+        let meta = std::fs::metadata(data.join(name)).unwrap();
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    for file in ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
+
+#[tokio::test]
 async fn a_corrupt_object_is_skipped_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.sqlite");
