@@ -4,7 +4,9 @@
 //! of them for one seller requirement with a key the spending process never sees, [`pool`]
 //! keeps them durably and hands each out at most once, and [`probe`] reads what a seller asks
 //! for. [`reconcile`] turns `PurchaseRequest`s into pools and [`proxy`] purchases; the
-//! [`proxy`] spends them for agents. The most a pool can lose is N × price.
+//! [`proxy`] spends them for agents. The most a pool can lose is N × price. [`seller`] is how
+//! the proxy and `obol buy pay` talk to a seller: no redirects, and a pending settlement
+//! retried with the same payment.
 
 pub mod auths;
 pub mod metrics;
@@ -13,9 +15,11 @@ pub mod presign;
 pub mod probe;
 pub mod proxy;
 pub mod reconcile;
+pub mod seller;
 
 pub use pool::{AuthPool, Held, PoolError};
 pub use presign::{PreSigned, PresignOptions, presign};
 pub use probe::{Offered, ProbeError, Prober, payment_header};
 pub use proxy::{BuyError, BuyerProxy, Purchase};
 pub use reconcile::PurchaseReconciler;
+pub use seller::SellerError;

@@ -2,7 +2,8 @@
 //!
 //! v2 sellers put the `PaymentRequired` in the `PAYMENT-REQUIRED` header (the body may repeat
 //! it); v1 sellers put it in the JSON body, with `maxAmountRequired` for the amount. Both come
-//! out as v2 requirements with CAIP-2 networks.
+//! out as v2 requirements with CAIP-2 networks. Redirects are not followed
+//! ([`crate::seller::send`]).
 
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use obol_x402::header::{
 use obol_x402::network;
 use obol_x402::wire::{PaymentRequired, X402Version, v1, v2};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::header::HeaderMap;
+
+use crate::seller::{self, SellerError};
 
 /// The default `User-Agent`: some sellers sit behind WAFs that block library defaults.
 pub const DEFAULT_USER_AGENT: &str = concat!("obol-buyer/", env!("CARGO_PKG_VERSION"));
@@ -39,9 +42,9 @@ pub struct Offered {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeError {
-    /// The seller could not be reached or did not answer in time.
+    /// The seller could not be reached, did not answer in time, or redirected the probe.
     #[error("probe failed: {0}")]
-    Unreachable(String),
+    Seller(#[from] SellerError),
     /// The seller answered something other than 402.
     #[error("not payment gated: expected 402, got {0}")]
     NotPaymentGated(u16),
@@ -130,16 +133,13 @@ pub struct Prober {
 
 impl Prober {
     /// A prober with `user_agent` (default [`DEFAULT_USER_AGENT`]) and a per-probe `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeError::Seller`] when the client cannot be built (a `user_agent` that is not a
+    /// valid header value).
     pub fn new(user_agent: Option<&str>, timeout: Duration) -> Result<Self, ProbeError> {
-        let agent = HeaderValue::from_str(user_agent.unwrap_or(DEFAULT_USER_AGENT))
-            .map_err(|_| ProbeError::Unreachable("the User-Agent is not a valid header".into()))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(USER_AGENT, agent);
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ProbeError::Unreachable(e.to_string()))?;
+        let client = seller::client(user_agent, |builder| builder.timeout(timeout))?;
         Ok(Self { client })
     }
 
@@ -163,39 +163,29 @@ impl Prober {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Offered, ProbeError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ProbeError::Unreachable(e.without_url().to_string()))?;
-        read_offer(response, url).await
+        read_offer(seller::send(request).await?, url).await
     }
 }
 
 /// Reads a seller's answer (a 402 body is read up to 256 KiB) into what it asks for.
 pub async fn read_offer(mut response: reqwest::Response, url: &str) -> Result<Offered, ProbeError> {
     let status = response.status();
-    let headers = response.headers().clone();
-    let mut body = Vec::new();
-    if status == StatusCode::PAYMENT_REQUIRED {
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ProbeError::Unreachable(e.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(ProbeError::Malformed(format!(
-                    "402 body larger than {MAX_BODY} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-    }
-    parse_402(status, &headers, &body, url)
+    let body = if status == StatusCode::PAYMENT_REQUIRED {
+        seller::read_body(&mut response, MAX_BODY)
+            .await?
+            .ok_or_else(|| {
+                ProbeError::Malformed(format!("402 body larger than {MAX_BODY} bytes"))
+            })?
+    } else {
+        Vec::new()
+    };
+    parse_402(status, response.headers(), &body, url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     /// The v2 `PAYMENT-REQUIRED` vector of x402.md §8 (shared with the x402 crate's tests).
     const V2_HEADER: &str = include_str!("../../x402/tests/vectors/v2-payment-required.b64");

@@ -7,6 +7,12 @@
 //! spent before the answer reaches the caller; anything else releases it. The proxy holds no
 //! key: the most it can spend is what was pre-signed.
 //!
+//! The seller is called as [`crate::seller`] says: a redirect is never followed (502
+//! `seller_redirected`, naming the `Location`), and a settlement the seller reports pending is
+//! retried with the same authorization; one still pending after the retries counts as spent
+//! and is answered 502 `settlement_pending` with the transaction. `/upstream/<name>/<path>`
+//! refuses any path that could leave the purchase's base URL once decoded.
+//!
 //! Only agents may spend, never a web page the user happens to open: a request carrying an
 //! `Origin` header (every browser sends one on a cross-origin POST) is refused with 403, a POST
 //! whose body is not declared `application/json` (what a form or a "simple" CORS request sends)
@@ -33,12 +39,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::metrics::{self, Counter};
 use crate::pool::{AuthPool, PoolCounts, PoolError};
-use obol_x402::header::{PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
-
-use crate::probe::{self, DEFAULT_USER_AGENT, Offered, payment_header};
+use crate::probe::{self, Offered, payment_header};
+use crate::seller::{self, PaidAnswer, SellerError, receipt_of};
 
 /// The largest request body accepted from the agent.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+/// The most levels of percent-encoding unwrapped when checking an `/upstream` path; a path
+/// encoded deeper is refused.
+const MAX_PATH_DECODINGS: usize = 4;
 
 /// One bought upstream: calls for `model` are paid from `pool` at the seller's `base` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +77,27 @@ pub enum BuyError {
     /// The body exceeds [`MAX_REQUEST_BODY`].
     #[error("the request body exceeds {MAX_REQUEST_BODY} bytes")]
     TooLarge,
+    /// An `/upstream` path that could leave the purchase's base URL.
+    #[error("{0}")]
+    Path(String),
     /// No purchase for the model.
     #[error("no purchased upstream mapped for requested model {0:?}")]
     UnknownModel(String),
-    /// The seller could not be reached.
-    #[error("the seller could not be reached: {0}")]
-    Unreachable(String),
+    /// The seller could not be reached, or redirected the call (not followed).
+    #[error(transparent)]
+    Seller(#[from] SellerError),
+    /// The seller took the payment but has not confirmed its settlement: the authorization counts
+    /// as spent.
+    #[error(
+        "the seller has not confirmed the settlement of the payment (transaction {}) after {retries} retries of the same payment; the call was not served, and the authorization counts as spent since the transfer may still land",
+        transaction.as_deref().unwrap_or("not named")
+    )]
+    SettlementPending {
+        /// The transaction the seller named (escaped).
+        transaction: Option<String>,
+        /// How many times the payment was sent again.
+        retries: u32,
+    },
     /// The seller's 402 could not be read.
     #[error("the seller's payment request is unusable: {0}")]
     Challenge(String),
@@ -92,10 +116,13 @@ impl BuyError {
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error")
             }
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            Self::BadRequest(_) | Self::Path(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
             Self::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
-            Self::Unreachable(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+            Self::Seller(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+            Self::SettlementPending { .. } => (StatusCode::BAD_GATEWAY, "settlement_pending"),
             Self::Challenge(_) => (StatusCode::BAD_GATEWAY, "payment_error"),
             Self::Pool(PoolError::Exhausted { .. }) => {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_quota")
@@ -110,12 +137,27 @@ impl BuyError {
     }
 }
 
-/// Every proxy failure leaves as an OpenAI-style error body.
+/// Every proxy failure leaves as an OpenAI-style error body; a redirect adds
+/// `"reason": "seller_redirected"` and the `location`, a pending settlement
+/// `"reason": "settlement_pending"` and the `transaction`, a refused path
+/// `"reason": "invalid_path"`.
 impl IntoResponse for BuyError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
-        let body =
+        let mut body =
             json!({"error": {"message": self.to_string(), "type": kind, "code": status.as_u16()}});
+        match self {
+            Self::Seller(SellerError::Redirected { location }) => {
+                body["reason"] = json!("seller_redirected");
+                body["location"] = json!(location);
+            }
+            Self::SettlementPending { transaction, .. } => {
+                body["reason"] = json!("settlement_pending");
+                body["transaction"] = json!(transaction);
+            }
+            Self::Path(_) => body["reason"] = json!("invalid_path"),
+            _ => {}
+        }
         (status, Json(body)).into_response()
     }
 }
@@ -156,19 +198,19 @@ impl BuyerProxy {
     ///
     /// # Errors
     ///
-    /// [`BuyError::Unreachable`] when the HTTP client cannot be built.
+    /// [`BuyError::Seller`] when the HTTP client cannot be built (a `user_agent` that is not a
+    /// valid header value).
     pub fn new(
         pool: Arc<AuthPool>,
         user_agent: Option<&str>,
         metrics: PrometheusHandle,
     ) -> Result<Arc<Self>, BuyError> {
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent.unwrap_or(DEFAULT_USER_AGENT))
-            .connect_timeout(Duration::from_secs(10))
-            // Inference can be slow, but a seller that never answers must not pin a hold.
-            .read_timeout(Duration::from_secs(600))
-            .build()
-            .map_err(|e| BuyError::Unreachable(e.to_string()))?;
+        let http = seller::client(user_agent, |builder| {
+            builder
+                .connect_timeout(Duration::from_secs(10))
+                // Inference can be slow, but a seller that never answers must not pin a hold.
+                .read_timeout(Duration::from_secs(600))
+        })?;
         Ok(Arc::new(Self {
             purchases: ArcSwap::from_pointee(HashMap::new()),
             loopback_only: AtomicBool::new(true),
@@ -336,26 +378,28 @@ impl BuyerProxy {
     /// `/upstream/<name>/<path>`: any method and body, forwarded as is to the purchase whose
     /// pool is `<name>` (or ends in `/<name>`) at `<base>/<path>`, paid the same way. It needs
     /// an `X-Obol-Buyer` header (which no web page can add without a CORS preflight, which
-    /// fails), since a plain GET through it would otherwise spend.
-    async fn upstream(
-        &self,
-        name: &str,
-        rest: &str,
-        request: Request,
-    ) -> Result<Response, BuyError> {
+    /// fails), since a plain GET through it would otherwise spend. `<path>` is forwarded as the
+    /// agent wrote it, and refused (400) when it could leave `<base>` ([`path_refusal`]).
+    async fn upstream(&self, name: &str, request: Request) -> Result<Response, BuyError> {
         if !request.headers().contains_key("x-obol-buyer") {
             return Err(BuyError::Forbidden(
                 "the /upstream route needs an `X-Obol-Buyer: 1` header (a web page cannot send one)"
                     .into(),
             ));
         }
-        if rest
-            .split('/')
-            .any(|segment| segment == ".." || segment == ".")
-        {
-            return Err(BuyError::BadRequest(
-                "the path may not contain `.` or `..` segments".into(),
-            ));
+        // The path as sent, not as the router decoded it: `%252e%252e` decodes to `%2e%2e`,
+        // which the seller's URL parser would take for `..`.
+        let raw = request
+            .uri()
+            .path()
+            .strip_prefix("/upstream/")
+            .and_then(|tail| tail.split_once('/'))
+            .map_or("", |(_, rest)| rest);
+        if let Some(found) = path_refusal(raw) {
+            return Err(BuyError::Path(format!(
+                "the path may not contain {found}, literal or percent-encoded: a path under \
+                 /upstream/<name>/ stays under the purchase's URL"
+            )));
         }
         let purchase = self
             .purchases
@@ -364,20 +408,16 @@ impl BuyerProxy {
             .find(|p| p.pool == name || p.pool.rsplit('/').next() == Some(name))
             .cloned()
             .ok_or_else(|| BuyError::UnknownModel(format!("upstream {name}")))?;
+        let url = under_base(&purchase.base, raw, request.uri().query())?;
         let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes())
             .map_err(|e| BuyError::BadRequest(e.to_string()))?;
-        let query = request
-            .uri()
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
         let headers = request.headers().clone();
         let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BODY)
             .await
             .map_err(|_| BuyError::TooLarge)?;
         let outgoing = Outgoing {
             method,
-            url: format!("{}/{rest}{query}", purchase.base.trim_end_matches('/')),
+            url,
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             accept: headers.get(header::ACCEPT).cloned(),
             body,
@@ -385,7 +425,8 @@ impl BuyerProxy {
         self.pay_through(&purchase, outgoing).await
     }
 
-    /// Unpaid first; on 402 hold an authorization, retry paid, confirm or release it.
+    /// Unpaid first; on 402 hold an authorization, send it (again while the seller settles),
+    /// then confirm, release or burn it.
     async fn pay_through(
         &self,
         purchase: &Purchase,
@@ -403,28 +444,52 @@ impl BuyerProxy {
             let offered = probe::read_offer(first, &url)
                 .await
                 .map_err(|e| BuyError::Challenge(e.to_string()))?;
-            let (mut held, header_pair) = self.hold(&purchase.pool, offered).await?;
+            let (mut held, payment) = self.hold(&purchase.pool, offered).await?;
             // From here the seller may act on the authorization: an error or a cancelled call
-            // burns it (dropping `held` after `sent`), never returns it to the queue.
+            // burns it (dropping `held` after `sent`), never returns it to the queue; once the
+            // seller said its settlement is pending, it ends spent.
             held.sent();
-            let paid = self.send(&outgoing, Some(header_pair)).await?;
-            Ok::<_, BuyError>((held, paid))
+            let answer = self.send(&outgoing, Some(payment.clone())).await?;
+            let answer = seller::until_settled(
+                answer,
+                || self.send(&outgoing, Some(payment.clone())),
+                || held.pending(),
+            )
+            .await?;
+            Ok::<_, BuyError>((held, answer))
         };
-        let (held, paid) = paid.await.inspect_err(|_| {
+        let (held, answer) = paid.await.inspect_err(|_| {
             metrics::count(&purchase, Counter::PaymentFailure);
         })?;
-        if paid.status().as_u16() < 400 {
+        let PaidAnswer {
+            response: paid,
+            retries,
+            pending,
+        } = answer;
+        let served = paid.status().as_u16() < 400;
+        if let Some(pending) = pending.filter(|_| !served) {
+            metrics::count(&purchase, Counter::PaymentFailure);
+            tracing::warn!(
+                pool = %purchase.pool,
+                transaction = pending.transaction.as_deref().unwrap_or("not named"),
+                retries,
+                "the seller has not confirmed a settlement; the authorization counts as spent"
+            );
+            confirm(&purchase, held).await?;
+            let mut response = BuyError::SettlementPending {
+                transaction: pending.transaction,
+                retries,
+            }
+            .into_response();
+            copy_receipts(paid.headers(), response.headers_mut());
+            return Ok(response);
+        }
+        if served {
             metrics::count(&purchase, Counter::PaymentSuccess);
             if !settled(paid.headers()) {
                 metrics::count(&purchase, Counter::PaymentUnsettledConfirmations);
             }
-            // The spent mark is an fsync'd write: off the async workers.
-            tokio::task::spawn_blocking(move || held.confirm())
-                .await
-                .map_err(|e| BuyError::Internal(e.to_string()))?
-                .inspect_err(|_| {
-                    metrics::count(&purchase, Counter::ConfirmSpendFailure);
-                })?;
+            confirm(&purchase, held).await?;
         } else {
             metrics::count(&purchase, Counter::PaymentFailure);
             // A receipt means a settlement was attempted, and a 402 means the seller refused
@@ -478,11 +543,12 @@ impl BuyerProxy {
         Ok((held, (name, value)))
     }
 
+    /// One call to the seller (no redirects followed), with the payment when given.
     async fn send(
         &self,
         outgoing: &Outgoing,
         payment: Option<(&'static str, HeaderValue)>,
-    ) -> Result<reqwest::Response, BuyError> {
+    ) -> Result<reqwest::Response, SellerError> {
         let mut request = self
             .http
             .request(outgoing.method.clone(), &outgoing.url)
@@ -496,10 +562,7 @@ impl BuyerProxy {
         if let Some((name, value)) = payment {
             request = request.header(name, value);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| BuyError::Unreachable(e.without_url().to_string()))
+        seller::send(request).await
     }
 }
 
@@ -515,6 +578,94 @@ async fn guard(State(proxy): State<Arc<BuyerProxy>>, request: Request, next: Nex
                 "buyer proxy refused a request"
             );
             error.into_response()
+        }
+    }
+}
+
+/// Marks `held` spent; the mark is an fsync'd write, so off the async workers.
+async fn confirm(purchase: &Purchase, held: crate::pool::Held) -> Result<(), BuyError> {
+    tokio::task::spawn_blocking(move || held.confirm())
+        .await
+        .map_err(|e| BuyError::Internal(e.to_string()))?
+        .inspect_err(|_| metrics::count(purchase, Counter::ConfirmSpendFailure))
+        .map_err(BuyError::from)
+}
+
+/// What in `raw` (an `/upstream` path as sent) could take a request out of the purchase's base
+/// path, on the seller or on any server behind it that decodes it again: a `.` or `..`
+/// segment, a backslash (a separator to URL parsers and many servers), NUL or another control
+/// character, or an encoded slash — literal or percent-encoded at any depth (up to [`MAX_PATH_DECODINGS`] levels;
+/// deeper is refused too).
+fn path_refusal(raw: &str) -> Option<&'static str> {
+    let mut current = raw.as_bytes().to_vec();
+    for _ in 0..=MAX_PATH_DECODINGS {
+        if current.contains(&b'\\') {
+            return Some("a backslash");
+        }
+        if current.iter().any(u8::is_ascii_control) {
+            return Some("a control character (NUL…)");
+        }
+        if current
+            .split(|b| *b == b'/')
+            .any(|segment| segment == b"." || segment == b"..")
+        {
+            return Some("a `.` or `..` segment");
+        }
+        if current
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
+        {
+            return Some("an encoded slash");
+        }
+        let decoded = percent_decode(&current);
+        if decoded == current {
+            return None;
+        }
+        current = decoded;
+    }
+    Some("that many levels of percent-encoding")
+}
+
+/// `%XY` escapes decoded; anything else (a lone `%` too) kept as it is.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&byte) = input.get(i) {
+        if byte == b'%'
+            && let (Some(high), Some(low)) = (hex(input.get(i + 1)), hex(input.get(i + 2)))
+        {
+            // Two hex digits: at most 0xff.
+            out.push(u8::try_from(high * 16 + low).unwrap_or(u8::MAX));
+            i += 3;
+        } else {
+            out.push(byte);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `<base>/<raw>?<query>`, refused unless its origin is `base`'s and its path starts with
+/// `base`'s (the last line of defence, whatever [`path_refusal`] missed).
+fn under_base(base: &str, raw: &str, query: Option<&str>) -> Result<String, BuyError> {
+    let refused = || BuyError::Path("the path may not leave the purchase's URL".into());
+    let base_url = reqwest::Url::parse(base).map_err(|_| refused())?;
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let url = reqwest::Url::parse(&format!("{}/{raw}{query}", base.trim_end_matches('/')))
+        .map_err(|_| refused())?;
+    let prefix = format!("{}/", base_url.path().trim_end_matches('/'));
+    if url.origin() != base_url.origin() || !url.path().starts_with(&prefix) {
+        return Err(refused());
+    }
+    Ok(url.into())
+}
+
+/// Copies the seller's receipt headers onto the proxy's own answer.
+fn copy_receipts(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
+    for name in RECEIPTS {
+        if let Some(value) = from.get(&name) {
+            to.insert(name, value.clone());
         }
     }
 }
@@ -592,11 +743,11 @@ async fn responses(State(proxy): State<Arc<BuyerProxy>>, request: Request) -> Re
 
 async fn upstream(
     State(proxy): State<Arc<BuyerProxy>>,
-    Path((name, rest)): Path<(String, String)>,
+    Path((name, _)): Path<(String, String)>,
     request: Request,
 ) -> Response {
     proxy
-        .upstream(&name, &rest, request)
+        .upstream(&name, request)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -640,9 +791,15 @@ async fn metrics_text(State(proxy): State<Arc<BuyerProxy>>) -> Response {
         .into_response()
 }
 
+/// The receipt headers (`PAYMENT-RESPONSE`, `X-PAYMENT-RESPONSE`).
+const RECEIPTS: [HeaderName; 2] = [
+    HeaderName::from_static("payment-response"),
+    HeaderName::from_static("x-payment-response"),
+];
+
 /// Whether the answer carries a receipt header at all.
 fn has_receipt(headers: &reqwest::header::HeaderMap) -> bool {
-    headers.contains_key(PAYMENT_RESPONSE) || headers.contains_key(X_PAYMENT_RESPONSE)
+    RECEIPTS.iter().any(|name| headers.contains_key(name))
 }
 
 /// Whether the answer carries a successful receipt; event streams report theirs in trailers,
@@ -652,12 +809,7 @@ fn settled(headers: &reqwest::header::HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    event_stream
-        || [PAYMENT_RESPONSE, X_PAYMENT_RESPONSE]
-            .iter()
-            .filter_map(|name| headers.get(*name)?.to_str().ok())
-            .filter_map(|v| obol_x402::header::decode::<obol_x402::wire::SettleResponse>(v).ok())
-            .any(|receipt| receipt.success)
+    event_stream || receipt_of(headers).is_some_and(|receipt| receipt.success)
 }
 
 /// `paid/openai/m` → `m`.
@@ -685,12 +837,10 @@ fn relay(response: reqwest::Response) -> Response {
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
-    for name in [
-        header::CONTENT_TYPE,
-        header::CACHE_CONTROL,
-        HeaderName::from_static("payment-response"),
-        HeaderName::from_static("x-payment-response"),
-    ] {
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL]
+        .into_iter()
+        .chain(RECEIPTS)
+    {
         if let Some(value) = response.headers().get(&name) {
             headers.insert(name, value.clone());
         }
@@ -747,6 +897,37 @@ mod tests {
             "::1",
         ] {
             assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn upstream_paths_stay_under_the_base() {
+        for (raw, found) in [
+            ("a/%2e%2E/b", Some("a `.` or `..` segment")),
+            ("a/%25252e%25252e/b", Some("a `.` or `..` segment")),
+            ("a%252Fb", Some("an encoded slash")),
+            ("a%25255c", Some("a backslash")),
+            ("a%2500", Some("a control character (NUL…)")),
+            ("a%0d%0a", Some("a control character (NUL…)")),
+            (
+                "%2525252525252541",
+                Some("that many levels of percent-encoding"),
+            ),
+            ("v1/a..b/%41%/x%2", None),
+        ] {
+            assert_eq!(path_refusal(raw), found, "{raw}");
+        }
+        assert_eq!(percent_decode(b"%41%4a%zz%4"), b"AJ%zz%4");
+        let base = "http://seller.test:8080/services/x/";
+        assert_eq!(
+            under_base(base, "v1/a", Some("q=%2e")).unwrap(),
+            "http://seller.test:8080/services/x/v1/a?q=%2e"
+        );
+        for raw in ["../y", "a/../../y", "../x2/y"] {
+            assert!(
+                matches!(under_base(base, raw, None), Err(BuyError::Path(_))),
+                "{raw}"
+            );
         }
     }
 

@@ -125,12 +125,10 @@ struct Row {
 }
 
 impl ReplayGuard {
-    /// Opens (or creates) the store at `path`: 0600 in a 0700 directory.
+    /// Opens (or creates) the store at `path`: 0600 in a 0700 directory, whatever the umask.
     pub fn open(path: &Path) -> Result<Self, GuardError> {
-        if let Some(parent) = path.parent() {
-            obol_config::fs::create_private_dir(parent)
-                .map_err(|e| GuardError(format!("{}: {e}", parent.display())))?;
-        }
+        obol_config::fs::prepare_db_file(path)
+            .map_err(|e| GuardError(format!("{}: {e}", path.display())))?;
         Self::from_connection(Connection::open(path)?)
     }
 
@@ -415,6 +413,21 @@ mod tests {
             claim(&reopened, 8).is_ok(),
             "expired authorizations are forgotten"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("guard.sqlite");
+        let guard = Arc::new(ReplayGuard::open(&path).unwrap());
+        claim(&guard, 1).unwrap().ticket.settled("0x1", unix_now() + 60).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let wal = path.with_extension("sqlite-wal");
+        assert_eq!(mode(&wal), 0o600, "SQLite's side files follow the database");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `available` and, keeping its position, is the next one handed out. `spent` is written in the
 //! statement that ends the hold, before the caller answers its own client, so a crash never
 //! makes a used authorization available again. A hold open at a crash might have reached the
-//! seller: on open it becomes `burned`, never handed out again.
+//! seller: on open it becomes `burned`, never handed out again. A hold whose settlement the
+//! seller reported pending ends `spent` however it ends: the transfer may land.
 //!
 //! Each row carries its terms key (see [`terms_key`]), computed once at [`AuthPool::add`]:
 //! [`AuthPool::take`] holds the oldest row whose key equals the seller's requirement, so rows
@@ -251,7 +252,7 @@ impl AuthPool {
                 pool: self.clone(),
                 id,
                 done: false,
-                sent: false,
+                on_drop: "available",
                 payload,
             }),
             Err(source) => {
@@ -329,14 +330,16 @@ impl AuthPool {
 
 /// An authorization handed out for one request. [`Held::confirm`] marks it spent and
 /// [`Held::release`] returns it to the head of the queue. Dropped otherwise, it is released if it
-/// was never [`Held::sent`], and burned if it was (the seller may have acted on it). A release
-/// after its pool was [removed](AuthPool::remove) drops it instead: it is never handed out again.
+/// was never [`Held::sent`], burned if it was (the seller may have acted on it), and spent once
+/// [`Held::pending`] (the seller said its transfer is under way). A release after its pool was
+/// [removed](AuthPool::remove) drops it instead: it is never handed out again.
 #[derive(Debug)]
 pub struct Held {
     pool: Arc<AuthPool>,
     id: i64,
     done: bool,
-    sent: bool,
+    /// The state a drop ends the hold in.
+    on_drop: &'static str,
     payload: v2::PaymentPayload,
 }
 
@@ -348,10 +351,17 @@ impl Held {
 
     /// Marks the authorization as handed to the seller: from now on, losing track of it burns it.
     pub fn sent(&mut self) {
-        self.sent = true;
+        self.on_drop = "burned";
     }
 
-    /// The seller accepted it (status < 400): spent, durably, before returning.
+    /// The seller reported its settlement pending (the transfer may land): from now on, losing
+    /// track of it marks it spent.
+    pub fn pending(&mut self) {
+        self.on_drop = "spent";
+    }
+
+    /// The seller accepted it (status < 400), or its settlement is pending: spent, durably,
+    /// before returning.
     ///
     /// # Errors
     ///
@@ -363,7 +373,7 @@ impl Held {
 
     /// The seller clearly did not take it: back to the head of the queue.
     pub fn release(mut self) {
-        self.sent = false;
+        self.on_drop = "available";
     }
 }
 
@@ -372,7 +382,7 @@ impl Drop for Held {
         if self.done {
             return;
         }
-        let state = if self.sent { "burned" } else { "available" };
+        let state = self.on_drop;
         if let Err(error) = self.pool.finish(self.id, state) {
             tracing::error!(%error, id = self.id, state, "could not end a held authorization");
         }

@@ -106,6 +106,21 @@ fn a_sent_authorization_is_burned_unless_released() {
 }
 
 #[test]
+fn a_pending_settlement_is_spent_however_the_hold_ends() {
+    let (pool, _) = filled(2, 3600);
+    let mut held = pool.take("p", &requirement(), NOW).unwrap();
+    held.sent();
+    held.pending();
+    drop(held); // the agent left while the seller was settling
+    let counts = pool.counts("p").unwrap();
+    assert_eq!(
+        (counts.available, counts.spent, counts.burned),
+        (1, 1, 0),
+        "counted as paid: the transfer may land"
+    );
+}
+
+#[test]
 fn changed_terms_are_refused_and_nothing_is_lost() {
     let (pool, _) = filled(1, 3600);
     let mut asked = requirement();

@@ -5,6 +5,7 @@
 
 mod proxy;
 mod reconcile;
+mod seller;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,17 +64,26 @@ async fn chat(body: String) -> axum::response::Response {
     }
 }
 
+/// The devnet's USDC (the Base Sepolia address) on base-sepolia, `amount` atomic units to PAY_TO.
+fn requirement(amount: u64) -> v2::PaymentRequirements {
+    let token = TokenRegistry::builtin()
+        .resolve("USDC", "base-sepolia")
+        .unwrap()
+        .clone();
+    serde_json::from_value(serde_json::json!({
+        "scheme": "exact", "network": "eip155:84532", "amount": amount.to_string(),
+        "asset": token.address.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+        "extra": token.requirement_extra()
+    }))
+    .unwrap()
+}
+
 fn route(upstream: &str, amount: u64) -> Route {
     let token = TokenRegistry::builtin()
         .resolve("USDC", "base-sepolia")
         .unwrap()
         .clone();
-    let requirements: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": amount.to_string(),
-        "asset": token.address.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-        "extra": token.requirement_extra()
-    }))
-    .unwrap();
+    let requirements = requirement(amount);
     Route {
         pattern: "services/llm/*".into(),
         offer: Arc::new(Offer {

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+pub(super) use obol_buyer::seller::receipt_of;
+use obol_buyer::seller::{self, PaidAnswer};
 use obol_buyer::{Offered, payment_header, probe};
-use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
 use obol_x402::money::{format_units, parse_units};
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
-use obol_x402::wire::{SettleResponse, v2};
+use obol_x402::wire::v2;
 use obol_x402::{LocalSigner, Token, TokenRegistry, network};
 use serde_json::json;
 
@@ -220,15 +221,11 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("header {name:?} value"))?,
         );
     }
-    let client = reqwest::Client::builder()
-        .user_agent(
-            args.user_agent
-                .as_deref()
-                .unwrap_or(probe::DEFAULT_USER_AGENT),
-        )
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    let send = |payment: Option<(&'static str, String)>| {
+    // No redirects: the body, and then the payment, go to the URL given or nowhere.
+    let client = seller::client(args.user_agent.as_deref(), |builder| {
+        builder.timeout(Duration::from_secs(120))
+    })?;
+    let send = |payment: Option<&(&'static str, String)>| {
         let mut request = client
             .request(method.clone(), &args.url)
             .headers(headers.clone());
@@ -236,9 +233,9 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
             request = request.body(body.clone());
         }
         if let Some((name, value)) = payment {
-            request = request.header(name, value);
+            request = request.header(*name, value);
         }
-        request.send()
+        seller::send(request)
     };
 
     let first = send(None).await.context("calling the seller")?;
@@ -247,7 +244,7 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
             "not payment gated: {} (nothing paid)",
             first.status()
         ));
-        return finish(ctx, first, None, None).await;
+        return finish(ctx, first, json!({"payment": null, "receipt": null})).await;
     }
     let offered = probe::read_offer(first, &args.url).await?;
     let choice = choose(&offered, Some(&args.max_amount), &args.token)?;
@@ -270,33 +267,68 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let header = sign_one(&signer, &offered, &choice.requirement)?;
-    let paid = send(Some(header))
-        .await
-        .context("calling the seller with the payment")?;
+    // While the seller says the settlement is under way, the same signed call is sent again;
+    // nothing is ever signed twice.
+    let PaidAnswer {
+        response: paid,
+        retries,
+        pending,
+    } = async {
+        let first = send(Some(&header)).await?;
+        seller::until_settled(first, || send(Some(&header)), || {}).await
+    }
+    .await
+    .context("calling the seller with the payment")?;
     let receipt = receipt_of(paid.headers());
     let summary = json!({
         "price": choice.price, "network": choice.network, "payTo": choice.requirement.pay_to,
-        "payer": signer.address().to_checksum(None),
+        "payer": signer.address().to_checksum(None), "retries": retries,
     });
-    let note = match &receipt {
-        Some(r) if r.success => format!(
-            "paid {} on {} to {} — transaction {}",
+    let retried = if retries > 0 {
+        format!(" (the same payment sent {} times)", retries + 1)
+    } else {
+        String::new()
+    };
+    let served = paid.status().is_success();
+    let note = match (&pending, &receipt) {
+        (Some(pending), _) if served => format!(
+            "served; settlement pending, transaction {} — {} on {} to {}, not yet confirmed",
+            pending.transaction.as_deref().unwrap_or("not named yet"),
+            choice.price,
+            choice.network,
+            choice.requirement.pay_to
+        ),
+        (Some(pending), _) => format!(
+            "settlement pending, transaction {} — {} on {} to {} may still be charged, but the \
+             seller has not served the call{retried}; not signed again (check the transaction \
+             before paying for this call anew)",
+            pending.transaction.as_deref().unwrap_or("not named yet"),
+            choice.price,
+            choice.network,
+            choice.requirement.pay_to
+        ),
+        (None, Some(r)) if r.success => format!(
+            "paid {} on {} to {} — transaction {}{retried}",
             choice.price, choice.network, choice.requirement.pay_to, r.transaction
         ),
-        Some(r) => format!(
+        (None, Some(r)) => format!(
             "payment not settled: {} (not retried: a new signature could pay twice)",
             r.error_reason.as_deref().unwrap_or("no reason given")
         ),
-        None if paid.status().is_success() => {
+        (None, None) if served => {
             format!("{}: the seller sent no payment receipt", paid.status())
         }
-        None => format!(
+        (None, None) => format!(
             "{}: the seller did not accept the payment (not retried)",
             paid.status()
         ),
     };
-    output::note(&clean(&note));
-    finish(ctx, paid, Some(summary), receipt).await
+    let note = clean(&note);
+    output::note(&note);
+    let pending =
+        pending.map(|p| json!({"transaction": p.transaction, "retries": retries, "message": note}));
+    let report = json!({"payment": summary, "receipt": receipt, "pending": pending});
+    finish(ctx, paid, report).await
 }
 
 /// One payment of `requirement` for `offered`, as the header to send. The seller picks the
@@ -322,30 +354,19 @@ pub(super) fn sign_one(
     )?)
 }
 
-pub(super) fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
-    [PAYMENT_RESPONSE, X_PAYMENT_RESPONSE]
-        .iter()
-        .find_map(|name| headers.get(*name))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| x402_header::decode(v).ok())
-}
-
-/// Prints the answer (body, or one JSON document) and maps its status to the exit code.
+/// Prints the answer (body, or `report` — payment, receipt, pending — with its status and
+/// body as one JSON document) and maps its status to the exit code.
 async fn finish(
     ctx: &Context,
     response: reqwest::Response,
-    payment: Option<serde_json::Value>,
-    receipt: Option<SettleResponse>,
+    mut report: serde_json::Value,
 ) -> anyhow::Result<ExitCode> {
     let status = response.status();
     let body = response.bytes().await?;
     if ctx.json {
-        output::json(&json!({
-            "status": status.as_u16(),
-            "payment": payment,
-            "receipt": receipt,
-            "body": String::from_utf8_lossy(&body),
-        }))?;
+        report["status"] = json!(status.as_u16());
+        report["body"] = json!(String::from_utf8_lossy(&body));
+        output::json(&report)?;
     } else {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();

@@ -1,8 +1,14 @@
 //! `obol buy inference|list|status|refill|cancel` against a stack selling on the devnet: the
-//! buyer signs here, the stack's own buyer proxy spends, the embedded facilitator settles.
+//! buyer signs here, the stack's own buyer proxy spends, the embedded facilitator settles. And
+//! `obol buy pay|probe` against scripted sellers: redirects, pending settlements.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
@@ -408,5 +414,215 @@ async fn buying_in_a_permit2_token_approves_permit2_once() {
     assert_eq!(
         balance(dir, "devnet", buyer_key, "OBOL"),
         buyer_before - 3 * half
+    );
+}
+
+/// What a scripted seller received: each request's payment header (`None` when unpaid).
+type Payments = Arc<Mutex<Vec<Option<String>>>>;
+
+/// How a scripted seller answers a paid request, given how many times this same payment has
+/// arrived (1 the first time). Unpaid requests get the 402 of [`challenge`].
+type Script = Arc<dyn Fn(usize) -> Response + Send + Sync>;
+
+/// A loopback seller answering every path: 402 unpaid, then `script`; what it received.
+async fn scripted_seller(unpaid: Script, paid: Script) -> (String, Payments) {
+    let payments: Payments = Arc::default();
+    let seen = payments.clone();
+    let router = Router::new().fallback(move |request: Request| {
+        let (seen, unpaid, paid) = (seen.clone(), unpaid.clone(), paid.clone());
+        async move {
+            let payment = request
+                .headers()
+                .get("payment-signature")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let mut seen = seen.lock().unwrap();
+            seen.push(payment.clone());
+            match payment {
+                None => unpaid(0),
+                Some(payment) => paid(
+                    seen.iter()
+                        .filter(|p| p.as_deref() == Some(payment.as_str()))
+                        .count(),
+                ),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, payments)
+}
+
+const TX: &str = "0x2222222222222222222222222222222222222222222222222222222222222222";
+
+/// 0.001 USDC on base-sepolia to PAY_TO.
+fn challenge(_: usize) -> Response {
+    let usdc = obol_x402::TokenRegistry::builtin()
+        .resolve("USDC", "base-sepolia")
+        .unwrap()
+        .clone();
+    let body = json!({
+        "x402Version": 2, "error": "payment required", "resource": {"url": "http://seller.test/"},
+        "accepts": [{
+            "scheme": "exact", "network": "eip155:84532", "amount": "1000",
+            "asset": usdc.address.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+            "extra": usdc.requirement_extra()
+        }]
+    });
+    (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response()
+}
+
+/// `response` with a receipt for [`TX`]: settled, or still pending.
+fn with_receipt(mut response: Response, settled: bool) -> Response {
+    let mut receipt = json!({"success": settled, "transaction": TX, "network": "eip155:84532"});
+    if !settled {
+        receipt["errorReason"] = json!("settlement_pending");
+    }
+    let value = obol_x402::header::encode(&receipt).unwrap();
+    response
+        .headers_mut()
+        .insert("payment-response", value.parse().unwrap());
+    response
+}
+
+/// The gateway's 503 while the settlement is pending.
+fn pending(_: usize) -> Response {
+    let body = json!({"error": "Payment settlement pending", "reason": "settlement_pending",
+                      "retriable": true});
+    let response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [("retry-after", "0")],
+        axum::Json(body),
+    )
+        .into_response();
+    with_receipt(response, false)
+}
+
+fn pay(dir: &Path, url: &str, json: bool) -> std::process::Output {
+    let mut args = vec!["buy", "pay", url, "--max-amount", "0.01", "-d", "{\"q\":1}"];
+    if json {
+        args.insert(0, "--json");
+    }
+    obol_in(dir, &args, &[("OBOL_PRIVATE_KEY", BUYER_KEY)], None)
+}
+
+/// The paid requests a seller received; fails unless they all carried the same payment.
+fn one_payment(payments: &Payments) -> usize {
+    let paid: Vec<String> = payments.lock().unwrap().iter().flatten().cloned().collect();
+    assert!(
+        paid.iter().all(|p| *p == paid[0]),
+        "one signature, resent as it was"
+    );
+    paid.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_pay_retries_a_pending_settlement_with_the_same_signature() {
+    let root = tempfile::tempdir().unwrap();
+    let (url, payments) = scripted_seller(
+        Arc::new(challenge),
+        Arc::new(|attempt| match attempt {
+            1 | 2 => pending(attempt),
+            _ => with_receipt(axum::Json(json!({"ok": true})).into_response(), true),
+        }),
+    )
+    .await;
+    let out = tokio::task::spawn_blocking(move || pay(root.path(), &url, false))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(crate::stdout(&out), "{\"ok\":true}");
+    assert!(
+        stderr(&out).contains(&format!(
+            "paid 0.001 USDC on base-sepolia to {PAY_TO} — transaction {TX}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one_payment(&payments), 3, "sent, then retried twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_pay_reports_a_settlement_still_pending_as_possibly_paid() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().to_owned();
+    let (url, payments) = scripted_seller(Arc::new(challenge), Arc::new(pending)).await;
+    let (human, json) =
+        tokio::task::spawn_blocking(move || (pay(&dir, &url, false), pay(&dir, &url, true)))
+            .await
+            .unwrap();
+    assert_eq!(human.status.code(), Some(1), "{}", stderr(&human));
+    assert!(
+        stderr(&human).contains(&format!("settlement pending, transaction {TX}")),
+        "{}",
+        stderr(&human)
+    );
+    assert!(
+        !stderr(&human).contains("not settled"),
+        "{}",
+        stderr(&human)
+    );
+
+    assert_eq!(json.status.code(), Some(1), "{}", stderr(&json));
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["status"], 503);
+    assert_eq!(report["pending"]["transaction"], TX, "{report}");
+    assert_eq!(report["pending"]["retries"], 5, "{report}");
+    assert_eq!(report["receipt"]["errorReason"], "settlement_pending");
+    let body: Value = serde_json::from_str(report["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["reason"], "settlement_pending",
+        "the seller's answer, as it was"
+    );
+
+    // Two runs, two signatures, each sent once and retried five times.
+    let paid: Vec<String> = payments.lock().unwrap().iter().flatten().cloned().collect();
+    assert_eq!(paid.len(), 12);
+    assert!(paid[..6].iter().all(|p| *p == paid[0]));
+    assert!(paid[6..].iter().all(|p| *p == paid[6]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_pay_and_probe_never_follow_a_redirect() {
+    let root = tempfile::tempdir().unwrap();
+    let (elsewhere, stolen) = scripted_seller(
+        Arc::new(|_| "thanks".into_response()),
+        Arc::new(|_| "thanks".into_response()),
+    )
+    .await;
+    let redirect: Script = Arc::new(move |_| {
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("{elsewhere}/steal"))],
+        )
+            .into_response()
+    });
+    // Before payment (the body would follow), and once paid (the signature would).
+    let (before, _) = scripted_seller(redirect.clone(), redirect.clone()).await;
+    let (after, payments) = scripted_seller(Arc::new(challenge), redirect).await;
+    let dir = root.path().to_owned();
+    let (unpaid, paid, probed) = tokio::task::spawn_blocking(move || {
+        (
+            pay(&dir, &before, false),
+            pay(&dir, &after, true),
+            obol_in(&dir, &["buy", "probe", &before], &[], None),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&unpaid, &paid, &probed] {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        assert!(
+            stderr(out).contains("redirected the call to http://")
+                && stderr(out).contains("/paid/steal"),
+            "{}",
+            stderr(out)
+        );
+    }
+    assert_eq!(one_payment(&payments), 1);
+    assert!(
+        stolen.lock().unwrap().is_empty(),
+        "the redirect's target received {:?}",
+        stolen.lock().unwrap()
     );
 }
