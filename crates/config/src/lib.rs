@@ -8,6 +8,7 @@
 //! | [`fs`] | private (0600) atomic file writes and 0700 directories |
 //! | [`networks`] | the per-chain RPC endpoint list (`<config>/networks.json`) |
 //! | [`public_url`] | the public base URL buyers reach the stack at |
+//! | [`request_path`] | request paths refused because they could leave their prefix once decoded (dot segments, encoded slashes, backslashes) |
 //! | [`stack`] | the stack settings file (`<config>/stack.json`) |
 //! | [`text`] | untrusted text made safe to print (control and bidi characters escaped) |
 //! | [`time`] | RFC 3339 timestamps |
@@ -18,6 +19,7 @@ pub mod fs;
 pub mod networks;
 pub mod paths;
 pub mod public_url;
+pub mod request_path;
 pub mod stack;
 pub mod text;
 pub mod time;

@@ -422,7 +422,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state").join("guard.sqlite");
         let guard = Arc::new(ReplayGuard::open(&path).unwrap());
-        claim(&guard, 1).unwrap().ticket.settled("0x1", unix_now() + 60).unwrap();
+        claim(&guard, 1)
+            .unwrap()
+            .ticket
+            .settled("0x1", unix_now() + 60)
+            .unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);

@@ -27,6 +27,7 @@ use obol_facilitator::checks::VALIDITY_BUFFER_SECS;
 use obol_facilitator::{Facilitator, PaymentIdentity};
 use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
 use obol_x402::primitives::B256;
+use obol_x402::signer::admissible_validity;
 use obol_x402::wire::{SettleResponse, VerifyRequest};
 use tower::{Layer, Service, ServiceExt as _};
 
@@ -44,10 +45,7 @@ pub const IDENTITY_HEADERS: [&str; 2] = ["x-verified-wallet", "x-payment-payer"]
 /// The verified payer, as told to the upstream.
 pub const PAYER_HEADER: &str = "x-payment-payer";
 
-/// How much shorter than the advertised `maxTimeoutSeconds` an authorization's remaining
-/// validity may be when it arrives (signing-to-arrival latency and clock skew). Below that,
-/// admission refuses it: a paid answer must never outlive the payment's settlability.
-pub const ADMISSION_SLACK_SECS: u64 = 30;
+pub use obol_x402::signer::ADMISSION_SLACK_SECS;
 
 /// Tunables of the paygate.
 #[derive(Debug, Clone)]
@@ -737,9 +735,7 @@ fn refused(refusal: &Refusal) -> PaymentFailure {
 /// (`maxTimeoutSeconds`, less [`ADMISSION_SLACK_SECS`]; never under the facilitator's own
 /// minimum): a paid answer must be settlable until it has been delivered.
 fn check_window(expires_at: u64, max_timeout_seconds: u64) -> Result<(), PaymentFailure> {
-    let required = max_timeout_seconds
-        .saturating_sub(ADMISSION_SLACK_SECS)
-        .max(VALIDITY_BUFFER_SECS);
+    let required = admissible_validity(max_timeout_seconds, VALIDITY_BUFFER_SECS);
     let remaining = expires_at.saturating_sub(unix_now());
     if remaining >= required {
         return Ok(());

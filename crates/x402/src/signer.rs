@@ -26,6 +26,20 @@ use crate::wire::{FieldError, X402Version};
 /// the same ten minutes).
 pub const CLOCK_SKEW_TOLERANCE_SECS: u64 = 600;
 
+/// How much shorter than the advertised `maxTimeoutSeconds` an authorization's remaining
+/// validity may be when it reaches an obol gateway (signing-to-arrival latency and clock
+/// skew); below that the gateway refuses it, so that no paid answer outlives its payment's
+/// settlability. Buyers hand out pre-signed authorizations only while they stay above it.
+pub const ADMISSION_SLACK_SECS: u64 = 30;
+
+/// The least remaining validity an obol gateway admits for a requirement advertising
+/// `max_timeout_seconds` (never under `floor`, the facilitator's own minimum).
+pub fn admissible_validity(max_timeout_seconds: u64, floor: u64) -> u64 {
+    max_timeout_seconds
+        .saturating_sub(ADMISSION_SLACK_SECS)
+        .max(floor)
+}
+
 /// Why signing failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

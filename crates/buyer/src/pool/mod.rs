@@ -37,7 +37,9 @@ pub use terms::terms_key;
 use schema::migrate;
 use terms::can_sign;
 
-/// Authorizations closer than this to expiry are not handed out.
+/// Authorizations closer than this to expiry are not handed out; nor are those valid for
+/// less than a gateway admits for the asked terms (`maxTimeoutSeconds` less
+/// [`obol_x402::signer::ADMISSION_SLACK_SECS`]).
 pub const EXPIRY_MARGIN_SECS: u64 = 10;
 
 /// Why the pool could not answer.
@@ -203,7 +205,9 @@ impl AuthPool {
         asked: &v2::PaymentRequirements,
         now: u64,
     ) -> Result<Held, PoolError> {
-        let fresh = i64::try_from(now.saturating_add(EXPIRY_MARGIN_SECS)).unwrap_or(i64::MAX);
+        let margin =
+            obol_x402::signer::admissible_validity(asked.max_timeout_seconds, EXPIRY_MARGIN_SECS);
+        let fresh = i64::try_from(now.saturating_add(margin)).unwrap_or(i64::MAX);
         let db = self.db();
         let row = match terms_key(asked) {
             Some(terms) => db

@@ -165,13 +165,21 @@ fn changed_terms_are_refused_and_nothing_is_lost() {
 
 #[test]
 fn nearly_expired_authorizations_are_skipped() {
+    // maxTimeoutSeconds 300: a gateway admits 270 s of remaining validity or more.
     let (pool, _) = filled(1, 600);
-    let late = NOW + 600 - EXPIRY_MARGIN_SECS + 1;
+    let late = NOW + 600 - 270 + 1;
     assert!(matches!(
         pool.take("p", &requirement(), late),
         Err(PoolError::Exhausted { .. })
     ));
     assert!(pool.take("p", &requirement(), late - 1).is_ok());
+    // Short windows fall back to the pool's own margin.
+    let (pool, _) = filled(1, 600);
+    let mut quick = requirement();
+    quick.max_timeout_seconds = 5;
+    let late = NOW + 600 - EXPIRY_MARGIN_SECS + 1;
+    assert!(pool.take("p", &quick, late).is_err());
+    assert!(pool.take("p", &quick, late - 1).is_ok());
 }
 
 #[test]

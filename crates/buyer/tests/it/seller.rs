@@ -277,10 +277,7 @@ async fn upstream_paths_never_leave_the_purchase() {
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["reason"], "invalid_path", "{target}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(
-            message.starts_with("the path may not"),
-            "{target}: {message}"
-        );
+        assert!(message.starts_with("the path has"), "{target}: {message}");
     }
     assert!(
         seen.lock().unwrap().is_empty(),
