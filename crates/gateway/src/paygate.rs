@@ -3,12 +3,12 @@
 //! Unpaid → 402. Paid → decode, match, claim the payment (and reserve its amount against the
 //! payer's balance), check its validity window, verify, call the inner service (the proxy; it
 //! finds the offer in the request extensions), and settle only when the upstream answered
-//! below 400: before the status is committed for buffered responses; for SSE streams at the
-//! end, or earlier when the authorization would expire first, or when the client leaves once
-//! content went out (receipts in trailers). Only a stream that delivered nothing is free.
-//! A settlement that is pending or whose outcome is unknown keeps the payment taken: the same
-//! payment sent again is settled (idempotently) and served. Money invariants:
-//! docs/design/gateway.md.
+//! below 400: before the status is committed for buffered responses; for SSE streams as the
+//! first content goes out (the stream runs on, and is cut if the settlement fails), or before
+//! any content when the authorization nears expiry (receipts in trailers). Only a stream that
+//! delivered nothing is free. A settlement that is pending or whose outcome is unknown keeps
+//! the payment taken: the same payment sent again is settled (idempotently) and served.
+//! Money invariants: docs/design/gateway.md.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -61,8 +61,8 @@ pub struct PaygateConfig {
     /// Whether browsers (`Accept: text/html`, `Mozilla` user agent) get a readable 402 page
     /// instead of the JSON body; the `PAYMENT-REQUIRED` header is sent either way.
     pub html_paywall: bool,
-    /// A stream still running this long before its authorization expires is settled then
-    /// (and cut if that fails), so no stream outlives its payment.
+    /// A stream that has sent no content this long before its authorization expires is
+    /// settled then (and cut if that fails), so no stream outlives its payment.
     pub stream_settle_margin: Duration,
 }
 
@@ -618,6 +618,7 @@ impl Shared {
                 settle: Some(settle),
                 bytes: 0,
                 deadline: Some(Box::pin(tokio::time::sleep(deadline))),
+                in_flight: None,
                 trailers: None,
             },
         };
@@ -803,31 +804,34 @@ fn add_receipt(headers: &mut HeaderMap, receipt: &SettleResponse) {
 /// A stream's settlement: given whether content went out, the trailers and whether it charged.
 type SettleFuture = Pin<Box<dyn Future<Output = (HeaderMap, bool)> + Send>>;
 type SettleFn = Box<dyn FnOnce(bool) -> SettleFuture + Send>;
+type SettleTask = tokio::task::JoinHandle<(HeaderMap, bool)>;
 
 enum StreamState {
     Streaming {
-        /// `None` once settled (mid-stream) or handed to a task.
+        /// `None` once handed to a task.
         settle: Option<SettleFn>,
         bytes: u64,
-        /// When to settle before the authorization expires.
+        /// When to settle if no content went out before the authorization nears expiry.
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-        /// The receipts of a mid-stream settlement, sent at the end.
+        /// The settlement started when the first content went out; the stream runs on while
+        /// it is in flight and is cut if it fails.
+        in_flight: Option<SettleTask>,
+        /// The receipts of a finished settlement, sent at the end.
         trailers: Option<HeaderMap>,
     },
-    /// Settling before the authorization expires; the stream waits, and is cut if it fails.
-    MidSettling {
-        task: tokio::task::JoinHandle<(HeaderMap, bool)>,
-        bytes: u64,
-    },
-    /// The settlement runs as its own task: a client that leaves after the last event cannot
-    /// cancel the charge for a stream it received.
-    Settling(tokio::task::JoinHandle<(HeaderMap, bool)>),
+    /// Settling before any content, as the authorization nears expiry (or at once, when the
+    /// payer's balance cannot be read); the stream waits, and is cut if it fails.
+    SettlingFirst(SettleTask),
+    /// The upstream ended; waiting for the settlement to send its receipts as trailers.
+    Settling(SettleTask),
     Done,
 }
 
-/// An SSE body that settles once the upstream stream ended with data, before the
-/// authorization would expire, or when dropped after content went out; it sends the receipts
-/// as trailers. Only a stream that delivered nothing is free.
+/// An SSE body that charges for content as it goes out: the settlement starts (as its own
+/// task, so a client that leaves cannot cancel it) when the first content is sent, the stream
+/// runs on meanwhile and is cut if the settlement fails, and the receipts follow as trailers.
+/// A stream with no content yet settles first when its authorization nears expiry. Only a
+/// stream that delivered nothing is free.
 struct SettleOnEnd {
     inner: Body,
     state: StreamState,
@@ -835,8 +839,16 @@ struct SettleOnEnd {
 
 /// Why a stream was cut.
 #[derive(Debug, thiserror::Error)]
-#[error("the payment could not be settled before the authorization expired; stream cut")]
+#[error("the payment for this stream could not be settled; stream cut")]
 struct StreamCut;
+
+/// A settlement's outcome, once finished: `Some(trailers)` when it charged, `None` to cut.
+fn finished(outcome: Result<(HeaderMap, bool), tokio::task::JoinError>) -> Option<HeaderMap> {
+    match outcome {
+        Ok((trailers, true)) => Some(trailers),
+        Ok((_, false)) | Err(_) => None,
+    }
+}
 
 impl http_body::Body for SettleOnEnd {
     type Data = Bytes;
@@ -853,77 +865,92 @@ impl http_body::Body for SettleOnEnd {
                     settle,
                     bytes,
                     deadline,
+                    in_flight,
                     trailers,
                 } => {
+                    if let Some(task) = in_flight
+                        && let Poll::Ready(outcome) = Pin::new(task).poll(cx)
+                    {
+                        *in_flight = None;
+                        match finished(outcome) {
+                            Some(receipts) => *trailers = Some(receipts),
+                            None => {
+                                this.state = StreamState::Done;
+                                return Poll::Ready(Some(Err(axum::Error::new(StreamCut))));
+                            }
+                        }
+                    }
                     if settle.is_some()
                         && deadline
                             .as_mut()
                             .is_some_and(|d| d.as_mut().poll(cx).is_ready())
                         && let Some(run) = settle.take()
                     {
-                        this.state = StreamState::MidSettling {
-                            task: tokio::spawn(run(*bytes > 0)),
-                            bytes: *bytes,
-                        };
+                        this.state = StreamState::SettlingFirst(tokio::spawn(run(false)));
                         continue;
                     }
                     match Pin::new(&mut this.inner).poll_frame(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(frame))) => {
-                            if let Some(data) = frame.data_ref() {
-                                *bytes += data.len() as u64;
-                            }
                             // Upstream trailers are not forwarded: ours take their place.
-                            if frame.is_data() {
-                                return Poll::Ready(Some(Ok(frame)));
+                            let Some(data) = frame.data_ref() else {
+                                continue;
+                            };
+                            *bytes += data.len() as u64;
+                            if *bytes > 0
+                                && let Some(run) = settle.take()
+                            {
+                                *in_flight = Some(tokio::spawn(run(true)));
                             }
+                            return Poll::Ready(Some(Ok(frame)));
                         }
                         Poll::Ready(Some(Err(error))) => {
-                            // Content already delivered is charged; nothing delivered is free.
-                            if let Some(run) = settle.take().filter(|_| *bytes > 0) {
-                                tokio::spawn(run(true));
-                            }
+                            // Content already delivered is being charged (in flight); nothing
+                            // delivered is free.
                             this.state = StreamState::Done;
                             return Poll::Ready(Some(Err(error)));
                         }
                         Poll::Ready(None) => {
-                            let done = trailers.take().filter(|t| !t.is_empty());
-                            this.state = match settle.take().filter(|_| *bytes > 0) {
-                                Some(run) => StreamState::Settling(tokio::spawn(run(true))),
+                            let receipts = trailers.take();
+                            this.state = match in_flight.take() {
+                                Some(task) => StreamState::Settling(task),
                                 None => StreamState::Done,
                             };
-                            if let Some(trailers) = done {
-                                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                            if let Some(receipts) = receipts.filter(|t| !t.is_empty()) {
+                                return Poll::Ready(Some(Ok(Frame::trailers(receipts))));
                             }
                         }
                     }
                 }
-                StreamState::MidSettling { task, bytes } => {
-                    let (trailers, charged) = match Pin::new(task).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(outcome)) => outcome,
-                        Poll::Ready(Err(_)) => (HeaderMap::new(), false),
+                StreamState::SettlingFirst(task) => {
+                    let Poll::Ready(outcome) = Pin::new(task).poll(cx) else {
+                        return Poll::Pending;
                     };
-                    if !charged {
+                    let Some(receipts) = finished(outcome) else {
                         this.state = StreamState::Done;
                         return Poll::Ready(Some(Err(axum::Error::new(StreamCut))));
-                    }
+                    };
                     this.state = StreamState::Streaming {
                         settle: None,
-                        bytes: *bytes,
+                        bytes: 0,
                         deadline: None,
-                        trailers: Some(trailers),
+                        in_flight: None,
+                        trailers: Some(receipts),
                     };
                 }
                 StreamState::Settling(task) => {
-                    let trailers = match Pin::new(task).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok((trailers, _))) => trailers,
-                        Poll::Ready(Err(_)) => HeaderMap::new(),
+                    let Poll::Ready(outcome) = Pin::new(task).poll(cx) else {
+                        return Poll::Pending;
                     };
                     this.state = StreamState::Done;
-                    if !trailers.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    match finished(outcome) {
+                        Some(receipts) if !receipts.is_empty() => {
+                            return Poll::Ready(Some(Ok(Frame::trailers(receipts))));
+                        }
+                        Some(_) => {}
+                        // The content went out, the payment did not: end in an error, not a
+                        // clean end the client could take for a paid answer.
+                        None => return Poll::Ready(Some(Err(axum::Error::new(StreamCut)))),
                     }
                 }
                 StreamState::Done => return Poll::Ready(None),
@@ -933,20 +960,5 @@ impl http_body::Body for SettleOnEnd {
 
     fn is_end_stream(&self) -> bool {
         matches!(self.state, StreamState::Done)
-    }
-}
-
-impl Drop for SettleOnEnd {
-    /// A client that leaves once content went out is charged: the settlement runs as its own
-    /// task. Nothing delivered: the claim is released with the dropped settlement.
-    fn drop(&mut self) {
-        if let StreamState::Streaming {
-            settle, bytes: 1.., ..
-        } = &mut self.state
-            && let Some(run) = settle.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(run(true));
-        }
     }
 }

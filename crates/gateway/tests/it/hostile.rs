@@ -80,44 +80,64 @@ async fn an_authorization_expiring_before_the_advertised_window_is_refused() {
     assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
 }
 
-/// A gateway over the fixture's routes whose streams settle one to two seconds in.
-async fn early_settling_gateway(fixture: &Fixture) -> String {
-    Fixture::gateway_with(
-        &fixture.routes,
-        &fixture.probe,
-        &fixture.guard_path,
-        |config| config.paygate.stream_settle_margin = Duration::from_secs(298),
-    )
-    .await
-}
-
-#[tokio::test]
-async fn a_stream_that_would_outlive_its_authorization_is_settled_mid_stream() {
-    let fixture = Fixture::start().await;
-    let gateway = early_settling_gateway(&fixture).await;
-    let payment = pay_for(&fixture, "/services/echo/slowstream", &fixture.buyer(3)).await;
-    let before = fixture.usdc(PAY_TO).await;
-    let mut response = paid_get(&gateway, "/services/echo/slowstream", &payment).await;
-    assert_eq!(response.status(), 200);
-    let first = response.chunk().await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&first).contains("chunk 0"));
-    // The settlement lands while the stream still runs.
-    settles_reach(&fixture, 1).await;
-    let mid = balance_moves(&fixture, before).await;
-    assert_eq!(mid, before + U256::from(1000), "charged mid-stream");
-    let mut text = String::from_utf8_lossy(&first).into_owned();
+/// Collects the rest of a stream after `first`.
+async fn rest_of(mut response: reqwest::Response, first: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(first).into_owned();
     while let Some(chunk) = response.chunk().await.unwrap() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
+    text
+}
+
+#[tokio::test]
+async fn a_stream_is_charged_as_its_first_content_goes_out_and_runs_on() {
+    let fixture = Fixture::start().await;
+    let payment = pay_for(&fixture, "/services/echo/slowstream", &fixture.buyer(3)).await;
+    let before = fixture.usdc(PAY_TO).await;
+    let mut response = paid_get(&fixture.gateway, "/services/echo/slowstream", &payment).await;
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chunk 0"));
+    // The settlement lands while the stream still runs (six events, 400 ms apart).
+    settles_reach(&fixture, 1).await;
+    let mid = balance_moves(&fixture, before).await;
+    assert_eq!(mid, before + U256::from(1000), "charged mid-stream");
+    let text = rest_of(response, &first).await;
     assert_eq!(text.matches("data: chunk").count(), 6, "{text}");
     assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1, "once");
     assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
 }
 
 #[tokio::test]
-async fn a_stream_whose_mid_stream_settlement_fails_is_cut() {
+async fn a_stream_without_content_as_its_authorization_nears_expiry_settles_first() {
     let fixture = Fixture::start().await;
-    let gateway = early_settling_gateway(&fixture).await;
+    // Settle 298 s before expiry: one to two seconds in, before the first event (2.5 s).
+    let gateway = Fixture::gateway_with(
+        &fixture.routes,
+        &fixture.probe,
+        &fixture.guard_path,
+        |config| config.paygate.stream_settle_margin = Duration::from_secs(298),
+    )
+    .await;
+    let payment = pay_for(&fixture, "/services/echo/latestream", &fixture.buyer(4)).await;
+    let before = fixture.usdc(PAY_TO).await;
+    let mut response = paid_get(&gateway, "/services/echo/latestream", &payment).await;
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert_eq!(
+        fixture.usdc(PAY_TO).await,
+        before + U256::from(1000),
+        "settled before the first event went out"
+    );
+    let text = rest_of(response, &first).await;
+    assert_eq!(text.matches("data: late").count(), 2, "{text}");
+    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1, "once");
+}
+
+#[tokio::test]
+async fn a_stream_whose_settlement_fails_is_cut() {
+    let fixture = Fixture::start().await;
+    let gateway = fixture.gateway.clone();
     fixture.probe.reject_settles.store(true, Ordering::SeqCst);
     let payment = pay_for(&fixture, "/services/echo/slowstream", &fixture.buyer(1)).await;
     let mut response = paid_get(&gateway, "/services/echo/slowstream", &payment).await;

@@ -107,7 +107,8 @@ pub async fn upstream(log: Arc<UpstreamLog>) -> String {
         .route("/fail", any(failing))
         .route("/slow", get(slow))
         .route("/stream", get(streams::sse_upstream))
-        .route("/slowstream", get(streams::slow_sse_upstream));
+        .route("/slowstream", get(streams::slow_sse_upstream))
+        .route("/latestream", get(streams::late_sse_upstream));
     spawn(router).await
 }
 

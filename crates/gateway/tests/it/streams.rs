@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::response::sse::{Event, Sse};
-use futures_lite_stream::iter_events;
+use futures_lite_stream::events;
 use obol_x402::primitives::U256;
 
 use crate::{Fixture, PAY_TO, paid_get, pay_for};
@@ -11,13 +11,34 @@ use crate::{Fixture, PAY_TO, paid_get, pay_for};
 /// Five events, 100 ms apart.
 pub(crate) async fn sse_upstream()
 -> Sse<impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>>> {
-    Sse::new(iter_events(5, Duration::from_millis(100)))
+    Sse::new(events(
+        5,
+        Duration::from_millis(100),
+        Duration::from_millis(100),
+        "chunk",
+    ))
 }
 
 /// Six events, 400 ms apart.
 pub(crate) async fn slow_sse_upstream()
 -> Sse<impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>>> {
-    Sse::new(iter_events(6, Duration::from_millis(400)))
+    Sse::new(events(
+        6,
+        Duration::from_millis(400),
+        Duration::from_millis(400),
+        "chunk",
+    ))
+}
+
+/// Two events, the first after 2.5 s.
+pub(crate) async fn late_sse_upstream()
+-> Sse<impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    Sse::new(events(
+        2,
+        Duration::from_millis(2500),
+        Duration::ZERO,
+        "late",
+    ))
 }
 
 mod futures_lite_stream {
@@ -25,17 +46,20 @@ mod futures_lite_stream {
 
     use axum::response::sse::Event;
 
-    /// `n` events spaced by `gap`, without a stream-utility dependency.
-    pub(super) fn iter_events(
+    /// `n` events `{label} {i}`, the first after `first`, then spaced by `gap`, without a
+    /// stream-utility dependency.
+    pub(crate) fn events(
         n: usize,
+        first: Duration,
         gap: Duration,
+        label: &'static str,
     ) -> impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             for i in 0..n {
-                tokio::time::sleep(gap).await;
+                tokio::time::sleep(if i == 0 { first } else { gap }).await;
                 if tx
-                    .send(Ok(Event::default().data(format!("chunk {i}"))))
+                    .send(Ok(Event::default().data(format!("{label} {i}"))))
                     .await
                     .is_err()
                 {
