@@ -10,7 +10,8 @@
 //! The seller is called as [`crate::seller`] says: a redirect is never followed (502
 //! `seller_redirected`, naming the `Location`), and a settlement the seller reports pending is
 //! retried with the same authorization; one still pending after the retries counts as spent
-//! and is answered 502 `settlement_pending` with the transaction. `/upstream/<name>/<path>`
+//! and is answered 424 `settlement_pending` with the transaction (not a 5xx, which agents'
+//! HTTP clients retry on their own, paying again). `/upstream/<name>/<path>`
 //! refuses any path that could leave the purchase's base URL once decoded.
 //!
 //! Only agents may spend, never a web page the user happens to open: a request carrying an
@@ -118,7 +119,9 @@ impl BuyError {
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
             Self::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
             Self::Seller(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
-            Self::SettlementPending { .. } => (StatusCode::BAD_GATEWAY, "settlement_pending"),
+            // 424, not a 5xx: OpenAI-style clients retry 5xx on their own, and each retry would
+            // be a new paid call for an answer that may already be paid for.
+            Self::SettlementPending { .. } => (StatusCode::FAILED_DEPENDENCY, "settlement_pending"),
             Self::Challenge(_) => (StatusCode::BAD_GATEWAY, "payment_error"),
             Self::Pool(PoolError::Exhausted { .. }) => {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_quota")

@@ -350,7 +350,10 @@ async fn a_settlement_that_stays_pending_is_counted_spent_and_never_reused() {
     let (proxy, pool) = proxy_over(&seller, 3).await;
 
     let (status, body, receipt) = chat(&proxy).await;
-    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        status, 424,
+        "not a 5xx an agent's client retries on its own: {body}"
+    );
     assert_eq!(body["reason"], "settlement_pending", "{body}");
     assert_eq!(body["transaction"], TX, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
@@ -371,7 +374,7 @@ async fn a_settlement_that_stays_pending_is_counted_spent_and_never_reused() {
 
     // The next call pays with another authorization, never the pending one.
     let (status, _, _) = chat(&proxy).await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 424);
     let all = paid(&seen);
     assert_eq!(all.len(), 12);
     assert!(all[6..].iter().all(|s| s.payment == all[6].payment));
