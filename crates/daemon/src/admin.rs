@@ -217,8 +217,14 @@ async fn put_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
     axum::extract::Query(query): axum::extract::Query<PutQuery>,
-    axum::Json(mut object): axum::Json<Object<S>>,
+    body: Result<axum::Json<Object<S>>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    // A body that does not read as the kind (a field we refuse, bad JSON) gets the same
+    // `{"error": …}` shape as every other refusal, naming what was wrong.
+    let mut object = match body {
+        Ok(axum::Json(object)) => object,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
     object.metadata.namespace = namespace;
     object.metadata.name = name;
     if let Err(invalid) = S::validate(&object) {
@@ -493,6 +499,39 @@ mod tests {
             .await
             .unwrap()
             .status()
+    }
+
+    #[tokio::test]
+    async fn a_refused_field_is_a_json_422_naming_it() {
+        let body = serde_json::json!({
+            "apiVersion": "obol.org/v1alpha1", "kind": "ServiceOffer",
+            "metadata": {"name": "x", "namespace": "default"},
+            "spec": {"upstream": {"url": "http://127.0.0.1:9"}, "routes": [{"path": "/a"}],
+                     "payment": {"network": "base-sepolia", "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+                                 "price": {"perRequest": "0.001"}}}
+        });
+        let response = app()
+            .oneshot(
+                Request::builder()
+                    .method("PUT")
+                    .uri("/v1/offers/default/x")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::AUTHORIZATION, "Bearer s3cret")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.contains("spec.routes is not supported yet"),
+            "{message}"
+        );
     }
 
     #[tokio::test]
