@@ -1,8 +1,7 @@
 //! `obol devnet up|status|down` and `obol facilitator serve`, end to end through the binary.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use obol_facilitator::Facilitator as _;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator};
@@ -10,7 +9,7 @@ use obol_x402::LocalSigner;
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
 use obol_x402::wire::{VerifyRequest, v2};
 
-use crate::{obol_in, stderr, stdout};
+use crate::{facilitator_serve, obol_in, stderr, stdout};
 
 /// Stops the devnet when the test ends, pass or fail.
 struct DevnetGuard<'a>(&'a Path);
@@ -60,23 +59,7 @@ async fn devnet_and_facilitator_serve() {
     );
 
     // The facilitator, paying gas from dev account 9, on a free port.
-    let mut server = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args([
-            "facilitator",
-            "serve",
-            "--chain",
-            "devnet",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("OBOL_CONFIG_DIR", dir.join("config"))
-        .env("OBOL_STATE_DIR", dir.join("state"))
-        .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let banner = lines.next().unwrap().unwrap();
+    let (mut server, banner, lines) = facilitator_serve(dir);
     assert!(
         banner.starts_with("facilitator listening on http://127.0.0.1:"),
         "{banner}"

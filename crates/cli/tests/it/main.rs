@@ -90,6 +90,33 @@ pub fn start_stack(dir: &Path) {
     assert!(out.status.success(), "stack up: {}", stderr(&out));
 }
 
+/// `obol facilitator serve`'s stderr, line by line.
+pub type StderrLines = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
+
+/// Starts `obol facilitator serve` on the devnet of `dir` (gas from dev account 9, a free
+/// loopback port): the process, its first stderr line (the banner), and the lines after it.
+pub fn facilitator_serve(dir: &Path) -> (std::process::Child, String, StderrLines) {
+    use std::io::{BufRead as _, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args([
+            "facilitator",
+            "serve",
+            "--chain",
+            "devnet",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("OBOL_CONFIG_DIR", dir.join("config"))
+        .env("OBOL_STATE_DIR", dir.join("state"))
+        .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    (server, banner, lines)
+}
+
 /// Fails the test, with the run's output, unless it succeeded.
 pub fn succeeded(out: &Output) {
     assert!(out.status.success(), "{}\n{}", stdout(out), stderr(out));

@@ -3,9 +3,8 @@
 //! pass verification before either settles. A is paid and served; B must be refused, never
 //! handed A's receipt, and B's balance must not move.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,7 +22,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
-use crate::{balance, obol_in, succeeded};
+use crate::{balance, facilitator_serve, obol_in, succeeded};
 
 const BUYER: &str = obol_devnet::DEV_KEYS[1];
 const SELLER_A: &str = obol_devnet::DEV_KEYS[2];
@@ -174,26 +173,7 @@ async fn one_nonce_for_two_sellers_pays_one_and_refuses_the_other() {
         dir,
         facilitator: None,
     };
-    let mut server = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args([
-            "facilitator",
-            "serve",
-            "--chain",
-            "devnet",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("OBOL_CONFIG_DIR", dir.join("config"))
-        .env("OBOL_STATE_DIR", dir.join("state"))
-        .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let banner = BufReader::new(server.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let (server, banner, _) = facilitator_serve(dir);
     running.facilitator = Some(server);
     let facilitator = banner.split_whitespace().nth(3).unwrap().to_owned();
     assert!(facilitator.starts_with("http://127.0.0.1:"), "{banner}");
