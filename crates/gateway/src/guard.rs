@@ -231,6 +231,16 @@ impl ReplayGuard {
         Ok(())
     }
 
+    fn forget(&self, ticket: &Ticket) -> Result<(), GuardError> {
+        let (chain, asset, payer, nonce) = key(&ticket.id);
+        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        db.execute(
+            "DELETE FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
+            params![chain, asset, payer, nonce],
+        )?;
+        Ok(())
+    }
+
     /// The amount `account` has authorized in payments being served and not yet settled.
     pub fn outstanding(&self, account: &Account) -> U256 {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
@@ -286,6 +296,19 @@ impl Ticket {
     /// the in-flight claim: the payment is never served again.
     pub fn settled(self, tx: &str, expires_at: u64) -> Result<(), GuardError> {
         self.guard.record(&self, SETTLED, tx, expires_at)
+    }
+
+    /// Records, before the facilitator is asked to settle, that a settlement may be under way:
+    /// if the process dies before the answer, the payment comes back after a restart as
+    /// `unsettled` (its settlement is asked for again), never as new.
+    pub fn settling(&self, expires_at: u64) -> Result<(), GuardError> {
+        self.guard.record(self, UNSETTLED, "", expires_at)
+    }
+
+    /// Forgets what [`Ticket::settling`] wrote, once the settlement was refused and nothing was
+    /// delivered: the payment is free again, as if never taken.
+    pub fn released(self) -> Result<(), GuardError> {
+        self.guard.forget(&self)
     }
 
     /// Records that the settlement is pending (`tx`) or its outcome unknown (`tx` empty): the
@@ -379,6 +402,26 @@ mod tests {
             claim(&guard, 4).unwrap_err(),
             Refusal::Settled("0xdone".into())
         );
+    }
+
+    #[test]
+    fn a_payment_being_settled_when_the_process_dies_comes_back_unsettled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guard.sqlite");
+        let far = unix_now() + 3600;
+        {
+            let guard = Arc::new(ReplayGuard::open(&path).unwrap());
+            let taken = claim(&guard, 1).unwrap();
+            taken.ticket.settling(far).unwrap();
+            // A refused settlement with nothing delivered frees the payment again.
+            let refused = claim(&guard, 2).unwrap();
+            refused.ticket.settling(far).unwrap();
+            refused.ticket.released().unwrap();
+            std::mem::forget(taken); // the process dies mid-settlement
+        }
+        let restarted = Arc::new(ReplayGuard::open(&path).unwrap());
+        assert_eq!(claim(&restarted, 1).unwrap().unsettled.as_deref(), Some(""));
+        assert!(claim(&restarted, 2).unwrap().unsettled.is_none());
     }
 
     #[test]

@@ -411,9 +411,10 @@ impl Shared {
         Ok(paid)
     }
 
-    /// Settles a payment and records the outcome in the guard. `delivered`: content of this
-    /// payment already went out, so the payment is never released for reuse, whatever the
-    /// outcome.
+    /// Settles a payment and records the outcome in the guard (first that a settlement is
+    /// under way, so a restart mid-settlement finds it). `delivered`: content of this payment
+    /// already went out (or may have, on an earlier attempt), so the payment is never released
+    /// for reuse, whatever the outcome.
     async fn settle(&self, paid: Paid, delivered: bool) -> (Settlement, Labels) {
         let Paid {
             verify,
@@ -422,6 +423,11 @@ impl Shared {
             labels,
             ..
         } = paid;
+        if let Err(error) = ticket.settling(expires_at) {
+            // Only a restart mid-settlement would lose the payment; the chain's nonce still
+            // prevents a second charge.
+            tracing::error!(%error, "could not record a settlement under way");
+        }
         let answer =
             tokio::time::timeout(self.config.settle_timeout, self.facilitator.settle(&verify))
                 .await;
@@ -459,7 +465,7 @@ impl Shared {
                 if delivered {
                     ticket.unsettled(&receipt.transaction, expires_at)
                 } else {
-                    Ok(())
+                    ticket.released()
                 }
             }
             Settlement::Failed(_) => {
@@ -467,7 +473,7 @@ impl Shared {
                 if delivered {
                     ticket.unsettled("", expires_at)
                 } else {
-                    Ok(())
+                    ticket.released()
                 }
             }
         };
@@ -562,7 +568,10 @@ impl Shared {
         S::Future: Send,
     {
         let payer = paid.payer();
-        let (receipt, labels) = match self.settle(paid, false).await {
+        // A payment taken before (its settlement pending or unknown) stays taken whatever
+        // this attempt comes to: content of it may have been delivered then.
+        let taken_before = paid.retry;
+        let (receipt, labels) = match self.settle(paid, taken_before).await {
             (Settlement::Charged(receipt), labels) => (receipt, labels),
             (other, _) => return Self::not_charged(&other, offer, resource_url),
         };

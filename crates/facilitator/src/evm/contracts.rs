@@ -17,6 +17,8 @@ sol! {
         function balanceOf(address owner) external view returns (uint256);
         function name() external view returns (string);
         function version() external view returns (string);
+        event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
+        event Transfer(address indexed from, address indexed to, uint256 value);
     }
 }
 

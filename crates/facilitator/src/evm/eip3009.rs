@@ -3,8 +3,8 @@
 
 use alloy::primitives::{B256, Bytes};
 use alloy::providers::Provider as _;
-use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::SolCall as _;
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::sol_types::{SolCall as _, SolEvent as _};
 use alloy::transports::RpcError;
 use obol_x402::wire::VerifyRequest;
 
@@ -13,6 +13,53 @@ use super::{CallFailure, ChainRuntime, call_failure, contract_wallet, rpc};
 use crate::FacilitatorError;
 use crate::checks::{Payment, SignerCheck, Transfer};
 use crate::reason::{Invalid, Reason};
+
+/// How far back [`landed`] looks for an authorization's use: about 5.5 hours of Base blocks,
+/// far more than any `maxTimeoutSeconds` an authorization is signed for.
+pub(super) const LANDED_LOOKBACK_BLOCKS: u64 = 10_000;
+
+/// The transaction that already used this very authorization: `AuthorizationUsed(payer,
+/// nonce)` within the last [`LANDED_LOOKBACK_BLOCKS`], in a successful transaction whose
+/// `Transfer` moved the amount from the payer to the payee. A facilitator that settled it
+/// before a restart forgot it; the chain did not.
+pub(super) async fn landed(
+    chain: &ChainRuntime,
+    payment: &Payment,
+) -> Result<Option<B256>, FacilitatorError> {
+    let provider = chain.client.provider();
+    let failed = |e: &dyn std::fmt::Display| rpc(payment, e.to_string());
+    let latest = provider.get_block_number().await.map_err(|e| failed(&e))?;
+    let filter = Filter::new()
+        .address(payment.asset)
+        .event_signature(IEip3009::AuthorizationUsed::SIGNATURE_HASH)
+        .topic1(payment.payer.into_word())
+        .topic2(payment.nonce)
+        .from_block(latest.saturating_sub(LANDED_LOOKBACK_BLOCKS));
+    let logs = provider.get_logs(&filter).await.map_err(|e| failed(&e))?;
+    let Some(hash) = logs.iter().find_map(|log| log.transaction_hash) else {
+        return Ok(None);
+    };
+    let Some(receipt) = provider
+        .get_transaction_receipt(hash)
+        .await
+        .map_err(|e| failed(&e))?
+    else {
+        return Ok(None);
+    };
+    let paid = receipt.status()
+        && receipt.inner.logs().iter().any(|log| {
+            log.address() == payment.asset
+                && log
+                    .log_decode::<IEip3009::Transfer>()
+                    .is_ok_and(|transfer| {
+                        let transfer = transfer.inner.data;
+                        transfer.from == payment.payer
+                            && transfer.to == payment.pay_to
+                            && transfer.value == payment.amount
+                    })
+        });
+    Ok(paid.then_some(hash))
+}
 
 /// `Ok(Err(_))` for an invalid payment, `Err(_)` when the chain could not be asked.
 pub(super) async fn check(

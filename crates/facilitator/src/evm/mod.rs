@@ -198,6 +198,22 @@ impl EvmFacilitator {
         self.await_receipt(chain, payment, hash).await
     }
 
+    /// For a payment whose nonce the chain says is used: the transaction that settled this
+    /// very authorization, when one is found (EIP-3009: see [`eip3009::landed`]). Settling is
+    /// then idempotent across restarts: the answer is the earlier success, not a refusal.
+    async fn landed_before(
+        &self,
+        payment: &Payment,
+        invalid: &Invalid,
+    ) -> Result<Option<B256>, FacilitatorError> {
+        if invalid.reason != Reason::NonceAlreadyUsed
+            || !matches!(payment.transfer, Transfer::Eip3009(_))
+        {
+            return Ok(None);
+        }
+        eip3009::landed(self.chain(payment)?, payment).await
+    }
+
     async fn await_receipt(
         &self,
         chain: &ChainRuntime,
@@ -209,13 +225,7 @@ impl EvmFacilitator {
             .wait_receipt(hash, self.config.receipt_timeout)
             .await
         {
-            Ok(Some(true)) => Ok(Outcome::Done(SettleResponse {
-                success: true,
-                transaction: hash.to_string(),
-                network: payment.network.clone(),
-                payer: Some(payment.payer.to_checksum(None)),
-                ..SettleResponse::default()
-            })),
+            Ok(Some(true)) => Ok(Outcome::Done(charged(payment, hash))),
             Ok(Some(false)) => Ok(Outcome::Done(failure(
                 payment,
                 Reason::TransactionFailed,
@@ -294,6 +304,17 @@ async fn contract_wallet(
             "a contract-wallet signature, but there is no contract at the payer",
         )
     }))
+}
+
+/// A successful settlement of `payment` in transaction `hash`.
+fn charged(payment: &Payment, hash: B256) -> SettleResponse {
+    SettleResponse {
+        success: true,
+        transaction: hash.to_string(),
+        network: payment.network.clone(),
+        payer: Some(payment.payer.to_checksum(None)),
+        ..SettleResponse::default()
+    }
 }
 
 fn failure(payment: &Payment, reason: Reason, message: &str, transaction: &str) -> SettleResponse {
@@ -400,7 +421,10 @@ impl Facilitator for EvmFacilitator {
                 // Re-verify against the chain (no simulation: the send estimates gas, which is
                 // the same call), then send.
                 match self.check(request, false).await? {
-                    Err(invalid) => return Ok(invalid_settle(request, &invalid)),
+                    Err(invalid) => match self.landed_before(&payment, &invalid).await? {
+                        Some(hash) => Outcome::Done(charged(&payment, hash)),
+                        None => return Ok(invalid_settle(request, &invalid)),
+                    },
                     Ok(payment) => self.settle_once(request, &payment).await?,
                 }
             }

@@ -63,3 +63,52 @@ async fn unmined_settlement_is_pending_and_reconciled_without_a_second_broadcast
         before + U256::from(3_000)
     );
 }
+
+#[tokio::test]
+async fn a_restarted_facilitator_answers_an_authorization_it_settled_with_its_transaction() {
+    let config = FacilitatorConfig {
+        receipt_timeout: Duration::from_millis(400),
+        ..FacilitatorConfig::default()
+    };
+    let fixture = Fixture::with_config(config.clone()).await;
+    let provider = fixture.client.provider();
+    let request = simple_payment(&fixture.buyer(5), &usdc_requirement(3_000));
+    let pay_to: Address = PAY_TO.parse().unwrap();
+    let before = fixture.balance(USDC, pay_to).await;
+
+    // Broadcast, not mined: pending, the answer is lost with the process.
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let pending = fixture.facilitator.settle(&request).await.unwrap();
+    assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
+    provider
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+        .await
+        .unwrap();
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+
+    // A new process (nothing remembered) is asked again: the chain says the nonce is used,
+    // by this very authorization, so the answer is that success — not a refusal.
+    let signer = obol_x402::LocalSigner::from_private_key_hex(fixture.devnet.key(9)).unwrap();
+    let restarted = obol_facilitator::EvmFacilitator::new(
+        config,
+        vec![obol_facilitator::evm::ChainSetup {
+            client: fixture.client.clone(),
+            signer,
+        }],
+    )
+    .unwrap();
+    let again = restarted.settle(&request).await.unwrap();
+    assert!(again.success, "{again:?}");
+    assert_eq!(again.transaction, pending.transaction);
+    assert_eq!(
+        fixture.balance(USDC, pay_to).await,
+        before + U256::from(3_000),
+        "charged once"
+    );
+}

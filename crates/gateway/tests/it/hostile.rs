@@ -377,6 +377,48 @@ async fn raw_get(base: &str, path: &str, payment: &str) -> (u16, String) {
     (status, text)
 }
 
+#[tokio::test]
+async fn a_payment_settled_as_the_gateway_died_is_served_after_the_restart() {
+    let fixture = Fixture::start().await;
+    fixture
+        .probe
+        .hang_after_settle
+        .store(true, Ordering::SeqCst);
+    let payment = pay_for(&fixture, "/services/echo/echo", &fixture.buyer(7)).await;
+    let before = fixture.usdc(PAY_TO).await;
+    // The transfer lands, the answer never comes: the client gives up, the request dies.
+    let lost = reqwest::Client::new()
+        .get(format!("{}/services/echo/echo", fixture.gateway))
+        .header(PAYMENT_SIGNATURE, &payment)
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await;
+    assert!(lost.is_err(), "no answer");
+    assert_eq!(
+        balance_moves(&fixture, before).await,
+        before + U256::from(1000)
+    );
+
+    // A new gateway and a new facilitator (nothing remembered) on the same guard file.
+    let probe = crate::Probe::over(&fixture.client, fixture.devnet.key(9));
+    let restarted = Fixture::gateway(&fixture.routes, &probe, &fixture.guard_path).await;
+    let retry = paid_get(&restarted, "/services/echo/echo", &payment).await;
+    assert_eq!(retry.status(), 200, "served: its payment landed");
+    let receipt: SettleResponse =
+        header::decode(retry.headers()[PAYMENT_RESPONSE].to_str().unwrap()).unwrap();
+    assert!(receipt.success);
+    assert_eq!(
+        fixture.usdc(PAY_TO).await,
+        before + U256::from(1000),
+        "once"
+    );
+    assert_eq!(
+        probe.verifies.load(Ordering::SeqCst),
+        0,
+        "asked to settle, not as new"
+    );
+}
+
 /// An upstream that records every path it is asked for.
 async fn recording_upstream() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -123,8 +123,37 @@ pub struct Probe {
     pub pending_settles: AtomicUsize,
     /// The next this-many settles really settle, then lose the answer (a transport error).
     pub lost_settles: AtomicUsize,
+    /// Settle for real, then never answer (the process dies mid-settlement).
+    pub hang_after_settle: std::sync::atomic::AtomicBool,
     /// Answer `balance` with "cannot read" (as a remote facilitator does).
     pub hide_balance: std::sync::atomic::AtomicBool,
+}
+
+impl Probe {
+    /// A fresh embedded facilitator (nothing remembered: a new process) paying gas from
+    /// `gas_key`, behind a probe.
+    pub fn over(client: &ChainClient, gas_key: &str) -> Arc<Self> {
+        let signer = LocalSigner::from_private_key_hex(gas_key).unwrap();
+        let facilitator = EvmFacilitator::new(
+            FacilitatorConfig::default(),
+            vec![ChainSetup {
+                client: client.clone(),
+                signer,
+            }],
+        )
+        .unwrap();
+        Arc::new(Self {
+            inner: Arc::new(facilitator),
+            verifies: AtomicUsize::new(0),
+            settles: AtomicUsize::new(0),
+            reject_settles: false.into(),
+            stall_verify: false.into(),
+            pending_settles: AtomicUsize::new(0),
+            lost_settles: AtomicUsize::new(0),
+            hang_after_settle: false.into(),
+            hide_balance: false.into(),
+        })
+    }
 }
 
 /// Takes one from `counter` when it is above zero.
@@ -155,6 +184,9 @@ impl Facilitator for Probe {
             });
         }
         let receipt = self.inner.settle(request).await?;
+        if self.hang_after_settle.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if take_one(&self.pending_settles) {
             return Ok(SettleResponse {
                 success: false,
@@ -258,25 +290,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let devnet = Devnet::start().await.unwrap();
         let client = ChainClient::connect("base-sepolia", &devnet.endpoints()).unwrap();
-        let signer = LocalSigner::from_private_key_hex(devnet.key(9)).unwrap();
-        let facilitator = EvmFacilitator::new(
-            FacilitatorConfig::default(),
-            vec![ChainSetup {
-                client: client.clone(),
-                signer,
-            }],
-        )
-        .unwrap();
-        let probe = Arc::new(Probe {
-            inner: Arc::new(facilitator),
-            verifies: AtomicUsize::new(0),
-            settles: AtomicUsize::new(0),
-            reject_settles: false.into(),
-            stall_verify: false.into(),
-            pending_settles: AtomicUsize::new(0),
-            lost_settles: AtomicUsize::new(0),
-            hide_balance: false.into(),
-        });
+        let probe = Probe::over(&client, devnet.key(9));
         let log = Arc::new(UpstreamLog::default());
         let upstream = upstream(log.clone()).await;
         let routes = Arc::new(Routes::new());
