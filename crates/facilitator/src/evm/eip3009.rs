@@ -61,6 +61,18 @@ pub(super) async fn landed(
     Ok(paid.then_some(hash))
 }
 
+/// Whether the chain (its latest block, not a mempool) has the authorization's nonce used.
+pub(super) async fn used_on_chain(
+    chain: &ChainRuntime,
+    payment: &Payment,
+) -> Result<bool, FacilitatorError> {
+    IEip3009::new(payment.asset, chain.client.provider())
+        .authorizationState(payment.payer, payment.nonce)
+        .call()
+        .await
+        .map_err(|e| rpc(payment, e.to_string()))
+}
+
 /// `Ok(Err(_))` for an invalid payment, `Err(_)` when the chain could not be asked.
 pub(super) async fn check(
     chain: &ChainRuntime,

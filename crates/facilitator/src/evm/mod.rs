@@ -181,6 +181,21 @@ impl EvmFacilitator {
                     }
                     Transfer::Permit2 { .. } => permit2::diagnose(&revert, &message),
                 };
+                if let Some(hash) = self.landed_before(payment, &invalid).await? {
+                    return Ok(Outcome::Done(charged(payment, hash)));
+                }
+                if invalid.reason == Reason::NonceAlreadyUsed
+                    && matches!(payment.transfer, Transfer::Eip3009(_))
+                    && !eip3009::used_on_chain(chain, payment).await?
+                {
+                    // The verify just before found the nonce free: a transaction using it waits
+                    // in a mempool (this very settlement, sent by a process that died). Not an
+                    // answer to remember: once it is mined, the next ask finds its transfer.
+                    return Err(FacilitatorError::Rpc {
+                        chain_id: payment.chain_id,
+                        message: "the authorization's nonce is taken by a transaction not yet mined; ask again".into(),
+                    });
+                }
                 return Ok(Outcome::Done(failure(
                     payment,
                     invalid.reason,

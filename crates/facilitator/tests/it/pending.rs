@@ -112,3 +112,56 @@ async fn a_restarted_facilitator_answers_an_authorization_it_settled_with_its_tr
         "charged once"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_facilitator_asked_while_its_settlement_waits_in_the_mempool_never_refuses() {
+    let config = FacilitatorConfig {
+        receipt_timeout: Duration::from_millis(400),
+        ..FacilitatorConfig::default()
+    };
+    let fixture = Fixture::with_config(config.clone()).await;
+    let provider = fixture.client.provider();
+    let request = simple_payment(&fixture.buyer(7), &usdc_requirement(3_000));
+    let pay_to: Address = PAY_TO.parse().unwrap();
+    let before = fixture.balance(USDC, pay_to).await;
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let pending = fixture.facilitator.settle(&request).await.unwrap();
+    assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
+
+    // A new process is asked while that transaction still waits: no final refusal.
+    let signer = obol_x402::LocalSigner::from_private_key_hex(fixture.devnet.key(9)).unwrap();
+    let restarted = obol_facilitator::EvmFacilitator::new(
+        config,
+        vec![obol_facilitator::evm::ChainSetup {
+            client: fixture.client.clone(),
+            signer,
+        }],
+    )
+    .unwrap();
+    let meanwhile = restarted.settle(&request).await;
+    match &meanwhile {
+        Err(error) => assert!(error.retriable(), "{error}"),
+        Ok(answer) => assert!(
+            answer.success || answer.error_reason.as_deref() == Some("settlement_pending"),
+            "{answer:?}"
+        ),
+    }
+    provider
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+        .await
+        .unwrap();
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let again = restarted.settle(&request).await.unwrap();
+    assert!(again.success, "{again:?}");
+    assert_eq!(
+        fixture.balance(USDC, pay_to).await,
+        before + U256::from(3_000),
+        "charged once"
+    );
+}
