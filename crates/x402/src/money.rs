@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use alloy::primitives::{U256, U512};
+use alloy::primitives::{U256, Uint};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The most fractional digits a [`Decimal`] may carry, and the most decimals a token may have
@@ -125,12 +125,12 @@ impl Decimal {
                 reason: "division by zero",
             });
         }
-        let num = U512::from(self.mantissa) * pow10(decimals) * U512::from(numerator);
-        let den = pow10(self.scale) * U512::from(denominator);
+        let num = Wide::from(self.mantissa) * pow10(decimals) * Wide::from(numerator);
+        let den = pow10(self.scale) * Wide::from(denominator);
         let (mut quotient, remainder) = num.div_rem(den);
         // Half up: round away from zero when the remainder is at least half the divisor.
         if remainder >= den - remainder {
-            quotient += U512::from(1u8);
+            quotient += Wide::from(1u8);
         }
         U256::checked_from_limbs_slice(quotient.as_limbs()).ok_or_else(|| MoneyError::Overflow {
             input: format!("{self} × 10^{decimals} × {numerator} / {denominator}"),
@@ -150,8 +150,12 @@ impl Decimal {
     }
 }
 
-fn pow10(exp: u8) -> U512 {
-    U512::from(10u8).pow(U512::from(exp))
+/// Wide enough for `mantissa × 10^decimals × numerator` at its largest: 256 + 256 + 64 bits
+/// (a 512-bit intermediate wrapped for 77-decimal tokens; found by the property tests).
+type Wide = Uint<640, 10>;
+
+fn pow10(exp: u8) -> Wide {
+    Wide::from(10u8).pow(Wide::from(exp))
 }
 
 impl FromStr for Decimal {

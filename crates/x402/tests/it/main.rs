@@ -9,6 +9,7 @@
 )]
 
 mod properties;
+mod props;
 mod vectors;
 mod wire;
 
