@@ -64,104 +64,107 @@ async fn unmined_settlement_is_pending_and_reconciled_without_a_second_broadcast
     );
 }
 
-#[tokio::test]
-async fn a_restarted_facilitator_answers_an_authorization_it_settled_with_its_transaction() {
-    let config = FacilitatorConfig {
-        receipt_timeout: Duration::from_millis(400),
-        ..FacilitatorConfig::default()
-    };
-    let fixture = Fixture::with_config(config.clone()).await;
-    let provider = fixture.client.provider();
-    let request = simple_payment(&fixture.buyer(5), &usdc_requirement(3_000));
-    let pay_to: Address = PAY_TO.parse().unwrap();
-    let before = fixture.balance(USDC, pay_to).await;
-
-    // Broadcast, not mined: pending, the answer is lost with the process.
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let pending = fixture.facilitator.settle(&request).await.unwrap();
-    assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
-    provider
-        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
-        .await
-        .unwrap();
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
-        .await
-        .unwrap();
-
-    // A new process (nothing remembered) is asked again: the chain says the nonce is used,
-    // by this very authorization, so the answer is that success — not a refusal.
+/// A second facilitator on the fixture's chain and gas key: the same service after a restart,
+/// remembering nothing.
+fn restarted(fixture: &Fixture, config: FacilitatorConfig) -> obol_facilitator::EvmFacilitator {
     let signer = obol_x402::LocalSigner::from_private_key_hex(fixture.devnet.key(9)).unwrap();
-    let restarted = obol_facilitator::EvmFacilitator::new(
+    obol_facilitator::EvmFacilitator::new(
         config,
         vec![obol_facilitator::evm::ChainSetup {
             client: fixture.client.clone(),
             signer,
         }],
     )
-    .unwrap();
-    let again = restarted.settle(&request).await.unwrap();
-    assert!(again.success, "{again:?}");
-    assert_eq!(again.transaction, pending.transaction);
-    assert_eq!(
-        fixture.balance(USDC, pay_to).await,
-        before + U256::from(3_000),
-        "charged once"
-    );
+    .unwrap()
+}
+
+/// A payment by dev account `buyer` whose settlement the fixture's facilitator broadcast and
+/// left unmined (answered `settlement_pending`), with the seller's balance before it.
+struct LeftPending {
+    fixture: Fixture,
+    config: FacilitatorConfig,
+    request: obol_x402::wire::VerifyRequest,
+    pending: obol_x402::wire::SettleResponse,
+    before: U256,
+}
+
+async fn left_pending(buyer: usize) -> LeftPending {
+    let config = FacilitatorConfig {
+        receipt_timeout: Duration::from_millis(400),
+        ..FacilitatorConfig::default()
+    };
+    let fixture = Fixture::with_config(config.clone()).await;
+    let request = simple_payment(&fixture.buyer(buyer), &usdc_requirement(3_000));
+    let before = fixture.balance(USDC, PAY_TO.parse().unwrap()).await;
+    fixture
+        .client
+        .provider()
+        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let pending = fixture.facilitator.settle(&request).await.unwrap();
+    assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
+    LeftPending {
+        fixture,
+        config,
+        request,
+        pending,
+        before,
+    }
+}
+
+impl LeftPending {
+    /// Mines what waits, then a block per transaction again.
+    async fn resume_mining(&self) {
+        let provider = self.fixture.client.provider();
+        provider
+            .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+            .await
+            .unwrap();
+        provider
+            .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
+            .await
+            .unwrap();
+    }
+
+    /// The payment settled, charged once.
+    async fn assert_charged_once(&self, answer: &obol_x402::wire::SettleResponse) {
+        assert!(answer.success, "{answer:?}");
+        assert_eq!(
+            self.fixture.balance(USDC, PAY_TO.parse().unwrap()).await,
+            self.before + U256::from(3_000),
+            "charged once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_facilitator_answers_an_authorization_it_settled_with_its_transaction() {
+    let left = left_pending(5).await;
+    left.resume_mining().await;
+    // A new process (nothing remembered) is asked again: the chain says the nonce is used,
+    // by this very authorization, so the answer is that success — not a refusal.
+    let again = restarted(&left.fixture, left.config.clone())
+        .settle(&left.request)
+        .await
+        .unwrap();
+    left.assert_charged_once(&again).await;
+    assert_eq!(again.transaction, left.pending.transaction);
 }
 
 #[tokio::test]
 async fn a_restarted_facilitator_asked_while_its_settlement_waits_in_the_mempool_never_refuses() {
-    let config = FacilitatorConfig {
-        receipt_timeout: Duration::from_millis(400),
-        ..FacilitatorConfig::default()
-    };
-    let fixture = Fixture::with_config(config.clone()).await;
-    let provider = fixture.client.provider();
-    let request = simple_payment(&fixture.buyer(7), &usdc_requirement(3_000));
-    let pay_to: Address = PAY_TO.parse().unwrap();
-    let before = fixture.balance(USDC, pay_to).await;
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let pending = fixture.facilitator.settle(&request).await.unwrap();
-    assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
-
+    let left = left_pending(7).await;
     // A new process is asked while that transaction still waits: no final refusal.
-    let signer = obol_x402::LocalSigner::from_private_key_hex(fixture.devnet.key(9)).unwrap();
-    let restarted = obol_facilitator::EvmFacilitator::new(
-        config,
-        vec![obol_facilitator::evm::ChainSetup {
-            client: fixture.client.clone(),
-            signer,
-        }],
-    )
-    .unwrap();
-    let meanwhile = restarted.settle(&request).await;
-    match &meanwhile {
+    let restarted = restarted(&left.fixture, left.config.clone());
+    match restarted.settle(&left.request).await {
         Err(error) => assert!(error.retriable(), "{error}"),
         Ok(answer) => assert!(
             answer.success || answer.error_reason.as_deref() == Some("settlement_pending"),
             "{answer:?}"
         ),
     }
-    provider
-        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
-        .await
-        .unwrap();
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
-        .await
-        .unwrap();
-    let again = restarted.settle(&request).await.unwrap();
-    assert!(again.success, "{again:?}");
-    assert_eq!(
-        fixture.balance(USDC, pay_to).await,
-        before + U256::from(3_000),
-        "charged once"
-    );
+    left.resume_mining().await;
+    let again = restarted.settle(&left.request).await.unwrap();
+    left.assert_charged_once(&again).await;
 }
