@@ -32,16 +32,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use obol_devnet::{DEV_KEYS, USDC};
+use obol_devnet::DEV_KEYS;
+use obol_devnet::bench::{
+    Rpc, Signed, counting_upstream, env_or, free_port, is_settlement_pending, join_all, reason_of,
+    sign,
+};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
-use obol_x402::primitives::{Address, B256, U256};
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::primitives::{Address, U256};
 use obol_x402::wire::v2;
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 const OBOL: &str = env!("CARGO_BIN_EXE_obol");
 const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
@@ -54,13 +58,6 @@ const BLOCK_TIME: u64 = 1;
 const PENDING_RETRIES: usize = 40;
 /// Settlements left pending across the kill (second part).
 const PENDING_COUNT: usize = 8;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// `obol` with its configuration under `root`.
 fn obol_command(root: &Path) -> Command {
@@ -118,76 +115,6 @@ impl Drop for Cleanup {
     }
 }
 
-async fn rpc(http: &reqwest::Client, endpoint: &str, method: &str, params: Value) -> Value {
-    let answer: Value = http
-        .post(endpoint)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer.get("error").is_none(), "{method}: {answer}");
-    answer["result"].clone()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `authorizationState(payer, nonce)` of USDC: whether the transfer happened.
-async fn nonce_used(http: &reqwest::Client, endpoint: &str, payer: Address, nonce: B256) -> bool {
-    let data = format!(
-        "0xe94a0102{:0>64}{}",
-        hex(payer.as_slice()),
-        hex(nonce.as_slice())
-    );
-    let to = USDC.to_checksum(None);
-    let result = rpc(
-        http,
-        endpoint,
-        "eth_call",
-        json!([{"to": to, "data": data}, "latest"]),
-    )
-    .await;
-    result.as_str().unwrap().ends_with('1')
-}
-
-async fn usdc_balance(http: &reqwest::Client, endpoint: &str, owner: Address) -> U256 {
-    let data = format!("0x70a08231{:0>64}", hex(owner.as_slice()));
-    let to = USDC.to_checksum(None);
-    let result = rpc(
-        http,
-        endpoint,
-        "eth_call",
-        json!([{"to": to, "data": data}, "latest"]),
-    )
-    .await;
-    U256::from_str_radix(result.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-}
-
-/// The machine reason of an answer (see the gateway's soak bench).
-fn reason_of(status: u16, body: &[u8]) -> String {
-    if status == 200 {
-        return "ok".into();
-    }
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if let Some(failure) = value.pointer("/extensions/paymentFailure") {
-        let reason = failure["reason"].as_str().unwrap_or("?");
-        let detail = failure["detail"].as_str().unwrap_or("");
-        return match reason {
-            "payment_invalid" => format!("{reason}({})", detail.split(':').next().unwrap_or("")),
-            "settlement_rejected" => format!("{reason}({detail})"),
-            _ => reason.to_owned(),
-        };
-    }
-    match value["reason"].as_str() {
-        Some(reason) => format!("{status} {reason}"),
-        None => format!("http {status}"),
-    }
-}
-
 async fn send(client: &reqwest::Client, url: &str, payment: &str) -> (u16, String) {
     match client
         .get(url)
@@ -211,34 +138,23 @@ struct Story {
     after_restart: Vec<(u16, String)>,
 }
 
-struct Signed {
-    payer: Address,
-    nonce: B256,
-    header: String,
+/// Authorization `i` of the soak, signed when first asked for (it must arrive with 270 of its
+/// 300 s left), then the same every time.
+struct Authorizations {
+    buyers: Arc<Vec<LocalSigner>>,
+    payments: Vec<OnceCell<Signed>>,
+    offered: v2::PaymentRequirements,
+    resource: v2::ResourceInfo,
 }
 
-/// One fresh authorization of `buyer` for `offered`, valid for the next 300 s.
-fn sign(
-    buyer: &LocalSigner,
-    offered: &v2::PaymentRequirements,
-    resource: &v2::ResourceInfo,
-) -> Signed {
-    let nonce = random_nonce();
-    let unsigned = prepare_exact(
-        offered,
-        Some(resource.clone()),
-        buyer.address(),
-        ValidityWindow::for_request(now(), 300),
-        nonce,
-    )
-    .unwrap();
-    let payload = unsigned
-        .clone()
-        .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
-    Signed {
-        payer: buyer.address(),
-        nonce,
-        header: header::encode(&payload).unwrap(),
+impl Authorizations {
+    async fn header(&self, i: usize) -> String {
+        let buyer = &self.buyers[i % self.buyers.len()];
+        self.payments[i]
+            .get_or_init(|| sign(buyer, &self.offered, Some(self.resource.clone())))
+            .await
+            .header
+            .clone()
     }
 }
 
@@ -278,14 +194,8 @@ async fn wait_stack(root: &Path) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("SOAK_AUTHORIZATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let kill_after_block_ms: u64 = std::env::var("SOAK_KILL_AFTER_BLOCK_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let n: usize = env_or("SOAK_AUTHORIZATIONS", 256);
+    let kill_after_block_ms: u64 = env_or("SOAK_KILL_AFTER_BLOCK_MS", 300);
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();
     let root_path = root.path().to_owned();
@@ -300,13 +210,8 @@ async fn main() {
     // Devnet, stack with the embedded facilitator, an upstream, an offer.
     let devnet: Value =
         serde_json::from_slice(&obol(&root_path, &["--json", "devnet", "up"]).stdout).unwrap();
-    let endpoint = devnet["endpoint"].as_str().unwrap().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let chain = Rpc::new(devnet["endpoint"].as_str().unwrap());
+    let listen = format!("127.0.0.1:{}", free_port());
     obol(
         &root_path,
         &[
@@ -322,22 +227,11 @@ async fn main() {
             "devnet",
         ],
     );
-    let upstream_calls = Arc::new(AtomicUsize::new(0));
+    let (upstream_router, upstream_calls) = counting_upstream();
     let upstream = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let calls = upstream_calls.clone();
-        let router = axum::Router::new().route(
-            "/{*path}",
-            axum::routing::any(move || {
-                let calls = calls.clone();
-                async move {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    axum::Json(json!({"ok": true}))
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::spawn(async move { axum::serve(listener, upstream_router).await });
         url
     };
     *daemon.lock().unwrap() = Some(start_daemon(&root_path, &daemon_log));
@@ -376,33 +270,20 @@ async fn main() {
             .map(|&k| LocalSigner::from_private_key_hex(DEV_KEYS[k]).unwrap())
             .collect(),
     );
-    let payments: Arc<Vec<OnceLock<Signed>>> = Arc::new((0..n).map(|_| OnceLock::new()).collect());
-    let authorization = {
-        let (buyers, payments, offered, resource) = (
-            buyers.clone(),
-            payments.clone(),
-            offered.clone(),
-            required.resource.clone(),
-        );
-        Arc::new(move |i: usize| -> String {
-            payments[i]
-                .get_or_init(|| sign(&buyers[i % buyers.len()], &offered, &resource))
-                .header
-                .clone()
-        })
-    };
+    let authorization = Arc::new(Authorizations {
+        buyers: buyers.clone(),
+        payments: (0..n).map(|_| OnceCell::new()).collect(),
+        offered: offered.clone(),
+        resource: required.resource.clone(),
+    });
     let seller: Address = PAY_TO.parse().unwrap();
-    let seller_before = usdc_balance(&http, &endpoint, seller).await;
+    let seller_before = chain.usdc_balance(seller).await;
 
     // Blocks every BLOCK_TIME s: a settlement waits for its block, so many are in flight.
-    rpc(&http, &endpoint, "evm_setAutomine", json!([false])).await;
-    rpc(
-        &http,
-        &endpoint,
-        "evm_setIntervalMining",
-        json!([BLOCK_TIME]),
-    )
-    .await;
+    chain.call("evm_setAutomine", json!([false])).await;
+    chain
+        .call("evm_setIntervalMining", json!([BLOCK_TIME]))
+        .await;
 
     // ── Run 1: fire, then SIGKILL the daemon mid-settlement ──────────────────────────────
     let stories: Arc<Mutex<Vec<Story>>> = Arc::new(Mutex::new(vec![Story::default(); n]));
@@ -430,7 +311,7 @@ async fn main() {
                 if i >= n {
                     return;
                 }
-                let answer = send(&client, &url, &authorization(i)).await;
+                let answer = send(&client, &url, &authorization.header(i).await).await;
                 if answer.0 == 200 {
                     served.fetch_add(1, Ordering::SeqCst);
                 }
@@ -453,15 +334,15 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let height = rpc(&http, &endpoint, "eth_blockNumber", json!([])).await;
-    while rpc(&http, &endpoint, "eth_blockNumber", json!([])).await == height {
+    let height = chain.call("eth_blockNumber", json!([])).await;
+    while chain.call("eth_blockNumber", json!([])).await == height {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(kill_after_block_ms)).await;
     let sent_at_kill = next.load(Ordering::SeqCst).min(n);
     let answered_at_kill = answered.load(Ordering::SeqCst);
     let served_at_kill = served.load(Ordering::SeqCst);
-    let mempool_at_kill = rpc(&http, &endpoint, "txpool_status", json!([])).await;
+    let mempool_at_kill = chain.call("txpool_status", json!([])).await;
     {
         let mut slot = daemon.lock().unwrap();
         let mut child = slot.take().unwrap();
@@ -484,7 +365,7 @@ async fn main() {
         first.extend(rest);
         Arc::new(first)
     };
-    let pending_at_restart = rpc(&http, &endpoint, "txpool_status", json!([])).await;
+    let pending_at_restart = chain.call("txpool_status", json!([])).await;
     let next = Arc::new(AtomicUsize::new(0));
     let run2_started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -502,10 +383,10 @@ async fn main() {
                 let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
                     return;
                 };
-                let payment = authorization(i);
+                let payment = authorization.header(i).await;
                 for attempt in 0..=PENDING_RETRIES {
                     let answer = send(&client, &url, &payment).await;
-                    let again = answer.0 == 503 && answer.1.ends_with("settlement_pending");
+                    let again = is_settlement_pending(answer.0, &answer.1);
                     stories.lock().unwrap()[i].after_restart.push(answer);
                     if !again || attempt == PENDING_RETRIES {
                         break;
@@ -519,23 +400,18 @@ async fn main() {
     let run2 = run2_started.elapsed();
 
     // Let every broadcast settlement land, then read the chain.
-    rpc(&http, &endpoint, "evm_setIntervalMining", json!([0])).await;
-    rpc(&http, &endpoint, "evm_setAutomine", json!([true])).await;
-    rpc(&http, &endpoint, "evm_mine", json!([])).await;
-    let pending_after = rpc(&http, &endpoint, "txpool_status", json!([])).await;
-    let seller_delta = usdc_balance(&http, &endpoint, seller).await - seller_before;
-    let mut used = Vec::with_capacity(n);
-    let payments: Vec<&Signed> = payments.iter().map(|p| p.get().unwrap()).collect();
-    for chunk in payments.chunks(16) {
-        let reads = chunk.iter().map(|p| {
-            let (http, endpoint, payer, nonce) = (http.clone(), endpoint.clone(), p.payer, p.nonce);
-            tokio::spawn(async move { nonce_used(&http, &endpoint, payer, nonce).await })
-        });
-        let handles: Vec<_> = reads.collect();
-        for handle in handles {
-            used.push(handle.await.unwrap());
-        }
-    }
+    chain.call("evm_setIntervalMining", json!([0])).await;
+    chain.call("evm_setAutomine", json!([true])).await;
+    chain.call("evm_mine", json!([])).await;
+    let pending_after = chain.call("txpool_status", json!([])).await;
+    let seller_delta = chain.usdc_balance(seller).await - seller_before;
+    let payments: Vec<&Signed> = authorization
+        .payments
+        .iter()
+        .map(|p| p.get().unwrap())
+        .collect();
+    let nonces: Vec<_> = payments.iter().map(|p| (p.payer, p.nonce)).collect();
+    let used = chain.used_nonces(&nonces).await;
     let stories = stories.lock().unwrap().clone();
 
     // ── Settlements pending across a kill ─────────────────────────────────────────────────
@@ -545,23 +421,18 @@ async fn main() {
     // with a SIGKILL + restart between the 503s and the resumed blocks.
     let mut pending_rounds = Vec::new();
     for kill in [false, true] {
-        let seller_before = usdc_balance(&http, &endpoint, seller).await;
-        rpc(&http, &endpoint, "evm_setAutomine", json!([false])).await;
-        let signed: Vec<Signed> = (0..PENDING_COUNT)
-            .map(|i| sign(&buyers[i % buyers.len()], &offered, &required.resource))
-            .collect();
-        let first: Vec<(u16, String)> = {
-            let sends = signed.iter().map(|p| {
-                let (client, url, header) = (client.clone(), url.clone(), p.header.clone());
-                tokio::spawn(async move { send(&client, &url, &header).await })
-            });
-            let handles: Vec<_> = sends.collect();
-            let mut answers = Vec::new();
-            for handle in handles {
-                answers.push(handle.await.unwrap());
-            }
-            answers
-        };
+        let seller_before = chain.usdc_balance(seller).await;
+        chain.call("evm_setAutomine", json!([false])).await;
+        let mut signed: Vec<Signed> = Vec::with_capacity(PENDING_COUNT);
+        for i in 0..PENDING_COUNT {
+            let buyer = &buyers[i % buyers.len()];
+            signed.push(sign(buyer, &offered, Some(required.resource.clone())).await);
+        }
+        let first: Vec<(u16, String)> = join_all(signed.iter().map(|p| {
+            let (client, url, header) = (client.clone(), url.clone(), p.header.clone());
+            async move { send(&client, &url, &header).await }
+        }))
+        .await;
         if kill {
             let mut slot = daemon.lock().unwrap();
             let mut child = slot.take().unwrap();
@@ -570,24 +441,24 @@ async fn main() {
             *slot = Some(start_daemon(&root_path, &daemon_log));
         }
         wait_for(&url, 402, Duration::from_secs(20)).await;
-        rpc(&http, &endpoint, "evm_setAutomine", json!([true])).await;
-        rpc(&http, &endpoint, "evm_mine", json!([])).await;
+        chain.call("evm_setAutomine", json!([true])).await;
+        chain.call("evm_mine", json!([])).await;
         let mut stories = Vec::new();
         for (p, first) in signed.iter().zip(first) {
             let mut story = vec![first];
             for _ in 0..5 {
                 let answer = send(&client, &url, &p.header).await;
-                let again = answer.0 == 503 && answer.1.ends_with("settlement_pending");
+                let again = is_settlement_pending(answer.0, &answer.1);
                 story.push(answer);
                 if !again {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let landed = nonce_used(&http, &endpoint, p.payer, p.nonce).await;
+            let landed = chain.nonce_used(p.payer, p.nonce).await;
             stories.push((story, landed));
         }
-        let delta = usdc_balance(&http, &endpoint, seller).await - seller_before;
+        let delta = chain.usdc_balance(seller).await - seller_before;
         pending_rounds.push((kill, stories, delta));
     }
 
@@ -657,7 +528,7 @@ async fn main() {
                 "authorization {i} never charged but refused after the restart: {story:?}"
             ));
         }
-        if last.0 == 0 || (last.0 == 503 && last.1.ends_with("settlement_pending")) {
+        if last.0 == 0 || is_settlement_pending(last.0, &last.1) {
             lost += 1;
             broken.push(format!(
                 "authorization {i} has no final answer after the restart: {story:?}"

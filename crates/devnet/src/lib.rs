@@ -9,6 +9,8 @@
 //! Registry), so the built-in token registry, the spec's EIP-712 domains and unmodified x402
 //! clients all work against it, and funds the ten dev accounts with both tokens.
 
+#[cfg(feature = "testing")]
+pub mod bench;
 mod contracts;
 #[cfg(feature = "testing")]
 pub mod fault;

@@ -22,11 +22,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::any;
 use obol_chain::ChainClient;
+use obol_devnet::bench::{
+    Rpc, Signed, balance_of_data, counting_upstream, env_or, is_settlement_pending, join_all,
+    reason_of, sign,
+};
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig};
@@ -36,11 +39,10 @@ use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, S
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
-use obol_x402::primitives::{Address, B256, U256};
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::primitives::{Address, U256};
 use obol_x402::token::TokenRegistry;
 use obol_x402::wire::{VerifyRequest, v2};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 /// The seller (dev account 2).
@@ -57,20 +59,6 @@ const DIRECT_PER_WORKER: usize = 5;
 /// Scenario 2 runs in this many rounds, each after its own facilitator baseline.
 const ROUNDS: usize = 4;
 const PATH: &str = "/services/echo/item";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn spawn(router: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,62 +106,6 @@ fn echo_route(upstream: &str) -> Route {
     }
 }
 
-/// One signed authorization: who pays, its nonce, and the `PAYMENT-SIGNATURE` value.
-#[derive(Clone)]
-struct Signed {
-    payer: Address,
-    nonce: B256,
-    header: String,
-    payload: v2::PaymentPayload,
-}
-
-fn sign(
-    buyer: &LocalSigner,
-    requirement: &v2::PaymentRequirements,
-    resource: Option<v2::ResourceInfo>,
-) -> Signed {
-    let nonce = random_nonce();
-    let unsigned = prepare_exact(
-        requirement,
-        resource,
-        buyer.address(),
-        ValidityWindow::for_request(now(), 300),
-        nonce,
-    )
-    .unwrap();
-    let payload = unsigned
-        .clone()
-        .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
-    Signed {
-        payer: buyer.address(),
-        nonce,
-        header: header::encode(&payload).unwrap(),
-        payload,
-    }
-}
-
-/// The machine reason of an answer: `ok`, the 402's `paymentFailure.reason` (with the
-/// facilitator's reason for `payment_invalid`), or the error body's `reason`.
-fn reason_of(status: u16, body: &[u8]) -> String {
-    if status == 200 {
-        return "ok".into();
-    }
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if let Some(failure) = value.pointer("/extensions/paymentFailure") {
-        let reason = failure["reason"].as_str().unwrap_or("?");
-        let detail = failure["detail"].as_str().unwrap_or("");
-        return match reason {
-            "payment_invalid" => format!("{reason}({})", detail.split(':').next().unwrap_or("")),
-            "settlement_rejected" => format!("{reason}({detail})"),
-            _ => reason.to_owned(),
-        };
-    }
-    match value["reason"].as_str() {
-        Some(reason) => format!("{status} {reason}"),
-        None => format!("http {status}"),
-    }
-}
-
 /// Sends `payment` once: status (0 on a transport error) and reason.
 async fn send(client: &reqwest::Client, url: &str, payment: Option<&str>) -> (u16, String) {
     let mut request = client.get(url);
@@ -197,68 +129,12 @@ async fn pay(client: &reqwest::Client, url: &str, payment: &str) -> (u16, String
     loop {
         let (status, reason) = send(client, url, Some(payment)).await;
         sends += 1;
-        if status == 503 && reason.ends_with("settlement_pending") && sends <= PENDING_RETRIES {
+        if is_settlement_pending(status, &reason) && sends <= PENDING_RETRIES {
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
         return (status, reason, sends);
     }
-}
-
-/// `authorizationState(payer, nonce)` of the devnet's USDC: whether the transfer happened.
-async fn nonce_used(http: &reqwest::Client, rpc: &str, payer: Address, nonce: B256) -> bool {
-    let data = format!(
-        "0xe94a0102{:0>64}{}",
-        hex(payer.as_slice()),
-        hex(nonce.as_slice())
-    );
-    let answer: Value = http
-        .post(rpc)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call",
-            "params": [{"to": USDC.to_checksum(None), "data": data}, "latest"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let result = answer["result"]
-        .as_str()
-        .unwrap_or_else(|| panic!("authorizationState: {answer}"));
-    result.ends_with('1')
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// How many of `payments` moved money on-chain, 16 reads at a time.
-async fn used_nonces(rpc: &str, payments: &[Signed]) -> Vec<bool> {
-    let http = reqwest::Client::new();
-    let mut used = vec![false; payments.len()];
-    for (chunk_index, chunk) in payments.chunks(16).enumerate() {
-        let reads = chunk.iter().map(|p| {
-            let (http, rpc, payer, nonce) = (http.clone(), rpc.to_owned(), p.payer, p.nonce);
-            async move { nonce_used(&http, &rpc, payer, nonce).await }
-        });
-        let results = join_all(reads).await;
-        for (i, result) in results.into_iter().enumerate() {
-            used[chunk_index * 16 + i] = result;
-        }
-    }
-    used
-}
-
-async fn join_all<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F::Output: Send,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -308,6 +184,26 @@ where
     (rate, latencies)
 }
 
+/// `n` GETs of `target` without a payment from `workers` sequential workers, each answered
+/// `expected`: rate and sorted latencies.
+async fn unpaid_load(
+    client: &reqwest::Client,
+    target: String,
+    n: usize,
+    workers: usize,
+    expected: u16,
+) -> (f64, Vec<Duration>) {
+    let client = client.clone();
+    load(n, workers, move |_| {
+        let (client, target) = (client.clone(), target.clone());
+        async move {
+            let (status, _) = send(&client, &target, None).await;
+            assert_eq!(status, expected);
+        }
+    })
+    .await
+}
+
 /// The embedded facilitator alone: `n` verify + settle pairs from `workers` sequential workers,
 /// paid by the dev accounts to a throwaway address (signed before timing). Rate, sorted
 /// latencies, failures.
@@ -323,14 +219,16 @@ async fn direct(
         .iter()
         .map(|&k| LocalSigner::from_private_key_hex(devnet.key(k)).unwrap())
         .collect();
-    let requests: Arc<Vec<VerifyRequest>> = Arc::new(
-        (0..n)
-            .map(|i| VerifyRequest::V2 {
-                payment_payload: sign(&payers[i % payers.len()], &requirement, None).payload,
-                payment_requirements: requirement.clone(),
-            })
-            .collect(),
-    );
+    let mut requests = Vec::with_capacity(n);
+    for i in 0..n {
+        requests.push(VerifyRequest::V2 {
+            payment_payload: sign(&payers[i % payers.len()], &requirement, None)
+                .await
+                .payload,
+            payment_requirements: requirement.clone(),
+        });
+    }
+    let requests: Arc<Vec<VerifyRequest>> = Arc::new(requests);
     let failures = Arc::new(AtomicUsize::new(0));
     let (rate, latencies) = {
         let (facilitator, requests, failures) =
@@ -353,14 +251,14 @@ async fn direct(
 /// Median round trip of a few read RPCs the settle path makes, against anvil at its current
 /// height (the chain's own cost, to tell it from ours).
 async fn rpc_probe(rpc: &str, payer: Address) -> String {
-    let http = reqwest::Client::new();
-    let owner = format!("{:0>64}", hex(payer.as_slice()));
+    let rpc = Rpc::new(rpc);
+    let balance_of = balance_of_data(payer);
     let usdc = USDC.to_checksum(None);
     let calls = [
         ("eth_blockNumber", json!([])),
         (
             "eth_call balanceOf",
-            json!([{"to": usdc, "data": format!("0x70a08231{owner}")}, "latest"]),
+            json!([{"to": usdc, "data": balance_of}, "latest"]),
         ),
         (
             "eth_getTransactionCount pending",
@@ -368,7 +266,7 @@ async fn rpc_probe(rpc: &str, payer: Address) -> String {
         ),
         (
             "eth_estimateGas",
-            json!([{"from": payer.to_checksum(None), "to": usdc, "data": format!("0x70a08231{owner}")}]),
+            json!([{"from": payer.to_checksum(None), "to": usdc, "data": balance_of}]),
         ),
         ("evm_mine (an empty block)", json!([])),
     ];
@@ -378,15 +276,7 @@ async fn rpc_probe(rpc: &str, payer: Address) -> String {
         let mut times = Vec::new();
         for _ in 0..21 {
             let t = Instant::now();
-            let answer: Value = http
-                .post(rpc)
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = rpc.answer(method, &params).await;
             assert!(answer.get("error").is_none(), "{name}: {answer}");
             times.push(t.elapsed());
         }
@@ -419,9 +309,9 @@ fn tally(reasons: impl Iterator<Item = String>) -> BTreeMap<String, usize> {
 
 #[tokio::main]
 async fn main() {
-    let buyers_n = env_usize("SOAK_BUYERS", 16);
-    let per_buyer = env_usize("SOAK_REQUESTS", 200);
-    let in_flight_per_buyer = env_usize("SOAK_IN_FLIGHT_PER_BUYER", 2);
+    let buyers_n: usize = env_or("SOAK_BUYERS", 16);
+    let per_buyer: usize = env_or("SOAK_REQUESTS", 200);
+    let in_flight_per_buyer: usize = env_or("SOAK_IN_FLIGHT_PER_BUYER", 2);
     let started = Instant::now();
     let mut checks = Checks { broken: Vec::new() };
 
@@ -439,21 +329,8 @@ async fn main() {
         )
         .unwrap(),
     );
-    let upstream_calls = Arc::new(AtomicUsize::new(0));
-    let upstream = {
-        let calls = upstream_calls.clone();
-        spawn(Router::new().route(
-            "/{*path}",
-            any(move || {
-                let calls = calls.clone();
-                async move {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    axum::Json(json!({"ok": true}))
-                }
-            }),
-        ))
-        .await
-    };
+    let (upstream_router, upstream_calls) = counting_upstream();
+    let upstream = spawn(upstream_router).await;
     let routes = Arc::new(Routes::new());
     routes.store(RouteTable::new(vec![echo_route(&upstream)]));
     let guard = Arc::new(ReplayGuard::open(&dir.path().join("guard.sqlite")).unwrap());
@@ -479,7 +356,7 @@ async fn main() {
 
     // ── 1. One payment replayed 100× at once ─────────────────────────────────────────────
     let funder = LocalSigner::from_private_key_hex(devnet.key(1)).unwrap();
-    let one = sign(&funder, &offered, resource.clone());
+    let one = sign(&funder, &offered, resource.clone()).await;
     let before = usdc(seller).await;
     let calls_before = upstream_calls.load(Ordering::SeqCst);
     let barrier = Arc::new(tokio::sync::Barrier::new(REPLAYS));
@@ -521,20 +398,17 @@ async fn main() {
     let probe_before = rpc_probe(&rpc, funder.address()).await;
     let buyers: Vec<LocalSigner> = (0..buyers_n).map(|_| LocalSigner::random()).collect();
     // Funded through the facilitator: dev account 1 pays each fresh wallet 1 USDC.
-    let fundings = join_all(buyers.iter().map(|buyer| {
+    let mut settles = Vec::with_capacity(buyers.len());
+    for buyer in &buyers {
         let facilitator = facilitator.clone();
-        let payment = sign(
-            &funder,
-            &requirement(&buyer.address().to_checksum(None), FUNDING),
-            None,
-        );
+        let to_buyer = requirement(&buyer.address().to_checksum(None), FUNDING);
         let request = VerifyRequest::V2 {
-            payment_payload: payment.payload,
-            payment_requirements: requirement(&buyer.address().to_checksum(None), FUNDING),
+            payment_payload: sign(&funder, &to_buyer, None).await.payload,
+            payment_requirements: to_buyer,
         };
-        async move { facilitator.settle(&request).await.unwrap() }
-    }))
-    .await;
+        settles.push(async move { facilitator.settle(&request).await.unwrap() });
+    }
+    let fundings = join_all(settles.into_iter()).await;
     assert!(
         fundings.iter().all(|r| r.success),
         "funding failed: {fundings:?}"
@@ -545,28 +419,9 @@ async fn main() {
 
     // Baselines at the same concurrency.
     let n = buyers_n * per_buyer;
-    let (bare_rate, bare_lat) = {
-        let (client, target) = (client.clone(), format!("{upstream}/item"));
-        load(n, workers, move |_| {
-            let (client, target) = (client.clone(), target.clone());
-            async move {
-                let (status, _) = send(&client, &target, None).await;
-                assert_eq!(status, 200);
-            }
-        })
-        .await
-    };
-    let (unpaid_rate, unpaid_lat) = {
-        let (client, url) = (client.clone(), url.clone());
-        load(n, workers, move |_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let (status, _) = send(&client, &url, None).await;
-                assert_eq!(status, 402);
-            }
-        })
-        .await
-    };
+    let (bare_rate, bare_lat) =
+        unpaid_load(&client, format!("{upstream}/item"), n, workers, 200).await;
+    let (unpaid_rate, unpaid_lat) = unpaid_load(&client, url.clone(), n, workers, 402).await;
     // The soak, in ROUNDS rounds. Each round starts with the facilitator-alone baseline at the
     // chain's current size: anvil's per-block cost grows with its state (see the RPC probe), so
     // a baseline measured once would flatter or shame whatever runs later. Every request is a
@@ -608,7 +463,7 @@ async fn main() {
                 let mut k = k0 + w / buyers_n;
                 while k < k1 {
                     let t = Instant::now();
-                    let payment = sign(&buyers[buyer], &offered, resource.clone());
+                    let payment = sign(&buyers[buyer], &offered, resource.clone()).await;
                     let outcome = pay(&client, &url, &payment.header).await;
                     latencies.push(t.elapsed());
                     outcomes.lock().unwrap()[k * buyers_n + buyer] = Some((payment, outcome));
@@ -638,7 +493,8 @@ async fn main() {
     let delta = usdc(seller).await - before;
     let probe_after = rpc_probe(&rpc, funder.address()).await;
     let upstream_paid = upstream_calls.load(Ordering::SeqCst) - calls_before;
-    let used = used_nonces(&rpc, &payments).await;
+    let nonces: Vec<_> = payments.iter().map(|p| (p.payer, p.nonce)).collect();
+    let used = Rpc::new(&rpc).used_nonces(&nonces).await;
     let successes = outcomes.iter().filter(|o| o.0 == 200).count();
     let retried = outcomes.iter().filter(|o| o.2 > 1).count();
     let failures = tally(outcomes.iter().filter(|o| o.0 != 200).map(|o| o.1.clone()));
