@@ -23,7 +23,7 @@ use axum::routing::{any, get};
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::proxy::UpstreamClient;
 use obol_gateway::server::{GatewayConfig, UpstreamService, app, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
@@ -107,23 +107,21 @@ fn offer(upstream: &str) -> Arc<Offer> {
     .unwrap();
     Arc::new(Offer {
         namespace: "bench".into(),
-        name: "echo".into(),
-        kind: OfferKind::Http,
-        upstream: upstream.parse().unwrap(),
-        strip_prefix: "/services/echo".into(),
-        upstream_auth: None,
-        price: Price {
-            unit: PriceUnit::PerRequest,
-            amount: "0.001".parse().unwrap(),
-        },
-        options: vec![PaymentOption {
-            requirements,
-            asset_symbol: "USDC".into(),
-            eip2612_gas_sponsoring: false,
-        }],
         description: "bench".into(),
-        mime_type: "application/json".into(),
-        settle: SettleMode::ServeFirst,
+        ..Offer::at_services(
+            "echo",
+            OfferKind::Http,
+            upstream.parse().unwrap(),
+            Price {
+                unit: PriceUnit::PerRequest,
+                amount: "0.001".parse().unwrap(),
+            },
+            vec![PaymentOption {
+                requirements,
+                asset_symbol: "USDC".into(),
+                eip2612_gas_sponsoring: false,
+            }],
+        )
     })
 }
 

@@ -35,7 +35,7 @@ use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig};
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::server::{GatewayConfig, gateway, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
@@ -81,29 +81,24 @@ fn requirement(pay_to: &str, amount: u64) -> v2::PaymentRequirements {
 }
 
 fn echo_route(upstream: &str) -> Route {
-    Route {
-        pattern: "services/echo/*".into(),
-        offer: Arc::new(Offer {
-            namespace: "soak".into(),
-            name: "echo".into(),
-            kind: OfferKind::Http,
-            upstream: upstream.parse().unwrap(),
-            strip_prefix: "/services/echo".into(),
-            upstream_auth: None,
-            price: Price {
+    Route::below_prefix(Offer {
+        namespace: "soak".into(),
+        description: "soak".into(),
+        ..Offer::at_services(
+            "echo",
+            OfferKind::Http,
+            upstream.parse().unwrap(),
+            Price {
                 unit: PriceUnit::PerRequest,
                 amount: "0.001".parse().unwrap(),
             },
-            options: vec![PaymentOption {
+            vec![PaymentOption {
                 requirements: requirement(PAY_TO, PRICE),
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: false,
             }],
-            description: "soak".into(),
-            mime_type: "application/json".into(),
-            settle: SettleMode::ServeFirst,
-        }),
-    }
+        )
+    })
 }
 
 /// Sends `payment` once: status (0 on a transport error) and reason.

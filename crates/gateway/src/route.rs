@@ -74,6 +74,33 @@ pub struct Offer {
     pub settle: SettleMode,
 }
 
+impl Offer {
+    /// An offer at `/services/<name>` in the `default` namespace, served first, without
+    /// upstream auth, described by its name: what an embedding without the control plane (a
+    /// test, a benchmark) starts from; change the rest with struct update syntax.
+    pub fn at_services(
+        name: &str,
+        kind: OfferKind,
+        upstream: Url,
+        price: Price,
+        options: Vec<PaymentOption>,
+    ) -> Self {
+        Self {
+            namespace: "default".into(),
+            name: name.into(),
+            kind,
+            upstream,
+            strip_prefix: format!("/services/{name}"),
+            upstream_auth: None,
+            price,
+            options,
+            description: name.into(),
+            mime_type: "application/json".into(),
+            settle: SettleMode::ServeFirst,
+        }
+    }
+}
+
 impl fmt::Debug for Offer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Offer")
@@ -97,6 +124,16 @@ pub struct Route {
     pub pattern: String,
     /// The offer.
     pub offer: Arc<Offer>,
+}
+
+impl Route {
+    /// The route serving `offer` at its public prefix and everything below it (`<prefix>/*`).
+    pub fn below_prefix(offer: Offer) -> Self {
+        Self {
+            pattern: format!("{}/*", offer.strip_prefix.trim_end_matches('/')),
+            offer: Arc::new(offer),
+        }
+    }
 }
 
 /// What a path resolves to.

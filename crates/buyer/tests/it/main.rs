@@ -20,7 +20,7 @@ use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig};
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::server::{GatewayConfig, app, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
@@ -84,29 +84,23 @@ fn route(upstream: &str, amount: u64) -> Route {
         .unwrap()
         .clone();
     let requirements = requirement(amount);
-    Route {
-        pattern: "services/llm/*".into(),
-        offer: Arc::new(Offer {
-            namespace: "default".into(),
-            name: "llm".into(),
-            kind: OfferKind::Inference,
-            upstream: upstream.parse().unwrap(),
-            strip_prefix: "/services/llm".into(),
-            upstream_auth: None,
-            price: Price {
+    Route::below_prefix(Offer {
+        description: "a paid model".into(),
+        ..Offer::at_services(
+            "llm",
+            OfferKind::Inference,
+            upstream.parse().unwrap(),
+            Price {
                 unit: PriceUnit::PerRequest,
                 amount: "0.001".parse().unwrap(),
             },
-            options: vec![PaymentOption {
+            vec![PaymentOption {
                 requirements,
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
             }],
-            description: "a paid model".into(),
-            mime_type: "application/json".into(),
-            settle: SettleMode::ServeFirst,
-        }),
-    }
+        )
+    })
 }
 
 struct Seller {

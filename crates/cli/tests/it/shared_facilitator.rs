@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::server::{GatewayConfig, app, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
+use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
@@ -95,30 +95,24 @@ async fn seller(facilitator: &str, upstream: &str, pay_to: &str, amount: u64) ->
     }))
     .unwrap();
     let offer = Offer {
-        namespace: "default".into(),
-        name: "item".into(),
-        kind: OfferKind::Http,
-        upstream: upstream.parse().unwrap(),
-        strip_prefix: "/services/item".into(),
-        upstream_auth: None,
-        price: Price {
-            unit: PriceUnit::PerRequest,
-            amount: "0.001".parse().unwrap(),
-        },
-        options: vec![PaymentOption {
-            requirements,
-            asset_symbol: "USDC".into(),
-            eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
-        }],
         description: "an item".into(),
-        mime_type: "application/json".into(),
-        settle: SettleMode::ServeFirst,
+        ..Offer::at_services(
+            "item",
+            OfferKind::Http,
+            upstream.parse().unwrap(),
+            Price {
+                unit: PriceUnit::PerRequest,
+                amount: "0.001".parse().unwrap(),
+            },
+            vec![PaymentOption {
+                requirements,
+                asset_symbol: "USDC".into(),
+                eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+            }],
+        )
     };
     let routes = Arc::new(Routes::new());
-    routes.store(RouteTable::new(vec![Route {
-        pattern: "services/item/*".into(),
-        offer: Arc::new(offer),
-    }]));
+    routes.store(RouteTable::new(vec![Route::below_prefix(offer)]));
     let remote =
         obol_facilitator::http::RemoteFacilitator::new(facilitator, Default::default()).unwrap();
     let guard = Arc::new(ReplayGuard::in_memory().unwrap());

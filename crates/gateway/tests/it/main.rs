@@ -258,24 +258,24 @@ fn option(symbol: &str, amount: &str) -> PaymentOption {
 }
 
 pub fn offer(name: &str, upstream: &str, kind: OfferKind, symbol: &str, amount: &str) -> Route {
-    Route {
-        pattern: format!("services/{name}/*"),
-        offer: Arc::new(Offer {
-            namespace: "default".into(),
-            name: name.into(),
+    Route::below_prefix(Offer {
+        upstream_auth: Some("Bearer upstream-secret".into()),
+        description: format!("test offer {name}"),
+        ..Offer::at_services(
+            name,
             kind,
-            upstream: upstream.parse().unwrap(),
-            strip_prefix: format!("/services/{name}"),
-            upstream_auth: Some("Bearer upstream-secret".into()),
-            price: Price {
-                unit: PriceUnit::PerRequest,
-                amount: "0.001".parse().unwrap(),
-            },
-            options: vec![option(symbol, amount)],
-            description: format!("test offer {name}"),
-            mime_type: "application/json".into(),
-            settle: SettleMode::ServeFirst,
-        }),
+            upstream.parse().unwrap(),
+            per_request("0.001"),
+            vec![option(symbol, amount)],
+        )
+    })
+}
+
+/// A per-request price of `amount`.
+pub fn per_request(amount: &str) -> Price {
+    Price {
+        unit: PriceUnit::PerRequest,
+        amount: amount.parse().unwrap(),
     }
 }
 
