@@ -18,8 +18,10 @@
 //! the pending nonce and sign once more. Re-signing a transaction that did land would send it
 //! twice (a settlement's second `transferWithAuthorization` reverts, and a paid settlement
 //! would be reported as failed). Any other send error forgets the counter and the next send
-//! asks the node again. Receipts are polled on the client's interval (25 ms on a loopback
-//! devnet) up to a deadline.
+//! asks the node again. Receipts are polled adaptively up to a deadline: the first check
+//! after [`FIRST_RECEIPT_POLL`] (a loopback devnet mines on receipt of the transaction), each
+//! next one twice as late, never later than the client's interval (25 ms on loopback, the
+//! chain's block time elsewhere).
 //!
 //! Node messages are untrusted text that reaches terminals: [`SendError`] carries them with
 //! control characters escaped and truncated ([`MAX_MESSAGE_CHARS`]).
@@ -250,6 +252,7 @@ impl Sender {
         timeout: Duration,
     ) -> Result<Option<bool>, String> {
         let deadline = Instant::now() + timeout;
+        let mut wait = FIRST_RECEIPT_POLL.min(self.poll);
         loop {
             match self.provider.get_transaction_receipt(hash).await {
                 Ok(Some(receipt)) => return Ok(Some(receipt.status())),
@@ -260,13 +263,18 @@ impl Sender {
                 }
                 Err(e) => return Err(printable(&e.to_string(), MAX_MESSAGE_CHARS)),
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(None);
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(wait.min(deadline - now)).await;
+            wait = (wait * 2).min(self.poll);
         }
     }
 }
+
+/// The first receipt check after a send: a loopback devnet has usually mined it by then.
+pub const FIRST_RECEIPT_POLL: Duration = Duration::from_millis(1);
 
 /// True when the node refused a send because the nonce is used, or in use by another
 /// transaction of this key (which may still be ours: [`Sender::send`] looks it up first).
