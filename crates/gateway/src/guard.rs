@@ -191,13 +191,6 @@ impl ReplayGuard {
         })
     }
 
-    /// The transaction that settled `id`, if any.
-    pub fn settled_tx(&self, id: &PaymentIdentity) -> Option<String> {
-        self.row(id)
-            .filter(|row| row.state == SETTLED)
-            .map(|row| row.tx)
-    }
-
     fn row(&self, id: &PaymentIdentity) -> Option<Row> {
         let (chain, asset, payer, nonce) = key(id);
         let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);

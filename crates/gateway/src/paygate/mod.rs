@@ -192,10 +192,9 @@ struct Paid {
     settle_before_stream: bool,
 }
 
-/// What a settlement attempt came to. Recording in the guard is done by [`Shared::settle`].
-enum Settlement {
-    /// `success: true`: recorded as settled.
-    Charged(SettleResponse),
+/// Why a settlement attempt did not charge. Recording in the guard is done by
+/// [`Shared::settle`].
+enum NotCharged {
     /// Broadcast, not confirmed in time: recorded unsettled with its transaction.
     Pending(SettleResponse),
     /// No answer (timeout, transport): recorded unsettled, outcome unknown.
@@ -206,10 +205,10 @@ enum Settlement {
     Failed(String),
 }
 
-impl Settlement {
+impl NotCharged {
     fn receipt(&self) -> Option<&SettleResponse> {
         match self {
-            Self::Charged(r) | Self::Pending(r) | Self::Rejected(r) => Some(r),
+            Self::Pending(r) | Self::Rejected(r) => Some(r),
             Self::Unknown(_) | Self::Failed(_) => None,
         }
     }
@@ -418,7 +417,11 @@ impl Shared {
     /// under way, so a restart mid-settlement finds it). `delivered`: content of this payment
     /// already went out (or may have, on an earlier attempt), so the payment is never released
     /// for reuse, whatever the outcome.
-    async fn settle(&self, paid: Paid, delivered: bool) -> (Settlement, Labels) {
+    async fn settle(
+        &self,
+        paid: Paid,
+        delivered: bool,
+    ) -> Result<(SettleResponse, Labels), NotCharged> {
         let Paid {
             verify,
             ticket,
@@ -434,36 +437,39 @@ impl Shared {
         let answer =
             tokio::time::timeout(self.config.settle_timeout, self.facilitator.settle(&verify))
                 .await;
-        let settlement = match answer {
-            Err(_) => Settlement::Unknown(format!(
+        let refused = match answer {
+            Ok(Ok(receipt)) if receipt.success => {
+                labels.charged();
+                if let Err(error) = ticket.settled(&receipt.transaction, expires_at) {
+                    // The chain's nonce still prevents a second charge.
+                    tracing::error!(%error, "could not record a payment's settlement");
+                }
+                return Ok((receipt, labels));
+            }
+            Err(_) => NotCharged::Unknown(format!(
                 "no settle answer within {:?}",
                 self.config.settle_timeout
             )),
-            Ok(Err(error)) if error.retriable() => Settlement::Unknown(error.to_string()),
-            Ok(Err(error)) => Settlement::Failed(error.to_string()),
-            Ok(Ok(receipt)) if receipt.success => Settlement::Charged(receipt),
+            Ok(Err(error)) if error.retriable() => NotCharged::Unknown(error.to_string()),
+            Ok(Err(error)) => NotCharged::Failed(error.to_string()),
             Ok(Ok(receipt))
                 if receipt.error_reason.as_deref()
                     == Some(obol_facilitator::Reason::SettlementPending.as_str()) =>
             {
-                Settlement::Pending(receipt)
+                NotCharged::Pending(receipt)
             }
-            Ok(Ok(receipt)) => Settlement::Rejected(receipt),
+            Ok(Ok(receipt)) => NotCharged::Rejected(receipt),
         };
-        let recorded = match &settlement {
-            Settlement::Charged(receipt) => {
-                labels.charged();
-                ticket.settled(&receipt.transaction, expires_at)
-            }
-            Settlement::Pending(receipt) => {
+        let recorded = match &refused {
+            NotCharged::Pending(receipt) => {
                 labels.failure("settlement_pending");
                 ticket.unsettled(&receipt.transaction, expires_at)
             }
-            Settlement::Unknown(_) => {
+            NotCharged::Unknown(_) => {
                 labels.failure("settlement_pending");
                 ticket.unsettled("", expires_at)
             }
-            Settlement::Rejected(receipt) => {
+            NotCharged::Rejected(receipt) => {
                 labels.failure("settlement_rejected");
                 if delivered {
                     ticket.unsettled(&receipt.transaction, expires_at)
@@ -471,7 +477,7 @@ impl Shared {
                     ticket.released()
                 }
             }
-            Settlement::Failed(_) => {
+            NotCharged::Failed(_) => {
                 labels.failure("settlement_failed");
                 if delivered {
                     ticket.unsettled("", expires_at)
@@ -481,28 +487,26 @@ impl Shared {
             }
         };
         if let Err(error) = recorded {
-            // The chain's nonce still prevents a second charge.
             tracing::error!(%error, "could not record a payment's settlement");
         }
-        (settlement, labels)
+        Err(refused)
     }
 
     /// The answer to a settlement that did not charge: 503 `settlement_pending` (the same
     /// payment, sent again, is served once it lands), 402 `settlement_rejected`, or 503
     /// `settlement_failed`; with the receipt when there is one.
-    fn not_charged(settlement: &Settlement, offer: &Offer, resource_url: String) -> Response<Body> {
-        let mut response = match settlement {
-            Settlement::Charged(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            Settlement::Pending(receipt) => GatewayError::settlement_pending(format!(
+    fn not_charged(refused: &NotCharged, offer: &Offer, resource_url: String) -> Response<Body> {
+        let mut response = match refused {
+            NotCharged::Pending(receipt) => GatewayError::settlement_pending(format!(
                 "transaction {} was broadcast but not yet confirmed; send the same payment again to be served once it lands",
                 receipt.transaction
             ))
             .into_response(),
-            Settlement::Unknown(why) => GatewayError::settlement_pending(format!(
+            NotCharged::Unknown(why) => GatewayError::settlement_pending(format!(
                 "the settlement's outcome is not known yet ({why}); send the same payment again"
             ))
             .into_response(),
-            Settlement::Rejected(receipt) => {
+            NotCharged::Rejected(receipt) => {
                 let failure = PaymentFailure {
                     reason: "settlement_rejected",
                     detail: receipt
@@ -517,11 +521,11 @@ impl Shared {
                     Some(&failure),
                 ))
             }
-            Settlement::Failed(why) => {
+            NotCharged::Failed(why) => {
                 GatewayError::settlement_failed(why.clone(), true).into_response()
             }
         };
-        if let Some(receipt) = settlement.receipt() {
+        if let Some(receipt) = refused.receipt() {
             add_receipt(response.headers_mut(), receipt);
         }
         response
@@ -547,11 +551,11 @@ impl Shared {
             }
         };
         match self.settle(paid, false).await {
-            (Settlement::Charged(receipt), _) => {
+            Ok((receipt, _)) => {
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
-            (other, _) => Self::not_charged(&other, offer, resource_url),
+            Err(refused) => Self::not_charged(&refused, offer, resource_url),
         }
     }
 
@@ -575,8 +579,8 @@ impl Shared {
         // this attempt comes to: content of it may have been delivered then.
         let taken_before = paid.retry;
         let (receipt, labels) = match self.settle(paid, taken_before).await {
-            (Settlement::Charged(receipt), labels) => (receipt, labels),
-            (other, _) => return Self::not_charged(&other, offer, resource_url),
+            Ok(charged) => charged,
+            Err(refused) => return Self::not_charged(&refused, offer, resource_url),
         };
         let mut upstream = match inner.oneshot(request).await {
             Ok(response) => response,
@@ -616,12 +620,16 @@ impl Shared {
         };
         let settle: SettleFn = Box::new(move |delivered| -> SettleFuture {
             Box::pin(async move {
-                let (settlement, _) = self.settle(paid, delivered).await;
+                let settled = self.settle(paid, delivered).await;
                 let mut trailers = HeaderMap::new();
-                if let Some(receipt) = settlement.receipt() {
+                let receipt = match &settled {
+                    Ok((receipt, _)) => Some(receipt),
+                    Err(refused) => refused.receipt(),
+                };
+                if let Some(receipt) = receipt {
                     add_receipt(&mut trailers, receipt);
                 }
-                (trailers, matches!(settlement, Settlement::Charged(_)))
+                (trailers, settled.is_ok())
             })
         });
         let body = SettleOnEnd {
