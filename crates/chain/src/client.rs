@@ -31,6 +31,7 @@ pub struct ChainClient {
     name: String,
     chain_id: u64,
     endpoints: Vec<(RpcUrl, bool)>,
+    local: bool,
     client: RpcClient,
     provider: DynProvider,
 }
@@ -73,6 +74,7 @@ impl ChainClient {
             name: name.to_owned(),
             chain_id: config.chain_id,
             endpoints,
+            local,
             client,
             provider,
         })
@@ -86,6 +88,11 @@ impl ChainClient {
     /// The configured chain id.
     pub fn chain_id(&self) -> u64 {
         self.chain_id
+    }
+
+    /// Whether every endpoint is on loopback (a devnet that mines on receipt of a transaction).
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     /// The read provider.

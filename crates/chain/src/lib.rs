@@ -5,7 +5,7 @@
 //! | [`redact`] | [`RpcUrl`]: an endpoint URL whose `Display` and `Debug` hide API keys |
 //! | [`endpoints`] | [`EndpointSet`]: a JSON-RPC transport over several endpoints with ordered failover and a write guard |
 //! | [`client`] | [`ChainClient`]: a provider for one configured chain, plus the reads the CLI needs (chain id, head, balances, allowances, per-endpoint probes) |
-//! | [`sender`] | [`Sender`]: transactions from one key with locally assigned nonces and fast receipt polling (settlements, approvals) |
+//! | [`sender`] | [`Sender`]: transactions from one key with locally assigned nonces, receipts by `eth_sendRawTransactionSync` or a fast poll (settlements, approvals) |
 //!
 //! Endpoint URLs may embed API keys. Only the HTTP transport ever sees the real URL; every
 //! message, log line and error produced here carries the redacted form.
@@ -18,7 +18,7 @@ pub mod sender;
 pub use client::{ChainClient, EndpointProbe};
 pub use endpoints::{EndpointSet, is_write_method};
 pub use redact::{RpcUrl, redact};
-pub use sender::{SendError, Sender};
+pub use sender::{ReceiptWait, SendError, Sender};
 
 /// Why a chain operation failed.
 #[derive(Debug, thiserror::Error)]

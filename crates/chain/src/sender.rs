@@ -1,16 +1,18 @@
 //! Sending settlement transactions from one signer.
 //!
-//! Nonces are assigned locally under a lock held only while the transaction is filled, signed
-//! and handed to the node, so many settlements can be in flight at once without colliding.
+//! Gas and EIP-1559 fees are estimated first, without any lock (the estimation is also the last
+//! simulation of the call: a transaction that would revert is refused here). Nonces are then
+//! assigned locally under a lock held only while the transaction is signed (locally) and handed
+//! to the node, so many settlements can be in flight at once without colliding.
 //!
-//! Every transaction is filled (gas, EIP-1559 fees, chain id) and signed here, so its hash is
-//! known before it is sent as raw bytes. That matters because one send can reach the node more
-//! than once: the endpoint set fails over to the next endpoint with the same bytes when one
-//! does not answer in time, and the retry layer resends on rate limits. The second copy is then
-//! refused with "already known" (still pending) or "nonce too low" (already mined), although
-//! the transaction went through. So when a send fails, the sender first asks the node for the
-//! transaction by hash (`eth_getTransactionByHash`): if the node knows it, pending or mined, the
-//! send succeeded. "Already known" is a success as such (the node has these very bytes).
+//! Every transaction is signed here, so its hash is known before it is sent as raw bytes. That
+//! matters because one send can reach the node more than once: the endpoint set fails over to
+//! the next endpoint with the same bytes when one does not answer in time, and the retry layer
+//! resends on rate limits. The second copy is then refused with "already known" (still pending)
+//! or "nonce too low" (already mined), although the transaction went through. So when a send
+//! fails, the sender first asks the node for the transaction by hash
+//! (`eth_getTransactionByHash`): if the node knows it, pending or mined, the send succeeded.
+//! "Already known" is a success as such (the node has these very bytes).
 //!
 //! Only when the node does not know our transaction and refused it because the nonce is taken
 //! ("nonce too low", "replacement transaction underpriced": the key is also used elsewhere, by
@@ -18,23 +20,30 @@
 //! the pending nonce and sign once more. Re-signing a transaction that did land would send it
 //! twice (a settlement's second `transferWithAuthorization` reverts, and a paid settlement
 //! would be reported as failed). Any other send error forgets the counter and the next send
-//! asks the node again. Receipts are polled adaptively up to a deadline: the first check
-//! after [`FIRST_RECEIPT_POLL`] (a loopback devnet mines on receipt of the transaction), each
-//! next one twice as late, never later than the client's interval (25 ms on loopback, the
-//! chain's block time elsewhere).
+//! asks the node again.
+//!
+//! [`Sender::send_and_wait`] waits for the receipt. On loopback endpoints (a devnet mines on
+//! receipt of a transaction) it sends with `eth_sendRawTransactionSync` (EIP-7966), whose answer
+//! is the receipt: one RPC for the whole settlement. A node that answers "method not found"
+//! gets the same bytes through `eth_sendRawTransaction` and is never asked the sync method
+//! again. Elsewhere (where a block takes seconds and the sync call would hold the nonce lock for
+//! that long) receipts are polled adaptively up to a deadline: the first check after
+//! [`FIRST_RECEIPT_POLL`], each next one twice as late, never later than the client's interval
+//! (25 ms on loopback, the chain's block time elsewhere).
 //!
 //! Node messages are untrusted text that reaches terminals: [`SendError`] carries them with
 //! control characters escaped and truncated ([`MAX_MESSAGE_CHARS`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ChainClient;
 use alloy::eips::Encodable2718 as _;
-use alloy::network::EthereumWallet;
+use alloy::eips::eip1559::Eip1559Estimation;
+use alloy::network::{EthereumWallet, NetworkTransactionBuilder as _, TransactionBuilder as _};
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::fillers::{ChainIdFiller, FillProvider, GasFiller, JoinFill, WalletFiller};
-use alloy::providers::{Identity, Provider, ProviderBuilder, RootProvider, SendableTx};
-use alloy::rpc::types::TransactionRequest;
+use alloy::providers::{Provider, ProviderBuilder, RootProvider};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolCall as _;
 use alloy::transports::{RpcError, TransportErrorKind};
 use obol_config::text::printable;
@@ -49,12 +58,6 @@ alloy::sol! {
 
 /// The longest node message a [`SendError`] carries (then `…`).
 pub const MAX_MESSAGE_CHARS: usize = 300;
-
-/// The sender's provider: gas and chain id filled, then signed with the key.
-type SigningProvider = FillProvider<
-    JoinFill<JoinFill<JoinFill<Identity, GasFiller>, ChainIdFiller>, WalletFiller<EthereumWallet>>,
-    RootProvider,
->;
 
 /// Why a transaction was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +75,20 @@ pub enum SendError {
     Infra(String),
 }
 
+/// What waiting for a receipt found: `Some(status)` once mined, `None` when the deadline passed
+/// first, `Err` (the node's message, escaped) when the receipt could not be read.
+pub type ReceiptWait = Result<Option<bool>, String>;
+
 /// Sends transactions from one key with locally assigned nonces.
 pub struct Sender {
     address: Address,
-    provider: SigningProvider,
+    chain_id: u64,
+    wallet: EthereumWallet,
+    provider: RootProvider,
     poll: Duration,
+    /// Whether sends that wait use `eth_sendRawTransactionSync` (cleared for good when the
+    /// node does not know the method).
+    sync: AtomicBool,
     next_nonce: Mutex<Option<u64>>,
 }
 
@@ -84,17 +96,19 @@ impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
             .field("address", &self.address)
+            .field("chain_id", &self.chain_id)
             .finish_non_exhaustive()
     }
 }
 
 /// What became of one signed transaction handed to the node.
 enum Delivery {
-    /// The node has it (accepted now, or an earlier copy is pending or mined).
-    Delivered,
+    /// The node has it (accepted now, or an earlier copy is pending or mined); with its
+    /// receipt's status when the send returned the receipt.
+    Delivered(Option<bool>),
     /// The node refused it because another transaction of this key holds the nonce, and it
     /// does not know ours: sign again with a fresh nonce.
-    NonceTaken(RpcError<TransportErrorKind>),
+    NonceTaken(SendError),
     /// Anything else.
     Failed(SendError),
 }
@@ -102,19 +116,15 @@ enum Delivery {
 impl Sender {
     /// A sender on `client`'s endpoints (writes need an endpoint with `allowWrites`).
     pub fn new(client: &ChainClient, signer: &LocalSigner) -> Self {
-        let address = signer.address();
         let rpc = client.rpc_client();
         let poll = rpc.poll_interval();
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .filler(GasFiller::default())
-            .filler(ChainIdFiller::new(Some(client.chain_id())))
-            .wallet(EthereumWallet::from(signer.as_alloy().clone()))
-            .connect_client(rpc);
         Self {
-            address,
-            provider,
+            address: signer.address(),
+            chain_id: client.chain_id(),
+            wallet: EthereumWallet::from(signer.as_alloy().clone()),
+            provider: ProviderBuilder::default().connect_client(rpc),
             poll,
+            sync: AtomicBool::new(client.is_local()),
             next_nonce: Mutex::new(None),
         }
     }
@@ -124,11 +134,39 @@ impl Sender {
         self.address
     }
 
-    /// Fills, signs and broadcasts `tx`; returns its hash. A send that fails although the node
-    /// knows the transaction (an earlier copy through another endpoint or a retry) is a
+    /// Estimates, signs and broadcasts `tx`; returns its hash. A send that fails although the
+    /// node knows the transaction (an earlier copy through another endpoint or a retry) is a
     /// success; a nonce taken by another transaction of this key is refreshed from the node
     /// (pending) and the transaction signed and sent once more.
     pub async fn send(&self, tx: TransactionRequest) -> Result<B256, SendError> {
+        self.send_with(tx, None).await.map(|(hash, _)| hash)
+    }
+
+    /// Like [`Sender::send`], then waits up to `timeout` (from now) for the receipt.
+    pub async fn send_and_wait(
+        &self,
+        tx: TransactionRequest,
+        timeout: Duration,
+    ) -> Result<(B256, ReceiptWait), SendError> {
+        let deadline = Instant::now() + timeout;
+        let (hash, mined) = self.send_with(tx, Some(deadline)).await?;
+        let wait = match mined {
+            Some(status) => Ok(Some(status)),
+            None => {
+                self.wait_receipt(hash, deadline.saturating_duration_since(Instant::now()))
+                    .await
+            }
+        };
+        Ok((hash, wait))
+    }
+
+    /// The send itself; with a deadline, the receipt's status when the send returned it.
+    async fn send_with(
+        &self,
+        tx: TransactionRequest,
+        deadline: Option<Instant>,
+    ) -> Result<(B256, Option<bool>), SendError> {
+        let tx = self.estimate(tx).await?;
         let mut next = self.next_nonce.lock().await;
         let mut nonce = match *next {
             Some(nonce) => nonce,
@@ -143,10 +181,10 @@ impl Sender {
                     return Err(e);
                 }
             };
-            match self.deliver(hash, &raw).await {
-                Delivery::Delivered => {
+            match self.deliver(hash, &raw, deadline).await {
+                Delivery::Delivered(mined) => {
                     *next = Some(nonce + 1);
-                    return Ok(hash);
+                    return Ok((hash, mined));
                 }
                 Delivery::NonceTaken(_) if !retried => {
                     retried = true;
@@ -160,11 +198,7 @@ impl Sender {
                     );
                     nonce = fresh;
                 }
-                Delivery::NonceTaken(e) => {
-                    *next = None;
-                    return Err(classify(&e));
-                }
-                Delivery::Failed(e) => {
+                Delivery::NonceTaken(e) | Delivery::Failed(e) => {
                     *next = None;
                     return Err(e);
                 }
@@ -172,30 +206,84 @@ impl Sender {
         }
     }
 
-    /// `tx` from our address with `nonce`, filled and signed: its hash and its raw bytes.
-    async fn sign(&self, tx: TransactionRequest, nonce: u64) -> Result<(B256, Vec<u8>), SendError> {
-        let request = tx.from(self.address).nonce(nonce);
-        match self.provider.fill(request).await {
-            Ok(SendableTx::Envelope(envelope)) => {
-                Ok((*envelope.tx_hash(), envelope.encoded_2718()))
+    /// `tx` from our address with its gas limit and EIP-1559 fees (two concurrent calls; what
+    /// the caller set is kept). A call that would revert fails here, as the node's refusal.
+    async fn estimate(&self, tx: TransactionRequest) -> Result<TransactionRequest, SendError> {
+        let mut tx = tx.from(self.address).with_chain_id(self.chain_id);
+        let gas = async {
+            match tx.gas {
+                Some(gas) => Ok(gas),
+                None => self.provider.estimate_gas(tx.clone()).await,
             }
-            Ok(SendableTx::Builder(_)) => Err(SendError::Infra(
-                "the transaction could not be completed for signing".to_owned(),
-            )),
-            Err(e) => Err(classify(&e)),
+        };
+        let fees = async {
+            match (tx.max_fee_per_gas, tx.max_priority_fee_per_gas) {
+                (Some(max_fee_per_gas), Some(max_priority_fee_per_gas)) => Ok(Eip1559Estimation {
+                    max_fee_per_gas,
+                    max_priority_fee_per_gas,
+                }),
+                _ => self.provider.estimate_eip1559_fees().await,
+            }
+        };
+        let (gas, fees) = tokio::try_join!(gas, fees).map_err(|e| classify(&e))?;
+        tx.set_gas_limit(gas);
+        tx.set_max_fee_per_gas(fees.max_fee_per_gas);
+        tx.set_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+        Ok(tx)
+    }
+
+    /// The estimated `tx` with `nonce`, signed: its hash and its raw bytes.
+    async fn sign(&self, tx: TransactionRequest, nonce: u64) -> Result<(B256, Vec<u8>), SendError> {
+        match tx.with_nonce(nonce).build(&self.wallet).await {
+            Ok(envelope) => Ok((*envelope.tx_hash(), envelope.encoded_2718())),
+            Err(e) => Err(SendError::Infra(format!(
+                "the transaction could not be signed: {}",
+                printable(&e.to_string(), MAX_MESSAGE_CHARS)
+            ))),
         }
     }
 
-    /// Sends the signed bytes once and, when that fails, asks the node whether it knows the
+    /// Sends the signed bytes once (with the receipt when a deadline is given and the node
+    /// sends synchronously) and, when that fails, asks the node whether it knows the
     /// transaction anyway.
-    async fn deliver(&self, hash: B256, raw: &[u8]) -> Delivery {
-        let error = match self.provider.send_raw_transaction(raw).await {
-            Ok(_) => return Delivery::Delivered,
-            Err(e) => e,
-        };
-        if is_already_known(&error) {
+    async fn deliver(&self, hash: B256, raw: &[u8], deadline: Option<Instant>) -> Delivery {
+        if let Some(deadline) = deadline
+            && self.sync.load(Ordering::Relaxed)
+        {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let call = self.provider.client().request::<_, TransactionReceipt>(
+                "eth_sendRawTransactionSync",
+                (alloy::hex::encode_prefixed(raw),),
+            );
+            match tokio::time::timeout(wait, call).await {
+                Ok(Ok(receipt)) => return Delivery::Delivered(Some(receipt.status())),
+                Ok(Err(error)) if is_unsupported(&error) => {
+                    tracing::debug!(
+                        chain_id = self.chain_id,
+                        "the node has no eth_sendRawTransactionSync; polling receipts instead"
+                    );
+                    self.sync.store(false, Ordering::Relaxed);
+                }
+                // A node's timeout (EIP-7966 code 4) or any failure: look the transaction up.
+                Ok(Err(error)) => return self.after_failed_send(hash, &error).await,
+                Err(_elapsed) => return self.after_failed_send(hash, &RpcError::NullResp).await,
+            }
+        }
+        match self.provider.send_raw_transaction(raw).await {
+            Ok(_) => Delivery::Delivered(None),
+            Err(error) => self.after_failed_send(hash, &error).await,
+        }
+    }
+
+    /// A send answered `error`: the transaction may have reached the node anyway.
+    async fn after_failed_send(
+        &self,
+        hash: B256,
+        error: &RpcError<TransportErrorKind>,
+    ) -> Delivery {
+        if is_already_known(error) {
             tracing::debug!(%hash, "the node already has this transaction");
-            return Delivery::Delivered;
+            return Delivery::Delivered(None);
         }
         match self.provider.get_transaction_by_hash(hash).await {
             Ok(Some(_)) => {
@@ -204,10 +292,10 @@ impl Sender {
                     error = %printable(&error.to_string(), MAX_MESSAGE_CHARS),
                     "send failed but the node knows the transaction: an earlier copy got through"
                 );
-                Delivery::Delivered
+                Delivery::Delivered(None)
             }
-            Ok(None) if is_nonce_clash(&error) => Delivery::NonceTaken(error),
-            Ok(None) => Delivery::Failed(classify(&error)),
+            Ok(None) if is_nonce_clash(error) => Delivery::NonceTaken(classify(error)),
+            Ok(None) => Delivery::Failed(classify(error)),
             // The node cannot tell: signing again could send the transaction twice.
             Err(lookup) => {
                 tracing::debug!(
@@ -215,7 +303,7 @@ impl Sender {
                     error = %printable(&lookup.to_string(), MAX_MESSAGE_CHARS),
                     "could not look the transaction up after a failed send"
                 );
-                Delivery::Failed(classify(&error))
+                Delivery::Failed(classify(error))
             }
         }
     }
@@ -246,11 +334,7 @@ impl Sender {
     }
 
     /// Polls for the receipt: `Some(status)` once mined, `None` if `timeout` passed first.
-    pub async fn wait_receipt(
-        &self,
-        hash: B256,
-        timeout: Duration,
-    ) -> Result<Option<bool>, String> {
+    pub async fn wait_receipt(&self, hash: B256, timeout: Duration) -> ReceiptWait {
         let deadline = Instant::now() + timeout;
         let mut wait = FIRST_RECEIPT_POLL.min(self.poll);
         loop {
@@ -275,6 +359,15 @@ impl Sender {
 
 /// The first receipt check after a send: a loopback devnet has usually mined it by then.
 pub const FIRST_RECEIPT_POLL: Duration = Duration::from_millis(1);
+
+/// True when the node does not implement the method called ("method not found", -32601).
+fn is_unsupported(error: &RpcError<TransportErrorKind>) -> bool {
+    matches!(error, RpcError::ErrorResp(payload) if payload.code == -32601)
+        || node_message_contains(
+            error,
+            &["method not found", "does not exist/is not available"],
+        )
+}
 
 /// True when the node refused a send because the nonce is used, or in use by another
 /// transaction of this key (which may still be ours: [`Sender::send`] looks it up first).
@@ -402,6 +495,15 @@ mod tests {
         assert!(!is_nonce_clash(&rejected("insufficient funds for gas")));
         assert!(!is_already_known(&rejected("insufficient funds for gas")));
         assert!(!is_nonce_clash(&RpcError::NullResp));
+        assert!(!is_unsupported(&rejected("nonce too low")));
+        assert!(is_unsupported(&rejected(
+            "the method eth_sendRawTransactionSync does not exist/is not available"
+        )));
+        assert!(is_unsupported(&RpcError::ErrorResp(ErrorPayload {
+            code: -32601,
+            message: "unknown".into(),
+            data: None,
+        })));
         assert!(!is_already_known(&RpcError::NullResp));
     }
 }

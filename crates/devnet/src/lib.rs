@@ -13,7 +13,7 @@
 pub mod bench;
 mod contracts;
 #[cfg(feature = "testing")]
-pub mod fault;
+pub mod tap;
 
 pub use contracts::{IDENTITY_REGISTRY, OBOL, USDC};
 

@@ -9,10 +9,9 @@ use alloy::providers::{Provider as _, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use obol_chain::{ChainClient, Sender};
-use obol_devnet::fault::{Fault, faulty_rpc};
+use obol_devnet::tap::{Fault, RpcTap};
 use obol_devnet::{Anvil, DEV_KEYS};
 use obol_x402::LocalSigner;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::chain;
@@ -207,12 +206,12 @@ async fn a_transaction_the_node_already_has_is_not_sent_again() {
 #[tokio::test]
 async fn a_failover_after_a_lost_answer_sends_once() {
     let anvil = Anvil::spawn().await.unwrap();
-    let (proxy, sends) = faulty_rpc(anvil.endpoint(), Fault::LoseResponse)
+    let tap = RpcTap::start(anvil.endpoint(), Some(Fault::LoseResponse))
         .await
         .unwrap();
     let client = ChainClient::connect(
         "devnet",
-        &chain(84532, &[(&proxy, true), (&anvil.endpoint(), true)]),
+        &chain(84532, &[(tap.url(), true), (&anvil.endpoint(), true)]),
     )
     .unwrap();
     let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
@@ -231,11 +230,7 @@ async fn a_failover_after_a_lost_answer_sends_once() {
         1,
         "exactly one transaction"
     );
-    assert_eq!(
-        sends.load(Ordering::SeqCst),
-        1,
-        "the proxy forwarded one send"
-    );
+    assert_eq!(tap.sends(), 1, "the proxy forwarded one send");
     // And the next one takes the next nonce.
     let next = sender.send(transfer(2)).await.unwrap();
     assert_eq!(
@@ -267,4 +262,127 @@ async fn a_refused_transaction_is_an_escaped_rejection() {
         "{err}"
     );
     assert!(!err.to_string().contains('\n'), "{err}");
+}
+
+/// On a loopback node the send that waits is one `eth_sendRawTransactionSync`, whose answer is
+/// the receipt: no receipt poll. Gas and fees are estimated before it.
+#[tokio::test]
+async fn a_waited_send_on_a_devnet_is_one_sync_call() {
+    let anvil = Anvil::spawn().await.unwrap();
+    let tap = RpcTap::start(anvil.endpoint(), None).await.unwrap();
+    let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+
+    let (hash, mined) = sender
+        .send_and_wait(transfer(1), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(mined, Ok(Some(true)));
+    let mut methods = tap.take_methods();
+    methods.sort();
+    assert_eq!(
+        methods,
+        [
+            "eth_estimateGas",
+            "eth_feeHistory",
+            "eth_getTransactionCount",
+            "eth_sendRawTransactionSync"
+        ],
+        "the first send asks for the nonce once"
+    );
+    let (next, mined) = sender
+        .send_and_wait(transfer(2), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(mined, Ok(Some(true)));
+    let mut methods = tap.take_methods();
+    methods.sort();
+    assert_eq!(
+        methods,
+        [
+            "eth_estimateGas",
+            "eth_feeHistory",
+            "eth_sendRawTransactionSync"
+        ]
+    );
+    assert_ne!(hash, next);
+    assert_eq!(nonce_of(&client, signer.address()).await, 2);
+}
+
+/// A node without `eth_sendRawTransactionSync`: the same bytes go through
+/// `eth_sendRawTransaction`, the receipt is polled, and the sync method is never tried again.
+#[tokio::test]
+async fn a_node_without_the_sync_method_gets_a_plain_send_and_a_poll() {
+    let anvil = Anvil::spawn().await.unwrap();
+    let tap = RpcTap::start(
+        anvil.endpoint(),
+        Some(Fault::Unsupported("eth_sendRawTransactionSync")),
+    )
+    .await
+    .unwrap();
+    let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+
+    for (wei, first) in [(1, true), (2, false)] {
+        let (hash, mined) = sender
+            .send_and_wait(transfer(wei), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(mined, Ok(Some(true)));
+        let methods = tap.take_methods();
+        let count = |name: &str| methods.iter().filter(|m| *m == name).count();
+        assert_eq!(count("eth_sendRawTransactionSync"), usize::from(first));
+        assert_eq!(count("eth_sendRawTransaction"), 1, "{methods:?}");
+        assert!(count("eth_getTransactionReceipt") >= 1, "{methods:?}");
+        let tx = client
+            .provider()
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(alloy::consensus::Transaction::nonce(&tx), wei - 1);
+    }
+    assert_eq!(nonce_of(&client, signer.address()).await, 2);
+}
+
+/// With nothing mined, the sync call is cut at the deadline: the transaction is known to the
+/// node, so the answer is "not mined yet" with its hash, and nothing is sent twice.
+#[tokio::test]
+async fn a_sync_send_that_is_not_mined_in_time_is_pending() {
+    let anvil = Anvil::spawn().await.unwrap();
+    let client =
+        ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
+    let _: serde_json::Value = client
+        .provider()
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+    let (hash, mined) = sender
+        .send_and_wait(transfer(1), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(mined, Ok(None));
+    let pending = client
+        .provider()
+        .get_transaction_count(signer.address())
+        .pending()
+        .await
+        .unwrap();
+    assert_eq!(pending, 1, "one transaction in the pool");
+    let _: serde_json::Value = client
+        .provider()
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+    assert_eq!(
+        sender
+            .wait_receipt(hash, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(true)
+    );
 }

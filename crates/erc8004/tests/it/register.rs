@@ -1,6 +1,5 @@
 //! Registration without duplicates, URI drift, metadata, agent wallet and control checks.
 
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, U256};
@@ -14,7 +13,7 @@ use obol_erc8004::{
 };
 
 use crate::{Fixture, client_on};
-use obol_devnet::fault::{Fault, faulty_rpc};
+use obol_devnet::tap::{Fault, RpcTap};
 
 const URI: &str = "https://seller.example/.well-known/agent-registration.json";
 
@@ -239,15 +238,15 @@ async fn the_balance_guard_can_be_skipped_for_a_new_agent() {
 #[tokio::test]
 async fn a_lost_response_mints_once() {
     let fx = Fixture::start().await;
-    let (url, sends) = faulty_rpc(fx.devnet.endpoint(), Fault::LoseResponse)
+    let tap = RpcTap::start(fx.devnet.endpoint(), Some(Fault::LoseResponse))
         .await
         .unwrap();
-    let chain = ChainClient::connect("devnet", &endpoints(&url, true)).unwrap();
+    let chain = ChainClient::connect("devnet", &endpoints(tap.url(), true)).unwrap();
     let client = client_on(&chain, &fx.signer(4));
 
     let registration = client.register(URI, &[], None).await.unwrap();
     assert_eq!(registration.agent_id, U256::ZERO);
-    let sends = sends.load(Ordering::SeqCst);
+    let sends = tap.sends();
     assert!(
         (registration.recovered && sends == 1) || sends == 2,
         "recovered {} after {sends} sends",
@@ -261,15 +260,15 @@ async fn a_lost_response_mints_once() {
 #[tokio::test]
 async fn a_dropped_send_is_retried_with_the_same_transaction() {
     let fx = Fixture::start().await;
-    let (url, sends) = faulty_rpc(fx.devnet.endpoint(), Fault::DropRequest)
+    let tap = RpcTap::start(fx.devnet.endpoint(), Some(Fault::DropRequest))
         .await
         .unwrap();
-    let chain = ChainClient::connect("devnet", &endpoints(&url, true)).unwrap();
+    let chain = ChainClient::connect("devnet", &endpoints(tap.url(), true)).unwrap();
     let client = client_on(&chain, &fx.signer(5));
 
     let registration = client.register(URI, &[], None).await.unwrap();
     assert!(!registration.recovered);
-    assert_eq!(sends.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(tap.sends(), 2, "one retry");
     assert_eq!(fx.balance(fx.signer(5).address()).await, U256::from(1));
     assert_eq!(fx.mints().await, 1);
 }

@@ -1,15 +1,14 @@
-//! The chain stage of EIP-3009 payments: contract-wallet check, nonce state and balance,
-//! simulation, the settlement call, and explaining a revert.
+//! The chain stage of EIP-3009 payments: nonce state and balance, the settlement call, finding
+//! an earlier settlement, and explaining a revert.
 
 use alloy::primitives::{B256, Bytes};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::{SolCall as _, SolEvent as _};
-use alloy::transports::RpcError;
 use obol_x402::wire::VerifyRequest;
 
 use super::contracts::IEip3009;
-use super::{CallFailure, ChainRuntime, call_failure, contract_wallet, rpc};
+use super::{CallFailure, ChainRuntime, call_failure, rpc};
 use crate::FacilitatorError;
 use crate::checks::{Payment, SignerCheck, Transfer};
 use crate::reason::{Invalid, Reason};
@@ -73,18 +72,13 @@ pub(super) async fn used_on_chain(
         .map_err(|e| rpc(payment, e.to_string()))
 }
 
-/// `Ok(Err(_))` for an invalid payment, `Err(_)` when the chain could not be asked.
-pub(super) async fn check(
+/// The nonce state and the balance: `Ok(Err(_))` for an invalid payment, `Err(_)` when the
+/// chain could not be asked.
+pub(super) async fn reads(
     chain: &ChainRuntime,
     payment: &Payment,
-    request: &VerifyRequest,
-    simulate: bool,
 ) -> Result<Result<(), Invalid>, FacilitatorError> {
     let provider = chain.client.provider();
-    if let Err(invalid) = contract_wallet(chain, payment, Reason::Signature).await? {
-        return Ok(Err(invalid));
-    }
-
     let token = IEip3009::new(payment.asset, provider);
     let state_call = token.authorizationState(payment.payer, payment.nonce);
     let balance_call = token.balanceOf(payment.payer);
@@ -131,19 +125,6 @@ pub(super) async fn check(
         }
     }
 
-    if simulate {
-        let call = settlement_tx(payment).from(chain.sender.address());
-        if let Err(e) = provider.call(call).await {
-            return match e {
-                RpcError::ErrorResp(payload) => {
-                    Ok(Err(
-                        diagnose(chain, payment, request, &payload.message).await?
-                    ))
-                }
-                other => Err(rpc(payment, other.to_string())),
-            };
-        }
-    }
     Ok(Ok(()))
 }
 

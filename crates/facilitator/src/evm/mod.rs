@@ -1,9 +1,14 @@
 //! The embedded EVM facilitator.
 //!
-//! Verification: [`crate::checks::precheck`] (pure) → contract-wallet check → chain reads
-//! (balance, nonce state) → simulation of the exact settlement call. Settlement re-verifies,
-//! then sends through a per-signer sender that assigns nonces locally (so concurrent settles of
-//! different payments pipeline instead of colliding), and polls the receipt up to a timeout.
+//! Verification: [`crate::checks::precheck`] (pure) → code presence (a contract wallet's, the
+//! Permit2 proxy's; cached once seen) → one `eth_call` simulating the exact settlement call.
+//! Only when the simulation reverts do the chain reads (nonce state, balance, allowance) run, to
+//! explain it with a precise reason; with simulation off, the reads are the check. Settlement
+//! does the pure checks and code presence again, then sends through a per-signer sender whose gas
+//! estimation is the last simulation (a refused send is explained by the same reads) and which
+//! assigns nonces locally (so concurrent settles of different payments pipeline instead of
+//! colliding), and waits for the receipt up to a timeout (one `eth_sendRawTransactionSync` on a
+//! devnet).
 //! Settles of the same authorization (its EIP-712 digest) are serialised and remembered in a
 //! bounded cache (`settles.rs`): the second caller gets the first one's result, never a second
 //! transfer; another authorization with the same nonce is refused, never handed that result.
@@ -13,7 +18,8 @@ mod eip3009;
 mod permit2;
 mod settles;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
@@ -24,6 +30,7 @@ use obol_chain::ChainClient;
 use obol_config::time::unix_now as now;
 use obol_x402::LocalSigner;
 use obol_x402::network;
+use obol_x402::token::EXACT_PERMIT2_PROXY;
 use obol_x402::wire::{
     SettleRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyRequest, VerifyResponse,
 };
@@ -66,8 +73,44 @@ pub struct ChainSetup {
 struct ChainRuntime {
     client: ChainClient,
     sender: Sender,
-    /// Set once code was seen at the x402 exact Permit2 proxy (it does not go away).
-    proxy_seen: std::sync::OnceLock<bool>,
+    /// Addresses where code was seen (contract wallets, the Permit2 proxy): code does not go
+    /// away, so each is asked once. Bounded by [`CODE_SEEN_CAPACITY`].
+    code_seen: Mutex<HashSet<Address>>,
+}
+
+/// The most addresses [`ChainRuntime::has_code`] remembers; the set starts over when full.
+const CODE_SEEN_CAPACITY: usize = 10_000;
+
+impl ChainRuntime {
+    /// Whether there is code at `address` (one `eth_getCode` until code is seen).
+    async fn has_code(&self, address: Address) -> Result<bool, String> {
+        let seen = |set: &Mutex<HashSet<Address>>| {
+            set.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&address)
+        };
+        if seen(&self.code_seen) {
+            return Ok(true);
+        }
+        let code = self
+            .client
+            .provider()
+            .get_code_at(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        if code.is_empty() {
+            return Ok(false);
+        }
+        let mut set = self
+            .code_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= CODE_SEEN_CAPACITY {
+            set.clear();
+        }
+        set.insert(address);
+        Ok(true)
+    }
 }
 
 /// What a settle produced, remembered per authorization.
@@ -112,7 +155,7 @@ impl EvmFacilitator {
                     ChainRuntime {
                         client: setup.client,
                         sender,
-                        proxy_seen: std::sync::OnceLock::new(),
+                        code_seen: Mutex::new(HashSet::new()),
                     },
                 )
                 .is_some()
@@ -154,9 +197,25 @@ impl EvmFacilitator {
             Err(invalid) => return Ok(Err(invalid)),
         };
         let chain = self.chain(&payment)?;
-        let verdict = match &payment.transfer {
-            Transfer::Eip3009(_) => eip3009::check(chain, &payment, request, simulate).await?,
-            Transfer::Permit2 { .. } => permit2::check(chain, &payment, simulate).await?,
+        if let Err(invalid) = ready(chain, &payment).await? {
+            return Ok(Err(invalid));
+        }
+        let verdict = if simulate {
+            let call = settlement_tx(&payment).from(chain.sender.address());
+            match chain.client.provider().call(call).await {
+                Ok(_) => Ok(()),
+                Err(RpcError::ErrorResp(payload)) => Err(explain(
+                    chain,
+                    &payment,
+                    request,
+                    &payload.message,
+                    &payload.as_revert_data().unwrap_or_default(),
+                )
+                .await?),
+                Err(other) => return Err(rpc(&payment, other.to_string())),
+            }
+        } else {
+            reads(chain, &payment).await?
         };
         Ok(verdict.map(|()| payment))
     }
@@ -167,20 +226,24 @@ impl EvmFacilitator {
         payment: &Payment,
     ) -> Result<Outcome, FacilitatorError> {
         let chain = self.chain(payment)?;
-        let tx = match &payment.transfer {
-            Transfer::Eip3009(_) => eip3009::settlement_tx(payment),
-            Transfer::Permit2 { .. } => permit2::settlement_tx(payment),
-        };
-        let hash = match chain.sender.send(tx).await {
-            Ok(hash) => hash,
+        if let Err(invalid) = ready(chain, payment).await? {
+            return Ok(Outcome::Done(failure(
+                payment,
+                invalid.reason,
+                &invalid.message,
+                "",
+            )));
+        }
+        let tx = settlement_tx(payment);
+        let (hash, wait) = match chain
+            .sender
+            .send_and_wait(tx, self.config.receipt_timeout)
+            .await
+        {
+            Ok(sent) => sent,
             Err(SendError::Rejected { message, revert }) => {
-                // The node refused the transaction (e.g. its simulation reverted): explain it.
-                let invalid = match &payment.transfer {
-                    Transfer::Eip3009(_) => {
-                        eip3009::diagnose(chain, payment, request, &message).await?
-                    }
-                    Transfer::Permit2 { .. } => permit2::diagnose(&revert, &message),
-                };
+                // The node refused the transaction (its gas estimation reverted): explain it.
+                let invalid = explain(chain, payment, request, &message, &revert).await?;
                 if let Some(hash) = self.landed_before(payment, &invalid).await? {
                     return Ok(Outcome::Done(charged(payment, hash)));
                 }
@@ -188,9 +251,10 @@ impl EvmFacilitator {
                     && matches!(payment.transfer, Transfer::Eip3009(_))
                     && !eip3009::used_on_chain(chain, payment).await?
                 {
-                    // The verify just before found the nonce free: a transaction using it waits
-                    // in a mempool (this very settlement, sent by a process that died). Not an
-                    // answer to remember: once it is mined, the next ask finds its transfer.
+                    // The chain has the nonce free, yet the node refuses it as used: a
+                    // transaction using it waits in a mempool (this very settlement, sent by a
+                    // process that died). Not an answer to remember: once it is mined, the next
+                    // ask finds its transfer.
                     return Err(FacilitatorError::Rpc {
                         chain_id: payment.chain_id,
                         message: "the authorization's nonce is taken by a transaction not yet mined; ask again".into(),
@@ -210,7 +274,7 @@ impl EvmFacilitator {
                 });
             }
         };
-        self.await_receipt(chain, payment, hash).await
+        receipt_outcome(payment, hash, wait)
     }
 
     /// For a payment whose nonce the chain says is used: the transaction that settled this
@@ -235,25 +299,102 @@ impl EvmFacilitator {
         payment: &Payment,
         hash: B256,
     ) -> Result<Outcome, FacilitatorError> {
-        match chain
+        let wait = chain
             .sender
             .wait_receipt(hash, self.config.receipt_timeout)
-            .await
-        {
-            Ok(Some(true)) => Ok(Outcome::Done(charged(payment, hash))),
-            Ok(Some(false)) => Ok(Outcome::Done(failure(
-                payment,
-                Reason::TransactionFailed,
-                "the settlement transaction reverted on-chain",
-                &hash.to_string(),
-            ))),
-            Ok(None) => Ok(Outcome::Pending(hash)),
-            Err(message) => Err(FacilitatorError::Rpc {
-                chain_id: payment.chain_id,
-                message,
-            }),
+            .await;
+        receipt_outcome(payment, hash, wait)
+    }
+}
+
+/// What a settlement transaction's receipt (or its absence) means for the payment.
+fn receipt_outcome(
+    payment: &Payment,
+    hash: B256,
+    wait: obol_chain::ReceiptWait,
+) -> Result<Outcome, FacilitatorError> {
+    match wait {
+        Ok(Some(true)) => Ok(Outcome::Done(charged(payment, hash))),
+        Ok(Some(false)) => Ok(Outcome::Done(failure(
+            payment,
+            Reason::TransactionFailed,
+            "the settlement transaction reverted on-chain",
+            &hash.to_string(),
+        ))),
+        Ok(None) => Ok(Outcome::Pending(hash)),
+        Err(message) => Err(FacilitatorError::Rpc {
+            chain_id: payment.chain_id,
+            message,
+        }),
+    }
+}
+
+/// The settlement call of `payment`.
+fn settlement_tx(payment: &Payment) -> alloy::rpc::types::TransactionRequest {
+    match &payment.transfer {
+        Transfer::Eip3009(_) => eip3009::settlement_tx(payment),
+        Transfer::Permit2 { .. } => permit2::settlement_tx(payment),
+    }
+}
+
+/// What must hold before any call is made: code at a contract wallet whose signature could
+/// not be checked off-chain, and the Permit2 proxy deployed.
+async fn ready(
+    chain: &ChainRuntime,
+    payment: &Payment,
+) -> Result<Result<(), Invalid>, FacilitatorError> {
+    match &payment.transfer {
+        Transfer::Eip3009(_) => contract_wallet(chain, payment, Reason::Signature).await,
+        Transfer::Permit2 { .. } => {
+            if let Err(invalid) = contract_wallet(chain, payment, Reason::Permit2Signature).await? {
+                return Ok(Err(invalid));
+            }
+            if chain
+                .has_code(EXACT_PERMIT2_PROXY)
+                .await
+                .map_err(|e| rpc(payment, e))?
+            {
+                return Ok(Ok(()));
+            }
+            Ok(Err(Invalid::new(
+                Reason::Permit2ProxyNotDeployed,
+                format!(
+                    "no x402 exact Permit2 proxy at {EXACT_PERMIT2_PROXY} on chain {}",
+                    payment.chain_id
+                ),
+            )))
         }
     }
+}
+
+/// The chain reads that decide a payment without simulating it: nonce state and balance
+/// (EIP-3009); nonce bitmap, balance and allowance (Permit2).
+async fn reads(
+    chain: &ChainRuntime,
+    payment: &Payment,
+) -> Result<Result<(), Invalid>, FacilitatorError> {
+    match &payment.transfer {
+        Transfer::Eip3009(_) => eip3009::reads(chain, payment).await,
+        Transfer::Permit2 { .. } => permit2::reads(chain, payment).await,
+    }
+}
+
+/// Why the chain refused `payment` (a reverted simulation or a refused send): the reads first,
+/// then the node's message and revert data.
+async fn explain(
+    chain: &ChainRuntime,
+    payment: &Payment,
+    request: &VerifyRequest,
+    message: &str,
+    revert: &[u8],
+) -> Result<Invalid, FacilitatorError> {
+    if let Err(invalid) = reads(chain, payment).await? {
+        return Ok(invalid);
+    }
+    Ok(match &payment.transfer {
+        Transfer::Eip3009(_) => eip3009::diagnose(chain, payment, request, message).await?,
+        Transfer::Permit2 { .. } => permit2::diagnose(revert, message),
+    })
 }
 
 /// How a contract call failed.
@@ -291,13 +432,11 @@ async fn contract_wallet(
     if payment.signer != checks::SignerCheck::NeedsChain {
         return Ok(Ok(()));
     }
-    let code = chain
-        .client
-        .provider()
-        .get_code_at(payment.payer)
+    if chain
+        .has_code(payment.payer)
         .await
-        .map_err(|e| rpc(payment, e.to_string()))?;
-    if !code.is_empty() {
+        .map_err(|e| rpc(payment, e))?
+    {
         return Ok(Ok(()));
     }
     Ok(Err(if payment.signature.len() == 65 {
@@ -432,17 +571,9 @@ impl Facilitator for EvmFacilitator {
                 let chain = self.chain(&payment)?;
                 self.await_receipt(chain, &payment, hash).await?
             }
-            None => {
-                // Re-verify against the chain (no simulation: the send estimates gas, which is
-                // the same call), then send.
-                match self.check(request, false).await? {
-                    Err(invalid) => match self.landed_before(&payment, &invalid).await? {
-                        Some(hash) => Outcome::Done(charged(&payment, hash)),
-                        None => return Ok(invalid_settle(request, &invalid)),
-                    },
-                    Ok(payment) => self.settle_once(request, &payment).await?,
-                }
-            }
+            // No re-verification against the chain: the send's gas estimation is the same
+            // call, and a refusal is explained by the same reads.
+            None => self.settle_once(request, &payment).await?,
         };
         *outcome = Some(result.clone());
         Ok(match result {

@@ -1,24 +1,22 @@
-//! The chain stage of Permit2 payments: proxy presence, nonce bitmap, balance and allowance
-//! (or an EIP-2612 sponsoring permit), simulation of the proxy call, and explaining a revert.
+//! The chain stage of Permit2 payments: nonce bitmap, balance and allowance (or an EIP-2612
+//! sponsoring permit), the proxy call, and explaining a revert.
 
 use alloy::primitives::{Bytes, U256};
-use alloy::providers::Provider as _;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::{SolCall as _, SolError};
-use alloy::transports::RpcError;
 use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2};
 
 use super::contracts::{IErc20, IPermit2, IX402ExactPermit2Proxy as Proxy};
-use super::{CallFailure, ChainRuntime, call_failure, contract_wallet, rpc};
+use super::{CallFailure, ChainRuntime, call_failure, rpc};
 use crate::FacilitatorError;
 use crate::checks::{Payment, Transfer};
 use crate::reason::{Invalid, Reason};
 
+/// The nonce bitmap, the balance and the allowance (or an EIP-2612 sponsoring permit):
 /// `Ok(Err(_))` for an invalid payment, `Err(_)` when the chain could not be asked.
-pub(super) async fn check(
+pub(super) async fn reads(
     chain: &ChainRuntime,
     payment: &Payment,
-    simulate: bool,
 ) -> Result<Result<(), Invalid>, FacilitatorError> {
     let Transfer::Permit2 {
         authorization,
@@ -27,27 +25,7 @@ pub(super) async fn check(
     else {
         return Ok(Ok(()));
     };
-    if let Err(invalid) = contract_wallet(chain, payment, Reason::Permit2Signature).await? {
-        return Ok(Err(invalid));
-    }
     let provider = chain.client.provider();
-    if !chain.proxy_seen.get().copied().unwrap_or(false) {
-        let code = provider
-            .get_code_at(EXACT_PERMIT2_PROXY)
-            .await
-            .map_err(|e| rpc(payment, e.to_string()))?;
-        if code.is_empty() {
-            return Ok(Err(Invalid::new(
-                Reason::Permit2ProxyNotDeployed,
-                format!(
-                    "no x402 exact Permit2 proxy at {EXACT_PERMIT2_PROXY} on chain {}",
-                    payment.chain_id
-                ),
-            )));
-        }
-        let _ = chain.proxy_seen.set(true);
-    }
-
     let token = IErc20::new(payment.asset, provider);
     let permit2 = IPermit2::new(PERMIT2, provider);
     let nonce = authorization.nonce.get();
@@ -112,18 +90,6 @@ pub(super) async fn check(
         )));
     }
 
-    if simulate {
-        let call = settlement_tx(payment).from(chain.sender.address());
-        if let Err(e) = provider.call(call).await {
-            return match e {
-                RpcError::ErrorResp(payload) => Ok(Err(diagnose(
-                    &payload.as_revert_data().unwrap_or_default(),
-                    &payload.message,
-                ))),
-                other => Err(rpc(payment, other.to_string())),
-            };
-        }
-    }
     Ok(Ok(()))
 }
 

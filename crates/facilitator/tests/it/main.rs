@@ -12,6 +12,7 @@ mod eip3009;
 mod http;
 mod pending;
 mod permit2;
+mod rpcs;
 mod same_nonce;
 
 use std::time::{SystemTime, UNIX_EPOCH};
