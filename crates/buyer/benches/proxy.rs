@@ -4,9 +4,10 @@
 //! Both paths reach the same gateway (facilitator stubbed, so no chain) in front of the same
 //! upstream, with pre-signed authorizations for the same requirement:
 //! - direct (baseline): the client POSTs each call once with the next payment header;
-//! - proxy: the agent POSTs to the buyer proxy, which calls the seller unpaid, reads the 402,
-//!   holds an authorization from the SQLite pool, retries paid, and marks it spent (fsync'd)
-//!   before answering.
+//! - proxy: the agent POSTs to the buyer proxy, which holds an authorization from the SQLite
+//!   pool and, once the seller's terms are known (after the first call), sends it with the first
+//!   request (else: unpaid, read the 402, hold, retry paid), and marks it spent (fsync'd,
+//!   group-committed with the marks of other calls) before answering.
 //!
 //! Load generator, proxy, gateway and upstream share the process and the machine's cores. Set
 //! `BENCH_POOL_MEMORY=1` to keep the pool in memory (no fsync) and see the durable mark's share.

@@ -9,6 +9,7 @@
 //! retried with the same payment.
 
 pub mod auths;
+mod known_terms;
 pub mod metrics;
 pub mod pool;
 pub mod presign;

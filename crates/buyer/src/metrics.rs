@@ -8,7 +8,7 @@ use crate::proxy::Purchase;
 pub enum Counter {
     /// Every call for a bought model.
     Requests,
-    /// Calls the seller answered 402 and the proxy tried to pay.
+    /// Payments the proxy tried to make: after a 402, or up front with the seller's known terms.
     PaymentAttempts,
     /// Paid calls the seller answered below 400.
     PaymentSuccess,

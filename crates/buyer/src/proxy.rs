@@ -3,9 +3,12 @@
 //! `POST /v1/chat/completions`, `/chat/completions` and `/v1/responses` with model
 //! `paid/<model>` (the `paid/` and `openai/` prefixes are stripped) go to the seller bought for
 //! that model: unpaid first; on 402 an authorization is held, the call is retried with it, and
-//! the seller's answer streams back (SSE included). A status below 400 marks the authorization
-//! spent before the answer reaches the caller; anything else releases it. The proxy holds no
-//! key: the most it can spend is what was pre-signed.
+//! the seller's answer streams back (SSE included). Once a paid call to a URL (and method) was
+//! accepted, the next calls there carry an authorization for the same terms with the first
+//! request (one round trip); a 402 to it burns that authorization, forgets the terms and goes on
+//! from that 402 as above. A status below 400 marks the authorization spent before the answer
+//! reaches the caller; anything else releases or burns it. The proxy holds no key: the most it
+//! can spend is what was pre-signed.
 //!
 //! The seller is called as [`crate::seller`] says: a redirect is never followed (502
 //! `seller_redirected`, naming the `Location`), and a settlement the seller reports pending is
@@ -38,9 +41,12 @@ use serde_json::{Value, json};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use obol_x402::wire::v2;
+
+use crate::known_terms::{Key, Known, KnownTerms};
 use crate::metrics::{self, Counter};
-use crate::pool::{AuthPool, PoolCounts, PoolError};
-use crate::probe::{self, Offered, payment_header};
+use crate::pool::{AuthPool, Held, PoolCounts, PoolError};
+use crate::probe::{self, payment_header};
 use crate::seller::{self, PaidAnswer, SellerError, receipt_of};
 
 /// The largest request body accepted from the agent.
@@ -170,6 +176,16 @@ struct Outgoing {
     body: Bytes,
 }
 
+/// How a paid call ended.
+enum Paid {
+    /// The agent's answer: served (spent), pending (spent), or failed (released or burned).
+    Answered(Response),
+    /// The seller answered 402 without a receipt: the payment was refused before any settlement
+    /// (changed terms, a refused authorization). The authorization is burned; the 402 names
+    /// what the seller asks now.
+    Refused(reqwest::Response),
+}
+
 /// The buyer proxy's state.
 pub struct BuyerProxy {
     /// By lower-cased model name.
@@ -177,6 +193,8 @@ pub struct BuyerProxy {
     /// Whether requests must name a loopback `Host`.
     loopback_only: AtomicBool,
     pool: Arc<AuthPool>,
+    /// The terms sellers accepted payments with, to pay with the first request.
+    known: KnownTerms,
     http: reqwest::Client,
     metrics: PrometheusHandle,
 }
@@ -214,6 +232,7 @@ impl BuyerProxy {
             purchases: ArcSwap::from_pointee(HashMap::new()),
             loopback_only: AtomicBool::new(true),
             pool,
+            known: KnownTerms::default(),
             http,
             metrics,
         }))
@@ -230,7 +249,10 @@ impl BuyerProxy {
     /// Replaces the purchases atomically (in-flight calls keep theirs). Models are matched
     /// case-insensitively; of two purchases whose models differ only in case the first listed
     /// wins. The gauges of a purchase no longer served drop to zero remaining and inactive.
+    /// Every seller's known terms are forgotten: the next call of each purchase goes unpaid
+    /// first.
     pub fn set_purchases(&self, purchases: Vec<Purchase>) {
+        self.known.clear();
         let mut map: HashMap<String, Purchase> = HashMap::with_capacity(purchases.len());
         for purchase in purchases {
             map.entry(purchase.model.to_lowercase()).or_insert(purchase);
@@ -423,106 +445,209 @@ impl BuyerProxy {
         self.pay_through(&purchase, outgoing).await
     }
 
-    /// Unpaid first; on 402 hold an authorization, send it (again while the seller settles),
-    /// then confirm, release or burn it.
+    /// Pays with the first request when the seller's terms for this pool, method and URL are
+    /// known (and the pool holds an authorization for exactly them); otherwise, or when that
+    /// payment is answered 402 without a receipt, today's way: read the 402, hold an
+    /// authorization paying one of its options, send it (again while the seller settles), then
+    /// confirm, release or burn it.
     async fn pay_through(
         &self,
         purchase: &Purchase,
         outgoing: Outgoing,
     ) -> Result<Response, BuyError> {
         let purchase = purchase.clone();
-        let url = outgoing.url.clone();
         metrics::count(&purchase, Counter::Requests);
-        let first = self.send(&outgoing, None).await?;
-        if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
-            return Ok(relay(first));
-        }
+        let key = Key {
+            pool: purchase.pool.clone(),
+            method: outgoing.method.clone(),
+            url: outgoing.url.clone(),
+        };
+        let up_front = match self.known.get(&key) {
+            Some(known) => self.up_front(&purchase, &outgoing, &key, known).await?,
+            None => None,
+        };
+        let challenge = match up_front {
+            Some(Paid::Answered(response)) => return Ok(response),
+            Some(Paid::Refused(challenge)) => challenge,
+            None => {
+                let first = self.send(&outgoing, None).await?;
+                if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+                    return Ok(relay(first));
+                }
+                first
+            }
+        };
         metrics::count(&purchase, Counter::PaymentAttempts);
-        let paid = async {
-            let offered = probe::read_offer(first, &url)
+        let held = async {
+            let offered = probe::read_offer(challenge, &outgoing.url)
                 .await
                 .map_err(|e| BuyError::Challenge(e.to_string()))?;
-            let (mut held, payment) = self.hold(&purchase.pool, offered).await?;
-            // From here the seller may act on the authorization: an error or a cancelled call
-            // burns it (dropping `held` after `sent`), never returns it to the queue; once the
-            // seller said its settlement is pending, it ends spent.
-            held.sent();
-            let answer = self.send(&outgoing, Some(payment.clone())).await?;
-            let answer = seller::until_settled(
-                answer,
-                || self.send(&outgoing, Some(payment.clone())),
-                || held.pending(),
-            )
-            .await?;
-            Ok::<_, BuyError>((held, answer))
+            self.hold(&purchase.pool, offered.version, offered.accepts)
+                .await
         };
-        let (held, answer) = paid.await.inspect_err(|_| {
+        let (held, payment, known) = held.await.inspect_err(|_| {
             metrics::count(&purchase, Counter::PaymentFailure);
         })?;
+        Ok(
+            match self
+                .paid(&purchase, &outgoing, &key, known, held, payment)
+                .await?
+            {
+                Paid::Answered(response) => response,
+                // A second refusal is the agent's answer, as a first one was before.
+                Paid::Refused(refusal) => relay(refusal),
+            },
+        )
+    }
+
+    /// The payment sent with the first request for `key`'s `known` terms: `None` when the pool
+    /// holds no authorization for exactly them (the entry is forgotten, nothing was sent).
+    async fn up_front(
+        &self,
+        purchase: &Purchase,
+        outgoing: &Outgoing,
+        key: &Key,
+        known: Known,
+    ) -> Result<Option<Paid>, BuyError> {
+        let (held, payment, known) = match self
+            .hold(
+                &purchase.pool,
+                known.version,
+                vec![known.requirement.clone()],
+            )
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::debug!(
+                    pool = %purchase.pool,
+                    %error,
+                    "the seller's known terms are not payable from the pool; calling unpaid"
+                );
+                self.known.forget(key, &known.requirement);
+                return Ok(None);
+            }
+        };
+        metrics::count(purchase, Counter::PaymentAttempts);
+        self.paid(purchase, outgoing, key, known, held, payment)
+            .await
+            .map(Some)
+    }
+
+    /// Sends `payment` (from `held`, paying `known`), again with the same header while the
+    /// seller settles, and ends the hold: spent when served or pending, released when the
+    /// seller never saw it or failed on its own without charging, burned otherwise. Remembers
+    /// `known` for `key` unless the seller answered 402, which forgets it.
+    async fn paid(
+        &self,
+        purchase: &Purchase,
+        outgoing: &Outgoing,
+        key: &Key,
+        known: Known,
+        mut held: Held,
+        payment: (&'static str, HeaderValue),
+    ) -> Result<Paid, BuyError> {
+        let failed = |_: &BuyError| metrics::count(purchase, Counter::PaymentFailure);
+        // From here the seller may act on the authorization: an error or a cancelled call burns
+        // it (dropping `held` after `sent`), never returns it to the queue; once the seller said
+        // its settlement is pending, it ends spent.
+        held.sent();
+        let first = match self.send(outgoing, Some(payment.clone())).await {
+            Ok(first) => first,
+            Err(error) => {
+                if matches!(error, SellerError::NotConnected(_)) {
+                    // No connection, so the payment never left: back to the head of the queue.
+                    held.release();
+                }
+                let error = BuyError::from(error);
+                failed(&error);
+                return Err(error);
+            }
+        };
         let PaidAnswer {
             response: paid,
             retries,
             pending,
-        } = answer;
+        } = seller::until_settled(
+            first,
+            || self.send(outgoing, Some(payment.clone())),
+            || held.pending(),
+        )
+        .await
+        .map_err(BuyError::from)
+        .inspect_err(failed)?;
+        let refused = paid.status() == reqwest::StatusCode::PAYMENT_REQUIRED;
+        if refused {
+            self.known.forget(key, &known.requirement);
+        } else {
+            self.known.remember(key.clone(), known);
+        }
         let served = paid.status().as_u16() < 400;
         if let Some(pending) = pending.filter(|_| !served) {
-            metrics::count(&purchase, Counter::PaymentFailure);
+            metrics::count(purchase, Counter::PaymentFailure);
             tracing::warn!(
                 pool = %purchase.pool,
                 transaction = pending.transaction.as_deref().unwrap_or("not named"),
                 retries,
                 "the seller has not confirmed a settlement; the authorization counts as spent"
             );
-            confirm(&purchase, held).await?;
+            confirm(purchase, held).await?;
             let mut response = BuyError::SettlementPending {
                 transaction: pending.transaction,
                 retries,
             }
             .into_response();
             copy_receipts(paid.headers(), response.headers_mut());
-            return Ok(response);
+            return Ok(Paid::Answered(response));
         }
         if served {
-            metrics::count(&purchase, Counter::PaymentSuccess);
+            metrics::count(purchase, Counter::PaymentSuccess);
             if !settled(paid.headers()) {
-                metrics::count(&purchase, Counter::PaymentUnsettledConfirmations);
+                metrics::count(purchase, Counter::PaymentUnsettledConfirmations);
             }
-            confirm(&purchase, held).await?;
-        } else {
-            metrics::count(&purchase, Counter::PaymentFailure);
-            // A receipt means a settlement was attempted, and a 402 means the seller refused
-            // this authorization: either way it must not come back. Other failures (the
-            // seller's own errors, which the gateway never charges) release it for the next call.
-            let reusable = paid.status() != reqwest::StatusCode::PAYMENT_REQUIRED
-                && !has_receipt(paid.headers());
-            tracing::info!(
-                pool = %purchase.pool,
-                status = paid.status().as_u16(),
-                reusable,
-                "the seller did not serve a paid call"
-            );
-            if reusable {
-                held.release();
-            }
+            confirm(purchase, held).await?;
+            return Ok(Paid::Answered(relay(paid)));
         }
-        Ok(relay(paid))
+        metrics::count(purchase, Counter::PaymentFailure);
+        // A receipt means a settlement was attempted, and a 402 means the seller refused this
+        // authorization: either way it must not come back. Other failures (the seller's own
+        // errors, which the gateway never charges) release it for the next call.
+        let receipt = has_receipt(paid.headers());
+        let reusable = !refused && !receipt;
+        tracing::info!(
+            pool = %purchase.pool,
+            status = paid.status().as_u16(),
+            reusable,
+            "the seller did not serve a paid call"
+        );
+        if reusable {
+            held.release();
+        } else {
+            // Burned (it was sent) before anything else is paid.
+            drop(held);
+        }
+        Ok(if refused && !receipt {
+            Paid::Refused(paid)
+        } else {
+            Paid::Answered(relay(paid))
+        })
     }
 
-    /// Holds an authorization paying one of the seller's options, and its header. The pool's
-    /// SQLite work runs on the blocking pool.
+    /// Holds an authorization paying one of the seller's options `accepts` (x402 `version`),
+    /// with its header and the option it pays. The pool's SQLite work runs on the blocking pool.
     async fn hold(
         &self,
         pool: &str,
-        offered: Offered,
-    ) -> Result<(crate::pool::Held, (&'static str, HeaderValue)), BuyError> {
+        version: u8,
+        accepts: Vec<v2::PaymentRequirements>,
+    ) -> Result<(Held, (&'static str, HeaderValue), Known), BuyError> {
         let now = obol_config::time::unix_now();
         let (auths, pool) = (self.pool.clone(), pool.to_owned());
-        let version = offered.version;
-        let held = tokio::task::spawn_blocking(move || {
+        let (held, requirement) = tokio::task::spawn_blocking(move || {
             let mut refusal = None;
-            for asked in &offered.accepts {
-                match auths.take(&pool, asked, now) {
-                    Ok(held) => return Ok(held),
+            for asked in accepts {
+                match auths.take(&pool, &asked, now) {
+                    Ok(held) => return Ok((held, asked)),
                     Err(error @ PoolError::Mismatch { .. }) => refusal = Some(error),
                     Err(error) => return Err(error.into()),
                 }
@@ -538,7 +663,14 @@ impl BuyerProxy {
             .map_err(|e| BuyError::Challenge(e.to_string()))?;
         let value =
             HeaderValue::from_str(&value).map_err(|e| BuyError::Challenge(e.to_string()))?;
-        Ok((held, (name, value)))
+        Ok((
+            held,
+            (name, value),
+            Known {
+                version,
+                requirement,
+            },
+        ))
     }
 
     /// One call to the seller (no redirects followed), with the payment when given.

@@ -46,6 +46,10 @@ pub enum SellerError {
     /// The seller could not be reached, or the answer could not be read.
     #[error("the seller could not be reached: {0}")]
     Unreachable(String),
+    /// No connection to the seller could be made (refused, unresolvable, timed out while
+    /// connecting): nothing of the request was sent.
+    #[error("the seller could not be reached: {0}")]
+    NotConnected(String),
     /// The seller answered 3xx; the redirect was not followed.
     #[error(
         "the seller redirected the call to {location}; redirects are not followed (they would \
@@ -87,12 +91,19 @@ pub fn client(
 ///
 /// # Errors
 ///
-/// [`SellerError::Unreachable`] when the request fails, [`SellerError::Redirected`] for a 3xx.
+/// [`SellerError::NotConnected`] when no connection could be made (nothing was sent),
+/// [`SellerError::Unreachable`] when the request fails otherwise, [`SellerError::Redirected`]
+/// for a 3xx.
 pub async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, SellerError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| SellerError::Unreachable(e.without_url().to_string()))?;
+    let response = request.send().await.map_err(|e| {
+        let connect = e.is_connect();
+        let shown = e.without_url().to_string();
+        if connect {
+            SellerError::NotConnected(shown)
+        } else {
+            SellerError::Unreachable(shown)
+        }
+    })?;
     if response.status().is_redirection() {
         let location = response.headers().get(LOCATION).map_or_else(
             || "nowhere (no Location)".to_owned(),

@@ -500,3 +500,70 @@ fn terms_keys_ignore_spelling_and_see_every_term() {
     assert_ne!(terms_key(&no_extra).unwrap(), key);
     assert!(can_sign(&requirement(), &no_extra).is_err());
 }
+
+/// Frames in the write-ahead log of `pool`'s database since it was last truncated.
+fn wal_frames(pool: &AuthPool) -> i64 {
+    pool.db()
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+        .unwrap()
+}
+
+#[test]
+fn spent_marks_queued_together_share_one_durable_commit() {
+    const CALLS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auths.sqlite");
+    let pool = AuthPool::open(&path).unwrap();
+    let signed = presign(
+        &LocalSigner::random(),
+        &requirement(),
+        None,
+        PresignOptions {
+            count: CALLS + 1,
+            ttl_secs: 3600,
+            now: NOW,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    pool.add("p", &signed).unwrap();
+    let held: Vec<Held> = (0..CALLS)
+        .map(|_| pool.take("p", &requirement(), NOW).unwrap())
+        .collect();
+    pool.db()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    assert_eq!(wal_frames(&pool), 0);
+
+    // While another write holds the connection, every confirm queues; the next holder commits
+    // them all in one transaction.
+    let busy = pool.db();
+    let confirmed = std::thread::scope(|scope| {
+        let handles: Vec<_> = held
+            .into_iter()
+            .map(|held| scope.spawn(move || held.confirm()))
+            .collect();
+        while pool.queue().len() < CALLS {
+            std::thread::yield_now();
+        }
+        drop(busy);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(confirmed.iter().all(Result::is_ok), "{confirmed:?}");
+    // One commit per mark would append at least one table page and one index page each.
+    let frames = wal_frames(&pool);
+    assert!(
+        frames < i64::try_from(CALLS).unwrap(),
+        "{CALLS} spent marks took {frames} WAL frames: not one commit"
+    );
+    // Durable and visible to another connection, the untouched row still available.
+    let other = AuthPool::open(&path).unwrap();
+    let counts = other.counts("p").unwrap();
+    assert_eq!(
+        (counts.spent, counts.available, counts.held),
+        (u64::try_from(CALLS).unwrap(), 1, 0)
+    );
+}

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use obol_buyer::{AuthPool, BuyerProxy, Purchase};
+use obol_buyer::{AuthPool, BuyerProxy, PresignOptions, Purchase, presign};
 use obol_gateway::RouteTable;
 use obol_x402::LocalSigner;
 use obol_x402::primitives::U256;
 use serde_json::{Value, json};
 
-use crate::{PAY_TO, Seller, route, spawn};
+use crate::{PAY_TO, Seller, now, route, spawn};
 
 /// A buyer proxy over `seller` with `count` authorizations for `model`.
 async fn proxy_for(
@@ -438,4 +438,68 @@ async fn healthz_and_case_insensitive_models() {
     let (status, message) = error_of(ask(&url, prompt("paid/qwen4", "hi")).await).await;
     assert_eq!(status, 404);
     assert!(message.contains("\"qwen4\""), "{message}");
+}
+
+#[tokio::test]
+async fn a_price_change_refuses_the_up_front_payment_and_only_the_new_price_is_charged() {
+    let seller = Seller::start().await;
+    let buyer = LocalSigner::from_private_key_hex(seller.devnet.key(4)).unwrap();
+    let pool = seller.buy(&buyer, 2).await;
+    // Two more signed for the price the seller will ask.
+    let offered = seller.probe().await;
+    let mut dearer = offered.accepts[0].clone();
+    dearer.amount = "2000".parse().unwrap();
+    let options = PresignOptions {
+        count: 2,
+        ttl_secs: 3600,
+        now: now(),
+    };
+    let signed = presign(&buyer, &dearer, Some(&offered.resource), options, &|_| {}).unwrap();
+    assert_eq!(pool.add("llm", &signed).unwrap(), 2);
+    let proxy =
+        BuyerProxy::new(pool.clone(), None, obol_facilitator::http::metrics_handle()).unwrap();
+    proxy.set_purchases(vec![Purchase {
+        model: "qwen".into(),
+        pool: "llm".into(),
+        base: format!("{}/services/llm", seller.gateway),
+        chain: "base-sepolia".into(),
+    }]);
+    let proxy = spawn(proxy.router()).await;
+    let before = seller.usdc(buyer.address()).await;
+    let counts = || {
+        let c = pool.counts("llm").unwrap();
+        (c.available, c.spent, c.burned, c.held)
+    };
+
+    assert_eq!(ask(&proxy, prompt("paid/qwen", "one")).await.status(), 200);
+    seller
+        .routes
+        .store(RouteTable::new(vec![route(&seller.upstream, 2000)]));
+    // Sent up front at 1000, refused by the gateway before any settlement: burned, never
+    // charged; the new price is paid with a row signed for it.
+    let response = ask(&proxy, prompt("paid/qwen", "two")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("payment-response"));
+    assert_eq!(counts(), (1, 2, 1, 0));
+    assert_eq!(
+        seller.usdc(buyer.address()).await,
+        before - U256::from(1000 + 2000),
+        "the refused authorization was not charged"
+    );
+    // Up front at the new price.
+    assert_eq!(
+        ask(&proxy, prompt("paid/qwen", "three")).await.status(),
+        200
+    );
+    assert_eq!(counts(), (0, 3, 1, 0));
+    let (status, message) = error_of(ask(&proxy, prompt("paid/qwen", "four")).await).await;
+    assert_eq!(status, 402);
+    assert!(
+        message.contains("pre-signed auth pool exhausted"),
+        "{message}"
+    );
+    assert_eq!(
+        seller.usdc(buyer.address()).await,
+        before - U256::from(1000 + 2000 + 2000)
+    );
 }
