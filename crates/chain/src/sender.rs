@@ -134,6 +134,12 @@ impl Sender {
         self.address
     }
 
+    /// Whether no send holds this key's nonce lock right now (a hint for spreading sends over
+    /// several senders; it may change at once).
+    pub fn is_idle(&self) -> bool {
+        self.next_nonce.try_lock().is_ok()
+    }
+
     /// Estimates, signs and broadcasts `tx`; returns its hash. A send that fails although the
     /// node knows the transaction (an earlier copy through another endpoint or a retry) is a
     /// success; a nonce taken by another transaction of this key is refreshed from the node

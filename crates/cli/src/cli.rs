@@ -292,6 +292,10 @@ pub(crate) struct FacilitatorServeArgs {
     /// Seconds to wait for a settlement receipt before answering `settlement_pending`.
     #[arg(long, default_value_t = 30)]
     pub(crate) receipt_timeout: u64,
+    /// Keys paying gas per chain: the signer and N−1 keys derived from it, topped up from it at
+    /// start, so settlements do not queue on one nonce.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) gas_wallets: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -461,6 +465,10 @@ pub(crate) struct StackInitArgs {
     /// Run the embedded facilitator on this chain (repeatable; needs a write-enabled endpoint).
     #[arg(long)]
     pub(crate) facilitator_chain: Vec<String>,
+    /// Keys paying the embedded facilitator's gas per chain: the wallet and N−1 keys derived
+    /// from it and topped up from it, so settlements do not queue on one nonce.
+    #[arg(long, value_name = "N", requires = "facilitator_chain", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) gas_wallets: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,10 @@ pub enum FacilitatorSetting {
         /// Wallet name (default `default`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wallet: Option<String>,
+        /// Keys paying settlement gas per chain: the wallet and keys derived from it, topped
+        /// up from it at start (default 1: the wallet alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gas_wallets: Option<u32>,
     },
 }
 
@@ -154,7 +158,8 @@ mod tests {
             file.facilitator,
             Some(FacilitatorSetting::Embedded {
                 chains: vec!["devnet".into()],
-                wallet: None
+                wallet: None,
+                gas_wallets: None,
             })
         );
     }

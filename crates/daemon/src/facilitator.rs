@@ -51,7 +51,11 @@ pub(crate) async fn build(
         Some(FacilitatorSetting::Url(url)) => Ok(Arc::new(
             RemoteFacilitator::new(url, ClientOptions::default()).map_err(|e| start(&e))?,
         )),
-        Some(FacilitatorSetting::Embedded { chains, wallet }) => {
+        Some(FacilitatorSetting::Embedded {
+            chains,
+            wallet,
+            gas_wallets,
+        }) => {
             let env_key = std::env::var(env::PRIVATE_KEY)
                 .ok()
                 .filter(|k| !k.is_empty());
@@ -82,9 +86,16 @@ pub(crate) async fn build(
                     signer: signer.clone(),
                 });
             }
-            Ok(Arc::new(
-                EvmFacilitator::new(FacilitatorConfig::default(), setups).map_err(|e| start(&e))?,
-            ))
+            let config = FacilitatorConfig {
+                gas_wallets: gas_wallets.unwrap_or(1),
+                ..FacilitatorConfig::default()
+            };
+            let facilitator = EvmFacilitator::new(config, setups).map_err(|e| start(&e))?;
+            facilitator
+                .fund_gas_wallets()
+                .await
+                .map_err(|e| start(&e))?;
+            Ok(Arc::new(facilitator))
         }
     }
 }

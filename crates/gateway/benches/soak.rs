@@ -13,9 +13,9 @@
 //!    the start of each of 4 rounds, because anvil slows down as its state grows (the RPC probe
 //!    before and after shows it), so each round's paid rate is compared with its own baseline.
 //!
-//! Prints a table; exits 1 if an invariant broke. `SOAK_BUYERS`, `SOAK_REQUESTS` (per buyer) and
-//! `SOAK_IN_FLIGHT_PER_BUYER` reshape scenario 2. The kill -9 scenario needs the `obol` binary:
-//! `cargo bench -p obol --bench soak_restart`.
+//! Prints a table; exits 1 if an invariant broke. `SOAK_BUYERS`, `SOAK_REQUESTS` (per buyer),
+//! `SOAK_IN_FLIGHT_PER_BUYER` and `SOAK_GAS_WALLETS` reshape scenario 2. The kill -9 scenario needs
+//! the `obol` binary: `cargo bench -p obol --bench soak_restart`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -307,6 +307,7 @@ async fn main() {
     let buyers_n: usize = env_or("SOAK_BUYERS", 16);
     let per_buyer: usize = env_or("SOAK_REQUESTS", 200);
     let in_flight_per_buyer: usize = env_or("SOAK_IN_FLIGHT_PER_BUYER", 2);
+    let gas_wallets: u32 = env_or("SOAK_GAS_WALLETS", 1);
     let started = Instant::now();
     let mut checks = Checks { broken: Vec::new() };
 
@@ -314,16 +315,19 @@ async fn main() {
     let devnet = Devnet::start().await.unwrap();
     let rpc = devnet.endpoint();
     let chain = ChainClient::connect("base-sepolia", &devnet.endpoints()).unwrap();
-    let facilitator: Arc<dyn Facilitator> = Arc::new(
-        EvmFacilitator::new(
-            FacilitatorConfig::default(),
-            vec![ChainSetup {
-                client: chain.clone(),
-                signer: LocalSigner::from_private_key_hex(devnet.key(9)).unwrap(),
-            }],
-        )
-        .unwrap(),
-    );
+    let facilitator = EvmFacilitator::new(
+        FacilitatorConfig {
+            gas_wallets,
+            ..FacilitatorConfig::default()
+        },
+        vec![ChainSetup {
+            client: chain.clone(),
+            signer: LocalSigner::from_private_key_hex(devnet.key(9)).unwrap(),
+        }],
+    )
+    .unwrap();
+    facilitator.fund_gas_wallets().await.unwrap();
+    let facilitator: Arc<dyn Facilitator> = Arc::new(facilitator);
     let (upstream_router, upstream_calls) = counting_upstream();
     let upstream = spawn(upstream_router).await;
     let routes = Arc::new(Routes::new());

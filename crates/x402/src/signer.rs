@@ -84,6 +84,20 @@ impl LocalSigner {
             .map_err(|_| SignerError::InvalidKey("not a valid secp256k1 scalar"))
     }
 
+    /// A key derived from this one for `purpose` and `index`: `keccak256(purpose ‖ key ‖
+    /// index)`. The same key, purpose and index always give the same key; knowing a derived
+    /// key reveals nothing of this one.
+    pub fn derive(&self, purpose: &str, index: u32) -> Result<Self, SignerError> {
+        let secret = self.inner.to_bytes();
+        let mut material = Vec::with_capacity(purpose.len() + 36);
+        material.extend_from_slice(purpose.as_bytes());
+        material.extend_from_slice(secret.as_slice());
+        material.extend_from_slice(&index.to_be_bytes());
+        PrivateKeySigner::from_bytes(&alloy::primitives::keccak256(&material))
+            .map(Self::from)
+            .map_err(|_| SignerError::InvalidKey("the derived bytes are not a secp256k1 scalar"))
+    }
+
     /// A fresh random key.
     pub fn random() -> Self {
         Self::from(PrivateKeySigner::random())

@@ -241,6 +241,7 @@ async fn start_stack(
         facilitator: Some(FacilitatorSetting::Embedded {
             chains: vec!["devnet".into()],
             wallet: None,
+            gas_wallets: None,
         }),
         ..StackFile::default()
     }

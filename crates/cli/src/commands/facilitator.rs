@@ -50,9 +50,19 @@ async fn serve_command(ctx: &Context, args: FacilitatorServeArgs) -> anyhow::Res
     }
     let config = FacilitatorConfig {
         receipt_timeout: Duration::from_secs(args.receipt_timeout),
+        gas_wallets: args.gas_wallets,
         ..FacilitatorConfig::default()
     };
     let facilitator = Arc::new(EvmFacilitator::new(config, chains)?);
+    let topped_up = facilitator
+        .fund_gas_wallets()
+        .await
+        .context("topping up the gas wallets")?;
+    if topped_up > 0 {
+        output::note(&format!(
+            "topped up {topped_up} gas wallet(s) from the signer"
+        ));
+    }
     let auth_token = match &args.auth_token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)

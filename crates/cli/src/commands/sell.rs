@@ -440,6 +440,7 @@ fn pricing(
         settings.facilitator = Some(FacilitatorSetting::Embedded {
             chains: facilitator_chain,
             wallet: None,
+            gas_wallets: None,
         });
     }
     settings.save(&path)?;

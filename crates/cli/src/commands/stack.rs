@@ -73,6 +73,7 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
         (None, false) => Some(FacilitatorSetting::Embedded {
             chains: args.facilitator_chain.clone(),
             wallet: None,
+            gas_wallets: args.gas_wallets,
         }),
         (None, true) => None,
     };
@@ -164,6 +165,7 @@ fn default_init() -> StackInitArgs {
         public_url: None,
         facilitator_url: None,
         facilitator_chain: Vec::new(),
+        gas_wallets: None,
     }
 }
 

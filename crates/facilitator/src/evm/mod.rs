@@ -50,13 +50,29 @@ pub struct FacilitatorConfig {
     pub receipt_timeout: Duration,
     /// Whether verify simulates the settlement call (`eth_call`).
     pub simulate: bool,
+    /// How many keys pay gas per chain: the configured key and `gas_wallets − 1` keys derived
+    /// from it ([`GAS_WALLET_PURPOSE`]), each with its own nonce, so settlements do not queue
+    /// on one key. Derived keys are topped up by [`EvmFacilitator::fund_gas_wallets`].
+    pub gas_wallets: u32,
+    /// What [`EvmFacilitator::fund_gas_wallets`] tops a derived key up to, in wei (it sends
+    /// when a key holds less than half of it).
+    pub gas_wallet_float: U256,
 }
+
+/// The derivation purpose of gas wallets ([`LocalSigner::derive`]).
+pub const GAS_WALLET_PURPOSE: &str = "obol-stack/gas-wallet";
+
+/// The most gas wallets per chain.
+pub const MAX_GAS_WALLETS: u32 = 64;
 
 impl Default for FacilitatorConfig {
     fn default() -> Self {
         Self {
             receipt_timeout: Duration::from_secs(30),
             simulate: true,
+            gas_wallets: 1,
+            // 0.01 ETH: thousands of settlements on an L2.
+            gas_wallet_float: U256::from(10_000_000_000_000_000_u64),
         }
     }
 }
@@ -72,7 +88,10 @@ pub struct ChainSetup {
 
 struct ChainRuntime {
     client: ChainClient,
-    sender: Sender,
+    /// The configured key first, then the derived gas wallets.
+    senders: Vec<Sender>,
+    /// Where the next settlement starts looking for an idle sender.
+    turn: std::sync::atomic::AtomicUsize,
     /// Addresses where code was seen (contract wallets, the Permit2 proxy): code does not go
     /// away, so each is asked once. Bounded by [`CODE_SEEN_CAPACITY`].
     code_seen: Mutex<HashSet<Address>>,
@@ -82,6 +101,22 @@ struct ChainRuntime {
 const CODE_SEEN_CAPACITY: usize = 10_000;
 
 impl ChainRuntime {
+    /// The configured key's sender (simulations run from it).
+    fn main_sender(&self) -> &Sender {
+        &self.senders[0]
+    }
+
+    /// A sender for the next settlement: the first one not busy sending, starting after the
+    /// previous pick; when all are busy, the next in turn (its nonce lock queues the send).
+    fn pick_sender(&self) -> &Sender {
+        let n = self.senders.len();
+        let start = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| &self.senders[(start + i) % n])
+            .find(|sender| sender.is_idle())
+            .unwrap_or(&self.senders[start])
+    }
+
     /// Whether there is code at `address` (one `eth_getCode` until code is seen).
     async fn has_code(&self, address: Address) -> Result<bool, String> {
         let seen = |set: &Mutex<HashSet<Address>>| {
@@ -145,16 +180,30 @@ impl EvmFacilitator {
         config: FacilitatorConfig,
         chains: Vec<ChainSetup>,
     ) -> Result<Self, FacilitatorError> {
+        if !(1..=MAX_GAS_WALLETS).contains(&config.gas_wallets) {
+            return Err(FacilitatorError::Config(format!(
+                "gasWallets must be between 1 and {MAX_GAS_WALLETS}, not {}",
+                config.gas_wallets
+            )));
+        }
         let mut runtimes = HashMap::new();
         for setup in chains {
             let chain_id = setup.client.chain_id();
-            let sender = Sender::new(&setup.client, &setup.signer);
+            let mut senders = vec![Sender::new(&setup.client, &setup.signer)];
+            for index in 1..config.gas_wallets {
+                let key = setup
+                    .signer
+                    .derive(GAS_WALLET_PURPOSE, index)
+                    .map_err(|e| FacilitatorError::Config(e.to_string()))?;
+                senders.push(Sender::new(&setup.client, &key));
+            }
             if runtimes
                 .insert(
                     chain_id,
                     ChainRuntime {
                         client: setup.client,
-                        sender,
+                        senders,
+                        turn: std::sync::atomic::AtomicUsize::new(0),
                         code_seen: Mutex::new(HashSet::new()),
                     },
                 )
@@ -172,9 +221,59 @@ impl EvmFacilitator {
         })
     }
 
-    /// The address paying gas on `chain_id`.
+    /// The configured key's address on `chain_id` (it funds the derived gas wallets).
     pub fn signer_address(&self, chain_id: u64) -> Option<Address> {
-        self.chains.get(&chain_id).map(|c| c.sender.address())
+        self.chains
+            .get(&chain_id)
+            .map(|c| c.main_sender().address())
+    }
+
+    /// Every address paying gas on `chain_id`: the configured key, then the derived ones.
+    pub fn gas_wallets(&self, chain_id: u64) -> Vec<Address> {
+        self.chains.get(&chain_id).map_or_else(Vec::new, |c| {
+            c.senders.iter().map(Sender::address).collect()
+        })
+    }
+
+    /// Tops up every derived gas wallet holding less than half of
+    /// [`FacilitatorConfig::gas_wallet_float`] to the float, from the configured key; returns
+    /// how many transfers were sent. Idempotent: funded wallets get nothing.
+    pub async fn fund_gas_wallets(&self) -> Result<usize, FacilitatorError> {
+        let float = self.config.gas_wallet_float;
+        let mut sent = 0;
+        for (chain_id, chain) in &self.chains {
+            let failed = |message: String| FacilitatorError::Rpc {
+                chain_id: *chain_id,
+                message,
+            };
+            for wallet in &chain.senders[1..] {
+                let balance = chain
+                    .client
+                    .native_balance(wallet.address())
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                if balance >= float / U256::from(2) {
+                    continue;
+                }
+                let top_up = alloy::rpc::types::TransactionRequest::default()
+                    .to(wallet.address())
+                    .value(float - balance);
+                let (hash, mined) = chain
+                    .main_sender()
+                    .send_and_wait(top_up, self.config.receipt_timeout)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                if mined != Ok(Some(true)) {
+                    return Err(failed(format!(
+                        "the top-up of gas wallet {} ({hash}) was not mined in time",
+                        wallet.address()
+                    )));
+                }
+                tracing::info!(chain_id, wallet = %wallet.address(), %hash, "gas wallet topped up");
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 
     fn chain(&self, payment: &Payment) -> Result<&ChainRuntime, FacilitatorError> {
@@ -201,7 +300,7 @@ impl EvmFacilitator {
             return Ok(Err(invalid));
         }
         let verdict = if simulate {
-            let call = settlement_tx(&payment).from(chain.sender.address());
+            let call = settlement_tx(&payment).from(chain.main_sender().address());
             match chain.client.provider().call(call).await {
                 Ok(_) => Ok(()),
                 Err(RpcError::ErrorResp(payload)) => Err(explain(
@@ -236,7 +335,7 @@ impl EvmFacilitator {
         }
         let tx = settlement_tx(payment);
         let (hash, wait) = match chain
-            .sender
+            .pick_sender()
             .send_and_wait(tx, self.config.receipt_timeout)
             .await
         {
@@ -300,7 +399,7 @@ impl EvmFacilitator {
         hash: B256,
     ) -> Result<Outcome, FacilitatorError> {
         let wait = chain
-            .sender
+            .main_sender()
             .wait_receipt(hash, self.config.receipt_timeout)
             .await;
         receipt_outcome(payment, hash, wait)
@@ -627,7 +726,7 @@ impl Facilitator for EvmFacilitator {
         let mut signers: Vec<String> = self
             .chains
             .values()
-            .map(|c| c.sender.address().to_checksum(None))
+            .flat_map(|c| c.senders.iter().map(|s| s.address().to_checksum(None)))
             .collect();
         signers.sort();
         signers.dedup();

@@ -2,9 +2,10 @@
 
 use std::collections::HashSet;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider as _;
 use obol_devnet::{OBOL, USDC};
-use obol_facilitator::Facilitator as _;
+use obol_facilitator::{Facilitator as _, FacilitatorConfig};
 use obol_x402::LocalSigner;
 use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::{SettleResponse, VerifyRequest, v1};
@@ -362,4 +363,61 @@ async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) 
         .into_iter()
         .map(|o| o.expect("every future completed"))
         .collect()
+}
+
+/// Four gas wallets: the derived three are topped up once from the configured key, concurrent
+/// settlements spread over the keys, and every payment is still one transfer.
+#[tokio::test]
+async fn concurrent_settlements_spread_over_derived_gas_wallets() {
+    let fixture = Fixture::with_config(FacilitatorConfig {
+        gas_wallets: 4,
+        ..FacilitatorConfig::default()
+    })
+    .await;
+    let facilitator = &fixture.facilitator;
+    let wallets = facilitator.gas_wallets(fixture.devnet.chain_id());
+    assert_eq!(wallets.len(), 4);
+    assert_eq!(
+        Some(wallets[0]),
+        facilitator.signer_address(fixture.devnet.chain_id())
+    );
+    assert_eq!(facilitator.fund_gas_wallets().await.unwrap(), 3);
+    assert_eq!(
+        facilitator.fund_gas_wallets().await.unwrap(),
+        0,
+        "funded wallets get nothing"
+    );
+    let float = FacilitatorConfig::default().gas_wallet_float;
+    for wallet in &wallets[1..] {
+        assert_eq!(fixture.client.native_balance(*wallet).await.unwrap(), float);
+    }
+    let supported = facilitator.supported().await.unwrap();
+    assert_eq!(supported.signers["eip155:*"].as_array().unwrap().len(), 4);
+
+    let before = fixture.balance(USDC, pay_to()).await;
+    let requests: Vec<_> = (0..24)
+        .map(|i| simple_payment(&fixture.buyer(3 + i % 4), &usdc_requirement(1_000)))
+        .collect();
+    let mut senders = HashSet::new();
+    let mut hashes = HashSet::new();
+    for response in futures_join_all(&fixture, &requests).await {
+        assert!(response.success, "{response:?}");
+        let hash: B256 = response.transaction.parse().unwrap();
+        let tx = fixture
+            .client
+            .provider()
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .unwrap();
+        senders.insert(tx.inner.signer());
+        hashes.insert(hash);
+    }
+    assert_eq!(hashes.len(), 24, "one transaction per payment");
+    assert!(senders.len() > 1, "settlements spread: {senders:?}");
+    assert!(senders.iter().all(|s| wallets.contains(s)));
+    assert_eq!(
+        fixture.balance(USDC, pay_to()).await - before,
+        U256::from(24_000)
+    );
 }
