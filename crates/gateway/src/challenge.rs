@@ -4,8 +4,11 @@
 //! listed with its CAIP-2 network only (x402 v2 §5.1.2); v1 `X-PAYMENT` payments naming the
 //! legacy network keep working.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use obol_x402::header::{self as x402_header, PAYMENT_REQUIRED};
@@ -114,27 +117,87 @@ fn eip2612_extension() -> Value {
 
 /// The 402 response: JSON body, `PAYMENT-REQUIRED`, a catalog `Link`, CORS exposure.
 pub fn response(required: &v2::PaymentRequired) -> Response {
-    let body = serde_json::to_vec(required).unwrap_or_default();
-    let mut response = (StatusCode::PAYMENT_REQUIRED, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(value) = x402_header::encode(required)
-        && let Ok(value) = HeaderValue::from_str(&value)
-    {
-        headers.insert(PAYMENT_REQUIRED, value);
+    Encoded::new(required).response()
+}
+
+/// A challenge encoded once: its JSON body and its `PAYMENT-REQUIRED` header value (both cheap
+/// to clone: reference-counted bytes).
+#[derive(Clone)]
+struct Encoded {
+    body: Bytes,
+    header: Option<HeaderValue>,
+}
+
+impl Encoded {
+    fn new(required: &v2::PaymentRequired) -> Self {
+        let body = serde_json::to_vec(required).unwrap_or_default().into();
+        let header = x402_header::encode(required)
+            .ok()
+            .and_then(|value| HeaderValue::from_str(&value).ok());
+        Self { body, header }
     }
-    headers.insert(
-        header::LINK,
-        HeaderValue::from_static("</api/services.json>; rel=\"catalog\""),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSE_HEADERS),
-    );
-    response
+
+    fn response(self) -> Response {
+        let mut response = (StatusCode::PAYMENT_REQUIRED, self.body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(value) = self.header {
+            headers.insert(PAYMENT_REQUIRED, value);
+        }
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static("</api/services.json>; rel=\"catalog\""),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+        response
+    }
+}
+
+/// The most first challenges [`Challenges`] keeps; it starts over when full.
+pub const CHALLENGE_CACHE_CAPACITY: usize = 1024;
+
+/// First challenges (no payment presented) encoded once per offer and resource URL: the same
+/// bytes [`response`] builds, without the JSON and base64 work on every unpaid request. An entry
+/// holds its offer, and is used only for that very offer (a route table reload brings new
+/// offers, so a changed price is never answered from an old entry).
+#[derive(Default)]
+pub struct Challenges {
+    by_url: Mutex<HashMap<String, (Arc<Offer>, Encoded)>>,
+}
+
+impl std::fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Challenges").finish_non_exhaustive()
+    }
+}
+
+impl Challenges {
+    /// The first challenge of `offer` at `resource_url`.
+    pub fn response(&self, offer: &Arc<Offer>, resource_url: String) -> Response {
+        let cached = {
+            let by_url = self.by_url.lock().unwrap_or_else(PoisonError::into_inner);
+            by_url
+                .get(&resource_url)
+                .filter(|(owner, _)| Arc::ptr_eq(owner, offer))
+                .map(|(_, encoded)| encoded.clone())
+        };
+        if let Some(encoded) = cached {
+            return encoded.response();
+        }
+        let encoded = Encoded::new(&payment_required(offer, resource_url.clone(), None));
+        let mut by_url = self.by_url.lock().unwrap_or_else(PoisonError::into_inner);
+        if by_url.len() >= CHALLENGE_CACHE_CAPACITY {
+            by_url.clear();
+        }
+        by_url.insert(resource_url, (Arc::clone(offer), encoded.clone()));
+        encoded.response()
+    }
 }
 
 /// Whether the request is a browser page load: `Accept` names `text/html` and the user agent is
@@ -320,6 +383,38 @@ mod tests {
         offer.options.push(legacy);
         let networks: Vec<String> = accepts(&offer).into_iter().map(|r| r.network).collect();
         assert_eq!(networks, ["eip155:84532", "eip155:84532"]);
+    }
+
+    async fn parts(response: Response) -> (HeaderMap, Bytes) {
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (headers, body)
+    }
+
+    /// A cached challenge is byte for byte the one built afresh; another offer at the same URL
+    /// (a reloaded route table with a new price) gets its own, never the cached one.
+    #[tokio::test]
+    async fn cached_challenges_equal_fresh_ones_and_follow_the_offer() {
+        let challenges = Challenges::default();
+        let url = "https://seller.example/services/foo";
+        let offer = Arc::new(priced_offer());
+        let fresh = parts(response(&payment_required(&offer, url.into(), None))).await;
+        for _ in 0..2 {
+            assert_eq!(parts(challenges.response(&offer, url.into())).await, fresh);
+        }
+        let mut repriced = priced_offer();
+        repriced.options[0].requirements.amount = 2000_u64.into();
+        let repriced = Arc::new(repriced);
+        let (headers, _) = parts(challenges.response(&repriced, url.into())).await;
+        let decoded: v2::PaymentRequired =
+            x402_header::decode(headers[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+        assert_eq!(decoded.accepts[0].amount, 2000_u64.into());
+        let (headers, _) = parts(challenges.response(&repriced, "https://other/x".into())).await;
+        let decoded: v2::PaymentRequired =
+            x402_header::decode(headers[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+        assert_eq!(decoded.resource.url, "https://other/x");
     }
 
     #[test]

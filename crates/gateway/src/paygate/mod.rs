@@ -87,6 +87,7 @@ struct Shared {
     facilitator: Arc<dyn Facilitator>,
     guard: Arc<ReplayGuard>,
     config: PaygateConfig,
+    challenges: challenge::Challenges,
 }
 
 /// Wraps an upstream service in the paygate.
@@ -117,6 +118,7 @@ impl PaygateLayer {
                 facilitator,
                 guard,
                 config,
+                challenges: challenge::Challenges::default(),
             }),
         }
     }
@@ -241,11 +243,11 @@ impl Shared {
         let presented = match matching::extract(request.headers()) {
             None => {
                 unpaid_labels.count(Counter::PaymentRequired);
-                let required = challenge::payment_required(&offer, resource_url, None);
                 if self.config.html_paywall && challenge::is_browser(request.headers()) {
+                    let required = challenge::payment_required(&offer, resource_url, None);
                     return challenge::html_response(&offer, &required);
                 }
-                return challenge::response(&required);
+                return self.challenges.response(&offer, resource_url);
             }
             Some(Err(error)) => {
                 unpaid_labels.failure("invalid_payment_header");
