@@ -208,18 +208,7 @@ fn concurrent_takes_never_share_and_a_crash_burns_holds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("auths.sqlite");
     let pool = AuthPool::open(&path).unwrap();
-    let signed = presign(
-        &LocalSigner::random(),
-        &requirement(),
-        None,
-        PresignOptions {
-            count: 40,
-            ttl_secs: 3600,
-            now: NOW,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let signed = signed_for(40, &serde_json::json!({}));
     pool.add("p", &signed).unwrap();
     let nonces: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
@@ -514,18 +503,7 @@ fn spent_marks_queued_together_share_one_durable_commit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("auths.sqlite");
     let pool = AuthPool::open(&path).unwrap();
-    let signed = presign(
-        &LocalSigner::random(),
-        &requirement(),
-        None,
-        PresignOptions {
-            count: CALLS + 1,
-            ttl_secs: 3600,
-            now: NOW,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let signed = signed_for(CALLS + 1, &serde_json::json!({}));
     pool.add("p", &signed).unwrap();
     let held: Vec<Held> = (0..CALLS)
         .map(|_| pool.take("p", &requirement(), NOW).unwrap())

@@ -51,6 +51,16 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
     )
 }
 
+/// The proxy's answer when no pre-signed authorization is left: 402, saying so.
+async fn assert_exhausted(response: reqwest::Response) {
+    let (status, message) = error_of(response).await;
+    assert_eq!(status, 402);
+    assert!(
+        message.contains("pre-signed auth pool exhausted"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn five_paid_calls_then_exhaustion_and_a_status_page() {
     let seller = Seller::start().await;
@@ -70,12 +80,7 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["choices"][0]["message"]["content"], "hi");
     }
-    let (status, message) = error_of(ask(&proxy, prompt("paid/counted", "hello")).await).await;
-    assert_eq!(status, 402);
-    assert!(
-        message.contains("pre-signed auth pool exhausted"),
-        "{message}"
-    );
+    assert_exhausted(ask(&proxy, prompt("paid/counted", "hello")).await).await;
     assert_eq!(
         seller.usdc(buyer.address()).await,
         before - U256::from(5000)
@@ -230,12 +235,7 @@ async fn one_authorization_two_concurrent_calls_one_success() {
     );
     let (ok, refused) = if a.status() == 200 { (a, b) } else { (b, a) };
     assert_eq!(ok.status(), 200);
-    let (status, message) = error_of(refused).await;
-    assert_eq!(status, 402);
-    assert!(
-        message.contains("pre-signed auth pool exhausted"),
-        "{message}"
-    );
+    assert_exhausted(refused).await;
 }
 
 #[tokio::test]
@@ -492,12 +492,7 @@ async fn a_price_change_refuses_the_up_front_payment_and_only_the_new_price_is_c
         200
     );
     assert_eq!(counts(), (0, 3, 1, 0));
-    let (status, message) = error_of(ask(&proxy, prompt("paid/qwen", "four")).await).await;
-    assert_eq!(status, 402);
-    assert!(
-        message.contains("pre-signed auth pool exhausted"),
-        "{message}"
-    );
+    assert_exhausted(ask(&proxy, prompt("paid/qwen", "four")).await).await;
     assert_eq!(
         seller.usdc(buyer.address()).await,
         before - U256::from(1000 + 2000 + 2000)

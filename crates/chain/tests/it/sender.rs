@@ -30,19 +30,10 @@ async fn a_nonce_used_behind_the_senders_back_is_refreshed() {
         ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
     let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
     let sender = Sender::new(&client, &signer);
-    let mined = |hash| {
-        let sender = &sender;
-        async move {
-            sender
-                .wait_receipt(hash, Duration::from_secs(10))
-                .await
-                .unwrap()
-        }
-    };
 
     // The sender now counts nonce 1 as next.
     let first = sender.send(transfer(1)).await.unwrap();
-    assert_eq!(mined(first).await, Some(true));
+    assert_eq!(receipt(&sender, first).await, Some(true));
 
     // Another process (the user's wallet, say) sends from the same key: nonce 1 is taken.
     let key: PrivateKeySigner = DEV_KEYS[0].parse().unwrap();
@@ -60,7 +51,7 @@ async fn a_nonce_used_behind_the_senders_back_is_refreshed() {
 
     // The next send meets "nonce too low", asks the node, and goes through with nonce 2.
     let second = sender.send(transfer(3)).await.unwrap();
-    assert_eq!(mined(second).await, Some(true));
+    assert_eq!(receipt(&sender, second).await, Some(true));
     let tx = client
         .provider()
         .get_transaction_by_hash(second)
@@ -70,7 +61,7 @@ async fn a_nonce_used_behind_the_senders_back_is_refreshed() {
     assert_eq!(alloy::consensus::Transaction::nonce(&tx), 2);
     // And the counter moves on from there.
     let third = sender.send(transfer(4)).await.unwrap();
-    assert_eq!(mined(third).await, Some(true));
+    assert_eq!(receipt(&sender, third).await, Some(true));
     assert_eq!(
         client
             .provider()
@@ -104,6 +95,50 @@ async fn signed_copy(tx: TransactionRequest, nonce: u64) -> (B256, Vec<u8>) {
     (*envelope.tx_hash(), envelope.encoded_2718())
 }
 
+/// A node call whose answer does not matter (`evm_mine`, `evm_setAutomine`).
+async fn node<P: serde::Serialize + Clone + Send + Sync + Unpin + std::fmt::Debug>(
+    client: &ChainClient,
+    method: &'static str,
+    params: P,
+) {
+    let _: serde_json::Value = client
+        .provider()
+        .raw_request(method.into(), params)
+        .await
+        .unwrap();
+}
+
+async fn pending_nonce(client: &ChainClient, address: Address) -> u64 {
+    client
+        .provider()
+        .get_transaction_count(address)
+        .pending()
+        .await
+        .unwrap()
+}
+
+/// The receipt's status, waited for up to 10 s.
+async fn receipt(sender: &Sender, hash: B256) -> Option<bool> {
+    sender
+        .wait_receipt(hash, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+/// A sender of dev account 0 on `anvil` through a recording tap.
+async fn tapped(anvil: &Anvil, fault: Option<Fault>) -> (RpcTap, ChainClient, LocalSigner, Sender) {
+    let tap = RpcTap::start(anvil.endpoint(), fault).await.unwrap();
+    let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+    (tap, client, signer, sender)
+}
+
+fn sorted(mut methods: Vec<String>) -> Vec<String> {
+    methods.sort();
+    methods
+}
+
 async fn nonce_of(client: &ChainClient, address: Address) -> u64 {
     client
         .provider()
@@ -124,26 +159,14 @@ async fn a_transaction_the_node_already_has_is_not_sent_again() {
     let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
     let sender = Sender::new(&client, &signer);
     let first = sender.send(transfer(1)).await.unwrap();
-    assert_eq!(
-        sender
-            .wait_receipt(first, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        Some(true)
-    );
+    assert_eq!(receipt(&sender, first).await, Some(true));
     assert_eq!(nonce_of(&client, signer.address()).await, 1);
 
     // Mined: the copy with nonce 1 is in a block before the sender sends its own.
     let (hash, raw) = signed_copy(fixed_transfer(2), 1).await;
     let accepted = client.provider().send_raw_transaction(&raw).await.unwrap();
     assert_eq!(*accepted.tx_hash(), hash);
-    assert_eq!(
-        sender
-            .wait_receipt(hash, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        Some(true)
-    );
+    assert_eq!(receipt(&sender, hash).await, Some(true));
     assert_eq!(nonce_of(&client, signer.address()).await, 2);
     assert_eq!(sender.send(fixed_transfer(2)).await.unwrap(), hash);
     assert_eq!(
@@ -153,42 +176,19 @@ async fn a_transaction_the_node_already_has_is_not_sent_again() {
     );
 
     // Pending: blocks are not mined meanwhile, the node holds the copy in its pool.
-    let _: serde_json::Value = client
-        .provider()
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    node(&client, "evm_setAutomine", (false,)).await;
     let (hash, raw) = signed_copy(fixed_transfer(3), 2).await;
     let accepted = client.provider().send_raw_transaction(&raw).await.unwrap();
     assert_eq!(*accepted.tx_hash(), hash);
     assert_eq!(sender.send(fixed_transfer(3)).await.unwrap(), hash);
-    let pending = client
-        .provider()
-        .get_transaction_count(signer.address())
-        .pending()
-        .await
-        .unwrap();
+    let pending = pending_nonce(&client, signer.address()).await;
     assert_eq!(pending, 3, "one pending transaction, not two");
-    let _: serde_json::Value = client
-        .provider()
-        .raw_request("evm_mine".into(), ())
-        .await
-        .unwrap();
-    assert_eq!(
-        sender
-            .wait_receipt(hash, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        Some(true)
-    );
+    node(&client, "evm_mine", ()).await;
+    assert_eq!(receipt(&sender, hash).await, Some(true));
     assert_eq!(nonce_of(&client, signer.address()).await, 3);
 
     // The counter moved on by one each time.
-    let _: serde_json::Value = client
-        .provider()
-        .raw_request("evm_setAutomine".into(), (true,))
-        .await
-        .unwrap();
+    node(&client, "evm_setAutomine", (true,)).await;
     let next = sender.send(transfer(4)).await.unwrap();
     let tx = client
         .provider()
@@ -218,13 +218,7 @@ async fn a_failover_after_a_lost_answer_sends_once() {
     let sender = Sender::new(&client, &signer);
 
     let hash = sender.send(transfer(1)).await.unwrap();
-    assert_eq!(
-        sender
-            .wait_receipt(hash, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        Some(true)
-    );
+    assert_eq!(receipt(&sender, hash).await, Some(true));
     assert_eq!(
         nonce_of(&client, signer.address()).await,
         1,
@@ -233,13 +227,7 @@ async fn a_failover_after_a_lost_answer_sends_once() {
     assert_eq!(tap.sends(), 1, "the proxy forwarded one send");
     // And the next one takes the next nonce.
     let next = sender.send(transfer(2)).await.unwrap();
-    assert_eq!(
-        sender
-            .wait_receipt(next, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        Some(true)
-    );
+    assert_eq!(receipt(&sender, next).await, Some(true));
     assert_eq!(nonce_of(&client, signer.address()).await, 2);
 }
 
@@ -269,44 +257,28 @@ async fn a_refused_transaction_is_an_escaped_rejection() {
 #[tokio::test]
 async fn a_waited_send_on_a_devnet_is_one_sync_call() {
     let anvil = Anvil::spawn().await.unwrap();
-    let tap = RpcTap::start(anvil.endpoint(), None).await.unwrap();
-    let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer);
+    let (tap, client, signer, sender) = tapped(&anvil, None).await;
 
-    let (hash, mined) = sender
-        .send_and_wait(transfer(1), Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(mined, Ok(Some(true)));
-    let mut methods = tap.take_methods();
-    methods.sort();
-    assert_eq!(
-        methods,
-        [
+    // The first send asks for the nonce once; later ones count.
+    let mut hashes = Vec::new();
+    for (wei, nonce_read) in [(1, true), (2, false)] {
+        let (hash, mined) = sender
+            .send_and_wait(transfer(wei), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(mined, Ok(Some(true)));
+        let mut expected = vec![
             "eth_estimateGas",
             "eth_feeHistory",
-            "eth_getTransactionCount",
-            "eth_sendRawTransactionSync"
-        ],
-        "the first send asks for the nonce once"
-    );
-    let (next, mined) = sender
-        .send_and_wait(transfer(2), Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(mined, Ok(Some(true)));
-    let mut methods = tap.take_methods();
-    methods.sort();
-    assert_eq!(
-        methods,
-        [
-            "eth_estimateGas",
-            "eth_feeHistory",
-            "eth_sendRawTransactionSync"
-        ]
-    );
-    assert_ne!(hash, next);
+            "eth_sendRawTransactionSync",
+        ];
+        if nonce_read {
+            expected.insert(2, "eth_getTransactionCount");
+        }
+        assert_eq!(sorted(tap.take_methods()), expected);
+        hashes.push(hash);
+    }
+    assert_ne!(hashes[0], hashes[1]);
     assert_eq!(nonce_of(&client, signer.address()).await, 2);
 }
 
@@ -315,15 +287,11 @@ async fn a_waited_send_on_a_devnet_is_one_sync_call() {
 #[tokio::test]
 async fn a_node_without_the_sync_method_gets_a_plain_send_and_a_poll() {
     let anvil = Anvil::spawn().await.unwrap();
-    let tap = RpcTap::start(
-        anvil.endpoint(),
+    let (tap, client, signer, sender) = tapped(
+        &anvil,
         Some(Fault::Unsupported("eth_sendRawTransactionSync")),
     )
-    .await
-    .unwrap();
-    let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer);
+    .await;
 
     for (wei, first) in [(1, true), (2, false)] {
         let (hash, mined) = sender
@@ -354,11 +322,7 @@ async fn a_sync_send_that_is_not_mined_in_time_is_pending() {
     let anvil = Anvil::spawn().await.unwrap();
     let client =
         ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
-    let _: serde_json::Value = client
-        .provider()
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    node(&client, "evm_setAutomine", (false,)).await;
     let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
     let sender = Sender::new(&client, &signer);
     let (hash, mined) = sender
@@ -366,23 +330,8 @@ async fn a_sync_send_that_is_not_mined_in_time_is_pending() {
         .await
         .unwrap();
     assert_eq!(mined, Ok(None));
-    let pending = client
-        .provider()
-        .get_transaction_count(signer.address())
-        .pending()
-        .await
-        .unwrap();
+    let pending = pending_nonce(&client, signer.address()).await;
     assert_eq!(pending, 1, "one transaction in the pool");
-    let _: serde_json::Value = client
-        .provider()
-        .raw_request("evm_mine".into(), ())
-        .await
-        .unwrap();
-    assert_eq!(
-        sender
-            .wait_receipt(hash, Duration::from_secs(10))
-            .await
-            .unwrap(),
-        Some(true)
-    );
+    node(&client, "evm_mine", ()).await;
+    assert_eq!(receipt(&sender, hash).await, Some(true));
 }
