@@ -6,6 +6,9 @@
 //! identity is written to SQLite (WAL) before the paid response is released, so a replay after
 //! a restart is refused too. Rows are kept until the authorization expires, after which it can
 //! no longer be settled by anyone and the row is pruned.
+//!
+//! Writes are group-committed ([`obol_sqlite::GroupCommit`]): paid requests finishing together
+//! share one transaction, and each returns only once the commit carrying its row is done.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -13,8 +16,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
+use obol_sqlite::GroupCommit;
 use obol_x402::primitives::{Address, B256, U256};
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Why the guard could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -82,14 +86,60 @@ struct Live {
 #[derive(Debug)]
 pub struct ReplayGuard {
     live: Mutex<Live>,
-    db: Mutex<Connection>,
+    /// The durable record; its writes are group-committed.
+    store: GroupCommit<Write, ()>,
+}
+
+/// A row's primary key: chain id, asset, payer, nonce.
+type Key = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// One durable write (group-committed).
+#[derive(Debug)]
+enum Write {
+    /// Record a payment's state.
+    Put {
+        key: Key,
+        state: &'static str,
+        tx: String,
+        expires_at: i64,
+        digest: B256,
+    },
+    /// Forget a payment.
+    Forget(Key),
+}
+
+/// Carries out one write inside a group commit.
+fn apply(db: &Transaction<'_>, write: &Write) -> Result<(), rusqlite::Error> {
+    match write {
+        Write::Put {
+            key: (chain, asset, payer, nonce),
+            state,
+            tx,
+            expires_at,
+            digest,
+        } => db
+            .prepare_cached(
+                "INSERT INTO settled_payments (chain_id, asset, payer, nonce, tx, expires_at, settled_at, state, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (chain_id, asset, payer, nonce) DO UPDATE SET tx = excluded.tx,
+                   expires_at = excluded.expires_at, settled_at = excluded.settled_at,
+                   state = excluded.state, digest = excluded.digest",
+            )?
+            .execute(params![chain, asset, payer, nonce, tx, expires_at, now(), state, digest.as_slice()])?,
+        Write::Forget((chain, asset, payer, nonce)) => db
+            .prepare_cached(
+                "DELETE FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
+            )?
+            .execute(params![chain, asset, payer, nonce])?,
+    };
+    Ok(())
 }
 
 fn now() -> i64 {
     i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
 
-fn key(id: &PaymentIdentity) -> (i64, Vec<u8>, Vec<u8>, Vec<u8>) {
+fn key(id: &PaymentIdentity) -> Key {
     (
         i64::try_from(id.chain_id).unwrap_or(i64::MAX),
         id.asset.to_vec(),
@@ -138,11 +188,16 @@ impl ReplayGuard {
     }
 
     fn from_connection(db: Connection) -> Result<Self, GuardError> {
+        // One gateway process owns its guard: the in-flight set lives in its memory, so a
+        // second process on the same file could serve a payment the first is serving. The
+        // exclusive lock (taken by the prune below, held until close) refuses that second
+        // process, and spares every transaction its file locking and shared-memory index.
+        db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         // Durable across a crash of the process (kill -9): a committed row is in the WAL the
         // OS holds. A power loss may forget the last rows (docs/design/gateway.md).
         db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.busy_timeout(std::time::Duration::from_secs(2))?;
         db.execute_batch(SCHEMA)?;
         migrate(&db)?;
         db.execute(
@@ -151,7 +206,7 @@ impl ReplayGuard {
         )?;
         Ok(Self {
             live: Mutex::new(Live::default()),
-            db: Mutex::new(db),
+            store: GroupCommit::new(db, "payment guard", apply),
         })
     }
 
@@ -193,12 +248,15 @@ impl ReplayGuard {
 
     fn row(&self, id: &PaymentIdentity) -> Option<Row> {
         let (chain, asset, payer, nonce) = key(id);
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        db.query_row(
+        let db = self.store.db();
+        db.prepare_cached(
             "SELECT state, tx, digest FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
-            params![chain, asset, payer, nonce],
-            |row| Ok(Row { state: row.get(0)?, tx: row.get(1)?, digest: row.get(2)? }),
         )
+        .and_then(|mut select| {
+            select.query_row(params![chain, asset, payer, nonce], |row| {
+                Ok(Row { state: row.get(0)?, tx: row.get(1)?, digest: row.get(2)? })
+            })
+        })
         .optional()
         .unwrap_or_else(|e| {
             // A read failure must not let a replay through: report it as settled.
@@ -210,28 +268,27 @@ impl ReplayGuard {
     fn record(
         &self,
         ticket: &Ticket,
-        state: &str,
+        state: &'static str,
         tx: &str,
         expires_at: u64,
     ) -> Result<(), GuardError> {
-        let (chain, asset, payer, nonce) = key(&ticket.id);
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        db.execute(
-            "INSERT OR REPLACE INTO settled_payments (chain_id, asset, payer, nonce, tx, expires_at, settled_at, state, digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![chain, asset, payer, nonce, tx, i64::try_from(expires_at).unwrap_or(i64::MAX), now(), state, ticket.digest.to_vec()],
-        )?;
-        Ok(())
+        self.write(Write::Put {
+            key: key(&ticket.id),
+            state,
+            tx: tx.to_owned(),
+            expires_at: i64::try_from(expires_at).unwrap_or(i64::MAX),
+            digest: ticket.digest,
+        })
     }
 
     fn forget(&self, ticket: &Ticket) -> Result<(), GuardError> {
-        let (chain, asset, payer, nonce) = key(&ticket.id);
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        db.execute(
-            "DELETE FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
-            params![chain, asset, payer, nonce],
-        )?;
-        Ok(())
+        self.write(Write::Forget(key(&ticket.id)))
+    }
+
+    fn write(&self, write: Write) -> Result<(), GuardError> {
+        self.store
+            .write(write)
+            .map_err(|e| GuardError(e.to_string()))
     }
 
     /// The amount `account` has authorized in payments being served and not yet settled.
@@ -410,7 +467,9 @@ mod tests {
             let refused = claim(&guard, 2).unwrap();
             refused.ticket.settling(far).unwrap();
             refused.ticket.released().unwrap();
-            std::mem::forget(taken); // the process dies mid-settlement
+            // The process dies mid-settlement: nothing after `settling` is written (a drop
+            // only frees what lives in memory).
+            drop(taken);
         }
         let restarted = Arc::new(ReplayGuard::open(&path).unwrap());
         assert_eq!(claim(&restarted, 1).unwrap().unsettled.as_deref(), Some(""));
@@ -448,6 +507,28 @@ mod tests {
         assert!(
             claim(&reopened, 8).is_ok(),
             "expired authorizations are forgotten"
+        );
+    }
+
+    #[test]
+    fn a_second_guard_on_the_same_store_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guard.sqlite");
+        let first = Arc::new(ReplayGuard::open(&path).unwrap());
+        let error = ReplayGuard::open(&path).unwrap_err();
+        assert!(error.to_string().contains("locked"), "{error}");
+        // The first goes on, and once closed the store opens again with what it recorded.
+        let far = unix_now() + 3600;
+        claim(&first, 3)
+            .unwrap()
+            .ticket
+            .settled("0x3", far)
+            .unwrap();
+        drop(first);
+        let reopened = Arc::new(ReplayGuard::open(&path).unwrap());
+        assert_eq!(
+            claim(&reopened, 3).unwrap_err(),
+            Refusal::Settled("0x3".into())
         );
     }
 

@@ -16,9 +16,9 @@
 //! [`AuthPool::remove`] retires every row of a pool (a held one too, once its hold ends), which
 //! keeps the history but leaves nothing for a new pool of the same name.
 //!
-//! Writes are group-committed: every hold and every end of a hold is queued, and whichever
-//! caller gets the connection next runs all queued writes in one transaction with one commit
-//! (one fsync). Each caller returns only once the commit carrying its write is done, so a spent
+//! Writes are group-committed ([`obol_sqlite::GroupCommit`]): every hold and every end of a hold
+//! is queued, and whichever caller gets the connection next runs all queued writes in one
+//! transaction with one commit (one fsync). Each caller returns only once the commit carrying its write is done, so a spent
 //! mark is as durable as before, and calls finishing together share the fsync.
 //!
 //! Layout: this module is the runtime API ([`AuthPool`], [`Held`], [`PoolError`],
@@ -26,11 +26,11 @@
 //! `terms` computes the terms key and CanSign's comparison.
 
 use std::path::Path;
-use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
+use obol_sqlite::{GroupCommit, WriteError};
 use obol_x402::wire::v2;
-use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::presign::PreSigned;
 
@@ -113,9 +113,8 @@ pub struct PoolCounts {
 /// The pools of one stack, in SQLite.
 #[derive(Debug)]
 pub struct AuthPool {
-    db: Mutex<Connection>,
-    /// Writes waiting for the next group commit.
-    queue: Mutex<Vec<Queued>>,
+    /// The connection; holds and ends of holds are group-committed through it.
+    store: GroupCommit<Write, Written>,
 }
 
 /// One durable write of a hold's life.
@@ -134,13 +133,6 @@ enum Write {
 
 /// What a write returns: the row a hold took (`None` when none matched, and for a finish).
 type Written = Option<(i64, String)>;
-
-/// A write and where its outcome goes.
-#[derive(Debug)]
-struct Queued {
-    write: Write,
-    done: SyncSender<Result<Written, PoolError>>,
-}
 
 impl AuthPool {
     /// Opens (creating) the pool database at `path`, migrating an older schema in place and
@@ -183,42 +175,20 @@ impl AuthPool {
             );
         }
         Ok(Arc::new(Self {
-            db: Mutex::new(db),
-            queue: Mutex::new(Vec::new()),
+            store: GroupCommit::new(db, "auth pool", apply),
         }))
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
-        self.db
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.store.db()
     }
 
-    fn queue(&self) -> MutexGuard<'_, Vec<Queued>> {
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Carries out `write` durably, in the next group commit: queued, then either a caller
-    /// holding the connection commits it with its own batch (its outcome is waiting once the
-    /// connection is free), or this caller takes the connection and commits every queued write
-    /// in one transaction. Returns once the transaction carrying it is committed.
+    /// Carries out `write` durably, in the next group commit ([`GroupCommit::write`]).
     fn write(&self, write: Write) -> Result<Written, PoolError> {
-        let (done, outcome) = sync_channel(1);
-        self.queue().push(Queued { write, done });
-        let mut db = self.db();
-        // A batch is drained and answered under the connection's lock, so ours is either
-        // answered already or still queued.
-        match outcome.try_recv() {
-            Ok(written) => return written,
-            Err(TryRecvError::Disconnected) => return Err(lost()),
-            Err(TryRecvError::Empty) => {}
-        }
-        let batch = std::mem::take(&mut *self.queue());
-        commit(&mut db, &batch);
-        drop(db);
-        outcome.try_recv().unwrap_or_else(|_| Err(lost()))
+        self.store.write(write).map_err(|e| match e {
+            WriteError::Sqlite(e) => PoolError::Sqlite(e),
+            WriteError::Commit(e) => PoolError::Commit(e),
+        })
     }
 
     /// Adds signed authorizations to `pool`, in order, in one transaction. Returns how many
@@ -385,64 +355,32 @@ impl AuthPool {
     }
 }
 
-/// Runs `batch` in one immediate transaction and answers each write: its own outcome once
-/// committed, or, when the transaction fails, the failure (nothing of the batch was written).
-fn commit(db: &mut Connection, batch: &[Queued]) {
-    let run = |db: &mut Connection| -> Result<Vec<Result<Written, PoolError>>, rusqlite::Error> {
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcomes = batch
-            .iter()
-            .map(|queued| apply(&tx, &queued.write).map_err(PoolError::from))
-            .collect();
-        tx.commit()?;
-        Ok(outcomes)
-    };
-    match run(db) {
-        Ok(outcomes) => {
-            for (queued, outcome) in batch.iter().zip(outcomes) {
-                // A caller that is gone (its thread panicked) needs no answer.
-                let _ = queued.done.send(outcome);
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, writes = batch.len(), "auth pool commit failed");
-            for queued in batch {
-                let _ = queued.done.send(Err(PoolError::Commit(error.to_string())));
-            }
-        }
-    }
-}
-
 /// One write inside a group commit.
 fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written, rusqlite::Error> {
     match write {
         Write::Hold { pool, terms, fresh } => tx
-            .query_row(
+            .prepare_cached(
                 "UPDATE presigned_auths SET state = 'held'
                  WHERE id = (SELECT id FROM presigned_auths
                              WHERE pool = ?1 AND state = 'available' AND terms = ?3
                                AND retired = 0 AND valid_before >= ?2
                              ORDER BY id LIMIT 1)
                  RETURNING id, payload",
-                params![pool, fresh, terms],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-            )
+            )?
+            .query_row(params![pool, fresh, terms], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
             .optional(),
         Write::Finish { id, state } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE presigned_auths
                  SET state = CASE WHEN retired = 1 AND ?2 = 'available' THEN 'dropped' ELSE ?2 END
                  WHERE id = ?1 AND state = 'held'",
-                params![id, state],
-            )?;
+            )?
+            .execute(params![id, state])?;
             Ok(None)
         }
     }
-}
-
-/// A write whose batch ended without answering it (the committing thread panicked).
-fn lost() -> PoolError {
-    PoolError::Commit("the batch carrying it was abandoned".into())
 }
 
 /// An authorization handed out for one request. [`Held::confirm`] marks it spent and

@@ -521,7 +521,7 @@ fn spent_marks_queued_together_share_one_durable_commit() {
             .into_iter()
             .map(|held| scope.spawn(move || held.confirm()))
             .collect();
-        while pool.queue().len() < CALLS {
+        while pool.store.queued() < CALLS {
             std::thread::yield_now();
         }
         drop(busy);

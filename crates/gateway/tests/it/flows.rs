@@ -346,8 +346,13 @@ async fn a_replay_after_restart_is_refused() {
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    // A new gateway process over the same store.
-    let restarted = Fixture::gateway(&fixture.routes, &fixture.probe, &fixture.guard_path).await;
+    // A new gateway process over the store the old one left.
+    let restarted = Fixture::gateway(
+        &fixture.routes,
+        &fixture.probe,
+        &fixture.guard_after_a_crash(),
+    )
+    .await;
     let replay = client
         .get(format!("{restarted}/services/echo/echo"))
         .header(PAYMENT_SIGNATURE, &payment)

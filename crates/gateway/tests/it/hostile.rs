@@ -115,7 +115,7 @@ async fn a_stream_without_content_as_its_authorization_nears_expiry_settles_firs
     let gateway = Fixture::gateway_with(
         &fixture.routes,
         &fixture.probe,
-        &fixture.guard_path,
+        &fixture.guard_after_a_crash(),
         |config| config.paygate.stream_settle_margin = Duration::from_secs(298),
     )
     .await;
@@ -346,7 +346,12 @@ async fn a_lost_settle_answer_keeps_the_payment_and_the_retry_is_served() {
     );
 
     // A gateway restart in between changes nothing: the state is durable.
-    let restarted = Fixture::gateway(&fixture.routes, &fixture.probe, &fixture.guard_path).await;
+    let restarted = Fixture::gateway(
+        &fixture.routes,
+        &fixture.probe,
+        &fixture.guard_after_a_crash(),
+    )
+    .await;
     let retry = paid_get(&restarted, "/services/echo/echo", &payment).await;
     assert_eq!(retry.status(), 200);
     assert!(retry.headers().contains_key(PAYMENT_RESPONSE));
@@ -401,7 +406,7 @@ async fn a_payment_settled_as_the_gateway_died_is_served_after_the_restart() {
 
     // A new gateway and a new facilitator (nothing remembered) on the same guard file.
     let probe = crate::Probe::over(&fixture.client, fixture.devnet.key(9));
-    let restarted = Fixture::gateway(&fixture.routes, &probe, &fixture.guard_path).await;
+    let restarted = Fixture::gateway(&fixture.routes, &probe, &fixture.guard_after_a_crash()).await;
     let retry = paid_get(&restarted, "/services/echo/echo", &payment).await;
     assert_eq!(retry.status(), 200, "served: its payment landed");
     let receipt: SettleResponse =

@@ -236,7 +236,7 @@ pub struct Fixture {
     pub gateway: String,
     /// The internal listener: `/metrics`, ForwardAuth `/verify`.
     pub internal: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn option(symbol: &str, amount: &str) -> PaymentOption {
@@ -318,11 +318,29 @@ impl Fixture {
             guard_path,
             gateway,
             internal,
-            _dir: dir,
+            dir,
         }
     }
 
-    /// A gateway instance over the same routes, facilitator and guard file (a "restart").
+    /// The guard's files as a process killed now would leave them, copied aside: a gateway
+    /// opened on the copy is a restart. (The running gateway keeps its store locked, as a live
+    /// process does.)
+    pub fn guard_after_a_crash(&self) -> std::path::PathBuf {
+        static RESTARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = RESTARTS.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.path().join(format!("restart-{n}"));
+        std::fs::create_dir(&dir).unwrap();
+        let copy = dir.join("guard.sqlite");
+        for suffix in ["", "-wal"] {
+            let from = format!("{}{suffix}", self.guard_path.display());
+            if std::path::Path::new(&from).exists() {
+                std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
+            }
+        }
+        copy
+    }
+
+    /// A gateway instance over the same routes, facilitator and guard file.
     pub async fn gateway(
         routes: &Arc<Routes>,
         probe: &Arc<Probe>,
