@@ -18,7 +18,7 @@ pub mod sender;
 pub use client::{ChainClient, EndpointProbe};
 pub use endpoints::{EndpointSet, is_write_method};
 pub use redact::{RpcUrl, redact};
-pub use sender::{ReceiptWait, SendError, Sender};
+pub use sender::{MAX_REPLACEMENTS, MIN_REPLACE_AFTER, ReceiptWait, SendError, Sender};
 
 /// Why a chain operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod sender;
+mod stuck;
 
 use alloy::network::{EthereumWallet, TransactionBuilder as _};
 use alloy::primitives::{U256, address};

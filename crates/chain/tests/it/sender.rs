@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::chain;
 
 /// A transfer of `wei` to dev account 1.
-fn transfer(wei: u64) -> TransactionRequest {
+pub(crate) fn transfer(wei: u64) -> TransactionRequest {
     TransactionRequest::default()
         .with_to(address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"))
         .with_value(U256::from(wei))
@@ -96,7 +96,7 @@ async fn signed_copy(tx: TransactionRequest, nonce: u64) -> (B256, Vec<u8>) {
 }
 
 /// A node call whose answer does not matter (`evm_mine`, `evm_setAutomine`).
-async fn node<P: serde::Serialize + Clone + Send + Sync + Unpin + std::fmt::Debug>(
+pub(crate) async fn node<P: serde::Serialize + Clone + Send + Sync + Unpin + std::fmt::Debug>(
     client: &ChainClient,
     method: &'static str,
     params: P,
@@ -108,7 +108,7 @@ async fn node<P: serde::Serialize + Clone + Send + Sync + Unpin + std::fmt::Debu
         .unwrap();
 }
 
-async fn pending_nonce(client: &ChainClient, address: Address) -> u64 {
+pub(crate) async fn pending_nonce(client: &ChainClient, address: Address) -> u64 {
     client
         .provider()
         .get_transaction_count(address)
@@ -122,11 +122,15 @@ async fn receipt(sender: &Sender, hash: B256) -> Option<bool> {
     sender
         .wait_receipt(hash, Duration::from_secs(10))
         .await
+        .1
         .unwrap()
 }
 
 /// A sender of dev account 0 on `anvil` through a recording tap.
-async fn tapped(anvil: &Anvil, fault: Option<Fault>) -> (RpcTap, ChainClient, LocalSigner, Sender) {
+pub(crate) async fn tapped(
+    anvil: &Anvil,
+    fault: Option<Fault>,
+) -> (RpcTap, ChainClient, LocalSigner, Sender) {
     let tap = RpcTap::start(anvil.endpoint(), fault).await.unwrap();
     let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
     let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
@@ -139,7 +143,7 @@ fn sorted(mut methods: Vec<String>) -> Vec<String> {
     methods
 }
 
-async fn nonce_of(client: &ChainClient, address: Address) -> u64 {
+pub(crate) async fn nonce_of(client: &ChainClient, address: Address) -> u64 {
     client
         .provider()
         .get_transaction_count(address)

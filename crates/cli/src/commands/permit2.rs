@@ -49,7 +49,8 @@ impl Approval {
             .approve(self.token.address, PERMIT2, U256::MAX)
             .await
             .with_context(|| format!("approving Permit2 for {}", self.token.symbol))?;
-        match sender.wait_receipt(hash, RECEIPT_TIMEOUT).await {
+        let (hash, mined) = sender.wait_receipt(hash, RECEIPT_TIMEOUT).await;
+        match mined {
             Ok(Some(true)) => Ok(hash),
             Ok(Some(false)) => bail!("the Permit2 approval {hash} reverted"),
             Ok(None) => bail!(

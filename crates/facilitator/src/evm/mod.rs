@@ -57,6 +57,10 @@ pub struct FacilitatorConfig {
     /// What [`EvmFacilitator::fund_gas_wallets`] tops a derived key up to, in wei (it sends
     /// when a key holds less than half of it).
     pub gas_wallet_float: U256,
+    /// How long a settlement transaction may go unmined before it is signed again with higher
+    /// fees ([`Sender::with_replace_after`]); `None`: three block times, at least
+    /// [`obol_chain::MIN_REPLACE_AFTER`].
+    pub replace_after: Option<Duration>,
 }
 
 /// The derivation purpose of gas wallets ([`LocalSigner::derive`]).
@@ -73,6 +77,7 @@ impl Default for FacilitatorConfig {
             gas_wallets: 1,
             // 0.01 ETH: thousands of settlements on an L2.
             gas_wallet_float: U256::from(10_000_000_000_000_000_u64),
+            replace_after: None,
         }
     }
 }
@@ -104,6 +109,14 @@ impl ChainRuntime {
     /// The configured key's sender (simulations run from it).
     fn main_sender(&self) -> &Sender {
         &self.senders[0]
+    }
+
+    /// The sender that sent transaction `hash` and has not seen it mined, else the main one.
+    fn sender_of(&self, hash: B256) -> &Sender {
+        self.senders
+            .iter()
+            .find(|sender| sender.tracks(hash))
+            .unwrap_or_else(|| self.main_sender())
     }
 
     /// A sender for the next settlement: the first one not busy sending, starting after the
@@ -189,13 +202,20 @@ impl EvmFacilitator {
         let mut runtimes = HashMap::new();
         for setup in chains {
             let chain_id = setup.client.chain_id();
-            let mut senders = vec![Sender::new(&setup.client, &setup.signer)];
+            let sender = |key: &LocalSigner| {
+                let sender = Sender::new(&setup.client, key);
+                match config.replace_after {
+                    Some(after) => sender.with_replace_after(after),
+                    None => sender,
+                }
+            };
+            let mut senders = vec![sender(&setup.signer)];
             for index in 1..config.gas_wallets {
                 let key = setup
                     .signer
                     .derive(GAS_WALLET_PURPOSE, index)
                     .map_err(|e| FacilitatorError::Config(e.to_string()))?;
-                senders.push(Sender::new(&setup.client, &key));
+                senders.push(sender(&key));
             }
             if runtimes
                 .insert(
@@ -398,8 +418,9 @@ impl EvmFacilitator {
         payment: &Payment,
         hash: B256,
     ) -> Result<Outcome, FacilitatorError> {
-        let wait = chain
-            .main_sender()
+        // The sender that sent it follows its replacements; after a restart none knows it.
+        let (hash, wait) = chain
+            .sender_of(hash)
             .wait_receipt(hash, self.config.receipt_timeout)
             .await;
         receipt_outcome(payment, hash, wait)

@@ -13,6 +13,8 @@ use crate::{Fixture, PAY_TO, simple_payment, usdc_requirement};
 async fn unmined_settlement_is_pending_and_reconciled_without_a_second_broadcast() {
     let config = FacilitatorConfig {
         receipt_timeout: Duration::from_millis(400),
+        // Not replaced while this test looks at it (`stuck_settlement_…` covers replacement).
+        replace_after: Some(Duration::from_secs(60)),
         ..FacilitatorConfig::default()
     };
     let fixture = Fixture::with_config(config).await;
@@ -61,6 +63,64 @@ async fn unmined_settlement_is_pending_and_reconciled_without_a_second_broadcast
     assert_eq!(
         fixture.balance(USDC, pay_to).await,
         before + U256::from(3_000)
+    );
+}
+
+/// The node lost a pending settlement (evicted from its pool): the next ask for it waits on the
+/// sender that sent it, which signs it again with higher fees; the answer is the replacement's
+/// hash and the payment is charged once.
+#[tokio::test]
+async fn a_stuck_settlement_is_replaced_and_answered_with_the_replacement() {
+    let config = FacilitatorConfig {
+        receipt_timeout: Duration::from_millis(300),
+        replace_after: Some(Duration::from_millis(500)),
+        ..FacilitatorConfig::default()
+    };
+    let fixture = Fixture::with_config(config).await;
+    let provider = fixture.client.provider();
+    let request = simple_payment(&fixture.buyer(7), &usdc_requirement(3_000));
+    let pay_to: Address = PAY_TO.parse().unwrap();
+    let before = fixture.balance(USDC, pay_to).await;
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let pending = fixture.facilitator.settle(&request).await.unwrap();
+    assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
+    let lost: alloy::primitives::B256 = pending.transaction.parse().unwrap();
+    provider
+        .raw_request::<_, serde_json::Value>("anvil_dropTransaction".into(), (lost,))
+        .await
+        .unwrap();
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+
+    // Asked again until the answer comes (each ask waits 300 ms; the replacement goes at 500).
+    let mut answer = fixture.facilitator.settle(&request).await.unwrap();
+    for _ in 0..20 {
+        if answer.success {
+            break;
+        }
+        assert_eq!(answer.error_reason.as_deref(), Some("settlement_pending"));
+        answer = fixture.facilitator.settle(&request).await.unwrap();
+    }
+    assert!(answer.success, "{answer:?}");
+    assert_ne!(
+        answer.transaction, pending.transaction,
+        "the replacement's hash"
+    );
+    let receipt = provider
+        .get_transaction_receipt(answer.transaction.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(
+        fixture.balance(USDC, pay_to).await,
+        before + U256::from(3_000),
+        "charged once"
     );
 }
 

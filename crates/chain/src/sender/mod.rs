@@ -35,6 +35,7 @@
 //! control characters escaped and truncated ([`MAX_MESSAGE_CHARS`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::ChainClient;
@@ -49,6 +50,10 @@ use alloy::transports::{RpcError, TransportErrorKind};
 use obol_config::text::printable;
 use obol_x402::LocalSigner;
 use tokio::sync::Mutex;
+
+mod stuck;
+
+pub use stuck::MAX_REPLACEMENTS;
 
 alloy::sol! {
     interface IERC20Approve {
@@ -90,6 +95,14 @@ pub struct Sender {
     /// node does not know the method).
     sync: AtomicBool,
     next_nonce: Mutex<Option<u64>>,
+    /// Sent and not yet seen mined (see the `stuck` module).
+    in_flight: std::sync::Mutex<Vec<stuck::InFlight>>,
+    /// How long a transaction may go without a receipt before it is replaced.
+    replace_after: Duration,
+    /// Held while a stuck transaction is being replaced.
+    unsticking: Mutex<()>,
+    /// When the last look for a stuck transaction was made.
+    last_unstick: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -126,7 +139,25 @@ impl Sender {
             poll,
             sync: AtomicBool::new(client.is_local()),
             next_nonce: Mutex::new(None),
+            in_flight: std::sync::Mutex::new(Vec::new()),
+            replace_after: (poll * 3).max(MIN_REPLACE_AFTER),
+            unsticking: Mutex::new(()),
+            last_unstick: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Replaces a transaction not mined `after` its send (default: three of the client's poll
+    /// intervals — the chain's block time — and at least [`MIN_REPLACE_AFTER`]).
+    #[must_use]
+    pub fn with_replace_after(mut self, after: Duration) -> Self {
+        self.replace_after = after;
+        self
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, Vec<stuck::InFlight>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The address paying gas.
@@ -148,7 +179,9 @@ impl Sender {
         self.send_with(tx, None).await.map(|(hash, _)| hash)
     }
 
-    /// Like [`Sender::send`], then waits up to `timeout` (from now) for the receipt.
+    /// Like [`Sender::send`], then waits up to `timeout` (from now) for the receipt
+    /// ([`Sender::wait_receipt`]): the hash is that of the version mined (a replacement's, when
+    /// the first was stuck), or of the latest version sent while none is mined.
     pub async fn send_and_wait(
         &self,
         tx: TransactionRequest,
@@ -156,14 +189,13 @@ impl Sender {
     ) -> Result<(B256, ReceiptWait), SendError> {
         let deadline = Instant::now() + timeout;
         let (hash, mined) = self.send_with(tx, Some(deadline)).await?;
-        let wait = match mined {
-            Some(status) => Ok(Some(status)),
+        Ok(match mined {
+            Some(status) => (hash, Ok(Some(status))),
             None => {
                 self.wait_receipt(hash, deadline.saturating_duration_since(Instant::now()))
                     .await
             }
-        };
-        Ok((hash, wait))
+        })
     }
 
     /// The send itself; with a deadline, the receipt's status when the send returned it.
@@ -190,6 +222,9 @@ impl Sender {
             match self.deliver(hash, &raw, deadline).await {
                 Delivery::Delivered(mined) => {
                     *next = Some(nonce + 1);
+                    if mined.is_none() {
+                        self.track(nonce, tx, hash);
+                    }
                     return Ok((hash, mined));
                 }
                 Delivery::NonceTaken(_) if !retried => {
@@ -256,7 +291,11 @@ impl Sender {
         if let Some(deadline) = deadline
             && self.sync.load(Ordering::Relaxed)
         {
-            let wait = deadline.saturating_duration_since(Instant::now());
+            // Not longer than a transaction may wait before it is replaced: an unmined one is
+            // then looked up (known: pending) and the receipt wait takes over.
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.replace_after);
             let call = self.provider.client().request::<_, TransactionReceipt>(
                 "eth_sendRawTransactionSync",
                 (alloy::hex::encode_prefixed(raw),),
@@ -339,29 +378,49 @@ impl Sender {
         .await
     }
 
-    /// Polls for the receipt: `Some(status)` once mined, `None` if `timeout` passed first.
-    pub async fn wait_receipt(&self, hash: B256, timeout: Duration) -> ReceiptWait {
+    /// Polls for the receipt of `hash` or of any version that replaced it: the hash mined and
+    /// `Some(status)` once mined, the latest version and `None` if `timeout` passed first. While
+    /// waiting, a transaction of this key that is stuck is replaced (the `stuck` module).
+    pub async fn wait_receipt(&self, hash: B256, timeout: Duration) -> (B256, ReceiptWait) {
         let deadline = Instant::now() + timeout;
         let mut wait = FIRST_RECEIPT_POLL.min(self.poll);
         loop {
-            match self.provider.get_transaction_receipt(hash).await {
-                Ok(Some(receipt)) => return Ok(Some(receipt.status())),
-                Ok(None) => {}
+            let versions = self.versions(hash);
+            let mut failure = None;
+            for &version in &versions {
+                match self.provider.get_transaction_receipt(version).await {
+                    Ok(Some(receipt)) => {
+                        self.mined(version);
+                        return (version, Ok(Some(receipt.status())));
+                    }
+                    Ok(None) => {}
+                    Err(e) => failure = Some(e),
+                }
+            }
+            let latest = versions.last().copied().unwrap_or(hash);
+            match failure {
                 // A flaky read is not a failed settlement: keep polling until the deadline.
-                Err(e) if Instant::now() + self.poll < deadline => {
+                Some(e) if Instant::now() + self.poll < deadline => {
                     tracing::debug!(%hash, error = %e, "receipt poll failed, retrying");
                 }
-                Err(e) => return Err(printable(&e.to_string(), MAX_MESSAGE_CHARS)),
+                Some(e) => return (latest, Err(printable(&e.to_string(), MAX_MESSAGE_CHARS))),
+                None => {}
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return (latest, Ok(None));
             }
-            tokio::time::sleep(wait.min(deadline - now)).await;
+            if self.unstick_due() {
+                self.unstick().await;
+            }
+            tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
             wait = (wait * 2).min(self.poll);
         }
     }
 }
+
+/// The least time a transaction goes without a receipt before it is replaced.
+pub const MIN_REPLACE_AFTER: Duration = Duration::from_secs(1);
 
 /// The first receipt check after a send: a loopback devnet has usually mined it by then.
 pub const FIRST_RECEIPT_POLL: Duration = Duration::from_millis(1);
