@@ -628,6 +628,14 @@ pub(crate) struct PaymentFlags {
     /// failed call is then charged and logged as a refund owed). Default: serve, then settle.
     #[arg(long)]
     pub(crate) settle_first: bool,
+    /// A route below the offer's path (repeatable; declaring routes makes them the whole
+    /// table, anything else is refused): `path=/submit,methods=POST,price=0.5,gate=paid,
+    /// summary=…`. Methods are separated by `|`; gate is `paid` (default) or `free`.
+    #[arg(
+        long = "route",
+        value_name = "path=…,methods=…,gate=…,price=…,summary=…"
+    )]
+    pub(crate) routes: Vec<String>,
     /// Do not publish in the ERC-8004 registration.
     #[arg(long)]
     pub(crate) no_register: bool,

@@ -154,6 +154,98 @@ fn exact() -> String {
     "exact".to_owned()
 }
 
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateSpec {
+    /// Paid per request (the default).
+    #[default]
+    Paid,
+    /// Served without payment.
+    Free,
+    /// Signed-in wallets only (Sign-In-With-X).
+    Auth,
+}
+
+impl GateSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::Paid
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::Free => "free",
+            Self::Auth => "auth",
+        }
+    }
+}
+
+/// A route's own price: a decimal per-request amount (`"0.5"`), or a price object like
+/// `payment.price`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RoutePrice {
+    /// Per request, in token units.
+    PerRequest(String),
+    /// Like `payment.price`.
+    Fields(PriceSpec),
+}
+
+impl RoutePrice {
+    /// The price as `payment.price`'s fields.
+    pub fn fields(&self) -> PriceSpec {
+        match self {
+            Self::PerRequest(amount) => PriceSpec {
+                per_request: Some(amount.clone()),
+                ..PriceSpec::default()
+            },
+            Self::Fields(fields) => fields.clone(),
+        }
+    }
+}
+
+/// One route of an offer: a path below the offer's path, the methods it answers, its gate and
+/// price. Declaring routes makes them the whole table of the offer: a path under the offer
+/// that none covers is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSpec {
+    /// Below the offer's path: `/*` (the offer itself and everything below it), `/submit`
+    /// (exactly), `/v1/*/info` (`*` = one segment).
+    pub path: String,
+    /// `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`; none = every method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// `paid` (default), `free` or `auth`.
+    #[serde(default, skip_serializing_if = "GateSpec::is_default")]
+    pub gate: GateSpec,
+    /// This route's price instead of `payment.price` (paid routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<RoutePrice>,
+    /// What the route does (catalog, `/skill.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Free calls per signed-in wallet per day before payment is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_quota: Option<u32>,
+}
+
+impl RouteSpec {
+    /// The route an offer without declared routes has: everything, paid.
+    pub fn everything_paid() -> Self {
+        Self {
+            path: "/*".into(),
+            methods: Vec::new(),
+            gate: GateSpec::Paid,
+            price: None,
+            summary: None,
+            free_quota: None,
+        }
+    }
+}
+
 /// ERC-8004 registration settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -211,6 +303,9 @@ pub struct ServiceOfferSpec {
     /// Public path (default `/services/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Routes below the path (at most [`MAX_ROUTES`]); none: everything is paid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSpec>,
     /// ERC-8004 registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<RegistrationSpec>,
@@ -234,10 +329,6 @@ pub struct ServiceOfferSpec {
 /// Fields of the original's `ServiceOffer` spec (obol-stack.md §3.1) that are refused until
 /// they are implemented, with what to do instead.
 pub(crate) const UNSUPPORTED_FIELDS: &[Unsupported] = &[
-    Unsupported {
-        path: "routes",
-        hint: "see the [gating] work",
-    },
     Unsupported {
         path: "payments",
         hint: "one payment option per offer: spec.payment",
@@ -326,6 +417,7 @@ impl ServiceOfferSpec {
                 },
             },
             path: None,
+            routes: Vec::new(),
             registration: None,
             listing: None,
             drain_at: None,
@@ -344,6 +436,12 @@ impl Spec for ServiceOfferSpec {
 /// A `ServiceOffer`.
 pub type ServiceOffer = Object<ServiceOfferSpec>;
 
+/// The most routes an offer may declare.
+pub const MAX_ROUTES: usize = 128;
+
+/// The route path below an offer reserved for sign-in (Sign-In-With-X endpoints).
+pub const SIGN_IN_PATH: &str = "/auth";
+
 /// Path roots no offer may claim.
 pub const RESERVED_ROOTS: [&str; 5] =
     ["/api", "/openapi.json", "/skill.md", "/rpc", "/.well-known"];
@@ -354,6 +452,15 @@ impl ServiceOffer {
         match self.spec.path.as_deref().filter(|p| !p.is_empty()) {
             Some(path) => normalize_path(path),
             None => format!("/services/{}", self.metadata.name),
+        }
+    }
+
+    /// The declared routes, or the one route of an offer without any ([`RouteSpec::everything_paid`]).
+    pub fn effective_routes(&self) -> Vec<RouteSpec> {
+        if self.spec.routes.is_empty() {
+            vec![RouteSpec::everything_paid()]
+        } else {
+            self.spec.routes.clone()
         }
     }
 
@@ -393,4 +500,12 @@ pub fn is_reserved(path: &str) -> bool {
         || RESERVED_ROOTS
             .iter()
             .any(|root| path == *root || path.starts_with(&format!("{root}/")))
+}
+
+/// Whether a route path claims the sign-in endpoints below its offer (`/auth`, `/auth/…`).
+pub fn is_sign_in_path(path: &str) -> bool {
+    path == SIGN_IN_PATH
+        || path
+            .strip_prefix(SIGN_IN_PATH)
+            .is_some_and(|rest| rest.starts_with('/'))
 }

@@ -18,7 +18,9 @@ use obol_x402::token::TokenRegistry;
 
 use crate::controller::Reconcile;
 use crate::identity::{AgentIdentitySpec, DEFAULT_IDENTITY};
-use crate::offer::{OfferType, ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, is_reserved};
+use crate::offer::{
+    OfferType, ServiceOffer, ServiceOfferSpec, ServiceOfferStatus, is_reserved, is_sign_in_path,
+};
 use crate::registration::{ChainIdSource, ChainIds};
 use crate::resource::{ConditionStatus, Spec, is_true, set_condition};
 use crate::routes::route_table;
@@ -274,6 +276,14 @@ impl Reconciler {
         let mut requeue = None;
         let blocked = if is_reserved(path) {
             Some(("ReservedPath", format!("{path} is reserved for the stack")))
+        } else if let Some(route) = offer.spec.routes.iter().find(|r| is_sign_in_path(&r.path)) {
+            Some((
+                "ReservedPath",
+                format!(
+                    "route {} is reserved below an offer for sign-in",
+                    route.path
+                ),
+            ))
         } else if let Some(owner) = self.path_owner(offer, path).await? {
             requeue = Some(CONFLICT_REQUEUE);
             Some((

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode};
+use obol_gateway::{Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode};
 use obol_x402::network;
 use obol_x402::pricing::{Price, PricingError};
 use obol_x402::token::{Token, TokenError, TokenRegistry, TransferMethod};
 use obol_x402::wire::{DecimalU256, v2};
 use serde_json::{Map, Value};
 
-use crate::offer::{AssetSpec, OfferType, ServiceOffer, SettleTiming};
+use crate::offer::{
+    AssetSpec, GateSpec, OfferType, PaymentSpec, PriceSpec, ServiceOffer, SettleTiming,
+};
 
 /// Default payment validity when the offer does not say (obol-stack.md §4.7).
 pub const DEFAULT_MAX_TIMEOUT_SECONDS: u64 = 300;
@@ -98,11 +100,19 @@ pub fn payment_option(
     registry: &TokenRegistry,
     offer: &ServiceOffer,
 ) -> Result<(Price, PaymentOption), RouteError> {
-    let payment = &offer.spec.payment;
+    priced_option(registry, &offer.spec.payment, &offer.spec.payment.price)
+}
+
+/// `payment`'s requirement at `price` (the offer's, or a route's own).
+fn priced_option(
+    registry: &TokenRegistry,
+    payment: &PaymentSpec,
+    price: &PriceSpec,
+) -> Result<(Price, PaymentOption), RouteError> {
     let price = Price::from_fields(
-        payment.price.per_request.as_deref(),
-        payment.price.per_mtok.as_deref(),
-        payment.price.per_hour.as_deref(),
+        price.per_request.as_deref(),
+        price.per_mtok.as_deref(),
+        price.per_hour.as_deref(),
     )?;
     let token = resolve_token(registry, &payment.network, payment.asset.as_ref())?;
     let amount = price.per_request_atomic(token.decimals)?;
@@ -175,6 +185,64 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
     })
 }
 
+/// The gateway routes of a published `ServiceOffer`, one per effective route (an offer without
+/// declared routes has one: everything below its path, paid). Routes without a price of their
+/// own share one gateway offer; a route with its own price serves a re-priced copy.
+pub fn gateway_routes(
+    registry: &TokenRegistry,
+    offer: &ServiceOffer,
+) -> Result<Vec<Route>, RouteError> {
+    let base = Arc::new(gateway_offer(registry, offer)?);
+    let prefix = offer.effective_path();
+    offer
+        .effective_routes()
+        .iter()
+        .map(|spec| {
+            let methods =
+                Methods::parse(spec.methods.iter().map(String::as_str)).map_err(|bad| {
+                    RouteError::Incomplete(format!("route {}: {bad:?} is not a method", spec.path))
+                })?;
+            let gate = match spec.gate {
+                GateSpec::Paid => Gate::Paid,
+                GateSpec::Free => Gate::Free,
+                GateSpec::Auth => {
+                    return Err(RouteError::Incomplete(format!(
+                        "route {}: auth routes need Sign-In-With-X, not available yet",
+                        spec.path
+                    )));
+                }
+            };
+            let offer = match &spec.price {
+                None => base.clone(),
+                Some(price) => {
+                    let (price, option) =
+                        priced_option(registry, &offer.spec.payment, &price.fields())?;
+                    Arc::new(Offer {
+                        price,
+                        options: vec![option],
+                        ..(*base).clone()
+                    })
+                }
+            };
+            Ok(Route {
+                pattern: route_pattern(&prefix, &spec.path),
+                methods,
+                gate,
+                offer,
+            })
+        })
+        .collect()
+}
+
+/// A route path below the offer's `prefix` as a table pattern: `/` is the prefix itself.
+fn route_pattern(prefix: &str, path: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    match path {
+        "/" => prefix.to_owned(),
+        path => format!("{prefix}{path}"),
+    }
+}
+
 /// The route table of the given published offers, ordered by namespace, name.
 pub fn route_table(registry: &TokenRegistry, offers: &[ServiceOffer]) -> RouteTable {
     let mut sorted: Vec<&ServiceOffer> = offers.iter().collect();
@@ -183,14 +251,11 @@ pub fn route_table(registry: &TokenRegistry, offers: &[ServiceOffer]) -> RouteTa
     });
     let routes = sorted
         .into_iter()
-        .filter_map(|offer| match gateway_offer(registry, offer) {
-            Ok(gateway) => Some(Route {
-                pattern: format!("{}/*", offer.effective_path().trim_start_matches('/')),
-                offer: Arc::new(gateway),
-            }),
+        .flat_map(|offer| match gateway_routes(registry, offer) {
+            Ok(routes) => routes,
             Err(error) => {
                 tracing::warn!(offer = %offer.metadata.name, %error, "offer left out of the route table");
-                None
+                Vec::new()
             }
         })
         .collect();
@@ -222,6 +287,53 @@ mod tests {
         assert_eq!(
             gateway_offer(&registry, &spec).unwrap().settle,
             SettleMode::SettleFirst
+        );
+    }
+
+    #[test]
+    fn declared_routes_become_patterns_below_the_offer_with_their_own_prices() {
+        let registry = TokenRegistry::builtin();
+        let mut spec = offer();
+        spec.spec.routes = serde_json::from_value(serde_json::json!([
+            {"path": "/*", "gate": "free", "methods": ["GET"]},
+            {"path": "/", "methods": ["POST"]},
+            {"path": "/submit", "methods": ["POST"], "price": "0.5"},
+            {"path": "/v1/*/info", "price": {"perRequest": "0.002"}}
+        ]))
+        .unwrap();
+        let routes = gateway_routes(&registry, &spec).unwrap();
+        let summary: Vec<String> = routes
+            .iter()
+            .map(|r| {
+                let amount = &r.offer.options[0].requirements.amount.0;
+                format!("{} {:?} {amount}", r.pattern, r.gate)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "/services/echo/* Free 1000",
+                "/services/echo Paid 1000",
+                "/services/echo/submit Paid 500000",
+                "/services/echo/v1/*/info Paid 2000",
+            ]
+        );
+        assert!(
+            Arc::ptr_eq(&routes[0].offer, &routes[1].offer),
+            "routes without a price share the offer"
+        );
+        assert_eq!(routes[2].offer.name, "echo");
+        // Without declared routes: everything below the path, paid, any method.
+        spec.spec.routes.clear();
+        let routes = gateway_routes(&registry, &spec).unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(
+            (
+                routes[0].pattern.as_str(),
+                routes[0].gate,
+                routes[0].methods
+            ),
+            ("/services/echo/*", Gate::Paid, Methods::ANY)
         );
     }
 }

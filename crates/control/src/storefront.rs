@@ -12,7 +12,7 @@ use obol_x402::network;
 use obol_x402::token::TokenRegistry;
 use serde_json::{Value, json};
 
-use crate::offer::ServiceOffer;
+use crate::offer::{GateSpec, PriceSpec, ServiceOffer};
 use crate::reconcile::parse_rfc3339;
 use crate::resource::{condition, is_true};
 use crate::routes::payment_option;
@@ -90,25 +90,11 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
     let spec = &offer.spec;
     let endpoint = format!("{base_url}{}", offer.effective_path());
     let network_name = &spec.payment.network;
-    let (unit, raw) = match (
-        &spec.payment.price.per_request,
-        &spec.payment.price.per_mtok,
-        &spec.payment.price.per_hour,
-    ) {
-        (Some(v), _, _) => ("perRequest", v.clone()),
-        (None, Some(v), _) => ("perMTok", v.clone()),
-        (None, None, Some(v)) => ("perHour", v.clone()),
-        _ => ("perRequest", String::new()),
-    };
+    let (unit, raw) = price_fields(&spec.payment.price);
     let option = payment_option(tokens, offer).ok();
     let symbol = option
         .as_ref()
         .map_or_else(|| "USDC".to_owned(), |(_, o)| o.asset_symbol.clone());
-    let suffix = match unit {
-        "perMTok" => "/MTok",
-        "perHour" => "/hour",
-        _ => "/request",
-    };
     let registration_pending = condition(&offer.status.conditions, "Registered")
         .is_some_and(|c| c.reason == "AwaitingExternalRegistration");
     let mut value = json!({
@@ -116,7 +102,7 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
         "namespace": offer.metadata.namespace,
         "type": spec.type_.as_str(),
         "endpoint": endpoint,
-        "price": format!("{raw} {symbol}{suffix}"),
+        "price": price_text(&spec.payment.price, &symbol),
         "payTo": spec.payment.pay_to,
         "network": network_name,
         "description": description(offer),
@@ -132,6 +118,34 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
     });
     if let Some(model) = &spec.model {
         value["model"] = model.name.clone().into();
+    }
+    if !spec.routes.is_empty() {
+        let prefix = offer.effective_path();
+        value["routes"] = spec
+            .routes
+            .iter()
+            .map(|route| {
+                let price = match route.gate {
+                    GateSpec::Paid => route.price.as_ref().map_or_else(
+                        || price_text(&spec.payment.price, &symbol),
+                        |p| price_text(&p.fields(), &symbol),
+                    ),
+                    GateSpec::Free => "free".to_owned(),
+                    GateSpec::Auth => "signed-in wallets".to_owned(),
+                };
+                let path = match route.path.as_str() {
+                    "/" => prefix.clone(),
+                    path => format!("{prefix}{path}"),
+                };
+                json!({
+                    "path": path,
+                    "methods": if route.methods.is_empty() { vec!["*".to_owned()] } else { route.methods.clone() },
+                    "gate": route.gate.as_str(),
+                    "price": price,
+                    "summary": route.summary.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
     }
     if let Some(registration) = &spec.registration
         && !registration.skills.is_empty()
@@ -169,6 +183,27 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
         value["payments"] = json!([payment]);
     }
     value
+}
+
+/// The price's unit and its decimal amount as written.
+fn price_fields(price: &PriceSpec) -> (&'static str, String) {
+    match (&price.per_request, &price.per_mtok, &price.per_hour) {
+        (Some(v), _, _) => ("perRequest", v.clone()),
+        (None, Some(v), _) => ("perMTok", v.clone()),
+        (None, None, Some(v)) => ("perHour", v.clone()),
+        _ => ("perRequest", String::new()),
+    }
+}
+
+/// `0.001 USDC/request`.
+pub fn price_text(price: &PriceSpec, symbol: &str) -> String {
+    let (unit, raw) = price_fields(price);
+    let suffix = match unit {
+        "perMTok" => "/MTok",
+        "perHour" => "/hour",
+        _ => "/request",
+    };
+    format!("{raw} {symbol}{suffix}")
 }
 
 /// `/api/services.json`.
@@ -289,6 +324,31 @@ pub fn skill_md(
                 asset["decimals"],
                 asset["transferMethod"].as_str().unwrap_or("")
             );
+        }
+        if let Some(routes) = e["routes"].as_array() {
+            let _ = writeln!(
+                md,
+                "- Routes (anything else under the endpoint is refused):"
+            );
+            for route in routes {
+                let methods: Vec<&str> = route["methods"]
+                    .as_array()
+                    .map(|m| m.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let summary = route["summary"].as_str().unwrap_or("");
+                let _ = writeln!(
+                    md,
+                    "  - `{} {}` — {}{}",
+                    methods.join("|"),
+                    route["path"].as_str().unwrap_or(""),
+                    route["price"].as_str().unwrap_or(""),
+                    if summary.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {summary}")
+                    }
+                );
+            }
         }
         if let Some(drain) = e["drainEndsAt"].as_str() {
             let _ = writeln!(md, "- Draining: no longer sold after {drain}");
@@ -485,5 +545,35 @@ mod tests {
         );
         assert!(!page.contains("<script>alert"), "escaped");
         assert!(page.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn declared_routes_are_listed_with_their_gates_and_prices() {
+        let mut o = serving("api", 0);
+        o.spec.routes = serde_json::from_value(serde_json::json!([
+            {"path": "/*", "gate": "free", "methods": ["GET"], "summary": "Read"},
+            {"path": "/submit", "methods": ["POST"], "price": "0.5"},
+            {"path": "/"}
+        ]))
+        .unwrap();
+        let tokens = TokenRegistry::builtin();
+        let catalog = services_json(&tokens, "https://s.example", &[o.clone()], 1_800_000_000);
+        assert_eq!(
+            catalog["services"][0]["routes"],
+            serde_json::json!([
+                {"path": "/services/api/*", "methods": ["GET"], "gate": "free", "price": "free", "summary": "Read"},
+                {"path": "/services/api/submit", "methods": ["POST"], "gate": "paid", "price": "0.5 USDC/request", "summary": ""},
+                {"path": "/services/api", "methods": ["*"], "gate": "paid", "price": "0.001 USDC/request", "summary": ""}
+            ])
+        );
+        let md = skill_md(&tokens, "https://s.example", &[o], 1_800_000_000);
+        assert!(
+            md.contains("  - `GET /services/api/*` — free: Read"),
+            "{md}"
+        );
+        assert!(
+            md.contains("  - `POST /services/api/submit` — 0.5 USDC/request"),
+            "{md}"
+        );
     }
 }

@@ -129,6 +129,12 @@ mod tests {
                     "settle": "settleFirst"
                 },
                 "path": "/services/llm",
+                "routes": [
+                    {"path": "/*", "gate": "free", "methods": ["GET", "HEAD"]},
+                    {"path": "/v1/chat/completions", "methods": ["POST"], "price": "0.5",
+                     "summary": "Chat", "freeQuota": 0},
+                    {"path": "/v1/*/info", "price": {"perRequest": "0.01"}}
+                ],
                 "registration": {
                     "enabled": true, "name": "LLM", "description": "A model", "image": "https://x.example/i.png",
                     "skills": ["chat"], "domains": ["ai"], "metadata": {"anything": {"goes": 1}}
@@ -170,9 +176,11 @@ mod tests {
             let expected = format!("spec.{} is not supported yet", field.path);
             assert!(error.contains(&expected), "{error}");
         }
-        let error = refusal(full_offer(), "/spec/routes", json!([{"path": "/*"}]));
+        let error = refusal(full_offer(), "/spec/payments", json!([{"network": "base"}]));
         assert!(
-            error.starts_with("spec.routes is not supported yet (see the [gating] work)"),
+            error.starts_with(
+                "spec.payments is not supported yet (one payment option per offer: spec.payment)"
+            ),
             "{error}"
         );
     }

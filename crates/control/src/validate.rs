@@ -1,6 +1,7 @@
 //! Checks a `ServiceOffer` or a `PurchaseRequest` before it is stored, with errors that name
 //! the field and the rule.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use obol_x402::money::Decimal;
@@ -8,14 +9,18 @@ use obol_x402::network;
 use obol_x402::pricing::Price;
 
 use crate::identity::AgentIdentity;
-use crate::offer::{OfferType, ServiceOffer, is_reserved};
+use crate::offer::{
+    GateSpec, MAX_ROUTES, OfferType, PriceSpec, RouteSpec, SIGN_IN_PATH, ServiceOffer, is_reserved,
+    is_sign_in_path,
+};
 use crate::purchase::PurchaseRequest;
+use obol_gateway::Methods;
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// JSON path of the field, e.g. `spec.payment.payTo`.
-    pub field: &'static str,
+    /// JSON path of the field, e.g. `spec.payment.payTo` or `spec.routes[2].methods`.
+    pub field: Cow<'static, str>,
     /// What is wrong.
     pub message: String,
 }
@@ -65,7 +70,7 @@ fn http_url_problem(url: &str) -> Option<String> {
 fn check_meta(meta: &crate::ObjectMeta, errors: &mut Vec<FieldError>) {
     if !is_dns_label(&meta.name) {
         errors.push(FieldError {
-            field: "metadata.name",
+            field: "metadata.name".into(),
             message: format!(
                 "{:?} must be a DNS label: lower-case letters, digits and '-', at most 63 characters",
                 meta.name
@@ -74,7 +79,7 @@ fn check_meta(meta: &crate::ObjectMeta, errors: &mut Vec<FieldError>) {
     }
     if !is_dns_label(&meta.namespace) {
         errors.push(FieldError {
-            field: "metadata.namespace",
+            field: "metadata.namespace".into(),
             message: format!("{:?} must be a DNS label", meta.namespace),
         });
     }
@@ -88,8 +93,12 @@ pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationErr
     let mut errors = Vec::new();
     check_meta(&purchase.metadata, &mut errors);
     let spec = &purchase.spec;
-    let mut fail =
-        |field: &'static str, message: String| errors.push(FieldError { field, message });
+    let mut fail = |field: &'static str, message: String| {
+        errors.push(FieldError {
+            field: field.into(),
+            message,
+        });
+    };
     if spec.model.trim().is_empty() {
         fail("spec.model", "must not be empty".to_owned());
     }
@@ -153,8 +162,12 @@ pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationErr
 pub fn validate_identity(identity: &AgentIdentity) -> Result<(), ValidationError> {
     let mut errors = Vec::new();
     check_meta(&identity.metadata, &mut errors);
-    let mut fail =
-        |field: &'static str, message: String| errors.push(FieldError { field, message });
+    let mut fail = |field: &'static str, message: String| {
+        errors.push(FieldError {
+            field: field.into(),
+            message,
+        });
+    };
     if let Some(image) = identity.spec.image.as_deref()
         && let Some(problem) = http_url_problem(image)
     {
@@ -245,8 +258,12 @@ fn path_problem(path: &str) -> Option<String> {
 pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
     let mut errors = Vec::new();
     check_meta(&offer.metadata, &mut errors);
-    let mut fail =
-        |field: &'static str, message: String| errors.push(FieldError { field, message });
+    let mut fail = |field: &'static str, message: String| {
+        errors.push(FieldError {
+            field: field.into(),
+            message,
+        });
+    };
     let spec = &offer.spec;
 
     let pay_to = &spec.payment.pay_to;
@@ -275,23 +292,15 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             "must be between 1 and 86400".to_owned(),
         );
     }
-    let price = &spec.payment.price;
-    if price.per_epoch.is_some() {
+    for (field, message) in price_problems(&spec.payment.price) {
         fail(
-            "spec.payment.price.perEpoch",
-            "is not supported; use perRequest, perMTok or perHour".to_owned(),
+            if field.is_empty() {
+                "spec.payment.price"
+            } else {
+                "spec.payment.price.perEpoch"
+            },
+            message,
         );
-    }
-    match Price::from_fields(
-        price.per_request.as_deref(),
-        price.per_mtok.as_deref(),
-        price.per_hour.as_deref(),
-    ) {
-        Ok(p) if p.amount == Decimal::ZERO => {
-            fail("spec.payment.price", "must be greater than zero".to_owned())
-        }
-        Ok(_) => {}
-        Err(e) => fail("spec.payment.price", e.to_string()),
     }
 
     let upstream = &spec.upstream;
@@ -353,7 +362,148 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             ),
         );
     }
+    check_routes(&spec.routes, &mut errors);
     verdict("ServiceOffer", errors)
+}
+
+/// What is wrong with a price: `("", message)` for the price as a whole, `("perEpoch", …)`.
+fn price_problems(price: &PriceSpec) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if price.per_epoch.is_some() {
+        problems.push((
+            "perEpoch",
+            "is not supported; use perRequest, perMTok or perHour".to_owned(),
+        ));
+    }
+    match Price::from_fields(
+        price.per_request.as_deref(),
+        price.per_mtok.as_deref(),
+        price.per_hour.as_deref(),
+    ) {
+        Ok(p) if p.amount == Decimal::ZERO => {
+            problems.push(("", "must be greater than zero".to_owned()));
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(("", e.to_string())),
+    }
+    problems
+}
+
+/// The longest route summary accepted, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 300;
+
+/// What is wrong with a route's path, if anything: `^/[a-zA-Z0-9/_.*-]*$` (the original's
+/// pattern), at most [`MAX_PATH_LEN`] bytes, no empty, `.` or `..` segment, no trailing `/`
+/// (but `/` itself, the offer's own path), at most one `*` per segment.
+fn route_path_problem(path: &str) -> Option<String> {
+    if path.len() > MAX_PATH_LEN {
+        return Some(format!("is longer than {MAX_PATH_LEN} bytes"));
+    }
+    let charset = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'*' | b'-'));
+    let Some(rest) = path.strip_prefix('/').filter(|_| charset) else {
+        return Some(format!("{path:?} must match ^/[a-zA-Z0-9/_.*-]*$"));
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    rest.split('/').find_map(|segment| match segment {
+        "" => Some(format!(
+            "{path:?} has an empty segment ('//' or a trailing '/'): write /x or /x/*"
+        )),
+        "." | ".." => Some(format!("{path:?} has a {segment:?} segment")),
+        s if s.matches('*').count() > 1 => {
+            Some(format!("{path:?}: a segment may hold one '*' ({s:?})"))
+        }
+        _ => None,
+    })
+}
+
+/// Checks `spec.routes`: count, each route's fields, and no two routes on the same path with a
+/// method in common.
+fn check_routes(routes: &[RouteSpec], errors: &mut Vec<FieldError>) {
+    let mut fail = |field: String, message: String| {
+        errors.push(FieldError {
+            field: field.into(),
+            message,
+        });
+    };
+    if routes.len() > MAX_ROUTES {
+        fail(
+            "spec.routes".into(),
+            format!("declares {} routes; at most {MAX_ROUTES}", routes.len()),
+        );
+    }
+    let mut seen: Vec<(&str, Methods)> = Vec::new();
+    for (i, route) in routes.iter().enumerate() {
+        let field = |name: &str| format!("spec.routes[{i}].{name}");
+        if let Some(problem) = route_path_problem(&route.path) {
+            fail(field("path"), problem);
+        } else if is_sign_in_path(&route.path) {
+            fail(
+                field("path"),
+                format!("{SIGN_IN_PATH} below an offer is reserved for sign-in"),
+            );
+        }
+        match Methods::parse(route.methods.iter().map(String::as_str)) {
+            Err(bad) => fail(
+                field("methods"),
+                format!(
+                    "{bad:?} is not one of {} (upper case)",
+                    Methods::NAMES.join(", ")
+                ),
+            ),
+            Ok(methods) => {
+                if let Some(j) = seen
+                    .iter()
+                    .position(|(path, other)| *path == route.path && other.overlaps(methods))
+                {
+                    fail(
+                        field("path"),
+                        format!(
+                            "{:?} with these methods is already declared by spec.routes[{j}]",
+                            route.path
+                        ),
+                    );
+                }
+                seen.push((&route.path, methods));
+            }
+        }
+        if route.gate == GateSpec::Auth {
+            fail(
+                field("gate"),
+                "\"auth\" is not supported yet (it needs Sign-In-With-X); use paid or free"
+                    .to_owned(),
+            );
+        }
+        if route.free_quota.is_some_and(|quota| quota > 0) {
+            fail(
+                field("freeQuota"),
+                "is not supported yet (it needs Sign-In-With-X)".to_owned(),
+            );
+        }
+        if route
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_SUMMARY_CHARS)
+        {
+            fail(
+                field("summary"),
+                format!("is longer than {MAX_SUMMARY_CHARS} characters"),
+            );
+        }
+        if let Some(price) = &route.price {
+            for (part, message) in price_problems(&price.fields()) {
+                let name = if part.is_empty() {
+                    "price".to_owned()
+                } else {
+                    format!("price.{part}")
+                };
+                fail(field(&name), message);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -396,7 +546,7 @@ pub(crate) mod tests {
         o
     }
 
-    fn fields(offer: &ServiceOffer) -> Vec<&'static str> {
+    fn fields(offer: &ServiceOffer) -> Vec<Cow<'static, str>> {
         validate_offer(offer).err().map_or_else(Vec::new, |e| {
             e.errors.into_iter().map(|f| f.field).collect()
         })
@@ -458,6 +608,116 @@ pub(crate) mod tests {
             ["metadata.name", "spec.payment.payTo"],
             "all errors at once"
         );
+    }
+
+    #[test]
+    fn routes_are_checked_field_by_field() {
+        let with_routes = |routes: serde_json::Value| {
+            let mut o = offer();
+            o.spec.routes = serde_json::from_value(routes).unwrap();
+            o
+        };
+        let good = with_routes(serde_json::json!([
+            {"path": "/*", "gate": "free", "methods": ["GET"]},
+            {"path": "/", "methods": ["POST"]},
+            {"path": "/submit", "methods": ["POST"], "price": "0.5", "summary": "Submit a job"},
+            {"path": "/submit", "methods": ["GET"]},
+            {"path": "/v1/*/info", "price": {"perRequest": "0.002"}},
+            {"path": "/files/*.json", "freeQuota": 0}
+        ]));
+        assert_eq!(validate_offer(&good), Ok(()));
+
+        for (routes, field, says) in [
+            (
+                serde_json::json!([{"path": "submit"}]),
+                "spec.routes[0].path",
+                "must match",
+            ),
+            (
+                serde_json::json!([{"path": "/a//b"}]),
+                "spec.routes[0].path",
+                "empty segment",
+            ),
+            (
+                serde_json::json!([{"path": "/a/"}]),
+                "spec.routes[0].path",
+                "trailing",
+            ),
+            (
+                serde_json::json!([{"path": "/a/../b"}]),
+                "spec.routes[0].path",
+                "\"..\"",
+            ),
+            (
+                serde_json::json!([{"path": "/a*b*"}]),
+                "spec.routes[0].path",
+                "one '*'",
+            ),
+            (
+                serde_json::json!([{"path": "/auth"}]),
+                "spec.routes[0].path",
+                "sign-in",
+            ),
+            (
+                serde_json::json!([{"path": "/auth/verify"}]),
+                "spec.routes[0].path",
+                "sign-in",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "methods": ["FETCH"]}]),
+                "spec.routes[0].methods",
+                "\"FETCH\" is not one of",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "methods": ["get"]}]),
+                "spec.routes[0].methods",
+                "upper case",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "gate": "auth"}]),
+                "spec.routes[0].gate",
+                "Sign-In-With-X",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "freeQuota": 3}]),
+                "spec.routes[0].freeQuota",
+                "Sign-In-With-X",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "price": "0"}]),
+                "spec.routes[0].price",
+                "greater than zero",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "price": "abc"}]),
+                "spec.routes[0].price",
+                "",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "price": {"perEpoch": "1", "perRequest": "1"}}]),
+                "spec.routes[0].price.perEpoch",
+                "not supported",
+            ),
+            (
+                serde_json::json!([{"path": "/x", "summary": "s".repeat(301)}]),
+                "spec.routes[0].summary",
+                "300",
+            ),
+            (
+                serde_json::json!([{"path": "/x"}, {"path": "/x", "methods": ["GET"]}]),
+                "spec.routes[1].path",
+                "spec.routes[0]",
+            ),
+        ] {
+            let o = with_routes(routes.clone());
+            let error = validate_offer(&o).unwrap_err();
+            assert_eq!(fields(&o), [field], "{routes}");
+            assert!(error.to_string().contains(says), "{routes}: {error}");
+        }
+        let many: Vec<serde_json::Value> = (0..=MAX_ROUTES)
+            .map(|i| serde_json::json!({"path": format!("/r{i}")}))
+            .collect();
+        assert_eq!(fields(&with_routes(many.into())), ["spec.routes"]);
     }
 
     #[test]
@@ -537,7 +797,7 @@ pub(crate) mod tests {
             ..crate::purchase::AutoRefill::default()
         });
         let error = validate_purchase(&bad).unwrap_err();
-        let fields: Vec<&str> = error.errors.iter().map(|f| f.field).collect();
+        let fields: Vec<&str> = error.errors.iter().map(|f| f.field.as_ref()).collect();
         assert_eq!(
             fields,
             [
@@ -572,7 +832,7 @@ pub(crate) mod tests {
             .registrations
             .push(identity.status.registrations[0].clone());
         let error = validate_identity(&identity).unwrap_err();
-        let fields: Vec<&str> = error.errors.iter().map(|f| f.field).collect();
+        let fields: Vec<&str> = error.errors.iter().map(|f| f.field.as_ref()).collect();
         assert_eq!(
             fields,
             [

@@ -6,6 +6,7 @@
 //! 1. Unpaid requests: the gateway's 402 challenge vs a bare server answering a fixed 402.
 //! 2. Paid requests (facilitator replaced by an instant stub, so no chain I/O): process CPU per
 //!    request through the paygate vs the same upstream behind the plain proxy alone.
+//! 3. Both again with the offer behind a table of 128 routes, against the one-route figures.
 //!
 //! Load generator, gateway and upstream share the process and the machine's 2 cores.
 
@@ -125,6 +126,28 @@ fn offer(upstream: &str) -> Arc<Offer> {
     })
 }
 
+/// A gateway over `routes` with the facilitator stubbed (approves everything, no chain) and
+/// the double-serve guard at `guard` (in memory with `BENCH_GUARD_MEMORY`).
+async fn paygate(routes: Vec<Route>, guard: &std::path::Path) -> String {
+    let table = Arc::new(Routes::new());
+    table.store(RouteTable::new(routes));
+    let guard = Arc::new(if std::env::var_os("BENCH_GUARD_MEMORY").is_some() {
+        ReplayGuard::in_memory().unwrap()
+    } else {
+        ReplayGuard::open(guard).unwrap()
+    });
+    spawn(
+        app(
+            table,
+            Arc::new(obol_facilitator::stub::Approving),
+            guard,
+            GatewayConfig::default(),
+        )
+        .unwrap(),
+    )
+    .await
+}
+
 #[tokio::main]
 async fn main() {
     let unpaid_n = 20_000;
@@ -149,27 +172,19 @@ async fn main() {
     .await;
 
     let offer = offer(&upstream);
-    let routes = Arc::new(Routes::new());
-    routes.store(RouteTable::new(vec![Route {
-        pattern: "services/echo/*".into(),
-        offer: offer.clone(),
-    }]));
     let dir = std::env::temp_dir().join(format!("obol-gateway-bench-{}", std::process::id()));
-    let guard = Arc::new(if std::env::var_os("BENCH_GUARD_MEMORY").is_some() {
-        ReplayGuard::in_memory().unwrap()
-    } else {
-        ReplayGuard::open(&dir.join("guard.sqlite")).unwrap()
-    });
-    let gateway = spawn(
-        app(
-            routes,
-            Arc::new(obol_facilitator::stub::Approving),
-            guard,
-            GatewayConfig::default(),
-        )
-        .unwrap(),
+    let gateway = paygate(
+        vec![Route::paid("services/echo/*", offer.clone())],
+        &dir.join("guard.sqlite"),
     )
     .await;
+    // The same offer behind a table of 128 routes: 127 other offers' routes first (equally
+    // specific, so every lookup passes them all), then the one requested.
+    let mut many: Vec<Route> = (0..127)
+        .map(|i| Route::paid(format!("services/other{i}/*"), offer.clone()))
+        .collect();
+    many.push(Route::paid("services/echo/*", offer.clone()));
+    let gateway_128 = paygate(many, &dir.join("guard-128.sqlite")).await;
 
     // The plain proxy: the same upstream service without the paygate.
     let plain_offer = offer.clone();
@@ -206,6 +221,12 @@ async fn main() {
     .await;
     let challenge = load(
         format!("{gateway}/services/echo/x"),
+        none.clone(),
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+    let challenge_128 = load(
+        format!("{gateway_128}/services/echo/x"),
         none,
         StatusCode::PAYMENT_REQUIRED,
     )
@@ -218,7 +239,7 @@ async fn main() {
         .as_secs();
     let buyer = LocalSigner::random();
     let requirement = offer.options[0].requirements.clone();
-    let payments: Vec<Option<String>> = (0..paid_n)
+    let mut payments: Vec<Option<String>> = (0..2 * paid_n)
         .map(|_| {
             let unsigned = prepare_exact(
                 &requirement,
@@ -246,9 +267,16 @@ async fn main() {
         StatusCode::OK,
     )
     .await;
+    let payments_128 = payments.split_off(paid_n);
     let paid = load(
         format!("{gateway}/services/echo/x"),
         Arc::new(payments),
+        StatusCode::OK,
+    )
+    .await;
+    let paid_128 = load(
+        format!("{gateway_128}/services/echo/x"),
+        Arc::new(payments_128),
         StatusCode::OK,
     )
     .await;
@@ -286,5 +314,12 @@ async fn main() {
     println!(
         "paygate CPU per paid request beyond the plain proxy: {:.0} µs",
         paid.cpu_us - proxied.cpu_us
+    );
+    println!(
+        "with 128 routes: 402 challenge {:.0}/s ({:.3} of 1 route), paid {:.0} µs CPU/req ({:.3} of 1 route)",
+        challenge_128.per_second,
+        challenge_128.per_second / challenge.per_second,
+        paid_128.cpu_us,
+        paid_128.cpu_us / paid.cpu_us
     );
 }

@@ -25,6 +25,9 @@ pub struct GatewayError {
     pub hint: Option<&'static str>,
     /// Whether the same request may succeed later.
     pub retriable: bool,
+    /// The `Allow` header of a 405.
+    #[serde(skip)]
+    pub allow: Option<String>,
 }
 
 impl GatewayError {
@@ -36,6 +39,7 @@ impl GatewayError {
             detail: None,
             hint: None,
             retriable: false,
+            allow: None,
         }
     }
 
@@ -101,6 +105,18 @@ impl GatewayError {
             "paid_route_not_found",
         )
         .hint("this path belongs to a paid offer but matches none of its routes")
+    }
+
+    /// 405: the route exists but does not answer this method; `allow` lists those it does.
+    pub fn method_not_allowed(allow: String) -> Self {
+        let mut error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            "method_not_allowed",
+        );
+        error.detail = Some(format!("this route answers {allow}"));
+        error.allow = Some(allow);
+        error
     }
 
     /// 503: the facilitator could not be reached.
@@ -177,6 +193,13 @@ impl IntoResponse for GatewayError {
             body,
         )
             .into_response();
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| header::HeaderValue::from_str(a).ok())
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
         if self.retriable && self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -3,7 +3,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`path`] | request paths refused before routing: dot segments, encoded slashes, backslashes, at any depth of encoding |
-//! | [`route`] | offers, the longest-match route table with fail-closed paid prefixes, and the atomically swapped [`route::Routes`] |
+//! | [`route`] | offers, routes (pattern, methods, paid or free), the most-specific-match route table with fail-closed offer prefixes, and the atomically swapped [`route::Routes`] |
 //! | [`challenge`] | the 402 answer: v2 body, `PAYMENT-REQUIRED` header, `resource.url` from forwarded headers |
 //! | [`error`] | every gateway failure as `{error, reason, detail?, hint?, retriable}` with its status |
 //! | [`matching`] | payment header → decoded, normalised payment → the offered option it answers |
@@ -25,4 +25,6 @@ pub mod route;
 pub mod server;
 
 pub use error::GatewayError;
-pub use route::{Lookup, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
+pub use route::{
+    Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode,
+};

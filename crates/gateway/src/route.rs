@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
+use axum::http::Method;
 use obol_x402::pricing::Price;
 use obol_x402::wire::v2;
 use url::Url;
@@ -116,32 +117,127 @@ impl fmt::Debug for Offer {
     }
 }
 
-/// A pattern and the offer it serves.
+/// Who may use a route (the offer's `routes[].gate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Gate {
+    /// Paid per request (the default).
+    #[default]
+    Paid,
+    /// Served without payment.
+    Free,
+}
+
+/// The HTTP methods a route answers: a set of the seven methods offers may declare, or every
+/// method when none is declared. `GET` also answers `HEAD`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Methods(u8);
+
+impl Methods {
+    /// The methods a route may declare, in `Allow` order.
+    pub const NAMES: [&'static str; 7] =
+        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+    /// Every method (no restriction).
+    pub const ANY: Self = Self(0);
+
+    /// The set of `names` (upper case, as declared); `Err` names the first unknown one.
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut bits = 0;
+        for name in names {
+            let index = Self::NAMES
+                .iter()
+                .position(|known| *known == name)
+                .ok_or_else(|| name.to_owned())?;
+            bits |= 1 << index;
+        }
+        Ok(Self(bits))
+    }
+
+    /// Whether the route answers `method`.
+    pub fn allows(self, method: &Method) -> bool {
+        if self.0 == 0 {
+            return true;
+        }
+        let bit = |name: &str| {
+            Self::NAMES
+                .iter()
+                .position(|known| *known == name)
+                .is_some_and(|index| self.0 & (1 << index) != 0)
+        };
+        bit(method.as_str()) || (*method == Method::HEAD && bit("GET"))
+    }
+
+    /// Whether the two sets share a method.
+    pub fn overlaps(self, other: Self) -> bool {
+        self.0 == 0 || other.0 == 0 || self.0 & other.0 != 0
+    }
+
+    /// The union of two sets (every method if either is unrestricted).
+    fn union(self, other: Self) -> Self {
+        if self.0 == 0 || other.0 == 0 {
+            Self::ANY
+        } else {
+            Self(self.0 | other.0)
+        }
+    }
+
+    /// The `Allow` header's value: the declared methods (and `HEAD` with `GET`).
+    pub fn allow(self) -> String {
+        Self::NAMES
+            .iter()
+            .filter(|name| {
+                Method::from_bytes(name.as_bytes()).is_ok_and(|method| self.allows(&method))
+            })
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A pattern, the methods and gate that apply to it, and the offer it serves.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// `services/foo/*` (leading `/` optional): `*` as the last segment matches the prefix
     /// itself and anything below it; `*` elsewhere matches one segment; no `*` is exact.
     pub pattern: String,
-    /// The offer.
+    /// The methods it answers.
+    pub methods: Methods,
+    /// Paid or free.
+    pub gate: Gate,
+    /// The offer (a route with its own price has its own re-priced copy).
     pub offer: Arc<Offer>,
 }
 
 impl Route {
+    /// A paid route for every method.
+    pub fn paid(pattern: impl Into<String>, offer: Arc<Offer>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            methods: Methods::ANY,
+            gate: Gate::Paid,
+            offer,
+        }
+    }
+
     /// The route serving `offer` at its public prefix and everything below it (`<prefix>/*`).
     pub fn below_prefix(offer: Offer) -> Self {
-        Self {
-            pattern: format!("{}/*", offer.strip_prefix.trim_end_matches('/')),
-            offer: Arc::new(offer),
-        }
+        Self::paid(
+            format!("{}/*", offer.strip_prefix.trim_end_matches('/')),
+            Arc::new(offer),
+        )
     }
 }
 
-/// What a path resolves to.
+/// What a request resolves to.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// A paid offer.
-    Offer(Arc<Offer>),
-    /// Under a paid prefix but no route matches: refuse, never serve free.
+    /// A paid route's offer.
+    Paid(Arc<Offer>),
+    /// A free route's offer: served without payment.
+    Free(Arc<Offer>),
+    /// Routes match the path but none answers the method: these are the methods they answer.
+    MethodNotAllowed(Methods),
+    /// Under an offer's prefix but no route matches: refuse, never serve free.
     FailClosed,
     /// Not ours.
     NotFound,
@@ -172,7 +268,7 @@ fn glob(pattern: &str, text: &str) -> bool {
     }
 }
 
-fn matches(pattern: &[String], path: &[String]) -> bool {
+fn matches(pattern: &[String], path: &[&str]) -> bool {
     match pattern.split_last() {
         // `/x/*`: the prefix itself (`/x`, `/x/`) or anything under it.
         Some((last, head)) if last == "*" => {
@@ -234,24 +330,29 @@ impl RouteTable {
         self.routes.iter().map(|(_, route)| route)
     }
 
-    /// Resolves a request path (no query).
-    pub fn lookup(&self, path: &str) -> Lookup {
-        let path_segments = segments(path);
-        let trimmed = |s: &[String]| {
-            // `/x/` has an empty last segment; it means the same as `/x`.
-            if s.len() > 1 && s.last().is_some_and(String::is_empty) {
-                s[..s.len() - 1].to_vec()
-            } else {
-                s.to_vec()
+    /// Resolves a request (`path` without its query): the most specific route whose pattern
+    /// matches the path and whose methods include `method`.
+    pub fn lookup(&self, method: &Method, path: &str) -> Lookup {
+        let mut path_segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // `/x/` has an empty last segment; it means the same as `/x`.
+        if path_segments.len() > 1 && path_segments.last().is_some_and(|s| s.is_empty()) {
+            path_segments.pop();
+        }
+        let mut refused = None;
+        for (pattern, route) in &self.routes {
+            if !matches(pattern, &path_segments) {
+                continue;
             }
-        };
-        let path_segments = trimmed(&path_segments);
-        if let Some((_, route)) = self
-            .routes
-            .iter()
-            .find(|(pattern, _)| matches(pattern, &path_segments))
-        {
-            return Lookup::Offer(route.offer.clone());
+            if route.methods.allows(method) {
+                return match route.gate {
+                    Gate::Paid => Lookup::Paid(route.offer.clone()),
+                    Gate::Free => Lookup::Free(route.offer.clone()),
+                };
+            }
+            refused = Some(refused.map_or(route.methods, |m: Methods| m.union(route.methods)));
+        }
+        if let Some(methods) = refused {
+            return Lookup::MethodNotAllowed(methods);
         }
         let with_slash = format!("/{}/", path.trim_start_matches('/').trim_end_matches('/'));
         if self
@@ -323,31 +424,25 @@ pub(crate) mod tests {
 
     fn table() -> RouteTable {
         RouteTable::new(vec![
-            Route {
-                pattern: "services/foo/*".into(),
-                offer: offer("foo", "/services/foo"),
-            },
-            Route {
-                pattern: "/services/bar/v1/*/info".into(),
-                offer: offer("bar", "/services/bar"),
-            },
-            Route {
-                pattern: "/exact".into(),
-                offer: offer("exact", ""),
-            },
-            Route {
-                pattern: "/files/*.json".into(),
-                offer: offer("json", ""),
-            },
+            Route::paid("services/foo/*", offer("foo", "/services/foo")),
+            Route::paid("/services/bar/v1/*/info", offer("bar", "/services/bar")),
+            Route::paid("/exact", offer("exact", "")),
+            Route::paid("/files/*.json", offer("json", "")),
         ])
     }
 
     fn name(lookup: Lookup) -> String {
         match lookup {
-            Lookup::Offer(offer) => offer.name.clone(),
+            Lookup::Paid(offer) => offer.name.clone(),
+            Lookup::Free(offer) => format!("free {}", offer.name),
+            Lookup::MethodNotAllowed(methods) => format!("405 {}", methods.allow()),
             Lookup::FailClosed => "FAIL-CLOSED".into(),
             Lookup::NotFound => "-".into(),
         }
+    }
+
+    fn get(table: &RouteTable, path: &str) -> String {
+        name(table.lookup(&Method::GET, path))
     }
 
     #[test]
@@ -368,19 +463,18 @@ pub(crate) mod tests {
             ("/", "-"),
             ("/skill.md", "-"),
         ] {
-            assert_eq!(name(table.lookup(path)), want, "{path}");
+            assert_eq!(get(&table, path), want, "{path}");
         }
     }
 
     #[test]
     fn nested_offers_resolve_to_the_longest_match_in_any_order() {
-        let outer = || Route {
-            pattern: "/services/x/*".into(),
-            offer: offer("outer", "/services/x"),
-        };
-        let inner = || Route {
-            pattern: "/services/x/premium/*".into(),
-            offer: offer("inner", "/services/x/premium"),
+        let outer = || Route::paid("/services/x/*", offer("outer", "/services/x"));
+        let inner = || {
+            Route::paid(
+                "/services/x/premium/*",
+                offer("inner", "/services/x/premium"),
+            )
         };
         for table in [
             RouteTable::new(vec![outer(), inner()]),
@@ -394,9 +488,75 @@ pub(crate) mod tests {
                 ("/services/x/premium/v1/chat", "inner"),
                 ("/services/x/premiumplus", "outer"),
             ] {
-                assert_eq!(name(table.lookup(path)), want, "{path}");
+                assert_eq!(get(&table, path), want, "{path}");
             }
         }
+    }
+
+    /// One offer's declared routes: gates, methods, most specific first, exhaustive.
+    fn declared() -> RouteTable {
+        let api = offer("api", "/services/api");
+        let route = |pattern: &str, methods: &[&str], gate: Gate| Route {
+            pattern: pattern.into(),
+            methods: Methods::parse(methods.iter().copied()).unwrap(),
+            gate,
+            offer: api.clone(),
+        };
+        RouteTable::new(vec![
+            route("/services/api/*", &["GET"], Gate::Free),
+            route("/services/api/submit", &["POST"], Gate::Paid),
+            route("/services/api/premium/*", &[], Gate::Paid),
+            route("/services/api/docs/*", &["GET"], Gate::Free),
+            route("/services/api/docs/private", &["GET"], Gate::Paid),
+        ])
+    }
+
+    #[test]
+    fn declared_routes_pick_the_most_specific_match_for_the_method() {
+        let table = declared();
+        for (method, path, want) in [
+            (Method::GET, "/services/api", "free api"),
+            (Method::HEAD, "/services/api/anything", "free api"),
+            (Method::POST, "/services/api/submit", "api"),
+            (Method::GET, "/services/api/submit", "free api"),
+            (Method::DELETE, "/services/api/premium/x", "api"),
+            (Method::GET, "/services/api/premium", "api"),
+            (Method::GET, "/services/api/docs/private", "api"),
+            (Method::GET, "/services/api/docs/public", "free api"),
+            (Method::POST, "/services/api/other", "405 GET, HEAD"),
+            (Method::PUT, "/services/api/submit", "405 GET, HEAD, POST"),
+            (Method::GET, "/services/apix", "-"),
+        ] {
+            assert_eq!(name(table.lookup(&method, path)), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_path_under_an_offer_that_no_declared_route_covers_fails_closed() {
+        let api = offer("api", "/services/api");
+        let table = RouteTable::new(vec![Route {
+            pattern: "/services/api/v1/*".into(),
+            methods: Methods::ANY,
+            gate: Gate::Free,
+            offer: api,
+        }]);
+        assert_eq!(get(&table, "/services/api/v1/x"), "free api");
+        assert_eq!(get(&table, "/services/api/v2/x"), "FAIL-CLOSED");
+        assert_eq!(get(&table, "/services/api"), "FAIL-CLOSED");
+    }
+
+    #[test]
+    fn methods_parse_and_answer_like_http() {
+        assert_eq!(Methods::parse(["GET", "FETCH"]), Err("FETCH".to_owned()));
+        assert_eq!(Methods::parse(["get"]), Err("get".to_owned()));
+        let get = Methods::parse(["GET"]).unwrap();
+        assert!(get.allows(&Method::HEAD) && !get.allows(&Method::POST));
+        assert!(Methods::ANY.allows(&Method::PATCH));
+        assert!(get.overlaps(Methods::ANY) && !get.overlaps(Methods::parse(["POST"]).unwrap()));
+        assert_eq!(
+            Methods::ANY.allow(),
+            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        );
     }
 
     #[test]

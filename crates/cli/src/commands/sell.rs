@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use obol_config::stack::{FacilitatorSetting, StackFile};
 use obol_control::offer::{
-    AssetSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec, SettleTiming,
-    UpstreamSpec,
+    AssetSpec, GateSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec,
+    RoutePrice, RouteSpec, SettleTiming, UpstreamSpec,
 };
 use obol_control::resource::{ConditionStatus, condition};
+use obol_control::storefront::price_text;
 use obol_control::validate::validate_offer;
 use obol_control::{ServiceOffer, ServiceOfferSpec};
 use obol_x402::TokenRegistry;
@@ -190,6 +191,12 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
             },
         },
         path: input.path,
+        routes: input
+            .payment
+            .routes
+            .iter()
+            .map(|text| parse_route(text))
+            .collect::<anyhow::Result<_>>()?,
         registration: Some(registration(input.name, input.payment)?),
         listing: None,
         drain_at: None,
@@ -199,6 +206,66 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
     };
     submit(ctx, ServiceOffer::new(input.namespace, input.name, spec)).await
 }
+
+/// One `--route`: `key=value` pairs separated by `,` (`path` required; `methods` separated by
+/// `|`); a part without `=` continues the previous value, so a summary may hold commas.
+fn parse_route(text: &str) -> anyhow::Result<RouteSpec> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for part in text.split(',') {
+        match part.split_once('=') {
+            Some((key, value)) if ROUTE_KEYS.contains(&key.trim()) => {
+                pairs.push((key.trim().to_owned(), value.trim().to_owned()));
+            }
+            _ => match pairs.last_mut() {
+                Some((_, value)) => {
+                    value.push(',');
+                    value.push_str(part);
+                }
+                None => anyhow::bail!(
+                    "--route {text:?}: expected key=value pairs ({})",
+                    ROUTE_KEYS.join(", ")
+                ),
+            },
+        }
+    }
+    let mut route = RouteSpec {
+        path: String::new(),
+        ..RouteSpec::everything_paid()
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "path" => route.path = value,
+            "methods" => {
+                route.methods = value
+                    .split(['|', ' '])
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_ascii_uppercase)
+                    .collect();
+            }
+            "gate" => {
+                route.gate = serde_json::from_value(serde_json::Value::String(value.clone()))
+                    .map_err(|_| {
+                        anyhow::anyhow!("--route {text:?}: gate {value:?} is not paid or free")
+                    })?;
+            }
+            "price" => route.price = Some(RoutePrice::PerRequest(value)),
+            "summary" => route.summary = Some(value),
+            _ => {
+                route.free_quota = Some(value.parse().map_err(|_| {
+                    anyhow::anyhow!("--route {text:?}: freeQuota {value:?} is not a count")
+                })?);
+            }
+        }
+    }
+    anyhow::ensure!(
+        !route.path.is_empty(),
+        "--route {text:?}: path= is required (e.g. path=/submit)"
+    );
+    Ok(route)
+}
+
+/// The keys `--route` takes.
+const ROUTE_KEYS: [&str; 6] = ["path", "methods", "gate", "price", "summary", "freeQuota"];
 
 /// Validates and applies the offer, then registers the stack on ERC-8004 when that needs no
 /// question ([`super::identity::auto_register`]; a failure is a warning).
@@ -480,19 +547,21 @@ fn pricing(
 
 fn price_label(offer: &ServiceOffer) -> String {
     let p = &offer.spec.payment.price;
-    let symbol = offer
+    if p.per_request.is_none() && p.per_mtok.is_none() && p.per_hour.is_none() {
+        return "-".into();
+    }
+    price_text(p, &symbol(offer))
+}
+
+/// The offer's token symbol as written (USDC by default).
+fn symbol(offer: &ServiceOffer) -> String {
+    offer
         .spec
         .payment
         .asset
         .as_ref()
         .and_then(|a| a.symbol.clone())
-        .unwrap_or_else(|| "USDC".into());
-    match (&p.per_request, &p.per_mtok, &p.per_hour) {
-        (Some(v), _, _) => format!("{v} {symbol}/request"),
-        (None, Some(v), _) => format!("{v} {symbol}/MTok"),
-        (None, None, Some(v)) => format!("{v} {symbol}/hour"),
-        _ => "-".into(),
-    }
+        .unwrap_or_else(|| "USDC".into())
 }
 
 fn ready(offer: &ServiceOffer) -> &'static str {
@@ -577,6 +646,31 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
     println!("  Network:  {}", offer.spec.payment.network);
     println!("  Price:    {}", price_label(&offer));
     println!("  Pay To:   {}", offer.spec.payment.pay_to);
+    if !offer.spec.routes.is_empty() {
+        println!("  Routes (anything else under the endpoint is refused):");
+        let prefix = offer.effective_path();
+        for route in &offer.spec.routes {
+            let methods = if route.methods.is_empty() {
+                "*".to_owned()
+            } else {
+                route.methods.join("|")
+            };
+            let price = match (route.gate, &route.price) {
+                (GateSpec::Paid, Some(price)) => price_text(&price.fields(), &symbol(&offer)),
+                (GateSpec::Paid, None) => price_label(&offer),
+                (gate, _) => gate.as_str().to_owned(),
+            };
+            let path = if route.path == "/" {
+                String::new()
+            } else {
+                route.path.clone()
+            };
+            println!(
+                "    {methods:7} {prefix}{path:24} {price:22} {}",
+                route.summary.as_deref().unwrap_or("")
+            );
+        }
+    }
     if let Some(agent_id) = &offer.status.agent_id {
         println!("  Agent ID: {agent_id} (ERC-8004)");
     }
@@ -613,4 +707,32 @@ async fn delete(ctx: &Context, namespace: &str, name: &str, yes: bool) -> anyhow
         println!("serviceoffer {namespace}/{name} deleted");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_flags_read_like_the_manifest() {
+        let route =
+            parse_route("path=/submit,methods=POST|put,price=0.5,summary=Submit, then wait")
+                .unwrap();
+        assert_eq!(
+            serde_json::to_value(&route).unwrap(),
+            json!({"path": "/submit", "methods": ["POST", "PUT"], "price": "0.5",
+                   "summary": "Submit, then wait"})
+        );
+        let free = parse_route("path=/*,gate=free,freeQuota=3").unwrap();
+        assert_eq!((free.gate, free.free_quota), (GateSpec::Free, Some(3)));
+        for (bad, says) in [
+            ("methods=GET", "path= is required"),
+            ("/submit", "expected key=value pairs"),
+            ("path=/x,gate=open", "gate \"open\" is not paid or free"),
+            ("path=/x,freeQuota=many", "is not a count"),
+        ] {
+            let error = parse_route(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 }

@@ -523,6 +523,85 @@ async fn the_public_url_reaches_the_402() {
         "1.2 USDC/hour = 0.1 USDC per 5-minute request"
     );
 
+    // Declared routes: a free one for reads, a paid one with its own price, nothing else.
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "four",
+            "--upstream",
+            &upstream,
+            "--per-request",
+            "0.01",
+            "--no-register",
+            "--route",
+            "path=/*,methods=GET,gate=free,summary=Reads, free",
+            "--route",
+            "path=/items,methods=POST,price=0.05",
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&out).starts_with("serviceoffer default/four created"),
+        "{}",
+        stderr(&out)
+    );
+    let four: serde_json::Value = serde_json::from_slice(
+        &obol_in(dir, &["--json", "sell", "status", "four"], &[], None).stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        four["spec"]["routes"],
+        serde_json::json!([
+            {"path": "/*", "methods": ["GET"], "gate": "free", "summary": "Reads, free"},
+            {"path": "/items", "methods": ["POST"], "price": "0.05"}
+        ])
+    );
+    let items = format!("{}/services/four/items", gateway(dir));
+    for _ in 0..200 {
+        if status_of(&items).await == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status_of(&items).await, 200, "GET is free");
+    let client = reqwest::Client::new();
+    let post = client.post(&items).send().await.unwrap();
+    assert_eq!(post.status(), 402);
+    let required: serde_json::Value = post.json().await.unwrap();
+    assert_eq!(
+        required["accepts"][0]["amount"], "50000",
+        "the route's own price"
+    );
+    let put = client.put(&items).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "GET, HEAD, POST");
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "five",
+            "--upstream",
+            &upstream,
+            "--per-request",
+            "0.01",
+            "--no-register",
+            "--route",
+            "path=/auth/x",
+        ],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("spec.routes[0].path: /auth below an offer is reserved for sign-in"),
+        "{}",
+        stderr(&out)
+    );
+
     // sell stop: drained at once, no longer served.
     let out = obol_in(dir, &["sell", "stop", "three"], &[], None);
     assert!(

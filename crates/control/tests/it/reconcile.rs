@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::routing::get;
 use obol_control::offer::{ModelSpec, OfferType, RegistrationSpec};
 use obol_control::reconcile::{
@@ -74,8 +74,8 @@ impl Setup {
     }
 
     fn routed(&self, path: &str) -> Option<String> {
-        match self.routes.load().lookup(path) {
-            Lookup::Offer(o) => Some(o.name.clone()),
+        match self.routes.load().lookup(&Method::GET, path) {
+            Lookup::Paid(o) => Some(o.name.clone()),
             _ => None,
         }
     }
@@ -227,6 +227,18 @@ async fn inference_models_registration_and_reserved_paths() {
         (False, "ReservedPath")
     );
     assert_eq!(s.routed("/api/x"), None);
+
+    // So is an offer with a route on the sign-in path below it.
+    let mut sign_in = s.offer("signin");
+    sign_in.spec.routes = serde_json::from_value(serde_json::json!([{"path": "/auth/x"}])).unwrap();
+    let (_, stored) = s.run(&sign_in).await;
+    let route = condition(&stored.status.conditions, "RoutePublished").unwrap();
+    assert_eq!(
+        (route.status, route.reason.as_str()),
+        (False, "ReservedPath")
+    );
+    assert!(route.message.contains("/auth/x"), "{}", route.message);
+    assert_eq!(s.routed("/services/signin/auth/x"), None);
 }
 
 #[tokio::test]
@@ -403,8 +415,8 @@ async fn the_controller_loop_follows_the_store() {
         let routes = s.routes.clone();
         async move {
             for _ in 0..200 {
-                let got = match routes.load().lookup(path) {
-                    Lookup::Offer(o) => Some(o.name.clone()),
+                let got = match routes.load().lookup(&Method::GET, path) {
+                    Lookup::Paid(o) => Some(o.name.clone()),
                     _ => None,
                 };
                 if got.as_deref() == want {

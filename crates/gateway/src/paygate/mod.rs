@@ -228,8 +228,23 @@ impl Shared {
         if let Err(error) = crate::path::check(request.uri().path()) {
             return GatewayError::invalid_path(error).into_response();
         }
-        let offer = match self.routes.load().lookup(request.uri().path()) {
-            Lookup::Offer(offer) => offer,
+        let offer = match self
+            .routes
+            .load()
+            .lookup(request.method(), request.uri().path())
+        {
+            Lookup::Paid(offer) => offer,
+            Lookup::Free(offer) => {
+                Labels::new(&offer, None).count(Counter::Requests);
+                request.extensions_mut().insert(offer);
+                return match inner.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+            }
+            Lookup::MethodNotAllowed(methods) => {
+                return GatewayError::method_not_allowed(methods.allow()).into_response();
+            }
             Lookup::FailClosed => return GatewayError::fail_closed().into_response(),
             Lookup::NotFound => return GatewayError::not_found().into_response(),
         };
@@ -671,8 +686,23 @@ impl Shared {
         if let Err(error) = crate::path::check(uri.path()) {
             return GatewayError::invalid_path(error).into_response();
         }
-        let offer = match self.routes.load().lookup(uri.path()) {
-            Lookup::Offer(offer) => offer,
+        // Traefik sends the original method; without it, GET (what a rule for any method
+        // answers alike).
+        let method = headers
+            .get("x-forwarded-method")
+            .and_then(|v| axum::http::Method::from_bytes(v.as_bytes()).ok())
+            .unwrap_or(axum::http::Method::GET);
+        let offer = match self.routes.load().lookup(&method, uri.path()) {
+            Lookup::Paid(offer) => offer,
+            Lookup::Free(offer) => {
+                Labels::new(&offer, None).count(Counter::Requests);
+                let mut response = StatusCode::OK.into_response();
+                upstream_identity(response.headers_mut(), &offer, None);
+                return response;
+            }
+            Lookup::MethodNotAllowed(methods) => {
+                return GatewayError::method_not_allowed(methods.allow()).into_response();
+            }
             Lookup::FailClosed => {
                 return forbidden(
                     "no rule matches; route appears to be a paid prefix with stale or missing rule",
@@ -710,20 +740,27 @@ impl Shared {
         }
         paid.labels.count(Counter::PaymentVerified);
         let mut response = StatusCode::OK.into_response();
-        let out = response.headers_mut();
-        if let Some(auth) = offer
-            .upstream_auth
-            .as_deref()
-            .and_then(|a| HeaderValue::from_str(a).ok())
-        {
-            out.insert(header::AUTHORIZATION, auth);
-        }
-        if let Ok(payer) = HeaderValue::from_str(&paid.payer()) {
-            out.insert(PAYER_HEADER, payer);
-        }
-        out.insert("x-verified-wallet", HeaderValue::from_static(""));
+        upstream_identity(response.headers_mut(), &offer, Some(&paid.payer()));
         response
     }
+}
+
+/// The headers a ForwardAuth answer hands the upstream: the offer's upstream `Authorization`,
+/// the payer (empty on a free route) and an empty verified wallet, so that whatever a client
+/// sent under those names is overwritten.
+fn upstream_identity(out: &mut HeaderMap, offer: &Offer, payer: Option<&str>) {
+    if let Some(auth) = offer
+        .upstream_auth
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        out.insert(header::AUTHORIZATION, auth);
+    }
+    let payer = payer
+        .and_then(|p| HeaderValue::from_str(p).ok())
+        .unwrap_or_else(|| HeaderValue::from_static(""));
+    out.insert(PAYER_HEADER, payer);
+    out.insert("x-verified-wallet", HeaderValue::from_static(""));
 }
 
 impl Paid {

@@ -12,6 +12,7 @@ mod flows;
 mod hostile;
 mod limits;
 mod modes;
+mod routes;
 mod streams;
 
 use std::sync::Arc;
@@ -231,6 +232,8 @@ pub struct Fixture {
     pub client: ChainClient,
     pub probe: Arc<Probe>,
     pub log: Arc<UpstreamLog>,
+    /// The test upstream's base URL.
+    pub upstream: String,
     pub routes: Arc<Routes>,
     pub guard_path: std::path::PathBuf,
     pub gateway: String,
@@ -239,7 +242,7 @@ pub struct Fixture {
     dir: tempfile::TempDir,
 }
 
-fn option(symbol: &str, amount: &str) -> PaymentOption {
+pub fn option(symbol: &str, amount: &str) -> PaymentOption {
     let token = TokenRegistry::builtin()
         .resolve(symbol, "base-sepolia")
         .unwrap()
@@ -314,6 +317,7 @@ impl Fixture {
             client,
             probe,
             log,
+            upstream,
             routes,
             guard_path,
             gateway,

@@ -1,0 +1,144 @@
+//! Declared routes: free and paid gates, per-route prices, methods, and an exhaustive table.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use obol_gateway::{Gate, Methods, OfferKind, Route, RouteTable};
+use obol_x402::header::{PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use obol_x402::primitives::U256;
+
+use crate::{Fixture, PAY_TO, challenge_of, offer, option, sign};
+
+/// The fixture's upstream sold as `api` with declared routes: everything readable for free,
+/// `POST /echo` paid at 0.002 USDC, `/slow` paid at the offer's price.
+fn declared(fixture: &Fixture) -> String {
+    let base = offer("api", &fixture.upstream, OfferKind::Http, "USDC", "1000").offer;
+    let mut dearer = (*base).clone();
+    dearer.options = vec![option("USDC", "2000")];
+    let route = |pattern: &str, methods: &[&str], gate, offer| Route {
+        pattern: pattern.into(),
+        methods: Methods::parse(methods.iter().copied()).unwrap(),
+        gate,
+        offer,
+    };
+    fixture.routes.store(RouteTable::new(vec![
+        route("/services/api/*", &["GET"], Gate::Free, base.clone()),
+        route(
+            "/services/api/echo",
+            &["POST"],
+            Gate::Paid,
+            Arc::new(dearer),
+        ),
+        route("/services/api/slow", &[], Gate::Paid, base),
+    ]));
+    format!("{}/services/api", fixture.gateway)
+}
+
+#[tokio::test]
+async fn a_free_route_is_served_without_payment_and_without_a_payer() {
+    let fixture = Fixture::start().await;
+    let api = declared(&fixture);
+    let response = reqwest::Client::new()
+        .get(format!("{api}/echo"))
+        .header("x-payment-payer", "0xforged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!response.headers().contains_key(PAYMENT_RESPONSE));
+    let seen: serde_json::Value = response.json().await.unwrap();
+    assert!(seen["headers"].get("x-payment-payer").is_none(), "{seen}");
+    assert_eq!(seen["headers"]["authorization"], "Bearer upstream-secret");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_paid_route_charges_its_own_price() {
+    let fixture = Fixture::start().await;
+    let api = declared(&fixture);
+    let client = reqwest::Client::new();
+    let unpaid = client.post(format!("{api}/echo")).send().await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let required = challenge_of(&unpaid);
+    assert_eq!(required.accepts[0].amount.0, U256::from(2000));
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
+
+    let before = fixture.usdc(PAY_TO).await;
+    let paid = client
+        .post(format!("{api}/echo"))
+        .header(PAYMENT_SIGNATURE, sign(&fixture.buyer(1), &required, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    assert!(paid.headers().contains_key(PAYMENT_RESPONSE));
+    assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(2000));
+    // The offer's own price where the route sets none.
+    let slow = client.get(format!("{api}/slow")).send().await.unwrap();
+    assert_eq!(challenge_of(&slow).accepts[0].amount.0, U256::from(1000));
+}
+
+#[tokio::test]
+async fn a_method_no_route_answers_is_405_and_never_reaches_the_upstream() {
+    let fixture = Fixture::start().await;
+    let api = declared(&fixture);
+    let response = reqwest::Client::new()
+        .put(format!("{api}/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "method_not_allowed");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_path_no_declared_route_covers_is_refused_not_served() {
+    let fixture = Fixture::start().await;
+    let base = offer("api", &fixture.upstream, OfferKind::Http, "USDC", "1000").offer;
+    fixture.routes.store(RouteTable::new(vec![Route {
+        pattern: "/services/api/v1/*".into(),
+        methods: Methods::ANY,
+        gate: Gate::Free,
+        offer: base,
+    }]));
+    for path in [
+        "/services/api/echo",
+        "/services/api",
+        "/services/api/v2/echo",
+    ] {
+        let response = reqwest::get(format!("{}{path}", fixture.gateway))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["reason"], "paid_route_not_found", "{path}");
+    }
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
+}
+
+/// ForwardAuth answers a free route with 200 and blank identity headers, a paid one with 402.
+#[tokio::test]
+async fn forward_auth_follows_the_declared_routes() {
+    let fixture = Fixture::start().await;
+    declared(&fixture);
+    let verify = |method: &'static str, uri: &'static str| {
+        reqwest::Client::new()
+            .get(format!("{}/verify", fixture.internal))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri)
+            .header("x-payment-payer", "0xforged")
+            .send()
+    };
+    let free = verify("GET", "/services/api/echo").await.unwrap();
+    assert_eq!(free.status(), 200);
+    assert_eq!(free.headers()["x-payment-payer"], "");
+    assert_eq!(free.headers()["authorization"], "Bearer upstream-secret");
+    let paid = verify("POST", "/services/api/echo").await.unwrap();
+    assert_eq!(paid.status(), 402);
+    let refused = verify("DELETE", "/services/api/echo").await.unwrap();
+    assert_eq!(refused.status(), 405);
+}
