@@ -636,6 +636,11 @@ pub(crate) struct PaymentFlags {
         value_name = "path=…,methods=…,gate=…,price=…,summary=…"
     )]
     pub(crate) routes: Vec<String>,
+    /// Another way to pay (repeatable), after the one the flags above describe:
+    /// `token=OBOL,chain=ethereum,price=0.5[,payTo=0x…]` (keys left out are the flags' values;
+    /// the price is in the same unit as theirs).
+    #[arg(long = "payment", value_name = "token=…,chain=…,price=…,payTo=…")]
+    pub(crate) payments: Vec<String>,
     /// Do not publish in the ERC-8004 registration.
     #[arg(long)]
     pub(crate) no_register: bool,

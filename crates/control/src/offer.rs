@@ -300,6 +300,10 @@ pub struct ServiceOfferSpec {
     pub upstream: UpstreamSpec,
     /// How it is paid.
     pub payment: PaymentSpec,
+    /// Every way it can be paid (several tokens or chains); when present, `payments[0]` is
+    /// `payment`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payments: Vec<PaymentSpec>,
     /// Public path (default `/services/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -329,10 +333,6 @@ pub struct ServiceOfferSpec {
 /// Fields of the original's `ServiceOffer` spec (obol-stack.md §3.1) that are refused until
 /// they are implemented, with what to do instead.
 pub(crate) const UNSUPPORTED_FIELDS: &[Unsupported] = &[
-    Unsupported {
-        path: "payments",
-        hint: "one payment option per offer: spec.payment",
-    },
     Unsupported {
         path: "hostname",
         hint: "offers are served under the stack's public URL",
@@ -416,6 +416,7 @@ impl ServiceOfferSpec {
                     ..PriceSpec::default()
                 },
             },
+            payments: Vec::new(),
             path: None,
             routes: Vec::new(),
             registration: None,
@@ -461,6 +462,15 @@ impl ServiceOffer {
             vec![RouteSpec::everything_paid()]
         } else {
             self.spec.routes.clone()
+        }
+    }
+
+    /// `payments`, or `[payment]` when it is empty.
+    pub fn effective_payments(&self) -> &[PaymentSpec] {
+        if self.spec.payments.is_empty() {
+            std::slice::from_ref(&self.spec.payment)
+        } else {
+            &self.spec.payments
         }
     }
 

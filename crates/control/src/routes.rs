@@ -95,20 +95,34 @@ pub fn resolve_token(
     Ok(token)
 }
 
-/// The offer's price and the per-request requirement.
+/// The offer's first way to pay (`payment`): its price and per-request requirement.
 pub fn payment_option(
     registry: &TokenRegistry,
     offer: &ServiceOffer,
-) -> Result<(Price, PaymentOption), RouteError> {
+) -> Result<PaymentOption, RouteError> {
     priced_option(registry, &offer.spec.payment, &offer.spec.payment.price)
 }
 
-/// `payment`'s requirement at `price` (the offer's, or a route's own).
+/// One option per effective payment, in order: each at its own price, or all at `price` (a
+/// route's own, the same amount in each token).
+pub fn payment_options(
+    registry: &TokenRegistry,
+    offer: &ServiceOffer,
+    price: Option<&PriceSpec>,
+) -> Result<Vec<PaymentOption>, RouteError> {
+    offer
+        .effective_payments()
+        .iter()
+        .map(|payment| priced_option(registry, payment, price.unwrap_or(&payment.price)))
+        .collect()
+}
+
+/// `payment`'s requirement at `price` (its own, or a route's).
 fn priced_option(
     registry: &TokenRegistry,
     payment: &PaymentSpec,
     price: &PriceSpec,
-) -> Result<(Price, PaymentOption), RouteError> {
+) -> Result<PaymentOption, RouteError> {
     let price = Price::from_fields(
         price.per_request.as_deref(),
         price.per_mtok.as_deref(),
@@ -133,19 +147,17 @@ fn priced_option(
             .unwrap_or(DEFAULT_MAX_TIMEOUT_SECONDS),
         extra: Some(extra),
     };
-    Ok((
+    Ok(PaymentOption {
+        requirements,
         price,
-        PaymentOption {
-            requirements,
-            asset_symbol: token.symbol.clone(),
-            eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
-        },
-    ))
+        asset_symbol: token.symbol.clone(),
+        eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+    })
 }
 
 /// The gateway offer for a published `ServiceOffer` (embedded mode: upstream by URL).
 pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<Offer, RouteError> {
-    let (price, option) = payment_option(registry, offer)?;
+    let options = payment_options(registry, offer, None)?;
     let upstream = offer
         .spec
         .upstream
@@ -168,8 +180,7 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
         upstream,
         strip_prefix: offer.effective_path(),
         upstream_auth: None,
-        price,
-        options: vec![option],
+        options,
         description: offer.spec.description.clone().unwrap_or_else(|| {
             format!(
                 "x402 payment-gated {} service {}",
@@ -214,15 +225,10 @@ pub fn gateway_routes(
             };
             let offer = match &spec.price {
                 None => base.clone(),
-                Some(price) => {
-                    let (price, option) =
-                        priced_option(registry, &offer.spec.payment, &price.fields())?;
-                    Arc::new(Offer {
-                        price,
-                        options: vec![option],
-                        ..(*base).clone()
-                    })
-                }
+                Some(price) => Arc::new(Offer {
+                    options: payment_options(registry, offer, Some(&price.fields()))?,
+                    ..(*base).clone()
+                }),
             };
             Ok(Route {
                 pattern: route_pattern(&prefix, &spec.path),
@@ -334,6 +340,41 @@ mod tests {
                 routes[0].methods
             ),
             ("/services/echo/*", Gate::Paid, Methods::ANY)
+        );
+    }
+
+    #[test]
+    fn each_payment_is_an_option_and_a_route_price_applies_to_each() {
+        let registry = TokenRegistry::builtin();
+        let mut spec = offer();
+        let first = serde_json::to_value(&spec.spec.payment).unwrap();
+        spec.spec.payments = serde_json::from_value(serde_json::json!([first, {
+            "network": "base-sepolia", "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            "asset": {"symbol": "OBOL"}, "price": {"perRequest": "0.5"}
+        }]))
+        .unwrap();
+        spec.spec.routes = serde_json::from_value(serde_json::json!([
+            {"path": "/*"}, {"path": "/big", "price": "2"}
+        ]))
+        .unwrap();
+        let routes = gateway_routes(&registry, &spec).unwrap();
+        let amounts = |route: &Route| -> Vec<(String, String)> {
+            route
+                .offer
+                .options
+                .iter()
+                .map(|o| (o.asset_symbol.clone(), o.requirements.amount.0.to_string()))
+                .collect()
+        };
+        let pair = |s: &str, a: &str| (s.to_owned(), a.to_owned());
+        assert_eq!(
+            amounts(&routes[0]),
+            [pair("USDC", "1000"), pair("OBOL", "500000000000000000")]
+        );
+        assert_eq!(
+            amounts(&routes[1]),
+            [pair("USDC", "2000000"), pair("OBOL", "2000000000000000000")],
+            "the route's price in each token"
         );
     }
 }

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use crate::offer::{GateSpec, PriceSpec, ServiceOffer};
 use crate::reconcile::parse_rfc3339;
 use crate::resource::{condition, is_true};
-use crate::routes::payment_option;
+use crate::routes::payment_options;
+use obol_gateway::PaymentOption;
 
 /// Shown when nothing is listed, and as the catalog's name.
 pub const DISPLAY_NAME: &str = "Obol Stack";
@@ -91,10 +92,10 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
     let endpoint = format!("{base_url}{}", offer.effective_path());
     let network_name = &spec.payment.network;
     let (unit, raw) = price_fields(&spec.payment.price);
-    let option = payment_option(tokens, offer).ok();
-    let symbol = option
-        .as_ref()
-        .map_or_else(|| "USDC".to_owned(), |(_, o)| o.asset_symbol.clone());
+    let options = payment_options(tokens, offer, None).unwrap_or_default();
+    let symbol = options
+        .first()
+        .map_or_else(|| "USDC".to_owned(), |o| o.asset_symbol.clone());
     let registration_pending = condition(&offer.status.conditions, "Registered")
         .is_some_and(|c| c.reason == "AwaitingExternalRegistration");
     let mut value = json!({
@@ -160,29 +161,40 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
     if let Some(drain) = &spec.drain_at {
         value["drainEndsAt"] = drain.clone().into();
     }
-    if let Some((_, option)) = option {
-        let r = &option.requirements;
-        let decimals = tokens
-            .on_chain(network::evm_chain_id(&r.network).unwrap_or(0))
-            .find(|t| t.address.to_checksum(None).eq_ignore_ascii_case(&r.asset))
-            .map_or(6, |t| t.decimals);
-        let (name, version) = r.eip712_domain().unwrap_or(("", ""));
-        let asset = json!({
-            "address": r.asset,
-            "symbol": option.asset_symbol,
-            "decimals": decimals,
-            "transferMethod": r.transfer_method().map(|m| m.as_str()).unwrap_or("eip3009"),
-            "eip712Domain": {"name": name, "version": version},
-        });
-        let payment = json!({
-            "scheme": r.scheme, "network": r.network, "amount": r.amount.to_string(),
-            "amountHuman": format_units(r.amount(), decimals), "asset": asset, "payTo": r.pay_to,
-        });
-        value["asset"] = asset;
-        value["priceAtomicUnits"] = r.amount.to_string().into();
-        value["payments"] = json!([payment]);
+    let payments: Vec<(Value, Value)> = options
+        .iter()
+        .map(|option| payment_entry(tokens, option))
+        .collect();
+    if let Some((asset, first)) = payments.first() {
+        value["asset"] = asset.clone();
+        value["priceAtomicUnits"] = first["amount"].clone();
+        value["payments"] = payments.iter().map(|(_, p)| p.clone()).collect();
     }
     value
+}
+
+/// One way to pay, as the catalog lists it: its token (`asset`) and the payment entry (which
+/// carries the token too).
+fn payment_entry(tokens: &TokenRegistry, option: &PaymentOption) -> (Value, Value) {
+    let r = &option.requirements;
+    let decimals = tokens
+        .on_chain(network::evm_chain_id(&r.network).unwrap_or(0))
+        .find(|t| t.address.to_checksum(None).eq_ignore_ascii_case(&r.asset))
+        .map_or(6, |t| t.decimals);
+    let (name, version) = r.eip712_domain().unwrap_or(("", ""));
+    let asset = json!({
+        "address": r.asset,
+        "symbol": option.asset_symbol,
+        "decimals": decimals,
+        "transferMethod": r.transfer_method().map(|m| m.as_str()).unwrap_or("eip3009"),
+        "eip712Domain": {"name": name, "version": version},
+    });
+    let payment = json!({
+        "scheme": r.scheme, "network": r.network, "amount": r.amount.to_string(),
+        "amountHuman": format_units(r.amount(), decimals), "asset": asset, "payTo": r.pay_to,
+        "price": option.price.label(&option.asset_symbol),
+    });
+    (asset, payment)
 }
 
 /// The price's unit and its decimal amount as written.
@@ -324,6 +336,20 @@ pub fn skill_md(
                 asset["decimals"],
                 asset["transferMethod"].as_str().unwrap_or("")
             );
+        }
+        if let Some(others) = e["payments"].as_array().filter(|p| p.len() > 1) {
+            let _ = writeln!(md, "- Also payable with (each is an entry of `accepts[]`):");
+            for payment in &others[1..] {
+                let _ = writeln!(
+                    md,
+                    "  - {} on `{}` — token `{}` ({}), pay to `{}`",
+                    payment["price"].as_str().unwrap_or(""),
+                    payment["network"].as_str().unwrap_or(""),
+                    payment["asset"]["address"].as_str().unwrap_or(""),
+                    payment["asset"]["transferMethod"].as_str().unwrap_or(""),
+                    payment["payTo"].as_str().unwrap_or("")
+                );
+            }
         }
         if let Some(routes) = e["routes"].as_array() {
             let _ = writeln!(
@@ -573,6 +599,36 @@ mod tests {
         );
         assert!(
             md.contains("  - `POST /services/api/submit` — 0.5 USDC/request"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn every_way_to_pay_is_listed() {
+        let mut o = serving("multi", 0);
+        let first = serde_json::to_value(&o.spec.payment).unwrap();
+        o.spec.payments = serde_json::from_value(serde_json::json!([first, {
+            "network": "base-sepolia", "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            "asset": {"symbol": "OBOL"}, "price": {"perRequest": "0.5"}
+        }]))
+        .unwrap();
+        let tokens = TokenRegistry::builtin();
+        let catalog = services_json(&tokens, "https://s.example", &[o.clone()], 1_800_000_000);
+        let payments = catalog["services"][0]["payments"].as_array().unwrap();
+        let listed: Vec<(&str, &str)> = payments
+            .iter()
+            .map(|p| (p["price"].as_str().unwrap(), p["amount"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("0.001 USDC/request", "1000"),
+                ("0.5 OBOL/request", "500000000000000000")
+            ]
+        );
+        let md = skill_md(&tokens, "https://s.example", &[o], 1_800_000_000);
+        assert!(
+            md.contains("  - 0.5 OBOL/request on `eip155:84532`"),
             "{md}"
         );
     }

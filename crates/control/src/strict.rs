@@ -128,6 +128,23 @@ mod tests {
                     "price": {"perMTok": "0.5"},
                     "settle": "settleFirst"
                 },
+                "payments": [
+                    {
+                        "scheme": "exact", "network": "base-sepolia",
+                        "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+                        "maxTimeoutSeconds": 120,
+                        "asset": {
+                            "address": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "symbol": "USDC",
+                            "decimals": 6, "transferMethod": "eip3009", "eip712Name": "USDC",
+                            "eip712Version": "2"
+                        },
+                        "price": {"perMTok": "0.5"},
+                        "settle": "settleFirst"
+                    },
+                    {"scheme": "exact", "network": "base-sepolia",
+                     "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+                     "asset": {"symbol": "OBOL"}, "price": {"perMTok": "2"}}
+                ],
                 "path": "/services/llm",
                 "routes": [
                     {"path": "/*", "gate": "free", "methods": ["GET", "HEAD"]},
@@ -176,10 +193,10 @@ mod tests {
             let expected = format!("spec.{} is not supported yet", field.path);
             assert!(error.contains(&expected), "{error}");
         }
-        let error = refusal(full_offer(), "/spec/payments", json!([{"network": "base"}]));
+        let error = refusal(full_offer(), "/spec/hostname", json!("api.example.com"));
         assert!(
             error.starts_with(
-                "spec.payments is not supported yet (one payment option per offer: spec.payment)"
+                "spec.hostname is not supported yet (offers are served under the stack's public URL)"
             ),
             "{error}"
         );

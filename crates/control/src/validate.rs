@@ -10,8 +10,8 @@ use obol_x402::pricing::Price;
 
 use crate::identity::AgentIdentity;
 use crate::offer::{
-    GateSpec, MAX_ROUTES, OfferType, PriceSpec, RouteSpec, SIGN_IN_PATH, ServiceOffer, is_reserved,
-    is_sign_in_path,
+    GateSpec, MAX_ROUTES, OfferType, PaymentSpec, PriceSpec, RouteSpec, SIGN_IN_PATH, ServiceOffer,
+    is_reserved, is_sign_in_path,
 };
 use crate::purchase::PurchaseRequest;
 use obol_gateway::Methods;
@@ -266,43 +266,6 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
     };
     let spec = &offer.spec;
 
-    let pay_to = &spec.payment.pay_to;
-    if !is_address(pay_to) {
-        fail(
-            "spec.payment.payTo",
-            format!("{pay_to:?} must be 0x followed by 40 hex digits"),
-        );
-    }
-    if spec.payment.scheme != "exact" {
-        fail(
-            "spec.payment.scheme",
-            format!("{:?} is not supported; use \"exact\"", spec.payment.scheme),
-        );
-    }
-    if let Err(e) = network::evm_chain_id(&spec.payment.network) {
-        fail("spec.payment.network", e.to_string());
-    }
-    if spec
-        .payment
-        .max_timeout_seconds
-        .is_some_and(|t| t == 0 || t > 86_400)
-    {
-        fail(
-            "spec.payment.maxTimeoutSeconds",
-            "must be between 1 and 86400".to_owned(),
-        );
-    }
-    for (field, message) in price_problems(&spec.payment.price) {
-        fail(
-            if field.is_empty() {
-                "spec.payment.price"
-            } else {
-                "spec.payment.price.perEpoch"
-            },
-            message,
-        );
-    }
-
     let upstream = &spec.upstream;
     match (&upstream.url, &upstream.service) {
         (Some(_), Some(_)) => fail(
@@ -362,8 +325,111 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             ),
         );
     }
+    check_payment("spec.payment", &spec.payment, &mut errors);
+    check_payments(&spec.payment, &spec.payments, &mut errors);
     check_routes(&spec.routes, &mut errors);
+    errors.sort_by_key(|e| !e.field.starts_with("metadata"));
     verdict("ServiceOffer", errors)
+}
+
+/// Checks one way to pay, its fields named below `prefix` (`spec.payment`, `spec.payments[1]`).
+fn check_payment(prefix: &str, payment: &PaymentSpec, errors: &mut Vec<FieldError>) {
+    let mut fail = |name: &str, message: String| {
+        errors.push(FieldError {
+            field: format!("{prefix}.{name}").into(),
+            message,
+        });
+    };
+    let pay_to = &payment.pay_to;
+    if !is_address(pay_to) {
+        fail(
+            "payTo",
+            format!("{pay_to:?} must be 0x followed by 40 hex digits"),
+        );
+    }
+    if payment.scheme != "exact" {
+        fail(
+            "scheme",
+            format!("{:?} is not supported; use \"exact\"", payment.scheme),
+        );
+    }
+    if let Err(e) = network::evm_chain_id(&payment.network) {
+        fail("network", e.to_string());
+    }
+    if payment
+        .max_timeout_seconds
+        .is_some_and(|t| t == 0 || t > 86_400)
+    {
+        fail(
+            "maxTimeoutSeconds",
+            "must be between 1 and 86400".to_owned(),
+        );
+    }
+    for (part, message) in price_problems(&payment.price) {
+        fail(
+            if part.is_empty() {
+                "price"
+            } else {
+                "price.perEpoch"
+            },
+            message,
+        );
+    }
+}
+
+/// Checks `spec.payments`: each like `payment`, the first equal to `payment` (as the original
+/// requires), no token on a chain twice, one settle timing (`payment.settle`).
+fn check_payments(first: &PaymentSpec, payments: &[PaymentSpec], errors: &mut Vec<FieldError>) {
+    let Some(head) = payments.first() else {
+        return;
+    };
+    if normalized(head) != normalized(first) {
+        errors.push(FieldError {
+            field: "spec.payments[0]".into(),
+            message: "must equal spec.payment (payments lists every way to pay, the first being spec.payment)".to_owned(),
+        });
+    }
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (i, payment) in payments.iter().enumerate() {
+        let prefix = format!("spec.payments[{i}]");
+        check_payment(&prefix, payment, errors);
+        if payment.settle != first.settle {
+            errors.push(FieldError {
+                field: format!("{prefix}.settle").into(),
+                message: "is per offer: set it on spec.payment only".to_owned(),
+            });
+        }
+        let token = (
+            network::normalize(&payment.network),
+            payment
+                .asset
+                .as_ref()
+                .and_then(|a| a.address.clone().or_else(|| a.symbol.clone()))
+                .unwrap_or_else(|| "USDC".to_owned())
+                .to_ascii_lowercase(),
+        );
+        if let Some(j) = seen.iter().position(|t| *t == token) {
+            errors.push(FieldError {
+                field: prefix.into(),
+                message: format!("pays in the same token on the same chain as spec.payments[{j}]"),
+            });
+        }
+        seen.push(token);
+    }
+}
+
+/// `payment` in the form two equal payments share: CAIP-2 network, lower-case payTo, the
+/// default validity written out.
+fn normalized(payment: &PaymentSpec) -> PaymentSpec {
+    let mut payment = payment.clone();
+    payment.network = network::normalize(&payment.network);
+    payment.pay_to = payment.pay_to.to_ascii_lowercase();
+    payment.max_timeout_seconds = Some(
+        payment
+            .max_timeout_seconds
+            .unwrap_or(crate::routes::DEFAULT_MAX_TIMEOUT_SECONDS),
+    );
+    payment
 }
 
 /// What is wrong with a price: `("", message)` for the price as a whole, `("perEpoch", …)`.
@@ -608,6 +674,53 @@ pub(crate) mod tests {
             ["metadata.name", "spec.payment.payTo"],
             "all errors at once"
         );
+    }
+
+    #[test]
+    fn payments_list_every_way_to_pay_starting_with_payment() {
+        let with_payments = |payments: serde_json::Value| {
+            let mut o = offer();
+            o.spec.payments = serde_json::from_value(payments).unwrap();
+            o
+        };
+        let first = serde_json::json!({
+            "network": "eip155:84532", "payTo": "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc",
+            "maxTimeoutSeconds": 300, "price": {"perRequest": "0.001"}
+        });
+        let obol = serde_json::json!({
+            "network": "base-sepolia", "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            "asset": {"symbol": "OBOL"}, "price": {"perRequest": "0.5"}
+        });
+        // The same as spec.payment once normalised (CAIP-2, address case, default validity).
+        assert_eq!(
+            validate_offer(&with_payments(serde_json::json!([first, obol]))),
+            Ok(())
+        );
+
+        let mut other_first = first.clone();
+        other_first["price"]["perRequest"] = "0.002".into();
+        let mut bad_second = obol.clone();
+        bad_second["payTo"] = "0x12".into();
+        bad_second["price"] = serde_json::json!({});
+        let mut settles_first = obol.clone();
+        settles_first["settle"] = "settleFirst".into();
+        for (payments, want) in [
+            (
+                serde_json::json!([other_first, obol]),
+                vec!["spec.payments[0]"],
+            ),
+            (
+                serde_json::json!([first, bad_second]),
+                vec!["spec.payments[1].payTo", "spec.payments[1].price"],
+            ),
+            (serde_json::json!([first, first]), vec!["spec.payments[1]"]),
+            (
+                serde_json::json!([first, settles_first]),
+                vec!["spec.payments[1].settle"],
+            ),
+        ] {
+            assert_eq!(fields(&with_payments(payments.clone())), want, "{payments}");
+        }
     }
 
     #[test]

@@ -113,12 +113,12 @@ fn offer(upstream: &str) -> Arc<Offer> {
             "echo",
             OfferKind::Http,
             upstream.parse().unwrap(),
-            Price {
-                unit: PriceUnit::PerRequest,
-                amount: "0.001".parse().unwrap(),
-            },
             vec![PaymentOption {
                 requirements,
+                price: Price {
+                    unit: PriceUnit::PerRequest,
+                    amount: "0.001".parse().unwrap(),
+                },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: false,
             }],

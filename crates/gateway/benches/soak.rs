@@ -88,12 +88,12 @@ fn echo_route(upstream: &str) -> Route {
             "echo",
             OfferKind::Http,
             upstream.parse().unwrap(),
-            Price {
-                unit: PriceUnit::PerRequest,
-                amount: "0.001".parse().unwrap(),
-            },
             vec![PaymentOption {
                 requirements: requirement(PAY_TO, PRICE),
+                price: Price {
+                    unit: PriceUnit::PerRequest,
+                    amount: "0.001".parse().unwrap(),
+                },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: false,
             }],

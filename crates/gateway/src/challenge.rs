@@ -224,7 +224,7 @@ pub fn html_response(offer: &Offer, required: &v2::PaymentRequired) -> Response 
         let _ = write!(
             options,
             "<li><b>{price}</b> on {network} — <code>{amount}</code> atomic units of <code>{asset}</code>, paid to <code>{pay_to}</code></li>",
-            price = escape_html(&offer.price.label(&option.asset_symbol)),
+            price = escape_html(&option.price.label(&option.asset_symbol)),
             network = escape_html(network),
             amount = escape_html(&requirement.amount.to_string()),
             asset = escape_html(&requirement.asset),
@@ -341,6 +341,10 @@ mod tests {
         let mut offer = Arc::unwrap_or_clone(offer("foo", "/services/foo"));
         offer.options = vec![PaymentOption {
             requirements,
+            price: obol_x402::pricing::Price {
+                unit: obol_x402::pricing::PriceUnit::PerRequest,
+                amount: "0.001".parse().unwrap(),
+            },
             asset_symbol: "USDC".into(),
             eip2612_gas_sponsoring: false,
         }];

@@ -24,11 +24,13 @@ pub enum OfferKind {
     Agent,
 }
 
-/// One way to pay for an offer: a fully built v2 requirement and its token's symbol.
+/// One way to pay for an offer: a fully built v2 requirement, its price and its token's symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentOption {
     /// The requirement as it appears in `accepts` (CAIP-2 network).
     pub requirements: v2::PaymentRequirements,
+    /// The price as the seller set it for this option, in its token.
+    pub price: Price,
     /// The token symbol, for metrics and human text.
     pub asset_symbol: String,
     /// Whether the token can be approved for Permit2 with an EIP-2612 permit in the same
@@ -63,9 +65,8 @@ pub struct Offer {
     pub strip_prefix: String,
     /// `Authorization` value injected upstream (a secret: never printed).
     pub upstream_auth: Option<String>,
-    /// The price as the seller set it.
-    pub price: Price,
-    /// Accepted payments, in preference order. Never empty for a published offer.
+    /// Accepted payments, in preference order (each with its price). Never empty for a
+    /// published offer.
     pub options: Vec<PaymentOption>,
     /// Human description for the 402's `resource`.
     pub description: String,
@@ -83,7 +84,6 @@ impl Offer {
         name: &str,
         kind: OfferKind,
         upstream: Url,
-        price: Price,
         options: Vec<PaymentOption>,
     ) -> Self {
         Self {
@@ -93,7 +93,6 @@ impl Offer {
             upstream,
             strip_prefix: format!("/services/{name}"),
             upstream_auth: None,
-            price,
             options,
             description: name.into(),
             mime_type: "application/json".into(),
@@ -400,7 +399,6 @@ impl Routes {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use obol_x402::pricing::PriceUnit;
 
     /// A minimal offer for table tests.
     pub(crate) fn offer(name: &str, strip_prefix: &str) -> Arc<Offer> {
@@ -411,10 +409,6 @@ pub(crate) mod tests {
             upstream: "http://127.0.0.1:9/".parse().unwrap(),
             strip_prefix: strip_prefix.into(),
             upstream_auth: Some("Bearer secret".into()),
-            price: Price {
-                unit: PriceUnit::PerRequest,
-                amount: "0.001".parse().unwrap(),
-            },
             options: Vec::new(),
             description: String::new(),
             mime_type: "application/json".into(),

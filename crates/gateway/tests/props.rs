@@ -17,7 +17,6 @@ use axum::http::Method;
 use obol_gateway::path::{PathError, check};
 use obol_gateway::proxy::upstream_url;
 use obol_gateway::{Offer, OfferKind, SettleMode};
-use obol_x402::pricing::{Price, PriceUnit};
 use proptest::prelude::*;
 
 const PREFIX: &str = "/services/foo";
@@ -31,10 +30,6 @@ fn offer(kind: OfferKind) -> Arc<Offer> {
         upstream: BASE.parse().unwrap(),
         strip_prefix: PREFIX.into(),
         upstream_auth: None,
-        price: Price {
-            unit: PriceUnit::PerRequest,
-            amount: "0.001".parse().unwrap(),
-        },
         options: Vec::new(),
         description: String::new(),
         mime_type: "application/json".into(),

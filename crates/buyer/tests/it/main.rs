@@ -90,12 +90,12 @@ fn route(upstream: &str, amount: u64) -> Route {
             "llm",
             OfferKind::Inference,
             upstream.parse().unwrap(),
-            Price {
-                unit: PriceUnit::PerRequest,
-                amount: "0.001".parse().unwrap(),
-            },
             vec![PaymentOption {
                 requirements,
+                price: Price {
+                    unit: PriceUnit::PerRequest,
+                    amount: "0.001".parse().unwrap(),
+                },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
             }],

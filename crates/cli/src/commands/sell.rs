@@ -169,6 +169,32 @@ fn registration(name: &str, flags: &PaymentFlags) -> anyhow::Result<Registration
 
 async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode> {
     let (pay_to, chain) = payment_target(ctx, input.payment)?;
+    let payment = PaymentSpec {
+        scheme: "exact".into(),
+        asset: asset(&input.payment.token, &chain)?,
+        network: chain,
+        pay_to,
+        max_timeout_seconds: Some(input.payment.max_timeout),
+        price: input.price,
+        settle: if input.payment.settle_first {
+            SettleTiming::SettleFirst
+        } else {
+            SettleTiming::ServeFirst
+        },
+    };
+    let payments = if input.payment.payments.is_empty() {
+        Vec::new()
+    } else {
+        std::iter::once(Ok(payment.clone()))
+            .chain(
+                input
+                    .payment
+                    .payments
+                    .iter()
+                    .map(|text| parse_payment(text, &payment)),
+            )
+            .collect::<anyhow::Result<_>>()?
+    };
     let spec = ServiceOfferSpec {
         type_: input.type_,
         model: input.model,
@@ -177,19 +203,8 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
             health_path: Some(input.health_path.to_owned()),
             ..UpstreamSpec::default()
         },
-        payment: PaymentSpec {
-            scheme: "exact".into(),
-            asset: asset(&input.payment.token, &chain)?,
-            network: chain,
-            pay_to,
-            max_timeout_seconds: Some(input.payment.max_timeout),
-            price: input.price,
-            settle: if input.payment.settle_first {
-                SettleTiming::SettleFirst
-            } else {
-                SettleTiming::ServeFirst
-            },
-        },
+        payment,
+        payments,
         path: input.path,
         routes: input
             .payment
@@ -262,6 +277,44 @@ fn parse_route(text: &str) -> anyhow::Result<RouteSpec> {
         "--route {text:?}: path= is required (e.g. path=/submit)"
     );
     Ok(route)
+}
+
+/// One `--payment token=OBOL,chain=ethereum,price=…[,payTo=0x…]`: another way to pay, like
+/// `first` (the main flags) where a key is left out; `price` is in the same unit as `first`'s.
+fn parse_payment(text: &str, first: &PaymentSpec) -> anyhow::Result<PaymentSpec> {
+    let mut payment = first.clone();
+    let mut token = first
+        .asset
+        .as_ref()
+        .and_then(|a| a.symbol.clone())
+        .unwrap_or_else(|| "USDC".into());
+    let mut price = None;
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim().to_owned()))
+            .with_context(|| format!("--payment {text:?}: {part:?} is not key=value"))?;
+        match key {
+            "token" => token = value,
+            "chain" | "network" => payment.network = value,
+            "payTo" | "pay-to" => payment.pay_to = value,
+            "price" => price = Some(value),
+            _ => anyhow::bail!(
+                "--payment {text:?}: unknown key {key:?} (token, chain, price, payTo)"
+            ),
+        }
+    }
+    payment.asset = asset(&token, &payment.network)?;
+    if let Some(amount) = price {
+        let p = &first.price;
+        payment.price = PriceSpec {
+            per_request: p.per_request.as_ref().map(|_| amount.clone()),
+            per_mtok: p.per_mtok.as_ref().map(|_| amount.clone()),
+            per_hour: p.per_hour.as_ref().map(|_| amount.clone()),
+            per_epoch: None,
+        };
+    }
+    Ok(payment)
 }
 
 /// The keys `--route` takes.
@@ -550,14 +603,12 @@ fn price_label(offer: &ServiceOffer) -> String {
     if p.per_request.is_none() && p.per_mtok.is_none() && p.per_hour.is_none() {
         return "-".into();
     }
-    price_text(p, &symbol(offer))
+    price_text(p, &symbol(&offer.spec.payment))
 }
 
-/// The offer's token symbol as written (USDC by default).
-fn symbol(offer: &ServiceOffer) -> String {
-    offer
-        .spec
-        .payment
+/// A payment's token symbol as written (USDC by default).
+fn symbol(payment: &PaymentSpec) -> String {
+    payment
         .asset
         .as_ref()
         .and_then(|a| a.symbol.clone())
@@ -646,6 +697,14 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
     println!("  Network:  {}", offer.spec.payment.network);
     println!("  Price:    {}", price_label(&offer));
     println!("  Pay To:   {}", offer.spec.payment.pay_to);
+    for other in offer.effective_payments().iter().skip(1) {
+        println!(
+            "  Or:       {} on {}, to {}",
+            price_text(&other.price, &symbol(other)),
+            other.network,
+            other.pay_to
+        );
+    }
     if !offer.spec.routes.is_empty() {
         println!("  Routes (anything else under the endpoint is refused):");
         let prefix = offer.effective_path();
@@ -656,7 +715,9 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
                 route.methods.join("|")
             };
             let price = match (route.gate, &route.price) {
-                (GateSpec::Paid, Some(price)) => price_text(&price.fields(), &symbol(&offer)),
+                (GateSpec::Paid, Some(price)) => {
+                    price_text(&price.fields(), &symbol(&offer.spec.payment))
+                }
                 (GateSpec::Paid, None) => price_label(&offer),
                 (gate, _) => gate.as_str().to_owned(),
             };
@@ -732,6 +793,45 @@ mod tests {
             ("path=/x,freeQuota=many", "is not a count"),
         ] {
             let error = parse_route(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn payment_flags_add_a_way_to_pay_like_the_first() {
+        let first = PaymentSpec {
+            scheme: "exact".into(),
+            network: "base-sepolia".into(),
+            pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
+            max_timeout_seconds: Some(300),
+            asset: None,
+            price: PriceSpec {
+                per_mtok: Some("1".into()),
+                ..PriceSpec::default()
+            },
+            settle: SettleTiming::ServeFirst,
+        };
+        let obol = parse_payment("token=OBOL,price=0.5", &first).unwrap();
+        assert_eq!(obol.network, "base-sepolia");
+        assert_eq!(
+            obol.price.per_mtok.as_deref(),
+            Some("0.5"),
+            "the first's unit"
+        );
+        assert_eq!(obol.asset.and_then(|a| a.symbol).as_deref(), Some("OBOL"));
+        let elsewhere = parse_payment(
+            "chain=base,payTo=0x00000000000000000000000000000000000000aa",
+            &first,
+        )
+        .unwrap();
+        assert_eq!(elsewhere.network, "base");
+        assert_eq!(elsewhere.price, first.price, "left out: the first's");
+        for (bad, says) in [
+            ("token", "is not key=value"),
+            ("colour=red", "unknown key \"colour\""),
+            ("token=NOPE", "NOPE"),
+        ] {
+            let error = format!("{:#}", parse_payment(bad, &first).unwrap_err());
             assert!(error.contains(says), "{bad}: {error}");
         }
     }

@@ -100,12 +100,12 @@ async fn seller(facilitator: &str, upstream: &str, pay_to: &str, amount: u64) ->
             "item",
             OfferKind::Http,
             upstream.parse().unwrap(),
-            Price {
-                unit: PriceUnit::PerRequest,
-                amount: "0.001".parse().unwrap(),
-            },
             vec![PaymentOption {
                 requirements,
+                price: Price {
+                    unit: PriceUnit::PerRequest,
+                    amount: "0.001".parse().unwrap(),
+                },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
             }],

@@ -539,6 +539,8 @@ async fn the_public_url_reaches_the_402() {
             "path=/*,methods=GET,gate=free,summary=Reads, free",
             "--route",
             "path=/items,methods=POST,price=0.05",
+            "--payment",
+            "token=OBOL,price=0.5",
         ],
         &[],
         None,
@@ -559,6 +561,7 @@ async fn the_public_url_reaches_the_402() {
             {"path": "/items", "methods": ["POST"], "price": "0.05"}
         ])
     );
+    assert_eq!(four["spec"]["payments"].as_array().map(Vec::len), Some(2));
     let items = format!("{}/services/four/items", gateway(dir));
     for _ in 0..200 {
         if status_of(&items).await == 200 {
@@ -574,6 +577,10 @@ async fn the_public_url_reaches_the_402() {
     assert_eq!(
         required["accepts"][0]["amount"], "50000",
         "the route's own price"
+    );
+    assert_eq!(
+        required["accepts"][1]["amount"], "50000000000000000",
+        "the same price in the second token (OBOL, 18 decimals)"
     );
     let put = client.put(&items).send().await.unwrap();
     assert_eq!(put.status(), 405);

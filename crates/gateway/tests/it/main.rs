@@ -255,6 +255,7 @@ pub fn option(symbol: &str, amount: &str) -> PaymentOption {
     .unwrap();
     PaymentOption {
         requirements,
+        price: per_request("0.001"),
         asset_symbol: symbol.into(),
         eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
     }
@@ -268,7 +269,6 @@ pub fn offer(name: &str, upstream: &str, kind: OfferKind, symbol: &str, amount: 
             name,
             kind,
             upstream.parse().unwrap(),
-            per_request("0.001"),
             vec![option(symbol, amount)],
         )
     })

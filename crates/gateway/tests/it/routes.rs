@@ -1,13 +1,17 @@
-//! Declared routes: free and paid gates, per-route prices, methods, and an exhaustive table.
+//! Declared routes (free and paid gates, per-route prices, methods, an exhaustive table) and
+//! offers paid in several currencies.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use obol_chain::Sender;
+use obol_devnet::{OBOL, USDC};
 use obol_gateway::{Gate, Methods, OfferKind, Route, RouteTable};
 use obol_x402::header::{PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::primitives::U256;
+use obol_x402::token::PERMIT2;
 
-use crate::{Fixture, PAY_TO, challenge_of, offer, option, sign};
+use crate::{Fixture, PAY_TO, challenge_of, offer, option, paid_get, sign};
 
 /// The fixture's upstream sold as `api` with declared routes: everything readable for free,
 /// `POST /echo` paid at 0.002 USDC, `/slow` paid at the offer's price.
@@ -141,4 +145,79 @@ async fn forward_auth_follows_the_declared_routes() {
     assert_eq!(paid.status(), 402);
     let refused = verify("DELETE", "/services/api/echo").await.unwrap();
     assert_eq!(refused.status(), 405);
+}
+
+/// An offer paid in USDC or OBOL: the 402 lists both in order, a payment in the second settles
+/// in that token with exact deltas, and a payment in terms not offered is refused before the
+/// upstream is called.
+#[tokio::test]
+async fn a_payment_in_the_second_currency_settles_in_that_currency() {
+    let fixture = Fixture::start().await;
+    let mut multi =
+        (*offer("multi", &fixture.upstream, OfferKind::Http, "USDC", "1000").offer).clone();
+    multi.options.push(option("OBOL", "1000000000000000"));
+    fixture
+        .routes
+        .store(RouteTable::new(vec![Route::below_prefix(multi)]));
+    let url = format!("{}/services/multi/echo", fixture.gateway);
+    let unpaid = reqwest::get(&url).await.unwrap();
+    let required = challenge_of(&unpaid);
+    let assets: Vec<&str> = required.accepts.iter().map(|a| a.asset.as_str()).collect();
+    assert_eq!(
+        assets,
+        [USDC.to_checksum(None), OBOL.to_checksum(None)],
+        "both, in the offer's order"
+    );
+
+    // OBOL moves through Permit2: the buyer approves it once.
+    let buyer = fixture.buyer(5);
+    let approval = Sender::new(&fixture.client, &buyer)
+        .approve(OBOL, PERMIT2, U256::MAX)
+        .await
+        .unwrap();
+    let (_, mined) = Sender::new(&fixture.client, &buyer)
+        .wait_receipt(approval, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(mined, Ok(Some(true)));
+    let pay_to = PAY_TO.parse().unwrap();
+    let balances = || async {
+        (
+            fixture.client.token_balance(USDC, pay_to).await.unwrap(),
+            fixture.client.token_balance(OBOL, pay_to).await.unwrap(),
+        )
+    };
+    let before = balances().await;
+    let paid = paid_get(
+        &fixture.gateway,
+        "/services/multi/echo",
+        &sign(&buyer, &required, 1),
+    )
+    .await;
+    assert_eq!(paid.status(), 200);
+    assert_eq!(
+        balances().await,
+        (before.0, before.1 + U256::from(1_000_000_000_000_000_u64)),
+        "paid in OBOL only"
+    );
+    let calls = fixture.log.calls.load(Ordering::SeqCst);
+
+    // Terms nobody offered (the USDC amount in OBOL): refused, the upstream never called.
+    let mut wrong = required.clone();
+    wrong.accepts[0].asset = OBOL.to_checksum(None);
+    let refused = paid_get(
+        &fixture.gateway,
+        "/services/multi/echo",
+        &sign(&buyer, &wrong, 0),
+    )
+    .await;
+    assert_eq!(refused.status(), 402);
+    assert_eq!(
+        challenge_of(&refused).extensions.unwrap()["paymentFailure"]["reason"],
+        "no_matching_requirement"
+    );
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(
+        balances().await.1,
+        before.1 + U256::from(1_000_000_000_000_000_u64)
+    );
 }
