@@ -641,6 +641,12 @@ pub(crate) struct PaymentFlags {
     /// the price is in the same unit as theirs).
     #[arg(long = "payment", value_name = "token=…,chain=…,price=…,payTo=…")]
     pub(crate) payments: Vec<String>,
+    /// Requests served at once (one more gets 429).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_in_flight: Option<u32>,
+    /// Requests per second, bursts of twice as many (more get 429 with Retry-After).
+    #[arg(long, value_name = "N")]
+    pub(crate) rps: Option<u32>,
     /// Do not publish in the ERC-8004 registration.
     #[arg(long)]
     pub(crate) no_register: bool,

@@ -246,6 +246,22 @@ impl RouteSpec {
     }
 }
 
+/// Limits over all requests of an offer (the original applies them as Traefik middlewares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Requests served at once; one more is refused with 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Requests per second, bursts of twice as many; more are refused with 429 and
+    /// `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rps: Option<u32>,
+}
+
+/// The largest `limits` value accepted.
+pub const MAX_LIMIT: u32 = 10_000;
+
 /// ERC-8004 registration settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -310,6 +326,9 @@ pub struct ServiceOfferSpec {
     /// Routes below the path (at most [`MAX_ROUTES`]); none: everything is paid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSpec>,
+    /// Concurrency and rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
     /// ERC-8004 registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<RegistrationSpec>,
@@ -336,10 +355,6 @@ pub(crate) const UNSUPPORTED_FIELDS: &[Unsupported] = &[
     Unsupported {
         path: "hostname",
         hint: "offers are served under the stack's public URL",
-    },
-    Unsupported {
-        path: "limits",
-        hint: "",
     },
     Unsupported {
         path: "branding",
@@ -419,6 +434,7 @@ impl ServiceOfferSpec {
             payments: Vec::new(),
             path: None,
             routes: Vec::new(),
+            limits: None,
             registration: None,
             listing: None,
             drain_at: None,

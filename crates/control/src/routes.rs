@@ -1,6 +1,9 @@
 //! From published `ServiceOffer`s to the gateway's route table.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+
+use obol_gateway::limits::Limits;
 
 use obol_gateway::{Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode};
 use obol_x402::network;
@@ -189,6 +192,18 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
             )
         }),
         mime_type: "application/json".into(),
+        limits: Limits {
+            max_in_flight: offer
+                .spec
+                .limits
+                .and_then(|l| l.max_in_flight)
+                .and_then(NonZeroU32::new),
+            rps: offer
+                .spec
+                .limits
+                .and_then(|l| l.rps)
+                .and_then(NonZeroU32::new),
+        },
         settle: match offer.spec.payment.settle {
             SettleTiming::ServeFirst => SettleMode::ServeFirst,
             SettleTiming::SettleFirst => SettleMode::SettleFirst,

@@ -152,6 +152,7 @@ mod tests {
                      "summary": "Chat", "freeQuota": 0},
                     {"path": "/v1/*/info", "price": {"perRequest": "0.01"}}
                 ],
+                "limits": {"maxInFlight": 8, "rps": 20},
                 "registration": {
                     "enabled": true, "name": "LLM", "description": "A model", "image": "https://x.example/i.png",
                     "skills": ["chat"], "domains": ["ai"], "metadata": {"anything": {"goes": 1}}

@@ -10,8 +10,8 @@ use obol_x402::pricing::Price;
 
 use crate::identity::AgentIdentity;
 use crate::offer::{
-    GateSpec, MAX_ROUTES, OfferType, PaymentSpec, PriceSpec, RouteSpec, SIGN_IN_PATH, ServiceOffer,
-    is_reserved, is_sign_in_path,
+    GateSpec, MAX_LIMIT, MAX_ROUTES, OfferType, PaymentSpec, PriceSpec, RouteSpec, SIGN_IN_PATH,
+    ServiceOffer, is_reserved, is_sign_in_path,
 };
 use crate::purchase::PurchaseRequest;
 use obol_gateway::Methods;
@@ -328,6 +328,16 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
     check_payment("spec.payment", &spec.payment, &mut errors);
     check_payments(&spec.payment, &spec.payments, &mut errors);
     check_routes(&spec.routes, &mut errors);
+    if let Some(limits) = spec.limits {
+        for (name, value) in [("maxInFlight", limits.max_in_flight), ("rps", limits.rps)] {
+            if value.is_some_and(|v| v == 0 || v > MAX_LIMIT) {
+                errors.push(FieldError {
+                    field: format!("spec.limits.{name}").into(),
+                    message: format!("must be between 1 and {MAX_LIMIT}"),
+                });
+            }
+        }
+    }
     errors.sort_by_key(|e| !e.field.starts_with("metadata"));
     verdict("ServiceOffer", errors)
 }
@@ -721,6 +731,21 @@ pub(crate) mod tests {
         ] {
             assert_eq!(fields(&with_payments(payments.clone())), want, "{payments}");
         }
+    }
+
+    #[test]
+    fn limits_are_between_one_and_the_maximum() {
+        let mut o = offer();
+        o.spec.limits = Some(crate::offer::LimitsSpec {
+            max_in_flight: Some(8),
+            rps: Some(MAX_LIMIT),
+        });
+        assert_eq!(validate_offer(&o), Ok(()));
+        o.spec.limits = Some(crate::offer::LimitsSpec {
+            max_in_flight: Some(0),
+            rps: Some(MAX_LIMIT + 1),
+        });
+        assert_eq!(fields(&o), ["spec.limits.maxInFlight", "spec.limits.rps"]);
     }
 
     #[test]

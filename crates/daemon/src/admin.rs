@@ -506,7 +506,7 @@ mod tests {
         let body = serde_json::json!({
             "apiVersion": "obol.org/v1alpha1", "kind": "ServiceOffer",
             "metadata": {"name": "x", "namespace": "default"},
-            "spec": {"upstream": {"url": "http://127.0.0.1:9"}, "limits": {"rps": 5},
+            "spec": {"upstream": {"url": "http://127.0.0.1:9"}, "branding": {"tagline": "x"},
                      "payment": {"network": "base-sepolia", "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
                                  "price": {"perRequest": "0.001"}}}
         });
@@ -529,7 +529,7 @@ mod tests {
         let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let message = answer["error"].as_str().unwrap();
         assert!(
-            message.contains("spec.limits is not supported yet"),
+            message.contains("spec.branding is not supported yet"),
             "{message}"
         );
     }

@@ -28,6 +28,9 @@ pub struct GatewayError {
     /// The `Allow` header of a 405.
     #[serde(skip)]
     pub allow: Option<String>,
+    /// The `Retry-After` of a 429, in seconds.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl GatewayError {
@@ -40,6 +43,7 @@ impl GatewayError {
             hint: None,
             retriable: false,
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -116,6 +120,32 @@ impl GatewayError {
         );
         error.detail = Some(format!("this route answers {allow}"));
         error.allow = Some(allow);
+        error
+    }
+
+    /// 429: the offer's rate limit is spent; it refills in `retry_after` seconds.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "rate_limited",
+        )
+        .detail("this service's request rate is limited")
+        .retriable(true);
+        error.retry_after = Some(retry_after);
+        error
+    }
+
+    /// 429: as many requests of the offer as it allows are being served.
+    pub fn too_many_in_flight() -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "too_many_in_flight",
+        )
+        .detail("this service serves a limited number of requests at once")
+        .retriable(true);
+        error.retry_after = Some(1);
         error
     }
 
@@ -199,6 +229,11 @@ impl IntoResponse for GatewayError {
             .and_then(|a| header::HeaderValue::from_str(a).ok())
         {
             response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         if self.retriable && self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(

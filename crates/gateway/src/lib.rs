@@ -8,6 +8,7 @@
 //! | [`error`] | every gateway failure as `{error, reason, detail?, hint?, retriable}` with its status |
 //! | [`matching`] | payment header → decoded, normalised payment → the offered option it answers |
 //! | [`guard`] | the double-serve guard: in-flight claims, per-payer exposure, and the durable record of settled and pending payments |
+//! | [`limits`] | per-offer `maxInFlight` and `rps` (burst 2×), kept across route table swaps |
 //! | [`proxy`] | the streaming upstream proxy |
 //! | [`paygate`] | the tower `Layer`/`Service`: challenge, verify, proxy, settle after success |
 //! | [`metrics`] | the original verifier's metric names and labels |
@@ -16,6 +17,7 @@
 pub mod challenge;
 pub mod error;
 pub mod guard;
+pub mod limits;
 pub mod matching;
 pub mod metrics;
 pub mod path;

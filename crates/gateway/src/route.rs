@@ -13,6 +13,8 @@ use obol_x402::pricing::Price;
 use obol_x402::wire::v2;
 use url::Url;
 
+use crate::limits::Limits;
+
 /// What kind of upstream an offer sells (decides chat-path normalisation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferKind {
@@ -74,6 +76,8 @@ pub struct Offer {
     pub mime_type: String,
     /// When payments are settled.
     pub settle: SettleMode,
+    /// Concurrency and rate limits over all its requests.
+    pub limits: Limits,
 }
 
 impl Offer {
@@ -97,6 +101,7 @@ impl Offer {
             description: name.into(),
             mime_type: "application/json".into(),
             settle: SettleMode::ServeFirst,
+            limits: Limits::default(),
         }
     }
 }
@@ -413,6 +418,7 @@ pub(crate) mod tests {
             description: String::new(),
             mime_type: "application/json".into(),
             settle: SettleMode::ServeFirst,
+            limits: Limits::default(),
         })
     }
 

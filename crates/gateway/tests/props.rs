@@ -34,6 +34,7 @@ fn offer(kind: OfferKind) -> Arc<Offer> {
         description: String::new(),
         mime_type: "application/json".into(),
         settle: SettleMode::ServeFirst,
+        limits: Default::default(),
     })
 }
 

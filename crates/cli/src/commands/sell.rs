@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use obol_config::stack::{FacilitatorSetting, StackFile};
 use obol_control::offer::{
-    AssetSpec, GateSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec, RegistrationSpec,
-    RoutePrice, RouteSpec, SettleTiming, UpstreamSpec,
+    AssetSpec, GateSpec, LimitsSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec,
+    RegistrationSpec, RoutePrice, RouteSpec, SettleTiming, UpstreamSpec,
 };
 use obol_control::resource::{ConditionStatus, condition};
 use obol_control::storefront::price_text;
@@ -212,6 +212,12 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
             .iter()
             .map(|text| parse_route(text))
             .collect::<anyhow::Result<_>>()?,
+        limits: (input.payment.max_in_flight.is_some() || input.payment.rps.is_some()).then_some(
+            LimitsSpec {
+                max_in_flight: input.payment.max_in_flight,
+                rps: input.payment.rps,
+            },
+        ),
         registration: Some(registration(input.name, input.payment)?),
         listing: None,
         drain_at: None,
@@ -703,6 +709,14 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
             price_text(&other.price, &symbol(other)),
             other.network,
             other.pay_to
+        );
+    }
+    if let Some(limits) = offer.spec.limits {
+        let show = |v: Option<u32>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+        println!(
+            "  Limits:   {} in flight, {} requests/s (bursts of twice as many)",
+            show(limits.max_in_flight),
+            show(limits.rps)
         );
     }
     if !offer.spec.routes.is_empty() {

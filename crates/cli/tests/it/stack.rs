@@ -541,6 +541,10 @@ async fn the_public_url_reaches_the_402() {
             "path=/items,methods=POST,price=0.05",
             "--payment",
             "token=OBOL,price=0.5",
+            "--max-in-flight",
+            "8",
+            "--rps",
+            "50",
         ],
         &[],
         None,
@@ -562,6 +566,10 @@ async fn the_public_url_reaches_the_402() {
         ])
     );
     assert_eq!(four["spec"]["payments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        four["spec"]["limits"],
+        serde_json::json!({"maxInFlight": 8, "rps": 50})
+    );
     let items = format!("{}/services/four/items", gateway(dir));
     for _ in 0..200 {
         if status_of(&items).await == 200 {

@@ -50,7 +50,7 @@ async fn the_originals_fields_are_a_422_naming_them() {
 
     let mut original = manifest();
     original["spec"]["hostname"] = json!("api.example.com");
-    original["spec"]["limits"] = json!({"rps": 5});
+    original["spec"]["branding"] = json!({"displayName": "Shop"});
     original["spec"]["payment"]["price"]["perCall"] = json!("1");
     let refused = client.put(&url).json(&original).send().await.unwrap();
     assert_eq!(refused.status(), 422);
@@ -58,7 +58,7 @@ async fn the_originals_fields_are_a_422_naming_them() {
     for expected in [
         "spec.payment.price.perCall",
         "spec.hostname is not supported yet (offers are served under the stack's public URL)",
-        "spec.limits is not supported yet",
+        "spec.branding is not supported yet",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");
     }

@@ -33,10 +33,11 @@ use tower::{Layer, Service, ServiceExt as _};
 use crate::challenge::{self, PaymentFailure};
 use crate::error::GatewayError;
 use crate::guard::{Refusal, ReplayGuard, Ticket};
+use crate::limits::Limiter;
 use crate::matching;
 use crate::metrics::{Counter, Labels};
 use crate::proxy::is_event_stream;
-use crate::route::{Lookup, Offer, Routes, SettleMode};
+use crate::route::{Gate, Lookup, Offer, Routes, SettleMode};
 
 mod stream;
 
@@ -88,6 +89,7 @@ struct Shared {
     guard: Arc<ReplayGuard>,
     config: PaygateConfig,
     challenges: challenge::Challenges,
+    limits: Limiter,
 }
 
 /// Wraps an upstream service in the paygate.
@@ -119,6 +121,7 @@ impl PaygateLayer {
                 guard,
                 config,
                 challenges: challenge::Challenges::default(),
+                limits: Limiter::default(),
             }),
         }
     }
@@ -228,28 +231,51 @@ impl Shared {
         if let Err(error) = crate::path::check(request.uri().path()) {
             return GatewayError::invalid_path(error).into_response();
         }
-        let offer = match self
+        let (offer, gate) = match self
             .routes
             .load()
             .lookup(request.method(), request.uri().path())
         {
-            Lookup::Paid(offer) => offer,
-            Lookup::Free(offer) => {
-                Labels::new(&offer, None).count(Counter::Requests);
-                request.extensions_mut().insert(offer);
-                return match inner.oneshot(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                };
-            }
+            Lookup::Paid(offer) => (offer, Gate::Paid),
+            Lookup::Free(offer) => (offer, Gate::Free),
             Lookup::MethodNotAllowed(methods) => {
                 return GatewayError::method_not_allowed(methods.allow()).into_response();
             }
             Lookup::FailClosed => return GatewayError::fail_closed().into_response(),
             Lookup::NotFound => return GatewayError::not_found().into_response(),
         };
-        let unpaid_labels = Labels::new(&offer, None);
-        unpaid_labels.count(Counter::Requests);
+        let labels = Labels::new(&offer, None);
+        labels.count(Counter::Requests);
+        let admitted = match self.limits.admit(&offer) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+        let response = match gate {
+            Gate::Free => {
+                request.extensions_mut().insert(offer);
+                match inner.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+            Gate::Paid => self.serve_paid(request, inner, offer, labels).await,
+        };
+        admitted.hold(response)
+    }
+
+    /// A request on a paid route: challenge, or match, claim, verify, serve and settle. The
+    /// only code that takes a payment.
+    async fn serve_paid<S>(
+        self: Arc<Self>,
+        mut request: Request<Body>,
+        inner: S,
+        offer: Arc<Offer>,
+        unpaid_labels: Labels,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
         let resource_url = challenge::resource_url(
             self.config.public_url.as_deref(),
             request.headers(),

@@ -1,11 +1,13 @@
 //! Declared routes (free and paid gates, per-route prices, methods, an exhaustive table) and
-//! offers paid in several currencies.
+//! offers paid in several currencies or limited in concurrency and rate.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use obol_chain::Sender;
 use obol_devnet::{OBOL, USDC};
+use obol_gateway::limits::Limits;
 use obol_gateway::{Gate, Methods, OfferKind, Route, RouteTable};
 use obol_x402::header::{PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::primitives::U256;
@@ -220,4 +222,65 @@ async fn a_payment_in_the_second_currency_settles_in_that_currency() {
         balances().await.1,
         before.1 + U256::from(1_000_000_000_000_000_u64)
     );
+}
+
+/// The fixture's upstream sold as `capped`, free for every path, with `limits`.
+fn capped(fixture: &Fixture, max_in_flight: u32, rps: u32) -> String {
+    let mut offer =
+        (*offer("capped", &fixture.upstream, OfferKind::Http, "USDC", "1000").offer).clone();
+    offer.limits = Limits {
+        max_in_flight: NonZeroU32::new(max_in_flight),
+        rps: NonZeroU32::new(rps),
+    };
+    fixture.routes.store(RouteTable::new(vec![Route {
+        pattern: "/services/capped/*".into(),
+        methods: Methods::ANY,
+        gate: Gate::Free,
+        offer: Arc::new(offer),
+    }]));
+    format!("{}/services/capped", fixture.gateway)
+}
+
+#[tokio::test]
+async fn one_call_beyond_max_in_flight_is_429_and_the_slot_frees_when_done() {
+    let fixture = Fixture::start().await;
+    let url = capped(&fixture, 2, 0);
+    let client = reqwest::Client::new();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let call = client.get(format!("{url}/slow")).send();
+        calls.spawn(async move { call.await.unwrap().status().as_u16() });
+    }
+    let statuses: Vec<u16> = calls.join_all().await;
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 200, 429], "{statuses:?}");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 2);
+    let again = client.get(format!("{url}/slow")).send().await.unwrap();
+    assert_eq!(again.status(), 200, "slots freed");
+}
+
+#[tokio::test]
+async fn beyond_the_rate_is_429_with_retry_after_even_across_a_table_swap() {
+    let fixture = Fixture::start().await;
+    let url = capped(&fixture, 0, 1);
+    let client = reqwest::Client::new();
+    for i in 0..2 {
+        let response = client.get(format!("{url}/echo")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "burst of 2 × rps, call {i}");
+    }
+    // A new table with the same offer and limits keeps the spent bucket.
+    capped(&fixture, 0, 1);
+    let refused = client.get(format!("{url}/echo")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        (body["reason"].as_str(), body["retriable"].as_bool()),
+        (Some("rate_limited"), Some(true))
+    );
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = client.get(format!("{url}/echo")).send().await.unwrap();
+    assert_eq!(later.status(), 200, "refilled");
 }
