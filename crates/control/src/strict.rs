@@ -105,7 +105,7 @@ mod tests {
 
     /// An offer using every field the spec implements.
     fn full_offer() -> Value {
-        json!({
+        let mut offer = json!({
             "apiVersion": "obol.org/v1alpha1",
             "kind": "ServiceOffer",
             "metadata": {"name": "llm", "namespace": "default"},
@@ -129,18 +129,7 @@ mod tests {
                     "settle": "settleFirst"
                 },
                 "payments": [
-                    {
-                        "scheme": "exact", "network": "base-sepolia",
-                        "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
-                        "maxTimeoutSeconds": 120,
-                        "asset": {
-                            "address": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "symbol": "USDC",
-                            "decimals": 6, "transferMethod": "eip3009", "eip712Name": "USDC",
-                            "eip712Version": "2"
-                        },
-                        "price": {"perMTok": "0.5"},
-                        "settle": "settleFirst"
-                    },
+                    "(spec.payment, set below)",
                     {"scheme": "exact", "network": "base-sepolia",
                      "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
                      "asset": {"symbol": "OBOL"}, "price": {"perMTok": "2"}}
@@ -163,7 +152,10 @@ mod tests {
                 "provenance": {"free": ["form"]},
                 "description": "Qwen, paid per call"
             }
-        })
+        });
+        // The first way to pay is `payment` itself.
+        offer["spec"]["payments"][0] = offer["spec"]["payment"].clone();
+        offer
     }
 
     fn refusal(mut object: Value, pointer: &str, value: Value) -> String {

@@ -26,6 +26,17 @@ async fn manual_chain() -> (Anvil, ChainClient, LocalSigner, Sender) {
     (anvil, client, signer, sender)
 }
 
+/// The nonce of transaction `hash`.
+async fn tx_nonce(client: &ChainClient, hash: alloy::primitives::B256) -> u64 {
+    let tx = client
+        .provider()
+        .get_transaction_by_hash(hash)
+        .await
+        .unwrap()
+        .unwrap();
+    alloy::consensus::Transaction::nonce(&tx)
+}
+
 async fn balance(client: &ChainClient, address: Address) -> U256 {
     client.provider().get_balance(address).await.unwrap()
 }
@@ -53,13 +64,7 @@ async fn an_underpriced_transaction_is_replaced_and_the_replacement_answers() {
     assert_eq!(status, Ok(Some(true)));
     assert_ne!(mined, first, "the replacement was mined");
     assert!(!sender.tracks(mined), "forgotten once mined");
-    let replacement = client
-        .provider()
-        .get_transaction_by_hash(mined)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(alloy::consensus::Transaction::nonce(&replacement), 0);
+    assert_eq!(tx_nonce(&client, mined).await, 0);
     assert!(
         client
             .provider()
@@ -93,14 +98,8 @@ async fn a_lost_head_of_the_queue_is_sent_again() {
 
     let (mined, status) = sender.wait_receipt(behind, Duration::from_secs(10)).await;
     assert_eq!(status, Ok(Some(true)));
-    let tx = client
-        .provider()
-        .get_transaction_by_hash(mined)
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        alloy::consensus::Transaction::nonce(&tx),
+        tx_nonce(&client, mined).await,
         1,
         "a version of the one waited for"
     );

@@ -41,6 +41,19 @@ pub(crate) async fn upstream() -> String {
     url
 }
 
+/// Runs a `sell` command that creates offer `args[2]`, and returns its `sell status --json`.
+fn sold(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = obol_in(dir, args, &[], None);
+    let name = args[2];
+    assert!(
+        stdout(&out).starts_with(&format!("serviceoffer default/{name} created")),
+        "{}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&obol_in(dir, &["--json", "sell", "status", name], &[], None).stdout)
+        .unwrap()
+}
+
 /// `obol sell http echo` at `price` USDC per request on base-sepolia, paid to [`PAY_TO`].
 fn sell_echo<'a>(upstream: &'a str, price: &'a str) -> [&'a str; 12] {
     [
@@ -406,7 +419,7 @@ async fn the_public_url_reaches_the_402() {
     assert_eq!(amount, "\"250000\"");
 
     // sell inference: an OpenAI-compatible offer with a default price.
-    let out = obol_in(
+    let offer = sold(
         dir,
         &[
             "sell",
@@ -422,18 +435,7 @@ async fn the_public_url_reaches_the_402() {
             "base-sepolia",
             "--no-register",
         ],
-        &[],
-        None,
     );
-    assert!(
-        stdout(&out).starts_with("serviceoffer default/llm created"),
-        "{}",
-        stderr(&out)
-    );
-    let offer: serde_json::Value = serde_json::from_slice(
-        &obol_in(dir, &["--json", "sell", "status", "llm"], &[], None).stdout,
-    )
-    .unwrap();
     assert_eq!(offer["spec"]["type"], "inference");
     assert_eq!(offer["spec"]["model"]["name"], "qwen3:0.6b");
     assert_eq!(offer["spec"]["payment"]["price"]["perRequest"], "0.001");
@@ -453,7 +455,7 @@ async fn the_public_url_reaches_the_402() {
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = obol_in(
+    let two = sold(
         dir,
         &[
             "sell",
@@ -466,18 +468,7 @@ async fn the_public_url_reaches_the_402() {
             "--settle-first",
             "--no-register",
         ],
-        &[],
-        None,
     );
-    assert!(
-        stdout(&out).starts_with("serviceoffer default/two created"),
-        "{}",
-        stderr(&out)
-    );
-    let two: serde_json::Value = serde_json::from_slice(
-        &obol_in(dir, &["--json", "sell", "status", "two"], &[], None).stdout,
-    )
-    .unwrap();
     assert_eq!(two["spec"]["payment"]["payTo"], PAY_TO);
     assert_eq!(two["spec"]["payment"]["network"], "base-sepolia");
     assert_eq!(two["spec"]["payment"]["settle"], "settleFirst");
@@ -524,7 +515,7 @@ async fn the_public_url_reaches_the_402() {
     );
 
     // Declared routes: a free one for reads, a paid one with its own price, nothing else.
-    let out = obol_in(
+    let four = sold(
         dir,
         &[
             "sell",
@@ -546,18 +537,7 @@ async fn the_public_url_reaches_the_402() {
             "--rps",
             "50",
         ],
-        &[],
-        None,
     );
-    assert!(
-        stdout(&out).starts_with("serviceoffer default/four created"),
-        "{}",
-        stderr(&out)
-    );
-    let four: serde_json::Value = serde_json::from_slice(
-        &obol_in(dir, &["--json", "sell", "status", "four"], &[], None).stdout,
-    )
-    .unwrap();
     assert_eq!(
         four["spec"]["routes"],
         serde_json::json!([

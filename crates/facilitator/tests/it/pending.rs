@@ -22,10 +22,7 @@ async fn unmined_settlement_is_pending_and_reconciled_without_a_second_broadcast
     let request = simple_payment(&fixture.buyer(6), &usdc_requirement(3_000));
 
     // Stop mining: the settlement goes into the mempool and stays there.
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    automine(provider, false).await;
     let first = fixture.facilitator.settle(&request).await.unwrap();
     assert!(!first.success);
     assert_eq!(first.error_reason.as_deref(), Some("settlement_pending"));
@@ -81,10 +78,7 @@ async fn a_stuck_settlement_is_replaced_and_answered_with_the_replacement() {
     let request = simple_payment(&fixture.buyer(7), &usdc_requirement(3_000));
     let pay_to: Address = PAY_TO.parse().unwrap();
     let before = fixture.balance(USDC, pay_to).await;
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    automine(provider, false).await;
     let pending = fixture.facilitator.settle(&request).await.unwrap();
     assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
     let lost: alloy::primitives::B256 = pending.transaction.parse().unwrap();
@@ -92,10 +86,7 @@ async fn a_stuck_settlement_is_replaced_and_answered_with_the_replacement() {
         .raw_request::<_, serde_json::Value>("anvil_dropTransaction".into(), (lost,))
         .await
         .unwrap();
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
-        .await
-        .unwrap();
+    automine(provider, true).await;
 
     // Asked again until the answer comes (each ask waits 300 ms; the replacement goes at 500).
     let mut answer = fixture.facilitator.settle(&request).await.unwrap();
@@ -156,12 +147,7 @@ async fn left_pending(buyer: usize) -> LeftPending {
     let fixture = Fixture::with_config(config.clone()).await;
     let request = simple_payment(&fixture.buyer(buyer), &usdc_requirement(3_000));
     let before = fixture.balance(USDC, PAY_TO.parse().unwrap()).await;
-    fixture
-        .client
-        .provider()
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    automine(fixture.client.provider(), false).await;
     let pending = fixture.facilitator.settle(&request).await.unwrap();
     assert_eq!(pending.error_reason.as_deref(), Some("settlement_pending"));
     LeftPending {
@@ -181,10 +167,7 @@ impl LeftPending {
             .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
             .await
             .unwrap();
-        provider
-            .raw_request::<_, ()>("evm_setAutomine".into(), (true,))
-            .await
-            .unwrap();
+        automine(provider, true).await;
     }
 
     /// The payment settled, charged once.
@@ -227,4 +210,12 @@ async fn a_restarted_facilitator_asked_while_its_settlement_waits_in_the_mempool
     left.resume_mining().await;
     let again = restarted.settle(&left.request).await.unwrap();
     left.assert_charged_once(&again).await;
+}
+
+/// Turns anvil's mining on each transaction on or off.
+async fn automine(provider: &impl alloy::providers::Provider, on: bool) {
+    provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (on,))
+        .await
+        .unwrap();
 }
