@@ -12,6 +12,7 @@ mod interop;
 mod network;
 mod shared_facilitator;
 mod stack;
+mod storefront;
 mod wallet;
 
 use std::io::Write as _;
