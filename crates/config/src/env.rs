@@ -27,6 +27,9 @@ pub const X402_WALLET: &str = "X402_WALLET";
 /// Default `--facilitator-url` of `obol sell pricing` (the original's name).
 pub const X402_FACILITATOR_URL: &str = "X402_FACILITATOR_URL";
 
+/// The facilitator used when the settings name none (default [`crate::stack::DEFAULT_FACILITATOR_URL`]).
+pub const DEFAULT_FACILITATOR_URL: &str = "OBOL_DEFAULT_FACILITATOR_URL";
+
 /// `User-Agent` of the buyer's outbound calls (default `obol-buyer/<version>`; the original's name).
 pub const BUYER_USER_AGENT: &str = "OBOL_BUYER_USER_AGENT";
 
@@ -53,6 +56,10 @@ pub const ALL: &[(&str, &str)] = &[
         "raw hex private key used instead of a keystore (CI and devnets only)",
     ),
     (PUBLIC_URL, "public base URL buyers reach this stack at"),
+    (
+        DEFAULT_FACILITATOR_URL,
+        "facilitator used when stack.json names none (default https://x402.gcp.obol.tech)",
+    ),
     (
         BUYER_USER_AGENT,
         "User-Agent of the buyer's calls to sellers (default obol-buyer/<version>)",

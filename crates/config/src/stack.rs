@@ -16,6 +16,13 @@ pub const DEFAULT_BUYER_LISTEN: &str = "127.0.0.1:8402";
 /// The longest stack id (k3d caps cluster names at 32 characters with an 11-character prefix).
 pub const MAX_STACK_ID: usize = 21;
 
+/// The facilitator a stack uses when its settings name none (the original's default, an
+/// x402-rs deployment run by Obol).
+pub const DEFAULT_FACILITATOR_URL: &str = "https://x402.gcp.obol.tech";
+
+/// The chains [`DEFAULT_FACILITATOR_URL`] settles on: Ethereum, Base, Base Sepolia.
+pub const DEFAULT_FACILITATOR_CHAINS: [u64; 3] = [1, 8453, 84532];
+
 /// Which facilitator the gateway verifies and settles with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,7 +63,7 @@ pub struct StackFile {
     /// Buyer proxy listen address (default [`DEFAULT_BUYER_LISTEN`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buyer_listen: Option<String>,
-    /// The facilitator (none: paid requests are refused with 503).
+    /// The facilitator (none: [`DEFAULT_FACILITATOR_URL`] for [`DEFAULT_FACILITATOR_CHAINS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facilitator: Option<FacilitatorSetting>,
     /// `payTo` used by `obol sell` when `--pay-to` is not given (`obol sell pricing`).

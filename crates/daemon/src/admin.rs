@@ -29,6 +29,8 @@ use obol_gateway::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::facilitator::FacilitatorSummary;
+
 #[derive(Clone)]
 pub(crate) struct AdminState {
     pub(crate) store: Arc<dyn Store>,
@@ -39,6 +41,7 @@ pub(crate) struct AdminState {
     pub(crate) public_url: String,
     pub(crate) public_url_is_default: bool,
     pub(crate) stack_id: String,
+    pub(crate) facilitator: FacilitatorSummary,
 }
 
 /// The stack's status as the admin API reports it.
@@ -57,6 +60,9 @@ pub struct StackStatus {
     pub public_url_is_default: bool,
     /// Routes the gateway serves.
     pub routes: usize,
+    /// The facilitator and the chains it serves.
+    #[serde(default)]
+    pub facilitator: FacilitatorSummary,
 }
 
 /// The answer to an apply.
@@ -181,6 +187,7 @@ async fn status(State(state): State<AdminState>) -> Response {
         public_url: state.public_url.clone(),
         public_url_is_default: state.public_url_is_default,
         routes: state.routes.load().len(),
+        facilitator: state.facilitator.clone(),
     })
     .into_response()
 }
@@ -481,6 +488,7 @@ mod tests {
                 public_url: "http://127.0.0.1:8080".into(),
                 public_url_is_default: true,
                 stack_id: "test".into(),
+                facilitator: FacilitatorSummary::default(),
             },
             extra,
         )

@@ -4,52 +4,119 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use obol_chain::ChainClient;
-use obol_config::stack::FacilitatorSetting;
+use obol_config::stack::{DEFAULT_FACILITATOR_CHAINS, DEFAULT_FACILITATOR_URL, FacilitatorSetting};
 use obol_config::{NetworksFile, Paths, env};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator};
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
 use obol_wallet::{PasswordSource, SignerSource, WalletStore, read_password};
 use obol_x402::LocalSigner;
+use obol_x402::network;
 use obol_x402::wire::{
     SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::DaemonError;
 
-/// Stands in when no facilitator is configured: 402 challenges still work; paid requests are
-/// refused with a clear, non-retriable error.
-struct Unconfigured;
+/// Which facilitator serves which chains (`obol stack status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FacilitatorSummary {
+    /// Its URL (`embedded` for the in-process one).
+    pub url: String,
+    /// `default` (none configured), `settings` (`{"url": …}`) or `embedded`.
+    pub source: String,
+    /// CAIP-2 chains it is used for; empty: whatever the remote supports.
+    pub chains: Vec<String>,
+}
 
-const UNCONFIGURED: &str = "no facilitator is configured; set \"facilitator\" in stack.json ({\"url\": …} or {\"embedded\": {\"chains\": […]}})";
+/// The facilitator used when the settings name none: the default remote, asked only about the
+/// chains it serves; a payment on another chain is refused here with a clear, non-retriable
+/// error naming what to configure.
+struct DefaultRemote {
+    remote: RemoteFacilitator,
+    chains: &'static [u64],
+}
 
-#[async_trait]
-impl Facilitator for Unconfigured {
-    async fn verify(&self, _: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
-        Err(FacilitatorError::Config(UNCONFIGURED.into()))
-    }
-
-    async fn settle(&self, _: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
-        Err(FacilitatorError::Config(UNCONFIGURED.into()))
-    }
-
-    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
-        Ok(SupportedResponse::default())
+impl DefaultRemote {
+    fn check(&self, request: &VerifyRequest) -> Result<(), FacilitatorError> {
+        let network = request.requirements_v2().network;
+        match network::evm_chain_id(&network) {
+            Ok(id) if self.chains.contains(&id) => Ok(()),
+            _ => Err(FacilitatorError::Config(format!(
+                "no facilitator is configured for {network} (the default serves eip155:{}); set \"facilitator\" in stack.json ({{\"url\": …}} or {{\"embedded\": {{\"chains\": […]}}}})",
+                self.chains
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", eip155:")
+            ))),
+        }
     }
 }
 
-/// Builds the facilitator the settings ask for; `signer` (when given) pays the embedded
-/// facilitator's gas instead of the configured wallet.
+#[async_trait]
+impl Facilitator for DefaultRemote {
+    async fn verify(&self, request: &VerifyRequest) -> Result<VerifyResponse, FacilitatorError> {
+        self.check(request)?;
+        self.remote.verify(request).await
+    }
+
+    async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
+        self.check(request)?;
+        self.remote.settle(request).await
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        self.remote.supported().await
+    }
+}
+
+/// The default facilitator's URL: `OBOL_DEFAULT_FACILITATOR_URL`, else the original's.
+pub(crate) fn default_url() -> String {
+    std::env::var(env::DEFAULT_FACILITATOR_URL)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_FACILITATOR_URL.to_owned())
+}
+
+/// Builds the facilitator the settings ask for (none: the default remote at `default_url`
+/// for [`DEFAULT_FACILITATOR_CHAINS`]) and says which it is; `signer` (when given) pays the
+/// embedded facilitator's gas instead of the configured wallet.
 pub(crate) async fn build(
     paths: &Paths,
     setting: Option<&FacilitatorSetting>,
     signer: Option<&LocalSigner>,
-) -> Result<Arc<dyn Facilitator>, DaemonError> {
+    default_url: &str,
+) -> Result<(Arc<dyn Facilitator>, FacilitatorSummary), DaemonError> {
     let start = |e: &dyn std::fmt::Display| DaemonError::Start(format!("facilitator: {e}"));
     match setting {
-        None => Ok(Arc::new(Unconfigured)),
-        Some(FacilitatorSetting::Url(url)) => Ok(Arc::new(
-            RemoteFacilitator::new(url, ClientOptions::default()).map_err(|e| start(&e))?,
+        None => {
+            let remote = RemoteFacilitator::new(default_url, ClientOptions::default())
+                .map_err(|e| start(&e))?;
+            Ok((
+                Arc::new(DefaultRemote {
+                    remote,
+                    chains: &DEFAULT_FACILITATOR_CHAINS,
+                }),
+                FacilitatorSummary {
+                    url: default_url.to_owned(),
+                    source: "default".into(),
+                    chains: DEFAULT_FACILITATOR_CHAINS
+                        .iter()
+                        .map(|id| format!("eip155:{id}"))
+                        .collect(),
+                },
+            ))
+        }
+        Some(FacilitatorSetting::Url(url)) => Ok((
+            Arc::new(RemoteFacilitator::new(url, ClientOptions::default()).map_err(|e| start(&e))?),
+            FacilitatorSummary {
+                url: url.clone(),
+                source: "settings".into(),
+                chains: Vec::new(),
+            },
         )),
         Some(FacilitatorSetting::Embedded {
             chains,
@@ -76,11 +143,13 @@ pub(crate) async fn build(
             };
             let networks = NetworksFile::load(&paths.networks_file())?;
             let mut setups = Vec::new();
+            let mut served = Vec::new();
             for chain in chains {
                 let config = networks
                     .get(chain)
                     .ok_or_else(|| start(&format!("no RPC endpoint configured for {chain}")))?;
                 let client = ChainClient::connect(chain, config).map_err(|e| start(&e))?;
+                served.push(format!("eip155:{}", client.chain_id()));
                 setups.push(ChainSetup {
                     client,
                     signer: signer.clone(),
@@ -95,7 +164,94 @@ pub(crate) async fn build(
                 .fund_gas_wallets()
                 .await
                 .map_err(|e| start(&e))?;
-            Ok(Arc::new(facilitator))
+            Ok((
+                Arc::new(facilitator),
+                FacilitatorSummary {
+                    url: "embedded".into(),
+                    source: "embedded".into(),
+                    chains: served,
+                },
+            ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use obol_facilitator::http::ServerOptions;
+    use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+    use obol_x402::wire::v2;
+
+    /// A payment for 0.001 USDC-like units on `network`, signed by a fresh key.
+    fn payment(network: &str) -> VerifyRequest {
+        let requirements: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
+            "scheme": "exact", "network": network, "amount": "1000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", "maxTimeoutSeconds": 300,
+            "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
+        }))
+        .unwrap();
+        let buyer = LocalSigner::random();
+        let now = obol_config::time::unix_now();
+        let unsigned = prepare_exact(
+            &requirements,
+            None,
+            buyer.address(),
+            ValidityWindow::for_request(now, 300),
+            random_nonce(),
+        )
+        .unwrap();
+        let payload = unsigned
+            .clone()
+            .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+        VerifyRequest::V2 {
+            payment_payload: payload,
+            payment_requirements: requirements,
+        }
+    }
+
+    /// With nothing configured, the default facilitator (here a loopback one standing in for
+    /// the public deployment) answers for its chains; another chain is refused locally, with
+    /// what to configure, and never sent.
+    #[tokio::test]
+    async fn no_setting_means_the_default_facilitator_for_its_chains() {
+        let served = obol_facilitator::http::router(
+            Arc::new(obol_facilitator::stub::Approving),
+            ServerOptions::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, served).await });
+        let dir = tempfile::tempdir().unwrap();
+        let (facilitator, summary) = build(&Paths::under(dir.path()), None, None, &url)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary,
+            FacilitatorSummary {
+                url: url.clone(),
+                source: "default".into(),
+                chains: vec![
+                    "eip155:1".into(),
+                    "eip155:8453".into(),
+                    "eip155:84532".into()
+                ],
+            }
+        );
+        let answer = facilitator.verify(&payment("eip155:84532")).await.unwrap();
+        assert!(answer.is_valid, "{answer:?}");
+        let refused = facilitator
+            .settle(&payment("eip155:10"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("no facilitator is configured for eip155:10")
+                && refused.contains("the default serves eip155:1, eip155:8453, eip155:84532"),
+            "{refused}"
+        );
     }
 }

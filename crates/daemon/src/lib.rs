@@ -29,6 +29,7 @@ use obol_x402::token::TokenRegistry;
 use tokio::net::TcpListener;
 
 pub use admin::{AdminClient, AdminError, AdminKind, Applied, StackStatus};
+pub use facilitator::FacilitatorSummary;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +152,11 @@ pub async fn run(
         Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
             .with_chains(chains.clone()),
     );
-    let facilitator = facilitator::build(
+    let (facilitator, facilitator_summary) = facilitator::build(
         &paths,
         settings.facilitator.as_ref(),
         options.facilitator_signer.as_ref(),
+        &facilitator::default_url(),
     )
     .await?;
     let guard = Arc::new(
@@ -219,6 +221,7 @@ pub async fn run(
         public_url: public_url.to_string(),
         public_url_is_default: public_url.is_local_default(),
         stack_id: settings.stack_id.clone().unwrap_or_default(),
+        facilitator: facilitator_summary,
     };
     let controller = tokio::spawn(obol_control::controller::run(
         store.clone(),

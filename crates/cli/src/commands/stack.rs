@@ -241,7 +241,7 @@ fn report(
             "gateway": format!("http://{}", state.gateway), "admin": state.admin,
             "buyer": format!("http://{}", state.buyer),
             "publicUrl": status.public_url, "publicUrlIsDefault": status.public_url_is_default,
-            "routes": status.routes}),
+            "routes": status.routes, "facilitator": status.facilitator}),
         )?;
     } else {
         println!("stack {} {what} (pid {})", status.stack_id, state.pid);
@@ -257,6 +257,13 @@ fn report(
             ctx.paths.admin_token_file().display()
         );
         println!("  offers served: {}", status.routes);
+        let f = &status.facilitator;
+        let chains = if f.chains.is_empty() {
+            "the chains it supports".to_owned()
+        } else {
+            f.chains.join(", ")
+        };
+        println!("  facilitator: {} ({}) for {chains}", f.url, f.source);
         if status.public_url_is_default {
             println!(
                 "  note: no public URL is set, so buyers on other machines cannot reach this stack; use `obol stack up --public-url URL` or OBOL_PUBLIC_URL"

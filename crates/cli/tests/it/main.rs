@@ -33,6 +33,9 @@ pub fn obol_in(root: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&
         .env("OBOL_CONFIG_DIR", root.join("config"))
         .env("OBOL_DATA_DIR", root.join("data"))
         .env("OBOL_STATE_DIR", root.join("state"))
+        // Tests never reach a public network: a stack without a facilitator setting talks to
+        // a closed loopback port instead of the public default.
+        .env("OBOL_DEFAULT_FACILITATOR_URL", "http://127.0.0.1:9")
         .env_remove("OBOL_PRIVATE_KEY")
         .env_remove("OBOL_WALLET_PASSWORD")
         .envs(env.iter().copied());

@@ -185,6 +185,13 @@ async fn stack_up_sell_restart_delete() {
         stdout(&out).contains("no public URL is set"),
         "the warning about remote buyers"
     );
+    assert!(
+        stdout(&out).contains(
+            "facilitator: http://127.0.0.1:9 (default) for eip155:1, eip155:8453, eip155:84532"
+        ),
+        "no facilitator set: the default, for its chains: {}",
+        stdout(&out)
+    );
     let again = obol_in(dir, &["stack", "up"], &[], None);
     assert!(
         stdout(&again).starts_with("stack e2e already running"),

@@ -387,6 +387,7 @@ mod tests {
             public_url: public_url.into(),
             public_url_is_default: default,
             routes: 0,
+            facilitator: obol_daemon::FacilitatorSummary::default(),
         }
     }
 
