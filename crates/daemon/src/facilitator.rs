@@ -204,9 +204,7 @@ mod tests {
             random_nonce(),
         )
         .unwrap();
-        let payload = unsigned
-            .clone()
-            .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+        let payload = unsigned.sign_with(&buyer).unwrap();
         VerifyRequest::V2 {
             payment_payload: payload,
             payment_requirements: requirements,

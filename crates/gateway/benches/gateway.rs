@@ -249,9 +249,7 @@ async fn main() {
                 random_nonce(),
             )
             .unwrap();
-            let payload = unsigned
-                .clone()
-                .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+            let payload = unsigned.sign_with(&buyer).unwrap();
             Some(header::encode(&payload).unwrap())
         })
         .collect();

@@ -292,6 +292,16 @@ impl UnsignedPayment {
         }
     }
 
+    /// Signs the digest with `signer` and finishes the payment ([`UnsignedPayment::finish`]).
+    ///
+    /// # Errors
+    ///
+    /// The signer's failure.
+    pub fn sign_with(self, signer: &LocalSigner) -> Result<PaymentPayload, SignerError> {
+        let signature = signer.sign_digest_sync(&self.digest())?;
+        Ok(self.finish(&signature))
+    }
+
     /// The signed v2 payment.
     pub fn finish(self, signature: &Signature) -> PaymentPayload {
         let payload = self.payload_shape(signature::to_bytes(signature)).to_map();

@@ -88,9 +88,7 @@ async fn devnet_and_facilitator_serve() {
         random_nonce(),
     )
     .unwrap();
-    let payload = unsigned
-        .clone()
-        .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+    let payload = unsigned.sign_with(&buyer).unwrap();
     let request = VerifyRequest::V2 {
         payment_payload: payload,
         payment_requirements: requirement,

@@ -135,9 +135,7 @@ async fn sign(gateway: &str, buyer: &LocalSigner, nonce: B256) -> String {
         nonce,
     )
     .unwrap();
-    let payload = unsigned
-        .clone()
-        .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+    let payload = unsigned.sign_with(buyer).unwrap();
     header::encode(&payload).unwrap()
 }
 

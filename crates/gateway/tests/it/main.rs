@@ -433,9 +433,7 @@ pub fn sign_window(
         random_nonce(),
     )
     .unwrap();
-    let payload = unsigned
-        .clone()
-        .finish(&buyer.sign_digest_sync(&unsigned.digest()).unwrap());
+    let payload = unsigned.sign_with(buyer).unwrap();
     header::encode(&payload).unwrap()
 }
 
