@@ -111,7 +111,11 @@ async fn main() {
         ),
     );
     let routes = Arc::new(Routes::new());
-    routes.store(route_table(&TokenRegistry::builtin(), &[offer]));
+    routes.store(route_table(
+        &TokenRegistry::builtin(),
+        &obol_control::secrets::NoSecrets,
+        &[offer],
+    ));
     let guard = Arc::new(ReplayGuard::open(&dir.path().join("guard.sqlite")).unwrap());
     let gateway = spawn(
         app(

@@ -34,6 +34,9 @@ pub(crate) enum Command {
     /// Sell access to an API or a model.
     #[command(subcommand)]
     Sell(SellCommand),
+    /// Secrets offers refer to (an upstream's API key): values go in, never come out.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// A local EVM chain with our contracts (USDC, OBOL, Permit2, the x402 proxy, ERC-8004).
     #[command(subcommand)]
     Devnet(DevnetCommand),
@@ -680,6 +683,53 @@ pub(crate) struct RegisterFlags {
     pub(crate) register_metadata: Vec<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Create or replace a secret from files (never from the command line, where other users
+    /// and shell history see it).
+    Set {
+        /// Secret name (a DNS label).
+        name: String,
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+        /// `KEY=FILE` (repeatable; FILE `-` is stdin): the key's value is the file's text,
+        /// surrounding white space dropped.
+        #[arg(long = "from-file", value_name = "KEY=FILE", required = true)]
+        from_file: Vec<String>,
+    },
+    /// The secrets of a namespace: names and keys, never values.
+    List {
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+    },
+    /// Delete a secret (offers using it stop being served until it is set again).
+    Delete {
+        /// Secret name.
+        name: String,
+        /// Namespace.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+    },
+}
+
+/// The seller's own credential for the upstream (`sell http` and `sell inference`).
+#[derive(Debug, Args)]
+pub(crate) struct UpstreamAuthFlags {
+    /// Send the key in FILE (`-`: stdin) to the upstream with every request, as `Authorization:
+    /// Bearer <key>` (a value with its own scheme, `Basic …`, as it is) or the header
+    /// --upstream-auth-header names. Stored as secret `<name>-upstream-auth`, never in the offer.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) upstream_auth_file: Option<String>,
+    /// Use key KEY of an existing secret instead (`obol secret set`).
+    #[arg(long, value_name = "SECRET/KEY", conflicts_with = "upstream_auth_file")]
+    pub(crate) upstream_auth_secret: Option<String>,
+    /// The header the key is sent as (default Authorization), e.g. X-Api-Key.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) upstream_auth_header: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct SellHttpArgs {
     /// Offer name (a DNS label).
@@ -693,6 +743,8 @@ pub(crate) struct SellHttpArgs {
     /// Health path probed on the upstream.
     #[arg(long, default_value = "/health")]
     pub(crate) health_path: String,
+    #[command(flatten)]
+    pub(crate) upstream_auth: UpstreamAuthFlags,
     #[command(flatten)]
     pub(crate) payment: PaymentFlags,
     /// Take the whole spec from a JSON file (`-` for stdin): a ServiceOffer spec, or a
@@ -720,13 +772,16 @@ pub(crate) struct SellInferenceArgs {
     /// Model name as the upstream knows it.
     #[arg(long)]
     pub(crate) model: String,
-    /// The model server (OpenAI-compatible); without a price flag the price is 0.001 per
-    /// request.
+    /// The model server (OpenAI-compatible; a hosted API's base URL such as
+    /// `https://api.example/v1` works too, with --upstream-auth-file); without a price flag the
+    /// price is 0.001 per request.
     #[arg(long, default_value = "http://localhost:11434")]
     pub(crate) upstream: String,
-    /// Health path probed on the upstream (Ollama answers `/`).
+    /// Health path probed on the upstream (Ollama answers `/`; a hosted API, e.g. `/models`).
     #[arg(long, default_value = "/")]
     pub(crate) health_path: String,
+    #[command(flatten)]
+    pub(crate) upstream_auth: UpstreamAuthFlags,
     #[command(flatten)]
     pub(crate) payment: PaymentFlags,
 }

@@ -74,6 +74,11 @@ impl Paths {
         self.config_dir.join("admin.token")
     }
 
+    /// `<config>/secrets`: secrets offers refer to, `<namespace>/<name>.json` (0600 in 0700).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.config_dir.join("secrets")
+    }
+
     /// `<data>/store.sqlite`: the resources.
     pub fn store_file(&self) -> PathBuf {
         self.data_dir.join("store.sqlite")

@@ -13,6 +13,7 @@
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
 //! | [`storefront`] | `/api/services.json`, `/skill.md`, `/openapi.json` and the HTML storefront |
+//! | [`secrets`] | values offers refer to by name (an upstream's API key): the `SecretSource` trait and private files |
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
@@ -23,6 +24,7 @@ pub mod reconcile;
 pub mod registration;
 pub mod resource;
 pub mod routes;
+pub mod secrets;
 pub mod store;
 pub mod storefront;
 mod strict;

@@ -63,6 +63,38 @@ pub struct UpstreamSpec {
     /// Health path probed by the reconciler (default `/health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_path: Option<String>,
+    /// The seller's own credential for the upstream, by reference (ours; the original derives
+    /// it from fixed Kubernetes Secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<UpstreamAuthSpec>,
+}
+
+/// A credential sent to the upstream with every proxied request and health probe. Only the
+/// reference is stored; the value stays in the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamAuthSpec {
+    /// The secret (in the offer's namespace) and its key.
+    pub secret_ref: SecretRef,
+    /// The header it is sent as (default `Authorization`; a bare token there gets `Bearer `).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+impl UpstreamAuthSpec {
+    /// The header, `Authorization` unless another is named.
+    pub fn header(&self) -> &str {
+        self.header.as_deref().unwrap_or("Authorization")
+    }
+}
+
+/// One key of a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    /// The secret's name.
+    pub name: String,
+    /// The key inside it.
+    pub key: String,
 }
 
 /// Token details when not the chain's default USDC.

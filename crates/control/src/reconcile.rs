@@ -23,7 +23,8 @@ use crate::offer::{
 };
 use crate::registration::{ChainIdSource, ChainIds};
 use crate::resource::{ConditionStatus, Spec, is_true, set_condition};
-use crate::routes::route_table;
+use crate::routes::{route_table, upstream_auth};
+use crate::secrets::{NoSecrets, SecretSource};
 use crate::store::{Store, StoreError, StoreExt};
 
 /// The finalizer that routes deletion through the reconciler (route removal first).
@@ -62,6 +63,7 @@ pub struct Reconciler {
     tokens: TokenRegistry,
     http: reqwest::Client,
     chains: ChainIdSource,
+    secrets: Arc<dyn SecretSource>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -163,7 +165,16 @@ impl Reconciler {
             tokens,
             http,
             chains: Arc::new(ChainIds::builtin),
+            secrets: Arc::new(NoSecrets),
         }
+    }
+
+    /// Reads the secrets offers refer to (`spec.upstream.auth`) from `secrets`; by default
+    /// there are none, and such offers stay unhealthy with `MissingUpstreamSecret`.
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Resolves chain names through `chains` (the daemon reads the networks file, so custom
@@ -193,7 +204,7 @@ impl Reconciler {
             .filter(|o| is_true(&o.status.conditions, "RoutePublished"))
             .filter(|o| drain_end(&o.spec).is_none_or(|end| now < end))
             .collect();
-        let table = route_table(&self.tokens, &published);
+        let table = route_table(&self.tokens, self.secrets.as_ref(), &published);
         let count = table.len();
         self.routes.store(table);
         Ok(count)
@@ -448,7 +459,7 @@ impl Reconciler {
             .map(|r| (r.agent_id.clone(), r.chain.clone(), r.tx_hash.clone())))
     }
 
-    /// GET the health path: 2xx is healthy.
+    /// GET the health path, with the offer's upstream credential: 2xx is healthy.
     async fn probe(&self, offer: &ServiceOffer) -> Result<(), (&'static str, String)> {
         let Some(base) = offer.spec.upstream.url.as_deref() else {
             return Err((
@@ -456,9 +467,17 @@ impl Reconciler {
                 "the embedded stack needs spec.upstream.url".to_owned(),
             ));
         };
+        let auth = upstream_auth(self.secrets.as_ref(), offer)
+            .map_err(|e| ("MissingUpstreamSecret", e.to_string()))?;
         let health = offer.health_path();
         let url = format!("{}{health}", base.trim_end_matches('/'));
-        match self.http.get(&url).send().await {
+        let mut request = self.http.get(&url);
+        if let Some(auth) = auth {
+            let mut headers = reqwest::header::HeaderMap::new();
+            auth.apply(&mut headers);
+            request = request.headers(headers);
+        }
+        match request.send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err((
                 "Unhealthy",

@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use obol_gateway::limits::Limits;
-
+use obol_gateway::proxy::UpstreamAuth;
 use obol_gateway::{Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode};
 use obol_x402::network;
 use obol_x402::pricing::{Price, PricingError};
@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::offer::{
     AssetSpec, GateSpec, OfferType, PaymentSpec, PriceSpec, ServiceOffer, SettleTiming,
 };
+use crate::secrets::SecretSource;
 
 /// Default payment validity when the offer does not say (obol-stack.md §4.7).
 pub const DEFAULT_MAX_TIMEOUT_SECONDS: u64 = 300;
@@ -32,6 +33,35 @@ pub enum RouteError {
     /// The offer lacks something the route needs.
     #[error("{0}")]
     Incomplete(String),
+    /// The upstream credential's secret (or its key) does not exist, or cannot be read or
+    /// sent (the message names the secret, never a value).
+    #[error("{0}")]
+    MissingSecret(String),
+}
+
+/// The credential `offer` sends its upstream, read from `secrets`; `None` when it sends none.
+pub fn upstream_auth(
+    secrets: &dyn SecretSource,
+    offer: &ServiceOffer,
+) -> Result<Option<UpstreamAuth>, RouteError> {
+    let Some(auth) = &offer.spec.upstream.auth else {
+        return Ok(None);
+    };
+    let (namespace, name, key) = (
+        &offer.metadata.namespace,
+        &auth.secret_ref.name,
+        &auth.secret_ref.key,
+    );
+    let missing = |problem: &dyn std::fmt::Display| {
+        RouteError::MissingSecret(format!("secret {namespace}/{name} key {key}: {problem}"))
+    };
+    let value = secrets
+        .get(namespace, name, key)
+        .map_err(|e| missing(&e))?
+        .ok_or_else(|| missing(&"not found (obol secret set, or sell --upstream-auth-file)"))?;
+    UpstreamAuth::new(auth.header(), value.expose())
+        .map(Some)
+        .map_err(|problem| missing(&problem))
 }
 
 /// The token an offer is paid in: the chain's USDC unless `asset` says otherwise; explicit
@@ -159,7 +189,11 @@ fn priced_option(
 }
 
 /// The gateway offer for a published `ServiceOffer` (embedded mode: upstream by URL).
-pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<Offer, RouteError> {
+pub fn gateway_offer(
+    registry: &TokenRegistry,
+    secrets: &dyn SecretSource,
+    offer: &ServiceOffer,
+) -> Result<Offer, RouteError> {
     let options = payment_options(registry, offer, None)?;
     let upstream = offer
         .spec
@@ -182,7 +216,7 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
         kind,
         upstream,
         strip_prefix: offer.effective_path(),
-        upstream_auth: None,
+        upstream_auth: upstream_auth(secrets, offer)?,
         options,
         description: offer.spec.description.clone().unwrap_or_else(|| {
             format!(
@@ -216,9 +250,10 @@ pub fn gateway_offer(registry: &TokenRegistry, offer: &ServiceOffer) -> Result<O
 /// own share one gateway offer; a route with its own price serves a re-priced copy.
 pub fn gateway_routes(
     registry: &TokenRegistry,
+    secrets: &dyn SecretSource,
     offer: &ServiceOffer,
 ) -> Result<Vec<Route>, RouteError> {
-    let base = Arc::new(gateway_offer(registry, offer)?);
+    let base = Arc::new(gateway_offer(registry, secrets, offer)?);
     let prefix = offer.effective_path();
     offer
         .effective_routes()
@@ -265,14 +300,18 @@ fn route_pattern(prefix: &str, path: &str) -> String {
 }
 
 /// The route table of the given published offers, ordered by namespace, name.
-pub fn route_table(registry: &TokenRegistry, offers: &[ServiceOffer]) -> RouteTable {
+pub fn route_table(
+    registry: &TokenRegistry,
+    secrets: &dyn SecretSource,
+    offers: &[ServiceOffer],
+) -> RouteTable {
     let mut sorted: Vec<&ServiceOffer> = offers.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
     let routes = sorted
         .into_iter()
-        .flat_map(|offer| match gateway_routes(registry, offer) {
+        .flat_map(|offer| match gateway_routes(registry, secrets, offer) {
             Ok(routes) => routes,
             Err(error) => {
                 tracing::warn!(offer = %offer.metadata.name, %error, "offer left out of the route table");
@@ -286,6 +325,7 @@ pub fn route_table(registry: &TokenRegistry, offers: &[ServiceOffer]) -> RouteTa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::NoSecrets;
     use crate::validate::tests::offer;
 
     #[test]
@@ -293,7 +333,7 @@ mod tests {
         let registry = TokenRegistry::builtin();
         let mut spec = offer();
         assert_eq!(
-            gateway_offer(&registry, &spec).unwrap().settle,
+            gateway_offer(&registry, &NoSecrets, &spec).unwrap().settle,
             SettleMode::ServeFirst
         );
         let json = serde_json::to_value(&spec.spec.payment).unwrap();
@@ -306,7 +346,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            gateway_offer(&registry, &spec).unwrap().settle,
+            gateway_offer(&registry, &NoSecrets, &spec).unwrap().settle,
             SettleMode::SettleFirst
         );
     }
@@ -322,7 +362,7 @@ mod tests {
             {"path": "/v1/*/info", "price": {"perRequest": "0.002"}}
         ]))
         .unwrap();
-        let routes = gateway_routes(&registry, &spec).unwrap();
+        let routes = gateway_routes(&registry, &NoSecrets, &spec).unwrap();
         let summary: Vec<String> = routes
             .iter()
             .map(|r| {
@@ -346,7 +386,7 @@ mod tests {
         assert_eq!(routes[2].offer.name, "echo");
         // Without declared routes: everything below the path, paid, any method.
         spec.spec.routes.clear();
-        let routes = gateway_routes(&registry, &spec).unwrap();
+        let routes = gateway_routes(&registry, &NoSecrets, &spec).unwrap();
         assert_eq!(routes.len(), 1);
         assert_eq!(
             (
@@ -372,7 +412,7 @@ mod tests {
             {"path": "/*"}, {"path": "/big", "price": "2"}
         ]))
         .unwrap();
-        let routes = gateway_routes(&registry, &spec).unwrap();
+        let routes = gateway_routes(&registry, &NoSecrets, &spec).unwrap();
         let amounts = |route: &Route| -> Vec<(String, String)> {
             route
                 .offer

@@ -9,6 +9,7 @@
 //! | `GET /v1/purchases`, `GET/PUT/DELETE /v1/purchases/{namespace}/{name}` | `PurchaseRequest`s, the same way |
 //! | `GET /v1/identities`, `GET/PUT/DELETE /v1/identities/{namespace}/{name}` | `AgentIdentity`s; a PUT also writes the status (the agent ids the CLI records) |
 //! | `POST /admin/reload`, `POST /admin/remove` | the buyer proxy's purchases (re-read; stop serving one) |
+//! | `GET /v1/secrets/{namespace}`, `PUT/DELETE /v1/secrets/{namespace}/{name}` | secrets offers refer to (values go in, never out; see `crate::secrets`) |
 //! | `POST /v1/shutdown` | graceful stop |
 
 use std::sync::Arc;
@@ -348,7 +349,7 @@ impl AdminClient {
         }
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -10,6 +10,7 @@
 
 mod admin;
 mod facilitator;
+mod secrets;
 mod storefront;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use obol_config::stack::{
 };
 use obol_config::{Paths, PublicUrl, env, fs as private_fs};
 use obol_control::reconcile::Reconciler;
+use obol_control::secrets::FileSecrets;
 use obol_control::{SqliteStore, Store};
 use obol_gateway::Routes;
 use obol_gateway::guard::ReplayGuard;
@@ -148,9 +150,11 @@ pub async fn run(
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.store_file())?);
     let routes = Arc::new(Routes::new());
     let chains = chain_ids(&paths);
+    let secrets = Arc::new(FileSecrets::new(paths.secrets_dir()));
     let reconciler = Arc::new(
         Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
-            .with_chains(chains.clone()),
+            .with_chains(chains.clone())
+            .with_secrets(secrets.clone()),
     );
     let (facilitator, facilitator_summary) = facilitator::build(
         &paths,
@@ -223,6 +227,11 @@ pub async fn run(
         stack_id: settings.stack_id.clone().unwrap_or_default(),
         facilitator: facilitator_summary,
     };
+    let secrets_router = secrets::router(secrets::SecretsState {
+        secrets,
+        store: store.clone(),
+        reconciler: reconciler.clone(),
+    });
     let controller = tokio::spawn(obol_control::controller::run(
         store.clone(),
         reconciler,
@@ -245,7 +254,7 @@ pub async fn run(
     ));
     let admin_task = tokio::spawn(obol_gateway::server::serve(
         admin_listener,
-        admin::router(admin_state, purchases.admin_router()).merge(internal),
+        admin::router(admin_state, purchases.admin_router().merge(secrets_router)).merge(internal),
         stopping(&stop_tx),
     ));
 

@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Response, header, request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, header, request};
 use http_body_util::BodyExt as _;
 use url::Url;
 
 use crate::error::GatewayError;
-use crate::route::{Offer, OfferKind};
+use crate::route::{Gate, Offer, OfferKind};
 
 /// Default budget for the upstream to start answering (the body may stream longer).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,6 +35,87 @@ const HOP_BY_HOP: [&str; 9] = [
 /// server-to-server from the upstream's point of view). Identity headers are stripped at the
 /// gateway's entrance, before the paygate sets the verified payer.
 const STRIPPED_FROM_CLIENT: [&str; 3] = ["x-payment", "payment-signature", "origin"];
+
+/// Headers an upstream secret may not be sent as: hop-by-hop and framing headers, the x402
+/// headers and the identities the gateway vouches for.
+const NOT_FOR_SECRETS: [&str; 8] = [
+    "content-length",
+    "content-type",
+    "payment-required",
+    "payment-response",
+    "x-payment-response",
+    "x-verified-wallet",
+    "x-payment-payer",
+    "sign-in-with-x",
+];
+
+/// The seller's own credential for the upstream ("bring your own key"): one header, its value
+/// marked sensitive, so it is never printed (`Debug` shows `***`) and HTTP/2 never indexes it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamAuth {
+    header: HeaderName,
+    value: HeaderValue,
+}
+
+impl UpstreamAuth {
+    /// `secret` sent as `header`. For `Authorization`, a bare token gets the `Bearer` scheme;
+    /// a value that already names its scheme (`Basic …`, `Bearer …`: it has a space, which a
+    /// token cannot) is sent as it is. Surrounding white space (a key file's newline) is
+    /// trimmed.
+    pub fn new(header: &str, secret: &str) -> Result<Self, String> {
+        let header = auth_header(header)?;
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err("the secret is empty".to_owned());
+        }
+        if !secret.is_ascii() {
+            return Err("the secret is not a valid header value (non-ASCII)".to_owned());
+        }
+        let text = if header == header::AUTHORIZATION && !secret.contains(' ') {
+            format!("Bearer {secret}")
+        } else {
+            secret.to_owned()
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            "the secret is not a valid header value (control characters or non-ASCII)".to_owned()
+        })?;
+        value.set_sensitive(true);
+        Ok(Self { header, value })
+    }
+
+    /// The header it is sent as.
+    pub fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
+    /// Sets it on `headers`, replacing whatever is there under that name.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(self.header.clone(), self.value.clone());
+    }
+}
+
+impl std::fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UpstreamAuth({}: ***)", self.header)
+    }
+}
+
+/// `name` as the header an upstream secret is sent as, or why it cannot be.
+pub fn auth_header(name: &str) -> Result<HeaderName, String> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not an HTTP header name"))?;
+    let lower = header.as_str();
+    if HOP_BY_HOP.contains(&lower)
+        || STRIPPED_FROM_CLIENT.contains(&lower)
+        || NOT_FOR_SECRETS.contains(&lower)
+        || lower.starts_with("sec-")
+    {
+        return Err(format!(
+            "{name:?} is managed by the gateway; send the secret as Authorization or an API-key header such as X-Api-Key"
+        ));
+    }
+    Ok(header)
+}
 
 /// The upstream URL for a request: the offer's base, the path below the public prefix, the
 /// query. Refused when the path could leave the base once decoded (see [`crate::path`]), and
@@ -63,11 +144,20 @@ pub fn upstream_url(
     {
         rest = "/v1/chat/completions".to_owned();
     }
+    let mut url = offer.upstream.clone();
+    let base = url.path().trim_end_matches('/').to_owned();
+    // An OpenAI-style base URL (`https://api.example/v1`) already holds the version: the
+    // buyer's `/v1/…` lands on it once, not twice.
+    if chat
+        && base.ends_with("/v1")
+        && let Some(below) = rest.strip_prefix("/v1")
+        && (below.is_empty() || below.starts_with('/'))
+    {
+        rest = below.to_owned();
+    }
     if rest.is_empty() {
         rest.push('/');
     }
-    let mut url = offer.upstream.clone();
-    let base = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{base}{rest}"));
     url.set_query(query);
     let under_base = url.path() == base
@@ -83,25 +173,26 @@ pub fn upstream_url(
     Ok(url)
 }
 
-fn copy_request_headers(from: &HeaderMap, upstream_auth: Option<&str>) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(from.len());
+/// The client's headers as the upstream gets them. The client's `Authorization` is dropped on
+/// paid routes (the buyer paid; their credentials are not the seller's to pass on); the
+/// client's copy of the offer's secret header (`Authorization` or another) is always replaced.
+fn copy_request_headers(from: &HeaderMap, auth: Option<&UpstreamAuth>, gate: Gate) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(from.len() + 1);
+    let drop_authorization = gate != Gate::Free;
     for (name, value) in from {
         let name_str = name.as_str();
         if HOP_BY_HOP.contains(&name_str)
             || STRIPPED_FROM_CLIENT.contains(&name_str)
             || name_str.starts_with("sec-fetch-")
+            || (drop_authorization && name == header::AUTHORIZATION)
+            || auth.is_some_and(|a| a.header == name)
         {
-            continue;
-        }
-        if name == header::AUTHORIZATION && upstream_auth.is_some() {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
-    if let Some(auth) = upstream_auth
-        && let Ok(value) = auth.parse()
-    {
-        out.insert(header::AUTHORIZATION, value);
+    if let Some(auth) = auth {
+        auth.apply(&mut out);
     }
     out
 }
@@ -162,7 +253,8 @@ impl UpstreamClient {
             .request(parts.method.clone(), url)
             .headers(copy_request_headers(
                 &parts.headers,
-                offer.upstream_auth.as_deref(),
+                offer.upstream_auth.as_ref(),
+                parts.extensions.get::<Gate>().copied().unwrap_or_default(),
             ))
             .body(reqwest::Body::wrap_stream(stream));
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
@@ -259,6 +351,36 @@ mod tests {
             url(&llm, Method::GET, "/services/foo/v1/models", None),
             "http://127.0.0.1:11434/v1/models"
         );
+        let hosted = with(OfferKind::Inference, "https://api.example/v1");
+        for (method, path, upstream) in [
+            (
+                Method::POST,
+                "/services/foo",
+                "https://api.example/v1/chat/completions",
+            ),
+            (
+                Method::POST,
+                "/services/foo/v1/chat/completions",
+                "https://api.example/v1/chat/completions",
+            ),
+            (
+                Method::GET,
+                "/services/foo/v1/models",
+                "https://api.example/v1/models",
+            ),
+            (
+                Method::GET,
+                "/services/foo/models",
+                "https://api.example/v1/models",
+            ),
+            (
+                Method::GET,
+                "/services/foo/v1x",
+                "https://api.example/v1/v1x",
+            ),
+        ] {
+            assert_eq!(url(&hosted, method, path, None), upstream, "{path}");
+        }
     }
 
     #[test]
@@ -291,15 +413,61 @@ mod tests {
         ] {
             headers.insert(HeaderName::from_static(k), v.parse().unwrap());
         }
-        let out = copy_request_headers(&headers, Some("Bearer upstream"));
-        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["accept", "authorization"]);
-        assert_eq!(out[header::AUTHORIZATION], "Bearer upstream");
-        let out = copy_request_headers(&headers, None);
+        let bearer = UpstreamAuth::new("Authorization", "upstream\n").unwrap();
+        for gate in [Gate::Paid, Gate::Free] {
+            let out = copy_request_headers(&headers, Some(&bearer), gate);
+            let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+            assert_eq!(names, ["accept", "authorization"]);
+            assert_eq!(out[header::AUTHORIZATION], "Bearer upstream");
+            assert!(out[header::AUTHORIZATION].is_sensitive());
+        }
+        let out = copy_request_headers(&headers, None, Gate::Free);
         assert_eq!(
             out[header::AUTHORIZATION],
             "Bearer client",
-            "kept when the offer has no upstream auth"
+            "kept on a free route of an offer without upstream auth"
         );
+        let out = copy_request_headers(&headers, None, Gate::Paid);
+        assert!(
+            !out.contains_key(header::AUTHORIZATION),
+            "never passed on from a paying buyer"
+        );
+
+        headers.insert("x-api-key", "client-key".parse().unwrap());
+        let named = UpstreamAuth::new("X-Api-Key", "sk-seller").unwrap();
+        let out = copy_request_headers(&headers, Some(&named), Gate::Free);
+        assert_eq!(out["x-api-key"], "sk-seller");
+        assert_eq!(out.get_all("x-api-key").iter().count(), 1);
+        assert_eq!(out[header::AUTHORIZATION], "Bearer client");
+    }
+
+    #[test]
+    fn upstream_auth_values_and_headers() {
+        let value = |header: &str, secret: &str| {
+            let mut out = HeaderMap::new();
+            UpstreamAuth::new(header, secret).unwrap().apply(&mut out);
+            out.values().next().unwrap().to_str().unwrap().to_owned()
+        };
+        assert_eq!(value("authorization", " sk-1 \n"), "Bearer sk-1");
+        assert_eq!(
+            value("Authorization", "Basic dXNlcjpwdw=="),
+            "Basic dXNlcjpwdw=="
+        );
+        assert_eq!(value("X-Api-Key", "k 1"), "k 1");
+        let auth = UpstreamAuth::new("X-Api-Key", "sk-secret").unwrap();
+        assert_eq!(format!("{auth:?}"), "UpstreamAuth(x-api-key: ***)");
+        for (header, secret, problem) in [
+            ("Authorization", " \n", "empty"),
+            ("Authorization", "a\u{7}b", "not a valid header value"),
+            ("Authorization", "é", "not a valid header value"),
+            ("bad header", "x", "not an HTTP header name"),
+            ("Host", "x", "managed by the gateway"),
+            ("X-Payment-Payer", "x", "managed by the gateway"),
+            ("Payment-Signature", "x", "managed by the gateway"),
+            ("Content-Length", "1", "managed by the gateway"),
+        ] {
+            let error = UpstreamAuth::new(header, secret).unwrap_err();
+            assert!(error.contains(problem), "{header}: {error}");
+        }
     }
 }

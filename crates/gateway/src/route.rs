@@ -13,6 +13,8 @@ use obol_x402::pricing::Price;
 use obol_x402::wire::v2;
 use url::Url;
 
+use crate::proxy::UpstreamAuth;
+
 use crate::limits::Limits;
 
 /// What kind of upstream an offer sells (decides chat-path normalisation).
@@ -65,8 +67,8 @@ pub struct Offer {
     pub upstream: Url,
     /// The public path prefix removed before proxying (e.g. `/services/foo`).
     pub strip_prefix: String,
-    /// `Authorization` value injected upstream (a secret: never printed).
-    pub upstream_auth: Option<String>,
+    /// The seller's credential sent to the upstream (a secret: never printed).
+    pub upstream_auth: Option<UpstreamAuth>,
     /// Accepted payments, in preference order (each with its price). Never empty for a
     /// published offer.
     pub options: Vec<PaymentOption>,
@@ -114,7 +116,7 @@ impl fmt::Debug for Offer {
             .field("kind", &self.kind)
             .field("upstream", &self.upstream.as_str())
             .field("strip_prefix", &self.strip_prefix)
-            .field("upstream_auth", &self.upstream_auth.as_ref().map(|_| "***"))
+            .field("upstream_auth", &self.upstream_auth)
             .field("options", &self.options.len())
             .field("settle", &self.settle)
             .finish_non_exhaustive()
@@ -413,7 +415,7 @@ pub(crate) mod tests {
             kind: OfferKind::Http,
             upstream: "http://127.0.0.1:9/".parse().unwrap(),
             strip_prefix: strip_prefix.into(),
-            upstream_auth: Some("Bearer secret".into()),
+            upstream_auth: Some(UpstreamAuth::new("Authorization", "secret").unwrap()),
             options: Vec::new(),
             description: String::new(),
             mime_type: "application/json".into(),

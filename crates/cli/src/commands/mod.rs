@@ -9,6 +9,7 @@ mod identity;
 mod network;
 mod permit2;
 mod purchase;
+mod secret;
 mod sell;
 mod stack;
 mod wallet;
@@ -64,6 +65,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devnet(command) => devnet::run(&context()?, command).await,
         Command::Stack(command) => stack::run(&context()?, command).await,
         Command::Sell(command) => sell::run(&context()?, command).await,
+        Command::Secret(command) => secret::run(&context()?, command).await,
         Command::Facilitator(command) => facilitator::run(&context()?, command).await,
         Command::Buy(command) => buy::run(&context()?, command).await,
         Command::Demo(args) => demo::run(&context()?, args).await,

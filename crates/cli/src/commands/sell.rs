@@ -18,6 +18,7 @@ use obol_x402::TokenRegistry;
 use serde_json::json;
 
 use super::Context;
+use super::secret::UpstreamCredential;
 use super::stack::require_admin;
 use crate::cli::{PaymentFlags, SellCommand, SellHttpArgs, SellInferenceArgs, SellUpdateArgs};
 use crate::output;
@@ -111,6 +112,7 @@ struct OfferInput<'a> {
     price: PriceSpec,
     path: Option<String>,
     description: Option<String>,
+    auth: Option<UpstreamCredential>,
 }
 
 /// `(payTo, chain)`: the flags, else the stack defaults (`obol sell pricing`), else base.
@@ -201,6 +203,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         upstream: UpstreamSpec {
             url: Some(input.upstream.to_owned()),
             health_path: Some(input.health_path.to_owned()),
+            auth: input.auth.as_ref().map(|a| a.spec.clone()),
             ..UpstreamSpec::default()
         },
         payment,
@@ -225,7 +228,13 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         provenance: None,
         description: input.description,
     };
-    submit(ctx, ServiceOffer::new(input.namespace, input.name, spec)).await
+    let offer = ServiceOffer::new(input.namespace, input.name, spec);
+    if let Some(auth) = &input.auth {
+        // The key first, so that the offer's first reconcile finds it.
+        validate_offer(&offer)?;
+        auth.store(&require_admin(ctx)?, input.namespace).await?;
+    }
+    submit(ctx, offer).await
 }
 
 /// One `--route`: `key=value` pairs separated by `,` (`path` required; `methods` separated by
@@ -411,6 +420,7 @@ async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
         price,
         path: args.path.clone(),
         description: args.description.clone(),
+        auth: UpstreamCredential::from_flags(&args.name, &args.upstream_auth)?,
     };
     apply(ctx, offer).await
 }
@@ -437,6 +447,7 @@ async fn inference(ctx: &Context, args: &SellInferenceArgs) -> anyhow::Result<Ex
         price,
         path: None,
         description: Some(format!("{} inference via x402 micropayments", args.model)),
+        auth: UpstreamCredential::from_flags(&args.name, &args.upstream_auth)?,
     };
     apply(ctx, offer).await
 }
@@ -703,6 +714,14 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
     println!("  Network:  {}", offer.spec.payment.network);
     println!("  Price:    {}", price_label(&offer));
     println!("  Pay To:   {}", offer.spec.payment.pay_to);
+    if let Some(auth) = &offer.spec.upstream.auth {
+        println!(
+            "  Upstream: {} from secret {namespace}/{} key {}",
+            auth.header(),
+            auth.secret_ref.name,
+            auth.secret_ref.key
+        );
+    }
     for other in offer.effective_payments().iter().skip(1) {
         println!(
             "  Or:       {} on {}, to {}",
@@ -773,9 +792,14 @@ async fn delete(ctx: &Context, namespace: &str, name: &str, yes: bool) -> anyhow
         println!("not deleted");
         return Ok(ExitCode::FAILURE);
     }
-    require_admin(ctx)?
-        .delete::<ServiceOfferSpec>(namespace, name)
-        .await?;
+    let client = require_admin(ctx)?;
+    let auth = match client.get::<ServiceOfferSpec>(namespace, name).await {
+        Ok(offer) => offer.spec.upstream.auth,
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    client.delete::<ServiceOfferSpec>(namespace, name).await?;
+    super::secret::forget_own_secret(&client, namespace, name, auth.as_ref()).await?;
     if ctx.json {
         output::json(&json!({"deleted": format!("{namespace}/{name}")}))?;
     } else {

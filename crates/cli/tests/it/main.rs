@@ -10,6 +10,7 @@ mod flows;
 mod identity;
 mod interop;
 mod network;
+mod secrets;
 mod shared_facilitator;
 mod stack;
 mod storefront;

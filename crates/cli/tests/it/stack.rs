@@ -55,7 +55,7 @@ fn sold(dir: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// `obol sell http echo` at `price` USDC per request on base-sepolia, paid to [`PAY_TO`].
-fn sell_echo<'a>(upstream: &'a str, price: &'a str) -> [&'a str; 12] {
+pub(crate) fn sell_echo<'a>(upstream: &'a str, price: &'a str) -> [&'a str; 12] {
     [
         "sell",
         "http",

@@ -14,6 +14,7 @@ use crate::offer::{
     ServiceOffer, is_reserved, is_sign_in_path,
 };
 use crate::purchase::PurchaseRequest;
+use crate::secrets::is_secret_key;
 use obol_gateway::Methods;
 
 /// One broken rule.
@@ -303,6 +304,27 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             "spec.upstream.healthPath",
             format!("{health:?} must start with '/'"),
         );
+    }
+
+    if let Some(auth) = &upstream.auth {
+        if !is_dns_label(&auth.secret_ref.name) {
+            fail(
+                "spec.upstream.auth.secretRef.name",
+                format!("{:?} must be a DNS label", auth.secret_ref.name),
+            );
+        }
+        if !is_secret_key(&auth.secret_ref.key) {
+            fail(
+                "spec.upstream.auth.secretRef.key",
+                format!(
+                    "{:?} must be letters, digits, '-', '_' or '.'",
+                    auth.secret_ref.key
+                ),
+            );
+        }
+        if let Err(problem) = obol_gateway::proxy::auth_header(auth.header()) {
+            fail("spec.upstream.auth.header", problem);
+        }
     }
 
     if spec.type_ == OfferType::Inference

@@ -150,6 +150,47 @@ fn payments_list_every_way_to_pay_starting_with_payment() {
 }
 
 #[test]
+fn upstream_auth_is_a_reference_with_a_usable_header() {
+    use crate::offer::{SecretRef, UpstreamAuthSpec};
+    let with = |name: &str, key: &str, header: Option<&str>| {
+        let mut o = offer();
+        o.spec.upstream.auth = Some(UpstreamAuthSpec {
+            secret_ref: SecretRef {
+                name: name.into(),
+                key: key.into(),
+            },
+            header: header.map(Into::into),
+        });
+        fields(&o)
+    };
+    assert!(with("echo-upstream-auth", "value", None).is_empty());
+    assert!(with("keys", "openai.key_1", Some("X-Api-Key")).is_empty());
+    assert_eq!(
+        with("Keys", "value", None),
+        ["spec.upstream.auth.secretRef.name"]
+    );
+    assert_eq!(
+        with("keys", "a/b", None),
+        ["spec.upstream.auth.secretRef.key"]
+    );
+    for header in ["X-Payment-Payer", "Host", "bad header"] {
+        assert_eq!(
+            with("keys", "value", Some(header)),
+            ["spec.upstream.auth.header"],
+            "{header}"
+        );
+    }
+
+    // A literal value is no field of the spec: refused as unknown, never stored.
+    let mut json = serde_json::to_value(offer().spec).unwrap();
+    json["upstream"]["auth"] = serde_json::json!({"value": "sk-literal"});
+    let error = serde_json::from_value::<ServiceOfferSpec>(json)
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("sk-literal"), "{error}");
+}
+
+#[test]
 fn limits_are_between_one_and_the_maximum() {
     let mut o = offer();
     o.spec.limits = Some(crate::offer::LimitsSpec {

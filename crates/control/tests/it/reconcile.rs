@@ -6,11 +6,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use axum::routing::get;
-use obol_control::offer::{ModelSpec, OfferType, RegistrationSpec};
+use obol_control::offer::{ModelSpec, OfferType, RegistrationSpec, SecretRef, UpstreamAuthSpec};
 use obol_control::reconcile::{
     Action, FINALIZER, NOT_READY_REQUEUE, Reconciler, parse_duration, parse_rfc3339,
 };
 use obol_control::resource::{ConditionStatus, condition};
+use obol_control::secrets::{FileSecrets, SecretValue};
 use obol_control::{ServiceOffer, ServiceOfferSpec, SqliteStore, Store, StoreExt};
 use obol_gateway::{Lookup, Routes};
 use obol_x402::token::TokenRegistry;
@@ -24,6 +25,16 @@ async fn upstream() -> String {
         .route(
             "/sick",
             get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }),
+        )
+        .route(
+            "/keyed",
+            get(|headers: axum::http::HeaderMap| async move {
+                if headers.get("x-api-key").is_some_and(|k| k == "sk-seller") {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
+            }),
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -36,17 +47,24 @@ struct Setup {
     routes: Arc<Routes>,
     reconciler: Reconciler,
     upstream: String,
+    secrets: Arc<FileSecrets>,
+    _secrets_dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let routes = Arc::new(Routes::new());
-    let reconciler = Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin());
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let secrets = Arc::new(FileSecrets::new(secrets_dir.path()));
+    let reconciler = Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
+        .with_secrets(secrets.clone());
     Setup {
         store,
         routes,
         reconciler,
         upstream: upstream().await,
+        secrets,
+        _secrets_dir: secrets_dir,
     }
 }
 
@@ -179,6 +197,60 @@ async fn unhealthy_and_unreachable_upstreams_are_not_routed() {
         "{}",
         healthy.message
     );
+}
+
+#[tokio::test]
+async fn an_upstream_secret_is_probed_with_and_routed_and_missing_blocks_the_offer() {
+    let s = setup().await;
+    let mut keyed = s.offer("keyed");
+    keyed.spec.upstream.health_path = Some("/keyed".into());
+    keyed.spec.upstream.auth = Some(UpstreamAuthSpec {
+        secret_ref: SecretRef {
+            name: "keys".into(),
+            key: "api".into(),
+        },
+        header: Some("X-Api-Key".into()),
+    });
+
+    let (action, stored) = s.run(&keyed).await;
+    assert_eq!(action, Action::Requeue(NOT_READY_REQUEUE));
+    let healthy = condition(&stored.status.conditions, "UpstreamHealthy").unwrap();
+    assert_eq!(
+        (healthy.status, healthy.reason.as_str()),
+        (False, "MissingUpstreamSecret")
+    );
+    assert!(
+        healthy
+            .message
+            .contains("secret default/keys key api: not found"),
+        "{}",
+        healthy.message
+    );
+    assert_eq!(s.routed("/services/keyed"), None);
+
+    let data = |value: &str| {
+        [("api".to_owned(), SecretValue::new(value).unwrap())]
+            .into_iter()
+            .collect()
+    };
+    s.secrets.put("default", "keys", &data("sk-wrong")).unwrap();
+    let (_, stored) = s.run(&keyed).await;
+    let healthy = condition(&stored.status.conditions, "UpstreamHealthy").unwrap();
+    assert_eq!(healthy.message, "HTTP 401 from upstream health path /keyed");
+
+    s.secrets
+        .put("default", "keys", &data("sk-seller"))
+        .unwrap();
+    let (_, stored) = s.run(&keyed).await;
+    assert_eq!(reasons(&stored)[5], row("Ready", True, "Reconciled"));
+    let table = s.routes.load();
+    let route = table.routes().next().unwrap();
+    assert_eq!(
+        format!("{:?}", route.offer.upstream_auth),
+        "Some(UpstreamAuth(x-api-key: ***))"
+    );
+    let stored_json = serde_json::to_string(&stored).unwrap();
+    assert!(!stored_json.contains("sk-seller"), "{stored_json}");
 }
 
 #[tokio::test]

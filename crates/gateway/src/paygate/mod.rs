@@ -253,6 +253,7 @@ impl Shared {
         let response = match gate {
             Gate::Free => {
                 request.extensions_mut().insert(offer);
+                request.extensions_mut().insert(Gate::Free);
                 match inner.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -771,16 +772,12 @@ impl Shared {
     }
 }
 
-/// The headers a ForwardAuth answer hands the upstream: the offer's upstream `Authorization`,
+/// The headers a ForwardAuth answer hands the upstream: the offer's upstream secret header,
 /// the payer (empty on a free route) and an empty verified wallet, so that whatever a client
 /// sent under those names is overwritten.
 fn upstream_identity(out: &mut HeaderMap, offer: &Offer, payer: Option<&str>) {
-    if let Some(auth) = offer
-        .upstream_auth
-        .as_deref()
-        .and_then(|a| HeaderValue::from_str(a).ok())
-    {
-        out.insert(header::AUTHORIZATION, auth);
+    if let Some(auth) = &offer.upstream_auth {
+        auth.apply(out);
     }
     let payer = payer
         .and_then(|p| HeaderValue::from_str(p).ok())

@@ -29,6 +29,7 @@ use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig, FacilitatorError};
 use obol_gateway::guard::ReplayGuard;
+use obol_gateway::proxy::UpstreamAuth;
 use obol_gateway::server::{GatewayConfig, gateway, serve};
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
 use obol_x402::LocalSigner;
@@ -263,7 +264,7 @@ pub fn option(symbol: &str, amount: &str) -> PaymentOption {
 
 pub fn offer(name: &str, upstream: &str, kind: OfferKind, symbol: &str, amount: &str) -> Route {
     Route::below_prefix(Offer {
-        upstream_auth: Some("Bearer upstream-secret".into()),
+        upstream_auth: Some(UpstreamAuth::new("Authorization", "upstream-secret").unwrap()),
         description: format!("test offer {name}"),
         ..Offer::at_services(
             name,

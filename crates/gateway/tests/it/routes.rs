@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use obol_chain::Sender;
 use obol_devnet::{OBOL, USDC};
 use obol_gateway::limits::Limits;
+use obol_gateway::proxy::UpstreamAuth;
 use obol_gateway::{Gate, Methods, OfferKind, Route, RouteTable};
 use obol_x402::header::{PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::primitives::U256;
@@ -283,4 +284,56 @@ async fn beyond_the_rate_is_429_with_retry_after_even_across_a_table_swap() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let later = client.get(format!("{url}/echo")).send().await.unwrap();
     assert_eq!(later.status(), 200, "refilled");
+}
+
+/// Bring your own key: the seller's secret goes upstream under its own header and replaces the
+/// buyer's copy; a paying buyer's `Authorization` never reaches the upstream, a free route's
+/// does when the offer sends no `Authorization` of its own.
+#[tokio::test]
+async fn the_sellers_key_replaces_the_buyers_and_a_buyers_authorization_stays_out() {
+    let fixture = Fixture::start().await;
+    let mut keyed =
+        (*offer("api", &fixture.upstream, OfferKind::Http, "USDC", "1000").offer).clone();
+    keyed.upstream_auth = Some(UpstreamAuth::new("X-Api-Key", "sk-seller").unwrap());
+    let keyed = Arc::new(keyed);
+    let route = |method: &str, gate| Route {
+        pattern: "/services/api/echo".into(),
+        methods: Methods::parse([method]).unwrap(),
+        gate,
+        offer: keyed.clone(),
+    };
+    fixture.routes.store(RouteTable::new(vec![
+        route("GET", Gate::Free),
+        route("POST", Gate::Paid),
+    ]));
+    let echo = format!("{}/services/api/echo", fixture.gateway);
+    let client = reqwest::Client::new();
+    let seen = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        let seen: serde_json::Value = response.json().await.unwrap();
+        seen["headers"].clone()
+    };
+    let buyer_headers = |request: reqwest::RequestBuilder| {
+        request
+            .header("authorization", "Bearer buyer-token")
+            .header("x-api-key", "buyer-key")
+    };
+
+    let free = seen(buyer_headers(client.get(&echo)).send().await.unwrap()).await;
+    assert_eq!(free["x-api-key"], "sk-seller");
+    assert_eq!(free["authorization"], "Bearer buyer-token");
+
+    let unpaid = client.post(&echo).send().await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let payment = sign(&fixture.buyer(0), &challenge_of(&unpaid), 0);
+    let paid = seen(
+        buyer_headers(client.post(&echo).header(PAYMENT_SIGNATURE, payment))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(paid["x-api-key"], "sk-seller");
+    assert!(paid.get("authorization").is_none(), "{paid}");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 2);
 }
