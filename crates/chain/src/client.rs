@@ -19,7 +19,15 @@ sol! {
         function balanceOf(address owner) external view returns (uint256);
         function allowance(address owner, address spender) external view returns (uint256);
     }
+
+    #[sol(rpc)]
+    interface IERC1271 {
+        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
+    }
 }
+
+/// ERC-1271's "valid" answer, `bytes4(keccak256("isValidSignature(bytes32,bytes)"))`.
+const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
 /// Receipt and block polling interval on loopback devnets (alloy's default is 7 s on remote
 /// chains, far too slow for a local anvil).
@@ -173,6 +181,28 @@ impl ChainClient {
             .call()
             .await
             .map_err(|e| self.rpc_error(&e))
+    }
+
+    /// Whether the contract at `wallet` accepts `signature` over `hash` (ERC-1271
+    /// `isValidSignature` returns the magic value). An address without code, a revert or any
+    /// other answer is `false`; only a failed RPC is an error.
+    pub async fn is_valid_signature(
+        &self,
+        wallet: Address,
+        hash: alloy::primitives::B256,
+        signature: alloy::primitives::Bytes,
+    ) -> Result<bool, ChainError> {
+        match IERC1271::new(wallet, &self.provider)
+            .isValidSignature(hash, signature)
+            .call()
+            .await
+        {
+            Ok(answer) => Ok(answer.0 == ERC1271_MAGIC),
+            Err(alloy::contract::Error::TransportError(e)) if e.as_error_resp().is_none() => {
+                Err(self.rpc_error(&e))
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Probes every configured endpoint on its own: chain id, head block, latency.

@@ -633,7 +633,8 @@ pub(crate) struct PaymentFlags {
     pub(crate) settle_first: bool,
     /// A route below the offer's path (repeatable; declaring routes makes them the whole
     /// table, anything else is refused): `path=/submit,methods=POST,price=0.5,gate=paid,
-    /// summary=…`. Methods are separated by `|`; gate is `paid` (default) or `free`.
+    /// summary=…`. Methods are separated by `|`; gate is `paid` (default), `free` or `auth`
+    /// (wallets signed in with Sign-In-With-X).
     #[arg(
         long = "route",
         value_name = "path=…,methods=…,gate=…,price=…,summary=…"

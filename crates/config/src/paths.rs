@@ -79,6 +79,16 @@ impl Paths {
         self.config_dir.join("secrets")
     }
 
+    /// `<config>/siwx-session.key`: the sign-in key (nonces, session tokens; 0600).
+    pub fn siwx_key_file(&self) -> PathBuf {
+        self.config_dir.join("siwx-session.key")
+    }
+
+    /// `<data>/gating.sqlite`: used sign-in nonces.
+    pub fn gating_file(&self) -> PathBuf {
+        self.data_dir.join("gating.sqlite")
+    }
+
     /// `<data>/store.sqlite`: the resources.
     pub fn store_file(&self) -> PathBuf {
         self.data_dir.join("store.sqlite")

@@ -266,12 +266,7 @@ pub fn gateway_routes(
             let gate = match spec.gate {
                 GateSpec::Paid => Gate::Paid,
                 GateSpec::Free => Gate::Free,
-                GateSpec::Auth => {
-                    return Err(RouteError::Incomplete(format!(
-                        "route {}: auth routes need Sign-In-With-X, not available yet",
-                        spec.path
-                    )));
-                }
+                GateSpec::Auth => Gate::Auth,
             };
             let offer = match &spec.price {
                 None => base.clone(),

@@ -375,6 +375,13 @@ pub fn skill_md(
                     }
                 );
             }
+            if routes.iter().any(|r| r["gate"] == "auth") {
+                let endpoint = e["endpoint"].as_str().unwrap_or("");
+                let _ = writeln!(
+                    md,
+                    "- Routes for signed-in wallets answer 401 with a Sign-In-With-X challenge (the x402 `sign-in-with-x` extension in `PAYMENT-REQUIRED`): sign it (EIP-4361) and resend in `SIGN-IN-WITH-X`; or `GET {endpoint}/auth/nonce`, sign, `POST {endpoint}/auth/verify` `{{\"message\", \"signature\"}}` for a 24 h session token (`Authorization: Bearer …`)."
+                );
+            }
         }
         if let Some(drain) = e["drainEndsAt"].as_str() {
             let _ = writeln!(md, "- Draining: no longer sold after {drain}");
@@ -592,13 +599,31 @@ mod tests {
                 {"path": "/services/api", "methods": ["*"], "gate": "paid", "price": "0.001 USDC/request", "summary": ""}
             ])
         );
-        let md = skill_md(&tokens, "https://s.example", &[o], 1_800_000_000);
+        let md = skill_md(
+            &tokens,
+            "https://s.example",
+            std::slice::from_ref(&o),
+            1_800_000_000,
+        );
         assert!(
             md.contains("  - `GET /services/api/*` — free: Read"),
             "{md}"
         );
         assert!(
             md.contains("  - `POST /services/api/submit` — 0.5 USDC/request"),
+            "{md}"
+        );
+        assert!(!md.contains("Sign-In-With-X"), "no auth route: {md}");
+        o.spec.routes.push(
+            serde_json::from_value(serde_json::json!({"path": "/me", "gate": "auth"})).unwrap(),
+        );
+        let md = skill_md(&tokens, "https://s.example", &[o], 1_800_000_000);
+        assert!(
+            md.contains("  - `* /services/api/me` — signed-in wallets"),
+            "{md}"
+        );
+        assert!(
+            md.contains("`POST https://s.example/services/api/auth/verify`"),
             "{md}"
         );
     }

@@ -11,6 +11,7 @@
 mod admin;
 mod facilitator;
 mod secrets;
+mod sign_in;
 mod storefront;
 
 use std::net::SocketAddr;
@@ -169,6 +170,7 @@ pub async fn run(
     let mut gateway_config = GatewayConfig::default();
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
+    gateway_config.paygate.siwx = Some(sign_in::build(&paths, &public_url)?);
     let served = gateway(routes.clone(), facilitator, guard, gateway_config)
         .map_err(|e| DaemonError::Start(e.to_string()))?;
     // Metrics (sales, and the buyer's pools and spend) and ForwardAuth stay on the loopback

@@ -371,6 +371,31 @@ impl Devnet {
     }
 }
 
+/// Sets the code of `address` and the given storage slots on the anvil at `endpoint` (a test
+/// contract, e.g. a contract wallet, without deploying it).
+pub async fn set_account(
+    endpoint: &str,
+    address: alloy::primitives::Address,
+    code: alloy::primitives::Bytes,
+    storage: &[(alloy::primitives::B256, alloy::primitives::B256)],
+) -> Result<(), DevnetError> {
+    use alloy::providers::{Provider as _, ProviderBuilder};
+
+    let setup = |e: &dyn std::fmt::Display| DevnetError::Setup(e.to_string());
+    let provider = ProviderBuilder::new().connect_http(endpoint.parse().map_err(|e| setup(&e))?);
+    provider
+        .raw_request::<_, ()>("anvil_setCode".into(), (address, code))
+        .await
+        .map_err(|e| setup(&format!("anvil_setCode: {e}")))?;
+    for (slot, value) in storage {
+        provider
+            .raw_request::<_, bool>("anvil_setStorageAt".into(), (address, slot, value))
+            .await
+            .map_err(|e| setup(&format!("anvil_setStorageAt: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Places our contracts on the anvil at `endpoint` and funds every dev account with
 /// [`USDC_FUNDING`] and [`OBOL_FUNDING`]. Runs once per fresh chain (`initialize` refuses a
 /// second call).

@@ -96,6 +96,19 @@ impl GatewayError {
         .retriable(true)
     }
 
+    /// A refused sign-in (`reason` from [`crate::siwx`]): 400 unreadable, 401 refused, 503
+    /// retriable.
+    pub fn sign_in(status: StatusCode, reason: &'static str, detail: String) -> Self {
+        let error = match status {
+            StatusCode::BAD_REQUEST => "Invalid sign-in",
+            StatusCode::SERVICE_UNAVAILABLE => "Sign-in unavailable",
+            _ => "Sign-in refused",
+        };
+        Self::new(status, error, reason)
+            .detail(detail)
+            .retriable(status == StatusCode::SERVICE_UNAVAILABLE)
+    }
+
     /// 404: nothing is served at this path.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "No service here", "route_not_found")

@@ -8,6 +8,7 @@
 //! | [`error`] | every gateway failure as `{error, reason, detail?, hint?, retriable}` with its status |
 //! | [`matching`] | payment header → decoded, normalised payment → the offered option it answers |
 //! | [`guard`] | the double-serve guard: in-flight claims, per-payer exposure, and the durable record of settled and pending payments |
+//! | [`siwx`] | Sign-In-With-X for `gate: auth` routes: EIP-4361 sign-ins (EOA and ERC-1271), single-use nonces, session tokens |
 //! | [`limits`] | per-offer `maxInFlight` and `rps` (burst 2×), kept across route table swaps |
 //! | [`proxy`] | the streaming upstream proxy |
 //! | [`paygate`] | the tower `Layer`/`Service`: challenge, verify, proxy, settle after success |
@@ -25,8 +26,10 @@ pub mod paygate;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod siwx;
 
 pub use error::GatewayError;
 pub use route::{
     Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode,
+    SignInEndpoint,
 };

@@ -34,11 +34,16 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Client headers the upstream must not see: the payment itself, and `Origin` (paid calls are
 /// server-to-server from the upstream's point of view). Identity headers are stripped at the
 /// gateway's entrance, before the paygate sets the verified payer.
-const STRIPPED_FROM_CLIENT: [&str; 3] = ["x-payment", "payment-signature", "origin"];
+const STRIPPED_FROM_CLIENT: [&str; 4] = [
+    "x-payment",
+    "payment-signature",
+    "origin",
+    crate::siwx::SIGN_IN_WITH_X,
+];
 
 /// Headers an upstream secret may not be sent as: hop-by-hop and framing headers, the x402
 /// headers and the identities the gateway vouches for.
-const NOT_FOR_SECRETS: [&str; 8] = [
+const NOT_FOR_SECRETS: [&str; 7] = [
     "content-length",
     "content-type",
     "payment-required",
@@ -46,7 +51,6 @@ const NOT_FOR_SECRETS: [&str; 8] = [
     "x-payment-response",
     "x-verified-wallet",
     "x-payment-payer",
-    "sign-in-with-x",
 ];
 
 /// The seller's own credential for the upstream ("bring your own key"): one header, its value
@@ -174,8 +178,10 @@ pub fn upstream_url(
 }
 
 /// The client's headers as the upstream gets them. The client's `Authorization` is dropped on
-/// paid routes (the buyer paid; their credentials are not the seller's to pass on); the
-/// client's copy of the offer's secret header (`Authorization` or another) is always replaced.
+/// paid and auth routes (the buyer paid or signed in; their credentials are not the seller's
+/// to pass on) and wherever it carries a sign-in credential or session of ours; our session
+/// cookie never leaves; the client's copy of the offer's secret header (`Authorization` or
+/// another) is always replaced.
 fn copy_request_headers(from: &HeaderMap, auth: Option<&UpstreamAuth>, gate: Gate) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(from.len() + 1);
     let drop_authorization = gate != Gate::Free;
@@ -184,9 +190,17 @@ fn copy_request_headers(from: &HeaderMap, auth: Option<&UpstreamAuth>, gate: Gat
         if HOP_BY_HOP.contains(&name_str)
             || STRIPPED_FROM_CLIENT.contains(&name_str)
             || name_str.starts_with("sec-fetch-")
-            || (drop_authorization && name == header::AUTHORIZATION)
             || auth.is_some_and(|a| a.header == name)
         {
+            continue;
+        }
+        if name == header::AUTHORIZATION && (drop_authorization || is_sign_in(value)) {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(kept) = crate::siwx::cookie_without_session(value) {
+                out.append(header::COOKIE, kept);
+            }
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -195,6 +209,18 @@ fn copy_request_headers(from: &HeaderMap, auth: Option<&UpstreamAuth>, gate: Gat
         auth.apply(&mut out);
     }
     out
+}
+
+/// `Authorization: SIWX …` or a `Bearer` session token of ours.
+fn is_sign_in(value: &HeaderValue) -> bool {
+    let text = value.as_bytes();
+    text.get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"siwx "))
+        || value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| crate::siwx::keys::is_session_token(token.trim()))
 }
 
 fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
@@ -432,6 +458,18 @@ mod tests {
             !out.contains_key(header::AUTHORIZATION),
             "never passed on from a paying buyer"
         );
+
+        // Sign-in credentials and our session never reach the upstream; other cookies do.
+        let mut signed_in = HeaderMap::new();
+        signed_in.insert("sign-in-with-x", "e30=".parse().unwrap());
+        signed_in.insert("cookie", "a=1; obol_siwx=siwx1.x.y; b=2".parse().unwrap());
+        signed_in.insert("authorization", "Bearer siwx1.x.y".parse().unwrap());
+        let out = copy_request_headers(&signed_in, None, Gate::Free);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out["cookie"], "a=1; b=2");
+        signed_in.insert("authorization", "SIWX bWVzc2FnZQ==.c2ln".parse().unwrap());
+        signed_in.insert("cookie", "obol_siwx=siwx1.x.y".parse().unwrap());
+        assert!(copy_request_headers(&signed_in, None, Gate::Free).is_empty());
 
         headers.insert("x-api-key", "client-key".parse().unwrap());
         let named = UpstreamAuth::new("X-Api-Key", "sk-seller").unwrap();

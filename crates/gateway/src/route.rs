@@ -131,6 +131,17 @@ pub enum Gate {
     Paid,
     /// Served without payment.
     Free,
+    /// Served to signed-in wallets (Sign-In-With-X), without payment.
+    Auth,
+}
+
+/// An offer's sign-in endpoint, below its path (offers with `auth` routes only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInEndpoint {
+    /// `GET <offer>/auth/nonce`: a fresh challenge.
+    Nonce,
+    /// `POST <offer>/auth/verify`: a signed message for a session token.
+    Verify,
 }
 
 /// The HTTP methods a route answers: a set of the seven methods offers may declare, or every
@@ -241,6 +252,10 @@ pub enum Lookup {
     Paid(Arc<Offer>),
     /// A free route's offer: served without payment.
     Free(Arc<Offer>),
+    /// An auth route's offer: served to signed-in wallets.
+    Auth(Arc<Offer>),
+    /// One of the sign-in endpoints of an offer with auth routes.
+    SignIn(Arc<Offer>, SignInEndpoint),
     /// Routes match the path but none answers the method: these are the methods they answer.
     MethodNotAllowed(Methods),
     /// Under an offer's prefix but no route matches: refuse, never serve free.
@@ -254,6 +269,8 @@ pub enum Lookup {
 pub struct RouteTable {
     routes: Vec<(Vec<String>, Route)>,
     paid_prefixes: Vec<String>,
+    /// `<offer path>/auth` of the offers with auth routes.
+    sign_in: Vec<(String, Arc<Offer>)>,
 }
 
 fn segments(path: &str) -> Vec<String> {
@@ -310,6 +327,16 @@ impl RouteTable {
             .collect();
         paid_prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
         paid_prefixes.dedup();
+        let mut sign_in: Vec<(String, Arc<Offer>)> = routes
+            .iter()
+            .filter(|route| route.gate == Gate::Auth)
+            .map(|route| {
+                let prefix = route.offer.strip_prefix.trim_end_matches('/');
+                (format!("{prefix}/auth"), route.offer.clone())
+            })
+            .collect();
+        sign_in.sort_by(|a, b| a.0.cmp(&b.0));
+        sign_in.dedup_by(|a, b| a.0 == b.0);
         let mut routes: Vec<(Vec<String>, Route)> = routes
             .into_iter()
             .map(|route| (segments(&route.pattern), route))
@@ -318,6 +345,7 @@ impl RouteTable {
         Self {
             routes,
             paid_prefixes,
+            sign_in,
         }
     }
 
@@ -339,6 +367,11 @@ impl RouteTable {
     /// Resolves a request (`path` without its query): the most specific route whose pattern
     /// matches the path and whose methods include `method`.
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup {
+        if !self.sign_in.is_empty()
+            && let Some(found) = self.sign_in_endpoint(path)
+        {
+            return found;
+        }
         let mut path_segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // `/x/` has an empty last segment; it means the same as `/x`.
         if path_segments.len() > 1 && path_segments.last().is_some_and(|s| s.is_empty()) {
@@ -353,6 +386,7 @@ impl RouteTable {
                 return match route.gate {
                     Gate::Paid => Lookup::Paid(route.offer.clone()),
                     Gate::Free => Lookup::Free(route.offer.clone()),
+                    Gate::Auth => Lookup::Auth(route.offer.clone()),
                 };
             }
             refused = Some(refused.map_or(route.methods, |m: Methods| m.union(route.methods)));
@@ -370,6 +404,22 @@ impl RouteTable {
         } else {
             Lookup::NotFound
         }
+    }
+}
+
+impl RouteTable {
+    /// `<offer>/auth/nonce|verify` of an offer with auth routes.
+    fn sign_in_endpoint(&self, path: &str) -> Option<Lookup> {
+        let (base, endpoint) = if let Some(base) = path.strip_suffix("/nonce") {
+            (base, SignInEndpoint::Nonce)
+        } else {
+            (path.strip_suffix("/verify")?, SignInEndpoint::Verify)
+        };
+        let index = self
+            .sign_in
+            .binary_search_by(|(prefix, _)| prefix.as_str().cmp(base))
+            .ok()?;
+        Some(Lookup::SignIn(self.sign_in[index].1.clone(), endpoint))
     }
 }
 
@@ -437,6 +487,8 @@ pub(crate) mod tests {
         match lookup {
             Lookup::Paid(offer) => offer.name.clone(),
             Lookup::Free(offer) => format!("free {}", offer.name),
+            Lookup::Auth(offer) => format!("auth {}", offer.name),
+            Lookup::SignIn(offer, endpoint) => format!("sign-in {} {endpoint:?}", offer.name),
             Lookup::MethodNotAllowed(methods) => format!("405 {}", methods.allow()),
             Lookup::FailClosed => "FAIL-CLOSED".into(),
             Lookup::NotFound => "-".into(),

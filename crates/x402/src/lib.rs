@@ -44,5 +44,7 @@ pub use token::{Token, TokenRegistry, TransferMethod};
 
 /// Re-exports of the alloy primitives that appear in this crate's public API.
 pub mod primitives {
-    pub use alloy::primitives::{Address, B256, Bytes, Signature, U256, address, b256};
+    pub use alloy::primitives::{
+        Address, B256, Bytes, Signature, U256, address, b256, eip191_hash_message,
+    };
 }

@@ -275,7 +275,9 @@ fn parse_route(text: &str) -> anyhow::Result<RouteSpec> {
             "gate" => {
                 route.gate = serde_json::from_value(serde_json::Value::String(value.clone()))
                     .map_err(|_| {
-                        anyhow::anyhow!("--route {text:?}: gate {value:?} is not paid or free")
+                        anyhow::anyhow!(
+                            "--route {text:?}: gate {value:?} is not paid, free or auth"
+                        )
                     })?;
             }
             "price" => route.price = Some(RoutePrice::PerRequest(value)),
@@ -827,7 +829,10 @@ mod tests {
         for (bad, says) in [
             ("methods=GET", "path= is required"),
             ("/submit", "expected key=value pairs"),
-            ("path=/x,gate=open", "gate \"open\" is not paid or free"),
+            (
+                "path=/x,gate=open",
+                "gate \"open\" is not paid, free or auth",
+            ),
             ("path=/x,freeQuota=many", "is not a count"),
         ] {
             let error = parse_route(bad).unwrap_err().to_string();

@@ -25,7 +25,7 @@ use crate::stack::{gateway, upstream};
 use crate::{obol_in, stderr, stdout};
 
 /// The repository root.
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -36,7 +36,7 @@ fn in_ci() -> bool {
 /// An SDK installed by `scripts/install-tools`: `$var` when set, else `<tools>/<relative>` (the
 /// tools directory is `$OBOL_TOOLS_DIR` or the repository's `.tools`). `None`, with the reason
 /// printed, when it is missing outside CI; a failure under CI.
-fn sdk(var: &str, relative: &str, what: &str) -> Option<PathBuf> {
+pub(crate) fn sdk(var: &str, relative: &str, what: &str) -> Option<PathBuf> {
     let tools = std::env::var_os("OBOL_TOOLS_DIR")
         .filter(|d| !d.is_empty())
         .map_or_else(|| repo().join(".tools"), PathBuf::from);

@@ -12,6 +12,7 @@ mod interop;
 mod network;
 mod secrets;
 mod shared_facilitator;
+mod sign_in;
 mod stack;
 mod storefront;
 mod wallet;

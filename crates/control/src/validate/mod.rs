@@ -10,7 +10,7 @@ use obol_x402::pricing::Price;
 
 use crate::identity::AgentIdentity;
 use crate::offer::{
-    GateSpec, MAX_LIMIT, MAX_ROUTES, OfferType, PaymentSpec, PriceSpec, RouteSpec, SIGN_IN_PATH,
+    MAX_LIMIT, MAX_ROUTES, OfferType, PaymentSpec, PriceSpec, RouteSpec, SIGN_IN_PATH,
     ServiceOffer, is_reserved, is_sign_in_path,
 };
 use crate::purchase::PurchaseRequest;
@@ -567,13 +567,6 @@ fn check_routes(routes: &[RouteSpec], errors: &mut Vec<FieldError>) {
                 }
                 seen.push((&route.path, methods));
             }
-        }
-        if route.gate == GateSpec::Auth {
-            fail(
-                field("gate"),
-                "\"auth\" is not supported yet (it needs Sign-In-With-X); use paid or free"
-                    .to_owned(),
-            );
         }
         if route.free_quota.is_some_and(|quota| quota > 0) {
             fail(

@@ -37,9 +37,13 @@ use crate::limits::Limiter;
 use crate::matching;
 use crate::metrics::{Counter, Labels};
 use crate::proxy::is_event_stream;
-use crate::route::{Gate, Lookup, Offer, Routes, SettleMode};
+use crate::route::{Lookup, Offer, Routes, SettleMode};
+use crate::siwx::Siwx;
 
+mod gate;
 mod stream;
+
+pub use gate::VERIFIED_WALLET_HEADER;
 
 use stream::{SettleFn, SettleFuture, SettleOnEnd, StreamState};
 
@@ -68,6 +72,8 @@ pub struct PaygateConfig {
     /// A stream that has sent no content this long before its authorization expires is
     /// settled then (and cut if that fails), so no stream outlives its payment.
     pub stream_settle_margin: Duration,
+    /// Sign-In-With-X for `auth` routes (none: they answer 503 `sign_in_unavailable`).
+    pub siwx: Option<Arc<Siwx>>,
 }
 
 impl Default for PaygateConfig {
@@ -79,6 +85,7 @@ impl Default for PaygateConfig {
             max_buffered_response: 64 * 1024 * 1024,
             html_paywall: true,
             stream_settle_margin: Duration::from_secs(15),
+            siwx: None,
         }
     }
 }
@@ -220,50 +227,6 @@ impl NotCharged {
 }
 
 impl Shared {
-    async fn handle<S>(self: Arc<Self>, mut request: Request<Body>, inner: S) -> Response<Body>
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
-        S::Future: Send,
-    {
-        for name in IDENTITY_HEADERS {
-            request.headers_mut().remove(name);
-        }
-        if let Err(error) = crate::path::check(request.uri().path()) {
-            return GatewayError::invalid_path(error).into_response();
-        }
-        let (offer, gate) = match self
-            .routes
-            .load()
-            .lookup(request.method(), request.uri().path())
-        {
-            Lookup::Paid(offer) => (offer, Gate::Paid),
-            Lookup::Free(offer) => (offer, Gate::Free),
-            Lookup::MethodNotAllowed(methods) => {
-                return GatewayError::method_not_allowed(methods.allow()).into_response();
-            }
-            Lookup::FailClosed => return GatewayError::fail_closed().into_response(),
-            Lookup::NotFound => return GatewayError::not_found().into_response(),
-        };
-        let labels = Labels::new(&offer, None);
-        labels.count(Counter::Requests);
-        let admitted = match self.limits.admit(&offer) {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused.into_response(),
-        };
-        let response = match gate {
-            Gate::Free => {
-                request.extensions_mut().insert(offer);
-                request.extensions_mut().insert(Gate::Free);
-                match inner.oneshot(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            }
-            Gate::Paid => self.serve_paid(request, inner, offer, labels).await,
-        };
-        admitted.hold(response)
-    }
-
     /// A request on a paid route: challenge, or match, claim, verify, serve and settle. The
     /// only code that takes a payment.
     async fn serve_paid<S>(
@@ -726,6 +689,23 @@ impl Shared {
                 let mut response = StatusCode::OK.into_response();
                 upstream_identity(response.headers_mut(), &offer, None);
                 return response;
+            }
+            Lookup::Auth(offer) => {
+                Labels::new(&offer, None).count(Counter::Requests);
+                return match self.authenticate(&headers, &uri, &offer).await {
+                    Ok(who) => {
+                        let mut response = StatusCode::OK.into_response();
+                        upstream_identity(response.headers_mut(), &offer, None);
+                        gate::set_wallet(response.headers_mut(), who.identity());
+                        response
+                    }
+                    Err(answer) => *answer,
+                };
+            }
+            Lookup::SignIn(..) => {
+                return forbidden(
+                    "sign-in endpoints are served by the gateway itself; route <offer>/auth/* to it",
+                );
             }
             Lookup::MethodNotAllowed(methods) => {
                 return GatewayError::method_not_allowed(methods.allow()).into_response();

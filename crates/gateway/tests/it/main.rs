@@ -13,6 +13,7 @@ mod hostile;
 mod limits;
 mod modes;
 mod routes;
+mod siwx;
 mod streams;
 
 use std::sync::Arc;
@@ -240,7 +241,7 @@ pub struct Fixture {
     pub gateway: String,
     /// The internal listener: `/metrics`, ForwardAuth `/verify`.
     pub internal: String,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub fn option(symbol: &str, amount: &str) -> PaymentOption {

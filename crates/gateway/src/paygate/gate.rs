@@ -1,0 +1,342 @@
+//! The gate dispatch: every request's prelude (identity headers stripped, path checked, route
+//! looked up, limits taken), then the route's gate: `free` proxies (with the wallet of a valid
+//! session), `auth` proxies a signed-in wallet or answers the sign-in challenge, the sign-in
+//! endpoints issue sessions, and `paid` goes to [`Shared::serve_paid`], the only code that
+//! takes a payment.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::response::IntoResponse as _;
+use obol_config::time::unix_now;
+use serde::Deserialize;
+use serde_json::json;
+use tower::{Service, ServiceExt as _};
+
+use super::{IDENTITY_HEADERS, Shared};
+use crate::challenge;
+use crate::error::GatewayError;
+use crate::metrics::{Counter, Labels};
+use crate::route::{Gate, Lookup, Offer, SignInEndpoint};
+use crate::siwx::{self, Credential, Identity, SESSION_COOKIE, SESSION_TTL, Siwx, SiwxError};
+
+/// The verified wallet of a signed-in request, as told to the upstream.
+pub const VERIFIED_WALLET_HEADER: &str = "x-verified-wallet";
+
+/// The largest `POST …/auth/verify` body.
+const MAX_VERIFY_BODY: usize = 16 * 1024;
+
+/// `POST …/auth/verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    message: String,
+    signature: String,
+}
+
+/// The CAIP-2 chains an offer is paid on: those a wallet may sign in on.
+fn chains(offer: &Offer) -> Vec<String> {
+    let mut chains: Vec<String> = offer
+        .options
+        .iter()
+        .map(|o| o.requirements.network.clone())
+        .collect();
+    chains.dedup();
+    chains
+}
+
+/// `obol_siwx=<token>` for the offer's path, for a day.
+fn session_cookie(siwx: &Siwx, token: &str, offer: &Offer) -> Option<HeaderValue> {
+    let secure = if siwx.origin().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let path = offer.strip_prefix.trim_end_matches('/');
+    let path = if path.is_empty() { "/" } else { path };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL}{secure}"
+    ))
+    .ok()
+}
+
+fn sign_in_unavailable() -> Response<Body> {
+    GatewayError::sign_in(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "sign_in_unavailable",
+        "this gateway has no sign-in configured".to_owned(),
+    )
+    .into_response()
+}
+
+/// Whom a request on an auth route is from.
+pub(super) enum Authenticated {
+    /// Signed in just now (a session cookie goes with the answer).
+    SignedIn(Identity),
+    /// A session token of an earlier sign-in.
+    Session(Identity),
+}
+
+impl Authenticated {
+    pub(super) fn identity(&self) -> Identity {
+        match self {
+            Self::SignedIn(identity) | Self::Session(identity) => *identity,
+        }
+    }
+}
+
+impl Shared {
+    pub(super) async fn handle<S>(
+        self: Arc<Self>,
+        mut request: Request<Body>,
+        inner: S,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        for name in IDENTITY_HEADERS {
+            request.headers_mut().remove(name);
+        }
+        if let Err(error) = crate::path::check(request.uri().path()) {
+            return GatewayError::invalid_path(error).into_response();
+        }
+        let (offer, gate) = match self
+            .routes
+            .load()
+            .lookup(request.method(), request.uri().path())
+        {
+            Lookup::Paid(offer) => (offer, Gate::Paid),
+            Lookup::Free(offer) => (offer, Gate::Free),
+            Lookup::Auth(offer) => (offer, Gate::Auth),
+            Lookup::SignIn(offer, endpoint) => {
+                Labels::new(&offer, None).count(Counter::Requests);
+                return match self.limits.admit(&offer) {
+                    Ok(admitted) => {
+                        admitted.hold(self.sign_in_endpoint(request, &offer, endpoint).await)
+                    }
+                    Err(refused) => refused.into_response(),
+                };
+            }
+            Lookup::MethodNotAllowed(methods) => {
+                return GatewayError::method_not_allowed(methods.allow()).into_response();
+            }
+            Lookup::FailClosed => return GatewayError::fail_closed().into_response(),
+            Lookup::NotFound => return GatewayError::not_found().into_response(),
+        };
+        let labels = Labels::new(&offer, None);
+        labels.count(Counter::Requests);
+        let admitted = match self.limits.admit(&offer) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+        let response = match gate {
+            Gate::Free => {
+                if let Some(identity) = self.session_of(request.headers(), &offer) {
+                    set_wallet(request.headers_mut(), identity);
+                }
+                proxy(request, inner, offer, Gate::Free).await
+            }
+            Gate::Auth => self.serve_auth(request, inner, offer).await,
+            Gate::Paid => self.serve_paid(request, inner, offer, labels).await,
+        };
+        admitted.hold(response)
+    }
+
+    /// The wallet of a valid session token in `headers`, if any (a free route ignores a bad
+    /// one, as the original does).
+    fn session_of(&self, headers: &HeaderMap, offer: &Offer) -> Option<Identity> {
+        let siwx = self.config.siwx.as_ref()?;
+        let token = siwx::session_token(headers)?;
+        siwx.session(token, &offer.strip_prefix, unix_now()).ok()
+    }
+
+    /// Who sent a request on an auth route: a sign-in credential (checked, its nonce used
+    /// up) before a session token. `Err` is the answer: the challenge (401), or 400/503.
+    pub(super) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        uri: &axum::http::Uri,
+        offer: &Offer,
+    ) -> Result<Authenticated, Box<Response<Body>>> {
+        let Some(siwx) = &self.config.siwx else {
+            return Err(Box::new(sign_in_unavailable()));
+        };
+        let now = unix_now();
+        let chains = chains(offer);
+        let outcome = match siwx::credential(headers) {
+            Some(Ok(credential)) => siwx
+                .sign_in(credential, &chains, now)
+                .await
+                .map(Authenticated::SignedIn),
+            Some(Err(unreadable)) => Err(unreadable),
+            None => match siwx::session_token(headers) {
+                Some(token) => siwx
+                    .session(token, &offer.strip_prefix, now)
+                    .map(Authenticated::Session),
+                None => {
+                    return Err(Box::new(
+                        self.sign_in_challenge(siwx, headers, uri, offer, None),
+                    ));
+                }
+            },
+        };
+        outcome.map_err(|refused| {
+            Labels::new(offer, None).failure(refused.reason);
+            Box::new(if refused.status == StatusCode::UNAUTHORIZED {
+                self.sign_in_challenge(siwx, headers, uri, offer, Some(&refused))
+            } else {
+                refused.into_gateway_error().into_response()
+            })
+        })
+    }
+
+    fn sign_in_challenge(
+        &self,
+        siwx: &Siwx,
+        headers: &HeaderMap,
+        uri: &axum::http::Uri,
+        offer: &Offer,
+        refused: Option<&SiwxError>,
+    ) -> Response<Body> {
+        let resource_url = challenge::resource_url(Some(siwx.origin()), headers, uri);
+        let required = challenge::payment_required(offer, resource_url.clone(), None);
+        siwx.challenge_response(required, &resource_url, &chains(offer), refused, unix_now())
+    }
+
+    async fn serve_auth<S>(
+        &self,
+        mut request: Request<Body>,
+        inner: S,
+        offer: Arc<Offer>,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let who = match self
+            .authenticate(request.headers(), request.uri(), &offer)
+            .await
+        {
+            Ok(who) => who,
+            Err(answer) => return *answer,
+        };
+        set_wallet(request.headers_mut(), who.identity());
+        let cookie = match (&who, &self.config.siwx) {
+            (Authenticated::SignedIn(identity), Some(siwx)) => {
+                let (token, _) = siwx.issue(*identity, &offer.strip_prefix, unix_now());
+                session_cookie(siwx, &token, &offer)
+            }
+            _ => None,
+        };
+        let mut response = proxy(request, inner, offer, Gate::Auth).await;
+        if let Some(cookie) = cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
+
+    /// `GET <offer>/auth/nonce` (a challenge) and `POST <offer>/auth/verify` (a session).
+    async fn sign_in_endpoint(
+        &self,
+        request: Request<Body>,
+        offer: &Offer,
+        endpoint: SignInEndpoint,
+    ) -> Response<Body> {
+        let Some(siwx) = &self.config.siwx else {
+            return sign_in_unavailable();
+        };
+        let now = unix_now();
+        match (endpoint, request.method()) {
+            (SignInEndpoint::Nonce, &Method::GET | &Method::HEAD) => {
+                let offer_url = format!("{}{}", siwx.origin(), offer.strip_prefix);
+                let mut response =
+                    axum::Json(siwx.extension(&offer_url, &chains(offer), now)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            (SignInEndpoint::Verify, &Method::POST) => {
+                let body = match axum::body::to_bytes(request.into_body(), MAX_VERIFY_BODY).await {
+                    Ok(body) => body,
+                    Err(_) => return GatewayError::body_too_large(MAX_VERIFY_BODY).into_response(),
+                };
+                let Ok(VerifyBody { message, signature }) = serde_json::from_slice(&body) else {
+                    return SiwxError::bad_request(
+                        "expected {\"message\": <EIP-4361 text>, \"signature\": <0x hex>}",
+                    )
+                    .into_gateway_error()
+                    .into_response();
+                };
+                let credential = Credential::Message {
+                    text: message,
+                    signature,
+                };
+                match siwx.sign_in(credential, &chains(offer), now).await {
+                    Ok(identity) => {
+                        let (token, expires_at) = siwx.issue(identity, &offer.strip_prefix, now);
+                        let cookie = session_cookie(siwx, &token, offer);
+                        let mut response = axum::Json(json!({
+                            "sessionToken": token,
+                            "wallet": identity.wallet.to_checksum(None),
+                            "chainId": format!("eip155:{}", identity.chain_id),
+                            "expiresAt": obol_config::time::rfc3339(expires_at),
+                        }))
+                        .into_response();
+                        let headers = response.headers_mut();
+                        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                        if let Some(cookie) = cookie {
+                            headers.insert(header::SET_COOKIE, cookie);
+                        }
+                        response
+                    }
+                    Err(refused) => {
+                        Labels::new(offer, None).failure(refused.reason);
+                        let mut response = refused.into_gateway_error().into_response();
+                        if response.status() == StatusCode::UNAUTHORIZED {
+                            response
+                                .headers_mut()
+                                .insert(header::WWW_AUTHENTICATE, siwx.www_authenticate());
+                        }
+                        response
+                    }
+                }
+            }
+            (SignInEndpoint::Nonce, _) => {
+                GatewayError::method_not_allowed("GET, HEAD".into()).into_response()
+            }
+            (SignInEndpoint::Verify, _) => {
+                GatewayError::method_not_allowed("POST".into()).into_response()
+            }
+        }
+    }
+}
+
+/// `X-Verified-Wallet: <checksummed wallet>`.
+pub(super) fn set_wallet(headers: &mut HeaderMap, identity: Identity) {
+    if let Ok(value) = HeaderValue::from_str(&identity.wallet.to_checksum(None)) {
+        headers.insert(VERIFIED_WALLET_HEADER, value);
+    }
+}
+
+/// Hands the request to the upstream service, telling it the offer and the gate.
+async fn proxy<S>(
+    mut request: Request<Body>,
+    inner: S,
+    offer: Arc<Offer>,
+    gate: Gate,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+    S::Future: Send,
+{
+    request.extensions_mut().insert(offer);
+    request.extensions_mut().insert(gate);
+    match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
