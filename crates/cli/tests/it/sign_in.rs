@@ -12,7 +12,7 @@ use axum::routing::get;
 use serde_json::Value;
 
 use crate::interop::{repo, sdk};
-use crate::stack::{PAY_TO, StackGuard, gateway, wait_offer_ready};
+use crate::stack::{StackGuard, gateway, sell_echo, wait_offer_ready};
 use crate::{obol_in, stderr, succeeded};
 
 /// An upstream answering every path with the `X-Verified-Wallet` it was told.
@@ -45,31 +45,13 @@ async fn the_official_siwx_client_signs_in_to_an_auth_route() {
     let upstream = wallet_echo().await;
     crate::stack_up(dir, None, false);
     let _guard = StackGuard(dir);
-    let out = obol_in(
-        dir,
-        &[
-            "sell",
-            "http",
-            "members",
-            "--upstream",
-            &upstream,
-            "--pay-to",
-            PAY_TO,
-            "--per-request",
-            "0.001",
-            "--chain",
-            "base-sepolia",
-            "--no-register",
-            "--route",
-            "path=/*,gate=auth,summary=For signed-in wallets",
-        ],
-        &[],
-        None,
-    );
+    let mut sell = sell_echo(&upstream, "0.001").to_vec();
+    sell.extend(["--route", "path=/*,gate=auth,summary=For signed-in wallets"]);
+    let out = obol_in(dir, &sell, &[], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_offer_ready(dir, "members").await;
+    wait_offer_ready(dir, "echo").await;
 
-    let url = format!("{}/services/members/me", gateway(dir));
+    let url = format!("{}/services/echo/me", gateway(dir));
     let out = Command::new("node")
         .arg(repo().join("tests/interop/siwx-client.cjs"))
         .args([&url, obol_devnet::DEV_KEYS[3]])
