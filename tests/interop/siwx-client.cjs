@@ -4,14 +4,37 @@
 // GETs URL (expects the 401 challenge in PAYMENT-REQUIRED), signs the `sign-in-with-x`
 // extension for the first supported chain, GETs again with SIGN-IN-WITH-X, then replays the
 // same header. Prints one JSON line: {challenge, signed: {status, body}, replay: {status, body}}.
+//   node siwx-client.cjs wrap URL PRIVATE_KEY COUNT
+// GETs URL COUNT times through `wrapFetchWithSIWx` (the SDK signs in when a 402 offers it, for
+// a paid route's free calls); prints {statuses: [...], wallets: [...]} (the bodies).
 // Run with NODE_PATH pointing at the node_modules installed from tests/interop/package.json.
 "use strict";
 
 const { privateKeyToAccount } = require("viem/accounts");
-const { createSIWxPayload, encodeSIWxHeader } = require("@x402/extensions/sign-in-with-x");
+const {
+  createSIWxPayload,
+  encodeSIWxHeader,
+  wrapFetchWithSIWx,
+} = require("@x402/extensions/sign-in-with-x");
 const { decodePaymentRequiredHeader } = require("@x402/core/http");
 
+async function wrapped(url, key, count) {
+  const siwxFetch = wrapFetchWithSIWx(fetch, privateKeyToAccount(key));
+  const statuses = [];
+  const wallets = [];
+  for (let i = 0; i < count; i++) {
+    const response = await siwxFetch(url);
+    statuses.push(response.status);
+    wallets.push(await response.text());
+  }
+  console.log(JSON.stringify({ statuses, wallets }));
+}
+
 async function main() {
+  if (process.argv[2] === "wrap") {
+    const [url, key, count] = process.argv.slice(3);
+    return wrapped(url, key, Number(count));
+  }
   const [url, key] = process.argv.slice(2);
   const account = privateKeyToAccount(key);
   const first = await fetch(url);

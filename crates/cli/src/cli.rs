@@ -633,8 +633,8 @@ pub(crate) struct PaymentFlags {
     pub(crate) settle_first: bool,
     /// A route below the offer's path (repeatable; declaring routes makes them the whole
     /// table, anything else is refused): `path=/submit,methods=POST,price=0.5,gate=paid,
-    /// summary=…`. Methods are separated by `|`; gate is `paid` (default), `free` or `auth`
-    /// (wallets signed in with Sign-In-With-X).
+    /// summary=…,freeQuota=N`. Methods are separated by `|`; gate is `paid` (default), `free`
+    /// or `auth` (wallets signed in with Sign-In-With-X).
     #[arg(
         long = "route",
         value_name = "path=…,methods=…,gate=…,price=…,summary=…"
@@ -645,6 +645,10 @@ pub(crate) struct PaymentFlags {
     /// the price is in the same unit as theirs).
     #[arg(long = "payment", value_name = "token=…,chain=…,price=…,payTo=…")]
     pub(crate) payments: Vec<String>,
+    /// Free calls per signed-in wallet (Sign-In-With-X) and day on each paid route without a
+    /// `freeQuota=` of its own; the 402 then carries the sign-in challenge.
+    #[arg(long, value_name = "N")]
+    pub(crate) free_quota: Option<u32>,
     /// Requests served at once (one more gets 429).
     #[arg(long, value_name = "N")]
     pub(crate) max_in_flight: Option<u32>,

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use obol_gateway::limits::Limits;
 use obol_gateway::proxy::UpstreamAuth;
-use obol_gateway::{Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode};
+use obol_gateway::{
+    FreeQuota, Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode,
+};
 use obol_x402::network;
 use obol_x402::pricing::{Price, PricingError};
 use obol_x402::token::{Token, TokenError, TokenRegistry, TransferMethod};
@@ -275,11 +277,25 @@ pub fn gateway_routes(
                     ..(*base).clone()
                 }),
             };
+            let pattern = route_pattern(&prefix, &spec.path);
+            let free_quota = spec
+                .free_quota
+                .filter(|&n| n > 0 && gate == Gate::Paid)
+                .map(|per_day| {
+                    Arc::new(FreeQuota {
+                        per_day,
+                        key: (
+                            format!("{}/{}", offer.namespace, offer.name),
+                            pattern.clone(),
+                        ),
+                    })
+                });
             Ok(Route {
-                pattern: route_pattern(&prefix, &spec.path),
+                pattern,
                 methods,
                 gate,
                 offer,
+                free_quota,
             })
         })
         .collect()

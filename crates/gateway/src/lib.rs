@@ -30,6 +30,6 @@ pub mod siwx;
 
 pub use error::GatewayError;
 pub use route::{
-    Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode,
-    SignInEndpoint,
+    FreeQuota, Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes,
+    SettleMode, SignInEndpoint,
 };

@@ -22,6 +22,8 @@ pub enum Counter {
     UpstreamFailedAfterVerify,
     /// Settle-first payments whose upstream then failed: charged, refund owed.
     RefundOwed,
+    /// Calls served from a signed-in wallet's free quota (ours).
+    FreeCall,
 }
 
 impl Counter {
@@ -37,6 +39,7 @@ impl Counter {
                 "obol_x402_verifier_upstream_failed_after_verify_total"
             }
             Self::RefundOwed => "obol_x402_verifier_refund_owed_total",
+            Self::FreeCall => "obol_x402_verifier_free_calls_total",
         }
     }
 }

@@ -219,10 +219,21 @@ pub struct Route {
     pub pattern: String,
     /// The methods it answers.
     pub methods: Methods,
-    /// Paid or free.
+    /// Paid, free or for signed-in wallets.
     pub gate: Gate,
     /// The offer (a route with its own price has its own re-priced copy).
     pub offer: Arc<Offer>,
+    /// Free calls per signed-in wallet and day on a paid route.
+    pub free_quota: Option<Arc<FreeQuota>>,
+}
+
+/// A paid route's free calls: so many per signed-in wallet and UTC day, counted under `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeQuota {
+    /// Calls per wallet and day.
+    pub per_day: u32,
+    /// What the calls are counted under: the offer (`namespace/name`) and the route's pattern.
+    pub key: (String, String),
 }
 
 impl Route {
@@ -233,6 +244,7 @@ impl Route {
             methods: Methods::ANY,
             gate: Gate::Paid,
             offer,
+            free_quota: None,
         }
     }
 
@@ -248,8 +260,8 @@ impl Route {
 /// What a request resolves to.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// A paid route's offer.
-    Paid(Arc<Offer>),
+    /// A paid route's offer, and its free calls if it has some.
+    Paid(Arc<Offer>, Option<Arc<FreeQuota>>),
     /// A free route's offer: served without payment.
     Free(Arc<Offer>),
     /// An auth route's offer: served to signed-in wallets.
@@ -384,7 +396,7 @@ impl RouteTable {
             }
             if route.methods.allows(method) {
                 return match route.gate {
-                    Gate::Paid => Lookup::Paid(route.offer.clone()),
+                    Gate::Paid => Lookup::Paid(route.offer.clone(), route.free_quota.clone()),
                     Gate::Free => Lookup::Free(route.offer.clone()),
                     Gate::Auth => Lookup::Auth(route.offer.clone()),
                 };
@@ -485,7 +497,7 @@ pub(crate) mod tests {
 
     fn name(lookup: Lookup) -> String {
         match lookup {
-            Lookup::Paid(offer) => offer.name.clone(),
+            Lookup::Paid(offer, _) => offer.name.clone(),
             Lookup::Free(offer) => format!("free {}", offer.name),
             Lookup::Auth(offer) => format!("auth {}", offer.name),
             Lookup::SignIn(offer, endpoint) => format!("sign-in {} {endpoint:?}", offer.name),
@@ -555,8 +567,10 @@ pub(crate) mod tests {
             methods: Methods::parse(methods.iter().copied()).unwrap(),
             gate,
             offer: api.clone(),
+            free_quota: None,
         };
         RouteTable::new(vec![
+            route("/services/api/me", &["GET"], Gate::Auth),
             route("/services/api/*", &["GET"], Gate::Free),
             route("/services/api/submit", &["POST"], Gate::Paid),
             route("/services/api/premium/*", &[], Gate::Paid),
@@ -580,6 +594,15 @@ pub(crate) mod tests {
             (Method::POST, "/services/api/other", "405 GET, HEAD"),
             (Method::PUT, "/services/api/submit", "405 GET, HEAD, POST"),
             (Method::GET, "/services/apix", "-"),
+            (Method::GET, "/services/api/me", "auth api"),
+            (Method::GET, "/services/api/auth/nonce", "sign-in api Nonce"),
+            (
+                Method::POST,
+                "/services/api/auth/verify",
+                "sign-in api Verify",
+            ),
+            (Method::GET, "/services/api/auth/other", "free api"),
+            (Method::GET, "/services/api/x/auth/nonce", "free api"),
         ] {
             assert_eq!(name(table.lookup(&method, path)), want, "{method} {path}");
         }
@@ -593,6 +616,7 @@ pub(crate) mod tests {
             methods: Methods::ANY,
             gate: Gate::Free,
             offer: api,
+            free_quota: None,
         }]);
         assert_eq!(get(&table, "/services/api/v1/x"), "free api");
         assert_eq!(get(&table, "/services/api/v2/x"), "FAIL-CLOSED");

@@ -7,6 +7,7 @@ mod discover;
 mod facilitator;
 mod identity;
 mod network;
+mod offer_flags;
 mod permit2;
 mod purchase;
 mod secret;

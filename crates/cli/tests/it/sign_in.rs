@@ -1,7 +1,8 @@
 //! Sign-In-With-X with the official client: a stack sells an API whose routes are for
 //! signed-in wallets only (`--route path=/*,gate=auth`); npm `@x402/extensions`
 //! (`createSIWxPayload` + `encodeSIWxHeader`, a viem account) reads the 401 challenge, signs
-//! it and gets through as that wallet; its replay is refused. Under CI a missing SDK fails the
+//! it and gets through as that wallet; its replay is refused. A paid offer with free calls
+//! (`--free-quota 2`): `wrapFetchWithSIWx` signs in on its 402 and gets two calls free. Under CI a missing SDK fails the
 //! test; elsewhere it says why it skips.
 
 use std::process::Command;
@@ -9,6 +10,7 @@ use std::process::Command;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
+use obol_x402::LocalSigner;
 use serde_json::Value;
 
 use crate::interop::{repo, sdk};
@@ -76,4 +78,32 @@ async fn the_official_siwx_client_signs_in_to_an_auth_route() {
     assert_eq!(report["replay"]["status"], 401, "{report}");
     let replay: Value = serde_json::from_str(report["replay"]["body"].as_str().unwrap()).unwrap();
     assert_eq!(replay["reason"], "invalid_siwx_nonce");
+
+    // A paid offer with two free calls a day: `wrapFetchWithSIWx` signs in on the 402 and gets
+    // them; the third call is a 402 again.
+    let mut quota = sell_echo(&upstream, "0.001").to_vec();
+    quota[2] = "quota";
+    quota.extend(["--free-quota", "2"]);
+    let out = obol_in(dir, &quota, &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_offer_ready(dir, "quota").await;
+    let url = format!("{}/services/quota/anything", gateway(dir));
+    let out = Command::new("node")
+        .arg(repo().join("tests/interop/siwx-client.cjs"))
+        .args(["wrap", &url, obol_devnet::DEV_KEYS[4], "3"])
+        .env("NODE_PATH", &node_path)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["statuses"],
+        serde_json::json!([200, 200, 402]),
+        "{report}"
+    );
+    let wallet = LocalSigner::from_private_key_hex(obol_devnet::DEV_KEYS[4])
+        .unwrap()
+        .address()
+        .to_checksum(None);
+    assert_eq!(report["wallets"][0], wallet.as_str(), "{report}");
 }

@@ -568,12 +568,6 @@ fn check_routes(routes: &[RouteSpec], errors: &mut Vec<FieldError>) {
                 seen.push((&route.path, methods));
             }
         }
-        if route.free_quota.is_some_and(|quota| quota > 0) {
-            fail(
-                field("freeQuota"),
-                "is not supported yet (it needs Sign-In-With-X)".to_owned(),
-            );
-        }
         if route
             .summary
             .as_ref()

@@ -93,7 +93,7 @@ impl Setup {
 
     fn routed(&self, path: &str) -> Option<String> {
         match self.routes.load().lookup(&Method::GET, path) {
-            Lookup::Paid(o) => Some(o.name.clone()),
+            Lookup::Paid(o, _) => Some(o.name.clone()),
             _ => None,
         }
     }
@@ -488,7 +488,7 @@ async fn the_controller_loop_follows_the_store() {
         async move {
             for _ in 0..200 {
                 let got = match routes.load().lookup(&Method::GET, path) {
-                    Lookup::Paid(o) => Some(o.name.clone()),
+                    Lookup::Paid(o, _) => Some(o.name.clone()),
                     _ => None,
                 };
                 if got.as_deref() == want {

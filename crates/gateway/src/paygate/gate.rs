@@ -16,11 +16,13 @@ use serde_json::json;
 use tower::{Service, ServiceExt as _};
 
 use super::{IDENTITY_HEADERS, Shared};
-use crate::challenge;
+use crate::challenge::{self, PaymentFailure};
 use crate::error::GatewayError;
 use crate::metrics::{Counter, Labels};
-use crate::route::{Gate, Lookup, Offer, SignInEndpoint};
-use crate::siwx::{self, Credential, Identity, SESSION_COOKIE, SESSION_TTL, Siwx, SiwxError};
+use crate::route::{FreeQuota, Gate, Lookup, Offer, SignInEndpoint};
+use crate::siwx::{
+    self, Credential, Identity, QuotaKey, SESSION_COOKIE, SESSION_TTL, Siwx, SiwxError,
+};
 
 /// The verified wallet of a signed-in request, as told to the upstream.
 pub const VERIFIED_WALLET_HEADER: &str = "x-verified-wallet";
@@ -103,14 +105,14 @@ impl Shared {
         if let Err(error) = crate::path::check(request.uri().path()) {
             return GatewayError::invalid_path(error).into_response();
         }
-        let (offer, gate) = match self
+        let (offer, gate, quota) = match self
             .routes
             .load()
             .lookup(request.method(), request.uri().path())
         {
-            Lookup::Paid(offer) => (offer, Gate::Paid),
-            Lookup::Free(offer) => (offer, Gate::Free),
-            Lookup::Auth(offer) => (offer, Gate::Auth),
+            Lookup::Paid(offer, quota) => (offer, Gate::Paid, quota),
+            Lookup::Free(offer) => (offer, Gate::Free, None),
+            Lookup::Auth(offer) => (offer, Gate::Auth, None),
             Lookup::SignIn(offer, endpoint) => {
                 Labels::new(&offer, None).count(Counter::Requests);
                 return match self.limits.admit(&offer) {
@@ -140,7 +142,13 @@ impl Shared {
                 proxy(request, inner, offer, Gate::Free).await
             }
             Gate::Auth => self.serve_auth(request, inner, offer).await,
-            Gate::Paid => self.serve_paid(request, inner, offer, labels).await,
+            Gate::Paid => match (quota, self.config.siwx.clone()) {
+                (Some(quota), Some(siwx)) => {
+                    self.serve_quota(request, inner, offer, labels, &quota, &siwx)
+                        .await
+                }
+                _ => self.serve_paid(request, inner, offer, labels, None).await,
+            },
         };
         admitted.hold(response)
     }
@@ -238,6 +246,91 @@ impl Shared {
         response
     }
 
+    /// A paid route with free calls: a payment is served as such; a signed-in wallet (a
+    /// credential or a session) with calls left today is served free and told to the upstream
+    /// as `X-Verified-Wallet` (a failed call is given back); anyone else gets the 402, with the
+    /// sign-in challenge so that a client can sign in for its free calls. A bad credential is a
+    /// 401, never a silent charge; a store that cannot count means paying, never free.
+    async fn serve_quota<S>(
+        self: Arc<Self>,
+        mut request: Request<Body>,
+        inner: S,
+        offer: Arc<Offer>,
+        labels: Labels,
+        quota: &FreeQuota,
+        siwx: &Arc<Siwx>,
+    ) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let sign_in_url =
+            challenge::resource_url(Some(siwx.origin()), request.headers(), request.uri());
+        let challenge = |offer: &Offer, exhausted| QuotaChallenge {
+            extension: siwx.extension(&sign_in_url, &chains(offer), unix_now()),
+            exhausted,
+        };
+        let headers = request.headers();
+        if crate::matching::extract(headers).is_some() {
+            return self.serve_paid(request, inner, offer, labels, None).await;
+        }
+        if siwx::credential(headers).is_none() && siwx::session_token(headers).is_none() {
+            let unpaid = challenge(&offer, false);
+            return self
+                .serve_paid(request, inner, offer, labels, Some(unpaid))
+                .await;
+        }
+        let who = match self
+            .authenticate(request.headers(), request.uri(), &offer)
+            .await
+        {
+            Ok(who) => who,
+            Err(answer) => return *answer,
+        };
+        let identity = who.identity();
+        let key = QuotaKey {
+            offer: quota.key.0.clone(),
+            route: quota.key.1.clone(),
+            wallet: identity.wallet.into_array(),
+            day: unix_now() / 86_400,
+        };
+        match siwx.store().take_free_call(&key, quota.per_day).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let unpaid = challenge(&offer, true);
+                return self
+                    .serve_paid(request, inner, offer, labels, Some(unpaid))
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "free calls cannot be counted; this call pays");
+                let unpaid = challenge(&offer, false);
+                return self
+                    .serve_paid(request, inner, offer, labels, Some(unpaid))
+                    .await;
+            }
+        }
+        labels.count(Counter::FreeCall);
+        set_wallet(request.headers_mut(), identity);
+        let cookie = match who {
+            Authenticated::SignedIn(identity) => {
+                let (token, _) = siwx.issue(identity, &offer.strip_prefix, unix_now());
+                session_cookie(siwx, &token, &offer)
+            }
+            Authenticated::Session(_) => None,
+        };
+        let mut response = proxy(request, inner, offer, Gate::Auth).await;
+        if response.status().as_u16() >= 400
+            && let Err(error) = siwx.store().give_back(&key).await
+        {
+            tracing::warn!(%error, "a failed free call could not be given back");
+        }
+        if let Some(cookie) = cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
+
     /// `GET <offer>/auth/nonce` (a challenge) and `POST <offer>/auth/verify` (a session).
     async fn sign_in_endpoint(
         &self,
@@ -312,6 +405,29 @@ impl Shared {
                 GatewayError::method_not_allowed("POST".into()).into_response()
             }
         }
+    }
+}
+
+/// The 402 of a paid route with free calls: the sign-in challenge in `extensions`, and
+/// `paymentFailure {reason: "free_quota_exhausted"}` once today's are used up.
+pub(super) struct QuotaChallenge {
+    extension: serde_json::Value,
+    exhausted: bool,
+}
+
+impl QuotaChallenge {
+    pub(super) fn response(self, offer: &Offer, resource_url: String) -> Response<Body> {
+        let failure = self.exhausted.then(|| PaymentFailure {
+            reason: "free_quota_exhausted",
+            detail: "this wallet's free calls for today are used up".to_owned(),
+            hint: Some("pay with PAYMENT-SIGNATURE; free calls start again at 00:00 UTC"),
+        });
+        let mut required = challenge::payment_required(offer, resource_url, failure.as_ref());
+        required
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(siwx::SIGN_IN_WITH_X.into(), self.extension);
+        challenge::response(&required)
     }
 }
 

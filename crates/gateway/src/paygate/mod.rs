@@ -235,6 +235,7 @@ impl Shared {
         inner: S,
         offer: Arc<Offer>,
         unpaid_labels: Labels,
+        sign_in: Option<gate::QuotaChallenge>,
     ) -> Response<Body>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
@@ -248,6 +249,9 @@ impl Shared {
         let presented = match matching::extract(request.headers()) {
             None => {
                 unpaid_labels.count(Counter::PaymentRequired);
+                if let Some(sign_in) = sign_in {
+                    return sign_in.response(&offer, resource_url);
+                }
                 if self.config.html_paywall && challenge::is_browser(request.headers()) {
                     let required = challenge::payment_required(&offer, resource_url, None);
                     return challenge::html_response(&offer, &required);
@@ -683,7 +687,9 @@ impl Shared {
             .and_then(|v| axum::http::Method::from_bytes(v.as_bytes()).ok())
             .unwrap_or(axum::http::Method::GET);
         let offer = match self.routes.load().lookup(&method, uri.path()) {
-            Lookup::Paid(offer) => offer,
+            // ForwardAuth cannot give a failed free call back: free quotas are not offered
+            // there, every call of a paid route pays.
+            Lookup::Paid(offer, _) => offer,
             Lookup::Free(offer) => {
                 Labels::new(&offer, None).count(Counter::Requests);
                 let mut response = StatusCode::OK.into_response();

@@ -32,7 +32,7 @@ use url::Url;
 
 pub use keys::{Identity, SessionError, SessionKey};
 pub use message::SiwxPayload;
-pub use store::{GatingStore, GatingStoreError};
+pub use store::{GatingStore, GatingStoreError, QuotaKey};
 
 use crate::error::GatewayError;
 
@@ -257,6 +257,11 @@ impl Siwx {
     pub fn with_contract_wallets(mut self, wallets: Arc<dyn ContractWallets>) -> Self {
         self.wallets = Some(wallets);
         self
+    }
+
+    /// The used nonces and free-call counts.
+    pub fn store(&self) -> &GatingStore {
+        &self.store
     }
 
     /// The origin without a trailing `/` (`https://api.example`).

@@ -17,7 +17,28 @@ CREATE TABLE IF NOT EXISTS siwx_nonces (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS siwx_nonces_expiry ON siwx_nonces (expires_at);
+CREATE TABLE IF NOT EXISTS free_quota (
+    offer TEXT NOT NULL,
+    route TEXT NOT NULL,
+    wallet BLOB NOT NULL,
+    day INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (offer, route, wallet, day)
+) WITHOUT ROWID;
 ";
+
+/// Whose free calls are counted: an offer's route, a wallet, a UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaKey {
+    /// `namespace/name` of the offer.
+    pub offer: String,
+    /// The route's pattern.
+    pub route: String,
+    /// The signed-in wallet.
+    pub wallet: [u8; 20],
+    /// Days since the epoch (UTC).
+    pub day: u64,
+}
 
 /// The store could not be opened or written (the caller answers 503, never a grant).
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +90,10 @@ impl GatingStore {
         expires_at: u64,
         now: u64,
     ) -> Result<bool, GatingStoreError> {
-        let db = self.db.clone();
         let nonce = nonce.to_owned();
         let as_sql = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
         let (expires_at, now) = (as_sql(expires_at), as_sql(now));
-        tokio::task::spawn_blocking(move || {
-            let db = db.lock().unwrap_or_else(|e| e.into_inner());
+        self.run(move |db| {
             db.prepare_cached("DELETE FROM siwx_nonces WHERE expires_at < ?1")?
                 .execute(params![now])?;
             let inserted = db
@@ -85,7 +104,57 @@ impl GatingStore {
             Ok(inserted == 1)
         })
         .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, GatingStoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = db.lock().unwrap_or_else(|e| e.into_inner());
+            work(&db).map_err(GatingStoreError::from)
+        })
+        .await
         .map_err(|e| GatingStoreError(e.to_string()))?
+    }
+
+    /// Takes one of `quota` free calls of `key`'s day: `false` when all are taken. Atomic: no
+    /// number of concurrent calls takes more than `quota`. Days before yesterday are pruned.
+    pub async fn take_free_call(
+        &self,
+        key: &QuotaKey,
+        quota: u32,
+    ) -> Result<bool, GatingStoreError> {
+        let key = key.clone();
+        let day = i64::try_from(key.day).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            db.prepare_cached("DELETE FROM free_quota WHERE day < ?1")?
+                .execute(params![day - 1])?;
+            let taken = db
+                .prepare_cached(
+                    "INSERT INTO free_quota (offer, route, wallet, day, used) VALUES (?1, ?2, ?3, ?4, 1)
+                     ON CONFLICT (offer, route, wallet, day) DO UPDATE SET used = used + 1 WHERE used < ?5",
+                )?
+                .execute(params![key.offer, key.route, key.wallet, day, quota])?;
+            Ok(taken == 1 && quota > 0)
+        })
+        .await
+    }
+
+    /// Gives a free call taken with [`Self::take_free_call`] back (the upstream failed).
+    pub async fn give_back(&self, key: &QuotaKey) -> Result<(), GatingStoreError> {
+        let key = key.clone();
+        let day = i64::try_from(key.day).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            db.prepare_cached(
+                "UPDATE free_quota SET used = used - 1
+                 WHERE offer = ?1 AND route = ?2 AND wallet = ?3 AND day = ?4 AND used > 0",
+            )?
+            .execute(params![key.offer, key.route, key.wallet, day])
+            .map(drop)
+        })
+        .await
     }
 }
 
@@ -110,5 +179,53 @@ mod tests {
         );
         // Past its expiry the row is pruned (the nonce itself is refused by its time).
         assert!(store.consume_nonce("n2", 1500, 1600).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn free_calls_are_counted_per_route_wallet_and_day_and_never_exceed_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gating.sqlite");
+        let store = GatingStore::open(&path).unwrap();
+        let key = QuotaKey {
+            offer: "default/api".into(),
+            route: "/services/api/*".into(),
+            wallet: [7; 20],
+            day: 20_000,
+        };
+        // 16 at once for a quota of 3: exactly 3 taken.
+        let takes = (0..16).map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.take_free_call(&key, 3).await.unwrap() })
+        });
+        let mut taken = 0;
+        for take in takes {
+            taken += usize::from(take.await.unwrap());
+        }
+        assert_eq!(taken, 3);
+        store.give_back(&key).await.unwrap();
+        assert!(
+            store.take_free_call(&key, 3).await.unwrap(),
+            "a failed call is given back"
+        );
+        assert!(!store.take_free_call(&key, 3).await.unwrap());
+        let other = |edit: fn(&mut QuotaKey)| {
+            let mut k = key.clone();
+            edit(&mut k);
+            k
+        };
+        for fresh in [
+            other(|k| k.wallet = [8; 20]),
+            other(|k| k.route = "/services/api/x".into()),
+            other(|k| k.day += 1),
+        ] {
+            assert!(store.take_free_call(&fresh, 3).await.unwrap(), "{fresh:?}");
+        }
+        assert!(!store.take_free_call(&key, 0).await.unwrap(), "no quota");
+        drop(store);
+        let store = GatingStore::open(&path).unwrap();
+        assert!(
+            !store.take_free_call(&key, 3).await.unwrap(),
+            "after a restart"
+        );
     }
 }

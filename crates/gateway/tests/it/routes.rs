@@ -27,6 +27,7 @@ fn declared(fixture: &Fixture) -> String {
         methods: Methods::parse(methods.iter().copied()).unwrap(),
         gate,
         offer,
+        free_quota: None,
     };
     fixture.routes.store(RouteTable::new(vec![
         route("/services/api/*", &["GET"], Gate::Free, base.clone()),
@@ -111,6 +112,7 @@ async fn a_path_no_declared_route_covers_is_refused_not_served() {
         methods: Methods::ANY,
         gate: Gate::Free,
         offer: base,
+        free_quota: None,
     }]));
     for path in [
         "/services/api/echo",
@@ -238,6 +240,7 @@ fn capped(fixture: &Fixture, max_in_flight: u32, rps: u32) -> String {
         methods: Methods::ANY,
         gate: Gate::Free,
         offer: Arc::new(offer),
+        free_quota: None,
     }]));
     format!("{}/services/capped", fixture.gateway)
 }
@@ -301,6 +304,7 @@ async fn the_sellers_key_replaces_the_buyers_and_a_buyers_authorization_stays_ou
         methods: Methods::parse([method]).unwrap(),
         gate,
         offer: keyed.clone(),
+        free_quota: None,
     };
     fixture.routes.store(RouteTable::new(vec![
         route("GET", Gate::Free),

@@ -68,6 +68,7 @@ impl Setup {
             methods: Methods::ANY,
             gate,
             offer: members.clone(),
+            free_quota: None,
         };
         fixture.routes.store(RouteTable::new(vec![
             route("/services/members/*", Gate::Auth),
@@ -106,6 +107,11 @@ impl Setup {
     async fn challenge(&self, path: &str) -> Value {
         let response = reqwest::get(self.url(path)).await.unwrap();
         assert_eq!(response.status(), 401);
+        self.challenge_of(&response)
+    }
+
+    /// The sign-in challenge's `info` in a 402 or 401.
+    fn challenge_of(&self, response: &reqwest::Response) -> Value {
         let required: v2::PaymentRequired =
             header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
         required.extensions.unwrap()["sign-in-with-x"]["info"].clone()
@@ -491,4 +497,123 @@ async fn auth_endpoints_issue_sessions_and_contract_wallets_sign_in() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_paid_route_gives_signed_in_wallets_their_free_calls_then_charges() {
+    let s = Setup::start().await;
+    let quota = offer(
+        "quota",
+        &s.fixture.upstream,
+        OfferKind::Http,
+        "USDC",
+        "1000",
+    )
+    .offer;
+    s.fixture.routes.store(RouteTable::new(vec![Route {
+        pattern: "/services/quota/*".into(),
+        methods: Methods::ANY,
+        gate: Gate::Paid,
+        offer: quota,
+        free_quota: Some(Arc::new(obol_gateway::FreeQuota {
+            per_day: 2,
+            key: ("default/quota".into(), "/services/quota/*".into()),
+        })),
+    }]));
+    let url = |path: &str| format!("{}/services/quota{path}", s.gateway);
+    let get = |path: &str, headers: Vec<(&'static str, String)>| {
+        let mut request = reqwest::Client::new().get(url(path));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let verifies = || s.fixture.probe.verifies.load(Ordering::SeqCst);
+    let buyer = s.fixture.buyer(2);
+
+    // Unsigned: a 402 that offers the sign-in.
+    let unpaid = get("/echo", vec![]).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let required: v2::PaymentRequired =
+        header::decode(unpaid.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    assert_eq!(required.accepts.len(), 1);
+    let info = required.extensions.as_ref().unwrap()["sign-in-with-x"]["info"].clone();
+    assert_eq!(info["uri"], format!("{ORIGIN}/services/quota/echo"));
+
+    // A failed call is given back; then two free calls, the second on the session.
+    let failed = get(
+        "/fail",
+        vec![("sign-in-with-x", encode(&signed(&info, &buyer, |_| {})))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(failed.status(), 500);
+    let info = s.challenge_of(&get("/echo", vec![]).await.unwrap());
+    let first = get(
+        "/echo",
+        vec![("sign-in-with-x", encode(&signed(&info, &buyer, |_| {})))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(!first.headers().contains_key("payment-response"));
+    let cookie = first.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let seen: Value = first.json().await.unwrap();
+    assert_eq!(
+        seen["headers"]["x-verified-wallet"],
+        buyer.address().to_checksum(None)
+    );
+    assert!(seen["headers"].get("x-payment-payer").is_none());
+    let second = get("/echo", vec![("cookie", session.clone())])
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(verifies(), 0, "nothing was paid");
+
+    // Used up: the 402 says so, and a payment is served as usual.
+    let third = get("/echo", vec![("cookie", session.clone())])
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 402);
+    let required: v2::PaymentRequired =
+        header::decode(third.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    let extensions = required.extensions.as_ref().unwrap();
+    assert_eq!(
+        extensions["paymentFailure"]["reason"],
+        "free_quota_exhausted"
+    );
+    assert!(extensions.contains_key("sign-in-with-x"));
+    let payment = crate::sign(&buyer, &required, 0);
+    let paid = get(
+        "/echo",
+        vec![
+            ("cookie", session),
+            (obol_x402::header::PAYMENT_SIGNATURE, payment),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(paid.status(), 200);
+    assert!(paid.headers().contains_key("payment-response"));
+    assert_eq!(verifies(), 1);
+
+    // Another wallet has its own calls; a bad credential is refused, never charged.
+    let other = s.fixture.buyer(3);
+    let info = s.challenge_of(&get("/echo", vec![]).await.unwrap());
+    let theirs = get(
+        "/echo",
+        vec![("sign-in-with-x", encode(&signed(&info, &other, |_| {})))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(theirs.status(), 200);
+    let forged = get(
+        "/echo",
+        vec![("authorization", "Bearer siwx1.forged.token".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(reason(forged).await, (401, "session_invalid".into()));
+    assert_eq!(verifies(), 1);
 }
