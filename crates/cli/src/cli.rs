@@ -649,6 +649,10 @@ pub(crate) struct PaymentFlags {
     /// `freeQuota=` of its own; the 402 then carries the sign-in challenge.
     #[arg(long, value_name = "N")]
     pub(crate) free_quota: Option<u32>,
+    /// A vanity hostname for the offer: requests with this `Host` get its page at `/` and its
+    /// API below (point the name's DNS at the stack, with TLS in front).
+    #[arg(long, value_name = "HOST")]
+    pub(crate) hostname: Option<String>,
     /// Requests served at once (one more gets 429).
     #[arg(long, value_name = "N")]
     pub(crate) max_in_flight: Option<u32>,

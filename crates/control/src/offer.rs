@@ -361,6 +361,10 @@ pub struct ServiceOfferSpec {
     /// Concurrency and rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSpec>,
+    /// A vanity hostname: requests whose `Host` is it are served this offer at `/` (its page
+    /// at `/`, its `/openapi.json` and `/.well-known/x402`, everything else below its path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// ERC-8004 registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<RegistrationSpec>,
@@ -384,10 +388,6 @@ pub struct ServiceOfferSpec {
 /// Fields of the original's `ServiceOffer` spec (obol-stack.md §3.1) that are refused until
 /// they are implemented, with what to do instead.
 pub(crate) const UNSUPPORTED_FIELDS: &[Unsupported] = &[
-    Unsupported {
-        path: "hostname",
-        hint: "offers are served under the stack's public URL",
-    },
     Unsupported {
         path: "branding",
         hint: "",
@@ -467,6 +467,7 @@ impl ServiceOfferSpec {
             path: None,
             routes: Vec::new(),
             limits: None,
+            hostname: None,
             registration: None,
             listing: None,
             drain_at: None,

@@ -64,6 +64,7 @@ pub struct Reconciler {
     http: reqwest::Client,
     chains: ChainIdSource,
     secrets: Arc<dyn SecretSource>,
+    public_host: Option<String>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -166,7 +167,15 @@ impl Reconciler {
             http,
             chains: Arc::new(ChainIds::builtin),
             secrets: Arc::new(NoSecrets),
+            public_host: None,
         }
+    }
+
+    /// The host of the stack's public URL: no offer may take it as its vanity hostname.
+    #[must_use]
+    pub fn with_public_host(mut self, host: Option<String>) -> Self {
+        self.public_host = host;
+        self
     }
 
     /// Reads the secrets offers refer to (`spec.upstream.auth`) from `secrets`; by default
@@ -294,6 +303,12 @@ impl Reconciler {
                     "route {} is reserved below an offer for sign-in",
                     route.path
                 ),
+            ))
+        } else if let Some((host, owner)) = self.hostname_owner(offer).await? {
+            requeue = Some(CONFLICT_REQUEUE);
+            Some((
+                "HostnameConflict",
+                format!("{host} is already served by {owner}"),
             ))
         } else if let Some(owner) = self.path_owner(offer, path).await? {
             requeue = Some(CONFLICT_REQUEUE);
@@ -502,14 +517,45 @@ impl Reconciler {
         offer: &ServiceOffer,
         path: &str,
     ) -> Result<Option<String>, StoreError> {
+        self.oldest_other(offer, |o| o.effective_path() == path)
+            .await
+    }
+
+    /// The offer's hostname and who else holds it: the stack itself (its public URL's host),
+    /// or the oldest other offer claiming it.
+    async fn hostname_owner(
+        &self,
+        offer: &ServiceOffer,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let Some(host) = offer.spec.hostname.as_deref() else {
+            return Ok(None);
+        };
+        if self.public_host.as_deref() == Some(host) {
+            return Ok(Some((
+                host.to_owned(),
+                "the stack itself (its public URL)".to_owned(),
+            )));
+        }
+        Ok(self
+            .oldest_other(offer, |o| o.spec.hostname.as_deref() == Some(host))
+            .await?
+            .map(|owner| (host.to_owned(), owner)))
+    }
+
+    /// `namespace/name` of the oldest offer that `claims` (offers created within the same
+    /// second are ordered by namespace/name), unless that is `offer` itself.
+    async fn oldest_other(
+        &self,
+        offer: &ServiceOffer,
+        claims: impl Fn(&ServiceOffer) -> bool,
+    ) -> Result<Option<String>, StoreError> {
         let claimants: Vec<ServiceOffer> = self
             .store
             .list::<ServiceOfferSpec>(None)
             .await?
             .into_iter()
-            .filter(|o| !o.metadata.is_deleting() && o.effective_path() == path)
+            .filter(|o| !o.metadata.is_deleting() && claims(o))
             .collect();
-        // Oldest first; offers created within the same second are ordered by namespace/name.
         let oldest = claimants.iter().min_by_key(|o| o.metadata.age_key());
         Ok(oldest
             .filter(|o| {

@@ -240,6 +240,7 @@ pub fn gateway_offer(
                 .and_then(|l| l.rps)
                 .and_then(NonZeroU32::new),
         },
+        hostname: offer.spec.hostname.clone(),
         settle: match offer.spec.payment.settle {
             SettleTiming::ServeFirst => SettleMode::ServeFirst,
             SettleTiming::SettleFirst => SettleMode::SettleFirst,

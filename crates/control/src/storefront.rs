@@ -86,10 +86,19 @@ fn buy_hints(offer: &ServiceOffer, endpoint: &str) -> Value {
     json!(hints)
 }
 
+/// Where buyers call an offer: `https://<hostname>` for an offer with a vanity hostname, else
+/// the stack's URL and the offer's path.
+pub fn endpoint(base_url: &str, offer: &ServiceOffer) -> String {
+    match &offer.spec.hostname {
+        Some(host) => format!("https://{host}"),
+        None => format!("{base_url}{}", offer.effective_path()),
+    }
+}
+
 /// One catalog entry.
 fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value {
     let spec = &offer.spec;
-    let endpoint = format!("{base_url}{}", offer.effective_path());
+    let endpoint = endpoint(base_url, offer);
     let network_name = &spec.payment.network;
     let (unit, raw) = price_fields(&spec.payment.price);
     let options = payment_options(tokens, offer, None).unwrap_or_default();
@@ -401,9 +410,23 @@ pub fn skill_md(
 
 /// `/openapi.json`: each offer's path with its 402 and paid responses.
 pub fn openapi_json(base_url: &str, offers: &[ServiceOffer], now: u64) -> Value {
+    let listed = listed(offers, now);
+    let prefixed: Vec<(String, &ServiceOffer)> = listed
+        .into_iter()
+        .map(|o| (o.effective_path(), o))
+        .collect();
+    openapi_document(base_url, &prefixed)
+}
+
+/// `/openapi.json` on an offer's vanity hostname: the offer alone, at `/`.
+pub fn offer_openapi_json(origin: &str, offer: &ServiceOffer) -> Value {
+    openapi_document(origin, &[(String::new(), offer)])
+}
+
+fn openapi_document(base_url: &str, offers: &[(String, &ServiceOffer)]) -> Value {
     let mut paths = serde_json::Map::new();
-    for offer in listed(offers, now) {
-        let path = format!("{}/{{rest}}", offer.effective_path());
+    for (prefix, offer) in offers {
+        let path = format!("{prefix}/{{rest}}");
         paths.insert(
             path,
             json!({"get": {

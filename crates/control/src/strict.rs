@@ -142,6 +142,7 @@ mod tests {
                     {"path": "/v1/*/info", "price": {"perRequest": "0.01"}}
                 ],
                 "limits": {"maxInFlight": 8, "rps": 20},
+                "hostname": "qwen.example.com",
                 "registration": {
                     "enabled": true, "name": "LLM", "description": "A model", "image": "https://x.example/i.png",
                     "skills": ["chat"], "domains": ["ai"], "metadata": {"anything": {"goes": 1}}
@@ -186,11 +187,9 @@ mod tests {
             let expected = format!("spec.{} is not supported yet", field.path);
             assert!(error.contains(&expected), "{error}");
         }
-        let error = refusal(full_offer(), "/spec/hostname", json!("api.example.com"));
+        let error = refusal(full_offer(), "/spec/async", json!({"enabled": true}));
         assert!(
-            error.starts_with(
-                "spec.hostname is not supported yet (offers are served under the stack's public URL)"
-            ),
+            error.starts_with("spec.async is not supported yet"),
             "{error}"
         );
     }
@@ -212,11 +211,10 @@ mod tests {
             assert!(error.contains(&format!("unknown field {field}")), "{error}");
         }
         let mut two = full_offer();
-        two["spec"]["hostname"] = json!("x.example");
+        two["spec"]["async"] = json!({"enabled": true});
         let error = refusal(two, "/spec/upstream/timeout", json!(5));
         assert_eq!(
-            error,
-            "unknown field spec.upstream.timeout; spec.hostname is not supported yet (offers are served under the stack's public URL)",
+            error, "unknown field spec.upstream.timeout; spec.async is not supported yet",
             "every field named, in document order"
         );
     }

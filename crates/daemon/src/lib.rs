@@ -13,6 +13,7 @@ mod facilitator;
 mod secrets;
 mod sign_in;
 mod storefront;
+mod vanity;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -155,7 +156,13 @@ pub async fn run(
     let reconciler = Arc::new(
         Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
             .with_chains(chains.clone())
-            .with_secrets(secrets.clone()),
+            .with_secrets(secrets.clone())
+            .with_public_host(
+                (!public_url.is_local_default())
+                    .then(|| url::Url::parse(public_url.as_str()).ok())
+                    .flatten()
+                    .and_then(|u| u.host_str().map(str::to_owned)),
+            ),
     );
     let (facilitator, facilitator_summary) = facilitator::build(
         &paths,
@@ -176,11 +183,15 @@ pub async fn run(
     // Metrics (sales, and the buyer's pools and spend) and ForwardAuth stay on the loopback
     // admin listener; buyers only ever reach the paygate and the storefront.
     let internal = served.internal;
-    let gateway = served.public.merge(storefront::router(
+    let gateway = vanity::wrap(
+        served.public.merge(storefront::router(
+            store.clone(),
+            public_url.as_str(),
+            chains,
+        )),
+        routes.clone(),
         store.clone(),
-        public_url.as_str(),
-        chains,
-    ));
+    );
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.
     let (stop_tx, _) = tokio::sync::watch::channel(false);

@@ -70,7 +70,7 @@ async fn offers(state: &StorefrontState) -> Vec<ServiceOffer> {
         })
 }
 
-fn catalog(content_type: &'static str, body: String) -> Response {
+pub(crate) fn catalog(content_type: &'static str, body: String) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

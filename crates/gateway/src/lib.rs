@@ -31,5 +31,5 @@ pub mod siwx;
 pub use error::GatewayError;
 pub use route::{
     FreeQuota, Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes,
-    SettleMode, SignInEndpoint,
+    SettleMode, SignInEndpoint, Vanity,
 };

@@ -14,6 +14,7 @@ use obol_x402::wire::v2;
 use url::Url;
 
 use crate::proxy::UpstreamAuth;
+use crate::siwx::Origin;
 
 use crate::limits::Limits;
 
@@ -80,6 +81,8 @@ pub struct Offer {
     pub settle: SettleMode,
     /// Concurrency and rate limits over all its requests.
     pub limits: Limits,
+    /// Its vanity hostname (`Host` equal to it is served this offer at `/`).
+    pub hostname: Option<String>,
 }
 
 impl Offer {
@@ -104,6 +107,7 @@ impl Offer {
             mime_type: "application/json".into(),
             settle: SettleMode::ServeFirst,
             limits: Limits::default(),
+            hostname: None,
         }
     }
 }
@@ -133,6 +137,24 @@ pub enum Gate {
     Free,
     /// Served to signed-in wallets (Sign-In-With-X), without payment.
     Auth,
+}
+
+/// A request that came in on an offer's vanity hostname, rewritten to the offer's path by the
+/// embedding's host router (a request extension): the origin it was sent to and its path and
+/// query as sent. The 402's `resource.url` and sign-ins use them.
+#[derive(Debug, Clone)]
+pub struct Vanity {
+    /// `https://<hostname>`.
+    pub origin: Origin,
+    /// The path and query the buyer sent.
+    pub path_and_query: String,
+}
+
+impl Vanity {
+    /// The URL the buyer asked for.
+    pub fn url(&self) -> String {
+        format!("{}{}", self.origin.as_str(), self.path_and_query)
+    }
 }
 
 /// An offer's sign-in endpoint, below its path (offers with `auth` routes only).
@@ -283,6 +305,8 @@ pub struct RouteTable {
     paid_prefixes: Vec<String>,
     /// `<offer path>/auth` of the offers with auth routes.
     sign_in: Vec<(String, Arc<Offer>)>,
+    /// Vanity hostnames and their offers, sorted by hostname.
+    vanity: Vec<(String, Arc<Offer>)>,
 }
 
 fn segments(path: &str) -> Vec<String> {
@@ -349,6 +373,16 @@ impl RouteTable {
             .collect();
         sign_in.sort_by(|a, b| a.0.cmp(&b.0));
         sign_in.dedup_by(|a, b| a.0 == b.0);
+        let mut vanity: Vec<(String, Arc<Offer>)> = routes
+            .iter()
+            .filter_map(|route| {
+                let host = route.offer.hostname.as_ref()?;
+                Some((host.to_ascii_lowercase(), route.offer.clone()))
+            })
+            .collect();
+        // Stable: with two claims on a host (the reconciler publishes one), the first wins.
+        vanity.sort_by(|a, b| a.0.cmp(&b.0));
+        vanity.dedup_by(|a, b| a.0 == b.0);
         let mut routes: Vec<(Vec<String>, Route)> = routes
             .into_iter()
             .map(|route| (segments(&route.pattern), route))
@@ -358,6 +392,7 @@ impl RouteTable {
             routes,
             paid_prefixes,
             sign_in,
+            vanity,
         }
     }
 
@@ -420,6 +455,15 @@ impl RouteTable {
 }
 
 impl RouteTable {
+    /// The offer whose vanity hostname is `host` (lower case, without a port).
+    pub fn vanity(&self, host: &str) -> Option<&Arc<Offer>> {
+        let index = self
+            .vanity
+            .binary_search_by(|(name, _)| name.as_str().cmp(host))
+            .ok()?;
+        Some(&self.vanity[index].1)
+    }
+
     /// `<offer>/auth/nonce|verify` of an offer with auth routes.
     fn sign_in_endpoint(&self, path: &str) -> Option<Lookup> {
         let (base, endpoint) = if let Some(base) = path.strip_suffix("/nonce") {
@@ -483,6 +527,7 @@ pub(crate) mod tests {
             mime_type: "application/json".into(),
             settle: SettleMode::ServeFirst,
             limits: Limits::default(),
+            hostname: None,
         })
     }
 

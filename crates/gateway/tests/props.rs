@@ -35,6 +35,7 @@ fn offer(kind: OfferKind) -> Arc<Offer> {
         mime_type: "application/json".into(),
         settle: SettleMode::ServeFirst,
         limits: Default::default(),
+        hostname: None,
     })
 }
 

@@ -216,6 +216,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
                 rps: input.payment.rps,
             },
         ),
+        hostname: input.payment.hostname.clone(),
         registration: Some(registration(input.name, input.payment)?),
         listing: None,
         drain_at: None,
@@ -611,6 +612,9 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
     println!("  Network:  {}", offer.spec.payment.network);
     println!("  Price:    {}", price_label(&offer));
     println!("  Pay To:   {}", offer.spec.payment.pay_to);
+    if let Some(host) = &offer.spec.hostname {
+        println!("  Hostname: https://{host} (this offer's own site)");
+    }
     if let Some(auth) = &offer.spec.upstream.auth {
         println!(
             "  Upstream: {} from secret {namespace}/{} key {}",

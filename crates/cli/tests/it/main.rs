@@ -7,6 +7,7 @@ mod decode;
 mod demo;
 mod devnet;
 mod flows;
+mod hostname;
 mod identity;
 mod interop;
 mod network;

@@ -221,6 +221,27 @@ pub fn is_dns_label(text: &str) -> bool {
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// What is wrong with `host` as a vanity hostname, if anything: a lower-case DNS name (labels
+/// of letters, digits and `-`, 1 to 63 long, not starting or ending with `-`), at most 253
+/// bytes, with at least one dot, not an IP address, without a port or a trailing dot.
+pub fn hostname_problem(host: &str) -> Option<String> {
+    if host.len() > 253 {
+        return Some("is longer than 253 bytes".to_owned());
+    }
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        return Some(format!("{host:?} is an IP address; use a DNS name"));
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.len() < 2 || !labels.iter().all(|l| is_dns_label(l)) {
+        return Some(format!(
+            "{host:?} must be a lower-case DNS name such as api.example.com (no port, no scheme, no trailing dot)"
+        ));
+    }
+    None
+}
+
 /// The longest offer path accepted.
 pub const MAX_PATH_LEN: usize = 512;
 
@@ -346,6 +367,12 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
                 "{effective} is reserved (/, /services, /api, /openapi.json, /skill.md, /rpc, /.well-known)"
             ),
         );
+    }
+    if let Some(problem) = spec.hostname.as_deref().and_then(hostname_problem) {
+        errors.push(FieldError {
+            field: "spec.hostname".into(),
+            message: problem,
+        });
     }
     check_payment("spec.payment", &spec.payment, &mut errors);
     check_payments(&spec.payment, &spec.payments, &mut errors);

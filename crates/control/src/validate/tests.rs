@@ -191,6 +191,31 @@ fn upstream_auth_is_a_reference_with_a_usable_header() {
 }
 
 #[test]
+fn hostnames_are_lower_case_dns_names() {
+    for good in ["api.example.com", "a-1.b.example", "x.y"] {
+        assert_eq!(hostname_problem(good), None, "{good}");
+    }
+    for bad in [
+        "localhost",
+        "API.example.com",
+        "api.example.com:443",
+        "https://api.example.com",
+        "api.example.com.",
+        "-api.example.com",
+        "api..example.com",
+        "10.0.0.1",
+        "::1",
+        "a_b.example.com",
+        &format!("{}.com", "a".repeat(64)),
+    ] {
+        assert!(hostname_problem(bad).is_some(), "{bad}");
+    }
+    let mut o = offer();
+    o.spec.hostname = Some("Bad Host".into());
+    assert_eq!(fields(&o), ["spec.hostname"]);
+}
+
+#[test]
 fn limits_are_between_one_and_the_maximum() {
     let mut o = offer();
     o.spec.limits = Some(crate::offer::LimitsSpec {

@@ -49,7 +49,7 @@ async fn the_originals_fields_are_a_422_naming_them() {
     assert_eq!(echoed["spec"], manifest()["spec"], "applied unchanged");
 
     let mut original = manifest();
-    original["spec"]["hostname"] = json!("api.example.com");
+    original["spec"]["async"] = json!({"enabled": true});
     original["spec"]["branding"] = json!({"displayName": "Shop"});
     original["spec"]["payment"]["price"]["perCall"] = json!("1");
     let refused = client.put(&url).json(&original).send().await.unwrap();
@@ -57,7 +57,7 @@ async fn the_originals_fields_are_a_422_naming_them() {
     let text = refused.text().await.unwrap();
     for expected in [
         "spec.payment.price.perCall",
-        "spec.hostname is not supported yet (offers are served under the stack's public URL)",
+        "spec.async is not supported yet",
         "spec.branding is not supported yet",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");

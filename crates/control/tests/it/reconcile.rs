@@ -354,6 +354,50 @@ async fn the_oldest_claimant_of_a_path_wins() {
 }
 
 #[tokio::test]
+async fn the_oldest_claimant_of_a_hostname_wins_and_the_stacks_own_is_refused() {
+    let s = setup().await;
+    let mut first = s.offer("first");
+    first.spec.hostname = Some("api.example.com".into());
+    s.run(&first).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a later creation second
+    let mut second = s.offer("second");
+    second.spec.hostname = Some("api.example.com".into());
+    let (action, stored) = s.run(&second).await;
+    for type_ in ["PaymentGateReady", "RoutePublished"] {
+        let c = condition(&stored.status.conditions, type_).unwrap();
+        assert_eq!((c.status, c.reason.as_str()), (False, "HostnameConflict"));
+        assert_eq!(
+            c.message,
+            "api.example.com is already served by default/first"
+        );
+    }
+    assert_eq!(action, Action::Requeue(Duration::from_secs(30)));
+    let table = s.routes.load();
+    assert_eq!(table.vanity("api.example.com").unwrap().name, "first");
+
+    let own = Reconciler::new(s.store.clone(), s.routes.clone(), TokenRegistry::builtin())
+        .with_public_host(Some("stack.example.com".into()));
+    let mut third = s.offer("third");
+    third.spec.hostname = Some("stack.example.com".into());
+    s.store.apply(&third).await.unwrap();
+    own.reconcile("default", "third").await.unwrap();
+    let stored = s
+        .store
+        .get::<ServiceOfferSpec>("default", "third")
+        .await
+        .unwrap()
+        .unwrap();
+    let c = condition(&stored.status.conditions, "RoutePublished").unwrap();
+    assert_eq!(
+        (c.reason.as_str(), c.message.as_str()),
+        (
+            "HostnameConflict",
+            "stack.example.com is already served by the stack itself (its public URL)"
+        )
+    );
+}
+
+#[tokio::test]
 async fn paths_equal_after_normalisation_conflict() {
     let s = setup().await;
     let mut first = s.offer("first");

@@ -8,7 +8,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{
+    Extensions, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
 use axum::response::IntoResponse as _;
 use obol_config::time::unix_now;
 use serde::Deserialize;
@@ -19,9 +21,9 @@ use super::{IDENTITY_HEADERS, Shared};
 use crate::challenge::{self, PaymentFailure};
 use crate::error::GatewayError;
 use crate::metrics::{Counter, Labels};
-use crate::route::{FreeQuota, Gate, Lookup, Offer, SignInEndpoint};
+use crate::route::{FreeQuota, Gate, Lookup, Offer, SignInEndpoint, Vanity};
 use crate::siwx::{
-    self, Credential, Identity, QuotaKey, SESSION_COOKIE, SESSION_TTL, Siwx, SiwxError,
+    self, Credential, Identity, Origin, QuotaKey, SESSION_COOKIE, SESSION_TTL, Siwx, SiwxError,
 };
 
 /// The verified wallet of a signed-in request, as told to the upstream.
@@ -49,14 +51,45 @@ fn chains(offer: &Offer) -> Vec<String> {
     chains
 }
 
+/// Where a request signs in: its origin (the stack's, or a vanity hostname's) and the URL it
+/// asked for there.
+pub(super) struct At {
+    origin: Origin,
+    url: String,
+    vanity: bool,
+}
+
+impl At {
+    /// For a request: a vanity host's origin and the path as sent, else the stack's origin and
+    /// the path (`X-Forwarded-Uri` first).
+    pub(super) fn of(siwx: &Siwx, headers: &HeaderMap, uri: &Uri, extensions: &Extensions) -> Self {
+        match extensions.get::<Vanity>() {
+            Some(vanity) => Self {
+                url: vanity.url(),
+                origin: vanity.origin.clone(),
+                vanity: true,
+            },
+            None => Self {
+                url: challenge::resource_url(Some(siwx.origin().as_str()), headers, uri),
+                origin: siwx.origin().clone(),
+                vanity: false,
+            },
+        }
+    }
+}
+
 /// `obol_siwx=<token>` for the offer's path, for a day.
-fn session_cookie(siwx: &Siwx, token: &str, offer: &Offer) -> Option<HeaderValue> {
-    let secure = if siwx.origin().starts_with("https://") {
+/// (On a vanity hostname the offer is at `/`.)
+fn session_cookie(at: &At, token: &str, offer: &Offer) -> Option<HeaderValue> {
+    let secure = if at.origin.as_str().starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
-    let path = offer.strip_prefix.trim_end_matches('/');
+    let path = match at.vanity {
+        true => "",
+        false => offer.strip_prefix.trim_end_matches('/'),
+    };
     let path = if path.is_empty() { "/" } else { path };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL}{secure}"
@@ -87,6 +120,33 @@ impl Authenticated {
             Self::SignedIn(identity) | Self::Session(identity) => *identity,
         }
     }
+
+    /// The session cookie a fresh sign-in leaves.
+    fn cookie(&self, siwx: &Siwx, at: &At, offer: &Offer) -> Option<HeaderValue> {
+        let Self::SignedIn(identity) = self else {
+            return None;
+        };
+        let (token, _) = siwx.issue(&at.origin, *identity, &offer.strip_prefix, unix_now());
+        session_cookie(at, &token, offer)
+    }
+}
+
+/// The 401 of an auth route, with the sign-in challenge for `at`.
+fn sign_in_challenge(
+    siwx: &Siwx,
+    at: &At,
+    offer: &Offer,
+    refused: Option<&SiwxError>,
+) -> Response<Body> {
+    let required = challenge::payment_required(offer, at.url.clone(), None);
+    siwx.challenge_response(
+        &at.origin,
+        required,
+        &at.url,
+        &chains(offer),
+        refused,
+        unix_now(),
+    )
 }
 
 impl Shared {
@@ -136,7 +196,7 @@ impl Shared {
         };
         let response = match gate {
             Gate::Free => {
-                if let Some(identity) = self.session_of(request.headers(), &offer) {
+                if let Some(identity) = self.session_of(&request, &offer) {
                     set_wallet(request.headers_mut(), identity);
                 }
                 proxy(request, inner, offer, Gate::Free).await
@@ -155,10 +215,15 @@ impl Shared {
 
     /// The wallet of a valid session token in `headers`, if any (a free route ignores a bad
     /// one, as the original does).
-    fn session_of(&self, headers: &HeaderMap, offer: &Offer) -> Option<Identity> {
+    fn session_of(&self, request: &Request<Body>, offer: &Offer) -> Option<Identity> {
         let siwx = self.config.siwx.as_ref()?;
-        let token = siwx::session_token(headers)?;
-        siwx.session(token, &offer.strip_prefix, unix_now()).ok()
+        let token = siwx::session_token(request.headers())?;
+        let origin = request
+            .extensions()
+            .get::<Vanity>()
+            .map_or(siwx.origin(), |v| &v.origin);
+        siwx.session(origin, token, &offer.strip_prefix, unix_now())
+            .ok()
     }
 
     /// Who sent a request on an auth route: a sign-in credential (checked, its nonce used
@@ -166,7 +231,7 @@ impl Shared {
     pub(super) async fn authenticate(
         &self,
         headers: &HeaderMap,
-        uri: &axum::http::Uri,
+        at: &At,
         offer: &Offer,
     ) -> Result<Authenticated, Box<Response<Body>>> {
         let Some(siwx) = &self.config.siwx else {
@@ -176,42 +241,25 @@ impl Shared {
         let chains = chains(offer);
         let outcome = match siwx::credential(headers) {
             Some(Ok(credential)) => siwx
-                .sign_in(credential, &chains, now)
+                .sign_in(&at.origin, credential, &chains, now)
                 .await
                 .map(Authenticated::SignedIn),
             Some(Err(unreadable)) => Err(unreadable),
             None => match siwx::session_token(headers) {
                 Some(token) => siwx
-                    .session(token, &offer.strip_prefix, now)
+                    .session(&at.origin, token, &offer.strip_prefix, now)
                     .map(Authenticated::Session),
-                None => {
-                    return Err(Box::new(
-                        self.sign_in_challenge(siwx, headers, uri, offer, None),
-                    ));
-                }
+                None => return Err(Box::new(sign_in_challenge(siwx, at, offer, None))),
             },
         };
         outcome.map_err(|refused| {
             Labels::new(offer, None).failure(refused.reason);
             Box::new(if refused.status == StatusCode::UNAUTHORIZED {
-                self.sign_in_challenge(siwx, headers, uri, offer, Some(&refused))
+                sign_in_challenge(siwx, at, offer, Some(&refused))
             } else {
                 refused.into_gateway_error().into_response()
             })
         })
-    }
-
-    fn sign_in_challenge(
-        &self,
-        siwx: &Siwx,
-        headers: &HeaderMap,
-        uri: &axum::http::Uri,
-        offer: &Offer,
-        refused: Option<&SiwxError>,
-    ) -> Response<Body> {
-        let resource_url = challenge::resource_url(Some(siwx.origin()), headers, uri);
-        let required = challenge::payment_required(offer, resource_url.clone(), None);
-        siwx.challenge_response(required, &resource_url, &chains(offer), refused, unix_now())
     }
 
     async fn serve_auth<S>(
@@ -224,21 +272,21 @@ impl Shared {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let who = match self
-            .authenticate(request.headers(), request.uri(), &offer)
-            .await
-        {
+        let Some(siwx) = self.config.siwx.clone() else {
+            return sign_in_unavailable();
+        };
+        let at = At::of(
+            &siwx,
+            request.headers(),
+            request.uri(),
+            request.extensions(),
+        );
+        let who = match self.authenticate(request.headers(), &at, &offer).await {
             Ok(who) => who,
             Err(answer) => return *answer,
         };
         set_wallet(request.headers_mut(), who.identity());
-        let cookie = match (&who, &self.config.siwx) {
-            (Authenticated::SignedIn(identity), Some(siwx)) => {
-                let (token, _) = siwx.issue(*identity, &offer.strip_prefix, unix_now());
-                session_cookie(siwx, &token, &offer)
-            }
-            _ => None,
-        };
+        let cookie = who.cookie(&siwx, &at, &offer);
         let mut response = proxy(request, inner, offer, Gate::Auth).await;
         if let Some(cookie) = cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -264,10 +312,9 @@ impl Shared {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let sign_in_url =
-            challenge::resource_url(Some(siwx.origin()), request.headers(), request.uri());
+        let at = At::of(siwx, request.headers(), request.uri(), request.extensions());
         let challenge = |offer: &Offer, exhausted| QuotaChallenge {
-            extension: siwx.extension(&sign_in_url, &chains(offer), unix_now()),
+            extension: siwx.extension(&at.origin, &at.url, &chains(offer), unix_now()),
             exhausted,
         };
         let headers = request.headers();
@@ -280,10 +327,7 @@ impl Shared {
                 .serve_paid(request, inner, offer, labels, Some(unpaid))
                 .await;
         }
-        let who = match self
-            .authenticate(request.headers(), request.uri(), &offer)
-            .await
-        {
+        let who = match self.authenticate(request.headers(), &at, &offer).await {
             Ok(who) => who,
             Err(answer) => return *answer,
         };
@@ -312,13 +356,7 @@ impl Shared {
         }
         labels.count(Counter::FreeCall);
         set_wallet(request.headers_mut(), identity);
-        let cookie = match who {
-            Authenticated::SignedIn(identity) => {
-                let (token, _) = siwx.issue(identity, &offer.strip_prefix, unix_now());
-                session_cookie(siwx, &token, &offer)
-            }
-            Authenticated::Session(_) => None,
-        };
+        let cookie = who.cookie(siwx, &at, &offer);
         let mut response = proxy(request, inner, offer, Gate::Auth).await;
         if response.status().as_u16() >= 400
             && let Err(error) = siwx.store().give_back(&key).await
@@ -342,11 +380,14 @@ impl Shared {
             return sign_in_unavailable();
         };
         let now = unix_now();
+        let at = At::of(siwx, request.headers(), request.uri(), request.extensions());
         match (endpoint, request.method()) {
             (SignInEndpoint::Nonce, &Method::GET | &Method::HEAD) => {
-                let offer_url = format!("{}{}", siwx.origin(), offer.strip_prefix);
+                // The challenge is for the offer itself (`…/auth/nonce` without its suffix).
+                let offer_url = at.url.trim_end_matches("/auth/nonce");
                 let mut response =
-                    axum::Json(siwx.extension(&offer_url, &chains(offer), now)).into_response();
+                    axum::Json(siwx.extension(&at.origin, offer_url, &chains(offer), now))
+                        .into_response();
                 response
                     .headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -368,10 +409,14 @@ impl Shared {
                     text: message,
                     signature,
                 };
-                match siwx.sign_in(credential, &chains(offer), now).await {
+                match siwx
+                    .sign_in(&at.origin, credential, &chains(offer), now)
+                    .await
+                {
                     Ok(identity) => {
-                        let (token, expires_at) = siwx.issue(identity, &offer.strip_prefix, now);
-                        let cookie = session_cookie(siwx, &token, offer);
+                        let (token, expires_at) =
+                            siwx.issue(&at.origin, identity, &offer.strip_prefix, now);
+                        let cookie = session_cookie(&at, &token, offer);
                         let mut response = axum::Json(json!({
                             "sessionToken": token,
                             "wallet": identity.wallet.to_checksum(None),
@@ -390,9 +435,10 @@ impl Shared {
                         Labels::new(offer, None).failure(refused.reason);
                         let mut response = refused.into_gateway_error().into_response();
                         if response.status() == StatusCode::UNAUTHORIZED {
-                            response
-                                .headers_mut()
-                                .insert(header::WWW_AUTHENTICATE, siwx.www_authenticate());
+                            response.headers_mut().insert(
+                                header::WWW_AUTHENTICATE,
+                                Siwx::www_authenticate(&at.origin),
+                            );
                         }
                         response
                     }

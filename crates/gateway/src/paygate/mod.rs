@@ -241,11 +241,14 @@ impl Shared {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let resource_url = challenge::resource_url(
-            self.config.public_url.as_deref(),
-            request.headers(),
-            request.uri(),
-        );
+        let resource_url = match request.extensions().get::<crate::route::Vanity>() {
+            Some(vanity) => vanity.url(),
+            None => challenge::resource_url(
+                self.config.public_url.as_deref(),
+                request.headers(),
+                request.uri(),
+            ),
+        };
         let presented = match matching::extract(request.headers()) {
             None => {
                 unpaid_labels.count(Counter::PaymentRequired);
@@ -698,7 +701,11 @@ impl Shared {
             }
             Lookup::Auth(offer) => {
                 Labels::new(&offer, None).count(Counter::Requests);
-                return match self.authenticate(&headers, &uri, &offer).await {
+                let Some(siwx) = &self.config.siwx else {
+                    return forbidden("sign-in is not configured on this gateway");
+                };
+                let at = gate::At::of(siwx, &headers, &uri, &axum::http::Extensions::new());
+                return match self.authenticate(&headers, &at, &offer).await {
                     Ok(who) => {
                         let mut response = StatusCode::OK.into_response();
                         upstream_identity(response.headers_mut(), &offer, None);

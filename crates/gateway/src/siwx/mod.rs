@@ -214,13 +214,59 @@ pub fn cookie_without_session(value: &HeaderValue) -> Option<HeaderValue> {
         .flatten()
 }
 
-/// The stack's sign-in: its key, used nonces, contract-wallet verifier and public origin.
+/// Where sign-ins are accepted: an origin (`https://api.example`) and its host as EIP-4361's
+/// `domain` (with the port when it is not the scheme's default, as a browser's `URL.host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    url: Url,
+    host: String,
+}
+
+impl Origin {
+    /// The origin of `url` (path, query and fragment dropped).
+    pub fn new(url: &Url) -> Self {
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        };
+        let mut url = url.clone();
+        url.set_path("");
+        url.set_query(None);
+        url.set_fragment(None);
+        Self { url, host }
+    }
+
+    /// `https://<host>` (a vanity hostname's origin).
+    pub fn https(host: &str) -> Option<Self> {
+        Url::parse(&format!("https://{host}"))
+            .ok()
+            .map(|url| Self::new(&url))
+    }
+
+    /// The origin without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        self.url.as_str().trim_end_matches('/')
+    }
+
+    /// The host (and port), EIP-4361's `domain`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A session's audience: the offer at `offer_path` on this origin.
+    fn audience(&self, offer_path: &str) -> String {
+        format!("{}{}", self.as_str(), offer_path.trim_end_matches('/'))
+    }
+}
+
+/// The stack's sign-in: its key, used nonces, contract-wallet verifier and public origin (an
+/// offer on a vanity hostname signs in at `https://<hostname>` instead).
 pub struct Siwx {
     key: SessionKey,
     store: GatingStore,
     wallets: Option<Arc<dyn ContractWallets>>,
-    origin: Url,
-    host: String,
+    origin: Origin,
 }
 
 impl std::fmt::Debug for Siwx {
@@ -234,21 +280,11 @@ impl std::fmt::Debug for Siwx {
 impl Siwx {
     /// Sign-in for the stack at `origin` (its public URL: the only domain and URI accepted).
     pub fn new(key: SessionKey, store: GatingStore, origin: &Url) -> Self {
-        let host = match (origin.host_str(), origin.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => String::new(),
-        };
-        let mut origin = origin.clone();
-        origin.set_path("");
-        origin.set_query(None);
-        origin.set_fragment(None);
         Self {
             key,
             store,
             wallets: None,
-            origin,
-            host,
+            origin: Origin::new(origin),
         }
     }
 
@@ -264,22 +300,17 @@ impl Siwx {
         &self.store
     }
 
-    /// The origin without a trailing `/` (`https://api.example`).
-    pub fn origin(&self) -> &str {
-        self.origin.as_str().trim_end_matches('/')
+    /// The stack's origin.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
-    /// A session's audience: the offer at `offer_path` on this origin.
-    pub fn audience(&self, offer_path: &str) -> String {
-        format!("{}{}", self.origin(), offer_path.trim_end_matches('/'))
-    }
-
-    /// The `sign-in-with-x` extension of a challenge for `uri` (a URL at this origin), with a
+    /// The `sign-in-with-x` extension of a challenge for `uri` (a URL at `origin`), with a
     /// fresh nonce, for `chains` (CAIP-2).
-    pub fn extension(&self, uri: &str, chains: &[String], now: u64) -> Value {
+    pub fn extension(&self, origin: &Origin, uri: &str, chains: &[String], now: u64) -> Value {
         json!({
             "info": {
-                "domain": self.host,
+                "domain": origin.host,
                 "uri": uri,
                 "version": "1",
                 "nonce": self.key.nonce(now),
@@ -292,10 +323,10 @@ impl Siwx {
     }
 
     /// `WWW-Authenticate: SIWX domain="<host>", window="600"`.
-    pub fn www_authenticate(&self) -> HeaderValue {
+    pub fn www_authenticate(origin: &Origin) -> HeaderValue {
         HeaderValue::from_str(&format!(
             "SIWX domain=\"{}\", window=\"{WINDOW}\"",
-            self.host
+            origin.host
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("SIWX"))
     }
@@ -304,6 +335,7 @@ impl Siwx {
     /// in `PAYMENT-REQUIRED`, the reason of a refused credential, and `WWW-Authenticate`.
     pub fn challenge_response(
         &self,
+        origin: &Origin,
         mut required: v2::PaymentRequired,
         uri: &str,
         chains: &[String],
@@ -318,7 +350,10 @@ impl Siwx {
         required
             .extensions
             .get_or_insert_with(Default::default)
-            .insert(SIGN_IN_WITH_X.into(), self.extension(uri, chains, now));
+            .insert(
+                SIGN_IN_WITH_X.into(),
+                self.extension(origin, uri, chains, now),
+            );
         let mut body = serde_json::to_value(&required).unwrap_or_default();
         if let Value::Object(map) = &mut body {
             map.insert(
@@ -332,7 +367,7 @@ impl Siwx {
         }
         let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::WWW_AUTHENTICATE, self.www_authenticate());
+        headers.insert(header::WWW_AUTHENTICATE, Self::www_authenticate(origin));
         if let Some(value) = obol_x402::header::encode(&required)
             .ok()
             .and_then(|v| HeaderValue::from_str(&v).ok())
@@ -343,18 +378,30 @@ impl Siwx {
         response
     }
 
-    /// A session token for `identity` on the offer at `offer_path`, and its end.
-    pub fn issue(&self, identity: Identity, offer_path: &str, now: u64) -> (String, u64) {
+    /// A session token for `identity` on the offer at `offer_path` of `origin`, and its end.
+    pub fn issue(
+        &self,
+        origin: &Origin,
+        identity: Identity,
+        offer_path: &str,
+        now: u64,
+    ) -> (String, u64) {
         let token = self
             .key
-            .issue(identity, &self.audience(offer_path), now, SESSION_TTL);
+            .issue(identity, &origin.audience(offer_path), now, SESSION_TTL);
         (token, now + SESSION_TTL)
     }
 
-    /// The identity of a session token for the offer at `offer_path`.
-    pub fn session(&self, token: &str, offer_path: &str, now: u64) -> Result<Identity, SiwxError> {
+    /// The identity of a session token for the offer at `offer_path` of `origin`.
+    pub fn session(
+        &self,
+        origin: &Origin,
+        token: &str,
+        offer_path: &str,
+        now: u64,
+    ) -> Result<Identity, SiwxError> {
         self.key
-            .verify(token, &self.audience(offer_path), now)
+            .verify(token, &origin.audience(offer_path), now)
             .map(|(identity, _)| identity)
             .map_err(|e| match e {
                 SessionError::Expired => {
@@ -367,9 +414,10 @@ impl Siwx {
             })
     }
 
-    /// Checks a sign-in for `chains` (CAIP-2) and uses up its nonce.
+    /// Checks a sign-in at `origin` for `chains` (CAIP-2) and uses up its nonce.
     pub async fn sign_in(
         &self,
+        origin: &Origin,
         credential: Credential,
         chains: &[String],
         now: u64,
@@ -391,7 +439,7 @@ impl Siwx {
                 format!("{chain} is not a chain this offer is paid on"),
             ));
         }
-        self.check_origin(&message)?;
+        check_origin(origin, &message)?;
         let issued_nonce = self.check_times(&message, now)?;
         let wallet = Address::from(message.address);
         self.check_signature(&text, message.chain_id, wallet, &signature)
@@ -411,25 +459,6 @@ impl Siwx {
             wallet,
             chain_id: message.chain_id,
         })
-    }
-
-    fn check_origin(&self, message: &siwe::Message) -> Result<(), SiwxError> {
-        let domain = message.domain.to_string();
-        if domain != self.host {
-            return Err(SiwxError::unauthorized(
-                "invalid_siwx_domain_mismatch",
-                format!("domain must be {}", self.host),
-            ));
-        }
-        let same_origin =
-            Url::parse(message.uri.as_str()).is_ok_and(|uri| uri.origin() == self.origin.origin());
-        if !same_origin {
-            return Err(SiwxError::unauthorized(
-                "invalid_siwx_uri_mismatch",
-                format!("uri must be below {}", self.origin()),
-            ));
-        }
-        Ok(())
     }
 
     /// Checks `issuedAt`, `expirationTime`, `notBefore` and the nonce's own time; returns when
@@ -544,6 +573,26 @@ impl Siwx {
             )),
         }
     }
+}
+
+/// The message is for `origin`: its `domain` the host, its `uri` below the origin.
+fn check_origin(origin: &Origin, message: &siwe::Message) -> Result<(), SiwxError> {
+    let domain = message.domain.to_string();
+    if domain != origin.host {
+        return Err(SiwxError::unauthorized(
+            "invalid_siwx_domain_mismatch",
+            format!("domain must be {}", origin.host),
+        ));
+    }
+    let same_origin =
+        Url::parse(message.uri.as_str()).is_ok_and(|uri| uri.origin() == origin.url.origin());
+    if !same_origin {
+        return Err(SiwxError::unauthorized(
+            "invalid_siwx_uri_mismatch",
+            format!("uri must be below {}", origin.as_str()),
+        ));
+    }
+    Ok(())
 }
 
 /// The payload's JSON Schema, as the official server declares it.
