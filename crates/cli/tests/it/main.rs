@@ -10,6 +10,7 @@ mod flows;
 mod hostname;
 mod identity;
 mod interop;
+mod manifest;
 mod network;
 mod secrets;
 mod shared_facilitator;
