@@ -7,6 +7,7 @@
 //! | [`purchase`] | `PurchaseRequest` (§3.3): a buyer's pre-signed pool |
 //! | [`identity`] | `AgentIdentity` (§3.4): ERC-8004 agent ids per chain |
 //! | [`registration`] | the ERC-8004 registration document (§6.5): active from the publishable offers, or the tombstone |
+//! | [`discovery`] | an offer's self-description (`spec.discovery`) as the x402 Bazaar extension, inference defaults |
 //! | [`validate`] | offer validation with errors naming field and rule |
 //! | `strict` | specs refuse the JSON fields they would drop (unknown, or not supported yet) |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
@@ -17,6 +18,7 @@
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
+pub mod discovery;
 pub mod identity;
 pub mod offer;
 pub mod purchase;

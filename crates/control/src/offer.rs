@@ -278,6 +278,68 @@ impl RouteSpec {
     }
 }
 
+/// How an offer describes itself to buyers and indexers (ours; docs/design/discovery.md): the
+/// x402 Bazaar extension of its 402s, its OpenAPI operations, the discovery documents.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoverySpec {
+    /// A short name (printable ASCII, at most 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// Up to five tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// An http(s) icon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
+    /// What a call sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputSpec>,
+    /// What a call answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+}
+
+/// A call's input: the method, and the query parameters (`GET`, `HEAD`, `DELETE`) or the body
+/// (`POST`, `PUT`, `PATCH`) as JSON Schema 2020-12 objects, with an example.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputSpec {
+    /// The HTTP method (default `GET`, or `POST` for inference offers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Schema of the query parameters (query methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_params: Option<Value>,
+    /// `json` (default), `form-data` or `text` (body methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_type: Option<String>,
+    /// Schema of the body (body methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// Schema of request headers the upstream reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Value>,
+    /// Example query parameters or body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<Value>,
+}
+
+/// A call's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// Its format (default `json`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// An example answer (a JSON object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<Value>,
+    /// Schema of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
 /// Limits over all requests of an offer (the original applies them as Traefik middlewares).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -361,6 +423,9 @@ pub struct ServiceOfferSpec {
     /// Concurrency and rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSpec>,
+    /// How it describes itself to buyers and indexers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoverySpec>,
     /// A vanity hostname: requests whose `Host` is it are served this offer at `/` (its page
     /// at `/`, its `/openapi.json` and `/.well-known/x402`, everything else below its path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -467,6 +532,7 @@ impl ServiceOfferSpec {
             path: None,
             routes: Vec::new(),
             limits: None,
+            discovery: None,
             hostname: None,
             registration: None,
             listing: None,

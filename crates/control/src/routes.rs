@@ -6,7 +6,8 @@ use std::sync::Arc;
 use obol_gateway::limits::Limits;
 use obol_gateway::proxy::UpstreamAuth;
 use obol_gateway::{
-    FreeQuota, Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, SettleMode,
+    Discovery, FreeQuota, Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable,
+    SettleMode,
 };
 use obol_x402::network;
 use obol_x402::pricing::{Price, PricingError};
@@ -241,11 +242,24 @@ pub fn gateway_offer(
                 .and_then(NonZeroU32::new),
         },
         hostname: offer.spec.hostname.clone(),
+        discovery: discovery(offer),
         settle: match offer.spec.payment.settle {
             SettleTiming::ServeFirst => SettleMode::ServeFirst,
             SettleTiming::SettleFirst => SettleMode::SettleFirst,
         },
     })
+}
+
+/// What the offer's 402s say about it beyond the price (none when it describes nothing).
+fn discovery(offer: &ServiceOffer) -> Option<Arc<Discovery>> {
+    let declared = offer.spec.discovery.as_ref();
+    let found = Discovery {
+        bazaar: crate::discovery::bazaar(offer),
+        service_name: declared.and_then(|d| d.service_name.clone()),
+        tags: declared.map(|d| d.tags.clone()).unwrap_or_default(),
+        icon_url: declared.and_then(|d| d.icon_url.clone()),
+    };
+    (found != Discovery::default()).then(|| Arc::new(found))
 }
 
 /// The gateway routes of a published `ServiceOffer`, one per effective route (an offer without

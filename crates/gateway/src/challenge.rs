@@ -57,6 +57,10 @@ pub fn payment_required(
     failure: Option<&PaymentFailure>,
 ) -> v2::PaymentRequired {
     let mut extensions = Map::new();
+    let discovery = offer.discovery.as_deref();
+    if let Some(bazaar) = discovery.and_then(|d| d.bazaar.clone()) {
+        extensions.insert("bazaar".into(), bazaar);
+    }
     if offer.options.iter().any(|o| o.eip2612_gas_sponsoring) {
         extensions.insert("eip2612GasSponsoring".into(), eip2612_extension());
     }
@@ -88,7 +92,11 @@ pub fn payment_required(
             url: resource_url,
             description: Some(description),
             mime_type: Some(offer.mime_type.clone()),
-            ..v2::ResourceInfo::default()
+            service_name: discovery.and_then(|d| d.service_name.clone()),
+            tags: discovery
+                .map(|d| d.tags.clone())
+                .filter(|tags| !tags.is_empty()),
+            icon_url: discovery.and_then(|d| d.icon_url.clone()),
         },
         accepts: accepts(offer),
         extensions: (!extensions.is_empty()).then_some(extensions),

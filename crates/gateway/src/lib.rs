@@ -30,6 +30,6 @@ pub mod siwx;
 
 pub use error::GatewayError;
 pub use route::{
-    FreeQuota, Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable, Routes,
-    SettleMode, SignInEndpoint, Vanity,
+    Discovery, FreeQuota, Gate, Lookup, Methods, Offer, OfferKind, PaymentOption, Route,
+    RouteTable, Routes, SettleMode, SignInEndpoint, Vanity,
 };

@@ -83,6 +83,22 @@ pub struct Offer {
     pub limits: Limits,
     /// Its vanity hostname (`Host` equal to it is served this offer at `/`).
     pub hostname: Option<String>,
+    /// What its 402s say about it beyond the price.
+    pub discovery: Option<Arc<Discovery>>,
+}
+
+/// An offer's self-description in its 402s: the x402 Bazaar extension (`extensions.bazaar`)
+/// and the resource's `serviceName`, `tags` and `iconUrl`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// `{info: {input, output?}, schema}`.
+    pub bazaar: Option<serde_json::Value>,
+    /// `resource.serviceName`.
+    pub service_name: Option<String>,
+    /// `resource.tags`.
+    pub tags: Vec<String>,
+    /// `resource.iconUrl`.
+    pub icon_url: Option<String>,
 }
 
 impl Offer {
@@ -108,6 +124,7 @@ impl Offer {
             settle: SettleMode::ServeFirst,
             limits: Limits::default(),
             hostname: None,
+            discovery: None,
         }
     }
 }
@@ -528,6 +545,7 @@ pub(crate) mod tests {
             settle: SettleMode::ServeFirst,
             limits: Limits::default(),
             hostname: None,
+            discovery: None,
         })
     }
 

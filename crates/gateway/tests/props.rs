@@ -36,6 +36,7 @@ fn offer(kind: OfferKind) -> Arc<Offer> {
         settle: SettleMode::ServeFirst,
         limits: Default::default(),
         hostname: None,
+        discovery: None,
     })
 }
 

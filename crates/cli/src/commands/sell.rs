@@ -216,6 +216,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
                 rps: input.payment.rps,
             },
         ),
+        discovery: None,
         hostname: input.payment.hostname.clone(),
         registration: Some(registration(input.name, input.payment)?),
         listing: None,

@@ -6,6 +6,7 @@ mod buy;
 mod decode;
 mod demo;
 mod devnet;
+mod discovery;
 mod flows;
 mod hostname;
 mod identity;

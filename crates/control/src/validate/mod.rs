@@ -374,6 +374,9 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
             message: problem,
         });
     }
+    if let Some(discovery) = &spec.discovery {
+        crate::discovery::check(discovery, &mut errors);
+    }
     check_payment("spec.payment", &spec.payment, &mut errors);
     check_payments(&spec.payment, &spec.payments, &mut errors);
     check_routes(&spec.routes, &mut errors);

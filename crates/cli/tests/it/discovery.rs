@@ -1,0 +1,121 @@
+//! Self-describing offers: the Bazaar extension of their 402s is accepted by the official
+//! `@x402/extensions` bazaar validator (ajv over the extension's own schema, and the spec
+//! checks), for a described HTTP API and for an inference offer's default chat-completions
+//! description; the resource's service name, tags and icon survive the SDK's sanitising.
+//! Under CI a missing SDK fails the test; elsewhere it says why it skips.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::interop::{repo, sdk};
+use crate::stack::{PAY_TO, StackGuard, gateway, upstream, wait_offer_ready};
+use crate::{obol_in, stderr, succeeded};
+
+fn check(node_path: &std::path::Path, url: &str, method: &str) -> Value {
+    let out = Command::new("node")
+        .arg(repo().join("tests/interop/bazaar-check.cjs"))
+        .args([url, method])
+        .env("NODE_PATH", node_path)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+// Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_bazaar_validator_accepts_our_402s() {
+    let Some(node_path) = sdk(
+        "OBOL_INTEROP_NODE_PATH",
+        "interop/node/node_modules",
+        "the x402 npm SDK (`@x402/extensions`)",
+    ) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    crate::stack_up(dir, None, false);
+    let _guard = StackGuard(dir);
+
+    let weather = json!({
+        "type": "http",
+        "upstream": {"url": upstream},
+        "payment": {"network": "base-sepolia", "payTo": PAY_TO, "price": {"perRequest": "0.001"}},
+        "discovery": {
+            "serviceName": "Weather", "tags": ["weather", "forecast"],
+            "iconUrl": "https://weather.example/icon.png",
+            "input": {
+                "method": "GET",
+                "queryParams": {"properties": {"city": {"type": "string"}}, "required": ["city"]},
+                "example": {"city": "Oslo"}
+            },
+            "output": {
+                "example": {"city": "Oslo", "temp": 4.5},
+                "schema": {"properties": {"temp": {"type": "number"}}, "required": ["temp"]}
+            }
+        }
+    });
+    let file = dir.join("weather.json");
+    std::fs::write(&file, weather.to_string()).unwrap();
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "http",
+            "weather",
+            "--from-json",
+            file.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "inference",
+            "llm",
+            "--model",
+            "qwen3:0.6b",
+            "--upstream",
+            &upstream,
+            "--pay-to",
+            PAY_TO,
+            "--chain",
+            "base-sepolia",
+            "--no-register",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_offer_ready(dir, "weather").await;
+    wait_offer_ready(dir, "llm").await;
+
+    let base = gateway(dir);
+    let report = check(&node_path, &format!("{base}/services/weather/now"), "GET");
+    assert_eq!(report["status"], 402);
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["specValid"], true, "{report}");
+    assert_eq!(
+        report["info"]["input"]["queryParams"],
+        json!({"city": "Oslo"})
+    );
+    assert_eq!(
+        report["metadata"],
+        json!({"serviceName": "Weather", "tags": ["weather", "forecast"], "iconUrl": "https://weather.example/icon.png"})
+    );
+
+    let report = check(
+        &node_path,
+        &format!("{base}/services/llm/v1/chat/completions"),
+        "POST",
+    );
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["specValid"], true, "{report}");
+    assert_eq!(report["info"]["input"]["method"], "POST");
+    assert_eq!(report["info"]["input"]["body"]["model"], "qwen3:0.6b");
+}
