@@ -15,12 +15,14 @@
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
 //! | [`storefront`] | `/api/services.json`, `/skill.md`, `/openapi.json` and the HTML storefront |
 //! | [`secrets`] | values offers refer to by name (an upstream's API key): the `SecretSource` trait and private files |
+//! | [`openapi`] | `/openapi.json`: OpenAPI 3.1, one operation per route and method, `x-payment-info` at the 402s' prices |
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
 pub mod discovery;
 pub mod identity;
 pub mod offer;
+pub mod openapi;
 pub mod purchase;
 pub mod reconcile;
 pub mod registration;

@@ -317,7 +317,7 @@ pub fn gateway_routes(
 }
 
 /// A route path below the offer's `prefix` as a table pattern: `/` is the prefix itself.
-fn route_pattern(prefix: &str, path: &str) -> String {
+pub(crate) fn route_pattern(prefix: &str, path: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
     match path {
         "/" => prefix.to_owned(),

@@ -66,7 +66,7 @@ pub fn listed(offers: &[ServiceOffer], now: u64) -> Vec<&ServiceOffer> {
     out
 }
 
-fn description(offer: &ServiceOffer) -> String {
+pub(crate) fn description(offer: &ServiceOffer) -> String {
     offer
         .spec
         .description
@@ -408,43 +408,23 @@ pub fn skill_md(
     md
 }
 
-/// `/openapi.json`: each offer's path with its 402 and paid responses.
-pub fn openapi_json(base_url: &str, offers: &[ServiceOffer], now: u64) -> Value {
-    let listed = listed(offers, now);
-    let prefixed: Vec<(String, &ServiceOffer)> = listed
+/// `/openapi.json`: the listed offers' operations ([`crate::openapi`]).
+pub fn openapi_json(
+    tokens: &TokenRegistry,
+    base_url: &str,
+    offers: &[ServiceOffer],
+    now: u64,
+) -> Value {
+    let prefixed: Vec<(String, &ServiceOffer)> = listed(offers, now)
         .into_iter()
         .map(|o| (o.effective_path(), o))
         .collect();
-    openapi_document(base_url, &prefixed)
+    crate::openapi::document(tokens, base_url, &prefixed)
 }
 
 /// `/openapi.json` on an offer's vanity hostname: the offer alone, at `/`.
-pub fn offer_openapi_json(origin: &str, offer: &ServiceOffer) -> Value {
-    openapi_document(origin, &[(String::new(), offer)])
-}
-
-fn openapi_document(base_url: &str, offers: &[(String, &ServiceOffer)]) -> Value {
-    let mut paths = serde_json::Map::new();
-    for (prefix, offer) in offers {
-        let path = format!("{prefix}/{{rest}}");
-        paths.insert(
-            path,
-            json!({"get": {
-                "summary": description(offer),
-                "parameters": [{"name": "rest", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "Paid response; X-PAYMENT-RESPONSE / PAYMENT-RESPONSE carry the settlement"},
-                    "402": {"description": "Payment required: PAYMENT-REQUIRED header (base64 JSON) and the same JSON body"}
-                }
-            }}),
-        );
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": format!("{DISPLAY_NAME} services"), "version": "1"},
-        "servers": [{"url": base_url}],
-        "paths": paths,
-    })
+pub fn offer_openapi_json(tokens: &TokenRegistry, origin: &str, offer: &ServiceOffer) -> Value {
+    crate::openapi::document(tokens, origin, &[(String::new(), offer)])
 }
 
 /// The HTML storefront at `/`.

@@ -41,6 +41,7 @@ pub(crate) fn router(store: Arc<dyn Store>, base_url: &str, chains: ChainIdSourc
         .route("/api/services.json", get(services))
         .route("/skill.md", get(skill))
         .route("/openapi.json", get(openapi))
+        .route("/.well-known/openapi.json", get(openapi))
         .route(obol_erc8004::WELL_KNOWN_PATH, get(agent_registration))
         .route(registration::DEFAULT_IMAGE_PATH, get(icon))
         .route("/obol-stack-logo.png", get(icon))
@@ -120,7 +121,7 @@ async fn skill(State(state): State<StorefrontState>) -> Response {
 async fn openapi(State(state): State<StorefrontState>) -> Response {
     let offers = offers(&state).await;
     let now = obol_config::time::unix_now();
-    let value = storefront::openapi_json(&state.base_url, &offers, now);
+    let value = storefront::openapi_json(&state.tokens, &state.base_url, &offers, now);
     catalog(
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),

@@ -72,7 +72,9 @@ impl Hosts {
             .to_owned();
         match request.uri().path() {
             "/" => return self.page(&offer, &origin).await,
-            "/openapi.json" => return self.openapi(&offer, &origin).await,
+            "/openapi.json" | "/.well-known/openapi.json" => {
+                return self.openapi(&offer, &origin).await;
+            }
             "/.well-known/x402" => return x402_document(&offer, &origin),
             _ => {}
         }
@@ -114,7 +116,7 @@ impl Hosts {
         let Some(spec) = self.spec(offer).await else {
             return StatusCode::NOT_FOUND.into_response();
         };
-        let value = storefront::offer_openapi_json(origin.as_str(), &spec);
+        let value = storefront::offer_openapi_json(&self.tokens, origin.as_str(), &spec);
         catalog(
             "application/json",
             serde_json::to_string_pretty(&value).unwrap_or_default(),

@@ -1,7 +1,8 @@
 //! Self-describing offers: the Bazaar extension of their 402s is accepted by the official
 //! `@x402/extensions` bazaar validator (ajv over the extension's own schema, and the spec
 //! checks), for a described HTTP API and for an inference offer's default chat-completions
-//! description; the resource's service name, tags and icon survive the SDK's sanitising.
+//! description; the resource's service name, tags and icon survive the SDK's sanitising. The
+//! OpenAPI document passes `openapi-spec-validator` and carries the 402s' prices.
 //! Under CI a missing SDK fails the test; elsewhere it says why it skips.
 
 use std::process::Command;
@@ -118,4 +119,42 @@ async fn the_official_bazaar_validator_accepts_our_402s() {
     assert_eq!(report["specValid"], true, "{report}");
     assert_eq!(report["info"]["input"]["method"], "POST");
     assert_eq!(report["info"]["input"]["body"]["model"], "qwen3:0.6b");
+
+    // The OpenAPI document: valid for a maintained validator, priced as the 402s.
+    let Some(python) = sdk(
+        "OBOL_INTEROP_PYTHON",
+        "interop/py/bin/python",
+        "the Python tools (openapi-spec-validator)",
+    ) else {
+        return;
+    };
+    for path in ["/openapi.json", "/.well-known/openapi.json"] {
+        let out = Command::new(&python)
+            .arg(repo().join("tests/interop/openapi_check.py"))
+            .arg(format!("{}{path}", gateway(dir)))
+            .output()
+            .unwrap();
+        succeeded(&out);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report,
+            json!({"valid": true, "version": "3.1.0", "errors": []}),
+            "{path}"
+        );
+    }
+    let document: Value = reqwest::get(format!("{}/openapi.json", gateway(dir)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let weather = &document["paths"]["/services/weather/{rest}"]["get"];
+    assert_eq!(weather["x-payment-info"]["price"], "0.001");
+    assert_eq!(weather["parameters"][1]["name"], "city");
+    let llm = &document["paths"]["/services/llm/{rest}"]["post"];
+    assert_eq!(llm["x-payment-info"]["accepts"][0]["amount"], "1000");
+    assert_eq!(
+        llm["requestBody"]["content"]["application/json"]["example"]["model"],
+        "qwen3:0.6b"
+    );
 }
