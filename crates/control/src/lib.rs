@@ -16,6 +16,7 @@
 //! | [`storefront`] | `/api/services.json`, `/skill.md`, `/openapi.json` and the HTML storefront |
 //! | [`secrets`] | values offers refer to by name (an upstream's API key): the `SecretSource` trait and private files |
 //! | [`openapi`] | `/openapi.json`: OpenAPI 3.1, one operation per route and method, `x-payment-info` at the 402s' prices |
+//! | [`wellknown`] | `/.well-known/x402` (the original's shape), `/.well-known/x402.json` (the x402 draft), `/llms.txt`, the `_x402` DNS record |
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
@@ -33,6 +34,7 @@ pub mod store;
 pub mod storefront;
 mod strict;
 pub mod validate;
+pub mod wellknown;
 
 pub use offer::{ServiceOffer, ServiceOfferSpec, ServiceOfferStatus};
 pub use resource::{Condition, ConditionStatus, Object, ObjectMeta, Spec};

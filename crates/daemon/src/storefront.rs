@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use obol_control::identity::{AgentIdentitySpec, DEFAULT_IDENTITY, default_identity};
 use obol_control::registration::{self, ChainIdSource};
-use obol_control::storefront;
 use obol_control::{ServiceOffer, ServiceOfferSpec, Store, StoreExt};
+use obol_control::{storefront, wellknown};
 use obol_x402::token::TokenRegistry;
 
 #[derive(Clone)]
@@ -42,6 +42,9 @@ pub(crate) fn router(store: Arc<dyn Store>, base_url: &str, chains: ChainIdSourc
         .route("/skill.md", get(skill))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/openapi.json", get(openapi))
+        .route("/.well-known/x402", get(x402_resources))
+        .route("/.well-known/x402.json", get(x402_json))
+        .route("/llms.txt", get(llms_txt))
         .route(obol_erc8004::WELL_KNOWN_PATH, get(agent_registration))
         .route(registration::DEFAULT_IMAGE_PATH, get(icon))
         .route("/obol-stack-logo.png", get(icon))
@@ -125,6 +128,35 @@ async fn openapi(State(state): State<StorefrontState>) -> Response {
     catalog(
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),
+    )
+}
+
+async fn x402_resources(State(state): State<StorefrontState>) -> Response {
+    let offers = offers(&state).await;
+    let now = obol_config::time::unix_now();
+    let value = wellknown::x402_resources(&state.tokens, &state.base_url, &offers, now);
+    catalog(
+        "application/json",
+        serde_json::to_string_pretty(&value).unwrap_or_default(),
+    )
+}
+
+async fn x402_json(State(state): State<StorefrontState>) -> Response {
+    let offers = offers(&state).await;
+    let now = obol_config::time::unix_now();
+    let value = wellknown::x402_json(&state.tokens, &state.base_url, &offers, now);
+    catalog(
+        "application/json",
+        serde_json::to_string_pretty(&value).unwrap_or_default(),
+    )
+}
+
+async fn llms_txt(State(state): State<StorefrontState>) -> Response {
+    let offers = offers(&state).await;
+    let now = obol_config::time::unix_now();
+    catalog(
+        "text/markdown; charset=utf-8",
+        wellknown::llms_txt(&state.tokens, &state.base_url, &offers, now),
     )
 }
 

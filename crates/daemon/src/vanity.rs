@@ -1,7 +1,7 @@
 //! Vanity hostnames (`spec.hostname`), in front of the whole public listener: a request whose
 //! `Host` (port dropped, lower case) is a published offer's hostname is that offer's alone —
 //! `/` its page, `/openapi.json` its API at `/`, `/.well-known/x402` its resources (the
-//! original's shape), and every other path below the offer's own path, marked with the
+//! original's shape, `obol_control::wellknown`), and every other path below the offer's own path, marked with the
 //! [`Vanity`] origin so that its 402s and sign-ins name `https://<hostname>` and the path as
 //! sent. Such a request can never reach another offer or the stack's own pages. Any other
 //! `Host` goes to the stack's router unchanged (the original's `so-<name>-host` route).
@@ -13,11 +13,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse as _;
-use obol_control::{ServiceOfferSpec, Store, StoreExt, storefront};
+use obol_control::{ServiceOfferSpec, Store, StoreExt, storefront, wellknown};
 use obol_gateway::siwx::Origin;
-use obol_gateway::{Offer, OfferKind, Routes, Vanity, challenge};
+use obol_gateway::{Offer, Routes, Vanity};
 use obol_x402::token::TokenRegistry;
-use serde_json::json;
 use tower::ServiceExt as _;
 
 use crate::storefront::catalog;
@@ -75,7 +74,7 @@ impl Hosts {
             "/openapi.json" | "/.well-known/openapi.json" => {
                 return self.openapi(&offer, &origin).await;
             }
-            "/.well-known/x402" => return x402_document(&offer, &origin),
+            "/.well-known/x402" => return self.x402(&offer, &origin).await,
             _ => {}
         }
         let rewritten = format!(
@@ -112,6 +111,18 @@ impl Hosts {
         catalog("text/html; charset=utf-8", html)
     }
 
+    async fn x402(&self, offer: &Offer, origin: &Origin) -> Response<Body> {
+        let Some(spec) = self.spec(offer).await else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let now = obol_config::time::unix_now();
+        let value = wellknown::x402_resources(&self.tokens, origin.as_str(), &[spec], now);
+        catalog(
+            "application/json",
+            serde_json::to_string_pretty(&value).unwrap_or_default(),
+        )
+    }
+
     async fn openapi(&self, offer: &Offer, origin: &Origin) -> Response<Body> {
         let Some(spec) = self.spec(offer).await else {
             return StatusCode::NOT_FOUND.into_response();
@@ -122,28 +133,4 @@ impl Hosts {
             serde_json::to_string_pretty(&value).unwrap_or_default(),
         )
     }
-}
-
-/// `/.well-known/x402` of one offer, in the original's shape (v0.14):
-/// `{x402Version: 2, resources: [{resource, type, method, description, x402Version, accepts}]}`.
-fn x402_document(offer: &Offer, origin: &Origin) -> Response<Body> {
-    let method = match offer.kind {
-        OfferKind::Inference | OfferKind::Agent => "POST",
-        OfferKind::Http => "GET",
-    };
-    let value = json!({
-        "x402Version": 2,
-        "resources": [{
-            "resource": format!("{}/", origin.as_str()),
-            "type": "http",
-            "method": method,
-            "description": offer.description,
-            "x402Version": 2,
-            "accepts": challenge::accepts(offer),
-        }],
-    });
-    catalog(
-        "application/json",
-        serde_json::to_string_pretty(&value).unwrap_or_default(),
-    )
 }

@@ -2,7 +2,8 @@
 //! `@x402/extensions` bazaar validator (ajv over the extension's own schema, and the spec
 //! checks), for a described HTTP API and for an inference offer's default chat-completions
 //! description; the resource's service name, tags and icon survive the SDK's sanitising. The
-//! OpenAPI document passes `openapi-spec-validator` and carries the 402s' prices.
+//! OpenAPI document passes `openapi-spec-validator` and carries the 402s' prices, as do
+//! `/.well-known/x402`, `/.well-known/x402.json` and `/llms.txt`.
 //! Under CI a missing SDK fails the test; elsewhere it says why it skips.
 
 use std::process::Command;
@@ -157,4 +158,42 @@ async fn the_official_bazaar_validator_accepts_our_402s() {
         llm["requestBody"]["content"]["application/json"]["example"]["model"],
         "qwen3:0.6b"
     );
+
+    // The well-known documents and /llms.txt list both, at the same prices.
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", gateway(dir));
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let resources: Value = get("/.well-known/x402").await.json().await.unwrap();
+    let amounts: Vec<(&str, &str)> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["resource"].as_str().unwrap(),
+                r["accepts"][0]["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(amounts.len(), 2, "{resources}");
+    assert!(
+        amounts.iter().all(|(_, amount)| *amount == "1000"),
+        "{resources}"
+    );
+    let draft: Value = get("/.well-known/x402.json").await.json().await.unwrap();
+    let weather = draft["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["resource"]["serviceName"] == "Weather")
+        .unwrap();
+    assert_eq!(weather["input"]["queryParams"], json!({"city": "Oslo"}));
+    assert_eq!(weather["resource"]["tags"], json!(["weather", "forecast"]));
+    let llms = get("/llms.txt").await.text().await.unwrap();
+    assert!(
+        llms.contains("0.001 USDC/request on base-sepolia (POST to call)"),
+        "{llms}"
+    );
+    assert!(llms.contains("/services/weather): "), "{llms}");
 }

@@ -85,10 +85,7 @@ async fn an_offer_on_its_own_hostname() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        x402["resources"][0]["resource"],
-        "https://api.example.test/"
-    );
+    assert_eq!(x402["resources"][0]["resource"], "https://api.example.test");
     assert_eq!(x402["resources"][0]["accepts"][0]["amount"], "1000");
 
     for (path, url) in [
