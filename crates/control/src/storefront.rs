@@ -437,11 +437,37 @@ pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now
     for e in &entries {
         let s = |k: &str| escape_html(e[k].as_str().unwrap_or(""));
         let asset = &e["asset"];
+        let mut more = String::new();
+        for payment in e["payments"].as_array().into_iter().flatten().skip(1) {
+            let _ = write!(
+                more,
+                "<dt>Or</dt><dd class=\"price\">{} <code>{}</code></dd>",
+                escape_html(payment["price"].as_str().unwrap_or("")),
+                escape_html(payment["network"].as_str().unwrap_or("")),
+            );
+        }
+        if let Some(routes) = e["routes"].as_array() {
+            more.push_str("<dt>Routes</dt><dd><ul class=\"routes\">");
+            for route in routes {
+                let methods: Vec<&str> = route["methods"]
+                    .as_array()
+                    .map(|m| m.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let _ = write!(
+                    more,
+                    "<li><code>{} {}</code> {}</li>",
+                    escape_html(&methods.join("|")),
+                    escape_html(route["path"].as_str().unwrap_or("")),
+                    escape_html(route["price"].as_str().unwrap_or("")),
+                );
+            }
+            more.push_str("</ul></dd>");
+        }
         let _ = write!(
             cards,
             r#"<article class="card"><header><h2>{name}</h2><span class="tag">{kind}</span></header>
 <p class="desc">{desc}</p>
-<dl><dt>Price</dt><dd class="price">{price}</dd>
+<dl><dt>Price</dt><dd class="price">{price}</dd>{more}
 <dt>Network</dt><dd>{network} <code>{caip2}</code></dd>
 <dt>Token</dt><dd>{symbol} <code>{asset}</code></dd>
 <dt>Pay to</dt><dd><code>{pay_to}</code></dd>
@@ -481,7 +507,7 @@ dl{{display:grid;grid-template-columns:90px 1fr;gap:6px 10px;font-size:14px}} dt
 .price{{color:#9be39b;font-weight:600}} code{{font-size:12px;color:#d7d7db}}
 .probe{{display:flex;gap:8px;align-items:center;background:#0f1115;border-radius:6px;padding:8px;margin-top:8px}}
 .probe code{{flex:1;word-break:break-all}} button{{background:#2b6cb0;color:white;border:0;border-radius:6px;padding:4px 10px;cursor:pointer}}
-.empty{{color:#9aa0aa}}
+.empty{{color:#9aa0aa}} .routes{{margin:0;padding-left:16px}}
 </style></head>
 <body><main>
 <h1>{title}</h1><p class="tagline">{tagline}</p>

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod buy;
+mod consistency;
 mod decode;
 mod demo;
 mod devnet;
