@@ -13,6 +13,7 @@
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
+//! | [`snippets`] | copy-and-run code for the storefront: `curl`, `obol buy pay`, Python with the x402 SDK |
 //! | [`storefront`] | `/api/services.json`, `/skill.md`, `/openapi.json` and the HTML storefront |
 //! | [`secrets`] | values offers refer to by name (an upstream's API key): the `SecretSource` trait and private files |
 //! | [`openapi`] | `/openapi.json`: OpenAPI 3.1, one operation per route and method, `x-payment-info` at the 402s' prices |
@@ -30,6 +31,7 @@ pub mod registration;
 pub mod resource;
 pub mod routes;
 pub mod secrets;
+pub mod snippets;
 pub mod store;
 pub mod storefront;
 mod strict;

@@ -16,6 +16,7 @@ use crate::offer::{GateSpec, PriceSpec, ServiceOffer};
 use crate::reconcile::parse_rfc3339;
 use crate::resource::{condition, is_true};
 use crate::routes::payment_options;
+use crate::snippets;
 use obol_gateway::PaymentOption;
 
 /// Shown when nothing is listed, and as the catalog's name.
@@ -427,14 +428,53 @@ pub fn offer_openapi_json(tokens: &TokenRegistry, origin: &str, offer: &ServiceO
     crate::openapi::document(tokens, origin, &[(String::new(), offer)])
 }
 
+/// An offer card's example call and answer, and the snippets to copy: `curl` (the 402),
+/// `obol buy pay`, Python with the x402 SDK.
+fn try_it(offer: &ServiceOffer, endpoint: &str, charged: &Value) -> String {
+    let call = snippets::example_call(offer, endpoint);
+    let max = charged.as_str().unwrap_or("0.01");
+    let obol = match &call.body {
+        Some(body) => format!(
+            "obol buy pay '{}' -X {} -d '{}' --max-amount {max}",
+            call.url,
+            call.method,
+            body.to_string().replace('\'', r"'\''")
+        ),
+        None => format!("obol buy pay '{}' --max-amount {max}", call.url),
+    };
+    let mut html = String::new();
+    let io = crate::discovery::effective_io(offer);
+    if let Some(output) = io
+        .as_ref()
+        .and_then(|(_, o)| o.as_ref())
+        .and_then(|o| o.example.as_ref())
+    {
+        let _ = write!(
+            html,
+            "<details><summary>Example answer</summary><pre>{}</pre></details>",
+            escape_html(&serde_json::to_string_pretty(output).unwrap_or_default())
+        );
+    }
+    for (class, label, code) in [
+        ("curl", "curl (see the 402)", snippets::curl(&call)),
+        ("obol", "obol buy pay", obol),
+        ("python", "Python (x402 SDK)", snippets::python(&call)),
+    ] {
+        let _ = write!(
+            html,
+            "<details class=\"snippet\"><summary>{label}</summary><pre class=\"{class}\"><code>{}</code></pre><button onclick=\"navigator.clipboard.writeText(this.previousElementSibling.innerText)\">Copy</button></details>",
+            escape_html(&code)
+        );
+    }
+    html
+}
+
 /// The HTML storefront at `/`.
 pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now: u64) -> String {
-    let entries: Vec<Value> = listed(offers, now)
-        .into_iter()
-        .map(|o| entry(tokens, base_url, o))
-        .collect();
+    let listed = listed(offers, now);
+    let entries: Vec<Value> = listed.iter().map(|o| entry(tokens, base_url, o)).collect();
     let mut cards = String::new();
-    for e in &entries {
+    for (offer, e) in listed.iter().zip(&entries) {
         let s = |k: &str| escape_html(e[k].as_str().unwrap_or(""));
         let asset = &e["asset"];
         let mut more = String::new();
@@ -472,9 +512,13 @@ pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now
 <dt>Token</dt><dd>{symbol} <code>{asset}</code></dd>
 <dt>Pay to</dt><dd><code>{pay_to}</code></dd>
 <dt>Endpoint</dt><dd><code>{endpoint}</code></dd></dl>
-<div class="probe"><code>curl -i {endpoint}</code><button onclick="navigator.clipboard.writeText('curl -i {endpoint}')">Copy</button></div>
-</article>
+{try_it}</article>
 "#,
+            try_it = try_it(
+                offer,
+                e["endpoint"].as_str().unwrap_or(""),
+                &e["payments"][0]["amountHuman"]
+            ),
             name = s("name"),
             kind = s("type"),
             desc = s("description"),
@@ -508,6 +552,7 @@ dl{{display:grid;grid-template-columns:90px 1fr;gap:6px 10px;font-size:14px}} dt
 .probe{{display:flex;gap:8px;align-items:center;background:#0f1115;border-radius:6px;padding:8px;margin-top:8px}}
 .probe code{{flex:1;word-break:break-all}} button{{background:#2b6cb0;color:white;border:0;border-radius:6px;padding:4px 10px;cursor:pointer}}
 .empty{{color:#9aa0aa}} .routes{{margin:0;padding-left:16px}}
+details{{margin-top:8px}} summary{{cursor:pointer;color:#7cc4ff}} pre{{background:#0f1115;border-radius:6px;padding:8px;overflow-x:auto;font-size:12px}}
 </style></head>
 <body><main>
 <h1>{title}</h1><p class="tagline">{tagline}</p>

@@ -17,6 +17,7 @@ mod network;
 mod secrets;
 mod shared_facilitator;
 mod sign_in;
+mod snippets;
 mod stack;
 mod storefront;
 mod wallet;

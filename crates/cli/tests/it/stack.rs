@@ -373,7 +373,7 @@ async fn the_public_url_reaches_the_402() {
     let (status, page) = fetch(&format!("{}/", gateway(dir))).await;
     assert_eq!(status, 200);
     assert!(
-        page.contains("curl -i https://seller.example/services/echo"),
+        page.contains("curl -i -X GET &#39;https://seller.example/services/echo&#39;"),
         "copyable probe command"
     );
     let (status, openapi) = fetch(&format!("{}/openapi.json", gateway(dir))).await;

@@ -103,7 +103,8 @@ async fn the_storefront_renders_in_a_browser() {
         "market-data",
         "0.001 USDC/request",
         "0.02 USDC/request",
-        "curl -i https://seller.example/services/weather-api",
+        "curl -i -X GET 'https://seller.example/services/weather-api'",
+        "Python (x402 SDK)",
     ] {
         assert!(
             dom.contains(needle),
