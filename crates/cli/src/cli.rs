@@ -541,6 +541,9 @@ pub(crate) enum SellCommand {
         #[arg(long, short = 'y', alias = "force")]
         yes: bool,
     },
+    /// The storefront's branding: name, tagline, logo, theme, colours, description, contact.
+    #[command(subcommand)]
+    Info(InfoCommand),
     /// Register the stack as an ERC-8004 agent on a chain, or point its existing agent at this
     /// stack's registration document again, and record the agent id (never mints twice).
     Register(Box<SellRegisterArgs>),
@@ -580,6 +583,46 @@ pub(crate) struct SellRegisterArgs {
     /// The key that owns the agent and pays the gas.
     #[command(flatten)]
     pub(crate) signer: SignerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InfoCommand {
+    /// Change the branding (an empty value clears a field); the running stack shows it at once.
+    Set(Box<BrandingArgs>),
+    /// The branding.
+    Show,
+}
+
+/// `obol sell info set` (the original's `branding` fields).
+#[derive(Debug, Args)]
+pub(crate) struct BrandingArgs {
+    /// The stack's name (at most 64 characters).
+    #[arg(long)]
+    pub(crate) display_name: Option<String>,
+    /// One line under the name (at most 160).
+    #[arg(long)]
+    pub(crate) tagline: Option<String>,
+    /// Logo image (http(s) URL).
+    #[arg(long)]
+    pub(crate) logo_url: Option<String>,
+    /// `light`, `dark` or `obol`.
+    #[arg(long)]
+    pub(crate) theme: Option<String>,
+    /// Accent colour, `#rgb` or `#rrggbb`.
+    #[arg(long)]
+    pub(crate) accent_color: Option<String>,
+    /// Favicon (http(s) URL).
+    #[arg(long)]
+    pub(crate) favicon_url: Option<String>,
+    /// Open Graph image for link previews (http(s) URL).
+    #[arg(long)]
+    pub(crate) og_image_url: Option<String>,
+    /// A paragraph about the stack (at most 2000 characters).
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// Where buyers reach you.
+    #[arg(long)]
+    pub(crate) contact_email: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

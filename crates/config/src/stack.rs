@@ -72,6 +72,108 @@ pub struct StackFile {
     /// Chain used by `obol sell` when `--chain` is not given (`obol sell pricing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_chain: Option<String>,
+    /// How the storefront presents the stack (`obol sell info set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branding: Option<Branding>,
+}
+
+/// The storefront's branding (the original's `branding` block): shown on the page, in
+/// `/skill.md`, `/api/services.json`, `/llms.txt` and the registration document's defaults.
+/// Every value is escaped where it is shown; images are http(s) URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Branding {
+    /// The stack's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// One line under the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tagline: Option<String>,
+    /// Logo image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    /// `light`, `dark` or `obol` (dark, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<String>,
+    /// Accent colour, `#rgb` or `#rrggbb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_color: Option<String>,
+    /// Favicon image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub favicon_url: Option<String>,
+    /// Open Graph image for link previews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub og_image_url: Option<String>,
+    /// A paragraph about the stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where buyers reach the seller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_email: Option<String>,
+}
+
+impl Branding {
+    /// What is wrong, field by field (`displayName`: …).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let text = |out: &mut Vec<_>, field, value: &Option<String>, max: usize| {
+            if let Some(v) = value
+                && (v.trim().is_empty()
+                    || v.chars().count() > max
+                    || v.chars().any(|c| c.is_control() && c != '\n'))
+            {
+                out.push((
+                    field,
+                    format!("must be 1 to {max} characters without control characters"),
+                ));
+            }
+        };
+        text(&mut out, "displayName", &self.display_name, 64);
+        text(&mut out, "tagline", &self.tagline, 160);
+        text(&mut out, "description", &self.description, 2000);
+        for (field, value) in [
+            ("logoUrl", &self.logo_url),
+            ("faviconUrl", &self.favicon_url),
+            ("ogImageUrl", &self.og_image_url),
+        ] {
+            if let Some(v) = value {
+                let ok = url::Url::parse(v).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                });
+                if !ok || v.len() > 2048 {
+                    out.push((field, "must be an http(s) URL".to_owned()));
+                }
+            }
+        }
+        if let Some(theme) = &self.theme
+            && !matches!(theme.as_str(), "light" | "dark" | "obol")
+        {
+            out.push(("theme", format!("{theme:?} is not light, dark or obol")));
+        }
+        if let Some(color) = &self.accent_color {
+            let hex = color.strip_prefix('#').unwrap_or("");
+            if !matches!(hex.len(), 3 | 6) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push(("accentColor", format!("{color:?} is not #rgb or #rrggbb")));
+            }
+        }
+        if let Some(email) = &self.contact_email {
+            let ok = email.len() <= 254
+                && email.split_once('@').is_some_and(|(user, host)| {
+                    !user.is_empty()
+                        && host.contains('.')
+                        && !email
+                            .chars()
+                            .any(|c| c.is_whitespace() || "<>\"'()[],;:".contains(c))
+                });
+            if !ok {
+                out.push(("contactEmail", format!("{email:?} is not an email address")));
+            }
+        }
+        out
+    }
 }
 
 impl StackFile {
@@ -140,6 +242,84 @@ impl DaemonState {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn branding_values_are_checked_field_by_field() {
+        let good = Branding {
+            display_name: Some("Shop".into()),
+            tagline: Some("Fresh APIs".into()),
+            logo_url: Some("https://shop.example/logo.png".into()),
+            theme: Some("light".into()),
+            accent_color: Some("#ff6600".into()),
+            favicon_url: Some("http://shop.example/f.ico".into()),
+            og_image_url: Some("https://shop.example/og.png".into()),
+            description: Some("Line one\nline two".into()),
+            contact_email: Some("sales@shop.example".into()),
+        };
+        assert!(good.problems().is_empty(), "{:?}", good.problems());
+        let fields = |b: Branding| b.problems().into_iter().map(|(f, _)| f).collect::<Vec<_>>();
+        for (bad, field) in [
+            (
+                Branding {
+                    display_name: Some("x".repeat(65)),
+                    ..Branding::default()
+                },
+                "displayName",
+            ),
+            (
+                Branding {
+                    tagline: Some("a\u{7}b".into()),
+                    ..Branding::default()
+                },
+                "tagline",
+            ),
+            (
+                Branding {
+                    logo_url: Some("javascript:alert(1)".into()),
+                    ..Branding::default()
+                },
+                "logoUrl",
+            ),
+            (
+                Branding {
+                    favicon_url: Some("data:image/png;base64,AA".into()),
+                    ..Branding::default()
+                },
+                "faviconUrl",
+            ),
+            (
+                Branding {
+                    og_image_url: Some("https://u:p@x.example/i.png".into()),
+                    ..Branding::default()
+                },
+                "ogImageUrl",
+            ),
+            (
+                Branding {
+                    theme: Some("neon".into()),
+                    ..Branding::default()
+                },
+                "theme",
+            ),
+            (
+                Branding {
+                    accent_color: Some("red;}body{".into()),
+                    ..Branding::default()
+                },
+                "accentColor",
+            ),
+            (
+                Branding {
+                    contact_email: Some("a@b\"><script>".into()),
+                    ..Branding::default()
+                },
+                "contactEmail",
+            ),
+        ] {
+            assert_eq!(fields(bad), [field]);
+        }
+    }
+
     use super::*;
 
     #[test]

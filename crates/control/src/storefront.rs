@@ -17,6 +17,7 @@ use crate::reconcile::parse_rfc3339;
 use crate::resource::{condition, is_true};
 use crate::routes::payment_options;
 use crate::snippets;
+use obol_config::stack::Branding;
 use obol_gateway::PaymentOption;
 
 /// Shown when nothing is listed, and as the catalog's name.
@@ -234,18 +235,37 @@ pub fn services_json(
     base_url: &str,
     offers: &[ServiceOffer],
     now: u64,
+    branding: &Branding,
 ) -> Value {
     let services: Vec<Value> = listed(offers, now)
         .into_iter()
         .map(|o| entry(tokens, base_url, o))
         .collect();
-    json!({
+    let mut catalog = json!({
         "schemaVersion": "1",
-        "displayName": DISPLAY_NAME,
-        "tagline": TAGLINE,
-        "logoUrl": "/obol-stack-logo.png",
+        "displayName": display_name(branding),
+        "tagline": branding.tagline.as_deref().unwrap_or(TAGLINE),
+        "logoUrl": branding.logo_url.as_deref().unwrap_or("/obol-stack-logo.png"),
         "services": services,
-    })
+    });
+    for (key, value) in [
+        ("theme", &branding.theme),
+        ("faviconUrl", &branding.favicon_url),
+        ("ogImageUrl", &branding.og_image_url),
+        ("description", &branding.description),
+        ("accentColor", &branding.accent_color),
+        ("contactEmail", &branding.contact_email),
+    ] {
+        if let Some(value) = value {
+            catalog[key] = value.clone().into();
+        }
+    }
+    catalog
+}
+
+/// The stack's name: the branding's, else [`DISPLAY_NAME`].
+pub fn display_name(branding: &Branding) -> &str {
+    branding.display_name.as_deref().unwrap_or(DISPLAY_NAME)
 }
 
 /// `/skill.md`: how an agent finds and pays for what this stack sells.
@@ -254,10 +274,21 @@ pub fn skill_md(
     base_url: &str,
     offers: &[ServiceOffer],
     now: u64,
+    branding: &Branding,
 ) -> String {
     let listed = listed(offers, now);
     let mut md = String::new();
-    let _ = writeln!(md, "# {DISPLAY_NAME} Service Catalog\n");
+    let _ = writeln!(
+        md,
+        "# {} Service Catalog\n",
+        one_line(display_name(branding))
+    );
+    if let Some(about) = &branding.description {
+        let _ = writeln!(md, "{}\n", one_line(about));
+    }
+    if let Some(email) = &branding.contact_email {
+        let _ = writeln!(md, "Contact: <{}>\n", one_line(email));
+    }
     let _ = writeln!(
         md,
         "Generated from {} ready ServiceOffer(s).\n",
@@ -470,7 +501,13 @@ fn try_it(offer: &ServiceOffer, endpoint: &str, charged: &Value) -> String {
 }
 
 /// The HTML storefront at `/`.
-pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now: u64) -> String {
+pub fn html(
+    tokens: &TokenRegistry,
+    base_url: &str,
+    offers: &[ServiceOffer],
+    now: u64,
+    branding: &Branding,
+) -> String {
     let listed = listed(offers, now);
     let entries: Vec<Value> = listed.iter().map(|o| entry(tokens, base_url, o)).collect();
     let mut cards = String::new();
@@ -537,7 +574,7 @@ pub fn html(tokens: &TokenRegistry, base_url: &str, offers: &[ServiceOffer], now
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
+<title>{title}</title>{head}
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#0f1115;color:#e8e8ea}}
 main{{max-width:960px;margin:0 auto;padding:32px 20px}}
@@ -551,20 +588,103 @@ dl{{display:grid;grid-template-columns:90px 1fr;gap:6px 10px;font-size:14px}} dt
 .price{{color:#9be39b;font-weight:600}} code{{font-size:12px;color:#d7d7db}}
 .probe{{display:flex;gap:8px;align-items:center;background:#0f1115;border-radius:6px;padding:8px;margin-top:8px}}
 .probe code{{flex:1;word-break:break-all}} button{{background:#2b6cb0;color:white;border:0;border-radius:6px;padding:4px 10px;cursor:pointer}}
-.empty{{color:#9aa0aa}} .routes{{margin:0;padding-left:16px}}
+.logo{{height:48px;margin-bottom:8px}} .contact a{{color:#7cc4ff}} .empty{{color:#9aa0aa}} .routes{{margin:0;padding-left:16px}}
 details{{margin-top:8px}} summary{{cursor:pointer;color:#7cc4ff}} pre{{background:#0f1115;border-radius:6px;padding:8px;overflow-x:auto;font-size:12px}}
-</style></head>
+</style>
+{theme}</head>
 <body><main>
-<h1>{title}</h1><p class="tagline">{tagline}</p>
+{logo}<h1>{title}</h1><p class="tagline">{tagline}</p>{about}
 <p class="links"><a href="/skill.md">skill.md</a><a href="/api/services.json">services.json</a><a href="/openapi.json">openapi.json</a></p>
 <p>Pay per request with x402: call an endpoint, receive <code>402</code> with the payment requirements, retry with a signed payment.</p>
 <section class="grid">
 {cards}</section>
 </main></body></html>
 "#,
-        title = escape_html(DISPLAY_NAME),
-        tagline = escape_html(TAGLINE),
+        title = escape_html(display_name(branding)),
+        tagline = escape_html(branding.tagline.as_deref().unwrap_or(TAGLINE)),
+        head = branded_head(branding),
+        theme = branded_style(branding),
+        logo = branding
+            .logo_url
+            .as_deref()
+            .map_or_else(String::new, |url| format!(
+                "<img class=\"logo\" src=\"{}\" alt=\"\">",
+                escape_html(url)
+            )),
+        about = branded_about(branding),
     )
+}
+
+/// The `<head>` additions of the branding: favicon, Open Graph, the theme's colours.
+fn branded_head(branding: &Branding) -> String {
+    let mut head = String::new();
+    if let Some(url) = &branding.favicon_url {
+        let _ = write!(head, "\n<link rel=\"icon\" href=\"{}\">", escape_html(url));
+    }
+    let _ = write!(
+        head,
+        "\n<meta property=\"og:title\" content=\"{}\">",
+        escape_html(display_name(branding))
+    );
+    if let Some(about) = branding.description.as_ref().or(branding.tagline.as_ref()) {
+        let _ = write!(
+            head,
+            "\n<meta property=\"og:description\" content=\"{}\">",
+            escape_html(about)
+        );
+    }
+    if let Some(url) = &branding.og_image_url {
+        let _ = write!(
+            head,
+            "\n<meta property=\"og:image\" content=\"{}\">",
+            escape_html(url)
+        );
+    }
+    head
+}
+
+/// The theme's colours, after the page's own style so that they win.
+fn branded_style(branding: &Branding) -> String {
+    let mut style = String::new();
+    // Validated `#rgb`/`#rrggbb`; escaped all the same.
+    let accent = branding.accent_color.as_deref().map(escape_html);
+    let light = branding.theme.as_deref() == Some("light");
+    if light || accent.is_some() {
+        style.push_str("<style>");
+        if light {
+            style.push_str("body{background:#f7f7f9;color:#1b1d22}.card{background:#fff;border-color:#e1e3e8}.tagline,dt,.empty{color:#5b616e}code{color:#2b2f36}.probe,pre{background:#eef0f4}.tag{background:#e6eefb}.price{color:#15803d}");
+        }
+        if let Some(accent) = accent {
+            let _ = write!(
+                style,
+                ".links a,.contact a,summary,.tag{{color:{accent}}}button{{background:{accent}}}"
+            );
+        }
+        style.push_str("</style>\n");
+    }
+    style
+}
+
+/// The branding's paragraph and contact, for the page.
+fn branded_about(branding: &Branding) -> String {
+    let mut about = String::new();
+    if let Some(text) = &branding.description {
+        let _ = write!(about, "<p class=\"about\">{}</p>", escape_html(text));
+    }
+    if let Some(email) = &branding.contact_email {
+        let _ = write!(
+            about,
+            "<p class=\"contact\">Contact: <a href=\"mailto:{0}\">{0}</a></p>",
+            escape_html(email)
+        );
+    }
+    about
+}
+
+/// `text` as Markdown text: on one line (headings and list items must not break), HTML
+/// escaped (Markdown renders raw HTML).
+pub(crate) fn one_line(text: &str) -> String {
+    escape_html(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]
@@ -619,6 +739,7 @@ mod tests {
             "https://s.example",
             &offers,
             1_800_000_000,
+            &Branding::default(),
         );
         let names: Vec<&str> = catalog["services"]
             .as_array()
@@ -631,11 +752,17 @@ mod tests {
         assert_eq!(pending["registrationPending"], true);
         assert_eq!(pending["priceAtomicUnits"], "1000");
         assert_eq!(pending["chainId"], 84532);
-        let empty = services_json(&TokenRegistry::builtin(), "https://s.example", &[], 0);
+        let empty = services_json(
+            &TokenRegistry::builtin(),
+            "https://s.example",
+            &[],
+            0,
+            &Branding::default(),
+        );
         assert_eq!(empty["services"], serde_json::json!([]));
         assert_eq!(empty["displayName"], "Obol Stack");
         assert!(
-            skill_md(&TokenRegistry::builtin(), "x", &[], 0)
+            skill_md(&TokenRegistry::builtin(), "x", &[], 0, &Branding::default())
                 .contains("No services currently available.")
         );
     }
@@ -649,6 +776,7 @@ mod tests {
             "https://s.example",
             &[o],
             1_800_000_000,
+            &Branding::default(),
         );
         assert!(!page.contains("<script>alert"), "escaped");
         assert!(page.contains("&lt;script&gt;"));
@@ -664,7 +792,13 @@ mod tests {
         ]))
         .unwrap();
         let tokens = TokenRegistry::builtin();
-        let catalog = services_json(&tokens, "https://s.example", &[o.clone()], 1_800_000_000);
+        let catalog = services_json(
+            &tokens,
+            "https://s.example",
+            &[o.clone()],
+            1_800_000_000,
+            &Branding::default(),
+        );
         assert_eq!(
             catalog["services"][0]["routes"],
             serde_json::json!([
@@ -678,6 +812,7 @@ mod tests {
             "https://s.example",
             std::slice::from_ref(&o),
             1_800_000_000,
+            &Branding::default(),
         );
         assert!(
             md.contains("  - `GET /services/api/*` — free: Read"),
@@ -691,7 +826,13 @@ mod tests {
         o.spec.routes.push(
             serde_json::from_value(serde_json::json!({"path": "/me", "gate": "auth"})).unwrap(),
         );
-        let md = skill_md(&tokens, "https://s.example", &[o], 1_800_000_000);
+        let md = skill_md(
+            &tokens,
+            "https://s.example",
+            &[o],
+            1_800_000_000,
+            &Branding::default(),
+        );
         assert!(
             md.contains("  - `* /services/api/me` — signed-in wallets"),
             "{md}"
@@ -712,7 +853,13 @@ mod tests {
         }]))
         .unwrap();
         let tokens = TokenRegistry::builtin();
-        let catalog = services_json(&tokens, "https://s.example", &[o.clone()], 1_800_000_000);
+        let catalog = services_json(
+            &tokens,
+            "https://s.example",
+            &[o.clone()],
+            1_800_000_000,
+            &Branding::default(),
+        );
         let payments = catalog["services"][0]["payments"].as_array().unwrap();
         let listed: Vec<(&str, &str)> = payments
             .iter()
@@ -725,10 +872,46 @@ mod tests {
                 ("0.5 OBOL/request", "500000000000000000")
             ]
         );
-        let md = skill_md(&tokens, "https://s.example", &[o], 1_800_000_000);
+        let md = skill_md(
+            &tokens,
+            "https://s.example",
+            &[o],
+            1_800_000_000,
+            &Branding::default(),
+        );
         assert!(
             md.contains("  - 0.5 OBOL/request on `eip155:84532`"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn branding_is_shown_and_escaped_everywhere() {
+        let branding = Branding {
+            display_name: Some("<script>alert(1)</script> Shop".into()),
+            tagline: Some("Fresh & \"quoted\"".into()),
+            logo_url: Some("https://shop.example/logo.png?a=1&b=\"2\"".into()),
+            theme: Some("light".into()),
+            accent_color: Some("#ff6600".into()),
+            description: Some("About <b>us</b>".into()),
+            contact_email: Some("sales@shop.example".into()),
+            ..Branding::default()
+        };
+        let tokens = TokenRegistry::builtin();
+        let page = html(&tokens, "https://s.example", &[], 0, &branding);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("<title>&lt;script&gt;alert(1)&lt;/script&gt; Shop</title>"));
+        assert!(page.contains("Fresh &amp; &quot;quoted&quot;"));
+        assert!(page.contains(r#"<img class="logo" src="https://shop.example/logo.png?a=1&amp;b=&quot;2&quot;" alt="">"#));
+        assert!(page.contains("button{background:#ff6600}"));
+        assert!(page.contains("body{background:#f7f7f9"), "light theme");
+        assert!(page.contains("About &lt;b&gt;us&lt;/b&gt;"));
+        assert!(page.contains(r#"<a href="mailto:sales@shop.example">"#));
+        let catalog = services_json(&tokens, "https://s.example", &[], 0, &branding);
+        assert_eq!(catalog["displayName"], "<script>alert(1)</script> Shop");
+        assert_eq!(catalog["theme"], "light");
+        let md = skill_md(&tokens, "https://s.example", &[], 0, &branding);
+        assert!(md.starts_with("# &lt;script&gt;alert(1)&lt;/script&gt; Shop Service Catalog\n"));
+        assert!(md.contains("Contact: <sales@shop.example>"));
     }
 }

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use crate::discovery::{bazaar, effective_io};
 use crate::offer::{GateSpec, OfferType, ServiceOffer};
 use crate::routes::payment_options;
-use crate::storefront::{DISPLAY_NAME, description, endpoint, listed, price_text};
+use crate::storefront::{description, display_name, endpoint, listed, one_line, price_text};
+use obol_config::stack::Branding;
 
 /// The offer's `accepts`, CAIP-2 networks, as its 402 lists them.
 fn accepts(tokens: &TokenRegistry, offer: &ServiceOffer) -> Vec<Value> {
@@ -120,9 +121,10 @@ pub fn llms_txt(
     base_url: &str,
     offers: &[ServiceOffer],
     now: u64,
+    branding: &Branding,
 ) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# {DISPLAY_NAME}\n");
+    let _ = writeln!(md, "# {}\n", one_line(display_name(branding)));
     let _ = writeln!(
         md,
         "> Paid APIs and models, paid per call in stablecoins with x402: call an endpoint, answer its `402 Payment Required` with a signed payment in `PAYMENT-SIGNATURE`, get the answer and a `PAYMENT-RESPONSE` receipt.\n"
@@ -225,7 +227,13 @@ mod tests {
         assert!(draft["items"][0].get("requires").is_none());
         assert_eq!(draft["items"][1]["requires"], json!(["sign-in-with-x"]));
 
-        let llms = llms_txt(&tokens, "https://s.example", &offers, 0);
+        let llms = llms_txt(
+            &tokens,
+            "https://s.example",
+            &offers,
+            0,
+            &Branding::default(),
+        );
         assert!(
             llms.contains("- [echo](https://s.example/services/echo): x402 payment-gated http service — 0.001 USDC/request on base-sepolia (GET to call)"),
             "{llms}"

@@ -188,9 +188,11 @@ pub async fn run(
             store.clone(),
             public_url.as_str(),
             chains,
+            &paths.stack_file(),
         )),
         routes.clone(),
         store.clone(),
+        &paths.stack_file(),
     );
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.

@@ -6,6 +6,7 @@
 //! `assets/agent-icon.py`) answers both the document's default `image` (`/agent-icon.png`) and
 //! the catalog's `logoUrl` (`/obol-stack-logo.png`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use obol_config::stack::{Branding, StackFile};
 use obol_control::identity::{AgentIdentitySpec, DEFAULT_IDENTITY, default_identity};
 use obol_control::registration::{self, ChainIdSource};
 use obol_control::{ServiceOffer, ServiceOfferSpec, Store, StoreExt};
@@ -25,16 +27,35 @@ struct StorefrontState {
     tokens: Arc<TokenRegistry>,
     base_url: Arc<str>,
     chains: ChainIdSource,
+    stack_file: Arc<Path>,
+}
+
+/// The storefront's branding, read from the stack settings on each request (`obol sell info
+/// set` applies without a restart); unreadable settings are the defaults.
+pub(crate) fn branding(stack_file: &Path) -> Branding {
+    match StackFile::load(stack_file) {
+        Ok(settings) => settings.branding.unwrap_or_default(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the branding; showing the defaults");
+            Branding::default()
+        }
+    }
 }
 
 /// `/`, `/api/services.json`, `/skill.md`, `/openapi.json` and
 /// `/.well-known/agent-registration.json`; `chains` resolves the identity's chain names.
-pub(crate) fn router(store: Arc<dyn Store>, base_url: &str, chains: ChainIdSource) -> Router {
+pub(crate) fn router(
+    store: Arc<dyn Store>,
+    base_url: &str,
+    chains: ChainIdSource,
+    stack_file: &Path,
+) -> Router {
     let state = StorefrontState {
         store,
         tokens: Arc::new(TokenRegistry::builtin()),
         base_url: Arc::from(base_url.trim_end_matches('/')),
         chains,
+        stack_file: Arc::from(stack_file),
     };
     Router::new()
         .route("/", get(index))
@@ -98,14 +119,26 @@ async fn index(State(state): State<StorefrontState>) -> Response {
     let now = obol_config::time::unix_now();
     catalog(
         "text/html; charset=utf-8",
-        storefront::html(&state.tokens, &state.base_url, &offers, now),
+        storefront::html(
+            &state.tokens,
+            &state.base_url,
+            &offers,
+            now,
+            &branding(&state.stack_file),
+        ),
     )
 }
 
 async fn services(State(state): State<StorefrontState>) -> Response {
     let offers = offers(&state).await;
     let now = obol_config::time::unix_now();
-    let value = storefront::services_json(&state.tokens, &state.base_url, &offers, now);
+    let value = storefront::services_json(
+        &state.tokens,
+        &state.base_url,
+        &offers,
+        now,
+        &branding(&state.stack_file),
+    );
     catalog(
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),
@@ -117,7 +150,13 @@ async fn skill(State(state): State<StorefrontState>) -> Response {
     let now = obol_config::time::unix_now();
     catalog(
         "text/markdown; charset=utf-8",
-        storefront::skill_md(&state.tokens, &state.base_url, &offers, now),
+        storefront::skill_md(
+            &state.tokens,
+            &state.base_url,
+            &offers,
+            now,
+            &branding(&state.stack_file),
+        ),
     )
 }
 
@@ -156,7 +195,13 @@ async fn llms_txt(State(state): State<StorefrontState>) -> Response {
     let now = obol_config::time::unix_now();
     catalog(
         "text/markdown; charset=utf-8",
-        wellknown::llms_txt(&state.tokens, &state.base_url, &offers, now),
+        wellknown::llms_txt(
+            &state.tokens,
+            &state.base_url,
+            &offers,
+            now,
+            &branding(&state.stack_file),
+        ),
     )
 }
 
@@ -183,13 +228,21 @@ async fn agent_registration(State(state): State<StorefrontState>) -> Response {
     };
     let chains = (state.chains)();
     let now = obol_config::time::unix_now();
-    let document = registration::document(
+    let mut document = registration::document(
         &offers,
         &identity,
         &state.base_url,
         |chain| chains.registry(chain),
         now,
     );
+    // The branding's logo stands in for the stack's default icon (an image the identity or
+    // the offer names wins).
+    let default_image = format!("{}{}", state.base_url, registration::DEFAULT_IMAGE_PATH);
+    if document.image.as_deref() == Some(default_image.as_str())
+        && let Some(logo) = branding(&state.stack_file).logo_url
+    {
+        document.image = Some(logo);
+    }
     let mut response = catalog("application/json", document.to_json_pretty());
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -27,15 +27,22 @@ struct Hosts {
     routes: Arc<Routes>,
     store: Arc<dyn Store>,
     tokens: Arc<TokenRegistry>,
+    stack_file: Arc<std::path::Path>,
 }
 
 /// `inner` behind the vanity host router.
-pub(crate) fn wrap(inner: Router, routes: Arc<Routes>, store: Arc<dyn Store>) -> Router {
+pub(crate) fn wrap(
+    inner: Router,
+    routes: Arc<Routes>,
+    store: Arc<dyn Store>,
+    stack_file: &std::path::Path,
+) -> Router {
     let hosts = Hosts {
         inner,
         routes,
         store,
         tokens: Arc::new(TokenRegistry::builtin()),
+        stack_file: Arc::from(stack_file),
     };
     Router::new().fallback_service(tower::service_fn(move |request: Request<Body>| {
         let hosts = hosts.clone();
@@ -107,7 +114,8 @@ impl Hosts {
             return StatusCode::NOT_FOUND.into_response();
         };
         let now = obol_config::time::unix_now();
-        let html = storefront::html(&self.tokens, origin.as_str(), &[spec], now);
+        let branding = crate::storefront::branding(&self.stack_file);
+        let html = storefront::html(&self.tokens, origin.as_str(), &[spec], now, &branding);
         catalog("text/html; charset=utf-8", html)
     }
 

@@ -6,6 +6,7 @@ mod devnet;
 mod discover;
 mod facilitator;
 mod identity;
+mod info;
 mod network;
 mod offer_flags;
 mod permit2;

@@ -1,4 +1,4 @@
-//! The storefront page rendered by a real browser.
+//! The storefront page rendered by a real browser, branded with hostile strings.
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +48,51 @@ async fn the_storefront_renders_in_a_browser() {
         .success()
     );
     let _guard = StackGuard(dir);
+    // A bad value is refused naming the field; hostile text is accepted and shown as text.
+    let refused = obol_in(
+        dir,
+        &[
+            "sell",
+            "info",
+            "set",
+            "--logo-url",
+            "javascript:alert(1)",
+            "--theme",
+            "neon",
+        ],
+        &[],
+        None,
+    );
+    assert!(!refused.status.success());
+    let says = crate::stderr(&refused);
+    assert!(
+        says.contains("branding.logoUrl: must be an http(s) URL")
+            && says.contains("branding.theme"),
+        "{says}"
+    );
+    let branded = obol_in(
+        dir,
+        &[
+            "sell",
+            "info",
+            "set",
+            "--display-name",
+            "<img src=x onerror=alert(1)> Seller & Co",
+            "--tagline",
+            "APIs \"priced\" per call",
+            "--theme",
+            "light",
+            "--accent-color",
+            "#c2410c",
+            "--description",
+            "We sell <b>weather</b> and market data.",
+            "--contact-email",
+            "sales@seller.example",
+        ],
+        &[],
+        None,
+    );
+    assert!(branded.status.success(), "{}", crate::stderr(&branded));
     for (name, price) in [("weather-api", "0.001"), ("market-data", "0.02")] {
         let sell = [
             "sell",
@@ -114,6 +159,18 @@ async fn the_storefront_renders_in_a_browser() {
     assert!(
         dom.contains("A &lt;b&gt;test&lt;/b&gt; offer"),
         "seller text is escaped, not rendered as markup"
+    );
+    for needle in [
+        "&lt;img src=x onerror=alert(1)&gt; Seller &amp; Co",
+        "We sell &lt;b&gt;weather&lt;/b&gt; and market data.",
+        "mailto:sales@seller.example",
+        "button{background:#c2410c}",
+    ] {
+        assert!(dom.contains(needle), "branding: {needle} missing");
+    }
+    assert!(
+        !dom.contains("<img src=\"x\""),
+        "no markup from the branding"
     );
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("storefront.png");
     let _ = std::fs::remove_file(&shot);
