@@ -187,7 +187,7 @@ impl ReplayGuard {
         Self::from_connection(Connection::open_in_memory()?)
     }
 
-    fn from_connection(db: Connection) -> Result<Self, GuardError> {
+    fn from_connection(mut db: Connection) -> Result<Self, GuardError> {
         // One gateway process owns its guard: the in-flight set lives in its memory, so a
         // second process on the same file could serve a payment the first is serving. The
         // exclusive lock (taken by the prune below, held until close) refuses that second
@@ -198,8 +198,8 @@ impl ReplayGuard {
         // OS holds. A power loss may forget the last rows (docs/design/gateway.md).
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(2))?;
-        db.execute_batch(SCHEMA)?;
-        migrate(&db)?;
+        obol_sqlite::migrate(&mut db, "payment guard", STEPS)
+            .map_err(|e| GuardError(e.to_string()))?;
         db.execute(
             "DELETE FROM settled_payments WHERE expires_at < ?1",
             params![now()],
@@ -311,20 +311,25 @@ impl ReplayGuard {
 }
 
 /// Adds the columns of the pending/unknown state to a store written before them.
-fn migrate(db: &Connection) -> Result<(), GuardError> {
+/// The guard's schema versions ([`obol_sqlite::migrate`]).
+const STEPS: &[obol_sqlite::Step] = &[obol_sqlite::Step::Code(to_v1)];
+
+/// Version 1: the table and its index, created, or completed on a file from before the
+/// unsettled state (version 0 with no `state`/`digest` columns).
+fn to_v1(db: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     let mut columns = Vec::new();
     let mut statement = db.prepare("PRAGMA table_info(settled_payments)")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         columns.push(row.get::<_, String>(1)?);
     }
-    if !columns.iter().any(|c| c == "state") {
+    if !columns.is_empty() && !columns.iter().any(|c| c == "state") {
         db.execute_batch(
             "ALTER TABLE settled_payments ADD COLUMN state TEXT NOT NULL DEFAULT 'settled';
              ALTER TABLE settled_payments ADD COLUMN digest BLOB;",
         )?;
     }
-    Ok(())
+    db.execute_batch(SCHEMA)
 }
 
 /// A claim on one payment for the lifetime of one request.
@@ -378,6 +383,25 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guard_has_a_schema_version_and_refuses_a_newer_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guard.sqlite");
+        drop(ReplayGuard::open(&path).unwrap());
+        let db = Connection::open(&path).unwrap();
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        db.pragma_update(None, "user_version", 2).unwrap();
+        drop(db);
+        let refused = ReplayGuard::open(&path).unwrap_err().to_string();
+        assert!(
+            refused.contains("payment guard: schema version 2 is newer than this program's (1)"),
+            "{refused}"
+        );
+    }
 
     fn id(n: u8) -> PaymentIdentity {
         PaymentIdentity {

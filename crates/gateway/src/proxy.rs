@@ -185,9 +185,11 @@ pub fn upstream_url(
 fn copy_request_headers(from: &HeaderMap, auth: Option<&UpstreamAuth>, gate: Gate) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(from.len() + 1);
     let drop_authorization = gate != Gate::Free;
+    let named = connection_named(from);
     for (name, value) in from {
         let name_str = name.as_str();
         if HOP_BY_HOP.contains(&name_str)
+            || named.iter().any(|n| n == name_str)
             || STRIPPED_FROM_CLIENT.contains(&name_str)
             || name_str.starts_with("sec-fetch-")
             || auth.is_some_and(|a| a.header == name)
@@ -224,11 +226,26 @@ fn is_sign_in(value: &HeaderValue) -> bool {
 }
 
 fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    let named = connection_named(from);
     for (name, value) in from {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        let text = name.as_str();
+        if !HOP_BY_HOP.contains(&text) && !named.iter().any(|n| n == text) {
             to.append(name.clone(), value.clone());
         }
     }
+}
+
+/// The header names a `Connection` header lists: hop-by-hop for this message (RFC 9110
+/// §7.6.1), never forwarded. Empty (no allocation) in the usual case of no such header.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 /// The HTTP client towards upstreams (pooled; redirects are returned, not followed).
@@ -477,6 +494,24 @@ mod tests {
         assert_eq!(out["x-api-key"], "sk-seller");
         assert_eq!(out.get_all("x-api-key").iter().count(), 1);
         assert_eq!(out[header::AUTHORIZATION], "Bearer client");
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_hop_by_hop_both_ways() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            "keep-alive, X-Internal-Token".parse().unwrap(),
+        );
+        headers.insert("x-internal-token", "secret".parse().unwrap());
+        headers.insert("accept", "*/*".parse().unwrap());
+        let out = copy_request_headers(&headers, None, Gate::Free);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["accept"]);
+        let mut to = HeaderMap::new();
+        copy_response_headers(&headers, &mut to);
+        let names: Vec<&str> = to.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["accept"]);
     }
 
     #[test]

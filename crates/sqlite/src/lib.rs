@@ -8,6 +8,13 @@
 //! share the commit's page writes (and fsync, under `synchronous = FULL`).
 //!
 //! Used by the gateway's double-serve guard and the buyer's authorization pool.
+//!
+//! [`migrate()`] brings any of the stores to its schema version (`PRAGMA user_version`) in one
+//! `IMMEDIATE` transaction.
+
+mod migrate;
+
+pub use migrate::{MigrateError, Step, migrate};
 
 use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
 use std::sync::{Mutex, MutexGuard, PoisonError};

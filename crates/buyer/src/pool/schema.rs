@@ -4,8 +4,9 @@
 //! [`migrate`] runs at every open: a no-op on a current database, it refuses a version it does
 //! not know (a newer obol-stack's).
 
+use obol_sqlite::{MigrateError, Step};
 use obol_x402::wire::v2;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 
 use super::PoolError;
 use super::terms::terms_key;
@@ -16,7 +17,10 @@ use super::terms::terms_key;
 ///   no table at all: a new database).
 /// - 1: nonces unique across pools, a `terms` key per row, removed pools `retired`, a
 ///   `dropped` state for rows retired unspent.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
+/// The steps to [`SCHEMA_VERSION`], in order.
+const STEPS: &[Step] = &[Step::Code(to_v1)];
 
 /// The current table; `{table}` is its name (the migration builds it beside the old one).
 const TABLE: &str = "
@@ -37,16 +41,19 @@ CREATE TABLE {table} (
 const TAKE_INDEX: &str =
     "CREATE INDEX presigned_auths_take ON presigned_auths (pool, state, terms, id);";
 
-/// Brings `db` to [`SCHEMA_VERSION`] in one immediate transaction (a second process opening
-/// the same file waits, then finds the work done).
+/// Brings `db` to [`SCHEMA_VERSION`] ([`obol_sqlite::migrate`]: one immediate transaction, so a
+/// second process opening the same file waits, then finds the work done).
 pub(super) fn migrate(db: &mut Connection) -> Result<(), PoolError> {
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    match version {
-        SCHEMA_VERSION => return Ok(()),
-        0 => {}
-        found => return Err(PoolError::Schema { found }),
-    }
+    obol_sqlite::migrate(db, "auth pool", STEPS)
+        .map(drop)
+        .map_err(|e| match e {
+            MigrateError::Newer { found, .. } => PoolError::Schema { found },
+            MigrateError::Sqlite { source, .. } => PoolError::from(source),
+        })
+}
+
+/// Version 0 → 1: the table (created, or rebuilt from version 0's) and its index.
+fn to_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     let exists: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master
                         WHERE type = 'table' AND name = 'presigned_auths')",
@@ -54,20 +61,17 @@ pub(super) fn migrate(db: &mut Connection) -> Result<(), PoolError> {
         |row| row.get(0),
     )?;
     if exists {
-        migrate_from_v0(&tx)?;
+        migrate_from_v0(tx)?;
     } else {
         tx.execute_batch(&TABLE.replace("{table}", "presigned_auths"))?;
     }
-    tx.execute_batch(TAKE_INDEX)?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()?;
-    Ok(())
+    tx.execute_batch(TAKE_INDEX)
 }
 
 /// Version 0 → 1: rebuilds the table with nonces unique across pools and each row's terms key
 /// read from its payload. A nonce stored in several pools (a pool deleted while a row was held,
 /// then recreated) keeps one row, a used one before an available one, so it is never paid twice.
-fn migrate_from_v0(tx: &rusqlite::Transaction<'_>) -> Result<(), PoolError> {
+fn migrate_from_v0(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(&TABLE.replace("{table}", "presigned_auths_v1"))?;
     let (mut kept, mut duplicates) = (0_usize, 0_usize);
     {

@@ -12,9 +12,12 @@ use super::{
     ApplyMode, ApplyOutcome, DeleteOutcome, Event, ObjectKey, RawObject, Store, StoreError,
 };
 use crate::resource::{ObjectMeta, now_rfc3339};
+use obol_sqlite::Step;
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["
+/// Schema migrations, applied in order ([`obol_sqlite::migrate`]); `PRAGMA user_version`
+/// records how many ran.
+const MIGRATIONS: &[Step] = &[Step::Sql(
+    "
 CREATE TABLE objects (
     kind               TEXT    NOT NULL,
     namespace          TEXT    NOT NULL,
@@ -32,7 +35,8 @@ CREATE TABLE objects (
 ) WITHOUT ROWID;
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO counters (name, value) VALUES ('resource_version', 0);
-"];
+",
+)];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -65,28 +69,7 @@ impl SqliteStore {
             .map_err(backend)?;
         db.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
-        let version: usize = db
-            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-            .map_err(backend)?
-            .try_into()
-            .unwrap_or(0);
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::Backend(format!(
-                "the store's schema version {version} is newer than this program ({}); upgrade obol",
-                MIGRATIONS.len()
-            )));
-        }
-        let tx = db.transaction().map_err(backend)?;
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-            tx.execute_batch(migration).map_err(backend)?;
-            tx.pragma_update(
-                None,
-                "user_version",
-                i64::try_from(index + 1).unwrap_or(i64::MAX),
-            )
-            .map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
+        obol_sqlite::migrate(&mut db, "resource store", MIGRATIONS).map_err(backend)?;
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             db: Mutex::new(db),

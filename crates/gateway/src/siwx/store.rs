@@ -74,9 +74,10 @@ impl GatingStore {
         Self::from_connection(Connection::open_in_memory()?)
     }
 
-    fn from_connection(db: Connection) -> Result<Self, GatingStoreError> {
+    fn from_connection(mut db: Connection) -> Result<Self, GatingStoreError> {
         db.busy_timeout(std::time::Duration::from_secs(2))?;
-        db.execute_batch(SCHEMA)?;
+        obol_sqlite::migrate(&mut db, "sign-in store", &[obol_sqlite::Step::Sql(SCHEMA)])
+            .map_err(|e| GatingStoreError(e.to_string()))?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
         })
