@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{PAY_TO, StackGuard, gateway, sell_echo, upstream, wait_offer_ready};
-use crate::{obol_in, stderr, succeeded};
+use crate::stack::{StackGuard, gateway, sell_echo, sell_llm, upstream, wait_offer_ready};
+use crate::{obol_in, succeeded};
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,28 +24,12 @@ async fn every_document_agrees_with_the_402s() {
     multi[2] = "multi";
     multi.extend(["--payment", "token=OBOL,price=0.5"]);
     succeeded(&obol_in(dir, &multi, &[], None));
-    let out = obol_in(
+    succeeded(&obol_in(
         dir,
-        &[
-            "sell",
-            "inference",
-            "llm",
-            "--model",
-            "m1",
-            "--upstream",
-            &upstream,
-            "--pay-to",
-            PAY_TO,
-            "--chain",
-            "base-sepolia",
-            "--per-request",
-            "0.003",
-            "--no-register",
-        ],
+        &sell_llm(&upstream, "llm", "m1", "0.003"),
         &[],
         None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    ));
     let mut gone = sell_echo(&upstream, "0.009").to_vec();
     gone[2] = "gone";
     succeeded(&obol_in(dir, &gone, &[], None));

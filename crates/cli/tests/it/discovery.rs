@@ -10,9 +10,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::interop::{repo, sdk};
-use crate::stack::{PAY_TO, StackGuard, gateway, upstream, wait_offer_ready};
-use crate::{obol_in, stderr, succeeded};
+use crate::interop::{node_sdk, python_sdk, repo};
+use crate::stack::{
+    PAY_TO, StackGuard, gateway, sell_from_json, sell_llm, upstream, wait_offer_ready,
+};
+use crate::{obol_in, succeeded};
 
 fn check(node_path: &std::path::Path, url: &str, method: &str) -> Value {
     let out = Command::new("node")
@@ -28,11 +30,7 @@ fn check(node_path: &std::path::Path, url: &str, method: &str) -> Value {
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_bazaar_validator_accepts_our_402s() {
-    let Some(node_path) = sdk(
-        "OBOL_INTEROP_NODE_PATH",
-        "interop/node/node_modules",
-        "the x402 npm SDK (`@x402/extensions`)",
-    ) else {
+    let Some(node_path) = node_sdk() else {
         return;
     };
     let root = tempfile::tempdir().unwrap();
@@ -59,42 +57,13 @@ async fn the_official_bazaar_validator_accepts_our_402s() {
             }
         }
     });
-    let file = dir.join("weather.json");
-    std::fs::write(&file, weather.to_string()).unwrap();
-    let out = obol_in(
+    sell_from_json(dir, "weather", &weather).await;
+    succeeded(&obol_in(
         dir,
-        &[
-            "sell",
-            "http",
-            "weather",
-            "--from-json",
-            file.to_str().unwrap(),
-        ],
+        &sell_llm(&upstream, "llm", "qwen3:0.6b", "0.001"),
         &[],
         None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = obol_in(
-        dir,
-        &[
-            "sell",
-            "inference",
-            "llm",
-            "--model",
-            "qwen3:0.6b",
-            "--upstream",
-            &upstream,
-            "--pay-to",
-            PAY_TO,
-            "--chain",
-            "base-sepolia",
-            "--no-register",
-        ],
-        &[],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    wait_offer_ready(dir, "weather").await;
+    ));
     wait_offer_ready(dir, "llm").await;
 
     let base = gateway(dir);
@@ -122,11 +91,7 @@ async fn the_official_bazaar_validator_accepts_our_402s() {
     assert_eq!(report["info"]["input"]["body"]["model"], "qwen3:0.6b");
 
     // The OpenAPI document: valid for a maintained validator, priced as the 402s.
-    let Some(python) = sdk(
-        "OBOL_INTEROP_PYTHON",
-        "interop/py/bin/python",
-        "the Python tools (openapi-spec-validator)",
-    ) else {
+    let Some(python) = python_sdk() else {
         return;
     };
     for path in ["/openapi.json", "/.well-known/openapi.json"] {

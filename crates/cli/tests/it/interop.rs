@@ -36,7 +36,7 @@ fn in_ci() -> bool {
 /// An SDK installed by `scripts/install-tools`: `$var` when set, else `<tools>/<relative>` (the
 /// tools directory is `$OBOL_TOOLS_DIR` or the repository's `.tools`). `None`, with the reason
 /// printed, when it is missing outside CI; a failure under CI.
-pub(crate) fn sdk(var: &str, relative: &str, what: &str) -> Option<PathBuf> {
+fn sdk(var: &str, relative: &str, what: &str) -> Option<PathBuf> {
     let tools = std::env::var_os("OBOL_TOOLS_DIR")
         .filter(|d| !d.is_empty())
         .map_or_else(|| repo().join(".tools"), PathBuf::from);
@@ -53,6 +53,24 @@ pub(crate) fn sdk(var: &str, relative: &str, what: &str) -> Option<PathBuf> {
     assert!(!in_ci(), "CI=true and {reason}");
     println!("skipping: {reason}");
     None
+}
+
+/// The npm SDKs' `node_modules` ([`sdk`]).
+pub(crate) fn node_sdk() -> Option<PathBuf> {
+    sdk(
+        "OBOL_INTEROP_NODE_PATH",
+        "interop/node/node_modules",
+        "the x402 npm SDK (`@x402/express`, `@x402/extensions`)",
+    )
+}
+
+/// The Python venv's interpreter (the x402 SDK, openapi-spec-validator) ([`sdk`]).
+pub(crate) fn python_sdk() -> Option<PathBuf> {
+    sdk(
+        "OBOL_INTEROP_PYTHON",
+        "interop/py/bin/python",
+        "the x402 Python SDK",
+    )
 }
 
 /// Stops the stack (if any), then the devnet, when the test ends.
@@ -342,11 +360,7 @@ fn sell(dir: &Path, name: &str, upstream: &str, pay_to: &str, token: &str, price
 /// extension (it opts the token in through its spend controls and reads allowances over RPC).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_x402_sdk_pays_our_gateway() {
-    let Some(python) = sdk(
-        "OBOL_INTEROP_PYTHON",
-        "interop/py/bin/python",
-        "the x402 Python SDK (PyPI `x402`)",
-    ) else {
+    let Some(python) = python_sdk() else {
         return;
     };
     let started = Instant::now();
@@ -417,11 +431,7 @@ async fn python_x402_sdk_pays_our_gateway() {
 /// through Permit2 (`obol buy pay` sends the one-time Permit2 approval itself).
 #[tokio::test]
 async fn obol_buy_pays_an_x402_express_seller() {
-    let Some(node_path) = sdk(
-        "OBOL_INTEROP_NODE_PATH",
-        "interop/node/node_modules",
-        "the x402 npm SDK (`@x402/express`)",
-    ) else {
+    let Some(node_path) = node_sdk() else {
         return;
     };
     let started = Instant::now();

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
+use crate::stack::{DevnetStackGuard, PAY_TO, gateway, sell_from_json, upstream};
 use crate::{json_of, obol_in, stderr, stdout, succeeded};
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
@@ -46,22 +46,7 @@ async fn an_original_manifest_with_every_gating_field_behaves_as_declared() {
             "limits": {"maxInFlight": 4, "rps": 50}
         }
     });
-    let file = dir.join("shop.json");
-    std::fs::write(&file, manifest.to_string()).unwrap();
-    let out = obol_in(
-        dir,
-        &[
-            "sell",
-            "http",
-            "shop",
-            "--from-json",
-            file.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    wait_offer_ready(dir, "shop").await;
+    sell_from_json(dir, "shop", &manifest).await;
     let stored = json_of(&obol_in(
         dir,
         &["--json", "sell", "status", "shop"],

@@ -13,7 +13,7 @@ use axum::routing::get;
 use obol_x402::LocalSigner;
 use serde_json::Value;
 
-use crate::interop::{repo, sdk};
+use crate::interop::{node_sdk, repo};
 use crate::stack::{StackGuard, gateway, sell_echo, wait_offer_ready};
 use crate::{obol_in, stderr, succeeded};
 
@@ -35,11 +35,7 @@ async fn wallet_echo() -> String {
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_siwx_client_signs_in_to_an_auth_route() {
-    let Some(node_path) = sdk(
-        "OBOL_INTEROP_NODE_PATH",
-        "interop/node/node_modules",
-        "the x402 npm SDK (`@x402/extensions`)",
-    ) else {
+    let Some(node_path) = node_sdk() else {
         return;
     };
     let root = tempfile::tempdir().unwrap();

@@ -6,8 +6,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::interop::{repo, sdk};
-use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
+use crate::interop::{python_sdk, repo};
+use crate::stack::{DevnetStackGuard, PAY_TO, gateway, sell_from_json, upstream};
 use crate::{obol_in, stderr, stdout, succeeded};
 
 /// The text of the first `<pre class="{class}"><code>…</code></pre>` on `page`, unescaped.
@@ -29,11 +29,7 @@ fn snippet(page: &str, class: &str) -> String {
 // Multi-threaded: the upstream must answer while a worker blocks on a child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_snippets_pay_as_shown() {
-    let Some(python) = sdk(
-        "OBOL_INTEROP_PYTHON",
-        "interop/py/bin/python",
-        "the x402 Python SDK",
-    ) else {
+    let Some(python) = python_sdk() else {
         return;
     };
     let root = tempfile::tempdir().unwrap();
@@ -47,22 +43,7 @@ async fn the_pages_snippets_pay_as_shown() {
         "payment": {"network": "base-sepolia", "payTo": PAY_TO, "price": {"perRequest": "0.001"}},
         "discovery": {"input": {"queryParams": {"properties": {"city": {"type": "string"}}}, "example": {"city": "Oslo"}}}
     });
-    let file = dir.join("weather.json");
-    std::fs::write(&file, spec.to_string()).unwrap();
-    let out = obol_in(
-        dir,
-        &[
-            "sell",
-            "http",
-            "weather",
-            "--from-json",
-            file.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    wait_offer_ready(dir, "weather").await;
+    sell_from_json(dir, "weather", &spec).await;
     let page = reqwest::get(format!("{}/", gateway(dir)))
         .await
         .unwrap()

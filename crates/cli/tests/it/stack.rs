@@ -72,6 +72,47 @@ pub(crate) fn sell_echo<'a>(upstream: &'a str, price: &'a str) -> [&'a str; 12] 
     ]
 }
 
+/// `obol sell inference NAME --model MODEL` at `price` USDC per request on base-sepolia,
+/// paid to [`PAY_TO`], unregistered.
+pub(crate) fn sell_llm<'a>(
+    upstream: &'a str,
+    name: &'a str,
+    model: &'a str,
+    price: &'a str,
+) -> [&'a str; 14] {
+    [
+        "sell",
+        "inference",
+        name,
+        "--model",
+        model,
+        "--upstream",
+        upstream,
+        "--pay-to",
+        PAY_TO,
+        "--chain",
+        "base-sepolia",
+        "--per-request",
+        price,
+        "--no-register",
+    ]
+}
+
+/// `obol sell http NAME --from-json` with `spec` (a ServiceOffer spec), then waits until it is
+/// Ready.
+pub(crate) async fn sell_from_json(dir: &Path, name: &str, spec: &serde_json::Value) {
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let out = obol_in(
+        dir,
+        &["sell", "http", name, "--from-json", file.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_offer_ready(dir, name).await;
+}
+
 pub(crate) fn gateway(dir: &Path) -> String {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
