@@ -26,28 +26,30 @@ pub fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
         .map_err(io("cannot create directory", dir))
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600, creating the parent directory 0700.
+/// Writes `bytes` to `path` atomically with mode 0600, creating the parent directory 0700: a
+/// temporary file with a random name in the same directory (no two writers, threads or
+/// processes, share one), synced, renamed over `path`, then the directory synced so that the
+/// rename survives a crash.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     let parent = path.parent().unwrap_or(Path::new("."));
     create_private_dir(parent)?;
     let file_name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = parent.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io("cannot write", path))
+    let write = || -> std::io::Result<()> {
+        // tempfile creates the file 0600 and removes it if anything below fails.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(parent)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        #[cfg(unix)]
+        fs::File::open(parent)?.sync_all()?;
+        Ok(())
+    };
+    write().map_err(io("cannot write", path))
 }
 
 /// The files SQLite keeps beside a database: the write-ahead log, its shared-memory index and
@@ -154,6 +156,22 @@ pub fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_writers_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::thread::scope(|scope| {
+            for i in 0..16 {
+                let path = &path;
+                scope.spawn(move || write_private(path, format!("{i}").as_bytes()).unwrap());
+            }
+        });
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.parse::<u32>().is_ok_and(|n| n < 16), "{text}");
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+    }
 
     #[test]
     #[cfg(unix)]

@@ -6,6 +6,7 @@
 //! | [`errors`] | error-chain formatting |
 //! | [`paths`] | the config, data and state directories |
 //! | [`fs`] | private (0600) atomic file writes and 0700 directories |
+//! | [`process`] | processes we started, by pid and start time, signalled through `rustix` (never a reused pid) |
 //! | [`networks`] | the per-chain RPC endpoint list (`<config>/networks.json`) |
 //! | [`public_url`] | the public base URL buyers reach the stack at |
 //! | [`request_path`] | request paths refused because they could leave their prefix once decoded (dot segments, encoded slashes, backslashes) |
@@ -18,6 +19,7 @@ pub mod errors;
 pub mod fs;
 pub mod networks;
 pub mod paths;
+pub mod process;
 pub mod public_url;
 pub mod request_path;
 pub mod stack;

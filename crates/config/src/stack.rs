@@ -222,6 +222,20 @@ pub struct DaemonState {
     pub buyer: String,
     /// RFC 3339 start time.
     pub started_at: String,
+    /// The process's start in clock ticks since boot (Linux), so that a reused pid is never
+    /// taken for the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
+}
+
+impl DaemonState {
+    /// The daemon's process.
+    pub fn process(&self) -> crate::process::Owned {
+        crate::process::Owned {
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+        }
+    }
 }
 
 impl DaemonState {

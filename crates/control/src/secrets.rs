@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -154,17 +153,12 @@ fn check_label(what: &str, value: &str) -> Result<(), SecretError> {
 #[derive(Debug)]
 pub struct FileSecrets {
     dir: PathBuf,
-    /// Writes of this process, one at a time (a put replaces a whole file).
-    writing: Mutex<()>,
 }
 
 impl FileSecrets {
     /// Secrets under `dir` (created on the first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            writing: Mutex::new(()),
-        }
+        Self { dir: dir.into() }
     }
 
     fn file(&self, namespace: &str, name: &str) -> Result<PathBuf, SecretError> {
@@ -205,7 +199,6 @@ impl FileSecrets {
         }
         let json = serde_json::to_vec_pretty(data)
             .map_err(|e| SecretError::Invalid(format!("cannot encode the secret: {e}")))?;
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         obol_config::fs::write_private(&path, &json)?;
         Ok(())
     }
@@ -213,7 +206,6 @@ impl FileSecrets {
     /// Deletes secret `namespace/name`; `false` when there was none.
     pub fn delete(&self, namespace: &str, name: &str) -> Result<bool, SecretError> {
         let path = self.file(namespace, name)?;
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -279,6 +279,7 @@ pub async fn run(
         admin: admin_bound.to_string(),
         buyer: buyer_bound.to_string(),
         started_at: obol_config::time::now_rfc3339(),
+        start_ticks: obol_config::process::start_ticks(std::process::id()),
     };
     private_fs::save_json(&paths.daemon_state_file(), &state)?;
     tracing::info!(gateway = %state.gateway, admin = %state.admin, buyer = %state.buyer, public_url = %public_url, "stack running");

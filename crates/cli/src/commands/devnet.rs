@@ -13,6 +13,8 @@ use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use obol_config::process::Owned;
+
 use super::Context;
 use crate::cli::DevnetCommand;
 use crate::output;
@@ -26,6 +28,18 @@ struct DevnetState {
     pid: u32,
     endpoint: String,
     chain_id: u64,
+    /// anvil's start (see [`Owned`]); absent in files from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_ticks: Option<u64>,
+}
+
+impl DevnetState {
+    fn anvil(&self) -> Owned {
+        Owned {
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+        }
+    }
 }
 
 fn state_dir(ctx: &Context) -> PathBuf {
@@ -58,7 +72,7 @@ pub(crate) async fn run(ctx: &Context, command: DevnetCommand) -> anyhow::Result
 
 async fn up(ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(state) = read_state(ctx)?
-        && super::stack::alive(state.pid)
+        && state.anvil().is_running()
     {
         report(ctx, &state, "already running")?;
         return Ok(ExitCode::SUCCESS);
@@ -68,13 +82,15 @@ async fn up(ctx: &Context) -> anyhow::Result<ExitCode> {
         output::note("starting anvil and placing the contracts…");
     }
     let anvil = Anvil::spawn_detached(DEFAULT_CHAIN_ID, &state_dir(ctx).join("anvil.log")).await?;
+    let pid = anvil.pid().context("anvil exited right after starting")?;
     let state = DevnetState {
-        pid: anvil.pid().context("anvil exited right after starting")?,
+        pid,
         endpoint: anvil.endpoint(),
         chain_id: anvil.chain_id(),
+        start_ticks: Owned::now(pid).start_ticks,
     };
     if let Err(e) = obol_devnet::install(&state.endpoint).await {
-        stop(state.pid).await;
+        stop(state.anvil()).await;
         return Err(e.into());
     }
     private_fs::save_json(&state_file(ctx), &state)?;
@@ -126,21 +142,16 @@ fn report(ctx: &Context, state: &DevnetState, what: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Stops the process: TERM, then KILL after 5 s.
-async fn stop(pid: u32) {
-    let signal = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status();
-    };
-    signal("-TERM");
+/// Stops anvil: TERM, then KILL after 5 s (neither if the pid is no longer anvil's).
+async fn stop(anvil: Owned) {
+    anvil.terminate();
     for _ in 0..100 {
-        if !super::stack::alive(pid) {
+        if !anvil.is_running() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    signal("-KILL");
+    anvil.kill();
 }
 
 async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -152,8 +163,8 @@ async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if super::stack::alive(state.pid) {
-        stop(state.pid).await;
+    if state.anvil().is_running() {
+        stop(state.anvil()).await;
     }
     let _ = std::fs::remove_file(state_file(ctx));
     let networks_path = ctx.paths.networks_file();
@@ -170,7 +181,7 @@ async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let state = read_state(ctx)?.filter(|s| super::stack::alive(s.pid));
+    let state = read_state(ctx)?.filter(|s| s.anvil().is_running());
     let Some(state) = state else {
         if ctx.json {
             output::json(&json!({"running": false}))?;

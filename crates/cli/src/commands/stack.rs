@@ -99,21 +99,12 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether a process with this id exists (signal 0).
-pub(crate) fn alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The admin client of the running daemon, if one runs.
 pub(crate) fn admin(ctx: &Context) -> anyhow::Result<Option<(DaemonState, AdminClient)>> {
     let Some(state) = DaemonState::load(&ctx.paths.daemon_state_file())? else {
         return Ok(None);
     };
-    if !alive(state.pid) {
+    if !state.process().is_running() {
         return Ok(None);
     }
     let token = std::fs::read_to_string(ctx.paths.admin_token_file()).with_context(|| {
@@ -282,20 +273,15 @@ async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
+    let daemon = state.process();
     if client.shutdown().await.is_err() {
-        let _ = std::process::Command::new("kill")
-            .arg(state.pid.to_string())
-            .status();
+        daemon.terminate();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(state.pid) && Instant::now() < deadline {
+    while daemon.is_running() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if alive(state.pid) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &state.pid.to_string()])
-            .status();
-    }
+    daemon.kill();
     let _ = std::fs::remove_file(ctx.paths.daemon_state_file());
     if ctx.json {
         output::json(&json!({"status": "stopped", "pid": state.pid}))?;
