@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
-use alloy::signers::local::{LocalSignerError, PrivateKeySigner};
+use alloy::signers::local::PrivateKeySigner;
 use obol_config::{Paths, fs as private_fs};
 use obol_x402::LocalSigner;
 use serde::Serialize;
@@ -88,37 +88,14 @@ impl WalletStore {
                 path: target.display().to_string(),
             });
         }
+        let signer = PrivateKeySigner::from_slice(key)
+            .map_err(|e| WalletError::InvalidKey(e.to_string()))?;
+        let keystore = encrypt_v3(key, password.as_bytes(), signer.address(), SCRYPT_LOG_N)?;
         private_fs::create_private_dir(&self.dir)?;
-        // Encrypt into a hidden temp file in the private directory, tighten it, then move it in.
-        let tmp_name = format!(".{name}.json.tmp-{}", std::process::id());
-        let tmp = self.dir.join(&tmp_name);
-        let written = PrivateKeySigner::encrypt_keystore(
-            &self.dir,
-            &mut rand::thread_rng(),
-            key,
-            password,
-            Some(&tmp_name),
-        );
-        let moved = written
-            .map_err(|e| WalletError::Corrupt {
-                path: tmp.display().to_string(),
-                reason: e.to_string(),
-            })
-            .and_then(|(signer, _uuid)| {
-                restrict(&tmp)?;
-                std::fs::rename(&tmp, &target).map_err(|source| WalletError::Io {
-                    action: "cannot move keystore into place at",
-                    path: target.display().to_string(),
-                    source,
-                })?;
-                Ok(signer.address())
-            });
-        if moved.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        private_fs::write_private(&target, keystore.to_string().as_bytes())?;
         Ok(WalletInfo {
             name: name.to_owned(),
-            address: moved?.to_checksum(None),
+            address: signer.address().to_checksum(None),
             path: target,
         })
     }
@@ -201,34 +178,76 @@ fn keystore_address(path: &Path) -> Result<Address, WalletError> {
         .map_err(|e: alloy::primitives::hex::FromHexError| corrupt(e.to_string()))
 }
 
-fn restrict(path: &Path) -> Result<(), WalletError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| WalletError::Io {
-                action: "cannot restrict permissions of",
-                path: path.display().to_string(),
-                source,
-            },
-        )?;
-    }
-    Ok(())
+/// scrypt's cost for new keystores: N = 2^18, geth's standard (with r = 8, p = 1).
+pub(crate) const SCRYPT_LOG_N: u8 = 18;
+
+/// An Ethereum v3 keystore of `key` under `password`: scrypt (N = 2^`log_n`, r = 8, p = 1,
+/// 32-byte key, random 32-byte salt), AES-128-CTR (random IV) and the keccak MAC, with the
+/// `address` field geth writes. Any v3 reader opens it; it opens with [`decrypt`].
+fn encrypt_v3(
+    key: &[u8; 32],
+    password: &[u8],
+    address: Address,
+    log_n: u8,
+) -> Result<serde_json::Value, WalletError> {
+    use aes::cipher::{KeyIvInit as _, StreamCipher as _};
+    use rand::RngCore as _;
+
+    let mut rng = rand::thread_rng();
+    let (mut salt, mut iv, mut id) = ([0u8; 32], [0u8; 16], [0u8; 16]);
+    rng.fill_bytes(&mut salt);
+    rng.fill_bytes(&mut iv);
+    rng.fill_bytes(&mut id);
+    let params = scrypt::Params::new(log_n, 8, 1)
+        .map_err(|e| WalletError::InvalidKey(format!("scrypt parameters: {e}")))?;
+    let mut derived = [0u8; 32];
+    scrypt::scrypt(password, &salt, &params, &mut derived)
+        .map_err(|e| WalletError::InvalidKey(format!("scrypt: {e}")))?;
+    let mut ciphertext = *key;
+    ctr::Ctr128BE::<aes::Aes128>::new(derived[..16].into(), (&iv).into())
+        .apply_keystream(&mut ciphertext);
+    let mac = alloy::primitives::keccak256([&derived[16..], &ciphertext[..]].concat());
+    // A random (version 4) UUID.
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        hex(&id[..4]),
+        hex(&id[4..6]),
+        hex(&id[6..8]),
+        hex(&id[8..10]),
+        hex(&id[10..])
+    );
+    Ok(serde_json::json!({
+        "address": hex(address.as_slice()),
+        "crypto": {
+            "cipher": "aes-128-ctr",
+            "cipherparams": {"iv": hex(&iv)},
+            "ciphertext": hex(&ciphertext),
+            "kdf": "scrypt",
+            "kdfparams": {"dklen": 32, "n": 1u64 << log_n, "p": 1, "r": 8, "salt": hex(&salt)},
+            "mac": hex(mac.as_slice()),
+        },
+        "id": uuid,
+        "version": 3,
+    }))
 }
 
-/// Opens the keystore at `path` (called `name` in errors) with `password`.
+/// Opens the keystore at `path` (called `name` in errors) with `password`, whatever its
+/// scrypt cost (older keystores, at 2^13, open too).
 pub(crate) fn decrypt(path: &Path, name: &str, password: &str) -> Result<LocalSigner, WalletError> {
-    PrivateKeySigner::decrypt_keystore(path, password)
+    let corrupt = |reason: String| WalletError::Corrupt {
+        path: path.display().to_string(),
+        reason,
+    };
+    let key = eth_keystore::decrypt_key(path, password).map_err(|e| match e {
+        eth_keystore::KeystoreError::MacMismatch => WalletError::WrongPassword {
+            name: name.to_owned(),
+        },
+        other => corrupt(other.to_string()),
+    })?;
+    PrivateKeySigner::from_slice(&key)
         .map(LocalSigner::from)
-        .map_err(|e| match e {
-            LocalSignerError::EthKeystoreError(eth_keystore::KeystoreError::MacMismatch) => {
-                WalletError::WrongPassword {
-                    name: name.to_owned(),
-                }
-            }
-            other => WalletError::Corrupt {
-                path: path.display().to_string(),
-                reason: other.to_string(),
-            },
-        })
+        .map_err(|e| corrupt(e.to_string()))
 }

@@ -29,6 +29,12 @@ fn keystore_round_trip_and_wrong_password() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["version"], 3);
     assert_eq!(json["crypto"]["kdf"], "scrypt");
+    assert_eq!(
+        json["crypto"]["kdfparams"],
+        serde_json::json!({"dklen": 32, "n": 262_144, "p": 1, "r": 8, "salt": json["crypto"]["kdfparams"]["salt"]}),
+        "geth's standard cost"
+    );
+    assert_eq!(json["crypto"]["cipher"], "aes-128-ctr");
     let address = json["address"].as_str().unwrap();
     assert_eq!(
         address.trim_start_matches("0x"),
@@ -50,6 +56,44 @@ fn keystore_round_trip_and_wrong_password() {
             & 0o777;
         assert_eq!(mode, 0o700);
     }
+}
+
+/// A keystore written at the old cost (2^13, as eth-keystore writes) still opens.
+#[test]
+fn older_keystores_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallets = dir.path().join("wallets");
+    std::fs::create_dir_all(&wallets).unwrap();
+    let key = hex_key(K0);
+    eth_keystore::encrypt_key(
+        &wallets,
+        &mut rand::thread_rng(),
+        key,
+        "pw",
+        Some("old.json"),
+    )
+    .unwrap();
+    // eth-keystore leaves out geth's address field; keystores written before had it.
+    let path = wallets.join("old.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["crypto"]["kdfparams"]["n"], 8192);
+    json["address"] = A0[2..].to_lowercase().into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let store = WalletStore::at(&wallets);
+    let signer = store.load("old", "pw").unwrap();
+    assert_eq!(signer.address().to_checksum(None), A0);
+    assert!(matches!(
+        store.load("old", "nope").unwrap_err(),
+        WalletError::WrongPassword { .. }
+    ));
+}
+
+fn hex_key(hex: &str) -> Vec<u8> {
+    (2..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
