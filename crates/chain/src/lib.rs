@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod endpoints;
+pub mod poll;
 pub mod redact;
 pub mod sender;
 

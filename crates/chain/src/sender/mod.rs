@@ -383,15 +383,14 @@ impl Sender {
     /// waiting, a transaction of this key that is stuck is replaced (the `stuck` module).
     pub async fn wait_receipt(&self, hash: B256, timeout: Duration) -> (B256, ReceiptWait) {
         let deadline = Instant::now() + timeout;
-        let mut wait = FIRST_RECEIPT_POLL.min(self.poll);
-        loop {
+        let found = crate::poll::poll_until(timeout, self.poll, || async move {
             let versions = self.versions(hash);
             let mut failure = None;
             for &version in &versions {
                 match self.provider.get_transaction_receipt(version).await {
                     Ok(Some(receipt)) => {
                         self.mined(version);
-                        return (version, Ok(Some(receipt.status())));
+                        return Some((version, Ok(Some(receipt.status()))));
                     }
                     Ok(None) => {}
                     Err(e) => failure = Some(e),
@@ -403,19 +402,23 @@ impl Sender {
                 Some(e) if Instant::now() + self.poll < deadline => {
                     tracing::debug!(%hash, error = %e, "receipt poll failed, retrying");
                 }
-                Some(e) => return (latest, Err(printable(&e.to_string(), MAX_MESSAGE_CHARS))),
+                Some(e) => {
+                    return Some((latest, Err(printable(&e.to_string(), MAX_MESSAGE_CHARS))));
+                }
                 None => {}
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return (latest, Ok(None));
-            }
-            if self.unstick_due() {
+            if Instant::now() < deadline && self.unstick_due() {
                 self.unstick().await;
             }
-            tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
-            wait = (wait * 2).min(self.poll);
-        }
+            None
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            (
+                self.versions(hash).last().copied().unwrap_or(hash),
+                Ok(None),
+            )
+        })
     }
 }
 
@@ -423,7 +426,7 @@ impl Sender {
 pub const MIN_REPLACE_AFTER: Duration = Duration::from_secs(1);
 
 /// The first receipt check after a send: a loopback devnet has usually mined it by then.
-pub const FIRST_RECEIPT_POLL: Duration = Duration::from_millis(1);
+pub use crate::poll::FIRST_POLL as FIRST_RECEIPT_POLL;
 
 /// True when the node does not implement the method called ("method not found", -32601).
 fn is_unsupported(error: &RpcError<TransportErrorKind>) -> bool {

@@ -188,7 +188,7 @@ impl IdentityClient {
         }
     }
 
-    /// Polls for the receipt until `timeout`.
+    /// Polls for the receipt until `timeout` ([`obol_chain::poll::poll_until`]).
     async fn wait_receipt(
         &self,
         op: &'static str,
@@ -196,24 +196,22 @@ impl IdentityClient {
         timeout: Duration,
     ) -> Result<TransactionReceipt, Erc8004Error> {
         let started = Instant::now();
-        let deadline = started + timeout;
-        loop {
-            match self.chain.provider().get_transaction_receipt(tx_hash).await {
-                Ok(Some(receipt)) => return Ok(receipt),
-                Ok(None) => {}
+        let provider = self.chain.provider();
+        obol_chain::poll::poll_until(timeout, self.poll, || async move {
+            match provider.get_transaction_receipt(tx_hash).await {
+                Ok(found) => found,
                 Err(e) => {
-                    tracing::debug!(%tx_hash, error = %printable(&e.to_string(), 200), "receipt poll failed, retrying")
+                    tracing::debug!(%tx_hash, error = %printable(&e.to_string(), 200), "receipt poll failed, retrying");
+                    None
                 }
             }
-            if Instant::now() >= deadline {
-                return Err(Erc8004Error::Timeout {
-                    op,
-                    tx_hash,
-                    waited: started.elapsed(),
-                });
-            }
-            tokio::time::sleep(self.poll).await;
-        }
+        })
+        .await
+        .ok_or_else(|| Erc8004Error::Timeout {
+            op,
+            tx_hash,
+            waited: started.elapsed(),
+        })
     }
 }
 
