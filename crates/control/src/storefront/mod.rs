@@ -615,30 +615,25 @@ details{{margin-top:8px}} summary{{cursor:pointer;color:#7cc4ff}} pre{{backgroun
     )
 }
 
-/// The `<head>` additions of the branding: favicon, Open Graph, the theme's colours.
+/// The `<head>` additions of the branding: favicon and Open Graph.
 fn branded_head(branding: &Branding) -> String {
     let mut head = String::new();
     if let Some(url) = &branding.favicon_url {
         let _ = write!(head, "\n<link rel=\"icon\" href=\"{}\">", escape_html(url));
     }
-    let _ = write!(
-        head,
-        "\n<meta property=\"og:title\" content=\"{}\">",
-        escape_html(display_name(branding))
-    );
-    if let Some(about) = branding.description.as_ref().or(branding.tagline.as_ref()) {
-        let _ = write!(
-            head,
-            "\n<meta property=\"og:description\" content=\"{}\">",
-            escape_html(about)
-        );
-    }
-    if let Some(url) = &branding.og_image_url {
-        let _ = write!(
-            head,
-            "\n<meta property=\"og:image\" content=\"{}\">",
-            escape_html(url)
-        );
+    let about = branding.description.as_ref().or(branding.tagline.as_ref());
+    for (property, value) in [
+        ("og:title", Some(display_name(branding))),
+        ("og:description", about.map(String::as_str)),
+        ("og:image", branding.og_image_url.as_deref()),
+    ] {
+        if let Some(value) = value {
+            let _ = write!(
+                head,
+                "\n<meta property=\"{property}\" content=\"{}\">",
+                escape_html(value)
+            );
+        }
     }
     head
 }
