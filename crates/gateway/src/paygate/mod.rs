@@ -40,6 +40,7 @@ use crate::proxy::is_event_stream;
 use crate::route::{Lookup, Offer, Routes, SettleMode};
 use crate::siwx::Siwx;
 
+mod charge;
 mod gate;
 mod stream;
 
@@ -296,135 +297,6 @@ impl Shared {
             self.settle_then_respond(upstream, paid, &offer, resource_url)
                 .await
         }
-    }
-
-    /// Match, claim, check the window, verify, check the payer's exposure. `Err` is the
-    /// finished answer.
-    async fn admit(
-        &self,
-        offer: &Arc<Offer>,
-        presented: &matching::Presented,
-        resource_url: &str,
-    ) -> Result<Paid, Box<Response<Body>>> {
-        let rechallenge = |failure: &PaymentFailure, labels: &Labels| {
-            labels.failure(failure.reason);
-            let required =
-                challenge::payment_required(offer, resource_url.to_owned(), Some(failure));
-            Box::new(challenge::response(&required))
-        };
-        let (option, verify) = match matching::match_payment(offer, presented, resource_url) {
-            Ok(found) => found,
-            Err(failure) => return Err(rechallenge(&failure, &Labels::new(offer, None))),
-        };
-        let index = offer.options.iter().position(|o| std::ptr::eq(o, option));
-        let labels = Labels::new(offer, index);
-        let taken = match identity(&verify, option) {
-            Ok(found) => found,
-            Err(failure) => return Err(rechallenge(&failure, &labels)),
-        };
-        let amount = option.requirements.amount.0;
-        let claim = match self.guard.claim(taken.id, taken.digest, amount) {
-            Ok(claim) => claim,
-            Err(refusal) => return Err(rechallenge(&refused(&refusal), &labels)),
-        };
-        let mut paid = Paid {
-            verify,
-            ticket: claim.ticket,
-            expires_at: taken.expires_at,
-            labels,
-            retry: claim.unsettled.is_some(),
-            settle_before_stream: false,
-        };
-        if paid.retry {
-            // Taken before, settlement pending or unknown: the facilitator decides, at settle.
-            return Ok(paid);
-        }
-        if let Err(failure) =
-            check_window(taken.expires_at, option.requirements.max_timeout_seconds)
-        {
-            return Err(rechallenge(&failure, &paid.labels));
-        }
-        let verdict = tokio::time::timeout(
-            self.config.verify_timeout,
-            self.facilitator.verify(&paid.verify),
-        )
-        .await;
-        match verdict {
-            Err(_) => {
-                paid.labels.failure("facilitator_unreachable");
-                return Err(Box::new(
-                    GatewayError::facilitator_unreachable(format!(
-                        "no verify answer within {:?}",
-                        self.config.verify_timeout
-                    ))
-                    .into_response(),
-                ));
-            }
-            Ok(Err(error)) => {
-                let reason = if error.retriable() {
-                    "facilitator_unreachable"
-                } else {
-                    "facilitator_error"
-                };
-                paid.labels.failure(reason);
-                tracing::warn!(offer = %offer.name, reason, "facilitator verify failed");
-                let response = if error.retriable() {
-                    GatewayError::facilitator_unreachable(error.to_string())
-                } else {
-                    GatewayError::facilitator_error(error.to_string(), false)
-                };
-                return Err(Box::new(response.into_response()));
-            }
-            Ok(Ok(verdict)) if !verdict.is_valid => {
-                let reason = verdict.invalid_reason.unwrap_or_else(|| "unknown".into());
-                let failure = PaymentFailure {
-                    reason: "payment_invalid",
-                    detail: match verdict.invalid_message {
-                        Some(message) => format!("{reason}: {message}"),
-                        None => reason.clone(),
-                    },
-                    hint: Some(
-                        "sign the EIP-712 domain advertised in accepts[].extra (name, version)",
-                    ),
-                };
-                let mut response = rechallenge(&failure, &paid.labels);
-                if reason == obol_facilitator::Reason::Permit2AllowanceRequired.as_str() {
-                    *response.status_mut() = StatusCode::PRECONDITION_FAILED;
-                }
-                return Err(response);
-            }
-            Ok(Ok(_)) => {}
-        }
-        if !self.facilitator.reads_balances() {
-            paid.settle_before_stream = true;
-        } else if !claim.reserved_before.is_zero() {
-            // Each verify checks the balance against this payment alone; with others of the
-            // same payer still unsettled, the balance must cover all of them.
-            let id = paid.ticket.id();
-            let balance = tokio::time::timeout(
-                self.config.verify_timeout,
-                self.facilitator.balance(id.chain_id, id.asset, id.payer),
-            )
-            .await;
-            match balance {
-                Ok(Ok(Some(balance))) => {
-                    let needed = claim.reserved_before.saturating_add(amount);
-                    if balance < needed {
-                        let failure = PaymentFailure {
-                            reason: "insufficient_funds",
-                            detail: format!(
-                                "the payer's balance ({balance}) does not cover this payment ({amount}) on top of {} already authorized here and not yet settled",
-                                claim.reserved_before
-                            ),
-                            hint: Some("wait for your earlier calls to finish, or fund the wallet"),
-                        };
-                        return Err(rechallenge(&failure, &paid.labels));
-                    }
-                }
-                Ok(Ok(None) | Err(_)) | Err(_) => paid.settle_before_stream = true,
-            }
-        }
-        Ok(paid)
     }
 
     /// Settles a payment and records the outcome in the guard (first that a settlement is
