@@ -480,6 +480,9 @@ pub(crate) enum SellCommand {
     Http(Box<SellHttpArgs>),
     /// Sell an OpenAI-compatible model (Ollama, vLLM, …): create or update an inference offer.
     Inference(Box<SellInferenceArgs>),
+    /// Sell MCP tools, priced per call: create or update an mcp offer served over streamable
+    /// HTTP at its path, each tool's arguments POSTed as JSON to `<upstream>/<tool>`.
+    Mcp(Box<SellMcpArgs>),
     /// Change an offer's price, recipient or chain.
     Update(Box<SellUpdateArgs>),
     /// Stop selling an offer (drains it at once; re-run `sell http`/`sell inference` to resume).
@@ -810,6 +813,35 @@ pub(crate) struct SellHttpArgs {
     #[arg(long)]
     pub(crate) path: Option<String>,
     /// Catalog description.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SellMcpArgs {
+    /// Offer name (a DNS label).
+    pub(crate) name: String,
+    /// Namespace.
+    #[arg(long, short, default_value = "default")]
+    pub(crate) namespace: String,
+    /// Where tool calls go: each tool's JSON arguments are POSTed to `<upstream>/<tool>`.
+    #[arg(long)]
+    pub(crate) upstream: String,
+    /// A tool (repeatable): `NAME` (at the offer's price), `NAME:PRICE` (its own price per
+    /// call) or `NAME:free`.
+    #[arg(long = "tool", value_name = "NAME[:PRICE|:free]", required = true)]
+    pub(crate) tools: Vec<String>,
+    /// Health path probed on the upstream.
+    #[arg(long, default_value = "/health")]
+    pub(crate) health_path: String,
+    #[command(flatten)]
+    pub(crate) upstream_auth: UpstreamAuthFlags,
+    #[command(flatten)]
+    pub(crate) payment: PaymentFlags,
+    /// Public path of the MCP endpoint (default /services/<name>).
+    #[arg(long)]
+    pub(crate) path: Option<String>,
+    /// What the tools are for (the MCP server's instructions, the catalog).
     #[arg(long)]
     pub(crate) description: Option<String>,
 }

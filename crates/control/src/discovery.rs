@@ -25,7 +25,9 @@ fn method(input: Option<&InputSpec>, type_: OfferType) -> String {
     input
         .and_then(|i| i.method.clone())
         .unwrap_or_else(|| match type_ {
-            OfferType::Inference | OfferType::FineTuning | OfferType::Agent => "POST".into(),
+            OfferType::Inference | OfferType::FineTuning | OfferType::Agent | OfferType::Mcp => {
+                "POST".into()
+            }
             OfferType::Http => "GET".into(),
         })
 }

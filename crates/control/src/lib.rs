@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | [`resource`] | the Kubernetes-shaped envelope (`Object`, `ObjectMeta`) and conditions |
 //! | [`offer`] | `ServiceOffer` (obol-stack.md §3.1) |
+//! | [`mcp`] | `type: mcp` offers: `spec.mcp.tools`, their checks, the gateway's tool table |
 //! | [`purchase`] | `PurchaseRequest` (§3.3): a buyer's pre-signed pool |
 //! | [`identity`] | `AgentIdentity` (§3.4): ERC-8004 agent ids per chain |
 //! | [`registration`] | the ERC-8004 registration document (§6.5): active from the publishable offers, or the tombstone |
@@ -23,6 +24,7 @@
 pub mod controller;
 pub mod discovery;
 pub mod identity;
+pub mod mcp;
 pub mod offer;
 pub mod openapi;
 pub mod purchase;

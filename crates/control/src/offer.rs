@@ -19,6 +19,8 @@ pub enum OfferType {
     FineTuning,
     /// An agent.
     Agent,
+    /// MCP tools (`spec.mcp`), each call paid on its own.
+    Mcp,
 }
 
 impl OfferType {
@@ -29,6 +31,7 @@ impl OfferType {
             Self::Inference => "inference",
             Self::FineTuning => "fine-tuning",
             Self::Agent => "agent",
+            Self::Mcp => "mcp",
         }
     }
 }
@@ -448,6 +451,9 @@ pub struct ServiceOfferSpec {
     /// Human description for the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The tools of a `type: mcp` offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<crate::mcp::McpSpec>,
 }
 
 /// Fields of the original's `ServiceOffer` spec (obol-stack.md §3.1) that are refused until
@@ -540,6 +546,7 @@ impl ServiceOfferSpec {
             drain_grace_period: None,
             provenance: None,
             description: None,
+            mcp: None,
         }
     }
 }

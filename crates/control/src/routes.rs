@@ -212,6 +212,7 @@ pub fn gateway_offer(
         OfferType::Inference | OfferType::FineTuning => OfferKind::Inference,
         OfferType::Agent => OfferKind::Agent,
         OfferType::Http => OfferKind::Http,
+        OfferType::Mcp => OfferKind::Mcp,
     };
     Ok(Offer {
         namespace: offer.metadata.namespace.clone(),
@@ -243,6 +244,7 @@ pub fn gateway_offer(
         },
         hostname: offer.spec.hostname.clone(),
         discovery: discovery(offer),
+        mcp: None,
         settle: match offer.spec.payment.settle {
             SettleTiming::ServeFirst => SettleMode::ServeFirst,
             SettleTiming::SettleFirst => SettleMode::SettleFirst,
@@ -270,8 +272,20 @@ pub fn gateway_routes(
     secrets: &dyn SecretSource,
     offer: &ServiceOffer,
 ) -> Result<Vec<Route>, RouteError> {
-    let base = Arc::new(gateway_offer(registry, secrets, offer)?);
+    let mut base = gateway_offer(registry, secrets, offer)?;
     let prefix = offer.effective_path();
+    if offer.spec.type_ == OfferType::Mcp {
+        // One endpoint at the offer's path; each tool call is priced inside it.
+        base.mcp = Some(Arc::new(crate::mcp::gateway_tools(registry, offer, &base)?));
+        return Ok(vec![Route {
+            pattern: prefix,
+            methods: Methods::ANY,
+            gate: Gate::Free,
+            offer: Arc::new(base),
+            free_quota: None,
+        }]);
+    }
+    let base = Arc::new(base);
     offer
         .effective_routes()
         .iter()

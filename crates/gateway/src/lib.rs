@@ -9,6 +9,7 @@
 //! | [`matching`] | payment header → decoded, normalised payment → the offered option it answers |
 //! | [`guard`] | the double-serve guard: in-flight claims, per-payer exposure, and the durable record of settled and pending payments |
 //! | [`siwx`] | Sign-In-With-X for `gate: auth` routes: EIP-4361 sign-ins (EOA and ERC-1271), single-use nonces, session tokens |
+//! | [`mcp`] | MCP offers: their tools, each free or re-priced, and the x402 MCP binding's names |
 //! | [`limits`] | per-offer `maxInFlight` and `rps` (burst 2×), kept across route table swaps |
 //! | [`proxy`] | the streaming upstream proxy |
 //! | [`paygate`] | the tower `Layer`/`Service`: challenge, verify, proxy, settle after success |
@@ -20,6 +21,7 @@ pub mod error;
 pub mod guard;
 pub mod limits;
 pub mod matching;
+pub mod mcp;
 pub mod metrics;
 pub mod path;
 pub mod paygate;

@@ -44,6 +44,23 @@ pub fn extract(headers: &HeaderMap) -> Option<Result<Presented, GatewayError>> {
     Some(decoded)
 }
 
+/// A payment sent as JSON rather than in a header (MCP's `_meta["x402/payment"]`, named
+/// `carrier`): the object, or a string holding it, decoded and normalised as a header's is.
+pub fn from_json(value: Value, carrier: &'static str) -> Result<Presented, GatewayError> {
+    let value = match value {
+        Value::String(text) => serde_json::from_str(&text)
+            .map_err(|e| GatewayError::invalid_payment_header(format!("{carrier}: {e}")))?,
+        other => other,
+    };
+    let mut payload: PaymentPayload = serde_json::from_value(value)
+        .map_err(|e| GatewayError::invalid_payment_header(format!("{carrier}: {e}")))?;
+    normalize_signature(&mut payload);
+    Ok(Presented {
+        header: carrier,
+        payload,
+    })
+}
+
 /// Rewrites a 65-byte signature's `v` of 0/1 to 27/28, so verify and settle see the same bytes.
 fn normalize_signature(payload: &mut PaymentPayload) {
     let map: &mut Map<String, Value> = match payload {

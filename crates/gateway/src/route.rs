@@ -27,6 +27,8 @@ pub enum OfferKind {
     Inference,
     /// An agent with an OpenAI-compatible chat endpoint.
     Agent,
+    /// MCP tools, each priced on its own, served over streamable HTTP at the offer's path.
+    Mcp,
 }
 
 /// One way to pay for an offer: a fully built v2 requirement, its price and its token's symbol.
@@ -85,6 +87,8 @@ pub struct Offer {
     pub hostname: Option<String>,
     /// What its 402s say about it beyond the price.
     pub discovery: Option<Arc<Discovery>>,
+    /// The tools of an [`OfferKind::Mcp`] offer.
+    pub mcp: Option<Arc<crate::mcp::Tools>>,
 }
 
 /// An offer's self-description in its 402s: the x402 Bazaar extension (`extensions.bazaar`)
@@ -125,6 +129,7 @@ impl Offer {
             limits: Limits::default(),
             hostname: None,
             discovery: None,
+            mcp: None,
         }
     }
 }
@@ -546,6 +551,7 @@ pub(crate) mod tests {
             limits: Limits::default(),
             hostname: None,
             discovery: None,
+            mcp: None,
         })
     }
 

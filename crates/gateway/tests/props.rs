@@ -37,6 +37,7 @@ fn offer(kind: OfferKind) -> Arc<Offer> {
         limits: Default::default(),
         hostname: None,
         discovery: None,
+        mcp: None,
     })
 }
 

@@ -1,7 +1,9 @@
-//! The route and payment flags of `sell http|inference` (`--route`, `--free-quota`,
-//! `--payment`), read into the spec's `routes[]` and `payments[]` as a manifest would say them.
+//! The route, payment and tool flags of `sell http|inference|mcp` (`--route`, `--free-quota`,
+//! `--payment`, `--tool`), read into the spec's `routes[]`, `payments[]` and `mcp.tools[]` as a
+//! manifest would say them.
 
 use anyhow::Context as _;
+use obol_control::mcp::McpToolSpec;
 use obol_control::offer::{GateSpec, PaymentSpec, PriceSpec, RoutePrice, RouteSpec};
 
 use super::sell::asset;
@@ -24,6 +26,22 @@ pub(super) fn routes(flags: &PaymentFlags) -> anyhow::Result<Vec<RouteSpec>> {
         }
     }
     Ok(routes)
+}
+
+/// One `--tool`: `NAME`, `NAME:PRICE` or `NAME:free`.
+pub(super) fn parse_tool(text: &str) -> anyhow::Result<McpToolSpec> {
+    let (name, price) = match text.split_once(':') {
+        None => (text, None),
+        Some((name, price)) => (name, Some(price.trim())),
+    };
+    let mut tool = McpToolSpec::named(name.trim());
+    match price {
+        None => {}
+        Some("free") => tool.free = true,
+        Some("") => anyhow::bail!("--tool {text:?}: a price after ':' (or `free`)"),
+        Some(price) => tool.price = Some(RoutePrice::PerRequest(price.to_owned())),
+    }
+    Ok(tool)
 }
 
 /// One `--route`: `key=value` pairs separated by `,` (`path` required; `methods` separated by

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use obol_config::stack::{FacilitatorSetting, StackFile};
+use obol_control::mcp::{McpSpec, McpToolSpec};
 use obol_control::offer::{
     AssetSpec, GateSpec, LimitsSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec,
-    RegistrationSpec, SettleTiming, UpstreamSpec,
+    RegistrationSpec, RoutePrice, SettleTiming, UpstreamSpec,
 };
 use obol_control::resource::{ConditionStatus, condition};
 use obol_control::storefront::price_text;
@@ -20,13 +21,16 @@ use serde_json::json;
 use super::secret::UpstreamCredential;
 use super::stack::require_admin;
 use super::{Context, offer_flags};
-use crate::cli::{PaymentFlags, SellCommand, SellHttpArgs, SellInferenceArgs, SellUpdateArgs};
+use crate::cli::{
+    PaymentFlags, SellCommand, SellHttpArgs, SellInferenceArgs, SellMcpArgs, SellUpdateArgs,
+};
 use crate::output;
 
 pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<ExitCode> {
     match command {
         SellCommand::Http(args) => http(ctx, &args).await,
         SellCommand::Inference(args) => inference(ctx, &args).await,
+        SellCommand::Mcp(args) => mcp(ctx, &args).await,
         SellCommand::Update(args) => update(ctx, &args).await,
         SellCommand::Test {
             name,
@@ -114,6 +118,7 @@ struct OfferInput<'a> {
     path: Option<String>,
     description: Option<String>,
     auth: Option<UpstreamCredential>,
+    mcp: Option<McpSpec>,
 }
 
 /// `(payTo, chain)`: the flags, else the stack defaults (`obol sell pricing`), else base.
@@ -225,6 +230,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         drain_grace_period: None,
         provenance: None,
         description: input.description,
+        mcp: input.mcp,
     };
     let offer = ServiceOffer::new(input.namespace, input.name, spec);
     if let Some(auth) = &input.auth {
@@ -321,6 +327,7 @@ async fn http(ctx: &Context, args: &SellHttpArgs) -> anyhow::Result<ExitCode> {
         path: args.path.clone(),
         description: args.description.clone(),
         auth: UpstreamCredential::from_flags(&args.name, &args.upstream_auth)?,
+        mcp: None,
     };
     apply(ctx, offer).await
 }
@@ -348,6 +355,42 @@ async fn inference(ctx: &Context, args: &SellInferenceArgs) -> anyhow::Result<Ex
         path: None,
         description: Some(format!("{} inference via x402 micropayments", args.model)),
         auth: UpstreamCredential::from_flags(&args.name, &args.upstream_auth)?,
+        mcp: None,
+    };
+    apply(ctx, offer).await
+}
+
+async fn mcp(ctx: &Context, args: &SellMcpArgs) -> anyhow::Result<ExitCode> {
+    let tools: Vec<McpToolSpec> = args
+        .tools
+        .iter()
+        .map(|text| offer_flags::parse_tool(text))
+        .collect::<anyhow::Result<_>>()?;
+    // Without a price flag, the offer's price is its first tool's own (or 0.001).
+    let first_own = tools.iter().find_map(|tool| match &tool.price {
+        Some(RoutePrice::PerRequest(amount)) => Some(amount.clone()),
+        _ => None,
+    });
+    let p = &args.payment;
+    let price = price(
+        p.per_request.as_ref(),
+        p.per_mtok.as_ref(),
+        None,
+        Some(first_own.as_deref().unwrap_or("0.001")),
+    )?;
+    let offer = OfferInput {
+        name: &args.name,
+        namespace: &args.namespace,
+        type_: OfferType::Mcp,
+        model: None,
+        upstream: &args.upstream,
+        health_path: &args.health_path,
+        payment: p,
+        price,
+        path: args.path.clone(),
+        description: args.description.clone(),
+        auth: UpstreamCredential::from_flags(&args.name, &args.upstream_auth)?,
+        mcp: Some(McpSpec { tools }),
     };
     apply(ctx, offer).await
 }

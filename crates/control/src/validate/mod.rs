@@ -380,6 +380,7 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
     check_payment("spec.payment", &spec.payment, &mut errors);
     check_payments(&spec.payment, &spec.payments, &mut errors);
     check_routes(&spec.routes, &mut errors);
+    crate::mcp::check(spec, &mut errors);
     if let Some(limits) = spec.limits {
         for (name, value) in [("maxInFlight", limits.max_in_flight), ("rps", limits.rps)] {
             if value.is_some_and(|v| v == 0 || v > MAX_LIMIT) {
@@ -495,7 +496,7 @@ fn normalized(payment: &PaymentSpec) -> PaymentSpec {
 }
 
 /// What is wrong with a price: `("", message)` for the price as a whole, `("perEpoch", …)`.
-fn price_problems(price: &PriceSpec) -> Vec<(&'static str, String)> {
+pub(crate) fn price_problems(price: &PriceSpec) -> Vec<(&'static str, String)> {
     let mut problems = Vec::new();
     if price.per_epoch.is_some() {
         problems.push((
@@ -523,7 +524,7 @@ pub const MAX_SUMMARY_CHARS: usize = 300;
 /// What is wrong with a route's path, if anything: `^/[a-zA-Z0-9/_.*-]*$` (the original's
 /// pattern), at most [`MAX_PATH_LEN`] bytes, no empty, `.` or `..` segment, no trailing `/`
 /// (but `/` itself, the offer's own path), at most one `*` per segment.
-fn route_path_problem(path: &str) -> Option<String> {
+pub(crate) fn route_path_problem(path: &str) -> Option<String> {
     if path.len() > MAX_PATH_LEN {
         return Some(format!("is longer than {MAX_PATH_LEN} bytes"));
     }

@@ -31,7 +31,7 @@ pub(super) enum Refused {
 
 impl Refused {
     /// As an HTTP answer for `offer` at `resource_url`.
-    fn into_response(self, offer: &Offer, resource_url: &str) -> Response<Body> {
+    pub(super) fn into_response(self, offer: &Offer, resource_url: &str) -> Response<Body> {
         match self {
             Self::Rechallenge { failure, status } => {
                 let required =

@@ -156,8 +156,12 @@ impl Shared {
         inner: S,
     ) -> Response<Body>
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
-        S::Future: Send,
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
     {
         for name in IDENTITY_HEADERS {
             request.headers_mut().remove(name);
@@ -194,6 +198,10 @@ impl Shared {
             Ok(admitted) => admitted,
             Err(refused) => return refused.into_response(),
         };
+        if offer.mcp.is_some() {
+            let upstream = tower::util::BoxCloneSyncService::new(inner);
+            return admitted.hold(self.serve_mcp(request, upstream, offer).await);
+        }
         let response = match gate {
             Gate::Free => {
                 if let Some(identity) = self.session_of(&request, &offer) {

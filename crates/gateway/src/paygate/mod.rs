@@ -42,10 +42,12 @@ use crate::siwx::Siwx;
 
 mod charge;
 mod gate;
+mod mcp;
 mod stream;
 
 pub use gate::VERIFIED_WALLET_HEADER;
 
+use charge::Refused;
 use stream::{SettleFn, SettleFuture, SettleOnEnd, StreamState};
 
 /// Identity headers only the gateway may set; stripped from every client request.
@@ -173,8 +175,9 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -223,6 +226,32 @@ impl NotCharged {
         match self {
             Self::Pending(r) | Self::Rejected(r) => Some(r),
             Self::Unknown(_) | Self::Failed(_) => None,
+        }
+    }
+
+    /// What the buyer is told: `settlement_pending` (the same payment, sent again, is served
+    /// once it lands), a re-challenge `settlement_rejected`, or `settlement_failed`.
+    fn refusal(&self) -> Refused {
+        match self {
+            Self::Pending(receipt) => Refused::Error(GatewayError::settlement_pending(format!(
+                "transaction {} was broadcast but not yet confirmed; send the same payment again to be served once it lands",
+                receipt.transaction
+            ))),
+            Self::Unknown(why) => Refused::Error(GatewayError::settlement_pending(format!(
+                "the settlement's outcome is not known yet ({why}); send the same payment again"
+            ))),
+            Self::Rejected(receipt) => Refused::Rechallenge {
+                failure: PaymentFailure {
+                    reason: "settlement_rejected",
+                    detail: receipt
+                        .error_reason
+                        .clone()
+                        .unwrap_or_else(|| "the facilitator refused to settle".into()),
+                    hint: None,
+                },
+                status: StatusCode::PAYMENT_REQUIRED,
+            },
+            Self::Failed(why) => Refused::Error(GatewayError::settlement_failed(why.clone(), true)),
         }
     }
 }
@@ -378,39 +407,10 @@ impl Shared {
         Err(refused)
     }
 
-    /// The answer to a settlement that did not charge: 503 `settlement_pending` (the same
-    /// payment, sent again, is served once it lands), 402 `settlement_rejected`, or 503
-    /// `settlement_failed`; with the receipt when there is one.
-    fn not_charged(refused: &NotCharged, offer: &Offer, resource_url: String) -> Response<Body> {
-        let mut response = match refused {
-            NotCharged::Pending(receipt) => GatewayError::settlement_pending(format!(
-                "transaction {} was broadcast but not yet confirmed; send the same payment again to be served once it lands",
-                receipt.transaction
-            ))
-            .into_response(),
-            NotCharged::Unknown(why) => GatewayError::settlement_pending(format!(
-                "the settlement's outcome is not known yet ({why}); send the same payment again"
-            ))
-            .into_response(),
-            NotCharged::Rejected(receipt) => {
-                let failure = PaymentFailure {
-                    reason: "settlement_rejected",
-                    detail: receipt
-                        .error_reason
-                        .clone()
-                        .unwrap_or_else(|| "the facilitator refused to settle".into()),
-                    hint: None,
-                };
-                challenge::response(&challenge::payment_required(
-                    offer,
-                    resource_url,
-                    Some(&failure),
-                ))
-            }
-            NotCharged::Failed(why) => {
-                GatewayError::settlement_failed(why.clone(), true).into_response()
-            }
-        };
+    /// The answer to a settlement that did not charge (see [`NotCharged::refusal`]), with the
+    /// receipt when there is one.
+    fn not_charged(refused: &NotCharged, offer: &Offer, resource_url: &str) -> Response<Body> {
+        let mut response = refused.refusal().into_response(offer, resource_url);
         if let Some(receipt) = refused.receipt() {
             add_receipt(response.headers_mut(), receipt);
         }
@@ -441,7 +441,7 @@ impl Shared {
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
-            Err(refused) => Self::not_charged(&refused, offer, resource_url),
+            Err(refused) => Self::not_charged(&refused, offer, &resource_url),
         }
     }
 
@@ -466,7 +466,7 @@ impl Shared {
         let taken_before = paid.retry;
         let (receipt, labels) = match self.settle(paid, taken_before).await {
             Ok(charged) => charged,
-            Err(refused) => return Self::not_charged(&refused, offer, resource_url),
+            Err(refused) => return Self::not_charged(&refused, offer, &resource_url),
         };
         let mut upstream = match inner.oneshot(request).await {
             Ok(response) => response,

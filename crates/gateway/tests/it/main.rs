@@ -11,6 +11,7 @@
 mod flows;
 mod hostile;
 mod limits;
+mod mcp;
 mod modes;
 mod routes;
 mod siwx;

@@ -1,0 +1,245 @@
+//! Paid MCP tools over streamable HTTP (JSON-RPC by hand, so every field is checked): the x402
+//! MCP binding on the same money path as HTTP — a paid call is charged exactly once, after the
+//! upstream succeeded; replays, bad payments and upstream failures cost nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use obol_gateway::mcp::{Tool, Tools};
+use obol_gateway::{Gate, Methods, Offer, OfferKind, Route, RouteTable};
+use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::wire::v2;
+use serde_json::{Value, json};
+
+use crate::{Fixture, PAY_TO, now, offer};
+
+/// An MCP offer at `/services/tools`: `echo` (1000 atomic), `dear` (2500 atomic, own price),
+/// `fail` (the upstream answers 500), `ping` (free); all POST to the test upstream.
+fn tools_route(upstream: &str) -> Route {
+    let base = offer("tools", upstream, OfferKind::Mcp, "USDC", "1000").offer;
+    let priced = |amount: &str| {
+        let mut priced = (*base).clone();
+        priced.options = offer("tools", upstream, OfferKind::Mcp, "USDC", amount)
+            .offer
+            .options
+            .clone();
+        Arc::new(priced)
+    };
+    let at = |mut tool: Tool, path: &str| {
+        tool.path = path.into();
+        tool
+    };
+    let tools = Tools::new(vec![
+        at(Tool::paid("echo", priced("1000")), "/echo"),
+        at(Tool::paid("dear", priced("2500")), "/echo"),
+        at(Tool::paid("fail", priced("1000")), "/fail"),
+        at(Tool::free("ping"), "/echo"),
+    ]);
+    let offer = Offer {
+        mcp: Some(Arc::new(tools)),
+        ..(*base).clone()
+    };
+    Route {
+        pattern: "/services/tools".into(),
+        methods: Methods::ANY,
+        gate: Gate::Free,
+        offer: Arc::new(offer),
+        free_quota: None,
+    }
+}
+
+async fn fixture() -> Fixture {
+    let fixture = Fixture::start().await;
+    fixture
+        .routes
+        .store(RouteTable::new(vec![tools_route(&fixture.upstream)]));
+    fixture
+}
+
+/// One JSON-RPC request to the offer's MCP endpoint; the whole answer.
+async fn rpc(fixture: &Fixture, method: &str, params: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/services/tools", fixture.gateway))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{method}");
+    response.json().await.unwrap()
+}
+
+/// `tools/call` of `name`, with `payment` in `_meta` when given; the result.
+async fn call(fixture: &Fixture, name: &str, payment: Option<Value>) -> Value {
+    let mut params = json!({"name": name, "arguments": {"city": "Lisbon"}});
+    if let Some(payment) = payment {
+        params["_meta"] = json!({"x402/payment": payment});
+    }
+    let answer = rpc(fixture, "tools/call", params).await;
+    answer["result"].clone()
+}
+
+/// The PaymentRequired of an unpaid call's result.
+fn required_of(result: &Value) -> v2::PaymentRequired {
+    assert_eq!(result["isError"], true, "{result}");
+    let text = result["content"][0]["text"].as_str().unwrap();
+    let from_text: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        from_text, result["structuredContent"],
+        "the same JSON twice"
+    );
+    serde_json::from_value(result["structuredContent"].clone()).unwrap()
+}
+
+fn failure_reason(result: &Value) -> String {
+    let required = required_of(result);
+    required.extensions.unwrap()["paymentFailure"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A signed payment for the first option of `required`, as the `_meta` value.
+fn pay(fixture: &Fixture, buyer: usize, required: &v2::PaymentRequired) -> Value {
+    let unsigned = prepare_exact(
+        &required.accepts[0],
+        Some(required.resource.clone()),
+        fixture.buyer(buyer).address(),
+        ValidityWindow::for_request(now(), 300),
+        random_nonce(),
+    )
+    .unwrap();
+    serde_json::to_value(unsigned.sign_with(&fixture.buyer(buyer)).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn tools_are_listed_with_their_prices() {
+    let fixture = fixture().await;
+    let answer = rpc(&fixture, "tools/list", json!({})).await;
+    let tools = answer["result"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dear", "echo", "fail", "ping"]);
+    assert_eq!(tools[3]["description"], "Free.");
+    assert!(
+        tools[1]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Paid with x402: 0.001 USDC"),
+        "{}",
+        tools[1]
+    );
+    assert_eq!(tools[1]["inputSchema"], json!({"type": "object"}));
+}
+
+#[tokio::test]
+async fn a_paid_tool_is_charged_exactly_once_after_the_upstream_answered() {
+    let fixture = fixture().await;
+    let unpaid = call(&fixture, "dear", None).await;
+    let required = required_of(&unpaid);
+    assert_eq!(required.resource.url, "mcp://tool/dear");
+    assert_eq!(required.accepts[0].amount.0.to_string(), "2500");
+    assert_eq!(
+        fixture.log.calls.load(Ordering::SeqCst),
+        0,
+        "never served unpaid"
+    );
+
+    let before = fixture.usdc(PAY_TO).await;
+    let payment = pay(&fixture, 1, &required);
+    let paid = call(&fixture, "dear", Some(payment.clone())).await;
+    assert_ne!(paid["isError"], true, "{paid}");
+    assert_eq!(paid["structuredContent"]["ok"], true);
+    let seen = &paid["structuredContent"]["headers"];
+    assert_eq!(
+        seen["x-payment-payer"].as_str().unwrap().to_lowercase(),
+        fixture.buyer(1).address().to_string().to_lowercase()
+    );
+    assert_eq!(
+        seen["authorization"], "Bearer upstream-secret",
+        "the seller's key"
+    );
+    assert_eq!(seen["content-type"], "application/json");
+    let receipt = &paid["_meta"]["x402/payment-response"];
+    assert_eq!(receipt["success"], true, "{paid}");
+    assert!(receipt["transaction"].as_str().unwrap().starts_with("0x"));
+    let after = fixture.usdc(PAY_TO).await;
+    assert_eq!(after - before, obol_x402::primitives::U256::from(2500u64));
+
+    // The same payment again: refused, not served, not charged.
+    let calls = fixture.log.calls.load(Ordering::SeqCst);
+    let replay = call(&fixture, "dear", Some(payment)).await;
+    assert_eq!(failure_reason(&replay), "payment_already_used");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(fixture.usdc(PAY_TO).await, after);
+    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_payment_for_another_price_or_no_payment_at_all_is_rechallenged() {
+    let fixture = fixture().await;
+    let cheap = required_of(&call(&fixture, "echo", None).await);
+    let payment = pay(&fixture, 2, &cheap);
+    let wrong = call(&fixture, "dear", Some(payment)).await;
+    assert_eq!(failure_reason(&wrong), "no_matching_requirement");
+
+    for junk in [json!("not json"), json!({"x402Version": 2}), json!(7)] {
+        let refused = call(&fixture, "echo", Some(junk)).await;
+        assert_eq!(failure_reason(&refused), "invalid_payment");
+    }
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_upstream_failure_is_not_charged_and_frees_the_payment() {
+    let fixture = fixture().await;
+    let required = required_of(&call(&fixture, "fail", None).await);
+    let payment = pay(&fixture, 3, &required);
+    let before = fixture.usdc(PAY_TO).await;
+    let failed = call(&fixture, "fail", Some(payment.clone())).await;
+    assert_eq!(failed["isError"], true);
+    assert!(
+        failed["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{failed}"
+    );
+    assert!(failed["_meta"].get("x402/payment-response").is_none());
+    // Not used up: the same authorization pays for a call that succeeds (same price).
+    let echo = call(&fixture, "echo", Some(payment)).await;
+    assert_eq!(echo["_meta"]["x402/payment-response"]["success"], true);
+    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fixture.usdc(PAY_TO).await - before,
+        obol_x402::primitives::U256::from(1000u64)
+    );
+}
+
+#[tokio::test]
+async fn free_tools_need_no_payment_and_unknown_tools_are_protocol_errors() {
+    let fixture = fixture().await;
+    let ping = call(&fixture, "ping", None).await;
+    assert_ne!(ping["isError"], true, "{ping}");
+    assert_eq!(ping["structuredContent"]["ok"], true);
+    assert_eq!(
+        ping["structuredContent"]["headers"]["x-payment-payer"],
+        Value::Null
+    );
+
+    let answer = rpc(
+        &fixture,
+        "tools/call",
+        json!({"name": "nope", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
+    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+}
