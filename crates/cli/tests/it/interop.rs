@@ -74,7 +74,7 @@ pub(crate) fn python_sdk() -> Option<PathBuf> {
 }
 
 /// Stops the stack (if any), then the devnet, when the test ends.
-struct Cleanup<'a>(&'a Path);
+pub(crate) struct Cleanup<'a>(pub(crate) &'a Path);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
@@ -150,7 +150,7 @@ fn spawn_until(
 }
 
 /// `obol devnet up` in `dir`; returns the JSON-RPC endpoint.
-fn devnet_up(dir: &Path) -> String {
+pub(crate) fn devnet_up(dir: &Path) -> String {
     let out = obol_in(dir, &["devnet", "up"], &[], None);
     assert!(out.status.success(), "devnet up: {}", stderr(&out));
     let status: serde_json::Value =
@@ -163,13 +163,13 @@ fn devnet_up(dir: &Path) -> String {
 }
 
 /// The devnet's token ledger, read over its JSON-RPC endpoint.
-struct Ledger {
+pub(crate) struct Ledger {
     chain: ChainClient,
     endpoint: String,
 }
 
 impl Ledger {
-    fn new(endpoint: &str) -> Self {
+    pub(crate) fn new(endpoint: &str) -> Self {
         let config = obol_config::ChainEndpoints {
             chain_id: obol_devnet::DEFAULT_CHAIN_ID,
             endpoints: vec![obol_config::Endpoint {
@@ -191,7 +191,12 @@ impl Ledger {
     }
 
     /// Balances of `token` for `seller` and `buyer`.
-    async fn pair(&self, token: Address, seller: Address, buyer: Address) -> (U256, U256) {
+    pub(crate) async fn pair(
+        &self,
+        token: Address,
+        seller: Address,
+        buyer: Address,
+    ) -> (U256, U256) {
         (
             self.balance(token, seller).await,
             self.balance(token, buyer).await,
@@ -199,7 +204,7 @@ impl Ledger {
     }
 
     /// Asserts the seller gained exactly `price` of `token` and the buyer lost exactly that.
-    async fn assert_moved(
+    pub(crate) async fn assert_moved(
         &self,
         token: Address,
         (seller, buyer): (Address, Address),
@@ -234,7 +239,7 @@ impl Ledger {
 
     /// Asserts `tx` is mined, succeeded, and called `to` (the token for EIP-3009, the x402
     /// Permit2 proxy for Permit2).
-    async fn assert_settled(&self, tx: &str, to: Address) {
+    pub(crate) async fn assert_settled(&self, tx: &str, to: Address) {
         assert!(
             tx.len() == 66 && tx.starts_with("0x"),
             "a transaction hash: {tx:?}"
@@ -251,13 +256,13 @@ impl Ledger {
     }
 }
 
-fn address_of(key: &str) -> Address {
+pub(crate) fn address_of(key: &str) -> Address {
     LocalSigner::from_private_key_hex(key)
         .expect("a dev key")
         .address()
 }
 
-async fn wait_ready(dir: &Path, name: &str) {
+pub(crate) async fn wait_ready(dir: &Path, name: &str) {
     for _ in 0..500 {
         let out = obol_in(dir, &["--json", "sell", "status", name], &[], None);
         if out.status.success() {

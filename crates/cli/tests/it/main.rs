@@ -13,6 +13,7 @@ mod hostname;
 mod identity;
 mod interop;
 mod manifest;
+mod mcp;
 mod network;
 mod secrets;
 mod shared_facilitator;
