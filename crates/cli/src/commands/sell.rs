@@ -1,4 +1,4 @@
-//! `obol sell http|inference|update|test|stop|pricing|list|status|delete` over the daemon's
+//! `obol sell http|inference|mcp|update|test|stop|pricing|list|status|delete` over the daemon's
 //! admin API; `sell register` and `sell identity` live in [`super::identity`].
 
 use std::io::Read as _;

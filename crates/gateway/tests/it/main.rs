@@ -109,7 +109,7 @@ pub async fn upstream(log: Arc<UpstreamLog>) -> String {
         .route("/echo", any(counted(log.clone())))
         .route("/v1/chat/completions", any(counted(log.clone())))
         .route("/fail", any(failing))
-        .route("/slow", get(slow))
+        .route("/slow", any(slow))
         .route("/stream", get(streams::sse_upstream))
         .route("/slowstream", get(streams::slow_sse_upstream))
         .route("/latestream", get(streams::late_sse_upstream));

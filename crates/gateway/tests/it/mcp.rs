@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use crate::{Fixture, PAY_TO, now, offer};
 
 /// An MCP offer at `/services/tools`: `echo` (1000 atomic), `dear` (2500 atomic, own price),
-/// `fail` (the upstream answers 500), `ping` (free); all POST to the test upstream.
+/// `fail` (the upstream answers 500), `ping` (free), `slow` (answers after 300 ms); all POST to
+/// the test upstream.
 fn tools_route(upstream: &str) -> Route {
     let base = offer("tools", upstream, OfferKind::Mcp, "USDC", "1000").offer;
     let priced = |amount: &str| {
@@ -34,6 +35,7 @@ fn tools_route(upstream: &str) -> Route {
         at(Tool::paid("dear", priced("2500")), "/echo"),
         at(Tool::paid("fail", priced("1000")), "/fail"),
         at(Tool::free("ping"), "/echo"),
+        at(Tool::paid("slow", priced("1000")), "/slow"),
     ]);
     let offer = Offer {
         mcp: Some(Arc::new(tools)),
@@ -119,7 +121,7 @@ async fn tools_are_listed_with_their_prices() {
     let answer = rpc(&fixture, "tools/list", json!({})).await;
     let tools = answer["result"]["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["dear", "echo", "fail", "ping"]);
+    assert_eq!(names, ["dear", "echo", "fail", "ping", "slow"]);
     assert_eq!(tools[3]["description"], "Free.");
     assert!(
         tools[1]["description"]
@@ -242,4 +244,23 @@ async fn free_tools_need_no_payment_and_unknown_tools_are_protocol_errors() {
             .contains("nope")
     );
     assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn one_payment_used_twice_at_once_is_served_once() {
+    let fixture = fixture().await;
+    let required = required_of(&call(&fixture, "slow", None).await);
+    let payment = pay(&fixture, 4, &required);
+    let (a, b) = tokio::join!(
+        call(&fixture, "slow", Some(payment.clone())),
+        call(&fixture, "slow", Some(payment))
+    );
+    let (served, refused) = if a["isError"] == true { (b, a) } else { (a, b) };
+    assert_eq!(
+        served["_meta"]["x402/payment-response"]["success"], true,
+        "{served}"
+    );
+    assert_eq!(failure_reason(&refused), "payment_in_flight");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
 }
