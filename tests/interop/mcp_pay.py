@@ -2,7 +2,8 @@
 streamable HTTP) as the MCP client, and the x402 SDK's MCP session (`x402.mcp.x402MCPSession`)
 paying with the exact EVM scheme.
 
-Usage: mcp_pay.py URL TOOL FREE_TOOL   (the buyer's private key in $BUYER_PRIVATE_KEY)
+Usage: mcp_pay.py URL TOOL ARGUMENTS FREE_TOOL FREE_ARGUMENTS
+       (arguments as JSON objects; the buyer's private key in $BUYER_PRIVATE_KEY)
 
 Steps: list the tools; call TOOL unpaid (the PaymentRequired result); call it through the x402
 session (it signs and retries); sign one payment with the x402 client and send it twice (the
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from types import SimpleNamespace
 
 from eth_account import Account
@@ -26,9 +28,6 @@ from x402.mcp import x402MCPSession
 from x402.mcp.utils import extract_payment_required_from_result
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
-
-ARGUMENTS = {"city": "Lisbon"}
-
 
 class Session:
     """The MCP SDK's client as the x402 SDK's MCP session calls it: x402 2.25 reads the 1.x
@@ -67,7 +66,7 @@ def settled(result) -> dict:
     }
 
 
-async def run(url: str, tool: str, free_tool: str, key: str) -> dict:
+async def run(url: str, tool: str, arguments: dict, free_tool: str, free_arguments: dict, key: str) -> dict:
     payer = x402Client()
     register_exact_evm_client(payer, EthAccountSigner(Account.from_key(key)))
     async with Client(url) as client:
@@ -75,7 +74,7 @@ async def run(url: str, tool: str, free_tool: str, key: str) -> dict:
         listed = await client.list_tools()
         tools = [{"name": t.name, "description": t.description, "inputSchema": t.input_schema} for t in listed.tools]
 
-        unpaid = await session.call_tool(tool, ARGUMENTS)
+        unpaid = await session.call_tool(tool, arguments)
         required = extract_payment_required_from_result(
             SimpleNamespace(is_error=unpaid.isError, structured_content=unpaid.structuredContent, content=unpaid.content)
         )
@@ -83,15 +82,15 @@ async def run(url: str, tool: str, free_tool: str, key: str) -> dict:
             raise RuntimeError(f"no PaymentRequired in the unpaid result: {unpaid}")
 
         started = time.perf_counter()
-        paid = await x402MCPSession(session, payer).call_tool(tool, ARGUMENTS)
+        paid = await x402MCPSession(session, payer).call_tool(tool, arguments)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
 
         payload = await payer.create_payment_payload(required)
         meta = {"x402/payment": payload.model_dump(by_alias=True, exclude_none=True)}
-        first = await session.call_tool(tool, ARGUMENTS, meta=meta)
-        again = await session.call_tool(tool, ARGUMENTS, meta=meta)
+        first = await session.call_tool(tool, arguments, meta=meta)
+        again = await session.call_tool(tool, arguments, meta=meta)
 
-        free = await x402MCPSession(session, payer).call_tool(free_tool, ARGUMENTS)
+        free = await x402MCPSession(session, payer).call_tool(free_tool, free_arguments)
     return {
         "tools": tools,
         "unpaid": unpaid.structuredContent,
@@ -106,7 +105,7 @@ async def run(url: str, tool: str, free_tool: str, key: str) -> dict:
 
 
 def main() -> int:
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 6:
         print(__doc__, file=sys.stderr)
         return 2
     key = os.environ.get("BUYER_PRIVATE_KEY")
@@ -114,9 +113,10 @@ def main() -> int:
         print("mcp_pay.py: $BUYER_PRIVATE_KEY is required", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(run(sys.argv[1], sys.argv[2], sys.argv[3], key))
+        url, tool, arguments, free_tool, free_arguments = sys.argv[1:]
+        result = asyncio.run(run(url, tool, json.loads(arguments), free_tool, json.loads(free_arguments), key))
     except Exception as error:  # anything the SDKs raise
-        print(f"mcp_pay.py: {type(error).__name__}: {error}", file=sys.stderr)
+        traceback.print_exception(error, file=sys.stderr)
         return 1
     print(json.dumps(result, default=str))
     return 0

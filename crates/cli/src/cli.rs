@@ -824,13 +824,22 @@ pub(crate) struct SellMcpArgs {
     /// Namespace.
     #[arg(long, short, default_value = "default")]
     pub(crate) namespace: String,
-    /// Where tool calls go: each tool's JSON arguments are POSTed to `<upstream>/<tool>`.
+    /// Where tool calls go: each tool's JSON arguments are POSTed to `<upstream>/<tool>` (with
+    /// `--mcp-server`: the MCP server's endpoint).
     #[arg(long)]
     pub(crate) upstream: String,
     /// A tool (repeatable): `NAME` (at the offer's price), `NAME:PRICE` (its own price per
-    /// call) or `NAME:free`.
-    #[arg(long = "tool", value_name = "NAME[:PRICE|:free]", required = true)]
+    /// call) or `NAME:free`. With `--mcp-server`, the prices of those not at the offer's.
+    #[arg(
+        long = "tool",
+        value_name = "NAME[:PRICE|:free]",
+        required_unless_present = "mcp_server"
+    )]
     pub(crate) tools: Vec<String>,
+    /// The upstream is a streamable-HTTP MCP server: sell every tool it has (at the offer's
+    /// price unless a `--tool` says otherwise), calling it by name.
+    #[arg(long)]
+    pub(crate) mcp_server: bool,
     /// Health path probed on the upstream.
     #[arg(long, default_value = "/health")]
     pub(crate) health_path: String,

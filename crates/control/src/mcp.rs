@@ -1,7 +1,8 @@
 //! MCP offers (`type: mcp`): the tools of `spec.mcp`, their checks, and the gateway's tool
 //! table (docs/design/agents.md). A tool is paid at `payment.price` unless it has its own
 //! `price` or is `free`; its arguments are POSTed as JSON to `<upstream.url><path>` (`path`
-//! defaults to `/<name>`).
+//! defaults to `/<name>`), or, with `spec.mcp.upstream: mcp`, the upstream is an MCP server and
+//! every tool of it is sold (the declared ones as declared, the others at `payment.price`).
 
 use std::sync::Arc;
 
@@ -22,8 +23,31 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct McpSpec {
-    /// The tools, at least one and at most [`MAX_TOOLS`], names unique.
+    /// What `spec.upstream.url` is: an HTTP API (each tool POSTed to) or an MCP server (every
+    /// tool of it sold).
+    #[serde(default, skip_serializing_if = "McpUpstream::is_default")]
+    pub upstream: McpUpstream,
+    /// The tools (at most [`MAX_TOOLS`], names unique): every tool sold, or, for an MCP
+    /// upstream, the prices of those not at the offer's price (may be empty).
+    #[serde(default)]
     pub tools: Vec<McpToolSpec>,
+}
+
+/// What an MCP offer's upstream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum McpUpstream {
+    /// An HTTP API: a call POSTs the tool's JSON arguments to `<upstream.url><path>`.
+    #[default]
+    Http,
+    /// A streamable-HTTP MCP server at `upstream.url`: its tools are listed and called through.
+    Mcp,
+}
+
+impl McpUpstream {
+    fn is_default(&self) -> bool {
+        *self == Self::Http
+    }
 }
 
 /// One tool of an MCP offer.
@@ -70,6 +94,30 @@ impl McpToolSpec {
     }
 }
 
+/// Whether `offer` sells an upstream MCP server's tools.
+pub fn is_mcp_server(offer: &ServiceOffer) -> bool {
+    offer.spec.type_ == OfferType::Mcp
+        && offer
+            .spec
+            .mcp
+            .as_ref()
+            .is_some_and(|mcp| mcp.upstream == McpUpstream::Mcp)
+}
+
+/// The `initialize` request the health probe sends an upstream MCP server.
+pub fn initialize_request() -> Value {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "obol-stack health probe", "version": env!("CARGO_PKG_VERSION")}
+        }
+    })
+}
+
 /// Checks `spec.mcp` against `spec.type`: present exactly for `type: mcp`, no `routes` beside
 /// it, and each tool's fields.
 pub(crate) fn check(spec: &ServiceOfferSpec, errors: &mut Vec<FieldError>) {
@@ -104,11 +152,15 @@ pub(crate) fn check(spec: &ServiceOfferSpec, errors: &mut Vec<FieldError>) {
             "an mcp offer is priced per tool (spec.mcp.tools[].price), not per route".into(),
         );
     }
-    if mcp.tools.is_empty() || mcp.tools.len() > MAX_TOOLS {
+    let least = match mcp.upstream {
+        McpUpstream::Http => 1,
+        McpUpstream::Mcp => 0,
+    };
+    if mcp.tools.len() < least || mcp.tools.len() > MAX_TOOLS {
         fail(
             "spec.mcp.tools".into(),
             format!(
-                "declares {} tools; between 1 and {MAX_TOOLS}",
+                "declares {} tools; between {least} and {MAX_TOOLS}",
                 mcp.tools.len()
             ),
         );
@@ -163,7 +215,12 @@ pub(crate) fn check(spec: &ServiceOfferSpec, errors: &mut Vec<FieldError>) {
                 "must be an object schema ({\"type\": \"object\", …})".into(),
             );
         }
-        if let Some(path) = &tool.path {
+        if tool.path.is_some() && mcp.upstream == McpUpstream::Mcp {
+            fail(
+                field("path"),
+                "an MCP upstream is called by tool name, not by path".into(),
+            );
+        } else if let Some(path) = &tool.path {
             let problem = route_path_problem(path).or_else(|| {
                 path.contains('*')
                     .then(|| "is a path, not a pattern: no '*'".to_owned())
@@ -172,6 +229,24 @@ pub(crate) fn check(spec: &ServiceOfferSpec, errors: &mut Vec<FieldError>) {
                 fail(field("path"), problem);
             }
         }
+    }
+}
+
+/// `base` as the offer a call of `tool` (or, without one, of an undeclared upstream tool) is
+/// priced by: described as the tool, answering JSON, without the tool table.
+fn priced(base: &Offer, tool: Option<&McpToolSpec>) -> Offer {
+    Offer {
+        description: match tool {
+            Some(McpToolSpec {
+                description: Some(own),
+                ..
+            }) => own.clone(),
+            Some(tool) => format!("Tool: {}", tool.name),
+            None => format!("A tool of {}", base.name),
+        },
+        mime_type: "application/json".into(),
+        mcp: None,
+        ..base.clone()
     }
 }
 
@@ -202,19 +277,16 @@ pub fn gateway_tools(
                 };
                 tool.priced = Some(Arc::new(Offer {
                     options,
-                    description: match &spec.description {
-                        Some(own) => own.clone(),
-                        None => format!("Tool: {}", spec.name),
-                    },
-                    mime_type: "application/json".into(),
-                    mcp: None,
-                    ..base.clone()
+                    ..priced(base, Some(spec))
                 }));
             }
             Ok(tool)
         })
         .collect::<Result<Vec<_>, RouteError>>()?;
-    Ok(Tools::new(tools))
+    Ok(match mcp.upstream {
+        McpUpstream::Http => Tools::new(tools),
+        McpUpstream::Mcp => Tools::proxying(tools, Arc::new(priced(base, None))),
+    })
 }
 
 #[cfg(test)]
@@ -309,6 +381,39 @@ mod tests {
         );
         assert!(found[2].contains("already declared by spec.mcp.tools[1]"));
         assert!(problems(&mcp_offer(json!([])))[0].contains("declares 0 tools"));
+    }
+
+    #[test]
+    fn an_mcp_upstream_needs_no_tools_and_no_paths() {
+        let mut o = mcp_offer(json!([]));
+        o.spec.mcp.as_mut().unwrap().upstream = McpUpstream::Mcp;
+        assert_eq!(problems(&o), Vec::<String>::new());
+        let mut o = mcp_offer(json!([{"name": "a", "path": "/a"}]));
+        o.spec.mcp.as_mut().unwrap().upstream = McpUpstream::Mcp;
+        assert_eq!(
+            problems(&o),
+            ["spec.mcp.tools[0].path: an MCP upstream is called by tool name, not by path"]
+        );
+        let mut o = mcp_offer(json!([{"name": "cheap", "price": "0.0001"}]));
+        o.spec.mcp.as_mut().unwrap().upstream = McpUpstream::Mcp;
+        let routes = gateway_routes(&TokenRegistry::builtin(), &NoSecrets, &o).unwrap();
+        let tools = routes[0].offer.mcp.as_ref().unwrap();
+        assert!(tools.proxies());
+        let amount = |name: &str| {
+            tools
+                .pricing(name)
+                .unwrap()
+                .priced
+                .as_ref()
+                .unwrap()
+                .options[0]
+                .requirements
+                .amount
+                .0
+                .to_string()
+        };
+        assert_eq!(amount("cheap"), "100");
+        assert_eq!(amount("anything_else"), "1000", "the offer's price");
     }
 
     #[test]

@@ -484,14 +484,30 @@ impl Reconciler {
         };
         let auth = upstream_auth(self.secrets.as_ref(), offer)
             .map_err(|e| ("MissingUpstreamSecret", e.to_string()))?;
-        let health = offer.health_path();
-        let url = format!("{}{health}", base.trim_end_matches('/'));
-        let mut request = self.http.get(&url);
+        let mcp_server = crate::mcp::is_mcp_server(offer);
+        let health = if mcp_server {
+            "(MCP initialize)".to_owned()
+        } else {
+            offer.health_path()
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
         if let Some(auth) = auth {
-            let mut headers = reqwest::header::HeaderMap::new();
             auth.apply(&mut headers);
-            request = request.headers(headers);
         }
+        let request = if mcp_server {
+            // An MCP server is healthy when it answers the handshake's first message.
+            self.http
+                .post(base)
+                .header(
+                    reqwest::header::ACCEPT,
+                    "application/json, text/event-stream",
+                )
+                .json(&crate::mcp::initialize_request())
+        } else {
+            self.http
+                .get(format!("{}{health}", base.trim_end_matches('/')))
+        };
+        let request = request.headers(headers);
         match request.send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err((

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use obol_config::stack::{FacilitatorSetting, StackFile};
-use obol_control::mcp::{McpSpec, McpToolSpec};
+use obol_control::mcp::{McpSpec, McpToolSpec, McpUpstream};
 use obol_control::offer::{
     AssetSpec, GateSpec, LimitsSpec, ModelSpec, OfferType, PaymentSpec, PriceSpec,
     RegistrationSpec, RoutePrice, SettleTiming, UpstreamSpec,
@@ -390,7 +390,14 @@ async fn mcp(ctx: &Context, args: &SellMcpArgs) -> anyhow::Result<ExitCode> {
         path: args.path.clone(),
         description: args.description.clone(),
         auth: UpstreamCredential::from_flags(&args.name, &args.upstream_auth)?,
-        mcp: Some(McpSpec { tools }),
+        mcp: Some(McpSpec {
+            upstream: if args.mcp_server {
+                McpUpstream::Mcp
+            } else {
+                McpUpstream::Http
+            },
+            tools,
+        }),
     };
     apply(ctx, offer).await
 }

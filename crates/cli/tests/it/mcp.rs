@@ -1,50 +1,52 @@
 //! Paid MCP tools with the official clients (PyPI `mcp` as the MCP client, the x402 Python SDK's
-//! MCP session paying): `obol sell mcp` on a devnet stack; the tools are listed with their
-//! prices, an unpaid call gets the PaymentRequired result, a paid call is settled on the devnet
-//! for exactly the tool's price, a replayed payment is refused and a free tool costs nothing.
+//! MCP session paying) on a devnet stack: the tools are listed with their prices, an unpaid call
+//! gets the PaymentRequired result, a paid call is settled on the devnet for exactly the tool's
+//! price, a replayed payment is refused and a free tool costs nothing. Once over an HTTP API
+//! (`obol sell mcp --tool …`), once over an MCP server built with the official Python SDK
+//! (`obol sell mcp --mcp-server`).
 
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use obol_x402::primitives::U256;
+use obol_x402::primitives::{Address, U256};
 
 use crate::interop::{Cleanup, Ledger, address_of, devnet_up, python_sdk, repo, wait_ready};
 use crate::stack::{gateway, upstream};
 use crate::{obol_in, stderr};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_mcp_sdk_pays_our_tools() {
-    let Some(python) = python_sdk() else {
-        return;
-    };
-    let root = tempfile::tempdir().expect("a temp dir");
-    let dir = root.path();
-    let upstream = upstream().await;
+/// A call of `tool` with `arguments` and of the free tool `free` (arguments `free_arguments`).
+struct Calls<'a> {
+    tool: &'a str,
+    arguments: &'a str,
+    free: &'a str,
+    free_arguments: &'a str,
+}
+
+/// A devnet stack selling `sell_args` (after `sell mcp tools`) to a buyer; returns the report of
+/// `tests/interop/mcp_pay.py`, after checking what every run must show, and the amount a paid
+/// call of `calls.tool` costs (atomic USDC).
+async fn sold_and_paid(
+    dir: &Path,
+    python: &Path,
+    sell_args: &[&str],
+    calls: &Calls<'_>,
+    price: u64,
+) -> serde_json::Value {
     let endpoint = devnet_up(dir);
-    let _cleanup = Cleanup(dir);
     crate::stack_up(dir, None, true);
     let seller = address_of(obol_devnet::DEV_KEYS[3]);
     let pay_to = seller.to_checksum(None);
-    let out = obol_in(
-        dir,
-        &[
-            "sell",
-            "mcp",
-            "tools",
-            "--upstream",
-            &upstream,
-            "--tool",
-            "weather:0.002",
-            "--tool",
-            "ping:free",
-            "--pay-to",
-            &pay_to,
-            "--chain",
-            "base-sepolia",
-            "--no-register",
-        ],
-        &[],
-        None,
-    );
+    let mut args = vec!["sell", "mcp", "tools"];
+    args.extend_from_slice(sell_args);
+    args.extend_from_slice(&[
+        "--pay-to",
+        &pay_to,
+        "--chain",
+        "base-sepolia",
+        "--no-register",
+    ]);
+    let out = obol_in(dir, &args, &[], None);
     assert!(out.status.success(), "sell mcp: {}", stderr(&out));
     wait_ready(dir, "tools").await;
     let url = format!("{}/services/tools", gateway(dir));
@@ -53,33 +55,31 @@ async fn the_python_mcp_sdk_pays_our_tools() {
     let buyer = address_of(buyer_key);
     let ledger = Ledger::new(&endpoint);
     let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(repo().join("tests/interop/mcp_pay.py"))
-        .args([url.as_str(), "weather", "ping"])
+        .args([
+            url.as_str(),
+            calls.tool,
+            calls.arguments,
+            calls.free,
+            calls.free_arguments,
+        ])
         .env("BUYER_PRIVATE_KEY", buyer_key)
         .output()
         .expect("python runs");
     assert!(out.status.success(), "mcp_pay.py: {}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
 
-    let tools = report["tools"].as_array().expect("tools");
-    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["ping", "weather"]);
-    assert!(
-        tools[1]["description"]
-            .as_str()
-            .is_some_and(|d| d.contains("0.002 USDC")),
-        "{report}"
-    );
-
     let unpaid = &report["unpaid"];
-    assert_eq!(unpaid["resource"]["url"], "mcp://tool/weather");
-    assert_eq!(unpaid["accepts"][0]["amount"], "2000");
+    assert_eq!(
+        unpaid["resource"]["url"],
+        format!("mcp://tool/{}", calls.tool)
+    );
+    assert_eq!(unpaid["accepts"][0]["amount"], price.to_string());
 
     let paid = &report["paid"];
     assert_eq!(paid["paymentMade"], true, "{report}");
     assert_eq!(paid["isError"], false, "{report}");
-    assert_eq!(paid["text"][0], "{\"ok\":true}", "the upstream's answer");
     let receipt = &paid["paymentResponse"];
     assert_eq!(receipt["success"], true, "{report}");
     let tx = receipt["transaction"].as_str().expect("a transaction");
@@ -98,17 +98,127 @@ async fn the_python_mcp_sdk_pays_our_tools() {
     assert_eq!(free["paymentMade"], false, "{report}");
     assert_eq!(free["isError"], false, "{report}");
 
-    // Two paid calls (the session's and the first of the replayed payment), 0.002 USDC each.
+    // Two paid calls: the session's and the first of the replayed payment.
+    let parties: (Address, Address) = (seller, buyer);
     ledger
-        .assert_moved(
-            obol_devnet::USDC,
-            (seller, buyer),
-            before,
-            U256::from(4000u64),
-        )
+        .assert_moved(obol_devnet::USDC, parties, before, U256::from(2 * price))
         .await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_mcp_sdk_pays_our_tools() {
+    let Some(python) = python_sdk() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path();
+    let _cleanup = Cleanup(dir);
+    let upstream = upstream().await;
+    let sell = [
+        "--upstream",
+        &upstream,
+        "--tool",
+        "weather:0.002",
+        "--tool",
+        "ping:free",
+    ];
+    let calls = Calls {
+        tool: "weather",
+        arguments: r#"{"city": "Lisbon"}"#,
+        free: "ping",
+        free_arguments: "{}",
+    };
+    let report = sold_and_paid(dir, &python, &sell, &calls, 2000).await;
+
+    let tools = report["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["ping", "weather"]);
+    assert!(
+        tools[1]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("0.002 USDC")),
+        "{report}"
+    );
+    assert_eq!(
+        report["paid"]["text"][0], "{\"ok\":true}",
+        "the upstream's answer"
+    );
     println!(
         "interop: the PyPI mcp client + x402 MCP session paid a tool call in {} ms (unpaid call → sign → paid call → settled)",
         report["elapsedMs"]
     );
+}
+
+/// A child process killed when the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_mcp_server_is_sold_whole() {
+    let Some(python) = python_sdk() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _server = Killed(
+        Command::new(&python)
+            .arg(repo().join("tests/interop/mcp_server.py"))
+            .arg(port.to_string())
+            .spawn()
+            .expect("the MCP server starts"),
+    );
+    let mut up = false;
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up, "the Python MCP server listens on {port}");
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path();
+    let _cleanup = Cleanup(dir);
+    let upstream = format!("http://127.0.0.1:{port}/mcp");
+    let sell = [
+        "--upstream",
+        &upstream,
+        "--mcp-server",
+        "--per-request",
+        "0.003",
+        "--tool",
+        "shout:free",
+    ];
+    let calls = Calls {
+        tool: "add",
+        arguments: r#"{"a": 2, "b": 3}"#,
+        free: "shout",
+        free_arguments: r#"{"text": "hi"}"#,
+    };
+    let report = sold_and_paid(dir, &python, &sell, &calls, 3000).await;
+
+    let tools = report["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["add", "shout"], "the server's own tools");
+    assert!(
+        tools[0]["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Adds two integers. Paid with x402: 0.003 USDC")),
+        "{report}"
+    );
+    assert_eq!(
+        tools[0]["inputSchema"]["required"],
+        serde_json::json!(["a", "b"])
+    );
+    assert_eq!(report["paid"]["text"][0], "5", "{report}");
+    assert_eq!(report["free"]["text"][0], "HI", "{report}");
 }

@@ -15,7 +15,8 @@ use http_body_util::BodyExt as _;
 use obol_x402::wire::SettleResponse;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool as McpTool,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
+    ServerConfig, Tool as McpTool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -114,9 +115,28 @@ impl ServerHandler for Server {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(
-            self.tools.iter().map(listed).collect(),
-        ))
+        if !self.tools.proxies() {
+            return Ok(ListToolsResult::with_all_items(
+                self.tools.iter().map(listed).collect(),
+            ));
+        }
+        let theirs = self
+            .shared
+            .mcp_upstreams
+            .list(&self.offer)
+            .await
+            .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+        let tools = theirs
+            .into_iter()
+            .filter_map(|mut tool| {
+                let pricing = self.tools.pricing(&tool.name)?;
+                let description =
+                    pricing.listed_description(tool.description.as_deref().unwrap_or(""));
+                tool.description = Some(description.into());
+                Some(tool)
+            })
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -124,7 +144,7 @@ impl ServerHandler for Server {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let Some(tool) = self.tools.get(&request.name) else {
+        let Some(tool) = self.tools.pricing(&request.name) else {
             return Err(ErrorData::invalid_params(
                 format!(
                     "no tool named {:?} here (tools/list names them)",
@@ -139,14 +159,19 @@ impl ServerHandler for Server {
             .and_then(|meta| meta.0.get(PAYMENT_META))
             .or_else(|| context.meta.0.get(PAYMENT_META))
             .cloned();
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
-        Ok(self.call(tool, arguments, payment).await.into())
+        let arguments = request.arguments.unwrap_or_default();
+        Ok(self.call(&tool, arguments, payment).await.into())
     }
 }
 
 impl Server {
     /// A call of `tool`: free, or paid exactly as an HTTP request is.
-    async fn call(&self, tool: &Tool, arguments: Value, payment: Option<Value>) -> CallToolResult {
+    async fn call(
+        &self,
+        tool: &Tool,
+        arguments: JsonObject,
+        payment: Option<Value>,
+    ) -> CallToolResult {
         let Some(priced) = &tool.priced else {
             return self.forward(tool, &arguments, None).await.result;
         };
@@ -209,9 +234,38 @@ impl Server {
         }
     }
 
+    /// Calls the tool upstream: the upstream MCP server's tool of the same name, or a POST of
+    /// the arguments to the tool's path.
+    async fn forward(&self, tool: &Tool, arguments: &JsonObject, payer: Option<&str>) -> Answer {
+        if !self.tools.proxies() {
+            return self.post(tool, arguments, payer).await;
+        }
+        let upstreams = &self.shared.mcp_upstreams;
+        match upstreams
+            .call(&self.offer, &tool.name, arguments.clone())
+            .await
+        {
+            Ok(mut result) => {
+                // Their metadata stays theirs; ours (a receipt) is added after settlement.
+                if let Some(meta) = result.meta.as_mut() {
+                    meta.0.remove(RECEIPT_META);
+                }
+                // As negotiated with our client, not as the upstream did with us (a
+                // handshake-era upstream leaves the type out; rmcp drops it again for
+                // handshake-era clients of ours).
+                result.result_type = Some(ResultType::COMPLETE);
+                Answer {
+                    ok: result.is_error != Some(true),
+                    result,
+                }
+            }
+            Err(error) => failed(&GatewayError::upstream_unavailable(error.to_string())),
+        }
+    }
+
     /// POSTs the arguments to the tool's upstream path through the paygate's upstream service
     /// (the offer's upstream URL, credential, timeout and body limit), and reads the answer.
-    async fn forward(&self, tool: &Tool, arguments: &Value, payer: Option<&str>) -> Answer {
+    async fn post(&self, tool: &Tool, arguments: &JsonObject, payer: Option<&str>) -> Answer {
         let path = format!(
             "{}{}",
             self.offer.strip_prefix.trim_end_matches('/'),
@@ -269,7 +323,7 @@ impl Server {
 fn listed(tool: &Tool) -> McpTool {
     McpTool::new(
         tool.name.clone(),
-        tool.listed_description(),
+        tool.listed_description(""),
         Arc::new(tool.input_schema.clone()),
     )
 }

@@ -100,6 +100,8 @@ struct Shared {
     config: PaygateConfig,
     challenges: challenge::Challenges,
     limits: Limiter,
+    /// Connections to the upstream MCP servers of proxying MCP offers.
+    mcp_upstreams: crate::mcp::upstream::Upstreams,
 }
 
 /// Wraps an upstream service in the paygate.
@@ -132,6 +134,9 @@ impl PaygateLayer {
                 config,
                 challenges: challenge::Challenges::default(),
                 limits: Limiter::default(),
+                mcp_upstreams: crate::mcp::upstream::Upstreams::new(
+                    crate::proxy::DEFAULT_UPSTREAM_TIMEOUT,
+                ),
             }),
         }
     }

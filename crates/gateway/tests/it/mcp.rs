@@ -2,16 +2,24 @@
 //! MCP binding on the same money path as HTTP — a paid call is charged exactly once, after the
 //! upstream succeeded; replays, bad payments and upstream failures cost nothing.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use obol_gateway::mcp::{Tool, Tools};
 use obol_gateway::{Gate, Methods, Offer, OfferKind, Route, RouteTable};
 use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
 use obol_x402::wire::v2;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool as McpTool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::{Fixture, PAY_TO, now, offer};
+use crate::{Fixture, PAY_TO, now, offer, spawn};
 
 /// An MCP offer at `/services/tools`: `echo` (1000 atomic), `dear` (2500 atomic, own price),
 /// `fail` (the upstream answers 500), `ping` (free), `slow` (answers after 300 ms); all POST to
@@ -60,8 +68,13 @@ async fn fixture() -> Fixture {
 
 /// One JSON-RPC request to the offer's MCP endpoint; the whole answer.
 async fn rpc(fixture: &Fixture, method: &str, params: Value) -> Value {
+    rpc_at(fixture, "/services/tools", method, params).await
+}
+
+/// [`rpc`] to the MCP endpoint at `path`.
+async fn rpc_at(fixture: &Fixture, path: &str, method: &str, params: Value) -> Value {
     let response = reqwest::Client::new()
-        .post(format!("{}/services/tools", fixture.gateway))
+        .post(format!("{}{path}", fixture.gateway))
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-06-18")
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
@@ -74,11 +87,29 @@ async fn rpc(fixture: &Fixture, method: &str, params: Value) -> Value {
 
 /// `tools/call` of `name`, with `payment` in `_meta` when given; the result.
 async fn call(fixture: &Fixture, name: &str, payment: Option<Value>) -> Value {
-    let mut params = json!({"name": name, "arguments": {"city": "Lisbon"}});
+    call_at(
+        fixture,
+        "/services/tools",
+        name,
+        json!({"city": "Lisbon"}),
+        payment,
+    )
+    .await
+}
+
+/// [`call`] at `path` with `arguments`.
+async fn call_at(
+    fixture: &Fixture,
+    path: &str,
+    name: &str,
+    arguments: Value,
+    payment: Option<Value>,
+) -> Value {
+    let mut params = json!({"name": name, "arguments": arguments});
     if let Some(payment) = payment {
         params["_meta"] = json!({"x402/payment": payment});
     }
-    let answer = rpc(fixture, "tools/call", params).await;
+    let answer = rpc_at(fixture, path, "tools/call", params).await;
     answer["result"].clone()
 }
 
@@ -263,4 +294,202 @@ async fn one_payment_used_twice_at_once_is_served_once() {
     assert_eq!(failure_reason(&refused), "payment_in_flight");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 1);
     assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+}
+
+/// An upstream MCP server (rmcp, with sessions): `add` sums `a` and `b`, `boom` fails, `hello`
+/// greets; it records the `Authorization` it was sent.
+#[derive(Clone, Default)]
+struct Upstream {
+    authorization: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerHandler for Upstream {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let schema = |v: Value| Arc::new(v.as_object().unwrap().clone());
+        Ok(ListToolsResult::with_all_items(vec![
+            McpTool::new(
+                "add",
+                "Adds two numbers.",
+                schema(
+                    json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}),
+                ),
+            ),
+            McpTool::new("boom", "Always fails.", schema(json!({"type": "object"}))),
+            McpTool::new("hello", "Greets.", schema(json!({"type": "object"}))),
+        ]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
+            let seen = parts
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            self.authorization.lock().unwrap().push(seen);
+        }
+        let args = request.arguments.unwrap_or_default();
+        let result = match request.name.as_ref() {
+            "add" => {
+                let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
+                CallToolResult::success(vec![ContentBlock::text(sum.to_string())])
+            }
+            "boom" => CallToolResult::error(vec![ContentBlock::text("it broke")]),
+            "hello" => CallToolResult::success(vec![ContentBlock::text("hello")]),
+            other => {
+                return Err(ErrorData::invalid_params(format!("no tool {other}"), None));
+            }
+        };
+        Ok(result.into())
+    }
+}
+
+/// Serves `upstream` at `/mcp` on a free port; returns the endpoint's URL.
+async fn upstream_mcp(upstream: Upstream) -> String {
+    let service = StreamableHttpService::new(
+        move || Ok(upstream.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    format!("{}/mcp", spawn(router).await)
+}
+
+/// An offer at `/services/proxy` selling every tool of the MCP server at `upstream` (1000 atomic
+/// each), `hello` declared free.
+fn proxy_route(upstream: &str) -> Route {
+    let base = offer("proxy", upstream, OfferKind::Mcp, "USDC", "1000").offer;
+    let tools = Tools::proxying(vec![Tool::free("hello")], base.clone());
+    Route {
+        pattern: "/services/proxy".into(),
+        methods: Methods::ANY,
+        gate: Gate::Free,
+        offer: Arc::new(Offer {
+            mcp: Some(Arc::new(tools)),
+            ..(*base).clone()
+        }),
+        free_quota: None,
+    }
+}
+
+#[tokio::test]
+async fn a_whole_upstream_mcp_server_is_sold_tool_by_tool() {
+    let fixture = Fixture::start().await;
+    let upstream = Upstream::default();
+    let url = upstream_mcp(upstream.clone()).await;
+    fixture
+        .routes
+        .store(RouteTable::new(vec![proxy_route(&url)]));
+    let at = "/services/proxy";
+
+    let listed = rpc_at(&fixture, at, "tools/list", json!({})).await;
+    let tools = listed["result"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["add", "boom", "hello"]);
+    assert!(
+        tools[0]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Adds two numbers. Paid with x402: 0.001 USDC"),
+        "{}",
+        tools[0]
+    );
+    assert_eq!(tools[0]["inputSchema"]["properties"]["a"]["type"], "number");
+    assert_eq!(tools[2]["description"], "Greets. Free.");
+
+    let args = json!({"a": 2, "b": 3});
+    let unpaid = call_at(&fixture, at, "add", args.clone(), None).await;
+    let required = required_of(&unpaid);
+    assert_eq!(required.resource.url, "mcp://tool/add");
+    assert!(
+        upstream.authorization.lock().unwrap().is_empty(),
+        "never called unpaid"
+    );
+
+    let before = fixture.usdc(PAY_TO).await;
+    let paid = call_at(
+        &fixture,
+        at,
+        "add",
+        args.clone(),
+        Some(pay(&fixture, 5, &required)),
+    )
+    .await;
+    assert_eq!(paid["content"][0]["text"], "5", "{paid}");
+    assert_eq!(
+        paid["_meta"]["x402/payment-response"]["success"], true,
+        "{paid}"
+    );
+    assert_eq!(
+        fixture.usdc(PAY_TO).await - before,
+        obol_x402::primitives::U256::from(1000u64)
+    );
+    assert_eq!(
+        upstream.authorization.lock().unwrap().as_slice(),
+        ["Bearer upstream-secret"],
+        "the seller's key reaches the upstream server"
+    );
+
+    // The upstream's tool error is not charged.
+    let boom_required = required_of(&call_at(&fixture, at, "boom", json!({}), None).await);
+    let boom = call_at(
+        &fixture,
+        at,
+        "boom",
+        json!({}),
+        Some(pay(&fixture, 6, &boom_required)),
+    )
+    .await;
+    assert_eq!(boom["isError"], true);
+    assert_eq!(boom["content"][0]["text"], "it broke");
+    assert!(
+        boom.get("_meta")
+            .is_none_or(|m| m.get("x402/payment-response").is_none())
+    );
+    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+
+    let hello = call_at(&fixture, at, "hello", json!({}), None).await;
+    assert_eq!(hello["content"][0]["text"], "hello", "{hello}");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_mcp_server_is_an_error_never_a_charge() {
+    let fixture = Fixture::start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/mcp", listener.local_addr().unwrap())
+    };
+    fixture
+        .routes
+        .store(RouteTable::new(vec![proxy_route(&closed)]));
+    let at = "/services/proxy";
+    let listed = rpc_at(&fixture, at, "tools/list", json!({})).await;
+    assert!(
+        listed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the upstream MCP server"),
+        "{listed}"
+    );
+    let required = required_of(&call_at(&fixture, at, "add", json!({}), None).await);
+    let payment = pay(&fixture, 7, &required);
+    let failed = call_at(&fixture, at, "add", json!({}), Some(payment)).await;
+    assert_eq!(failed["isError"], true);
+    assert_eq!(
+        failed["structuredContent"]["reason"], "upstream_unavailable",
+        "{failed}"
+    );
+    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 0);
 }

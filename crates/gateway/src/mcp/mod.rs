@@ -3,13 +3,17 @@
 //! `result._meta["x402/payment-response"]`, and an unpaid call of a paid tool is answered with
 //! a tool result carrying the PaymentRequired (`isError`, `structuredContent`, and the same JSON
 //! in `content[0].text`). The calls themselves are served by the paygate
-//! (`paygate::mcp`), through the same take/settle path as every paid HTTP request.
+//! (`paygate::mcp`), through the same take/settle path as every paid HTTP request. A proxying
+//! offer's tools are its upstream MCP server's ([`upstream`]), priced by the declared ones.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::route::Offer;
+
+pub mod upstream;
 
 /// Where a tool call's payment travels: `params._meta[PAYMENT_META]`.
 pub const PAYMENT_META: &str = "x402/payment";
@@ -72,8 +76,9 @@ impl Tool {
         }
     }
 
-    /// Its `tools/list` description: its own, and what a call costs.
-    pub fn listed_description(&self) -> String {
+    /// Its `tools/list` description: its own (else `fallback`, an upstream server's), and what
+    /// a call costs.
+    pub fn listed_description(&self, fallback: &str) -> String {
         let price = match &self.priced {
             None => "Free.".to_owned(),
             Some(offer) => {
@@ -91,9 +96,10 @@ impl Tool {
                 format!("Paid with x402: {} per call.", prices.join(" or "))
             }
         };
-        match self.description.trim() {
-            "" => price,
-            own => format!("{own} {price}"),
+        match (self.description.trim(), fallback.trim()) {
+            ("", "") => price,
+            ("", theirs) => format!("{theirs} {price}"),
+            (own, _) => format!("{own} {price}"),
         }
     }
 }
@@ -102,6 +108,9 @@ impl Tool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tools {
     tools: Vec<Tool>,
+    /// Set when the upstream is an MCP server whose every tool is sold: the offer priced for
+    /// the tools not declared here.
+    proxy: Option<Arc<Offer>>,
 }
 
 impl Tools {
@@ -109,15 +118,39 @@ impl Tools {
     pub fn new(mut tools: Vec<Tool>) -> Self {
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools.dedup_by(|a, b| a.name == b.name);
-        Self { tools }
+        Self { tools, proxy: None }
     }
 
-    /// The tool named `name`.
+    /// The tools of an upstream MCP server: those in `declared` as declared, any other at
+    /// `default`'s price.
+    pub fn proxying(declared: Vec<Tool>, default: Arc<Offer>) -> Self {
+        Self {
+            proxy: Some(default),
+            ..Self::new(declared)
+        }
+    }
+
+    /// Whether the upstream is an MCP server (calls go to its tool of the same name).
+    pub fn proxies(&self) -> bool {
+        self.proxy.is_some()
+    }
+
+    /// The declared tool named `name`.
     pub fn get(&self, name: &str) -> Option<&Tool> {
         self.tools
             .binary_search_by(|tool| tool.name.as_str().cmp(name))
             .ok()
             .map(|index| &self.tools[index])
+    }
+
+    /// How a call of `name` is priced: the declared tool, or (proxying) the upstream's tool at
+    /// the default price; `None`: not sold here.
+    pub fn pricing(&self, name: &str) -> Option<Cow<'_, Tool>> {
+        if let Some(tool) = self.get(name) {
+            return Some(Cow::Borrowed(tool));
+        }
+        let default = self.proxy.as_ref()?;
+        valid_tool_name(name).then(|| Cow::Owned(Tool::paid(name, default.clone())))
     }
 
     /// Every tool, by name.
@@ -168,10 +201,34 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_prices_undeclared_tools_at_its_default() {
+        let default = Arc::new(Offer::at_services(
+            "p",
+            crate::OfferKind::Mcp,
+            "http://127.0.0.1:9/mcp".parse().unwrap(),
+            Vec::new(),
+        ));
+        let plain = Tools::new(vec![Tool::free("ping")]);
+        assert!(plain.pricing("other").is_none());
+        let proxy = Tools::proxying(vec![Tool::free("ping")], default);
+        assert!(proxy.proxies());
+        assert!(
+            proxy.pricing("ping").unwrap().priced.is_none(),
+            "as declared"
+        );
+        assert!(
+            proxy.pricing("other").unwrap().priced.is_some(),
+            "at the default"
+        );
+        assert!(proxy.pricing("not a name").is_none());
+    }
+
+    #[test]
     fn free_tools_say_so() {
         let mut tool = Tool::free("ping");
-        assert_eq!(tool.listed_description(), "Free.");
+        assert_eq!(tool.listed_description(""), "Free.");
+        assert_eq!(tool.listed_description("Theirs."), "Theirs. Free.");
         tool.description = "Answers pong.".into();
-        assert_eq!(tool.listed_description(), "Answers pong. Free.");
+        assert_eq!(tool.listed_description("Theirs."), "Answers pong. Free.");
     }
 }
