@@ -203,6 +203,10 @@ fn chat_output(model: &str) -> OutputSpec {
 /// The offer's input and output, declared or (inference) the chat-completions defaults;
 /// `None` when it describes no input.
 pub fn effective_io(offer: &ServiceOffer) -> Option<(InputSpec, Option<OutputSpec>)> {
+    if offer.spec.type_ == OfferType::Mcp {
+        // Each tool describes itself (crate::mcp::listing::bazaar).
+        return None;
+    }
     let declared = offer.spec.discovery.as_ref();
     let model = offer.spec.model.as_ref().map(|m| m.name.as_str());
     let input = match (declared.and_then(|d| d.input.clone()), model) {

@@ -220,7 +220,12 @@ pub fn document(
 ) -> Value {
     let mut paths = Map::new();
     let mut prices: Vec<f64> = Vec::new();
-    for (prefix, offer) in offers {
+    // MCP offers are JSON-RPC endpoints, not REST operations: their tools are in the catalog,
+    // `/skill.md` and `/.well-known/x402*`.
+    for (prefix, offer) in offers
+        .iter()
+        .filter(|(_, offer)| offer.spec.type_ != OfferType::Mcp)
+    {
         let io = effective_io(offer);
         for (index, route) in offer.effective_routes().iter().enumerate() {
             let (path, params) = path_template(&route_pattern(prefix, &route.path));

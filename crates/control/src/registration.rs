@@ -195,7 +195,11 @@ pub fn document(
             .map_or(default_image, str::to_owned),
     );
     for offer in &listed {
-        let mut web = Service::web(format!("{base}{}", offer.effective_path()));
+        let at = format!("{base}{}", offer.effective_path());
+        let mut web = match offer.spec.type_ {
+            OfferType::Mcp => Service::mcp(at, crate::mcp::listing::PROTOCOL_VERSION),
+            _ => Service::web(at),
+        };
         web.drain_ends_at = drain_end(offer).map(obol_config::time::rfc3339);
         push_unique(&mut doc.services, web);
         if let Some(r) = &offer.spec.registration

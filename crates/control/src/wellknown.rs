@@ -54,15 +54,18 @@ pub fn x402_resources(
 ) -> Value {
     let resources: Vec<Value> = listed(offers, now)
         .into_iter()
-        .map(|offer| {
-            json!({
+        .flat_map(|offer| {
+            if offer.spec.type_ == OfferType::Mcp {
+                return crate::mcp::listing::resources(tokens, offer, &endpoint(base_url, offer));
+            }
+            vec![json!({
                 "resource": endpoint(base_url, offer),
                 "type": "http",
                 "method": method(offer),
                 "description": description(offer),
                 "x402Version": 2,
                 "accepts": accepts(tokens, offer),
-            })
+            })]
         })
         .collect();
     json!({"x402Version": 2, "resources": resources})
@@ -77,7 +80,10 @@ pub fn x402_json(
 ) -> Value {
     let items: Vec<Value> = listed(offers, now)
         .into_iter()
-        .map(|offer| {
+        .flat_map(|offer| {
+            if offer.spec.type_ == OfferType::Mcp {
+                return crate::mcp::listing::items(tokens, offer, &endpoint(base_url, offer));
+            }
             let discovery = offer.spec.discovery.as_ref();
             let mut resource = json!({
                 "url": endpoint(base_url, offer),
@@ -105,7 +111,7 @@ pub fn x402_json(
             if signs_in {
                 item["requires"] = json!(["sign-in-with-x"]);
             }
-            item
+            vec![item]
         })
         .collect();
     json!({
@@ -135,6 +141,21 @@ pub fn llms_txt(
         let _ = writeln!(md, "No services are available right now.");
     }
     for offer in listed {
+        if offer.spec.type_ == OfferType::Mcp {
+            let tools: Vec<String> = crate::mcp::listing::tools(tokens, offer)
+                .iter()
+                .map(|tool| format!("`{}` {}", tool.name, tool.price))
+                .collect();
+            let _ = writeln!(
+                md,
+                "- [{}]({}): {} — MCP tools (streamable HTTP, paid per call in `params._meta[\"x402/payment\"]`): {}",
+                offer.metadata.name,
+                endpoint(base_url, offer),
+                description(offer),
+                tools.join(", "),
+            );
+            continue;
+        }
         let options = payment_options(tokens, offer, None).unwrap_or_default();
         let prices: Vec<String> = options
             .iter()

@@ -95,6 +95,15 @@ impl Service {
         }
     }
 
+    /// An `MCP` service (streamable HTTP) at `endpoint`, speaking MCP `version`.
+    pub fn mcp(endpoint: impl Into<String>, version: &str) -> Self {
+        Self {
+            name: "MCP".to_owned(),
+            version: Some(version.to_owned()),
+            ..Self::web(endpoint)
+        }
+    }
+
     /// An `OASF` entry (version [`OASF_VERSION`]) with skills and domains.
     pub fn oasf(skills: Vec<String>, domains: Vec<String>) -> Self {
         Self {

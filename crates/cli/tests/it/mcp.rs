@@ -5,13 +5,16 @@
 //! (`obol sell mcp --tool …`), once over an MCP server built with the official Python SDK
 //! (`obol sell mcp --mcp-server`).
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use obol_x402::primitives::{Address, U256};
 
-use crate::interop::{Cleanup, Ledger, address_of, devnet_up, python_sdk, repo, wait_ready};
+use crate::interop::{
+    Cleanup, Ledger, address_of, devnet_up, node_sdk, python_sdk, repo, wait_ready,
+};
 use crate::stack::{gateway, upstream};
 use crate::{obol_in, stderr};
 
@@ -144,6 +147,31 @@ async fn the_python_mcp_sdk_pays_our_tools() {
         report["paid"]["text"][0], "{\"ok\":true}",
         "the upstream's answer"
     );
+    // The tool's PaymentRequired describes the tool to the official Bazaar validator.
+    if let Some(node_path) = node_sdk() {
+        let mut node = Command::new("node")
+            .arg(repo().join("tests/interop/bazaar-check.cjs"))
+            .arg("-")
+            .env("NODE_PATH", node_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let required = serde_json::to_vec(&report["unpaid"]).expect("JSON");
+        node.stdin
+            .take()
+            .expect("stdin")
+            .write_all(&required)
+            .expect("written");
+        let out = node.wait_with_output().expect("node ends");
+        assert!(out.status.success(), "bazaar-check: {}", stderr(&out));
+        let checked: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(checked["valid"], true, "{checked}");
+        assert_eq!(checked["specValid"], true, "{checked}");
+        assert_eq!(checked["info"]["input"]["type"], "mcp", "{checked}");
+        assert_eq!(checked["info"]["input"]["toolName"], "weather", "{checked}");
+    }
     println!(
         "interop: the PyPI mcp client + x402 MCP session paid a tool call in {} ms (unpaid call → sign → paid call → settled)",
         report["elapsedMs"]

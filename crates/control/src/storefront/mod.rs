@@ -131,6 +131,9 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
     if let Some(model) = &spec.model {
         value["model"] = model.name.clone().into();
     }
+    if let Some(mcp) = crate::mcp::listing::catalog(tokens, offer, &endpoint) {
+        value["mcp"] = mcp;
+    }
     if !spec.routes.is_empty() {
         let prefix = offer.effective_path();
         value["routes"] = spec
@@ -357,6 +360,7 @@ pub fn skill_md(
                 "POST `{endpoint}/v1/chat/completions` (OpenAI-compatible, streaming supported)"
             ),
             Some("fine-tuning") => format!("multipart POST `{endpoint}`"),
+            Some("mcp") => format!("MCP tools over streamable HTTP at `{endpoint}`"),
             _ => "operator-defined HTTP API under the endpoint; see /openapi.json".to_owned(),
         };
         let _ = writeln!(md, "- Call: {call}");
@@ -391,6 +395,9 @@ pub fn skill_md(
                     payment["payTo"].as_str().unwrap_or("")
                 );
             }
+        }
+        if let Some(mcp) = e.get("mcp") {
+            md.push_str(&crate::mcp::listing::skill_lines(mcp));
         }
         if let Some(routes) = e["routes"].as_array() {
             let _ = writeln!(
@@ -432,6 +439,14 @@ pub fn skill_md(
             "- Description: {}",
             e["description"].as_str().unwrap_or("")
         );
+        if e.get("mcp").is_some() {
+            let _ = writeln!(
+                md,
+                "\n#### Try it\n\n```sh\n{}\n```",
+                crate::mcp::listing::curl_tools_list(endpoint)
+            );
+            continue;
+        }
         let _ = writeln!(
             md,
             "\n#### Try it\n\n```sh\ncurl -i {endpoint}            # 402 with the payment requirements\nobol buy pay {endpoint}        # one paid call\n```"
@@ -462,6 +477,12 @@ pub fn offer_openapi_json(tokens: &TokenRegistry, origin: &str, offer: &ServiceO
 /// An offer card's example call and answer, and the snippets to copy: `curl` (the 402),
 /// `obol buy pay`, Python with the x402 SDK.
 fn try_it(offer: &ServiceOffer, endpoint: &str, charged: &Value) -> String {
+    if offer.spec.type_ == crate::offer::OfferType::Mcp {
+        return format!(
+            "<details class=\"snippet\"><summary>curl (list the tools)</summary><pre class=\"curl\"><code>{}</code></pre><button onclick=\"navigator.clipboard.writeText(this.previousElementSibling.innerText)\">Copy</button></details>",
+            escape_html(&crate::mcp::listing::curl_tools_list(endpoint))
+        );
+    }
     let call = snippets::example_call(offer, endpoint);
     let max = charged.as_str().unwrap_or("0.01");
     let obol = match &call.body {
@@ -522,6 +543,25 @@ pub fn html(
                 escape_html(payment["price"].as_str().unwrap_or("")),
                 escape_html(payment["network"].as_str().unwrap_or("")),
             );
+        }
+        if let Some(tools) = e["mcp"]["tools"].as_array() {
+            more.push_str("<dt>Tools</dt><dd><ul class=\"routes\">");
+            for tool in tools {
+                let _ = write!(
+                    more,
+                    "<li><code>{}</code> {}</li>",
+                    escape_html(tool["name"].as_str().unwrap_or("")),
+                    escape_html(tool["price"].as_str().unwrap_or("")),
+                );
+            }
+            if let Some(price) = e["mcp"]["otherTools"].as_str() {
+                let _ = write!(
+                    more,
+                    "<li>every other tool of the server {}</li>",
+                    escape_html(price)
+                );
+            }
+            more.push_str("</ul></dd>");
         }
         if let Some(routes) = e["routes"].as_array() {
             more.push_str("<dt>Routes</dt><dd><ul class=\"routes\">");

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use obol_gateway::Offer;
 use obol_gateway::mcp::{MAX_TOOLS, Tool, Tools, valid_tool_name};
+use obol_gateway::{Discovery, Offer};
 use obol_x402::token::TokenRegistry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,6 +15,10 @@ use serde_json::{Map, Value};
 use crate::offer::{OfferType, RoutePrice, ServiceOffer, ServiceOfferSpec};
 use crate::routes::{RouteError, payment_options};
 use crate::validate::{FieldError, price_problems, route_path_problem};
+
+#[cfg(test)]
+mod documents;
+pub mod listing;
 
 /// The longest tool description.
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
@@ -235,18 +239,35 @@ pub(crate) fn check(spec: &ServiceOfferSpec, errors: &mut Vec<FieldError>) {
 /// `base` as the offer a call of `tool` (or, without one, of an undeclared upstream tool) is
 /// priced by: described as the tool, answering JSON, without the tool table.
 fn priced(base: &Offer, tool: Option<&McpToolSpec>) -> Offer {
+    let (description, discovery) = match tool {
+        Some(tool) => {
+            let own = tool.description.as_deref().unwrap_or("");
+            let schema = tool
+                .input_schema
+                .clone()
+                .unwrap_or_else(listing::any_object);
+            let discovery = Discovery {
+                bazaar: Some(listing::bazaar(&tool.name, own, &schema)),
+                ..base.discovery.as_deref().cloned().unwrap_or_default()
+            };
+            (described(&tool.name, own), Some(Arc::new(discovery)))
+        }
+        None => (format!("A tool of {}", base.name), base.discovery.clone()),
+    };
     Offer {
-        description: match tool {
-            Some(McpToolSpec {
-                description: Some(own),
-                ..
-            }) => own.clone(),
-            Some(tool) => format!("Tool: {}", tool.name),
-            None => format!("A tool of {}", base.name),
-        },
+        description,
         mime_type: "application/json".into(),
+        discovery,
         mcp: None,
         ..base.clone()
+    }
+}
+
+/// What a paid tool's PaymentRequired says it is: its description, else its name.
+pub(crate) fn described(name: &str, description: &str) -> String {
+    match description {
+        "" => format!("Tool: {name}"),
+        own => own.to_owned(),
     }
 }
 
