@@ -6,7 +6,7 @@
 //! for. [`reconcile`] turns `PurchaseRequest`s into pools and [`proxy`] purchases; the
 //! [`proxy`] spends them for agents. The most a pool can lose is N × price. [`seller`] is how
 //! the proxy and `obol buy pay` talk to a seller: no redirects, and a pending settlement
-//! retried with the same payment.
+//! retried with the same payment. [`spend`] is the durable daily cap of an unattended buyer.
 
 pub mod auths;
 mod known_terms;
@@ -17,6 +17,7 @@ pub mod probe;
 pub mod proxy;
 pub mod reconcile;
 pub mod seller;
+pub mod spend;
 
 pub use pool::{AuthPool, Held, PoolError};
 pub use presign::{PreSigned, PresignOptions, presign};

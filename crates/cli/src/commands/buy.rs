@@ -198,6 +198,175 @@ fn body_of(data: Option<&str>) -> anyhow::Result<Option<Vec<u8>>> {
     })
 }
 
+/// An HTTP call to make, paid when the seller asks.
+pub(super) struct Call {
+    pub(super) method: reqwest::Method,
+    pub(super) url: String,
+    pub(super) headers: reqwest::header::HeaderMap,
+    pub(super) body: Option<Vec<u8>>,
+}
+
+/// A paid call's outcome.
+pub(super) struct Paid {
+    /// The seller's last answer.
+    pub(super) response: reqwest::Response,
+    /// What was paid.
+    pub(super) choice: Choice,
+    /// Who paid.
+    pub(super) payer: obol_x402::primitives::Address,
+    /// The settlement receipt, if the seller sent one.
+    pub(super) receipt: Option<obol_x402::wire::SettleResponse>,
+    /// Set while the settlement may still land.
+    pub(super) pending: Option<seller::Pending>,
+    /// How many times the same payment was sent again.
+    pub(super) retries: u32,
+}
+
+impl Paid {
+    /// One line saying what happened to the money (seller text escaped).
+    pub(super) fn note(&self) -> String {
+        let Self {
+            response,
+            choice,
+            receipt,
+            pending,
+            retries,
+            ..
+        } = self;
+        let retried = if *retries > 0 {
+            format!(" (the same payment sent {} times)", retries + 1)
+        } else {
+            String::new()
+        };
+        let served = response.status().is_success();
+        let note = match (pending, receipt) {
+            (Some(pending), _) if served => format!(
+                "served; settlement pending, transaction {} — {} on {} to {}, not yet confirmed",
+                pending.transaction.as_deref().unwrap_or("not named yet"),
+                choice.price,
+                choice.network,
+                choice.requirement.pay_to
+            ),
+            (Some(pending), _) => format!(
+                "settlement pending, transaction {} — {} on {} to {} may still be charged, but the \
+                 seller has not served the call{retried}; not signed again (check the transaction \
+                 before paying for this call anew)",
+                pending.transaction.as_deref().unwrap_or("not named yet"),
+                choice.price,
+                choice.network,
+                choice.requirement.pay_to
+            ),
+            (None, Some(r)) if r.success => format!(
+                "paid {} on {} to {} — transaction {}{retried}",
+                choice.price, choice.network, choice.requirement.pay_to, r.transaction
+            ),
+            (None, Some(r)) => format!(
+                "payment not settled: {} (not retried: a new signature could pay twice)",
+                r.error_reason.as_deref().unwrap_or("no reason given")
+            ),
+            (None, None) if served => {
+                format!("{}: the seller sent no payment receipt", response.status())
+            }
+            (None, None) => format!(
+                "{}: the seller did not accept the payment (not retried)",
+                response.status()
+            ),
+        };
+        clean(&note)
+    }
+
+    /// The report of `--json` and of the MCP tools: price, network, payTo, payer, retries,
+    /// receipt, pending.
+    pub(super) fn report(&self) -> serde_json::Value {
+        let summary = json!({
+            "price": self.choice.price, "network": self.choice.network,
+            "payTo": self.choice.requirement.pay_to,
+            "payer": self.payer.to_checksum(None), "retries": self.retries,
+        });
+        let pending = self.pending.as_ref().map(|p| {
+            json!({"transaction": p.transaction, "retries": self.retries, "message": self.note()})
+        });
+        json!({"payment": summary, "receipt": self.receipt, "pending": pending})
+    }
+}
+
+/// How a call ended.
+pub(super) enum Called {
+    /// The seller did not ask for a payment; nothing was paid.
+    Free(reqwest::Response),
+    /// It asked, and was paid.
+    Paid(Box<Paid>),
+}
+
+/// Makes `call`; when the seller answers 402, `choose`s an option, gets the signer, sees to a
+/// Permit2 approval (`approve` decides whether to send one), signs one payment and sends the
+/// call again with it (again with the same payment while the seller says its settlement is
+/// under way; nothing is ever signed twice).
+pub(super) async fn call_paying(
+    ctx: &Context,
+    client: &reqwest::Client,
+    call: &Call,
+    choose: impl FnOnce(&Offered) -> anyhow::Result<Choice>,
+    signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
+    approve: impl FnOnce(&super::permit2::Approval, &LocalSigner) -> anyhow::Result<bool>,
+) -> anyhow::Result<Called> {
+    let send = |payment: Option<&(&'static str, String)>| {
+        let mut request = client
+            .request(call.method.clone(), &call.url)
+            .headers(call.headers.clone());
+        if let Some(body) = &call.body {
+            request = request.body(body.clone());
+        }
+        if let Some((name, value)) = payment {
+            request = request.header(*name, value);
+        }
+        seller::send(request)
+    };
+    let first = send(None).await.context("calling the seller")?;
+    if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+        return Ok(Called::Free(first));
+    }
+    let offered = probe::read_offer(first, &call.url).await?;
+    let choice = choose(&offered)?;
+    let signer = signer()?;
+    let token = &choice.token;
+    if let Some(approval) =
+        super::permit2::needed(ctx, token, &signer, choice.requirement.amount()).await?
+    {
+        if !approve(&approval, &signer)? {
+            bail!(
+                "not paid: paying in {} needs the Permit2 approval",
+                token.symbol
+            );
+        }
+        let hash = approval.send(&signer).await?;
+        output::note(&format!(
+            "approved Permit2 for {}: transaction {hash}",
+            token.symbol
+        ));
+    }
+    let header = sign_one(&signer, &offered, &choice.requirement)?;
+    let PaidAnswer {
+        response,
+        retries,
+        pending,
+    } = async {
+        let first = send(Some(&header)).await?;
+        seller::until_settled(first, || send(Some(&header)), || {}).await
+    }
+    .await
+    .context("calling the seller with the payment")?;
+    let receipt = receipt_of(response.headers());
+    Ok(Called::Paid(Box::new(Paid {
+        response,
+        choice,
+        payer: signer.address(),
+        receipt,
+        pending,
+        retries,
+    })))
+}
+
 async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
     let body = body_of(args.data.as_deref())?;
     let method: reqwest::Method = args
@@ -225,110 +394,38 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
     let client = seller::client(args.user_agent.as_deref(), |builder| {
         builder.timeout(Duration::from_secs(120))
     })?;
-    let send = |payment: Option<&(&'static str, String)>| {
-        let mut request = client
-            .request(method.clone(), &args.url)
-            .headers(headers.clone());
-        if let Some(body) = &body {
-            request = request.body(body.clone());
-        }
-        if let Some((name, value)) = payment {
-            request = request.header(*name, value);
-        }
-        seller::send(request)
+    let call = Call {
+        method,
+        url: args.url.clone(),
+        headers,
+        body,
     };
-
-    let first = send(None).await.context("calling the seller")?;
-    if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
-        output::note(&format!(
-            "not payment gated: {} (nothing paid)",
-            first.status()
-        ));
-        return finish(ctx, first, json!({"payment": null, "receipt": null})).await;
-    }
-    let offered = probe::read_offer(first, &args.url).await?;
-    let choice = choose(&offered, Some(&args.max_amount), &args.token)?;
-    let (signer, _) = super::wallet::load_signer(ctx, &args.signer)?;
-    let token = &choice.token;
-    if let Some(approval) =
-        super::permit2::needed(ctx, token, &signer, choice.requirement.amount()).await?
-    {
-        output::note(&format!("permit2: {}", approval.describe(&signer)));
-        if !output::confirm("Send the approval?", args.yes)? {
-            bail!(
-                "not paid: paying in {} needs the Permit2 approval",
-                token.symbol
-            );
+    let called = call_paying(
+        ctx,
+        &client,
+        &call,
+        |offered| choose(offered, Some(&args.max_amount), &args.token),
+        || Ok(super::wallet::load_signer(ctx, &args.signer)?.0),
+        |approval, signer| {
+            output::note(&format!("permit2: {}", approval.describe(signer)));
+            output::confirm("Send the approval?", args.yes)
+        },
+    )
+    .await?;
+    match called {
+        Called::Free(response) => {
+            output::note(&format!(
+                "not payment gated: {} (nothing paid)",
+                response.status()
+            ));
+            finish(ctx, response, json!({"payment": null, "receipt": null})).await
         }
-        let hash = approval.send(&signer).await?;
-        output::note(&format!(
-            "approved Permit2 for {}: transaction {hash}",
-            token.symbol
-        ));
-    }
-    let header = sign_one(&signer, &offered, &choice.requirement)?;
-    // While the seller says the settlement is under way, the same signed call is sent again;
-    // nothing is ever signed twice.
-    let PaidAnswer {
-        response: paid,
-        retries,
-        pending,
-    } = async {
-        let first = send(Some(&header)).await?;
-        seller::until_settled(first, || send(Some(&header)), || {}).await
-    }
-    .await
-    .context("calling the seller with the payment")?;
-    let receipt = receipt_of(paid.headers());
-    let summary = json!({
-        "price": choice.price, "network": choice.network, "payTo": choice.requirement.pay_to,
-        "payer": signer.address().to_checksum(None), "retries": retries,
-    });
-    let retried = if retries > 0 {
-        format!(" (the same payment sent {} times)", retries + 1)
-    } else {
-        String::new()
-    };
-    let served = paid.status().is_success();
-    let note = match (&pending, &receipt) {
-        (Some(pending), _) if served => format!(
-            "served; settlement pending, transaction {} — {} on {} to {}, not yet confirmed",
-            pending.transaction.as_deref().unwrap_or("not named yet"),
-            choice.price,
-            choice.network,
-            choice.requirement.pay_to
-        ),
-        (Some(pending), _) => format!(
-            "settlement pending, transaction {} — {} on {} to {} may still be charged, but the \
-             seller has not served the call{retried}; not signed again (check the transaction \
-             before paying for this call anew)",
-            pending.transaction.as_deref().unwrap_or("not named yet"),
-            choice.price,
-            choice.network,
-            choice.requirement.pay_to
-        ),
-        (None, Some(r)) if r.success => format!(
-            "paid {} on {} to {} — transaction {}{retried}",
-            choice.price, choice.network, choice.requirement.pay_to, r.transaction
-        ),
-        (None, Some(r)) => format!(
-            "payment not settled: {} (not retried: a new signature could pay twice)",
-            r.error_reason.as_deref().unwrap_or("no reason given")
-        ),
-        (None, None) if served => {
-            format!("{}: the seller sent no payment receipt", paid.status())
+        Called::Paid(paid) => {
+            output::note(&paid.note());
+            let report = paid.report();
+            finish(ctx, paid.response, report).await
         }
-        (None, None) => format!(
-            "{}: the seller did not accept the payment (not retried)",
-            paid.status()
-        ),
-    };
-    let note = clean(&note);
-    output::note(&note);
-    let pending =
-        pending.map(|p| json!({"transaction": p.transaction, "retries": retries, "message": note}));
-    let report = json!({"payment": summary, "receipt": receipt, "pending": pending});
-    finish(ctx, paid, report).await
+    }
 }
 
 /// One payment of `requirement` for `offered`, as the header to send. The seller picks the
@@ -339,6 +436,17 @@ pub(super) fn sign_one(
     offered: &Offered,
     requirement: &v2::PaymentRequirements,
 ) -> anyhow::Result<(&'static str, String)> {
+    let payment = sign_payment(signer, offered, requirement)?;
+    Ok(payment_header(offered.version, &payment)?)
+}
+
+/// One payment of `requirement` for `offered` (see [`sign_one`]), as the payload itself (an MCP
+/// call carries it in `_meta`).
+pub(super) fn sign_payment(
+    signer: &LocalSigner,
+    offered: &Offered,
+    requirement: &v2::PaymentRequirements,
+) -> anyhow::Result<v2::PaymentPayload> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let unsigned = prepare_exact(
         requirement,
@@ -348,10 +456,7 @@ pub(super) fn sign_one(
         random_nonce(),
     )?;
     let signature = signer.sign_digest_sync(&unsigned.digest())?;
-    Ok(payment_header(
-        offered.version,
-        &unsigned.finish(&signature),
-    )?)
+    Ok(unsigned.finish(&signature))
 }
 
 /// Prints the answer (body, or `report` — payment, receipt, pending — with its status and

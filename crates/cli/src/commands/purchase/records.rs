@@ -2,11 +2,12 @@
 
 use super::*;
 
-pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
+/// Every purchase with its live remaining and spent counts (`buy list --json`'s rows).
+pub(crate) async fn rows(ctx: &Context) -> anyhow::Result<Vec<Value>> {
     let (client, buyer) = stack(ctx)?;
     let purchases = client.list::<PurchaseRequestSpec>().await?;
     let live = live_counts(&buyer).await;
-    let rows: Vec<Value> = purchases
+    Ok(purchases
         .iter()
         .map(|p| {
             let meta = &p.metadata;
@@ -20,7 +21,11 @@ pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
                    "endpoint": p.spec.endpoint, "price": price_of(p), "remaining": remaining,
                    "spent": spent, "ready": ready})
         })
-        .collect();
+        .collect())
+}
+
+pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let rows = rows(ctx).await?;
     if ctx.json {
         output::json(&Value::Array(rows))?;
         return Ok(ExitCode::SUCCESS);
