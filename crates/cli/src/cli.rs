@@ -46,10 +46,30 @@ pub(crate) enum Command {
     /// Buy from x402 sellers.
     #[command(subcommand)]
     Buy(BuyCommand),
+    /// An MCP server on stdio for buying agents: probe, pay, call paid MCP tools, list
+    /// purchases — with this wallet's key kept here and every payment under caps the agent
+    /// cannot raise.
+    Mcp(Box<McpArgs>),
     /// The whole system on this machine: a devnet, the facilitator and a stack; sells and
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// The most one payment may cost, in --token units.
+    #[arg(long, default_value = "0.1")]
+    pub(crate) max_per_call: String,
+    /// The most all payments may cost per UTC day, in --token units (counted when signed, in
+    /// <data>/spend.sqlite, across restarts and processes).
+    #[arg(long, default_value = "1")]
+    pub(crate) max_per_day: String,
+    /// The token the caps are in; sellers asking for another are refused.
+    #[arg(long, default_value = "USDC")]
+    pub(crate) token: String,
+    #[command(flatten)]
+    pub(crate) signer: SignerArgs,
 }
 
 #[derive(Debug, Args)]

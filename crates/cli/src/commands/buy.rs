@@ -46,7 +46,7 @@ pub(super) fn known_token<'t>(
 }
 
 /// `0.001 USDC`, or the atomic amount and asset address for a token this build does not know.
-fn human_price(tokens: &TokenRegistry, requirement: &v2::PaymentRequirements) -> String {
+pub(super) fn human_price(tokens: &TokenRegistry, requirement: &v2::PaymentRequirements) -> String {
     match known_token(tokens, requirement) {
         Some((_, token)) => format!(
             "{} {}",

@@ -7,6 +7,7 @@ mod discover;
 mod facilitator;
 mod identity;
 mod info;
+mod mcp;
 mod network;
 mod offer_flags;
 mod permit2;
@@ -71,5 +72,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Facilitator(command) => facilitator::run(&context()?, command).await,
         Command::Buy(command) => buy::run(&context()?, command).await,
         Command::Demo(args) => demo::run(&context()?, args).await,
+        Command::Mcp(args) => mcp::run(context()?, *args).await,
     }
 }

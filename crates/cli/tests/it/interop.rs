@@ -338,7 +338,7 @@ fn settled_tx(report: &serde_json::Value, payer: Address) -> String {
 }
 
 /// `sell http NAME` on base-sepolia at `price` in `token`, paid to `pay_to`.
-fn sell(dir: &Path, name: &str, upstream: &str, pay_to: &str, token: &str, price: &str) {
+pub(crate) fn sell(dir: &Path, name: &str, upstream: &str, pay_to: &str, token: &str, price: &str) {
     let args = [
         "sell",
         "http",

@@ -250,3 +250,135 @@ async fn a_python_mcp_server_is_sold_whole() {
     assert_eq!(report["paid"]["text"][0], "5", "{report}");
     assert_eq!(report["free"]["text"][0], "HI", "{report}");
 }
+
+/// An agent host (the PyPI `mcp` client over stdio) drives `obol mcp` with caps of 0.0025 USDC a
+/// call and 0.004 a day: it probes (free), pays an HTTP offer (0.001), is refused a payment over
+/// its own `maxAmount`, pays a tool on a paid MCP server (0.002), pays again (0.001, the day now
+/// at its cap), is refused the next payment, and — in a second session, the day's spend read
+/// back from disk — refused again. The buyer's balance moves by exactly 0.004 USDC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_pays_through_obol_mcp_within_its_caps() {
+    let Some(python) = python_sdk() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path().join("seller");
+    let dir = dir.as_path();
+    let _cleanup = Cleanup(dir);
+    let upstream = upstream().await;
+    let endpoint = devnet_up(dir);
+    crate::stack_up(dir, None, true);
+    let seller = address_of(obol_devnet::DEV_KEYS[3]);
+    let pay_to = seller.to_checksum(None);
+    crate::interop::sell(dir, "echo", &upstream, &pay_to, "USDC", "0.001");
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "mcp",
+            "tools",
+            "--upstream",
+            &upstream,
+            "--tool",
+            "weather:0.002",
+            "--pay-to",
+            &pay_to,
+            "--chain",
+            "base-sepolia",
+            "--no-register",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "sell mcp: {}", stderr(&out));
+    wait_ready(dir, "echo").await;
+    wait_ready(dir, "tools").await;
+    let gateway = gateway(dir);
+
+    let buyer_key = obol_devnet::DEV_KEYS[6];
+    let buyer = address_of(buyer_key);
+    let ledger = Ledger::new(&endpoint);
+    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
+    let home = root.path().join("buyer");
+    let out = Command::new(&python)
+        .arg(repo().join("tests/interop/mcp_agent.py"))
+        .args([
+            env!("CARGO_BIN_EXE_obol"),
+            &format!("{gateway}/services/echo"),
+            &format!("{gateway}/services/tools"),
+            "weather",
+        ])
+        .env("OBOL_CONFIG_DIR", home.join("config"))
+        .env("OBOL_DATA_DIR", home.join("data"))
+        .env("OBOL_STATE_DIR", home.join("state"))
+        .env("OBOL_DEFAULT_FACILITATOR_URL", "http://127.0.0.1:9")
+        .env("OBOL_PRIVATE_KEY", buyer_key)
+        .env_remove("OBOL_WALLET_PASSWORD")
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "mcp_agent.py: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+
+    let tools = &report["tools"];
+    assert!(
+        tools["pay"]
+            .as_str()
+            .is_some_and(|d| d.contains("0.0025 USDC") && d.contains("0.004 USDC")),
+        "the caps are in the description: {report}"
+    );
+    assert_eq!(report["probe"]["isError"], false, "{report}");
+    assert_eq!(
+        report["probe"]["value"]["accepts"][0]["price"],
+        "0.001 USDC"
+    );
+
+    let paid = &report["pay"];
+    assert_eq!(paid["isError"], false, "{report}");
+    assert_eq!(paid["value"]["status"], 200);
+    assert_eq!(paid["value"]["body"], "{\"ok\":true}");
+    let tx = paid["value"]["receipt"]["transaction"]
+        .as_str()
+        .expect("a receipt");
+    ledger.assert_settled(tx, obol_devnet::USDC).await;
+
+    let refused = |step: &str, words: &str| {
+        let value = &report[step];
+        assert_eq!(value["isError"], true, "{step}: {report}");
+        assert!(
+            value["value"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(words)),
+            "{step}: {report}"
+        );
+    };
+    refused("tooMuch", "exceeds --max-amount 0.0005");
+
+    let tool = &report["callTool"];
+    assert_eq!(tool["isError"], false, "{report}");
+    assert_eq!(tool["value"]["paid"], true);
+    assert_eq!(tool["value"]["payment"]["price"], "0.002 USDC");
+    assert_eq!(tool["value"]["receipt"]["success"], true, "{report}");
+    assert_eq!(
+        tool["value"]["result"]["content"][0]["text"],
+        "{\"ok\":true}"
+    );
+
+    assert_eq!(report["payAgain"]["isError"], false, "{report}");
+    refused("overDay", "daily cap is 0.004 USDC");
+    assert_eq!(report["budget"]["value"]["today"][0]["spent"], "0.004");
+    assert_eq!(report["budget"]["value"]["today"][0]["payments"], 3);
+    refused("afterRestart", "0.004 USDC already spent today");
+    assert_eq!(
+        report["budgetAfterRestart"]["value"]["today"][0]["spent"],
+        "0.004"
+    );
+
+    ledger
+        .assert_moved(
+            obol_devnet::USDC,
+            (seller, buyer),
+            before,
+            U256::from(4000u64),
+        )
+        .await;
+}

@@ -1,0 +1,443 @@
+//! `obol mcp`: an MCP server on stdio for buying agents (docs/design/agents.md). The agent gets
+//! tools to look at and pay x402 sellers — `probe`, `pay` (one paid HTTP call), `call_tool`
+//! (one paid tool call on a paid MCP server), `purchases`, `budget` — and never a key: the key
+//! is loaded here, from the same places as `obol buy`. Every payment is bounded by a per-call
+//! and a per-day cap the agent cannot raise, named in each spending tool's description and
+//! result; the day's spend is counted when a payment is signed, in `<data>/spend.sqlite`, so it
+//! survives restarts and is shared by every `obol mcp` of this user.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use obol_buyer::spend::{SpendError, SpendLedger, day_of};
+use obol_buyer::{Offered, seller};
+use obol_x402::money::{format_units, parse_units};
+use obol_x402::wire::v2;
+use obol_x402::{LocalSigner, TokenRegistry};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
+use serde_json::{Value, json};
+
+use super::Context;
+use super::buy::{self, Call, Called, Choice, clean};
+use crate::cli::McpArgs;
+
+/// The most of a seller's answer handed to the agent.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Where an MCP payment travels, and its receipt.
+const PAYMENT_META: &str = "x402/payment";
+const RECEIPT_META: &str = "x402/payment-response";
+
+pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode> {
+    let tokens = TokenRegistry::builtin();
+    // The caps must read in their token before anything is served.
+    let decimals = tokens
+        .iter()
+        .find(|t| t.symbol.eq_ignore_ascii_case(&args.token))
+        .map(|t| t.decimals)
+        .with_context(|| format!("--token {:?} is not a token this build knows", args.token))?;
+    for (flag, value) in [
+        ("--max-per-call", &args.max_per_call),
+        ("--max-per-day", &args.max_per_day),
+    ] {
+        parse_units(value, decimals).with_context(|| format!("{flag} {value:?}"))?;
+    }
+    let (signer, source) = super::wallet::load_signer(&ctx, &args.signer)?;
+    let ledger = SpendLedger::open(&ctx.paths.data_dir.join("spend.sqlite"))?;
+    let http = seller::client(None, |b| b.timeout(Duration::from_secs(120)))?;
+    let buyer = Buyer(Arc::new(Inner {
+        ctx,
+        signer,
+        ledger,
+        http,
+        caps: Caps {
+            token: args.token.to_ascii_uppercase(),
+            per_call: args.max_per_call,
+            per_day: args.max_per_day,
+        },
+    }));
+    eprintln!(
+        "obol mcp: paying as {} ({source}); at most {} {} a call and {} {} a UTC day",
+        buyer.0.signer.address(),
+        buyer.0.caps.per_call,
+        buyer.0.caps.token,
+        buyer.0.caps.per_day,
+        buyer.0.caps.token,
+    );
+    let running = buyer
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| anyhow!("the MCP session did not start: {e}"))?;
+    running
+        .waiting()
+        .await
+        .map_err(|e| anyhow!("the MCP session ended: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The caps, in the units of `token`.
+struct Caps {
+    token: String,
+    per_call: String,
+    per_day: String,
+}
+
+struct Inner {
+    ctx: Context,
+    signer: LocalSigner,
+    ledger: SpendLedger,
+    http: reqwest::Client,
+    caps: Caps,
+}
+
+/// The server: one per process, shared by its calls.
+#[derive(Clone)]
+struct Buyer(Arc<Inner>);
+
+impl ServerHandler for Buyer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("obol-buyer", env!("CARGO_PKG_VERSION")))
+            .with_instructions(format!(
+                "Pays x402 sellers for you. Every payment is at most {} {} and all of them together at most {} {} a UTC day; probe first to see a price.",
+                self.0.caps.per_call, self.0.caps.token, self.0.caps.per_day, self.0.caps.token
+            ))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.0.tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        let outcome = match request.name.as_ref() {
+            "probe" => self.0.probe(&args).await,
+            "pay" => self.0.pay(&args).await,
+            "call_tool" => self.0.call_remote_tool(&args).await,
+            "purchases" => super::purchase::rows(&self.0.ctx)
+                .await
+                .map(|rows| json!({"purchases": rows})),
+            "budget" => self.0.budget(),
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("no tool named {:?}", clean(other)),
+                    None,
+                ));
+            }
+        };
+        Ok(match outcome {
+            Ok(value) => result(value, false),
+            Err(error) => result(json!({"error": clean(&format!("{error:#}"))}), true),
+        }
+        .into())
+    }
+}
+
+/// A tool result: the JSON as structured content and as text.
+fn result(value: Value, is_error: bool) -> CallToolResult {
+    let text = vec![ContentBlock::text(value.to_string())];
+    let mut result = if is_error {
+        CallToolResult::error(text)
+    } else {
+        CallToolResult::success(text)
+    };
+    result.structured_content = Some(value);
+    result
+}
+
+fn schema(value: Value) -> Arc<JsonObject> {
+    Arc::new(match value {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    })
+}
+
+fn text<'a>(args: &'a JsonObject, key: &str) -> Option<&'a str> {
+    args.get(key).and_then(Value::as_str)
+}
+
+fn required<'a>(args: &'a JsonObject, key: &str) -> anyhow::Result<&'a str> {
+    text(args, key).with_context(|| format!("`{key}` (a string) is required"))
+}
+
+impl Inner {
+    fn tools(&self) -> Vec<Tool> {
+        let caps = format!(
+            "Costs at most maxAmount (default and ceiling: {per_call} {token}); refused when today's payments would pass {per_day} {token}.",
+            per_call = self.caps.per_call,
+            per_day = self.caps.per_day,
+            token = self.caps.token
+        );
+        let max = json!({"type": "string", "description": format!("the most this call may cost, in {}", self.caps.token)});
+        vec![
+            Tool::new(
+                "probe",
+                "What an x402 URL charges, without paying: every accepted payment with its price. Free.",
+                schema(
+                    json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+                ),
+            ),
+            Tool::new(
+                "pay",
+                format!(
+                    "One HTTP call to an x402 URL, paid if it asks for payment; returns the status, the body and the receipt. {caps}"
+                ),
+                schema(json!({"type": "object", "properties": {
+                    "url": {"type": "string"},
+                    "method": {"type": "string", "description": "GET (default) or POST, PUT, …"},
+                    "body": {"type": "string"},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "maxAmount": max,
+                }, "required": ["url"]})),
+            ),
+            Tool::new(
+                "call_tool",
+                format!(
+                    "One call of a tool on a paid MCP server (streamable HTTP), paid if the tool asks for payment; returns the tool's result and the receipt. {caps}"
+                ),
+                schema(json!({"type": "object", "properties": {
+                    "endpoint": {"type": "string", "description": "the MCP server's URL"},
+                    "tool": {"type": "string"},
+                    "arguments": {"type": "object"},
+                    "maxAmount": max,
+                }, "required": ["endpoint", "tool"]})),
+            ),
+            Tool::new(
+                "purchases",
+                "The pre-signed purchases this stack holds (obol buy inference), with what remains and what was spent. Free.",
+                schema(json!({"type": "object"})),
+            ),
+            Tool::new(
+                "budget",
+                "The caps and what was spent today (UTC). Free.",
+                schema(json!({"type": "object"})),
+            ),
+        ]
+    }
+
+    async fn probe(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let url = required(args, "url")?;
+        let prober = obol_buyer::Prober::new(None, Duration::from_secs(15))?;
+        let offered = prober.get(url).await?;
+        let tokens = TokenRegistry::builtin();
+        let accepts: Vec<Value> = offered
+            .accepts
+            .iter()
+            .map(|r| {
+                json!({"price": clean(&buy::human_price(&tokens, r)), "network": r.network,
+                       "payTo": r.pay_to, "scheme": r.scheme, "requirement": r})
+            })
+            .collect();
+        Ok(
+            json!({"x402Version": offered.version, "resource": offered.resource, "accepts": accepts}),
+        )
+    }
+
+    /// Chooses what to pay for `offered` within the caps, and counts it against the day: from
+    /// here on the payment may be spent.
+    fn admit(&self, offered: &Offered, max: Option<&str>) -> anyhow::Result<Choice> {
+        let caps = &self.caps;
+        let choice = buy::choose(offered, Some(max.unwrap_or(&caps.per_call)), &caps.token)?;
+        let decimals = choice.token.decimals;
+        let amount = choice.requirement.amount();
+        if amount > parse_units(&caps.per_call, decimals)? {
+            bail!(
+                "refusing to pay {}: over the per-call cap of {} {}",
+                choice.price,
+                caps.per_call,
+                caps.token
+            );
+        }
+        let cap = parse_units(&caps.per_day, decimals)?;
+        let asset = choice.requirement.asset_address()?;
+        let today = day_of(obol_config::time::unix_now());
+        match self
+            .ledger
+            .spend(today, choice.token.chain_id, asset, amount, cap)
+        {
+            Ok(_) => Ok(choice),
+            Err(SpendError::OverCap { spent, .. }) => bail!(
+                "refusing to pay {}: {} {} already spent today (UTC) and the daily cap is {} {}",
+                choice.price,
+                format_units(spent, decimals),
+                caps.token,
+                caps.per_day,
+                caps.token
+            ),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn pay(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let url = required(args, "url")?;
+        let body = text(args, "body").map(|b| b.as_bytes().to_vec());
+        let method: reqwest::Method = text(args, "method")
+            .unwrap_or(if body.is_some() { "POST" } else { "GET" })
+            .to_ascii_uppercase()
+            .parse()
+            .context("method")?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(given) = args.get("headers").and_then(Value::as_object) {
+            for (name, value) in given {
+                let value = value.as_str().context("header values are strings")?;
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                        .with_context(|| format!("header name {:?}", clean(name)))?,
+                    value.parse().context("a header value")?,
+                );
+            }
+        }
+        let call = Call {
+            method,
+            url: url.to_owned(),
+            headers,
+            body,
+        };
+        let max = text(args, "maxAmount");
+        let called = buy::call_paying(
+            &self.ctx,
+            &self.http,
+            &call,
+            |offered| self.admit(offered, max),
+            || Ok(self.signer.clone()),
+            // An agent does not send transactions: the approval is the owner's, once.
+            |_, _| Ok(false),
+        )
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("Permit2 approval") {
+                e.context("approve Permit2 once with `obol buy pay` in a terminal")
+            } else {
+                e
+            }
+        })?;
+        let (response, mut report) = match called {
+            Called::Free(response) => (response, json!({"payment": null, "receipt": null})),
+            Called::Paid(paid) => {
+                let mut report = paid.report();
+                report["note"] = paid.note().into();
+                (paid.response, report)
+            }
+        };
+        report["status"] = response.status().as_u16().into();
+        report["body"] = answer_text(response).await.into();
+        Ok(report)
+    }
+
+    async fn call_remote_tool(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let endpoint = required(args, "endpoint")?;
+        let tool = required(args, "tool")?.to_owned();
+        let arguments = args
+            .get("arguments")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let config = StreamableHttpClientTransportConfig::with_uri(endpoint);
+        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let client = ()
+            .serve(transport)
+            .await
+            .map_err(|e| anyhow!("cannot open an MCP session with the server: {e}"))?;
+        let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments.clone());
+        let first = client.call_tool(params.clone()).await?;
+        let Some(required) = payment_required(&first) else {
+            return Ok(json!({"paid": false, "result": first}));
+        };
+        let offered = Offered {
+            version: 2,
+            resource: required.resource.clone(),
+            accepts: required.accepts.clone(),
+        };
+        let choice = self.admit(&offered, text(args, "maxAmount"))?;
+        let payment = buy::sign_payment(&self.signer, &offered, &choice.requirement)?;
+        let mut meta = rmcp::model::RequestMetaObject::default();
+        meta.0
+            .0
+            .insert(PAYMENT_META.to_owned(), serde_json::to_value(&payment)?);
+        let mut paid = params;
+        paid.meta = Some(meta);
+        let answer = client.call_tool(paid).await;
+        let _ = client.cancel().await;
+        let answer = answer.context("the paid call failed (the payment was signed and counted)")?;
+        let receipt = answer
+            .meta
+            .as_ref()
+            .and_then(|m| m.0.get(RECEIPT_META))
+            .cloned();
+        Ok(json!({
+            "paid": true,
+            "payment": {"price": choice.price, "network": choice.network,
+                        "payTo": choice.requirement.pay_to,
+                        "payer": self.signer.address().to_checksum(None)},
+            "receipt": receipt,
+            "result": answer,
+        }))
+    }
+
+    fn budget(&self) -> anyhow::Result<Value> {
+        let today = day_of(obol_config::time::unix_now());
+        let tokens = TokenRegistry::builtin();
+        let spent: Vec<Value> = tokens
+            .iter()
+            .filter(|t| t.symbol.eq_ignore_ascii_case(&self.caps.token))
+            .filter_map(|t| {
+                let day = self.ledger.day(today, t.chain_id, t.address).ok()?;
+                (day.payments > 0).then(|| {
+                    json!({"chainId": t.chain_id, "spent": format_units(day.atomic, t.decimals),
+                           "payments": day.payments})
+                })
+            })
+            .collect();
+        Ok(json!({
+            "token": self.caps.token, "maxPerCall": self.caps.per_call,
+            "maxPerDay": self.caps.per_day, "today": spent,
+        }))
+    }
+}
+
+/// The PaymentRequired of a tool result that asks for payment (the x402 MCP binding).
+fn payment_required(result: &CallToolResult) -> Option<v2::PaymentRequired> {
+    if result.is_error != Some(true) {
+        return None;
+    }
+    let from_structured = result
+        .structured_content
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
+    from_structured.or_else(|| {
+        let text = result.content.first()?.as_text()?.text.clone();
+        serde_json::from_str(&text).ok()
+    })
+}
+
+/// At most [`MAX_BODY`] bytes of an answer, as text.
+async fn answer_text(response: reqwest::Response) -> String {
+    match response.bytes().await {
+        Ok(bytes) => {
+            let cut = &bytes[..bytes.len().min(MAX_BODY)];
+            let mut text = String::from_utf8_lossy(cut).into_owned();
+            if bytes.len() > MAX_BODY {
+                text.push_str("\n[cut]");
+            }
+            text
+        }
+        Err(e) => format!("[the answer could not be read: {e}]"),
+    }
+}
