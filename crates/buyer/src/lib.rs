@@ -23,5 +23,5 @@ pub use pool::{AuthPool, Held, PoolError};
 pub use presign::{PreSigned, PresignOptions, presign};
 pub use probe::{Offered, ProbeError, Prober, payment_header};
 pub use proxy::{BuyError, BuyerProxy, Purchase};
-pub use reconcile::PurchaseReconciler;
+pub use reconcile::{Balances, PurchaseReconciler};
 pub use seller::SellerError;

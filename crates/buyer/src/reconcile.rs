@@ -22,6 +22,7 @@ use obol_control::reconcile::Action;
 use obol_control::resource::{ConditionStatus, Spec, condition, is_true, set_condition};
 use obol_control::{Store, StoreError, StoreExt};
 use obol_x402::network;
+use obol_x402::primitives::{Address, U256};
 use obol_x402::wire::v2;
 use serde_json::json;
 
@@ -76,6 +77,14 @@ pub struct PurchaseReconciler {
     pool: Arc<AuthPool>,
     proxy: Arc<BuyerProxy>,
     prober: Prober,
+    balances: Option<Arc<dyn Balances>>,
+}
+
+/// Reads a wallet's token balance (for `status.walletBalance`).
+#[async_trait::async_trait]
+pub trait Balances: Send + Sync {
+    /// `owner`'s balance of `asset` on EVM chain `chain_id`; `None` when it cannot be read.
+    async fn balance(&self, chain_id: u64, asset: Address, owner: Address) -> Option<U256>;
 }
 
 impl std::fmt::Debug for PurchaseReconciler {
@@ -153,7 +162,37 @@ impl PurchaseReconciler {
             pool,
             proxy,
             prober: Prober::new(user_agent, PROBE_TIMEOUT)?,
+            balances: None,
         })
+    }
+
+    /// Reads the signer's balance into `status.walletBalance` through `balances`.
+    #[must_use]
+    pub fn with_balances(mut self, balances: Arc<dyn Balances>) -> Self {
+        self.balances = Some(balances);
+        self
+    }
+
+    /// `status.totalSpent` and `status.walletBalance`, in the purchase's token.
+    async fn money(
+        &self,
+        purchase: &PurchaseRequest,
+        spent: u64,
+        status: &mut PurchaseRequestStatus,
+    ) {
+        let payment = &purchase.spec.payment;
+        status.total_spent = payment.total(spent);
+        let (Some(balances), Ok(chain_id), Ok(asset), Some(Ok(owner))) = (
+            &self.balances,
+            network::evm_chain_id(&payment.network),
+            payment.asset.parse::<Address>(),
+            status.signer_address.as_deref().map(str::parse::<Address>),
+        ) else {
+            return;
+        };
+        if let Some(balance) = balances.balance(chain_id, asset, owner).await {
+            status.wallet_balance = Some(payment.amount_text(balance));
+        }
     }
 
     /// Rebuilds the proxy's purchases from the requests whose `Configured` is True; for a
@@ -334,6 +373,7 @@ impl PurchaseReconciler {
         status.remaining = clamp(counts.available);
         status.spent = clamp(counts.spent);
         status.total_signed = clamp(counts.available + counts.held + counts.spent + counts.burned);
+        self.money(purchase, counts.spent, status).await;
         let conditions = &mut status.conditions;
         if self.proxy.serves(&pool_name) {
             set_condition(

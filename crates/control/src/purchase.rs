@@ -141,6 +141,33 @@ pub struct PurchaseRequestStatus {
     /// The signer's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_address: Option<String>,
+    /// What the spent authorizations paid, in token units (`0.005 USDC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_spent: Option<String>,
+    /// The signer's balance of the token at the last reconcile (`1.25 USDC`), when the chain is
+    /// readable from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_balance: Option<String>,
+}
+
+impl PurchasePayment {
+    /// `spent` calls at this price, in token units with the symbol (`0.004 USDC`); `None` for an
+    /// unreadable price.
+    pub fn total(&self, spent: u64) -> Option<String> {
+        let price: obol_x402::primitives::U256 = self.price.parse().ok()?;
+        Some(self.amount_text(price.saturating_mul(obol_x402::primitives::U256::from(spent))))
+    }
+
+    /// `atomic` units of this token as text (`1.25 USDC`; the asset address when the symbol is
+    /// unknown).
+    pub fn amount_text(&self, atomic: obol_x402::primitives::U256) -> String {
+        let symbol = self.asset_symbol.as_deref().unwrap_or(&self.asset);
+        let decimals = self.asset_decimals.unwrap_or(6);
+        format!(
+            "{} {symbol}",
+            obol_x402::money::format_units(atomic, decimals)
+        )
+    }
 }
 
 impl Spec for PurchaseRequestSpec {

@@ -108,6 +108,30 @@ fn chain_ids(paths: &Paths) -> obol_control::registration::ChainIdSource {
     })
 }
 
+/// Token balances read over the chains of the networks file (re-read on each call, so a chain
+/// added with `obol network add` counts at once).
+struct NetworkBalances {
+    file: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl obol_buyer::Balances for NetworkBalances {
+    async fn balance(
+        &self,
+        chain_id: u64,
+        asset: obol_x402::primitives::Address,
+        owner: obol_x402::primitives::Address,
+    ) -> Option<obol_x402::primitives::U256> {
+        let networks = obol_config::NetworksFile::load(&self.file).ok()?;
+        let (name, config) = networks
+            .chains
+            .iter()
+            .find(|(_, config)| config.chain_id == chain_id)?;
+        let client = obol_chain::ChainClient::connect(name, config).ok()?;
+        client.token_balance(asset, owner).await.ok()
+    }
+}
+
 /// Runs the stack until `shutdown` resolves (or an admin asks it to stop).
 pub async fn run(
     paths: Paths,
@@ -228,7 +252,10 @@ pub async fn run(
             proxy.clone(),
             std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
         )
-        .map_err(|e| start_error(&e))?,
+        .map_err(|e| start_error(&e))?
+        .with_balances(Arc::new(NetworkBalances {
+            file: paths.networks_file(),
+        })),
     );
 
     let admin_state = admin::AdminState {

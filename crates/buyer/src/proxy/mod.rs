@@ -315,6 +315,8 @@ impl BuyerProxy {
             .route("/v1/responses", post(responses))
             .route("/responses", post(responses))
             .route("/upstream/{name}/{*rest}", any(upstream))
+            .route("/v1/models", get(models))
+            .route("/models", get(models))
             .route("/status", get(status))
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(healthz))
@@ -785,6 +787,25 @@ async fn status(State(proxy): State<Arc<BuyerProxy>>) -> Response {
         })
         .collect();
     Json(Value::Object(out)).into_response()
+}
+
+/// `GET /v1/models`: the purchased models as OpenAI lists models (`paid/<model>`), each with
+/// the calls it has left (`remaining`, ours) and the seller (`owned_by`).
+async fn models(State(proxy): State<Arc<BuyerProxy>>) -> Response {
+    let counted = match proxy.counts().await {
+        Ok(counted) => counted,
+        Err(error) => return error.into_response(),
+    };
+    let data: Vec<Value> = counted
+        .iter()
+        .map(|(purchase, counts)| {
+            json!({
+                "id": format!("paid/{}", purchase.model), "object": "model", "created": 0,
+                "owned_by": purchase.base, "remaining": counts.available,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `GET /metrics`: refreshes the pool gauges, then renders.

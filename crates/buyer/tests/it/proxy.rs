@@ -101,6 +101,17 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
     assert_eq!(status["llm"]["public_model"], "paid/counted");
     assert_eq!(status["llm"]["network"], "base-sepolia");
 
+    let models: Value = reqwest::get(format!("{proxy}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "paid/counted");
+    assert_eq!(models["data"][0]["object"], "model");
+    assert_eq!(models["data"][0]["remaining"], 0);
+
     let metrics = reqwest::get(format!("{proxy}/metrics"))
         .await
         .unwrap()

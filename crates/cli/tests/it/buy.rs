@@ -235,6 +235,23 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     assert_eq!(status["status"]["remaining"], 1);
     assert_eq!(status["status"]["spent"], 4);
     assert_eq!(status["status"]["totalSigned"], 5);
+    assert_eq!(
+        status["status"]["totalSpent"], "0.004 USDC",
+        "4 calls at 0.001"
+    );
+    let balance = status["status"]["walletBalance"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        balance.ends_with(" USDC")
+            && balance
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .parse::<f64>()
+                .is_ok(),
+        "the buyer's USDC balance, read on the devnet: {status}"
+    );
     assert_eq!(status["spec"]["preSignedAuths"], Value::Null, "not dumped");
 
     // A second buy of the same model tops the purchase up.

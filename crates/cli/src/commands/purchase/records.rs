@@ -65,6 +65,7 @@ pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow
     {
         purchase.status.remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
         purchase.status.spent = u32::try_from(spent).unwrap_or(u32::MAX);
+        purchase.status.total_spent = purchase.spec.payment.total(spent);
     }
     // The authorizations are bulky and say nothing a user needs here.
     purchase.spec.pre_signed_auths.clear();
@@ -96,6 +97,16 @@ pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow
             .map(|s| format!(" by {s}"))
             .unwrap_or_default()
     );
+    if let Some(total) = &purchase.status.total_spent {
+        println!(
+            "  total spent {total}; wallet balance {}",
+            purchase
+                .status
+                .wallet_balance
+                .as_deref()
+                .unwrap_or("unknown")
+        );
+    }
     println!("  buyer proxy: http://{buyer}/v1");
     for c in &purchase.status.conditions {
         println!(
