@@ -68,6 +68,11 @@ pub(crate) struct McpArgs {
     /// The token the caps are in; sellers asking for another are refused.
     #[arg(long, default_value = "USDC")]
     pub(crate) token: String,
+    /// Serve streamable HTTP at `http://ADDR/mcp` instead of stdio: a loopback address only;
+    /// requests from web pages (an `Origin`) and foreign `Host`s are refused. Port 0 picks one
+    /// (printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub(crate) signer: SignerArgs,
 }

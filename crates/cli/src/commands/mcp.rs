@@ -51,6 +51,11 @@ pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode>
     ] {
         parse_units(value, decimals).with_context(|| format!("{flag} {value:?}"))?;
     }
+    if let Some(addr) = args.listen
+        && !addr.ip().is_loopback()
+    {
+        bail!("--listen {addr}: only a loopback address (whoever reaches it spends your money)");
+    }
     let (signer, source) = super::wallet::load_signer(&ctx, &args.signer)?;
     let ledger = SpendLedger::open(&ctx.paths.data_dir.join("spend.sqlite"))?;
     let http = seller::client(None, |b| b.timeout(Duration::from_secs(120)))?;
@@ -73,6 +78,9 @@ pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode>
         buyer.0.caps.per_day,
         buyer.0.caps.token,
     );
+    if let Some(addr) = args.listen {
+        return serve_http(buyer, addr).await;
+    }
     let running = buyer
         .serve(rmcp::transport::stdio())
         .await
@@ -81,6 +89,29 @@ pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode>
         .waiting()
         .await
         .map_err(|e| anyhow!("the MCP session ended: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Streamable HTTP at `http://addr/mcp` until Ctrl-C: rmcp's `Host` check (loopback names only,
+/// against DNS rebinding) and `Origin` check (any present is refused: no web page may call).
+async fn serve_http(buyer: Buyer, addr: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let config = StreamableHttpServerConfig::default().enforce_origin_validation();
+    let service = StreamableHttpService::new(
+        move || Ok(buyer.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--listen {addr}"))?;
+    let bound = listener.local_addr()?;
+    eprintln!("obol mcp: listening on http://{bound}/mcp");
+    let router = axum::Router::new().nest_service("/mcp", service);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(super::shutdown_signal())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -84,7 +84,7 @@ impl Drop for Cleanup<'_> {
 }
 
 /// A child process killed when the test ends.
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for Killed {
 
 /// Spawns `command` and waits for the line (on stderr or stdout) starting with `prefix`; returns
 /// the process and that line's `word`th word.
-fn spawn_until(
+pub(crate) fn spawn_until(
     command: &mut Command,
     on_stderr: bool,
     prefix: &str,

@@ -13,7 +13,8 @@ use std::time::Duration;
 use obol_x402::primitives::{Address, U256};
 
 use crate::interop::{
-    Cleanup, Ledger, address_of, devnet_up, node_sdk, python_sdk, repo, wait_ready,
+    Cleanup, Killed, Ledger, address_of, devnet_up, node_sdk, python_sdk, repo, spawn_until,
+    wait_ready,
 };
 use crate::stack::{gateway, upstream};
 use crate::{obol_in, stderr};
@@ -176,16 +177,6 @@ async fn the_python_mcp_sdk_pays_our_tools() {
         "interop: the PyPI mcp client + x402 MCP session paid a tool call in {} ms (unpaid call → sign → paid call → settled)",
         report["elapsedMs"]
     );
-}
-
-/// A child process killed when the test ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,4 +372,62 @@ async fn an_agent_pays_through_obol_mcp_within_its_caps() {
             U256::from(4000u64),
         )
         .await;
+}
+
+/// `obol mcp --listen`: streamable HTTP on loopback only, refusing web pages (any `Origin`) and
+/// foreign `Host`s (DNS rebinding) before any tool runs.
+#[tokio::test]
+async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
+    let root = tempfile::tempdir().expect("a temp dir");
+    let home = root.path();
+    let key = obol_devnet::DEV_KEYS[7];
+    let obol = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
+        command
+            .args(args)
+            .env("OBOL_CONFIG_DIR", home.join("config"))
+            .env("OBOL_DATA_DIR", home.join("data"))
+            .env("OBOL_STATE_DIR", home.join("state"))
+            .env("OBOL_PRIVATE_KEY", key);
+        command
+    };
+    let out = obol(&["mcp", "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("obol runs");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only a loopback address"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (_server, url) = spawn_until(
+        &mut obol(&["mcp", "--listen", "127.0.0.1:0"]),
+        true,
+        "obol mcp: listening on",
+        4,
+    );
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}});
+    let post = |extra: Option<(&'static str, &'static str)>| {
+        let mut request = reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let ok = post(None).await.expect("an answer");
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().contains_key("mcp-session-id"));
+    let page = post(Some(("origin", "https://evil.example")))
+        .await
+        .expect("an answer");
+    assert_eq!(page.status(), 403, "a web page's call");
+    let rebound = post(Some(("host", "evil.example")))
+        .await
+        .expect("an answer");
+    assert!(rebound.status().is_client_error(), "{}", rebound.status());
 }
