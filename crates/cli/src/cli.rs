@@ -134,7 +134,7 @@ pub(crate) const DEFAULT_BUY_NAMESPACE: &str = "buy";
 
 /// Where a signing key comes from: a wallet by name (default `default`, or $OBOL_PRIVATE_KEY
 /// when set), a raw key file, or a keystore file.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct SignerArgs {
     /// Wallet that signs (default: `default`, or $OBOL_PRIVATE_KEY when set).
     #[arg(long, conflicts_with_all = ["key_file", "keystore"])]
@@ -355,7 +355,7 @@ impl DecodeArgs {
 }
 
 /// Where a wallet password comes from when a keystore is written or opened.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct PasswordArgs {
     /// Read the wallet password from the first line of this file (else $OBOL_WALLET_PASSWORD,
     /// else a prompt).

@@ -162,6 +162,7 @@ impl ServerHandler for Buyer {
             "probe" => self.0.probe(&args).await,
             "pay" => self.0.pay(&args).await,
             "call_tool" => self.0.call_remote_tool(&args).await,
+            "buy" => self.0.buy(&args).await,
             "purchases" => super::purchase::rows(&self.0.ctx)
                 .await
                 .map(|rows| json!({"purchases": rows})),
@@ -251,6 +252,21 @@ impl Inner {
                 }, "required": ["endpoint", "tool"]})),
             ),
             Tool::new(
+                "buy",
+                format!(
+                    "Buys `count` calls of a seller's model (1 to 1000): pre-signs them for the stack's buyer proxy, which then serves the model as `paid/<model>` at its OpenAI-compatible /v1. Costs count × the seller's price, at most maxTotal; each call's price at most {per_call} {token}; the whole batch counts against today's {per_day} {token} when signed.",
+                    per_call = self.caps.per_call,
+                    per_day = self.caps.per_day,
+                    token = self.caps.token
+                ),
+                schema(json!({"type": "object", "properties": {
+                    "seller": {"type": "string", "description": "the seller's storefront or inference URL"},
+                    "model": {"type": "string"},
+                    "count": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "maxTotal": {"type": "string", "description": format!("the most the whole batch may cost, in {}", self.caps.token)},
+                }, "required": ["seller", "count", "maxTotal"]})),
+            ),
+            Tool::new(
                 "purchases",
                 "The pre-signed purchases this stack holds (obol buy inference), with what remains and what was spent. Free.",
                 schema(json!({"type": "object"})),
@@ -286,34 +302,8 @@ impl Inner {
     fn admit(&self, offered: &Offered, max: Option<&str>) -> anyhow::Result<Choice> {
         let caps = &self.caps;
         let choice = buy::choose(offered, Some(max.unwrap_or(&caps.per_call)), &caps.token)?;
-        let decimals = choice.token.decimals;
-        let amount = choice.requirement.amount();
-        if amount > parse_units(&caps.per_call, decimals)? {
-            bail!(
-                "refusing to pay {}: over the per-call cap of {} {}",
-                choice.price,
-                caps.per_call,
-                caps.token
-            );
-        }
-        let cap = parse_units(&caps.per_day, decimals)?;
-        let asset = choice.requirement.asset_address()?;
-        let today = day_of(obol_config::time::unix_now());
-        match self
-            .ledger
-            .spend(today, choice.token.chain_id, asset, amount, cap)
-        {
-            Ok(_) => Ok(choice),
-            Err(SpendError::OverCap { spent, .. }) => bail!(
-                "refusing to pay {}: {} {} already spent today (UTC) and the daily cap is {} {}",
-                choice.price,
-                format_units(spent, decimals),
-                caps.token,
-                caps.per_day,
-                caps.token
-            ),
-            Err(other) => Err(other.into()),
-        }
+        self.count_spend(&choice, choice.requirement.amount())?;
+        Ok(choice)
     }
 
     async fn pay(&self, args: &JsonObject) -> anyhow::Result<Value> {
@@ -419,6 +409,104 @@ impl Inner {
                         "payer": self.signer.address().to_checksum(None)},
             "receipt": receipt,
             "result": answer,
+        }))
+    }
+
+    /// Checks a price against the per-call cap and counts `total` against the day.
+    fn count_spend(
+        &self,
+        choice: &Choice,
+        total: obol_x402::primitives::U256,
+    ) -> anyhow::Result<()> {
+        let caps = &self.caps;
+        let decimals = choice.token.decimals;
+        if choice.requirement.amount() > parse_units(&caps.per_call, decimals)? {
+            bail!(
+                "refusing to pay {}: over the per-call cap of {} {}",
+                choice.price,
+                caps.per_call,
+                caps.token
+            );
+        }
+        let cap = parse_units(&caps.per_day, decimals)?;
+        let asset = choice.requirement.asset_address()?;
+        let today = day_of(obol_config::time::unix_now());
+        match self
+            .ledger
+            .spend(today, choice.token.chain_id, asset, total, cap)
+        {
+            Ok(_) => Ok(()),
+            Err(SpendError::OverCap { spent, .. }) => bail!(
+                "refusing to pay {} {}: {} {} already spent today (UTC) and the daily cap is {} {}",
+                format_units(total, decimals),
+                caps.token,
+                format_units(spent, decimals),
+                caps.token,
+                caps.per_day,
+                caps.token
+            ),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn buy(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let seller = required(args, "seller")?;
+        let count = args
+            .get("count")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=1000).contains(n))
+            .context("`count` (1 to 1000) is required")?;
+        let max_total = required(args, "maxTotal")?;
+        let request = crate::cli::BuyInferenceArgs {
+            seller: seller.to_owned(),
+            model: text(args, "model").map(str::to_owned),
+            count: Some(count),
+            budget: None,
+            token: self.caps.token.clone(),
+            name: None,
+            namespace: crate::cli::DEFAULT_BUY_NAMESPACE.to_owned(),
+            replace: false,
+            user_agent: None,
+            expected_agent_id: None,
+            sign: crate::cli::PresignFlags {
+                // Short-lived: what is not spent today stops being spendable tomorrow.
+                ttl: "1d".to_owned(),
+                signer: crate::cli::SignerArgs::default(),
+                yes: true,
+            },
+        };
+        let bought = super::purchase::buy_pool(
+            &self.ctx,
+            &request,
+            || Ok(self.signer.clone()),
+            |choice, total, approval| {
+                if approval {
+                    bail!(
+                        "paying in {} needs a Permit2 approval: send it once with `obol buy pay` in a terminal",
+                        choice.token.symbol
+                    );
+                }
+                if total > parse_units(max_total, choice.token.decimals)? {
+                    bail!(
+                        "refusing to buy: {count} calls at {} cost {} {}, over maxTotal {max_total}",
+                        choice.price,
+                        format_units(total, choice.token.decimals),
+                        choice.token.symbol
+                    );
+                }
+                self.count_spend(choice, total)
+            },
+        )
+        .await?;
+        let (purchase, buyer) = bought.context("nothing bought")?;
+        Ok(json!({
+            "purchase": format!("{}/{}", purchase.metadata.namespace, purchase.metadata.name),
+            "model": format!("paid/{}", purchase.spec.model),
+            "endpoint": format!("http://{buyer}/v1"),
+            "remaining": purchase.status.remaining,
+            "totalSigned": purchase.status.total_signed,
+            "price": purchase.spec.payment.amount_text(purchase.spec.payment.price.parse().unwrap_or_default()),
         }))
     }
 

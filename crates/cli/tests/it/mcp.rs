@@ -431,3 +431,120 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
         .expect("an answer");
     assert!(rebound.status().is_client_error(), "{}", rebound.status());
 }
+
+/// An agent buys a bounded pool through `obol mcp` (over its HTTP transport, with rmcp's client):
+/// a batch over its `maxTotal` is refused, one within it is pre-signed and served by the stack's
+/// buyer proxy, and a second that would pass the daily cap is refused before anything is signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path();
+    let _cleanup = Cleanup(dir);
+    let upstream = upstream().await;
+    devnet_up(dir);
+    crate::stack_up(dir, None, true);
+    let seller = address_of(obol_devnet::DEV_KEYS[3]);
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "inference",
+            "llm",
+            "--model",
+            "m1",
+            "--upstream",
+            &upstream,
+            "--pay-to",
+            &seller.to_checksum(None),
+            "--chain",
+            "base-sepolia",
+            "--per-request",
+            "0.001",
+            "--no-register",
+        ],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "sell inference: {}", stderr(&out));
+    wait_ready(dir, "llm").await;
+    let gateway = gateway(dir);
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
+    command
+        .args([
+            "mcp",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-per-call",
+            "0.002",
+            "--max-per-day",
+            "0.01",
+        ])
+        .env("OBOL_CONFIG_DIR", dir.join("config"))
+        .env("OBOL_DATA_DIR", dir.join("data"))
+        .env("OBOL_STATE_DIR", dir.join("state"))
+        .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[8]);
+    let (_server, url) = spawn_until(&mut command, true, "obol mcp: listening on", 4);
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .expect("an MCP session");
+    let call = |name: &'static str, args: serde_json::Value| {
+        let params = CallToolRequestParams::new(name)
+            .with_arguments(args.as_object().cloned().unwrap_or_default());
+        let client = &client;
+        async move { client.call_tool(params).await.expect("a result") }
+    };
+    let error_of = |result: &rmcp::model::CallToolResult| {
+        assert_eq!(result.is_error, Some(true), "{result:?}");
+        result.structured_content.as_ref().expect("structured")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let over = call(
+        "buy",
+        serde_json::json!({"seller": gateway, "count": 5, "maxTotal": "0.004"}),
+    )
+    .await;
+    assert!(error_of(&over).contains("over maxTotal 0.004"), "{over:?}");
+
+    let bought = call(
+        "buy",
+        serde_json::json!({"seller": gateway, "count": 5, "maxTotal": "0.005"}),
+    )
+    .await;
+    assert_ne!(bought.is_error, Some(true), "{bought:?}");
+    let value = bought.structured_content.expect("structured");
+    assert_eq!(value["model"], "paid/m1");
+    assert_eq!(value["remaining"], 5);
+    assert_eq!(value["price"], "0.001 USDC");
+
+    let served = reqwest::Client::new()
+        .post(format!("{}/chat/completions", value["endpoint"].as_str().unwrap_or_default()))
+        .json(&serde_json::json!({"model": "paid/m1", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("the buyer proxy answers");
+    assert_eq!(served.status(), 200, "the pool pays the seller");
+
+    let capped = call(
+        "buy",
+        serde_json::json!({"seller": gateway, "count": 6, "maxTotal": "1"}),
+    )
+    .await;
+    assert!(
+        error_of(&capped)
+            .contains("0.005 USDC already spent today (UTC) and the daily cap is 0.01 USDC"),
+        "{capped:?}"
+    );
+    let purchases = call("purchases", serde_json::json!({})).await;
+    let rows = &purchases.structured_content.expect("structured")["purchases"];
+    assert_eq!(rows[0]["remaining"], 4, "{rows}");
+    let _ = client.cancel().await;
+}

@@ -150,6 +150,35 @@ async fn balance_of(
 }
 
 pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::Result<ExitCode> {
+    let signer_args = &args.sign.signer;
+    let bought = buy_pool(
+        ctx,
+        &args,
+        || Ok(crate::commands::wallet::load_signer(ctx, signer_args)?.0),
+        |_, _, _| Ok(()),
+    )
+    .await?;
+    match bought {
+        None => Ok(ExitCode::FAILURE),
+        Some((ready, buyer)) => {
+            report(ctx, &ready, &buyer, "bought")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `buy inference` without its report: resolves the seller's model, probes it, checks the
+/// count, the terms of a purchase it tops up and the balance, asks (unless `--yes`), lets
+/// `admit` refuse the batch (its choice, total cost, and whether a Permit2 approval would be
+/// sent) before anything is sent or signed, pre-signs with `signer` and hands the batch to the
+/// stack. The purchase once Ready and the buyer
+/// proxy's address, or `None` when the user said no.
+pub(crate) async fn buy_pool(
+    ctx: &Context,
+    args: &BuyInferenceArgs,
+    signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
+    admit: impl FnOnce(&crate::commands::buy::Choice, U256, bool) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<(PurchaseRequest, String)>> {
     let (client, buyer) = stack(ctx)?;
     let http = reqwest::Client::builder()
         .user_agent(
@@ -248,7 +277,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     if let Some(existing) = existing.as_ref().filter(|_| !args.replace) {
         check_room(existing.spec.pre_signed_auths.len(), count)?;
     }
-    let (signer, _) = crate::commands::wallet::load_signer(ctx, &args.sign.signer)?;
+    let signer = signer()?;
     let balance = match balance_of(ctx, token, signer.address()).await {
         Ok(balance) => balance,
         Err(e) => {
@@ -302,8 +331,9 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
     }
     if !output::confirm("Pre-sign and hand these to the buyer proxy?", args.sign.yes)? {
         output::note("nothing signed");
-        return Ok(ExitCode::FAILURE);
+        return Ok(None);
     }
+    admit(&choice, total, approval.is_some())?;
     if let Some(approval) = &approval {
         let hash = approval.send(&signer).await?;
         output::note(&format!(
@@ -358,8 +388,7 @@ pub(crate) async fn inference(ctx: &Context, args: BuyInferenceArgs) -> anyhow::
         }
     }
     let ready = wait_ready(&client, &args.namespace, &name).await?;
-    report(ctx, &ready, &buyer, "bought")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Some((ready, buyer)))
 }
 
 pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result<ExitCode> {
