@@ -22,6 +22,13 @@ pub const PAYMENT_META: &str = "x402/payment";
 /// was refused, in the PaymentRequired it is answered with).
 pub const RECEIPT_META: &str = "x402/payment-response";
 
+/// The MCP extension a client advertises (`capabilities.extensions`) to get an unpaid call's
+/// PaymentRequired as a result of its own type, [`PAYMENT_REQUIRED_RESULT`].
+pub const X402_EXTENSION: &str = "org.x402/payment";
+
+/// The `resultType` of a PaymentRequired for clients with [`X402_EXTENSION`].
+pub const PAYMENT_REQUIRED_RESULT: &str = "payment_required";
+
 /// The most tools an offer may sell.
 pub const MAX_TOOLS: usize = 128;
 

@@ -30,7 +30,9 @@ use super::{NotCharged, PAYER_HEADER, Refused, Shared};
 use crate::challenge::{self, PaymentFailure};
 use crate::error::GatewayError;
 use crate::matching;
-use crate::mcp::{PAYMENT_META, RECEIPT_META, Tool, Tools, resource_url};
+use crate::mcp::{
+    PAYMENT_META, PAYMENT_REQUIRED_RESULT, RECEIPT_META, Tool, Tools, X402_EXTENSION, resource_url,
+};
 use crate::metrics::{Counter, Labels};
 use crate::route::{Offer, SettleMode};
 
@@ -160,7 +162,17 @@ impl ServerHandler for Server {
             .or_else(|| context.meta.0.get(PAYMENT_META))
             .cloned();
         let arguments = request.arguments.unwrap_or_default();
-        Ok(self.call(&tool, arguments, payment).await.into())
+        let mut result = self.call(&tool, arguments, payment).await;
+        // The extension binding: a client that advertises x402's MCP extension gets the
+        // PaymentRequired as its own result type (still readable as a tool error by others).
+        let extended = context
+            .client_capabilities()
+            .and_then(|caps| caps.extensions)
+            .is_some_and(|extensions| extensions.contains_key(X402_EXTENSION));
+        if extended && asks_payment(&result) {
+            result.result_type = serde_json::from_value(Value::from(PAYMENT_REQUIRED_RESULT)).ok();
+        }
+        Ok(result.into())
     }
 }
 
@@ -317,6 +329,15 @@ impl Server {
         result.structured_content = structured;
         Answer { ok: true, result }
     }
+}
+
+/// Whether `result` is a PaymentRequired (built by [`required`]).
+fn asks_payment(result: &CallToolResult) -> bool {
+    result.is_error == Some(true)
+        && result
+            .structured_content
+            .as_ref()
+            .is_some_and(|v| v.get("x402Version").is_some() && v.get("accepts").is_some())
 }
 
 /// `tool` as `tools/list` shows it: its schema and a description naming its price.

@@ -493,3 +493,46 @@ async fn an_unreachable_upstream_mcp_server_is_an_error_never_a_charge() {
     );
     assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 0);
 }
+
+/// A client advertising x402's MCP extension (`capabilities.extensions["org.x402/payment"]`, sent
+/// per request on the 2026-07-28 protocol) gets the PaymentRequired as a `payment_required`
+/// result; a client without it gets the plain tool-error binding.
+#[tokio::test]
+async fn the_extension_binding_answers_payment_required_to_clients_that_ask() {
+    let fixture = fixture().await;
+    let unpaid =
+        |capabilities: Value| {
+            let fixture = &fixture;
+            async move {
+                let response = reqwest::Client::new()
+                .post(format!("{}/services/tools", fixture.gateway))
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "echo")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                    "name": "echo", "arguments": {},
+                    "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": capabilities,
+                        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"},
+                    }
+                }}))
+                .send()
+                .await
+                .unwrap();
+                assert_eq!(response.status(), 200);
+                let answer: Value = response.json().await.unwrap();
+                answer["result"].clone()
+            }
+        };
+    let extended = unpaid(json!({"extensions": {"org.x402/payment": {}}})).await;
+    assert_eq!(extended["resultType"], "payment_required", "{extended}");
+    assert_eq!(
+        required_of(&extended).accepts[0].amount.0.to_string(),
+        "1000"
+    );
+    let plain = unpaid(json!({})).await;
+    assert_ne!(plain["resultType"], "payment_required", "{plain}");
+    assert_eq!(required_of(&plain).resource.url, "mcp://tool/echo");
+}
