@@ -163,6 +163,7 @@ impl ServerHandler for Buyer {
             "pay" => self.0.pay(&args).await,
             "call_tool" => self.0.call_remote_tool(&args).await,
             "buy" => self.0.buy(&args).await,
+            "cancel" => self.0.cancel(&args).await,
             "purchases" => super::purchase::rows(&self.0.ctx)
                 .await
                 .map(|rows| json!({"purchases": rows})),
@@ -265,6 +266,13 @@ impl Inner {
                     "count": {"type": "integer", "minimum": 1, "maximum": 1000},
                     "maxTotal": {"type": "string", "description": format!("the most the whole batch may cost, in {}", self.caps.token)},
                 }, "required": ["seller", "count", "maxTotal"]})),
+            ),
+            Tool::new(
+                "cancel",
+                "Cancels a purchase (`buy`'s `purchase`, e.g. `buy/m1`): the buyer proxy stops serving it and drops its unspent authorizations. Spends nothing.",
+                schema(json!({"type": "object", "properties": {
+                    "purchase": {"type": "string", "description": "namespace/name, or a name in `buy`"},
+                }, "required": ["purchase"]})),
             ),
             Tool::new(
                 "purchases",
@@ -508,6 +516,15 @@ impl Inner {
             "totalSigned": purchase.status.total_signed,
             "price": purchase.spec.payment.amount_text(purchase.spec.payment.price.parse().unwrap_or_default()),
         }))
+    }
+
+    async fn cancel(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let given = required(args, "purchase")?;
+        let (namespace, name) = given
+            .split_once('/')
+            .unwrap_or((crate::cli::DEFAULT_BUY_NAMESPACE, given));
+        let dropped = super::purchase::drop_purchase(&self.ctx, namespace, name).await?;
+        Ok(json!({"cancelled": format!("{namespace}/{name}"), "dropped": dropped}))
     }
 
     fn budget(&self) -> anyhow::Result<Value> {

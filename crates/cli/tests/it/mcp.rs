@@ -434,7 +434,8 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
 
 /// An agent buys a bounded pool through `obol mcp` (over its HTTP transport, with rmcp's client):
 /// a batch over its `maxTotal` is refused, one within it is pre-signed and served by the stack's
-/// buyer proxy, and a second that would pass the daily cap is refused before anything is signed.
+/// buyer proxy, a second that would pass the daily cap is refused before anything is signed, and
+/// `cancel` drops what is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     use rmcp::ServiceExt as _;
@@ -546,5 +547,15 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     let purchases = call("purchases", serde_json::json!({})).await;
     let rows = &purchases.structured_content.expect("structured")["purchases"];
     assert_eq!(rows[0]["remaining"], 4, "{rows}");
+
+    let cancelled = call("cancel", serde_json::json!({"purchase": "buy/m1"})).await;
+    assert_ne!(cancelled.is_error, Some(true), "{cancelled:?}");
+    let value = cancelled.structured_content.expect("structured");
+    assert_eq!(value["dropped"], 4, "{value}");
+    let purchases = call("purchases", serde_json::json!({})).await;
+    assert_eq!(
+        purchases.structured_content.expect("structured")["purchases"],
+        serde_json::json!([])
+    );
     let _ = client.cancel().await;
 }

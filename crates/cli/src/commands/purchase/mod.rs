@@ -14,7 +14,7 @@ mod records;
 mod tests;
 
 pub(crate) use buying::{buy_pool, inference, refill};
-pub(crate) use records::{cancel, list, rows, status};
+pub(crate) use records::{cancel, drop_purchase, list, rows, status};
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;

@@ -120,18 +120,39 @@ pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+/// The unspent authorizations of a purchase (an error when there is none).
+async fn unspent(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<u64> {
+    let (client, buyer) = stack(ctx)?;
+    client.get::<PurchaseRequestSpec>(namespace, name).await?;
+    Ok(live_counts(&buyer)
+        .await
+        .get(&pool_name(namespace, name))
+        .map_or(0, |(r, _)| *r))
+}
+
+/// Deletes a purchase and waits until the stack has dropped it; the unspent authorizations it
+/// had.
+pub(crate) async fn drop_purchase(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let remaining = unspent(ctx, namespace, name).await?;
+    let (client, _) = stack(ctx)?;
+    client
+        .delete::<PurchaseRequestSpec>(namespace, name)
+        .await?;
+    wait_gone(&client, namespace, name).await?;
+    Ok(remaining)
+}
+
 pub(crate) async fn cancel(
     ctx: &Context,
     namespace: &str,
     name: &str,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (client, buyer) = stack(ctx)?;
-    client.get::<PurchaseRequestSpec>(namespace, name).await?;
-    let remaining = live_counts(&buyer)
-        .await
-        .get(&pool_name(namespace, name))
-        .map_or(0, |(r, _)| *r);
+    let remaining = unspent(ctx, namespace, name).await?;
     if !output::confirm(
         &format!(
             "Cancel purchase {namespace}/{name} and drop its {remaining} unspent authorizations?"
@@ -141,10 +162,7 @@ pub(crate) async fn cancel(
         output::note("not cancelled");
         return Ok(ExitCode::FAILURE);
     }
-    client
-        .delete::<PurchaseRequestSpec>(namespace, name)
-        .await?;
-    wait_gone(&client, namespace, name).await?;
+    let remaining = drop_purchase(ctx, namespace, name).await?;
     if ctx.json {
         output::json(&json!({"cancelled": format!("{namespace}/{name}"), "dropped": remaining}))?;
     } else {
