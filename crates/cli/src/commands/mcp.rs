@@ -164,6 +164,7 @@ impl ServerHandler for Buyer {
             "call_tool" => self.0.call_remote_tool(&args).await,
             "buy" => self.0.buy(&args).await,
             "cancel" => self.0.cancel(&args).await,
+            "call" => self.0.call_purchase(&args).await,
             "purchases" => super::purchase::rows(&self.0.ctx)
                 .await
                 .map(|rows| json!({"purchases": rows})),
@@ -266,6 +267,15 @@ impl Inner {
                     "count": {"type": "integer", "minimum": 1, "maximum": 1000},
                     "maxTotal": {"type": "string", "description": format!("the most the whole batch may cost, in {}", self.caps.token)},
                 }, "required": ["seller", "count", "maxTotal"]})),
+            ),
+            Tool::new(
+                "call",
+                "One chat-completions call of a bought model (`paid/<model>`) through the stack's buyer proxy, paid with the purchase's next pre-signed authorization (nothing new is signed: the purchase bounds it). Refused when the purchase is used up.",
+                schema(json!({"type": "object", "properties": {
+                    "model": {"type": "string", "description": "paid/<model>"},
+                    "messages": {"type": "array", "items": {"type": "object"}},
+                    "body": {"type": "object", "description": "the whole chat-completions body instead of model and messages"},
+                }})),
             ),
             Tool::new(
                 "cancel",
@@ -516,6 +526,31 @@ impl Inner {
             "totalSigned": purchase.status.total_signed,
             "price": purchase.spec.payment.amount_text(purchase.spec.payment.price.parse().unwrap_or_default()),
         }))
+    }
+
+    async fn call_purchase(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let body = match args.get("body") {
+            Some(Value::Object(body)) => Value::Object(body.clone()),
+            _ => json!({
+                "model": required(args, "model")?,
+                "messages": args.get("messages").cloned().unwrap_or_else(|| json!([])),
+            }),
+        };
+        let (_, buyer) = super::purchase::stack(&self.ctx)?;
+        let response = self
+            .http
+            .post(format!("http://{buyer}/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .context("the buyer proxy")?;
+        let status = response.status();
+        let receipt = buy::receipt_of(response.headers());
+        let text = answer_text(response).await;
+        if !status.is_success() {
+            bail!("{status}: {}", clean(&text));
+        }
+        Ok(json!({"status": status.as_u16(), "receipt": receipt, "body": text}))
     }
 
     async fn cancel(&self, args: &JsonObject) -> anyhow::Result<Value> {

@@ -433,9 +433,9 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
 }
 
 /// An agent buys a bounded pool through `obol mcp` (over its HTTP transport, with rmcp's client):
-/// a batch over its `maxTotal` is refused, one within it is pre-signed and served by the stack's
-/// buyer proxy, a second that would pass the daily cap is refused before anything is signed, and
-/// `cancel` drops what is left.
+/// a batch over its `maxTotal` is refused, 3 calls within it are pre-signed, `call` spends them
+/// through the stack's buyer proxy and a 4th is refused, a batch that would pass the daily cap
+/// is refused before anything is signed, and `cancel` drops the purchase.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     use rmcp::ServiceExt as _;
@@ -510,48 +510,54 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
 
     let over = call(
         "buy",
-        serde_json::json!({"seller": gateway, "count": 5, "maxTotal": "0.004"}),
+        serde_json::json!({"seller": gateway, "count": 3, "maxTotal": "0.002"}),
     )
     .await;
-    assert!(error_of(&over).contains("over maxTotal 0.004"), "{over:?}");
+    assert!(error_of(&over).contains("over maxTotal 0.002"), "{over:?}");
 
     let bought = call(
         "buy",
-        serde_json::json!({"seller": gateway, "count": 5, "maxTotal": "0.005"}),
+        serde_json::json!({"seller": gateway, "count": 3, "maxTotal": "0.003"}),
     )
     .await;
     assert_ne!(bought.is_error, Some(true), "{bought:?}");
     let value = bought.structured_content.expect("structured");
     assert_eq!(value["model"], "paid/m1");
-    assert_eq!(value["remaining"], 5);
+    assert_eq!(value["remaining"], 3);
     assert_eq!(value["price"], "0.001 USDC");
 
-    let served = reqwest::Client::new()
-        .post(format!("{}/chat/completions", value["endpoint"].as_str().unwrap_or_default()))
-        .json(&serde_json::json!({"model": "paid/m1", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("the buyer proxy answers");
-    assert_eq!(served.status(), 200, "the pool pays the seller");
+    let chat =
+        serde_json::json!({"model": "paid/m1", "messages": [{"role": "user", "content": "hi"}]});
+    for n in 1..=3 {
+        let answer = call("call", chat.clone()).await;
+        assert_ne!(answer.is_error, Some(true), "call {n}: {answer:?}");
+        let value = answer.structured_content.expect("structured");
+        assert_eq!(value["status"], 200);
+        assert_eq!(value["receipt"]["success"], true, "call {n}: {value}");
+    }
+    let fourth = call("call", chat).await;
+    assert!(
+        error_of(&fourth).contains("402"),
+        "the purchase is used up: {fourth:?}"
+    );
 
     let capped = call(
         "buy",
-        serde_json::json!({"seller": gateway, "count": 6, "maxTotal": "1"}),
+        serde_json::json!({"seller": gateway, "count": 8, "maxTotal": "1"}),
     )
     .await;
     assert!(
         error_of(&capped)
-            .contains("0.005 USDC already spent today (UTC) and the daily cap is 0.01 USDC"),
+            .contains("0.003 USDC already spent today (UTC) and the daily cap is 0.01 USDC"),
         "{capped:?}"
     );
     let purchases = call("purchases", serde_json::json!({})).await;
     let rows = &purchases.structured_content.expect("structured")["purchases"];
-    assert_eq!(rows[0]["remaining"], 4, "{rows}");
+    assert_eq!(rows[0]["remaining"], 0, "{rows}");
+    assert_eq!(rows[0]["spent"], 3, "{rows}");
 
     let cancelled = call("cancel", serde_json::json!({"purchase": "buy/m1"})).await;
     assert_ne!(cancelled.is_error, Some(true), "{cancelled:?}");
-    let value = cancelled.structured_content.expect("structured");
-    assert_eq!(value["dropped"], 4, "{value}");
     let purchases = call("purchases", serde_json::json!({})).await;
     assert_eq!(
         purchases.structured_content.expect("structured")["purchases"],

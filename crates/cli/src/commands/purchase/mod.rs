@@ -64,7 +64,8 @@ fn check_room(existing: usize, count: u32) -> anyhow::Result<()> {
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The running stack's admin client and buyer proxy address.
-fn stack(ctx: &Context) -> anyhow::Result<(obol_daemon::AdminClient, String)> {
+/// The running stack's admin client and its buyer proxy's address.
+pub(crate) fn stack(ctx: &Context) -> anyhow::Result<(obol_daemon::AdminClient, String)> {
     let (state, client) =
         admin(ctx)?.context("the stack is not running; start it with `obol stack up`")?;
     Ok((client, state.buyer))
