@@ -16,6 +16,7 @@ pub mod presign;
 pub mod probe;
 pub mod proxy;
 pub mod reconcile;
+pub mod refill;
 pub mod seller;
 pub mod spend;
 
@@ -24,4 +25,5 @@ pub use presign::{PreSigned, PresignOptions, presign};
 pub use probe::{Offered, ProbeError, Prober, payment_header};
 pub use proxy::{BuyError, BuyerProxy, Purchase};
 pub use reconcile::{Balances, PurchaseReconciler};
+pub use refill::Refill;
 pub use seller::SellerError;

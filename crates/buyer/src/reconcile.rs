@@ -73,11 +73,12 @@ pub fn service_base(endpoint: &str) -> &str {
 
 /// Reconciles purchases into the pool and the proxy's purchase table.
 pub struct PurchaseReconciler {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     pool: Arc<AuthPool>,
     proxy: Arc<BuyerProxy>,
-    prober: Prober,
+    pub(crate) prober: Prober,
     balances: Option<Arc<dyn Balances>>,
+    pub(crate) refill: Option<crate::refill::Refill>,
 }
 
 /// Reads a wallet's token balance (for `status.walletBalance`).
@@ -163,7 +164,15 @@ impl PurchaseReconciler {
             proxy,
             prober: Prober::new(user_agent, PROBE_TIMEOUT)?,
             balances: None,
+            refill: None,
         })
+    }
+
+    /// Refills purchases with `autoRefill` through `refill` ([`crate::refill`]).
+    #[must_use]
+    pub fn with_refill(mut self, refill: crate::refill::Refill) -> Self {
+        self.refill = Some(refill);
+        self
     }
 
     /// Reads the signer's balance into `status.walletBalance` through `balances`.
@@ -372,8 +381,11 @@ impl PurchaseReconciler {
         let counts = self.counts(&pool_name).await?;
         status.remaining = clamp(counts.available);
         status.spent = clamp(counts.spent);
-        status.total_signed = clamp(counts.available + counts.held + counts.spent + counts.burned);
+        let total_signed = counts.available + counts.held + counts.spent + counts.burned;
+        status.total_signed = clamp(total_signed);
         self.money(purchase, counts.spent, status).await;
+        self.auto_refill(purchase, counts.available, total_signed, status)
+            .await;
         let conditions = &mut status.conditions;
         if self.proxy.serves(&pool_name) {
             set_condition(
@@ -397,7 +409,15 @@ impl PurchaseReconciler {
                 "the buyer proxy does not serve this pool",
             );
         }
-        Ok(Action::Requeue(READY_REQUEUE))
+        let refilling = purchase
+            .spec
+            .auto_refill
+            .as_ref()
+            .is_some_and(|p| p.enabled);
+        Ok(Action::Requeue(match &self.refill {
+            Some(refill) if refilling => refill.interval.min(READY_REQUEUE),
+            _ => READY_REQUEUE,
+        }))
     }
 
     /// Probes the seller; the price it asks, or the failed condition's reason and message.
@@ -524,7 +544,7 @@ fn served(p: &PurchaseRequest) -> (&str, &str) {
 }
 
 /// The seller's option pays the same network, asset and recipient as the request.
-fn same_terms(asked: &v2::PaymentRequirements, wanted: &PurchasePayment) -> bool {
+pub(crate) fn same_terms(asked: &v2::PaymentRequirements, wanted: &PurchasePayment) -> bool {
     network::same_network(&asked.network, &wanted.network)
         && asked.asset.eq_ignore_ascii_case(&wanted.asset)
         && asked.pay_to.eq_ignore_ascii_case(&wanted.pay_to)

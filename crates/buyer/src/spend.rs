@@ -1,6 +1,7 @@
-//! The durable daily spend of an unattended buyer (`obol mcp`): what it has signed, per UTC day,
-//! chain and token, checked against a cap in the same `IMMEDIATE` transaction that counts it,
-//! so two processes sharing the file cannot both pass a cap the sum of their payments exceeds.
+//! The durable daily spend of an unattended buyer (`obol mcp`, a purchase's autoRefill): what it
+//! has signed, per scope (`mcp`, `refill:<namespace>/<name>`), UTC day, chain and token, checked
+//! against a cap in the same `IMMEDIATE` transaction that counts it, so two processes sharing
+//! the file cannot both pass a cap the sum of their payments exceeds.
 //!
 //! A payment counts when it is signed, whatever the seller then does: a signed authorization
 //! can be settled until it expires, so until then it is money the agent may have spent. Nothing
@@ -18,12 +19,13 @@ const DAY: u64 = 86_400;
 
 const STEPS: &[Step] = &[Step::Sql(
     "CREATE TABLE spend (
+        scope TEXT NOT NULL,
         day INTEGER NOT NULL,
         chain_id INTEGER NOT NULL,
         asset TEXT NOT NULL,
         atomic TEXT NOT NULL,
         payments INTEGER NOT NULL,
-        PRIMARY KEY (day, chain_id, asset)
+        PRIMARY KEY (scope, day, chain_id, asset)
     );",
 )];
 
@@ -97,14 +99,15 @@ impl SpendLedger {
         Ok(Self { db: Mutex::new(db) })
     }
 
-    /// Counts a payment of `amount` of `asset` on `chain_id` on `day` if the day's total stays
-    /// within `cap`; returns the day's spend with it.
+    /// Counts a payment of `amount` of `asset` on `chain_id` on `day` in `scope` if the scope's
+    /// total of the day stays within `cap`; returns the day's spend with it.
     ///
     /// # Errors
     ///
     /// [`SpendError::OverCap`] (nothing counted), or [`SpendError::Store`].
     pub fn spend(
         &self,
+        scope: &str,
         day: u64,
         chain_id: u64,
         asset: Address,
@@ -116,7 +119,12 @@ impl SpendLedger {
             .lock()
             .map_err(|_| SpendError::Store("poisoned".into()))?;
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let key = (to_i64(day)?, to_i64(chain_id)?, asset.to_checksum(None));
+        let key = Key {
+            scope,
+            day: to_i64(day)?,
+            chain_id: to_i64(chain_id)?,
+            asset: asset.to_checksum(None),
+        };
         let before = read(&tx, &key)?;
         let total = before.atomic.checked_add(amount).unwrap_or(U256::MAX);
         if total > cap {
@@ -132,12 +140,14 @@ impl SpendLedger {
             payments: before.payments + 1,
         };
         tx.execute(
-            "INSERT INTO spend (day, chain_id, asset, atomic, payments) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (day, chain_id, asset) DO UPDATE SET atomic = ?4, payments = ?5",
+            "INSERT INTO spend (scope, day, chain_id, asset, atomic, payments)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope, day, chain_id, asset) DO UPDATE SET atomic = ?5, payments = ?6",
             params![
-                key.0,
-                key.1,
-                key.2,
+                key.scope,
+                key.day,
+                key.chain_id,
+                key.asset,
                 after.atomic.to_string(),
                 to_i64(after.payments)?
             ],
@@ -146,19 +156,30 @@ impl SpendLedger {
         Ok(after)
     }
 
-    /// The spend of `asset` on `chain_id` on `day`.
+    /// The spend of `asset` on `chain_id` on `day` in `scope`.
     ///
     /// # Errors
     ///
     /// [`SpendError::Store`].
-    pub fn day(&self, day: u64, chain_id: u64, asset: Address) -> Result<DaySpend, SpendError> {
+    pub fn day(
+        &self,
+        scope: &str,
+        day: u64,
+        chain_id: u64,
+        asset: Address,
+    ) -> Result<DaySpend, SpendError> {
         let db = self
             .db
             .lock()
             .map_err(|_| SpendError::Store("poisoned".into()))?;
         read(
             &db,
-            &(to_i64(day)?, to_i64(chain_id)?, asset.to_checksum(None)),
+            &Key {
+                scope,
+                day: to_i64(day)?,
+                chain_id: to_i64(chain_id)?,
+                asset: asset.to_checksum(None),
+            },
         )
     }
 }
@@ -167,11 +188,20 @@ fn to_i64(n: u64) -> Result<i64, SpendError> {
     i64::try_from(n).map_err(|_| SpendError::Store(format!("{n} does not fit the ledger")))
 }
 
-fn read(db: &Connection, key: &(i64, i64, String)) -> Result<DaySpend, SpendError> {
+/// One row's key.
+struct Key<'a> {
+    scope: &'a str,
+    day: i64,
+    chain_id: i64,
+    asset: String,
+}
+
+fn read(db: &Connection, key: &Key<'_>) -> Result<DaySpend, SpendError> {
     let row: Option<(String, i64)> = db
         .query_row(
-            "SELECT atomic, payments FROM spend WHERE day = ?1 AND chain_id = ?2 AND asset = ?3",
-            params![key.0, key.1, key.2],
+            "SELECT atomic, payments FROM spend
+             WHERE scope = ?1 AND day = ?2 AND chain_id = ?3 AND asset = ?4",
+            params![key.scope, key.day, key.chain_id, key.asset],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
@@ -203,24 +233,24 @@ mod tests {
         let ledger = SpendLedger::open(&path).unwrap();
         let today = day_of(1_800_000_000);
         let first = ledger
-            .spend(today, 84532, USDC, U256::from(1000u64), cap)
+            .spend("mcp", today, 84532, USDC, U256::from(1000u64), cap)
             .unwrap();
         assert_eq!(first.atomic, U256::from(1000u64));
         ledger
-            .spend(today, 84532, USDC, U256::from(1000u64), cap)
+            .spend("mcp", today, 84532, USDC, U256::from(1000u64), cap)
             .unwrap();
         drop(ledger);
 
         let ledger = SpendLedger::open(&path).unwrap();
         let refused = ledger
-            .spend(today, 84532, USDC, U256::from(1000u64), cap)
+            .spend("mcp", today, 84532, USDC, U256::from(1000u64), cap)
             .unwrap_err();
         assert!(
             matches!(refused, SpendError::OverCap { spent, .. } if spent == U256::from(2000u64)),
             "{refused}"
         );
         assert_eq!(
-            ledger.day(today, 84532, USDC).unwrap(),
+            ledger.day("mcp", today, 84532, USDC).unwrap(),
             DaySpend {
                 atomic: U256::from(2000u64),
                 payments: 2
@@ -228,13 +258,23 @@ mod tests {
             "a refusal counts nothing"
         );
         ledger
-            .spend(today, 84532, USDC, U256::from(500u64), cap)
+            .spend("mcp", today, 84532, USDC, U256::from(500u64), cap)
             .unwrap();
         ledger
-            .spend(today + 1, 84532, USDC, U256::from(2500u64), cap)
+            .spend("mcp", today + 1, 84532, USDC, U256::from(2500u64), cap)
             .unwrap();
         ledger
-            .spend(today, 1, USDC, U256::from(2500u64), cap)
+            .spend("mcp", today, 1, USDC, U256::from(2500u64), cap)
+            .unwrap();
+        ledger
+            .spend(
+                "refill:buy/m1",
+                today,
+                84532,
+                USDC,
+                U256::from(2500u64),
+                cap,
+            )
             .unwrap();
     }
 
@@ -250,7 +290,11 @@ mod tests {
                 .map(|ledger| {
                     s.spawn(move || {
                         (0..10)
-                            .filter(|_| ledger.spend(7, 1, USDC, U256::from(1u64), cap).is_ok())
+                            .filter(|_| {
+                                ledger
+                                    .spend("mcp", 7, 1, USDC, U256::from(1u64), cap)
+                                    .is_ok()
+                            })
                             .count()
                     })
                 })
@@ -261,6 +305,6 @@ mod tests {
                 .sum::<usize>()
         });
         assert_eq!(counted, 10);
-        assert_eq!(ledgers[0].day(7, 1, USDC).unwrap().atomic, cap);
+        assert_eq!(ledgers[0].day("mcp", 7, 1, USDC).unwrap().atomic, cap);
     }
 }

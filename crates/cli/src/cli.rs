@@ -198,7 +198,27 @@ pub(crate) struct BuyInferenceArgs {
     #[arg(long, value_name = "AGENT_ID")]
     pub(crate) expected_agent_id: Option<u64>,
     #[command(flatten)]
+    pub(crate) refill: RefillFlags,
+    #[command(flatten)]
     pub(crate) sign: PresignFlags,
+}
+
+/// autoRefill of a new purchase: the daemon signs more with its refill key
+/// (OBOL_REFILL_KEYSTORE) when fewer than --refill-below remain.
+#[derive(Debug, Default, Args)]
+pub(crate) struct RefillFlags {
+    /// Turn autoRefill on: refill when fewer than N authorizations remain.
+    #[arg(long, value_name = "N", requires = "refill_max_per_day")]
+    pub(crate) refill_below: Option<u32>,
+    /// How many to sign per refill (default: the purchase's count).
+    #[arg(long, value_name = "N", requires = "refill_below")]
+    pub(crate) refill_count: Option<u32>,
+    /// Stop refilling once this many authorizations were ever signed.
+    #[arg(long, value_name = "N", requires = "refill_below")]
+    pub(crate) refill_max_total: Option<u32>,
+    /// The most refills may sign a UTC day, in token units (required with --refill-below).
+    #[arg(long, value_name = "AMOUNT", requires = "refill_below")]
+    pub(crate) refill_max_per_day: Option<String>,
 }
 
 /// The longest `buy discover --timeout`, in seconds (an hour).

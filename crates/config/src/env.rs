@@ -33,6 +33,16 @@ pub const DEFAULT_FACILITATOR_URL: &str = "OBOL_DEFAULT_FACILITATOR_URL";
 /// `User-Agent` of the buyer's outbound calls (default `obol-buyer/<version>`; the original's name).
 pub const BUYER_USER_AGENT: &str = "OBOL_BUYER_USER_AGENT";
 
+/// The keystore (v3 JSON) the daemon signs purchases' autoRefill batches with; unset: no
+/// autoRefill.
+pub const REFILL_KEYSTORE: &str = "OBOL_REFILL_KEYSTORE";
+
+/// The file whose first line is [`REFILL_KEYSTORE`]'s password.
+pub const REFILL_PASSWORD_FILE: &str = "OBOL_REFILL_PASSWORD_FILE";
+
+/// Seconds between autoRefill checks of a purchase (default 10).
+pub const REFILL_INTERVAL: &str = "OBOL_REFILL_INTERVAL";
+
 /// `(name, meaning)` of every variable, for help texts and docs.
 pub const ALL: &[(&str, &str)] = &[
     (
@@ -56,6 +66,18 @@ pub const ALL: &[(&str, &str)] = &[
         "raw hex private key used instead of a keystore (CI and devnets only)",
     ),
     (PUBLIC_URL, "public base URL buyers reach this stack at"),
+    (
+        REFILL_KEYSTORE,
+        "keystore the daemon signs purchases' autoRefill batches with (off when unset)",
+    ),
+    (
+        REFILL_PASSWORD_FILE,
+        "file holding the password of OBOL_REFILL_KEYSTORE",
+    ),
+    (
+        REFILL_INTERVAL,
+        "seconds between autoRefill checks (default 10)",
+    ),
     (
         DEFAULT_FACILITATOR_URL,
         "facilitator used when stack.json names none (default https://x402.gcp.obol.tech)",

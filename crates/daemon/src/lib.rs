@@ -108,6 +108,55 @@ fn chain_ids(paths: &Paths) -> obol_control::registration::ChainIdSource {
     })
 }
 
+/// The autoRefill signer the operator configured ([`env::REFILL_KEYSTORE`] and
+/// [`env::REFILL_PASSWORD_FILE`], both or neither): `None` without.
+fn refill(paths: &Paths) -> Result<Option<obol_buyer::Refill>, DaemonError> {
+    let keystore = std::env::var_os(env::REFILL_KEYSTORE).filter(|v| !v.is_empty());
+    let password = std::env::var_os(env::REFILL_PASSWORD_FILE).filter(|v| !v.is_empty());
+    let (keystore, password) = match (keystore, password) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(p)) => (std::path::PathBuf::from(k), std::path::PathBuf::from(p)),
+        _ => {
+            return Err(DaemonError::Start(format!(
+                "set both {} and {} for autoRefill, or neither",
+                env::REFILL_KEYSTORE,
+                env::REFILL_PASSWORD_FILE
+            )));
+        }
+    };
+    let source = obol_wallet::SignerSource::KeystoreFile(keystore);
+    let store = obol_wallet::WalletStore::new(paths);
+    let signer = source
+        .load(&store, None, || {
+            obol_wallet::read_password(
+                &obol_wallet::PasswordSource {
+                    file: Some(password),
+                    env: None,
+                    prompt: false,
+                },
+                false,
+            )
+        })
+        .map_err(|e| DaemonError::Start(format!("the autoRefill key: {e}")))?;
+    let ledger = obol_buyer::spend::SpendLedger::open(&paths.data_dir.join("spend.sqlite"))
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let interval = std::env::var(env::REFILL_INTERVAL)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .map_or(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs_f64,
+        );
+    tracing::info!(signer = %signer.address(), "autoRefill enabled");
+    Ok(Some(obol_buyer::Refill {
+        signer,
+        ledger: Arc::new(ledger),
+        interval,
+        ttl_secs: 7 * 86_400,
+    }))
+}
+
 /// Token balances read over the chains of the networks file (re-read on each call, so a chain
 /// added with `obol network add` counts at once).
 struct NetworkBalances {
@@ -245,18 +294,20 @@ pub async fn run(
     .map_err(|e| start_error(&e))?;
     // Refuse foreign Host headers (DNS rebinding) unless the proxy was meant to be reachable.
     proxy.loopback_only(buyer_bound.ip().is_loopback());
-    let purchases = Arc::new(
-        PurchaseReconciler::new(
-            store.clone(),
-            pool,
-            proxy.clone(),
-            std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
-        )
-        .map_err(|e| start_error(&e))?
-        .with_balances(Arc::new(NetworkBalances {
-            file: paths.networks_file(),
-        })),
-    );
+    let mut purchases = PurchaseReconciler::new(
+        store.clone(),
+        pool,
+        proxy.clone(),
+        std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
+    )
+    .map_err(|e| start_error(&e))?
+    .with_balances(Arc::new(NetworkBalances {
+        file: paths.networks_file(),
+    }));
+    if let Some(refill) = refill(&paths)? {
+        purchases = purchases.with_refill(refill);
+    }
+    let purchases = Arc::new(purchases);
 
     let admin_state = admin::AdminState {
         store: store.clone(),

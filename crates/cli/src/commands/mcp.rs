@@ -33,6 +33,9 @@ use crate::cli::McpArgs;
 /// The most of a seller's answer handed to the agent.
 const MAX_BODY: usize = 64 * 1024;
 
+/// What `obol mcp` counts its payments under in the spend ledger.
+const MCP_SCOPE: &str = "mcp";
+
 /// Where an MCP payment travels, and its receipt.
 const PAYMENT_META: &str = "x402/payment";
 const RECEIPT_META: &str = "x402/payment-response";
@@ -451,7 +454,7 @@ impl Inner {
         let today = day_of(obol_config::time::unix_now());
         match self
             .ledger
-            .spend(today, choice.token.chain_id, asset, total, cap)
+            .spend(MCP_SCOPE, today, choice.token.chain_id, asset, total, cap)
         {
             Ok(_) => Ok(()),
             Err(SpendError::OverCap { spent, .. }) => bail!(
@@ -487,6 +490,7 @@ impl Inner {
             replace: false,
             user_agent: None,
             expected_agent_id: None,
+            refill: crate::cli::RefillFlags::default(),
             sign: crate::cli::PresignFlags {
                 // Short-lived: what is not spent today stops being spendable tomorrow.
                 ttl: "1d".to_owned(),
@@ -569,7 +573,10 @@ impl Inner {
             .iter()
             .filter(|t| t.symbol.eq_ignore_ascii_case(&self.caps.token))
             .filter_map(|t| {
-                let day = self.ledger.day(today, t.chain_id, t.address).ok()?;
+                let day = self
+                    .ledger
+                    .day(MCP_SCOPE, today, t.chain_id, t.address)
+                    .ok()?;
                 (day.payments > 0).then(|| {
                     json!({"chainId": t.chain_id, "spent": format_units(day.atomic, t.decimals),
                            "payments": day.payments})

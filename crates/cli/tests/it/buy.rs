@@ -643,3 +643,112 @@ async fn buy_pay_and_probe_never_follow_a_redirect() {
         stolen.lock().unwrap()
     );
 }
+
+/// autoRefill: the daemon, given the buyer's keystore by its operator (OBOL_REFILL_KEYSTORE),
+/// tops a purchase up once when fewer than `--refill-below` remain, then stops at
+/// `--refill-max-total`; every refill is a condition and paid calls land on the devnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_refill_tops_up_once_and_stops_at_max_total() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let upstream = upstream().await;
+    let _guard = selling_stack(dir, &upstream, "USDC", "0.001").await;
+    let seller = gateway(dir);
+    // The buyer's key as a keystore, its password in a file only the daemon reads.
+    let key_file = dir.join("buyer.key");
+    std::fs::write(&key_file, BUYER_KEY).unwrap();
+    let password = dir.join("refill.password");
+    std::fs::write(&password, "refill-pass\n").unwrap();
+    let imported = obol_in(
+        dir,
+        &[
+            "wallet",
+            "import",
+            "--name",
+            "refill",
+            "--private-key-file",
+            key_file.to_str().unwrap(),
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let keystore = dir.join("config/wallets/refill.json");
+    assert!(keystore.exists());
+    assert!(obol_in(dir, &["stack", "down"], &[], None).status.success());
+    crate::start_stack_with(
+        dir,
+        &[
+            ("OBOL_REFILL_KEYSTORE", keystore.to_str().unwrap()),
+            ("OBOL_REFILL_PASSWORD_FILE", password.to_str().unwrap()),
+            ("OBOL_REFILL_INTERVAL", "0.2"),
+        ],
+    );
+    wait_offer_ready(dir, "llm").await;
+
+    let bought = obol_in(
+        dir,
+        &[
+            "buy",
+            "inference",
+            &seller,
+            "--count",
+            "3",
+            "--yes",
+            "--refill-below",
+            "2",
+            "--refill-count",
+            "2",
+            "--refill-max-total",
+            "5",
+            "--refill-max-per-day",
+            "0.01",
+        ],
+        &[("OBOL_PRIVATE_KEY", BUYER_KEY)],
+        None,
+    );
+    assert!(bought.status.success(), "{}", stderr(&bought));
+    let status = |dir: &Path| {
+        json_of(&obol_in(
+            dir,
+            &["--json", "buy", "status", "qwen3-0-6b"],
+            &[],
+            None,
+        ))
+    };
+    let refill_condition = |status: &Value| {
+        status["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "AutoRefill").cloned())
+            .unwrap_or(Value::Null)
+    };
+    let wait_for = |reason: &'static str| async move {
+        for _ in 0..150 {
+            let now = status(dir);
+            if refill_condition(&now)["reason"] == reason {
+                return now;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no AutoRefill {reason}: {}", status(dir));
+    };
+
+    for _ in 0..2 {
+        assert_eq!(chat(dir).await.0, 200);
+    }
+    // One left, under 2: the daemon signs 2 more.
+    let refilled = wait_for("Refilled").await;
+    assert_eq!(refilled["status"]["totalSigned"], 5, "{refilled}");
+    for _ in 0..2 {
+        assert_eq!(chat(dir).await.0, 200);
+    }
+    // One left again, but 5 were signed of maxTotal 5: no more.
+    let stopped = wait_for("MaxTotalReached").await;
+    assert_eq!(stopped["status"]["totalSigned"], 5, "{stopped}");
+    assert_eq!(chat(dir).await.0, 200, "the last one");
+    let (code, _) = chat(dir).await;
+    assert_ne!(code, 200, "used up");
+    assert_eq!(status(dir)["status"]["spent"], 5);
+}

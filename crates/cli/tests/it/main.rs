@@ -93,12 +93,14 @@ fn init_and_start(dir: &Path, gateway: &str, public: Option<&str>, facilitator: 
 
 /// `obol stack up`, dev key 9 paying the embedded facilitator's gas.
 pub fn start_stack(dir: &Path) {
-    let out = obol_in(
-        dir,
-        &["stack", "up"],
-        &[("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])],
-        None,
-    );
+    start_stack_with(dir, &[]);
+}
+
+/// [`start_stack`] with more environment for the daemon.
+pub fn start_stack_with(dir: &Path, env: &[(&str, &str)]) {
+    let mut all = vec![("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9])];
+    all.extend_from_slice(env);
+    let out = obol_in(dir, &["stack", "up"], &all, None);
     assert!(out.status.success(), "stack up: {}", stderr(&out));
 }
 

@@ -109,11 +109,30 @@ pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationErr
             format!("{} must be between 1 and 2500", spec.count),
         );
     }
-    if spec.auto_refill.as_ref().is_some_and(|r| r.enabled) {
-        fail(
-            "spec.autoRefill.enabled",
-            "is not supported: refilling needs the buyer's key, which the daemon never holds; use `obol buy refill`".to_owned(),
-        );
+    if let Some(refill) = spec.auto_refill.as_ref().filter(|r| r.enabled) {
+        if refill.count == 0 || refill.count > 1000 {
+            fail(
+                "spec.autoRefill.count",
+                format!("{} must be between 1 and 1000", refill.count),
+            );
+        }
+        if refill.threshold == 0 {
+            fail(
+                "spec.autoRefill.threshold",
+                "must be at least 1 (refill when fewer remain)".to_owned(),
+            );
+        }
+        let cap = refill.max_spend_per_day.as_deref();
+        if cap
+            .and_then(|c| c.parse::<obol_x402::primitives::U256>().ok())
+            .is_none_or(|c| c.is_zero())
+        {
+            fail(
+                "spec.autoRefill.maxSpendPerDay",
+                "is required with autoRefill: the most refills may sign a UTC day, in atomic units"
+                    .to_owned(),
+            );
+        }
     }
     if spec.pre_signed_auths.len() > MAX_PRE_SIGNED_AUTHS {
         fail(

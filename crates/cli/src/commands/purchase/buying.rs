@@ -370,7 +370,7 @@ pub(crate) async fn buy_pool(
                     model,
                     count,
                     pre_signed_auths: signed.clone(),
-                    auto_refill: None,
+                    auto_refill: refill_policy(&args.refill, count, token)?,
                     payment,
                 },
             );
@@ -389,6 +389,28 @@ pub(crate) async fn buy_pool(
     }
     let ready = wait_ready(&client, &args.namespace, &name).await?;
     Ok(Some((ready, buyer)))
+}
+
+/// The autoRefill policy of `--refill-*` (none without `--refill-below`), its daily cap in
+/// `token`'s atomic units.
+fn refill_policy(
+    flags: &crate::cli::RefillFlags,
+    count: u32,
+    token: &obol_x402::Token,
+) -> anyhow::Result<Option<obol_control::purchase::AutoRefill>> {
+    let Some(threshold) = flags.refill_below else {
+        return Ok(None);
+    };
+    let per_day = flags.refill_max_per_day.as_deref().unwrap_or_default();
+    let atomic = obol_x402::money::parse_units(per_day, token.decimals)
+        .with_context(|| format!("--refill-max-per-day {per_day:?} in {}", token.symbol))?;
+    Ok(Some(obol_control::purchase::AutoRefill {
+        enabled: true,
+        threshold,
+        count: flags.refill_count.unwrap_or(count),
+        max_total: flags.refill_max_total,
+        max_spend_per_day: Some(atomic.to_string()),
+    }))
 }
 
 pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result<ExitCode> {

@@ -63,7 +63,6 @@ fn check_room(existing: usize, count: u32) -> anyhow::Result<()> {
 /// How long `buy inference|refill` waits for the proxy to serve the purchase.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The running stack's admin client and buyer proxy address.
 /// The running stack's admin client and its buyer proxy's address.
 pub(crate) fn stack(ctx: &Context) -> anyhow::Result<(obol_daemon::AdminClient, String)> {
     let (state, client) =
