@@ -259,7 +259,39 @@ fn skip_reason(error: &Erc8004Error) -> &'static str {
 }
 
 /// `obol buy discover`.
-pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::Result<ExitCode> {
+/// What a discovery scan found: the agents advertising x402 services, those that could not be
+/// read, and both as the `--json` rows.
+pub(super) struct Scan {
+    chain_name: String,
+    registry: String,
+    from: u64,
+    head: u64,
+    scanned: usize,
+    agents: Vec<obol_erc8004::fetch::DiscoveredAgent>,
+    unreadable: Vec<(obol_erc8004::RegisteredAgent, Erc8004Error)>,
+    rows: Vec<Value>,
+    skipped: Vec<Value>,
+}
+
+impl Scan {
+    /// The `--json` document (also `obol mcp`'s `discover` result).
+    pub(super) fn json(&self, args: &BuyDiscoverArgs) -> Value {
+        json!({
+            "chain": self.chain_name,
+            "agentRegistry": self.registry,
+            "fromBlock": self.from,
+            "toBlock": self.head,
+            "registered": self.scanned,
+            "timeoutSecs": args.timeout,
+            "allowPrivate": args.allow_private,
+            "agents": self.rows,
+            "skipped": self.skipped,
+        })
+    }
+}
+
+/// Scans the chain's Identity Registry and reads what the agents found advertise.
+pub(super) async fn scan(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::Result<Scan> {
     let chain = super::network::client(ctx, &args.chain)?;
     let chain_name = chain.name().to_owned();
     let registry = Registries::builtin()
@@ -328,20 +360,36 @@ pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::R
             })
         })
         .collect();
+    Ok(Scan {
+        chain_name,
+        registry: registry.to_string(),
+        from,
+        head,
+        scanned,
+        agents,
+        unreadable,
+        rows,
+        skipped,
+    })
+}
+
+pub(super) async fn discover(ctx: &Context, args: &BuyDiscoverArgs) -> anyhow::Result<ExitCode> {
+    let found = scan(ctx, args).await?;
     if ctx.json {
-        output::json(&json!({
-            "chain": chain_name,
-            "agentRegistry": registry.to_string(),
-            "fromBlock": from,
-            "toBlock": head,
-            "registered": scanned,
-            "timeoutSecs": args.timeout,
-            "allowPrivate": args.allow_private,
-            "agents": rows,
-            "skipped": skipped,
-        }))?;
+        output::json(&found.json(args))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let Scan {
+        chain_name,
+        registry,
+        from,
+        head,
+        scanned,
+        agents,
+        unreadable,
+        rows,
+        ..
+    } = found;
     let show = |v: &Value, max: usize| printable(v.as_str().unwrap_or_default(), max);
     if rows.is_empty() {
         println!(

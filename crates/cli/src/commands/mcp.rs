@@ -163,6 +163,7 @@ impl ServerHandler for Buyer {
         let args = request.arguments.unwrap_or_default();
         let outcome = match request.name.as_ref() {
             "probe" => self.0.probe(&args).await,
+            "discover" => self.0.discover(&args).await,
             "pay" => self.0.pay(&args).await,
             "call_tool" => self.0.call_remote_tool(&args).await,
             "buy" => self.0.buy(&args).await,
@@ -224,6 +225,15 @@ impl Inner {
         );
         let max = json!({"type": "string", "description": format!("the most this call may cost, in {}", self.caps.token)});
         vec![
+            Tool::new(
+                "discover",
+                "Finds sellers: agents registered on a chain's ERC-8004 Identity Registry whose registration documents advertise x402 services, with their offers and prices. Free.",
+                schema(json!({"type": "object", "properties": {
+                    "chain": {"type": "string", "description": "a chain with an RPC endpoint here (e.g. base, base-sepolia)"},
+                    "fromBlock": {"type": "integer", "minimum": 0},
+                    "allowPrivate": {"type": "boolean", "description": "also read sellers at private or loopback addresses"},
+                }, "required": ["chain"]})),
+            ),
             Tool::new(
                 "probe",
                 "What an x402 URL charges, without paying: every accepted payment with its price. Free.",
@@ -298,6 +308,20 @@ impl Inner {
                 schema(json!({"type": "object"})),
             ),
         ]
+    }
+
+    async fn discover(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let request = crate::cli::BuyDiscoverArgs {
+            chain: required(args, "chain")?.to_owned(),
+            from_block: args.get("fromBlock").and_then(Value::as_u64),
+            timeout: 30,
+            allow_private: args
+                .get("allowPrivate")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+        let found = super::discover::scan(&self.ctx, &request).await?;
+        Ok(found.json(&request))
     }
 
     async fn probe(&self, args: &JsonObject) -> anyhow::Result<Value> {

@@ -506,6 +506,15 @@ async fn register_import_forget_discover_and_tombstone() {
     );
     assert_eq!(ours["offers"][0]["price"], "0.001 USDC/request");
     assert_eq!(ours["offers"][0]["catalog"], "listed");
+    // An agent's `discover` (obol mcp) finds the same.
+    let by_agent = crate::mcp::one_tool_call(
+        dir,
+        obol_devnet::DEV_KEYS[7],
+        "discover",
+        json!({"chain": "devnet", "fromBlock": 0, "allowPrivate": true}),
+    )
+    .await;
+    assert_eq!(by_agent["agents"], found["agents"], "{by_agent}");
     let out = obol_in(
         dir,
         &[

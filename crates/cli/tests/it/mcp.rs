@@ -565,3 +565,35 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     );
     let _ = client.cancel().await;
 }
+
+/// Starts `obol mcp --listen` on `dir`'s settings, paying with `key`, calls `tool` once with
+/// `args` through rmcp's client, and returns the structured result (an error result panics).
+pub(crate) async fn one_tool_call(
+    dir: &Path,
+    key: &str,
+    tool: &'static str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
+    command
+        .args(["mcp", "--listen", "127.0.0.1:0"])
+        .env("OBOL_CONFIG_DIR", dir.join("config"))
+        .env("OBOL_DATA_DIR", dir.join("data"))
+        .env("OBOL_STATE_DIR", dir.join("state"))
+        .env("OBOL_PRIVATE_KEY", key);
+    let (_server, url) = spawn_until(&mut command, true, "obol mcp: listening on", 4);
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .expect("an MCP session");
+    let params = CallToolRequestParams::new(tool)
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    let result = client.call_tool(params).await.expect("a result");
+    let _ = client.cancel().await;
+    assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
+    result.structured_content.expect("structured")
+}
