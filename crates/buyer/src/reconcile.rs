@@ -18,7 +18,7 @@ use obol_control::controller::Reconcile;
 use obol_control::purchase::{
     PurchasePayment, PurchaseRequest, PurchaseRequestSpec, PurchaseRequestStatus,
 };
-use obol_control::reconcile::Action;
+use obol_control::reconcile::{Action, parse_rfc3339};
 use obol_control::resource::{ConditionStatus, Spec, condition, is_true, set_condition};
 use obol_control::{Store, StoreError, StoreExt};
 use obol_x402::network;
@@ -39,6 +39,11 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const RETRY_REQUEUE: Duration = Duration::from_secs(30);
 /// Requeue of a ready request (its counts are refreshed).
 pub const READY_REQUEUE: Duration = Duration::from_secs(30);
+/// How often a deleted purchase with calls under way is looked at again.
+pub const DRAIN_REQUEUE: Duration = Duration::from_millis(250);
+/// The longest a deletion waits for calls under way (a paid call's longest: the upstream's
+/// answer, then its settlement retries); after it, what is still held is dropped as it ends.
+pub const DRAIN_PATIENCE: Duration = Duration::from_secs(300);
 /// The condition types, in pipeline order.
 pub const CONDITIONS: [&str; 4] = ["Probed", "AuthsSigned", "Configured", "Ready"];
 
@@ -237,10 +242,23 @@ impl PurchaseReconciler {
 
     async fn finalize(&self, purchase: &PurchaseRequest) -> Result<Action, ReconcileError> {
         let (namespace, name) = (&purchase.metadata.namespace, &purchase.metadata.name);
-        // Stop spending first, then drop what is left.
+        // Stop spending first, let the calls under way finish, then drop what is left.
         self.rebuild().await?;
-        let pool = self.pool.clone();
         let pool_name = pool_name(namespace, name);
+        let in_flight = self.counts(&pool_name).await?.held;
+        let deleted_at = purchase
+            .metadata
+            .deletion_timestamp
+            .as_deref()
+            .and_then(parse_rfc3339);
+        let patient = deleted_at.is_none_or(|at| {
+            obol_config::time::unix_now() < at.saturating_add(DRAIN_PATIENCE.as_secs())
+        });
+        if in_flight > 0 && patient {
+            tracing::info!(%namespace, %name, in_flight, "purchase deleted; waiting for its calls under way");
+            return Ok(Action::Requeue(DRAIN_REQUEUE));
+        }
+        let pool = self.pool.clone();
         let removed = tokio::task::spawn_blocking(move || pool.remove(&pool_name)).await??;
         tracing::info!(%namespace, %name, removed, "purchase deleted; unspent authorizations dropped");
         self.store.remove_finalizer(purchase, FINALIZER).await?;

@@ -191,12 +191,35 @@ async fn a_request_is_probed_loaded_served_refilled_and_deleted() {
         .routes
         .store(RouteTable::new(vec![route(&seller.upstream, 1000)]));
 
-    // Deleted: the proxy stops serving it and the pool is emptied.
+    // Deleted with a call under way (an authorization held): the proxy stops serving it at
+    // once, the deletion waits for the call, then the pool is emptied.
+    let asked = seller.probe().await.accepts[0].clone();
+    let in_flight = buyer
+        .pool
+        .take("buy/m1", &asked, obol_config::time::unix_now())
+        .unwrap();
     buyer
         .store
         .delete("PurchaseRequest", "buy", "m1")
         .await
         .unwrap();
+    assert_eq!(
+        buyer.reconciler.reconcile("buy", "m1").await.unwrap(),
+        Action::Requeue(obol_buyer::reconcile::DRAIN_REQUEUE),
+        "draining"
+    );
+    assert!(!buyer.proxy.serves(&pool_name("buy", "m1")));
+    assert_eq!(buyer.chat("paid/m1").await.status(), 404, "no new calls");
+    assert!(
+        buyer
+            .store
+            .get::<PurchaseRequestSpec>("buy", "m1")
+            .await
+            .unwrap()
+            .is_some(),
+        "kept while a call is under way"
+    );
+    in_flight.release();
     assert_eq!(
         buyer.reconciler.reconcile("buy", "m1").await.unwrap(),
         Action::Done
