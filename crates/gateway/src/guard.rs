@@ -246,6 +246,35 @@ impl ReplayGuard {
         })
     }
 
+    /// What is recorded of the payment with authorization nonce `nonce` (one payer's: a nonce
+    /// two payers used is answered for neither).
+    pub fn receipt(&self, nonce: B256) -> Option<Recorded> {
+        let db = self.store.db();
+        let mut select = db
+            .prepare_cached(
+                "SELECT chain_id, payer, state, tx FROM settled_payments WHERE nonce = ?1 LIMIT 2",
+            )
+            .ok()?;
+        let rows: Vec<Recorded> = select
+            .query_map(params![nonce.to_vec()], |row| {
+                let payer: Vec<u8> = row.get(1)?;
+                let state: String = row.get(2)?;
+                Ok(Recorded {
+                    chain_id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or_default(),
+                    payer: Address::try_from(payer.as_slice()).unwrap_or_default(),
+                    settled: state == SETTLED,
+                    transaction: row.get(3)?,
+                })
+            })
+            .ok()?
+            .filter_map(Result::ok)
+            .collect();
+        match rows.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    }
+
     fn row(&self, id: &PaymentIdentity) -> Option<Row> {
         let (chain, asset, payer, nonce) = key(id);
         let db = self.store.db();
@@ -310,9 +339,14 @@ impl ReplayGuard {
     }
 }
 
-/// Adds the columns of the pending/unknown state to a store written before them.
-/// The guard's schema versions ([`obol_sqlite::migrate`]).
-const STEPS: &[obol_sqlite::Step] = &[obol_sqlite::Step::Code(to_v1)];
+/// The guard's schema versions ([`obol_sqlite::migrate`]): 1 the table, 2 an index by nonce
+/// for receipt lookups.
+const STEPS: &[obol_sqlite::Step] = &[
+    obol_sqlite::Step::Code(to_v1),
+    obol_sqlite::Step::Sql(
+        "CREATE INDEX IF NOT EXISTS settled_payments_nonce ON settled_payments (nonce);",
+    ),
+];
 
 /// Version 1: the table and its index, created, or completed on a file from before the
 /// unsettled state (version 0 with no `state`/`digest` columns).
@@ -330,6 +364,19 @@ fn to_v1(db: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         )?;
     }
     db.execute_batch(SCHEMA)
+}
+
+/// A payment as the guard recorded it ([`ReplayGuard::receipt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// EVM chain id.
+    pub chain_id: u64,
+    /// Payer.
+    pub payer: Address,
+    /// Settled (else its settlement is under way, pending or unknown).
+    pub settled: bool,
+    /// The transaction (may be empty while unknown).
+    pub transaction: String,
 }
 
 /// A claim on one payment for the lifetime of one request.
@@ -393,12 +440,12 @@ mod tests {
         let version: i64 = db
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 1);
-        db.pragma_update(None, "user_version", 2).unwrap();
+        assert_eq!(version, 2);
+        db.pragma_update(None, "user_version", 3).unwrap();
         drop(db);
         let refused = ReplayGuard::open(&path).unwrap_err().to_string();
         assert!(
-            refused.contains("payment guard: schema version 2 is newer than this program's (1)"),
+            refused.contains("payment guard: schema version 3 is newer than this program's (2)"),
             "{refused}"
         );
     }

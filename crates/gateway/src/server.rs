@@ -89,6 +89,7 @@ impl Service<Request<Body>> for UpstreamService {
 #[derive(Clone)]
 struct AppState {
     routes: Arc<Routes>,
+    guard: Arc<ReplayGuard>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     forward_auth: PaygateLayer,
 }
@@ -119,10 +120,11 @@ pub fn gateway(
     config: GatewayConfig,
 ) -> Result<Gateway, GatewayError> {
     let upstream = UpstreamClient::new(config.upstream_timeout, config.body_limit)?;
-    let layer = PaygateLayer::new(routes.clone(), facilitator, guard, config.paygate);
+    let layer = PaygateLayer::new(routes.clone(), facilitator, guard.clone(), config.paygate);
     let paygate = layer.layer(UpstreamService::new(upstream));
     let state = AppState {
         routes,
+        guard,
         metrics: obol_facilitator::http::metrics_handle(),
         forward_auth: layer,
     };
@@ -132,6 +134,10 @@ pub fn gateway(
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route(
+            &format!("{}/{{nonce}}", crate::paygate::RECEIPTS_PATH),
+            get(receipt),
+        )
         .with_state(state.clone())
         .fallback_service(paygate);
     let internal = Router::new()
@@ -149,6 +155,35 @@ pub fn app(
     config: GatewayConfig,
 ) -> Result<Router, GatewayError> {
     Ok(gateway(routes, facilitator, guard, config)?.public)
+}
+
+/// `GET /.well-known/x402/receipts/<nonce>`: the settlement of the payment with that
+/// authorization nonce — 200 with the receipt once settled, 202 while it is under way, 404 for
+/// a payment this gateway does not know (or one whose record expired).
+async fn receipt(
+    State(state): State<AppState>,
+    axum::extract::Path(nonce): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let Ok(nonce) = nonce.parse::<obol_x402::primitives::B256>() else {
+        return GatewayError::not_found().into_response();
+    };
+    match state.guard.receipt(nonce) {
+        None => GatewayError::not_found().into_response(),
+        Some(found) => {
+            let body = json!({
+                "success": found.settled,
+                "transaction": found.transaction,
+                "network": format!("eip155:{}", found.chain_id),
+                "payer": found.payer.to_checksum(None),
+            });
+            let status = if found.settled {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::ACCEPTED
+            };
+            (status, axum::Json(body)).into_response()
+        }
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {

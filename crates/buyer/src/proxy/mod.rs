@@ -828,6 +828,10 @@ const RECEIPTS: [HeaderName; 2] = [
     HeaderName::from_static("x-payment-response"),
 ];
 
+/// Where a streamed answer's receipt can be read after the stream (the seller's gateway sets
+/// it; trailers do not make it through this relay).
+const RECEIPT_LINK: HeaderName = HeaderName::from_static("x-payment-receipt");
+
 /// Whether the answer carries a receipt header at all.
 fn has_receipt(headers: &reqwest::header::HeaderMap) -> bool {
     RECEIPTS.iter().any(|name| headers.contains_key(name))
@@ -868,7 +872,7 @@ fn relay(response: reqwest::Response) -> Response {
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL]
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL, RECEIPT_LINK]
         .into_iter()
         .chain(RECEIPTS)
     {

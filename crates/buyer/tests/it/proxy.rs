@@ -167,6 +167,14 @@ async fn streams_pass_through_and_failures_are_not_paid() {
         response.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
+    let link = response.headers()["x-payment-receipt"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.starts_with(&seller.gateway),
+        "the seller's own URL: {link}"
+    );
     let text = response.text().await.unwrap();
     assert!(
         text.contains(r#"{"n":1}"#) && text.ends_with("data: [DONE]\n\n"),
@@ -176,6 +184,10 @@ async fn streams_pass_through_and_failures_are_not_paid() {
         seller.usdc(buyer.address()).await,
         before - U256::from(1000)
     );
+    // The relayed link reads the stream's receipt at the seller.
+    let receipt: Value = reqwest::get(&link).await.unwrap().json().await.unwrap();
+    assert_eq!(receipt["success"], true, "{receipt}");
+    assert_eq!(receipt["payer"], buyer.address().to_checksum(None));
 }
 
 #[tokio::test]

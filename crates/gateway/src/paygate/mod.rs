@@ -53,6 +53,13 @@ use stream::{SettleFn, SettleFuture, SettleOnEnd, StreamState};
 /// Identity headers only the gateway may set; stripped from every client request.
 pub const IDENTITY_HEADERS: [&str; 2] = ["x-verified-wallet", "x-payment-payer"];
 
+/// Where a streamed answer's receipt can be read after the stream (`<origin>` +
+/// [`RECEIPTS_PATH`] + `/<authorization nonce>`).
+pub const RECEIPT_LINK_HEADER: &str = "x-payment-receipt";
+
+/// The receipt lookup below the gateway's origin ([`crate::server`]).
+pub const RECEIPTS_PATH: &str = "/.well-known/x402/receipts";
+
 /// The verified payer, as told to the upstream.
 pub const PAYER_HEADER: &str = "x-payment-payer";
 
@@ -326,7 +333,7 @@ impl Shared {
         }
         paid.labels.count(Counter::PaymentVerified);
         if is_event_stream(upstream.headers()) {
-            self.stream_then_settle(upstream, paid)
+            self.stream_then_settle(upstream, paid, &resource_url)
         } else {
             self.settle_then_respond(upstream, paid, &offer, resource_url)
                 .await
@@ -494,9 +501,26 @@ impl Shared {
         upstream
     }
 
-    fn stream_then_settle(self: Arc<Self>, upstream: Response<Body>, paid: Paid) -> Response<Body> {
+    fn stream_then_settle(
+        self: Arc<Self>,
+        upstream: Response<Body>,
+        paid: Paid,
+        resource_url: &str,
+    ) -> Response<Body> {
         let (mut parts, body) = upstream.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
+        // For clients that do not ask for trailers (`TE: trailers`), nor relay them: where the
+        // receipt can be read once the stream ended.
+        if let Ok(url) = url::Url::parse(resource_url) {
+            let at = format!(
+                "{}{RECEIPTS_PATH}/{}",
+                url.origin().ascii_serialization(),
+                paid.ticket.id().nonce
+            );
+            if let Ok(value) = HeaderValue::from_str(&at) {
+                parts.headers.insert(RECEIPT_LINK_HEADER, value);
+            }
+        }
         parts.headers.insert(
             header::TRAILER,
             HeaderValue::from_static("X-PAYMENT-RESPONSE, PAYMENT-RESPONSE"),

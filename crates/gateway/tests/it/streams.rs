@@ -112,3 +112,68 @@ async fn a_complete_stream_settles_once() {
         1
     );
 }
+
+/// A client that never asks for trailers (reqwest does not) reads a streamed answer's receipt
+/// where the stream's headers point: `X-Payment-Receipt`, by the authorization's nonce.
+#[tokio::test]
+async fn a_streamed_receipt_is_readable_without_trailers() {
+    let fixture = Fixture::start().await;
+    let payment = pay_for(&fixture, "/services/echo/stream", &fixture.buyer(4)).await;
+    let before = fixture.usdc(PAY_TO).await;
+    let payload: obol_x402::wire::PaymentPayload = obol_x402::header::decode(&payment).unwrap();
+    let nonce = match payload.exact_evm().unwrap() {
+        obol_x402::wire::ExactEvmPayload::Eip3009 { authorization, .. } => {
+            authorization.nonce.to_string()
+        }
+        other => panic!("{other:?}"),
+    };
+    let unknown = reqwest::get(format!(
+        "{}/.well-known/x402/receipts/{nonce}",
+        fixture.gateway
+    ))
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 404, "not paid yet");
+
+    let response = paid_get(&fixture.gateway, "/services/echo/stream", &payment).await;
+    assert_eq!(response.status(), 200);
+    let link = response.headers()["x-payment-receipt"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        link,
+        format!("{}/.well-known/x402/receipts/{nonce}", fixture.gateway)
+    );
+    let text = response.text().await.unwrap();
+    assert_eq!(text.matches("data: chunk").count(), 5);
+    let mut receipt = serde_json::Value::Null;
+    for _ in 0..100 {
+        let answer = reqwest::get(&link).await.unwrap();
+        if answer.status() == 200 {
+            receipt = answer.json().await.unwrap();
+            break;
+        }
+        assert_eq!(answer.status(), 202, "under way");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(receipt["success"], true, "{receipt}");
+    assert_eq!(receipt["network"], "eip155:84532");
+    assert_eq!(
+        receipt["payer"],
+        fixture.buyer(4).address().to_checksum(None)
+    );
+    let tx = receipt["transaction"].as_str().unwrap();
+    assert!(tx.len() == 66 && tx.starts_with("0x"), "{tx}");
+    for _ in 0..100 {
+        if fixture.usdc(PAY_TO).await != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
+    let junk = reqwest::get(format!("{}/.well-known/x402/receipts/zz", fixture.gateway))
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 404);
+}
