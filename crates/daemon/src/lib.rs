@@ -251,6 +251,11 @@ pub async fn run(
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
     gateway_config.paygate.siwx = Some(sign_in::build(&paths, &public_url)?);
+    if let Some(rate) = settings.verify_per_second {
+        let burst = settings.verify_burst.unwrap_or(rate.saturating_mul(2));
+        gateway_config.paygate.verify_rate =
+            std::num::NonZeroU32::new(rate).zip(std::num::NonZeroU32::new(burst.max(1)));
+    }
     let served = gateway(routes.clone(), facilitator, guard, gateway_config)
         .map_err(|e| DaemonError::Start(e.to_string()))?;
     // Metrics (sales, and the buyer's pools and spend) and ForwardAuth stay on the loopback

@@ -158,6 +158,49 @@ impl Limiter {
     }
 }
 
+/// Payment verifications per client (its IP address; one bucket for clients without one):
+/// every well-formed payment costs the facilitator RPC calls, so a flood of them — signed by
+/// keys holding nothing, which cost nothing to make — is refused (429 + `Retry-After`) once a
+/// client passes `per_second` (bursts of `burst`), before any call is made.
+pub struct VerifyLimit {
+    limiter: governor::RateLimiter<
+        Option<std::net::IpAddr>,
+        governor::state::keyed::HashMapStateStore<Option<std::net::IpAddr>>,
+        DefaultClock,
+    >,
+}
+
+impl std::fmt::Debug for VerifyLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyLimit").finish_non_exhaustive()
+    }
+}
+
+/// Clients remembered before the idle ones are forgotten.
+const MAX_CLIENTS: usize = 10_000;
+
+impl VerifyLimit {
+    /// `per_second` verifications per client, in bursts of `burst`.
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+        Self {
+            limiter: RateLimiter::hashmap(Quota::per_second(per_second).allow_burst(burst)),
+        }
+    }
+
+    /// Whether `client` may have one more payment verified now.
+    pub fn check(&self, client: Option<std::net::IpAddr>) -> Result<(), GatewayError> {
+        if self.limiter.len() > MAX_CLIENTS {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            GatewayError::rate_limited(wait.as_secs().max(1)).detail(
+                "too many payments from this client are being verified; retry after the wait",
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,7 @@ impl Shared {
         offer: &Arc<Offer>,
         presented: &matching::Presented,
         resource_url: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Paid, Refused> {
         let rechallenge = |failure: PaymentFailure, labels: &Labels| {
             labels.failure(failure.reason);
@@ -94,6 +95,12 @@ impl Shared {
             check_window(taken.expires_at, option.requirements.max_timeout_seconds)
         {
             return Err(rechallenge(failure, &paid.labels));
+        }
+        if let Some(limit) = &self.verify_limit
+            && let Err(refused) = limit.check(client)
+        {
+            paid.labels.failure("rate_limited");
+            return Err(Refused::Error(refused));
         }
         let verdict = tokio::time::timeout(
             self.config.verify_timeout,
@@ -182,8 +189,9 @@ impl Shared {
         offer: &Arc<Offer>,
         presented: &matching::Presented,
         resource_url: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Paid, Box<Response<Body>>> {
-        self.take(offer, presented, resource_url)
+        self.take(offer, presented, resource_url, client)
             .await
             .map_err(|refusal| Box::new(refusal.into_response(offer, resource_url)))
     }

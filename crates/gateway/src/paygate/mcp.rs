@@ -162,7 +162,11 @@ impl ServerHandler for Server {
             .or_else(|| context.meta.0.get(PAYMENT_META))
             .cloned();
         let arguments = request.arguments.unwrap_or_default();
-        let mut result = self.call(&tool, arguments, payment).await;
+        let client = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| super::client_of(&parts.extensions));
+        let mut result = self.call(&tool, arguments, payment, client).await;
         // The extension binding: a client that advertises x402's MCP extension gets the
         // PaymentRequired as its own result type (still readable as a tool error by others).
         let extended = context
@@ -183,6 +187,7 @@ impl Server {
         tool: &Tool,
         arguments: JsonObject,
         payment: Option<Value>,
+        client: Option<std::net::IpAddr>,
     ) -> CallToolResult {
         let Some(priced) = &tool.priced else {
             return self.forward(tool, &arguments, None).await.result;
@@ -206,7 +211,11 @@ impl Server {
                 return required(priced, &resource, Some(&failure));
             }
         };
-        let paid = match self.shared.take(priced, &presented, &resource).await {
+        let paid = match self
+            .shared
+            .take(priced, &presented, &resource, client)
+            .await
+        {
             Ok(paid) => paid,
             Err(refused) => return refusal(refused, priced, &resource),
         };

@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -65,6 +66,11 @@ pub const PAYER_HEADER: &str = "x-payment-payer";
 
 pub use obol_x402::signer::ADMISSION_SLACK_SECS;
 
+/// Default payment verifications per client and second ([`PaygateConfig::verify_rate`]).
+pub const DEFAULT_VERIFY_RATE: u32 = 10;
+/// Default burst of payment verifications per client.
+pub const DEFAULT_VERIFY_BURST: u32 = 20;
+
 /// Tunables of the paygate.
 #[derive(Debug, Clone)]
 pub struct PaygateConfig {
@@ -84,6 +90,8 @@ pub struct PaygateConfig {
     pub stream_settle_margin: Duration,
     /// Sign-In-With-X for `auth` routes (none: they answer 503 `sign_in_unavailable`).
     pub siwx: Option<Arc<Siwx>>,
+    /// Payment verifications per client and second, and the burst (`None`: unlimited).
+    pub verify_rate: Option<(NonZeroU32, NonZeroU32)>,
 }
 
 impl Default for PaygateConfig {
@@ -96,6 +104,8 @@ impl Default for PaygateConfig {
             html_paywall: true,
             stream_settle_margin: Duration::from_secs(15),
             siwx: None,
+            verify_rate: NonZeroU32::new(DEFAULT_VERIFY_RATE)
+                .zip(NonZeroU32::new(DEFAULT_VERIFY_BURST)),
         }
     }
 }
@@ -109,6 +119,8 @@ struct Shared {
     limits: Limiter,
     /// Connections to the upstream MCP servers of proxying MCP offers.
     mcp_upstreams: crate::mcp::upstream::Upstreams,
+    /// Payment verifications per client.
+    verify_limit: Option<crate::limits::VerifyLimit>,
 }
 
 /// Wraps an upstream service in the paygate.
@@ -133,6 +145,9 @@ impl PaygateLayer {
         guard: Arc<ReplayGuard>,
         config: PaygateConfig,
     ) -> Self {
+        let verify_limit = config
+            .verify_rate
+            .map(|(rate, burst)| crate::limits::VerifyLimit::new(rate, burst));
         Self {
             shared: Arc::new(Shared {
                 routes,
@@ -144,6 +159,7 @@ impl PaygateLayer {
                 mcp_upstreams: crate::mcp::upstream::Upstreams::new(
                     crate::proxy::DEFAULT_UPSTREAM_TIMEOUT,
                 ),
+                verify_limit,
             }),
         }
     }
@@ -309,7 +325,8 @@ impl Shared {
             }
             Some(Ok(presented)) => presented,
         };
-        let paid = match self.admit(&offer, &presented, &resource_url).await {
+        let client = client_of(request.extensions());
+        let paid = match self.admit(&offer, &presented, &resource_url, client).await {
             Ok(paid) => paid,
             Err(response) => return *response,
         };
@@ -647,7 +664,8 @@ impl Shared {
             }
             Some(Ok(presented)) => presented,
         };
-        let paid = match self.admit(&offer, &presented, &resource_url).await {
+        // Behind ForwardAuth the client is the proxy: one bucket for all.
+        let paid = match self.admit(&offer, &presented, &resource_url, None).await {
             Ok(paid) => paid,
             Err(response) => return *response,
         };
@@ -684,6 +702,13 @@ impl Paid {
     fn payer(&self) -> String {
         self.ticket.id().payer.to_checksum(None)
     }
+}
+
+/// The client's address, when the server records it (`ConnectInfo`).
+fn client_of(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 /// The guard's refusal as a re-challenge.

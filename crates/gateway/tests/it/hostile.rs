@@ -519,3 +519,45 @@ async fn one_payment_replayed_concurrently_is_served_and_settled_once() {
     assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
     assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
 }
+
+/// A flood of well-formed payments from keys that hold nothing (free to make) costs the
+/// facilitator at most the client's verify budget: past the burst, each is refused with 429 and
+/// `Retry-After` before any verification.
+#[tokio::test]
+async fn a_flood_of_unfunded_payments_is_cut_at_the_clients_verify_budget() {
+    let fixture = Fixture::start().await;
+    let response = reqwest::get(format!("{}/services/echo/x", fixture.gateway))
+        .await
+        .unwrap();
+    let required = challenge_of(&response);
+    let started = std::time::Instant::now();
+    let mut limited = 0;
+    let mut refused_otherwise = 0;
+    for _ in 0..60 {
+        let broke = LocalSigner::random();
+        let payment = sign(&broke, &required, 0);
+        let answer = paid_get(&fixture.gateway, "/services/echo/x", &payment).await;
+        match answer.status().as_u16() {
+            429 => {
+                assert!(answer.headers().contains_key("retry-after"));
+                limited += 1;
+            }
+            402 => refused_otherwise += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let verifies = fixture.probe.verifies.load(Ordering::SeqCst);
+    // Burst 20, then 10 a second.
+    let budget = 20 + (elapsed * 10.0).ceil() as usize;
+    assert!(
+        verifies <= budget,
+        "{verifies} verifications in {elapsed:.2} s (budget {budget})"
+    );
+    assert_eq!(
+        verifies, refused_otherwise,
+        "each verified one was refused (unfunded)"
+    );
+    assert!(limited >= 60 - budget, "{limited} refused with 429");
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0, "never served");
+}
