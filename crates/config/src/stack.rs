@@ -75,8 +75,8 @@ pub struct StackFile {
     /// How the storefront presents the stack (`obol sell info set`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branding: Option<Branding>,
-    /// Payment verifications per client and second (default 10; 0: unlimited): each costs the
-    /// facilitator RPC calls.
+    /// Refused payment verifications per client and second (default 10; 0: unlimited): each
+    /// cost the facilitator RPC calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_per_second: Option<u32>,
     /// Their burst (default twice the rate).

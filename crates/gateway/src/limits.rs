@@ -158,16 +158,20 @@ impl Limiter {
     }
 }
 
-/// Payment verifications per client (its IP address; one bucket for clients without one):
-/// every well-formed payment costs the facilitator RPC calls, so a flood of them — signed by
-/// keys holding nothing, which cost nothing to make — is refused (429 + `Retry-After`) once a
-/// client passes `per_second` (bursts of `burst`), before any call is made.
+/// Refused payment verifications per client (its IP address; one bucket for clients without
+/// one). Every well-formed payment costs the facilitator RPC calls, so a flood of them — signed
+/// by keys holding nothing, which cost nothing to make — must be bounded; payments that verify
+/// cost nothing here, so a busy honest buyer is never slowed. Each refusal by the facilitator
+/// takes a cell of the client's bucket (`per_second`, bursts of `burst`); a client whose bucket
+/// is empty gets 429 + `Retry-After` before any call is made, until it refills.
 pub struct VerifyLimit {
     limiter: governor::RateLimiter<
         Option<std::net::IpAddr>,
         governor::state::keyed::HashMapStateStore<Option<std::net::IpAddr>>,
         DefaultClock,
     >,
+    /// Clients with an empty bucket, and until when.
+    blocked: Mutex<HashMap<Option<std::net::IpAddr>, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for VerifyLimit {
@@ -180,24 +184,47 @@ impl std::fmt::Debug for VerifyLimit {
 const MAX_CLIENTS: usize = 10_000;
 
 impl VerifyLimit {
-    /// `per_second` verifications per client, in bursts of `burst`.
+    /// `per_second` refused verifications per client, in bursts of `burst`.
     pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
         Self {
             limiter: RateLimiter::hashmap(Quota::per_second(per_second).allow_burst(burst)),
+            blocked: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `client` may have one more payment verified now.
-    pub fn check(&self, client: Option<std::net::IpAddr>) -> Result<(), GatewayError> {
+    /// Whether `client` may have a payment verified now.
+    pub fn admit(&self, client: Option<std::net::IpAddr>) -> Result<(), GatewayError> {
+        let now = std::time::Instant::now();
+        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        match blocked.get(&client) {
+            Some(until) if *until > now => {
+                let wait = until.duration_since(now);
+                Err(GatewayError::rate_limited(wait.as_secs().max(1)).detail(
+                    "too many of this client's payments were refused; retry after the wait",
+                ))
+            }
+            Some(_) => {
+                blocked.remove(&client);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a verification of `client`'s the facilitator refused.
+    pub fn refused(&self, client: Option<std::net::IpAddr>) {
         if self.limiter.len() > MAX_CLIENTS {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&client).map_err(|not_until| {
+        if let Err(not_until) = self.limiter.check_key(&client) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            GatewayError::rate_limited(wait.as_secs().max(1)).detail(
-                "too many payments from this client are being verified; retry after the wait",
-            )
-        })
+            let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+            if blocked.len() > MAX_CLIENTS {
+                let now = std::time::Instant::now();
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(client, std::time::Instant::now() + wait);
+        }
     }
 }
 

@@ -97,7 +97,7 @@ impl Shared {
             return Err(rechallenge(failure, &paid.labels));
         }
         if let Some(limit) = &self.verify_limit
-            && let Err(refused) = limit.check(client)
+            && let Err(refused) = limit.admit(client)
         {
             paid.labels.failure("rate_limited");
             return Err(Refused::Error(refused));
@@ -130,6 +130,9 @@ impl Shared {
                 return Err(Refused::Error(response));
             }
             Ok(Ok(verdict)) if !verdict.is_valid => {
+                if let Some(limit) = &self.verify_limit {
+                    limit.refused(client);
+                }
                 let reason = verdict.invalid_reason.unwrap_or_else(|| "unknown".into());
                 let failure = PaymentFailure {
                     reason: "payment_invalid",

@@ -521,22 +521,40 @@ async fn one_payment_replayed_concurrently_is_served_and_settled_once() {
 }
 
 /// A flood of well-formed payments from keys that hold nothing (free to make) costs the
-/// facilitator at most the client's verify budget: past the burst, each is refused with 429 and
-/// `Retry-After` before any verification.
+/// facilitator at most the client's budget of refused verifications (here 10 a second, bursts
+/// of 20): past it, each is refused with 429 and `Retry-After` before any verification. Payments
+/// that verify cost nothing of it.
 #[tokio::test]
 async fn a_flood_of_unfunded_payments_is_cut_at_the_clients_verify_budget() {
     let fixture = Fixture::start().await;
-    let response = reqwest::get(format!("{}/services/echo/x", fixture.gateway))
+    let budget = |c: &mut obol_gateway::server::GatewayConfig| {
+        c.paygate.verify_rate = std::num::NonZeroU32::new(10).zip(std::num::NonZeroU32::new(20));
+    };
+    let gateway = Fixture::gateway_with(
+        &fixture.routes,
+        &fixture.probe,
+        &fixture.dir.path().join("flood.sqlite"),
+        budget,
+    )
+    .await;
+    let response = reqwest::get(format!("{gateway}/services/echo/echo"))
         .await
         .unwrap();
     let required = challenge_of(&response);
+    // An honest buyer's payments cost nothing of the budget: 25 in a row, over the burst.
+    for _ in 0..25 {
+        let payment = sign(&fixture.buyer(1), &required, 0);
+        let answer = paid_get(&gateway, "/services/echo/echo", &payment).await;
+        assert_eq!(answer.status(), 200);
+    }
+    let honest = fixture.probe.verifies.load(Ordering::SeqCst);
     let started = std::time::Instant::now();
     let mut limited = 0;
     let mut refused_otherwise = 0;
     for _ in 0..60 {
         let broke = LocalSigner::random();
         let payment = sign(&broke, &required, 0);
-        let answer = paid_get(&fixture.gateway, "/services/echo/x", &payment).await;
+        let answer = paid_get(&gateway, "/services/echo/echo", &payment).await;
         match answer.status().as_u16() {
             429 => {
                 assert!(answer.headers().contains_key("retry-after"));
@@ -547,9 +565,9 @@ async fn a_flood_of_unfunded_payments_is_cut_at_the_clients_verify_budget() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let verifies = fixture.probe.verifies.load(Ordering::SeqCst);
-    // Burst 20, then 10 a second.
-    let budget = 20 + (elapsed * 10.0).ceil() as usize;
+    let verifies = fixture.probe.verifies.load(Ordering::SeqCst) - honest;
+    // Burst 20 (and the one that found the bucket empty), then 10 a second.
+    let budget = 21 + (elapsed * 10.0).ceil() as usize;
     assert!(
         verifies <= budget,
         "{verifies} verifications in {elapsed:.2} s (budget {budget})"
@@ -559,5 +577,9 @@ async fn a_flood_of_unfunded_payments_is_cut_at_the_clients_verify_budget() {
         "each verified one was refused (unfunded)"
     );
     assert!(limited >= 60 - budget, "{limited} refused with 429");
-    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0, "never served");
+    assert_eq!(
+        fixture.log.calls.load(Ordering::SeqCst),
+        25,
+        "only the honest calls served"
+    );
 }
