@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware as axum_middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get, post};
@@ -48,9 +48,12 @@ use crate::known_terms::{Key, Known, KnownTerms};
 use crate::metrics::{self, Counter};
 use crate::pool::{AuthPool, Held, PoolCounts, PoolError};
 use crate::probe::{self, payment_header};
-use crate::seller::{self, PaidAnswer, SellerError, receipt_of};
+use crate::seller::{self, PaidAnswer, SellerError};
 
 mod access;
+mod relay;
+
+use relay::{copy_receipts, has_receipt, relay, settled};
 
 /// The largest request body accepted from the agent.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -725,15 +728,6 @@ fn under_base(base: &str, raw: &str, query: Option<&str>) -> Result<String, BuyE
     Ok(url.into())
 }
 
-/// Copies the seller's receipt headers onto the proxy's own answer.
-fn copy_receipts(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
-    for name in RECEIPTS {
-        if let Some(value) = from.get(&name) {
-            to.insert(name, value.clone());
-        }
-    }
-}
-
 /// `GET /healthz`: the proxy is up.
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -822,31 +816,6 @@ async fn metrics_text(State(proxy): State<Arc<BuyerProxy>>) -> Response {
         .into_response()
 }
 
-/// The receipt headers (`PAYMENT-RESPONSE`, `X-PAYMENT-RESPONSE`).
-const RECEIPTS: [HeaderName; 2] = [
-    HeaderName::from_static("payment-response"),
-    HeaderName::from_static("x-payment-response"),
-];
-
-/// Where a streamed answer's receipt can be read after the stream (the seller's gateway sets
-/// it; trailers do not make it through this relay).
-const RECEIPT_LINK: HeaderName = HeaderName::from_static("x-payment-receipt");
-
-/// Whether the answer carries a receipt header at all.
-fn has_receipt(headers: &reqwest::header::HeaderMap) -> bool {
-    RECEIPTS.iter().any(|name| headers.contains_key(name))
-}
-
-/// Whether the answer carries a successful receipt; event streams report theirs in trailers,
-/// which are not visible here, so they count as settled.
-fn settled(headers: &reqwest::header::HeaderMap) -> bool {
-    let event_stream = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    event_stream || receipt_of(headers).is_some_and(|receipt| receipt.success)
-}
-
 /// `paid/openai/m` → `m`.
 /// `paid/paid/x` → `x` (only `paid/` prefixes).
 fn without_paid(mut model: &str) -> &str {
@@ -865,25 +834,6 @@ fn bare_model(mut model: &str) -> &str {
         model = rest;
     }
     model
-}
-
-/// The seller's answer, streamed through with the headers the agent needs.
-fn relay(response: reqwest::Response) -> Response {
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut headers = HeaderMap::new();
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL, RECEIPT_LINK]
-        .into_iter()
-        .chain(RECEIPTS)
-    {
-        if let Some(value) = response.headers().get(&name) {
-            headers.insert(name, value.clone());
-        }
-    }
-    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
 }
 
 #[cfg(test)]
