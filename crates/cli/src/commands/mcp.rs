@@ -168,6 +168,7 @@ impl ServerHandler for Buyer {
             "call_tool" => self.0.call_remote_tool(&args).await,
             "buy" => self.0.buy(&args).await,
             "cancel" => self.0.cancel(&args).await,
+            "refill" => self.0.refill(&args).await,
             "call" => self.0.call_purchase(&args).await,
             "purchases" => super::purchase::rows(&self.0.ctx)
                 .await
@@ -289,6 +290,19 @@ impl Inner {
                     "messages": {"type": "array", "items": {"type": "object"}},
                     "body": {"type": "object", "description": "the whole chat-completions body instead of model and messages"},
                 }})),
+            ),
+            Tool::new(
+                "refill",
+                format!(
+                    "Adds `count` calls to a purchase (`buy`'s `purchase`) at the price it was bought at: pre-signs them for the buyer proxy. Costs count × that price, at most maxTotal; counts against today's {per_day} {token} when signed.",
+                    per_day = self.caps.per_day,
+                    token = self.caps.token
+                ),
+                schema(json!({"type": "object", "properties": {
+                    "purchase": {"type": "string", "description": "namespace/name, or a name in `buy`"},
+                    "count": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "maxTotal": {"type": "string", "description": format!("the most the batch may cost, in {}", self.caps.token)},
+                }, "required": ["purchase", "count", "maxTotal"]})),
             ),
             Tool::new(
                 "cancel",
@@ -496,12 +510,7 @@ impl Inner {
 
     async fn buy(&self, args: &JsonObject) -> anyhow::Result<Value> {
         let seller = required(args, "seller")?;
-        let count = args
-            .get("count")
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| (1..=1000).contains(n))
-            .context("`count` (1 to 1000) is required")?;
+        let count = count_of(args)?;
         let max_total = required(args, "maxTotal")?;
         let request = crate::cli::BuyInferenceArgs {
             seller: seller.to_owned(),
@@ -515,45 +524,47 @@ impl Inner {
             user_agent: None,
             expected_agent_id: None,
             refill: crate::cli::RefillFlags::default(),
-            sign: crate::cli::PresignFlags {
-                // Short-lived: what is not spent today stops being spendable tomorrow.
-                ttl: "1d".to_owned(),
-                signer: crate::cli::SignerArgs::default(),
-                yes: true,
-            },
+            sign: agent_signing(),
         };
-        let bought = super::purchase::buy_pool(
+        let done = super::purchase::buy_pool(
             &self.ctx,
             &request,
             || Ok(self.signer.clone()),
-            |choice, total, approval| {
-                if approval {
-                    bail!(
-                        "paying in {} needs a Permit2 approval: send it once with `obol buy pay` in a terminal",
-                        choice.token.symbol
-                    );
-                }
-                if total > parse_units(max_total, choice.token.decimals)? {
-                    bail!(
-                        "refusing to buy: {count} calls at {} cost {} {}, over maxTotal {max_total}",
-                        choice.price,
-                        format_units(total, choice.token.decimals),
-                        choice.token.symbol
-                    );
-                }
-                self.count_spend(choice, total)
-            },
+            |choice, _, approval| self.admit_batch(choice, count, max_total, approval),
         )
         .await?;
-        let (purchase, buyer) = bought.context("nothing bought")?;
-        Ok(json!({
-            "purchase": format!("{}/{}", purchase.metadata.namespace, purchase.metadata.name),
-            "model": format!("paid/{}", purchase.spec.model),
-            "endpoint": format!("http://{buyer}/v1"),
-            "remaining": purchase.status.remaining,
-            "totalSigned": purchase.status.total_signed,
-            "price": purchase.spec.payment.amount_text(purchase.spec.payment.price.parse().unwrap_or_default()),
-        }))
+        let (purchase, buyer) = done.context("nothing bought")?;
+        Ok(bought(&purchase, &buyer))
+    }
+
+    /// Refuses a batch of `count` authorizations at `choice`'s price over `max_total`, needing
+    /// a Permit2 approval (`approval`), or over the caps; counts it against the day otherwise.
+    fn admit_batch(
+        &self,
+        choice: &Choice,
+        count: u32,
+        max_total: &str,
+        approval: bool,
+    ) -> anyhow::Result<()> {
+        if approval {
+            bail!(
+                "paying in {} needs a Permit2 approval: send it once with `obol buy pay` in a terminal",
+                choice.token.symbol
+            );
+        }
+        let total = choice
+            .requirement
+            .amount()
+            .saturating_mul(obol_x402::primitives::U256::from(count));
+        if total > parse_units(max_total, choice.token.decimals)? {
+            bail!(
+                "refusing to sign: {count} calls at {} cost {} {}, over maxTotal {max_total}",
+                choice.price,
+                format_units(total, choice.token.decimals),
+                choice.token.symbol
+            );
+        }
+        self.count_spend(choice, total)
     }
 
     async fn call_purchase(&self, args: &JsonObject) -> anyhow::Result<Value> {
@@ -581,11 +592,41 @@ impl Inner {
         Ok(json!({"status": status.as_u16(), "receipt": receipt, "body": text}))
     }
 
+    async fn refill(&self, args: &JsonObject) -> anyhow::Result<Value> {
+        let (namespace, name) = purchase_name(required(args, "purchase")?);
+        let count = count_of(args)?;
+        let max_total = required(args, "maxTotal")?;
+        let request = crate::cli::BuyRefillArgs {
+            name: name.to_owned(),
+            count,
+            namespace: namespace.to_owned(),
+            sign: agent_signing(),
+        };
+        let refilled = super::purchase::refill_pool(
+            &self.ctx,
+            &request,
+            || Ok(self.signer.clone()),
+            |token, requirement| {
+                let choice = Choice {
+                    requirement: requirement.clone(),
+                    token: token.clone(),
+                    price: format!(
+                        "{} {}",
+                        format_units(requirement.amount(), token.decimals),
+                        token.symbol
+                    ),
+                    network: "",
+                };
+                self.admit_batch(&choice, count, max_total, false)
+            },
+        )
+        .await?;
+        let (purchase, buyer) = refilled.context("nothing signed")?;
+        Ok(bought(&purchase, &buyer))
+    }
+
     async fn cancel(&self, args: &JsonObject) -> anyhow::Result<Value> {
-        let given = required(args, "purchase")?;
-        let (namespace, name) = given
-            .split_once('/')
-            .unwrap_or((crate::cli::DEFAULT_BUY_NAMESPACE, given));
+        let (namespace, name) = purchase_name(required(args, "purchase")?);
         let dropped = super::purchase::drop_purchase(&self.ctx, namespace, name).await?;
         Ok(json!({"cancelled": format!("{namespace}/{name}"), "dropped": dropped}))
     }
@@ -612,6 +653,45 @@ impl Inner {
             "maxPerDay": self.caps.per_day, "today": spent,
         }))
     }
+}
+
+/// `namespace/name`, or a name in `buy`.
+fn purchase_name(given: &str) -> (&str, &str) {
+    given
+        .split_once('/')
+        .unwrap_or((crate::cli::DEFAULT_BUY_NAMESPACE, given))
+}
+
+/// A batch's `count`: 1 to 1000.
+fn count_of(args: &JsonObject) -> anyhow::Result<u32> {
+    args.get("count")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (1..=1000).contains(n))
+        .context("`count` (1 to 1000) is required")
+}
+
+/// How an agent's batches are signed: without asking, and short-lived (what is not spent
+/// today stops being spendable tomorrow).
+fn agent_signing() -> crate::cli::PresignFlags {
+    crate::cli::PresignFlags {
+        ttl: "1d".to_owned(),
+        signer: crate::cli::SignerArgs::default(),
+        yes: true,
+    }
+}
+
+/// What `buy` and `refill` answer.
+fn bought(purchase: &obol_control::purchase::PurchaseRequest, buyer: &str) -> Value {
+    let payment = &purchase.spec.payment;
+    json!({
+        "purchase": format!("{}/{}", purchase.metadata.namespace, purchase.metadata.name),
+        "model": format!("paid/{}", purchase.spec.model),
+        "endpoint": format!("http://{buyer}/v1"),
+        "remaining": purchase.status.remaining,
+        "totalSigned": purchase.status.total_signed,
+        "price": payment.amount_text(payment.price.parse().unwrap_or_default()),
+    })
 }
 
 /// The PaymentRequired of a tool result that asks for payment (the x402 MCP binding).

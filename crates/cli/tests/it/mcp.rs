@@ -434,7 +434,8 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
 
 /// An agent buys a bounded pool through `obol mcp` (over its HTTP transport, with rmcp's client):
 /// a batch over its `maxTotal` is refused, 3 calls within it are pre-signed, `call` spends them
-/// through the stack's buyer proxy and a 4th is refused, a batch that would pass the daily cap
+/// through the stack's buyer proxy and a 4th is refused, `refill` adds 2 (one over its
+/// `maxTotal` refused first), a batch that would pass the daily cap
 /// is refused before anything is signed, and `cancel` drops the purchase.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
@@ -535,11 +536,30 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
         assert_eq!(value["status"], 200);
         assert_eq!(value["receipt"]["success"], true, "call {n}: {value}");
     }
-    let fourth = call("call", chat).await;
+    let fourth = call("call", chat.clone()).await;
     assert!(
         error_of(&fourth).contains("402"),
         "the purchase is used up: {fourth:?}"
     );
+
+    let dear = call(
+        "refill",
+        serde_json::json!({"purchase": "buy/m1", "count": 2, "maxTotal": "0.001"}),
+    )
+    .await;
+    assert!(error_of(&dear).contains("over maxTotal 0.001"), "{dear:?}");
+    let refilled = call(
+        "refill",
+        serde_json::json!({"purchase": "m1", "count": 2, "maxTotal": "0.002"}),
+    )
+    .await;
+    assert_ne!(refilled.is_error, Some(true), "{refilled:?}");
+    assert_eq!(
+        refilled.structured_content.expect("structured")["remaining"],
+        2
+    );
+    let again = call("call", chat).await;
+    assert_ne!(again.is_error, Some(true), "a refilled call: {again:?}");
 
     let capped = call(
         "buy",
@@ -548,13 +568,13 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     .await;
     assert!(
         error_of(&capped)
-            .contains("0.003 USDC already spent today (UTC) and the daily cap is 0.01 USDC"),
+            .contains("0.005 USDC already spent today (UTC) and the daily cap is 0.01 USDC"),
         "{capped:?}"
     );
     let purchases = call("purchases", serde_json::json!({})).await;
     let rows = &purchases.structured_content.expect("structured")["purchases"];
-    assert_eq!(rows[0]["remaining"], 0, "{rows}");
-    assert_eq!(rows[0]["spent"], 3, "{rows}");
+    assert_eq!(rows[0]["remaining"], 1, "{rows}");
+    assert_eq!(rows[0]["spent"], 4, "{rows}");
 
     let cancelled = call("cancel", serde_json::json!({"purchase": "buy/m1"})).await;
     assert_ne!(cancelled.is_error, Some(true), "{cancelled:?}");

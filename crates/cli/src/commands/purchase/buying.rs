@@ -414,6 +414,32 @@ fn refill_policy(
 }
 
 pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result<ExitCode> {
+    let signer_args = &args.sign.signer;
+    let refilled = refill_pool(
+        ctx,
+        &args,
+        || Ok(crate::commands::wallet::load_signer(ctx, signer_args)?.0),
+        |_, _| Ok(()),
+    )
+    .await?;
+    match refilled {
+        None => Ok(ExitCode::FAILURE),
+        Some((ready, buyer)) => {
+            report(ctx, &ready, &buyer, "refilled")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `buy refill` without its report: the purchase's last terms, `count` more authorizations
+/// signed by `signer` once `admit` accepted them (their token and requirement) and the user
+/// said yes (or `--yes`); the purchase once Ready and the buyer proxy's address, or `None`.
+pub(crate) async fn refill_pool(
+    ctx: &Context,
+    args: &BuyRefillArgs,
+    signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
+    admit: impl FnOnce(&obol_x402::Token, &v2::PaymentRequirements) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<(PurchaseRequest, String)>> {
     let (client, buyer) = stack(ctx)?;
     let purchase = client
         .get::<PurchaseRequestSpec>(&args.namespace, &args.name)
@@ -436,7 +462,7 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
     }
     check_room(purchase.spec.pre_signed_auths.len(), args.count)?;
     let ttl = ttl_secs(&args.sign.ttl)?;
-    let (signer, _) = crate::commands::wallet::load_signer(ctx, &args.sign.signer)?;
+    let signer = signer()?;
     if purchase
         .status
         .signer_address
@@ -464,8 +490,9 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
     }
     if !output::confirm("Pre-sign and hand these to the buyer proxy?", args.sign.yes)? {
         output::note("nothing signed");
-        return Ok(ExitCode::FAILURE);
+        return Ok(None);
     }
+    admit(token, &last.accepted)?;
     let signed = sign(
         ctx,
         &signer,
@@ -477,6 +504,5 @@ pub(crate) async fn refill(ctx: &Context, args: BuyRefillArgs) -> anyhow::Result
     let terms = purchase.spec.payment.clone();
     append(&client, purchase, signed, args.count, &terms).await?;
     let ready = wait_ready(&client, &args.namespace, &args.name).await?;
-    report(ctx, &ready, &buyer, "refilled")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Some((ready, buyer)))
 }

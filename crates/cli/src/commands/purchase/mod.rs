@@ -13,7 +13,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use buying::{buy_pool, inference, refill};
+pub(crate) use buying::{buy_pool, inference, refill, refill_pool};
 pub(crate) use records::{cancel, drop_purchase, list, rows, status};
 
 use std::collections::HashMap;
