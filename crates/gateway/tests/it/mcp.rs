@@ -209,6 +209,43 @@ async fn a_paid_tool_is_charged_exactly_once_after_the_upstream_answered() {
 }
 
 #[tokio::test]
+async fn a_short_lived_payment_and_an_escaping_path_are_refused_before_anything_runs() {
+    let fixture = fixture().await;
+    let required = required_of(&call(&fixture, "echo", None).await);
+    let unsigned = prepare_exact(
+        &required.accepts[0],
+        Some(required.resource.clone()),
+        fixture.buyer(1).address(),
+        ValidityWindow {
+            valid_after: 0,
+            valid_before: now() + 8,
+        },
+        random_nonce(),
+    )
+    .unwrap();
+    let payment = serde_json::to_value(unsigned.sign_with(&fixture.buyer(1)).unwrap()).unwrap();
+    let refused = call(&fixture, "echo", Some(payment)).await;
+    assert_eq!(failure_reason(&refused), "authorization_expires_too_soon");
+    // (A literal `..` never leaves the client: URL libraries resolve it.)
+    for path in ["/services/tools/%2e%2e/x", "/services/tools%2f..%2fx"] {
+        let answer = reqwest::Client::new()
+            .post(format!("{}{path}", fixture.gateway))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_client_error(),
+            "{path}: {}",
+            answer.status()
+        );
+    }
+    assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn a_payment_for_another_price_or_no_payment_at_all_is_rechallenged() {
     let fixture = fixture().await;
     let cheap = required_of(&call(&fixture, "echo", None).await);
