@@ -77,13 +77,17 @@ impl Upstreams {
     /// The open connection for `offer`, or a new one.
     async fn client(&self, offer: &Offer) -> Result<Arc<Client>, UpstreamError> {
         let key = Self::key(offer);
-        let mut open = self.open.lock().await;
-        if let Some(found) = open.get(&key)
-            && found.auth == offer.upstream_auth
-            && !found.client.is_closed()
         {
-            return Ok(found.client.clone());
+            let open = self.open.lock().await;
+            if let Some(found) = open.get(&key)
+                && found.auth == offer.upstream_auth
+                && !found.client.is_closed()
+            {
+                return Ok(found.client.clone());
+            }
         }
+        // Connected without the lock: a slow upstream never holds up another offer's calls
+        // (two calls racing to connect both do; the later one's connection is kept).
         let mut headers = HeaderMap::new();
         if let Some(auth) = &offer.upstream_auth {
             auth.apply(&mut headers);
@@ -104,7 +108,7 @@ impl Upstreams {
             Ok(Err(error)) => return Err(UpstreamError::Connect(error.to_string())),
             Ok(Ok(client)) => Arc::new(client),
         };
-        open.insert(
+        self.open.lock().await.insert(
             key,
             Open {
                 auth: offer.upstream_auth.clone(),
