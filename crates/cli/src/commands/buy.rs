@@ -299,8 +299,8 @@ pub(super) enum Called {
 }
 
 /// Makes `call`; when the seller answers 402, `choose`s an option, gets the signer, sees to a
-/// Permit2 approval (`approve` decides whether to send one), signs one payment and sends the
-/// call again with it (again with the same payment while the seller says its settlement is
+/// Permit2 approval (`approve` decides whether to send one), lets `commit` refuse or count the
+/// payment, signs it and sends the call again with it (again with the same payment while the seller says its settlement is
 /// under way; nothing is ever signed twice).
 pub(super) async fn call_paying(
     ctx: &Context,
@@ -309,6 +309,7 @@ pub(super) async fn call_paying(
     choose: impl FnOnce(&Offered) -> anyhow::Result<Choice>,
     signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
     approve: impl FnOnce(&super::permit2::Approval, &LocalSigner) -> anyhow::Result<bool>,
+    commit: impl FnOnce(&Choice) -> anyhow::Result<()>,
 ) -> anyhow::Result<Called> {
     let send = |payment: Option<&(&'static str, String)>| {
         let mut request = client
@@ -345,6 +346,7 @@ pub(super) async fn call_paying(
             token.symbol
         ));
     }
+    commit(&choice)?;
     let header = sign_one(&signer, &offered, &choice.requirement)?;
     let PaidAnswer {
         response,
@@ -410,6 +412,7 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
             output::note(&format!("permit2: {}", approval.describe(signer)));
             output::confirm("Send the approval?", args.yes)
         },
+        |_| Ok(()),
     )
     .await?;
     match called {

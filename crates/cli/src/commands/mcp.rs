@@ -358,11 +358,10 @@ impl Inner {
 
     /// Chooses what to pay for `offered` within the caps, and counts it against the day: from
     /// here on the payment may be spent.
+    /// What to pay for `offered` within the agent's `max` (default: the per-call cap).
     fn admit(&self, offered: &Offered, max: Option<&str>) -> anyhow::Result<Choice> {
         let caps = &self.caps;
-        let choice = buy::choose(offered, Some(max.unwrap_or(&caps.per_call)), &caps.token)?;
-        self.count_spend(&choice, choice.requirement.amount())?;
-        Ok(choice)
+        buy::choose(offered, Some(max.unwrap_or(&caps.per_call)), &caps.token)
     }
 
     async fn pay(&self, args: &JsonObject) -> anyhow::Result<Value> {
@@ -399,6 +398,7 @@ impl Inner {
             || Ok(self.signer.clone()),
             // An agent does not send transactions: the approval is the owner's, once.
             |_, _| Ok(false),
+            |choice| self.count_spend(choice, choice.requirement.amount()),
         )
         .await
         .map_err(|e| {
@@ -446,6 +446,7 @@ impl Inner {
             accepts: required.accepts.clone(),
         };
         let choice = self.admit(&offered, text(args, "maxAmount"))?;
+        self.count_spend(&choice, choice.requirement.amount())?;
         let payment = buy::sign_payment(&self.signer, &offered, &choice.requirement)?;
         let mut meta = rmcp::model::RequestMetaObject::default();
         meta.0
