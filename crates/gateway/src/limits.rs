@@ -162,69 +162,78 @@ impl Limiter {
 /// one). Every well-formed payment costs the facilitator RPC calls, so a flood of them — signed
 /// by keys holding nothing, which cost nothing to make — must be bounded; payments that verify
 /// cost nothing here, so a busy honest buyer is never slowed. Each refusal by the facilitator
-/// takes a cell of the client's bucket (`per_second`, bursts of `burst`); a client whose bucket
-/// is empty gets 429 + `Retry-After` before any call is made, until it refills.
+/// takes a cell of the client's token bucket (`burst` cells, refilled at `per_second`); a client
+/// with less than a cell gets 429 + `Retry-After` before any call is made. Refused
+/// verifications over any time t stay within `burst + per_second × t` (plus those of calls
+/// admitted at the same moment).
 pub struct VerifyLimit {
-    limiter: governor::RateLimiter<
-        Option<std::net::IpAddr>,
-        governor::state::keyed::HashMapStateStore<Option<std::net::IpAddr>>,
-        DefaultClock,
-    >,
-    /// Clients with an empty bucket, and until when.
-    blocked: Mutex<HashMap<Option<std::net::IpAddr>, std::time::Instant>>,
+    per_second: f64,
+    burst: f64,
+    /// Each client's bucket: cells left and when they were counted.
+    buckets: Mutex<HashMap<Option<std::net::IpAddr>, (f64, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for VerifyLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyLimit").finish_non_exhaustive()
+        f.debug_struct("VerifyLimit")
+            .field("per_second", &self.per_second)
+            .field("burst", &self.burst)
+            .finish_non_exhaustive()
     }
 }
 
-/// Clients remembered before the idle ones are forgotten.
+/// Clients remembered before the full buckets are forgotten.
 const MAX_CLIENTS: usize = 10_000;
 
 impl VerifyLimit {
     /// `per_second` refused verifications per client, in bursts of `burst`.
     pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
         Self {
-            limiter: RateLimiter::hashmap(Quota::per_second(per_second).allow_burst(burst)),
-            blocked: Mutex::new(HashMap::new()),
+            per_second: f64::from(per_second.get()),
+            burst: f64::from(burst.get()),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `client` may have a payment verified now.
+    /// `client`'s cells now (refilled since last counted), and the table.
+    fn cells(
+        &self,
+        buckets: &mut HashMap<Option<std::net::IpAddr>, (f64, std::time::Instant)>,
+        client: Option<std::net::IpAddr>,
+        now: std::time::Instant,
+    ) -> f64 {
+        let (left, at) = buckets.get(&client).copied().unwrap_or((self.burst, now));
+        let refilled =
+            (left + now.duration_since(at).as_secs_f64() * self.per_second).min(self.burst);
+        buckets.insert(client, (refilled, now));
+        refilled
+    }
+
+    /// Whether `client` may have a payment verified now: not while its bucket is empty.
     pub fn admit(&self, client: Option<std::net::IpAddr>) -> Result<(), GatewayError> {
         let now = std::time::Instant::now();
-        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
-        match blocked.get(&client) {
-            Some(until) if *until > now => {
-                let wait = until.duration_since(now);
-                Err(GatewayError::rate_limited(wait.as_secs().max(1)).detail(
-                    "too many of this client's payments were refused; retry after the wait",
-                ))
-            }
-            Some(_) => {
-                blocked.remove(&client);
-                Ok(())
-            }
-            None => Ok(()),
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = self.cells(&mut buckets, client, now);
+        if left >= 1.0 {
+            return Ok(());
         }
+        let wait = ((1.0 - left) / self.per_second).ceil().max(1.0);
+        Err(GatewayError::rate_limited(wait as u64)
+            .detail("too many of this client's payments were refused; retry after the wait"))
     }
 
     /// Counts a verification of `client`'s the facilitator refused.
     pub fn refused(&self, client: Option<std::net::IpAddr>) {
-        if self.limiter.len() > MAX_CLIENTS {
-            self.limiter.retain_recent();
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() > MAX_CLIENTS {
+            let (per_second, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (left, at)| {
+                *left + now.duration_since(*at).as_secs_f64() * per_second < burst
+            });
         }
-        if let Err(not_until) = self.limiter.check_key(&client) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
-            if blocked.len() > MAX_CLIENTS {
-                let now = std::time::Instant::now();
-                blocked.retain(|_, until| *until > now);
-            }
-            blocked.insert(client, std::time::Instant::now() + wait);
-        }
+        let left = self.cells(&mut buckets, client, now);
+        buckets.insert(client, (left - 1.0, now));
     }
 }
 
