@@ -381,16 +381,7 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
     let root = tempfile::tempdir().expect("a temp dir");
     let home = root.path();
     let key = obol_devnet::DEV_KEYS[7];
-    let obol = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
-        command
-            .args(args)
-            .env("OBOL_CONFIG_DIR", home.join("config"))
-            .env("OBOL_DATA_DIR", home.join("data"))
-            .env("OBOL_STATE_DIR", home.join("state"))
-            .env("OBOL_PRIVATE_KEY", key);
-        command
-    };
+    let obol = |args: &[&str]| obol_as(home, key, args);
     let out = obol(&["mcp", "--listen", "0.0.0.0:0"])
         .output()
         .expect("obol runs");
@@ -475,9 +466,10 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     wait_ready(dir, "llm").await;
     let gateway = gateway(dir);
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
-    command
-        .args([
+    let mut command = obol_as(
+        dir,
+        obol_devnet::DEV_KEYS[8],
+        &[
             "mcp",
             "--listen",
             "127.0.0.1:0",
@@ -485,11 +477,8 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
             "0.002",
             "--max-per-day",
             "0.01",
-        ])
-        .env("OBOL_CONFIG_DIR", dir.join("config"))
-        .env("OBOL_DATA_DIR", dir.join("data"))
-        .env("OBOL_STATE_DIR", dir.join("state"))
-        .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[8]);
+        ],
+    );
     let (_server, url) = spawn_until(&mut command, true, "obol mcp: listening on", 4);
     let client =
         ().serve(StreamableHttpClientTransport::from_uri(url))
@@ -538,7 +527,7 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     }
     let fourth = call("call", chat.clone()).await;
     assert!(
-        error_of(&fourth).contains("402"),
+        error_of(&fourth).contains("pre-signed auth pool exhausted"),
         "the purchase is used up: {fourth:?}"
     );
 
@@ -555,9 +544,12 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     .await;
     assert_ne!(refilled.is_error, Some(true), "{refilled:?}");
     assert_eq!(
-        refilled.structured_content.expect("structured")["remaining"],
-        2
+        refilled.structured_content.expect("structured")["totalSigned"],
+        5
     );
+    let live = call("purchases", serde_json::json!({})).await;
+    let rows = &live.structured_content.expect("structured")["purchases"];
+    assert_eq!(rows[0]["remaining"], 2, "{rows}");
     let again = call("call", chat).await;
     assert_ne!(again.is_error, Some(true), "a refilled call: {again:?}");
 
@@ -598,13 +590,7 @@ pub(crate) async fn one_tool_call(
     use rmcp::model::CallToolRequestParams;
     use rmcp::transport::StreamableHttpClientTransport;
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
-    command
-        .args(["mcp", "--listen", "127.0.0.1:0"])
-        .env("OBOL_CONFIG_DIR", dir.join("config"))
-        .env("OBOL_DATA_DIR", dir.join("data"))
-        .env("OBOL_STATE_DIR", dir.join("state"))
-        .env("OBOL_PRIVATE_KEY", key);
+    let mut command = obol_as(dir, key, &["mcp", "--listen", "127.0.0.1:0"]);
     let (_server, url) = spawn_until(&mut command, true, "obol mcp: listening on", 4);
     let client =
         ().serve(StreamableHttpClientTransport::from_uri(url))
@@ -616,4 +602,16 @@ pub(crate) async fn one_tool_call(
     let _ = client.cancel().await;
     assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
     result.structured_content.expect("structured")
+}
+
+/// `obol args` on `dir`'s settings, paying with `key`.
+fn obol_as(dir: &Path, key: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
+    command
+        .args(args)
+        .env("OBOL_CONFIG_DIR", dir.join("config"))
+        .env("OBOL_DATA_DIR", dir.join("data"))
+        .env("OBOL_STATE_DIR", dir.join("state"))
+        .env("OBOL_PRIVATE_KEY", key);
+    command
 }
