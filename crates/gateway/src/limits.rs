@@ -195,25 +195,25 @@ impl VerifyLimit {
         }
     }
 
-    /// `client`'s cells now (refilled since last counted), and the table.
+    /// `client`'s cells at `now`: what was left when last counted, refilled since (a client
+    /// never refused has a full bucket and no entry).
     fn cells(
         &self,
-        buckets: &mut HashMap<Option<std::net::IpAddr>, (f64, std::time::Instant)>,
+        buckets: &HashMap<Option<std::net::IpAddr>, (f64, std::time::Instant)>,
         client: Option<std::net::IpAddr>,
         now: std::time::Instant,
     ) -> f64 {
-        let (left, at) = buckets.get(&client).copied().unwrap_or((self.burst, now));
-        let refilled =
-            (left + now.duration_since(at).as_secs_f64() * self.per_second).min(self.burst);
-        buckets.insert(client, (refilled, now));
-        refilled
+        buckets.get(&client).map_or(self.burst, |(left, at)| {
+            (left + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst)
+        })
     }
 
-    /// Whether `client` may have a payment verified now: not while its bucket is empty.
+    /// Whether `client` may have a payment verified now: not while its bucket is empty. Reads
+    /// only (the paid path's common case, a client never refused, finds no entry).
     pub fn admit(&self, client: Option<std::net::IpAddr>) -> Result<(), GatewayError> {
         let now = std::time::Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let left = self.cells(&mut buckets, client, now);
+        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = self.cells(&buckets, client, now);
         if left >= 1.0 {
             return Ok(());
         }
@@ -232,7 +232,7 @@ impl VerifyLimit {
                 *left + now.duration_since(*at).as_secs_f64() * per_second < burst
             });
         }
-        let left = self.cells(&mut buckets, client, now);
+        let left = self.cells(&buckets, client, now);
         buckets.insert(client, (left - 1.0, now));
     }
 }
