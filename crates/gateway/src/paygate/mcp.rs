@@ -221,26 +221,13 @@ impl Server {
         };
         let payer = paid.payer();
         if paid.retry || priced.settle == SettleMode::SettleFirst {
-            // A payment taken before stays taken whatever this attempt comes to.
-            let taken_before = paid.retry;
-            let (receipt, labels) = match self.shared.settle(paid, taken_before).await {
+            let charged = match self.shared.charge_first(paid).await {
                 Ok(charged) => charged,
                 Err(refused) => return not_charged(&refused, priced, &resource),
             };
             let answer = self.forward(tool, &arguments, Some(&payer)).await;
-            if answer.ok {
-                labels.count(Counter::PaymentVerified);
-            } else {
-                labels.count(Counter::RefundOwed);
-                tracing::warn!(
-                    offer = %priced.name,
-                    tool = %tool.name,
-                    payer = %payer,
-                    transaction = %receipt.transaction.escape_debug(),
-                    "upstream failed after a settle-first charge: refund owed"
-                );
-            }
-            return with_receipt(answer.result, &receipt);
+            charged.served(answer.ok, priced, &format_args!("tool {}", tool.name));
+            return with_receipt(answer.result, &charged.receipt);
         }
         let answer = self.forward(tool, &arguments, Some(&payer)).await;
         if !answer.ok {

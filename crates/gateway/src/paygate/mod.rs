@@ -236,6 +236,32 @@ struct Paid {
     settle_before_stream: bool,
 }
 
+/// A payment charged before its answer was served ([`Shared::charge_first`]).
+struct Charged {
+    receipt: SettleResponse,
+    labels: Labels,
+    payer: String,
+}
+
+impl Charged {
+    /// Counts how the charged call went; a failed one is a refund owed, logged with `what`
+    /// failed (an HTTP status, a tool).
+    fn served(&self, ok: bool, offer: &Offer, what: &dyn std::fmt::Display) {
+        if ok {
+            self.labels.count(Counter::PaymentVerified);
+            return;
+        }
+        self.labels.count(Counter::RefundOwed);
+        tracing::warn!(
+            offer = %offer.name,
+            payer = %self.payer,
+            transaction = %self.receipt.transaction.escape_debug(),
+            failed = %what,
+            "upstream failed after a settle-first charge: refund owed"
+        );
+    }
+}
+
 /// Why a settlement attempt did not charge. Recording in the guard is done by
 /// [`Shared::settle`].
 enum NotCharged {
@@ -489,11 +515,7 @@ impl Shared {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let payer = paid.payer();
-        // A payment taken before (its settlement pending or unknown) stays taken whatever
-        // this attempt comes to: content of it may have been delivered then.
-        let taken_before = paid.retry;
-        let (receipt, labels) = match self.settle(paid, taken_before).await {
+        let charged = match self.charge_first(paid).await {
             Ok(charged) => charged,
             Err(refused) => return Self::not_charged(&refused, offer, &resource_url),
         };
@@ -502,20 +524,22 @@ impl Shared {
             Err(never) => match never {},
         };
         let status = upstream.status();
-        if status.as_u16() >= 400 {
-            labels.count(Counter::RefundOwed);
-            tracing::warn!(
-                offer = %offer.name,
-                payer = %payer,
-                transaction = %receipt.transaction.escape_debug(),
-                status = status.as_u16(),
-                "upstream failed after a settle-first charge: refund owed"
-            );
-        } else {
-            labels.count(Counter::PaymentVerified);
-        }
-        add_receipt(upstream.headers_mut(), &receipt);
+        charged.served(status.as_u16() < 400, offer, &status);
+        add_receipt(upstream.headers_mut(), &charged.receipt);
         upstream
+    }
+
+    /// Settles before serving (settle-first, or the retry of a payment whose settlement was
+    /// pending: taken before, it stays taken whatever this attempt comes to).
+    async fn charge_first(&self, paid: Paid) -> Result<Charged, NotCharged> {
+        let payer = paid.payer();
+        let taken_before = paid.retry;
+        let (receipt, labels) = self.settle(paid, taken_before).await?;
+        Ok(Charged {
+            receipt,
+            labels,
+            payer,
+        })
     }
 
     fn stream_then_settle(
