@@ -104,6 +104,11 @@ impl Paths {
         self.data_dir.join("buyer-auths.sqlite")
     }
 
+    /// `<data>/spend.sqlite`: the daily spend of `obol mcp` and of autoRefill.
+    pub fn spend_file(&self) -> PathBuf {
+        self.data_dir.join("spend.sqlite")
+    }
+
     /// `<state>/daemon.json`: the running daemon's pid and addresses.
     pub fn daemon_state_file(&self) -> PathBuf {
         self.state_dir.join("daemon.json")

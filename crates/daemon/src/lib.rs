@@ -138,7 +138,7 @@ fn refill(paths: &Paths) -> Result<Option<obol_buyer::Refill>, DaemonError> {
             )
         })
         .map_err(|e| DaemonError::Start(format!("the autoRefill key: {e}")))?;
-    let ledger = obol_buyer::spend::SpendLedger::open(&paths.data_dir.join("spend.sqlite"))
+    let ledger = obol_buyer::spend::SpendLedger::open(&paths.spend_file())
         .map_err(|e| DaemonError::Start(e.to_string()))?;
     let interval = std::env::var(env::REFILL_INTERVAL)
         .ok()

@@ -60,7 +60,7 @@ pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode>
         bail!("--listen {addr}: only a loopback address (whoever reaches it spends your money)");
     }
     let (signer, source) = super::wallet::load_signer(&ctx, &args.signer)?;
-    let ledger = SpendLedger::open(&ctx.paths.data_dir.join("spend.sqlite"))?;
+    let ledger = SpendLedger::open(&ctx.paths.spend_file())?;
     let http = seller::client(None, |b| b.timeout(Duration::from_secs(120)))?;
     let buyer = Buyer(Arc::new(Inner {
         ctx,
