@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, header};
@@ -56,11 +57,15 @@ impl Shared {
         let Some(tools) = offer.mcp.clone() else {
             return GatewayError::not_found().into_response();
         };
+        // rmcp runs the call in a task of its own, which goes on when the buyer hangs up: the
+        // call must know, so that an answer nobody receives is never charged.
+        let hang_up = HangUp(Arc::new(AtomicBool::new(false)));
         let server = Server {
             shared: self,
             offer,
             tools,
             upstream,
+            hung_up: hang_up.0.clone(),
         };
         // Hosts are the gateway's business (its router and vanity hostnames); sessions are not
         // kept, so any replica answers any call.
@@ -76,10 +81,28 @@ impl Shared {
             Arc::new(NeverSessionManager::default()),
             config,
         );
-        match service.call(request).await {
+        let response = match service.call(request).await {
             Ok(response) => response.map(Body::new),
             Err(never) => match never {},
-        }
+        };
+        hang_up.answered();
+        response
+    }
+}
+
+/// Set when the request's future is dropped before its answer: the buyer hung up.
+struct HangUp(Arc<AtomicBool>);
+
+impl HangUp {
+    /// The answer is on its way: nobody hung up.
+    fn answered(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -90,6 +113,8 @@ struct Server {
     offer: Arc<Offer>,
     tools: Arc<Tools>,
     upstream: Upstream,
+    /// The buyer hung up: nothing more is charged.
+    hung_up: Arc<AtomicBool>,
 }
 
 /// What the upstream made of a call.
@@ -221,6 +246,9 @@ impl Server {
         };
         let payer = paid.payer();
         if paid.retry || priced.settle == SettleMode::SettleFirst {
+            if self.gone() {
+                return answer_lost();
+            }
             let charged = match self.shared.charge_first(paid).await {
                 Ok(charged) => charged,
                 Err(refused) => return not_charged(&refused, priced, &resource),
@@ -235,11 +263,20 @@ impl Server {
             // Not charged: dropping `paid` frees the claim so the buyer can retry with it.
             return answer.result;
         }
+        if self.gone() {
+            // Not charged: the answer is not delivered; dropping `paid` frees the claim.
+            return answer_lost();
+        }
         paid.labels.count(Counter::PaymentVerified);
         match self.shared.settle(paid, false).await {
             Ok((receipt, _)) => with_receipt(answer.result, &receipt),
             Err(refused) => not_charged(&refused, priced, &resource),
         }
+    }
+
+    /// Whether the buyer hung up.
+    fn gone(&self) -> bool {
+        self.hung_up.load(Ordering::Acquire)
     }
 
     /// Calls the tool upstream: the upstream MCP server's tool of the same name, or a POST of
@@ -365,6 +402,13 @@ fn failed(error: &GatewayError) -> Answer {
     let mut result = CallToolResult::error(vec![ContentBlock::text(value.to_string())]);
     result.structured_content = Some(value);
     Answer { ok: false, result }
+}
+
+/// What a call whose buyer hung up comes to (nobody reads it).
+fn answer_lost() -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(
+        "the caller hung up before the answer; not charged",
+    )])
 }
 
 /// A refused payment as a tool result.

@@ -573,3 +573,27 @@ async fn the_extension_binding_answers_payment_required_to_clients_that_ask() {
     assert_ne!(plain["resultType"], "payment_required", "{plain}");
     assert_eq!(required_of(&plain).resource.url, "mcp://tool/echo");
 }
+
+/// A buyer who hangs up while the tool runs is not charged for the answer it never got.
+#[tokio::test]
+async fn a_call_abandoned_mid_answer_is_not_charged() {
+    let fixture = fixture().await;
+    let required = required_of(&call(&fixture, "slow", None).await);
+    let payment = pay(&fixture, 5, &required);
+    let mut params = json!({"name": "slow", "arguments": {}});
+    params["_meta"] = json!({"x402/payment": payment});
+    let request = reqwest::Client::new()
+        .post(format!("{}/services/tools", fixture.gateway))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}))
+        .send();
+    let abandoned = tokio::time::timeout(std::time::Duration::from_millis(100), request).await;
+    assert!(abandoned.is_err(), "hung up before the answer");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        fixture.probe.settles.load(Ordering::SeqCst),
+        0,
+        "not charged"
+    );
+}
