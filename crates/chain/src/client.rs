@@ -18,6 +18,7 @@ sol! {
     interface IERC20Read {
         function balanceOf(address owner) external view returns (uint256);
         function allowance(address owner, address spender) external view returns (uint256);
+        function decimals() external view returns (uint8);
     }
 
     #[sol(rpc)]
@@ -164,6 +165,15 @@ impl ChainClient {
     pub async fn token_balance(&self, token: Address, owner: Address) -> Result<U256, ChainError> {
         IERC20Read::new(token, &self.provider)
             .balanceOf(owner)
+            .call()
+            .await
+            .map_err(|e| self.rpc_error(&e))
+    }
+
+    /// The ERC-20 `decimals()` of `token`.
+    pub async fn token_decimals(&self, token: Address) -> Result<u8, ChainError> {
+        IERC20Read::new(token, &self.provider)
+            .decimals()
             .call()
             .await
             .map_err(|e| self.rpc_error(&e))

@@ -64,6 +64,12 @@ impl Paths {
         self.config_dir.join("networks.json")
     }
 
+    /// `<config>/tokens.json`: tokens outside the built-in table the user confirmed
+    /// (`--token-address`).
+    pub fn tokens_file(&self) -> PathBuf {
+        self.config_dir.join("tokens.json")
+    }
+
     /// `<config>/stack.json`.
     pub fn stack_file(&self) -> PathBuf {
         self.config_dir.join("stack.json")

@@ -25,45 +25,49 @@ pub const OBOL: Address = address!("0x0a09371a8b011d5110656ceBCc70603e53FD2c78")
 /// The ERC-8004 Identity Registry's testnet address.
 pub const IDENTITY_REGISTRY: Address = address!("0x8004A818BFB912233c491871b3d84c89A494BD9e");
 
-/// A contract of ours: its name, where it goes, and whether it needs `initialize(minter)`.
+/// A contract of ours: its name, where it goes, and — for a token — what `initialize(minter)`
+/// then mints to every dev account.
 pub(crate) struct Placement {
     pub(crate) name: &'static str,
     pub(crate) address: Address,
     pub(crate) artifact: &'static str,
-    pub(crate) initialize: bool,
+    pub(crate) funding: Option<u128>,
 }
+
+/// The devnet's EIP-3009 stablecoin.
+pub(crate) const TEST_USDC: Placement = Placement {
+    name: "TestUSDC",
+    address: USDC,
+    artifact: include_str!("../../../contracts/artifacts/TestUSDC.json"),
+    funding: Some(crate::USDC_FUNDING),
+};
 
 /// Every devnet contract, in placement order.
 pub(crate) const PLACEMENTS: [Placement; 5] = [
-    Placement {
-        name: "TestUSDC",
-        address: USDC,
-        artifact: include_str!("../../../contracts/artifacts/TestUSDC.json"),
-        initialize: true,
-    },
+    TEST_USDC,
     Placement {
         name: "TestObol",
         address: OBOL,
         artifact: include_str!("../../../contracts/artifacts/TestObol.json"),
-        initialize: true,
+        funding: Some(crate::OBOL_FUNDING),
     },
     Placement {
         name: "Permit2",
         address: PERMIT2,
         artifact: include_str!("../../../contracts/artifacts/Permit2.json"),
-        initialize: false,
+        funding: None,
     },
     Placement {
         name: "X402ExactPermit2Proxy",
         address: EXACT_PERMIT2_PROXY,
         artifact: include_str!("../../../contracts/artifacts/X402ExactPermit2Proxy.json"),
-        initialize: false,
+        funding: None,
     },
     Placement {
         name: "IdentityRegistry",
         address: IDENTITY_REGISTRY,
         artifact: include_str!("../../../contracts/artifacts/IdentityRegistry.json"),
-        initialize: false,
+        funding: None,
     },
 ];
 

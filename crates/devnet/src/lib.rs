@@ -400,6 +400,26 @@ pub async fn set_account(
 /// [`USDC_FUNDING`] and [`OBOL_FUNDING`]. Runs once per fresh chain (`initialize` refuses a
 /// second call).
 pub async fn install(endpoint: &str) -> Result<(), DevnetError> {
+    place(endpoint, &contracts::PLACEMENTS).await
+}
+
+/// Places another EIP-3009 stablecoin (our TestUSDC: 6 decimals, EIP-712 `"USDC"` version
+/// `"2"`) at `address` and funds every dev account with [`USDC_FUNDING`] of it: a token no
+/// built-in table knows, for tests of paying in one.
+pub async fn place_stablecoin(
+    endpoint: &str,
+    address: alloy::primitives::Address,
+) -> Result<(), DevnetError> {
+    let coin = contracts::Placement {
+        address,
+        ..contracts::TEST_USDC
+    };
+    place(endpoint, &[coin]).await
+}
+
+/// Sets the code of each placement, then initializes each token and mints its funding to every
+/// dev account, and waits until all of it is mined.
+async fn place(endpoint: &str, placements: &[contracts::Placement]) -> Result<(), DevnetError> {
     use alloy::network::EthereumWallet;
     use alloy::providers::{Provider as _, ProviderBuilder};
     use alloy::signers::local::PrivateKeySigner;
@@ -410,33 +430,28 @@ pub async fn install(endpoint: &str) -> Result<(), DevnetError> {
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(minter.clone()))
         .connect_http(url);
-    for placement in &contracts::PLACEMENTS {
+    for placement in placements {
         let code = placement.runtime_code()?;
         provider
             .raw_request::<_, ()>("anvil_setCode".into(), (placement.address, code))
             .await
             .map_err(|e| setup(&format!("anvil_setCode {}: {e}", placement.name)))?;
     }
+    let holders = DEV_KEYS
+        .iter()
+        .map(|key| key.parse::<PrivateKeySigner>().map(|s| s.address()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setup(&e))?;
     let mut last = None;
-    for placement in contracts::PLACEMENTS.iter().filter(|p| p.initialize) {
+    for placement in placements {
+        let Some(amount) = placement.funding else {
+            continue;
+        };
         let token = contracts::IDevToken::new(placement.address, &provider);
-        last = Some(
-            token
-                .initialize(minter.address())
-                .send()
-                .await
-                .map_err(|e| setup(&e))?,
-        );
-    }
-    let amounts = [(USDC, USDC_FUNDING), (OBOL, OBOL_FUNDING)];
-    for key in DEV_KEYS {
-        let holder = key
-            .parse::<PrivateKeySigner>()
-            .map_err(|e| setup(&e))?
-            .address();
-        for (token, amount) in amounts {
-            let token = contracts::IDevToken::new(token, &provider);
-            let mint = token.mint(holder, alloy::primitives::U256::from(amount));
+        let init = token.initialize(minter.address());
+        last = Some(init.send().await.map_err(|e| setup(&e))?);
+        for holder in &holders {
+            let mint = token.mint(*holder, alloy::primitives::U256::from(amount));
             last = Some(mint.send().await.map_err(|e| setup(&e))?);
         }
     }

@@ -16,7 +16,7 @@ pub(crate) enum BuyCommand {
     /// Buy N calls of a seller's model: probe, check the budget and balance, confirm, pre-sign
     /// N authorizations here, and hand them to the stack's buyer proxy, which serves the model
     /// as `paid/<model>` and never sees the key.
-    Inference(BuyInferenceArgs),
+    Inference(Box<BuyInferenceArgs>),
     /// Every purchase with its remaining and spent authorizations.
     List,
     /// One purchase: terms, counts and conditions.
@@ -92,9 +92,8 @@ pub(crate) struct BuyInferenceArgs {
     /// The most to commit, in --token units (e.g. 0.5 for 50 cents of USDC).
     #[arg(long)]
     pub(crate) budget: Option<String>,
-    /// The token --budget is counted in; the seller must accept it.
-    #[arg(long, default_value = "USDC")]
-    pub(crate) token: String,
+    #[command(flatten)]
+    pub(crate) token: TokenArgs,
     /// The purchase's name (default: the purchase already buying this model from this seller,
     /// which is topped up, else one derived from the model).
     #[arg(long)]
@@ -117,6 +116,21 @@ pub(crate) struct BuyInferenceArgs {
     pub(crate) refill: RefillFlags,
     #[command(flatten)]
     pub(crate) sign: PresignFlags,
+}
+
+/// The token a payment is counted in.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TokenArgs {
+    /// The token amounts are counted in (--max-amount, --budget); options in other tokens are
+    /// refused. With --token-address: the name given to that token.
+    #[arg(long = "token", default_value = "USDC")]
+    pub(crate) symbol: String,
+    /// Pay in a token outside the built-in table, at this contract address (you confirm it).
+    /// The seller's option names its EIP-712 domain (`extra`); its decimals are read from the
+    /// chain (needs an endpoint: `obol network add`). Remembered in <config>/tokens.json for
+    /// later commands and `obol mcp --token`.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) token_address: Option<obol_x402::primitives::Address>,
 }
 
 /// autoRefill of a new purchase: the daemon signs more with its refill key
@@ -199,9 +213,8 @@ pub(crate) struct BuyPayArgs {
     /// asking more, or in a token this build does not know, is refused before anything is signed.
     #[arg(long)]
     pub(crate) max_amount: String,
-    /// The token --max-amount is counted in; options in other tokens are refused.
-    #[arg(long, default_value = "USDC")]
-    pub(crate) token: String,
+    #[command(flatten)]
+    pub(crate) token: TokenArgs,
     /// HTTP method (default GET, or POST with --data).
     #[arg(long, short = 'X')]
     pub(crate) method: Option<String>,
@@ -231,7 +244,8 @@ pub(crate) struct McpArgs {
     /// <data>/spend.sqlite, across restarts and processes).
     #[arg(long, default_value = "1")]
     pub(crate) max_per_day: String,
-    /// The token the caps are in; sellers asking for another are refused.
+    /// The token the caps are in (built in, or confirmed earlier with `buy pay|inference
+    /// --token-address`); sellers asking for another are refused.
     #[arg(long, default_value = "USDC")]
     pub(crate) token: String,
     /// Serve streamable HTTP at `http://ADDR/mcp` instead of stdio: a loopback address only;

@@ -22,7 +22,7 @@ pub(crate) async fn run(ctx: &Context, command: BuyCommand) -> anyhow::Result<Ex
     match command {
         BuyCommand::Probe(args) => probe_command(ctx, args).await,
         BuyCommand::Pay(args) => pay(ctx, args).await,
-        BuyCommand::Inference(args) => purchase::inference(ctx, args).await,
+        BuyCommand::Inference(args) => purchase::inference(ctx, *args).await,
         BuyCommand::Discover(args) => super::discover::discover(ctx, &args).await,
         BuyCommand::List => purchase::list(ctx).await,
         BuyCommand::Status { name, namespace } => purchase::status(ctx, &namespace, &name).await,
@@ -68,7 +68,7 @@ async fn probe_command(ctx: &Context, args: BuyProbeArgs) -> anyhow::Result<Exit
     } else {
         prober.get(&args.url).await?
     };
-    let tokens = TokenRegistry::builtin();
+    let tokens = super::tokens::registry(ctx)?;
     if ctx.json {
         let accepts: Vec<serde_json::Value> = offered
             .accepts
@@ -121,18 +121,18 @@ pub(super) struct Choice {
 }
 
 /// The first `exact` option in `symbol` on a known network costing at most `max_amount` units
-/// (any price when `None`).
+/// (any price when `None`), among the tokens of `tokens`.
 pub(super) fn choose(
     offered: &Offered,
     max_amount: Option<&str>,
     symbol: &str,
+    tokens: &TokenRegistry,
 ) -> anyhow::Result<Choice> {
-    let tokens = TokenRegistry::builtin();
     let mut refusals = Vec::new();
     for requirement in &offered.accepts {
-        let Some((known, token)) = known_token(&tokens, requirement) else {
+        let Some((known, token)) = known_token(tokens, requirement) else {
             refusals.push(format!(
-                "{} on {}: unknown token or network",
+                "{} on {}: unknown token or network (a token outside the built-in table is paid with --token-address)",
                 requirement.asset, requirement.network
             ));
             continue;
@@ -140,7 +140,7 @@ pub(super) fn choose(
         if !token.symbol.eq_ignore_ascii_case(symbol) {
             refusals.push(format!(
                 "{} on {}: not {symbol} (--token)",
-                human_price(&tokens, requirement),
+                human_price(tokens, requirement),
                 known.name
             ));
             continue;
@@ -151,7 +151,7 @@ pub(super) fn choose(
                     .with_context(|| format!("--max-amount {max:?} in {}", token.symbol))
             })
             .transpose()?;
-        let price = human_price(&tokens, requirement);
+        let price = human_price(tokens, requirement);
         if requirement
             .pay_to
             .parse::<obol_x402::primitives::Address>()
@@ -306,7 +306,7 @@ pub(super) async fn call_paying(
     ctx: &Context,
     client: &reqwest::Client,
     call: &Call,
-    choose: impl FnOnce(&Offered) -> anyhow::Result<Choice>,
+    choose: impl AsyncFnOnce(&Offered) -> anyhow::Result<Choice>,
     signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
     approve: impl FnOnce(&super::permit2::Approval, &LocalSigner) -> anyhow::Result<bool>,
     commit: impl FnOnce(&Choice) -> anyhow::Result<()>,
@@ -328,7 +328,7 @@ pub(super) async fn call_paying(
         return Ok(Called::Free(first));
     }
     let offered = probe::read_offer(first, &call.url).await?;
-    let choice = choose(&offered)?;
+    let choice = choose(&offered).await?;
     let signer = signer()?;
     let token = &choice.token;
     if let Some(approval) =
@@ -406,7 +406,10 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
         ctx,
         &client,
         &call,
-        |offered| choose(offered, Some(&args.max_amount), &args.token),
+        async |offered| {
+            let tokens = super::tokens::confirm(ctx, &args.token, offered).await?;
+            choose(offered, Some(&args.max_amount), &args.token.symbol, &tokens)
+        },
         || Ok(super::wallet::load_signer(ctx, &args.signer)?.0),
         |approval, signer| {
             output::note(&format!("permit2: {}", approval.describe(signer)));

@@ -20,9 +20,9 @@ use obol_control::purchase::{PurchasePayment, PurchaseRequest, PurchaseRequestSp
 use obol_control::resource::is_true;
 use obol_daemon::{AdminClient, RunOptions};
 use obol_devnet::{DEV_KEYS, Devnet, USDC};
-use obol_x402::LocalSigner;
 use obol_x402::money::format_units;
 use obol_x402::primitives::{Address, U256};
+use obol_x402::{LocalSigner, TokenRegistry};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -277,7 +277,7 @@ async fn buy(
 ) -> anyhow::Result<String> {
     let llm_url = format!("{}/services/demo-llm", stack.gateway);
     let offered = prober.chat(&llm_url).await?;
-    let choice = choose(&offered, None, "USDC")?;
+    let choice = choose(&offered, None, "USDC", &TokenRegistry::builtin())?;
     let requirement = &choice.requirement;
     // Quiet signing: the demo reports its own steps.
     let quiet = Context {
@@ -376,7 +376,7 @@ async fn pay(
 
     let quotes_url = format!("{}/services/demo-quotes/quote", stack.gateway);
     let offered = prober.get(&quotes_url).await?;
-    let choice = choose(&offered, Some("0.01"), "USDC")?;
+    let choice = choose(&offered, Some("0.01"), "USDC", &TokenRegistry::builtin())?;
     let (name, value) = sign_one(buyer, &offered, &choice.requirement)?;
     let response = http.get(&quotes_url).header(name, value).send().await?;
     let status = response.status().as_u16();

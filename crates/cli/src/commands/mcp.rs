@@ -41,13 +41,18 @@ const PAYMENT_META: &str = "x402/payment";
 const RECEIPT_META: &str = "x402/payment-response";
 
 pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode> {
-    let tokens = TokenRegistry::builtin();
+    let tokens = super::tokens::registry(&ctx)?;
     // The caps must read in their token before anything is served.
     let decimals = tokens
         .iter()
         .find(|t| t.symbol.eq_ignore_ascii_case(&args.token))
         .map(|t| t.decimals)
-        .with_context(|| format!("--token {:?} is not a token this build knows", args.token))?;
+        .with_context(|| {
+            format!(
+                "--token {:?} is neither built in nor confirmed (`obol buy pay|inference --token-address`)",
+                args.token
+            )
+        })?;
     for (flag, value) in [
         ("--max-per-call", &args.max_per_call),
         ("--max-per-day", &args.max_per_day),
@@ -67,6 +72,7 @@ pub(crate) async fn run(ctx: Context, args: McpArgs) -> anyhow::Result<ExitCode>
         signer,
         ledger,
         http,
+        tokens,
         caps: Caps {
             token: args.token.to_ascii_uppercase(),
             per_call: args.max_per_call,
@@ -130,6 +136,8 @@ struct Inner {
     signer: LocalSigner,
     ledger: SpendLedger,
     http: reqwest::Client,
+    /// The built-in and confirmed tokens, as read at start.
+    tokens: TokenRegistry,
     caps: Caps,
 }
 
@@ -342,12 +350,12 @@ impl Inner {
         let url = required(args, "url")?;
         let prober = obol_buyer::Prober::new(None, Duration::from_secs(15))?;
         let offered = prober.get(url).await?;
-        let tokens = TokenRegistry::builtin();
+        let tokens = &self.tokens;
         let accepts: Vec<Value> = offered
             .accepts
             .iter()
             .map(|r| {
-                json!({"price": clean(&buy::human_price(&tokens, r)), "network": r.network,
+                json!({"price": clean(&buy::human_price(tokens, r)), "network": r.network,
                        "payTo": r.pay_to, "scheme": r.scheme, "requirement": r})
             })
             .collect();
@@ -361,7 +369,12 @@ impl Inner {
     /// What to pay for `offered` within the agent's `max` (default: the per-call cap).
     fn admit(&self, offered: &Offered, max: Option<&str>) -> anyhow::Result<Choice> {
         let caps = &self.caps;
-        buy::choose(offered, Some(max.unwrap_or(&caps.per_call)), &caps.token)
+        buy::choose(
+            offered,
+            Some(max.unwrap_or(&caps.per_call)),
+            &caps.token,
+            &self.tokens,
+        )
     }
 
     async fn pay(&self, args: &JsonObject) -> anyhow::Result<Value> {
@@ -394,7 +407,7 @@ impl Inner {
             &self.ctx,
             &self.http,
             &call,
-            |offered| self.admit(offered, max),
+            async |offered| self.admit(offered, max),
             || Ok(self.signer.clone()),
             // An agent does not send transactions: the approval is the owner's, once.
             |_, _| Ok(false),
@@ -518,7 +531,10 @@ impl Inner {
             model: text(args, "model").map(str::to_owned),
             count: Some(count),
             budget: None,
-            token: self.caps.token.clone(),
+            token: crate::cli::TokenArgs {
+                symbol: self.caps.token.clone(),
+                token_address: None,
+            },
             name: None,
             namespace: crate::cli::DEFAULT_BUY_NAMESPACE.to_owned(),
             replace: false,
@@ -634,8 +650,8 @@ impl Inner {
 
     fn budget(&self) -> anyhow::Result<Value> {
         let today = day_of(obol_config::time::unix_now());
-        let tokens = TokenRegistry::builtin();
-        let spent: Vec<Value> = tokens
+        let spent: Vec<Value> = self
+            .tokens
             .iter()
             .filter(|t| t.symbol.eq_ignore_ascii_case(&self.caps.token))
             .filter_map(|t| {

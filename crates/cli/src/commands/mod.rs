@@ -15,6 +15,7 @@ mod purchase;
 mod secret;
 mod sell;
 mod stack;
+mod tokens;
 mod wallet;
 mod x402;
 

@@ -169,7 +169,7 @@ async fn balance(
 ) -> anyhow::Result<ExitCode> {
     let client = network::client(ctx, chain)?;
     let native = client.native_balance(address).await?;
-    let registry = TokenRegistry::builtin();
+    let registry = super::tokens::registry(ctx)?;
     let symbol = token.unwrap_or("USDC");
     let token_info = registry
         .on_chain(client.chain_id())

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
 use crate::{balance, json_of, obol_in, start_stack, stderr};
 
-const MODEL: &str = "qwen3:0.6b";
+pub(crate) const MODEL: &str = "qwen3:0.6b";
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
 
 fn usdc(dir: &Path, key: &str) -> u128 {
@@ -29,7 +29,7 @@ fn buyer_url(dir: &Path) -> String {
 }
 
 /// One chat call through the stack's buyer proxy: status and body.
-async fn chat(dir: &Path) -> (u16, Value) {
+pub(crate) async fn chat(dir: &Path) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", buyer_url(dir)))
         .json(&json!({"model": format!("paid/{MODEL}"), "messages": [{"role": "user", "content": "hi"}]}))

@@ -80,13 +80,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
     let sold = started.elapsed();
 
     // Bob: the same chain through his own endpoint, a stack that only buys.
-    let rpc = obol_config::NetworksFile::load(&alice.join("config/networks.json"))
-        .unwrap()
-        .get("devnet")
-        .unwrap()
-        .endpoints[0]
-        .url
-        .clone();
+    let rpc = crate::devnet_url(alice);
     succeeded(&obol_in(
         bob,
         &[

@@ -14,7 +14,7 @@ use obol_erc8004::{Address, IdentityClient, Registries, U256};
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, upstream};
-use crate::{json_of, obol_in, stderr, stdout};
+use crate::{devnet_url, json_of, obol_in, stderr, stdout};
 
 /// The seller's signer: owns the agent, is not the payee ([`PAY_TO`] is dev account 2).
 const SELLER_KEY: &str = obol_devnet::DEV_KEYS[3];
@@ -38,12 +38,6 @@ fn start(dir: &Path) -> String {
     let out = obol_in(dir, &["devnet", "up"], &[], None);
     assert!(out.status.success(), "{}", stderr(&out));
     crate::stack_up_public(dir)
-}
-
-/// The devnet's RPC URL, from the networks file `devnet up` wrote.
-fn devnet_url(dir: &Path) -> String {
-    let file = obol_config::NetworksFile::load(&dir.join("config/networks.json")).unwrap();
-    file.get("devnet").unwrap().endpoints[0].url.clone()
 }
 
 /// A read-only client of the devnet's Identity Registry.

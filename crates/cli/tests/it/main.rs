@@ -21,6 +21,7 @@ mod sign_in;
 mod snippets;
 mod stack;
 mod storefront;
+mod token_address;
 mod wallet;
 
 use std::io::Write as _;
@@ -140,6 +141,12 @@ pub fn succeeded(out: &Output) {
 pub fn json_of(out: &Output) -> serde_json::Value {
     succeeded(out);
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The devnet's RPC URL, from the networks file `devnet up` wrote.
+pub fn devnet_url(dir: &Path) -> String {
+    let file = obol_config::NetworksFile::load(&dir.join("config/networks.json")).unwrap();
+    file.get("devnet").unwrap().endpoints[0].url.clone()
 }
 
 /// `token` (atomic units) held on `chain` by the wallet of `key`.

@@ -439,7 +439,8 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
     let _cleanup = Cleanup(dir);
     let upstream = upstream().await;
     devnet_up(dir);
-    crate::stack_up(dir, None, true);
+    // A public URL (its own gateway): the seller is registered, so the agent can discover it.
+    let public = crate::stack_up_public(dir);
     let seller = address_of(obol_devnet::DEV_KEYS[3]);
     let out = obol_in(
         dir,
@@ -457,14 +458,26 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
             "base-sepolia",
             "--per-request",
             "0.001",
-            "--no-register",
         ],
         &[],
         None,
     );
     assert!(out.status.success(), "sell inference: {}", stderr(&out));
+    let out = obol_in(
+        dir,
+        &[
+            "sell",
+            "register",
+            "--chain",
+            "devnet",
+            "--name",
+            "M1 seller",
+        ],
+        &[("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[3])],
+        None,
+    );
+    assert!(out.status.success(), "sell register: {}", stderr(&out));
     wait_ready(dir, "llm").await;
-    let gateway = gateway(dir);
 
     let mut command = obol_as(
         dir,
@@ -497,6 +510,31 @@ async fn an_agent_buys_a_bounded_pool_through_obol_mcp() {
             .unwrap_or_default()
             .to_owned()
     };
+
+    // discover → buy: the seller the agent buys from is the one the registry lists (once the
+    // stack's document advertises the registered offer).
+    let mut found = serde_json::Value::Null;
+    for _ in 0..100 {
+        let scan = call(
+            "discover",
+            serde_json::json!({"chain": "devnet", "fromBlock": 0, "allowPrivate": true}),
+        )
+        .await;
+        found = scan.structured_content.expect("structured");
+        if found["agents"][0].is_object() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agent = &found["agents"][0];
+    assert_eq!(agent["name"], "M1 seller", "{found}");
+    assert_eq!(agent["offers"][0]["price"], "0.001 USDC/request", "{found}");
+    let endpoint = agent["offers"][0]["endpoint"]
+        .as_str()
+        .expect("an endpoint")
+        .to_owned();
+    assert_eq!(endpoint, format!("{public}/services/llm"));
+    let gateway = endpoint;
 
     let over = call(
         "buy",

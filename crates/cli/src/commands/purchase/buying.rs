@@ -191,7 +191,8 @@ pub(crate) async fn buy_pool(
     let (endpoint, model) = resolve_offer(&http, &args.seller, args.model.as_deref()).await?;
     let prober = probe::Prober::new(args.user_agent.as_deref(), Duration::from_secs(15))?;
     let offered = prober.chat(&endpoint).await?;
-    let choice = choose(&offered, None, &args.token)?;
+    let tokens = tokens::confirm(ctx, &args.token, &offered).await?;
+    let choice = choose(&offered, None, &args.token.symbol, &tokens)?;
     if let Some(agent_id) = args.expected_agent_id {
         crate::commands::discover::verify_seller(ctx, &endpoint, &choice.requirement, agent_id)
             .await?;
@@ -269,7 +270,7 @@ pub(crate) async fn buy_pool(
         bail!(
             "purchase {}/{name} exists with other terms ({} for {}); pass --replace or another --name",
             args.namespace,
-            price_of(existing),
+            price_of(&tokens, existing),
             clean(&existing.spec.endpoint)
         );
     }
@@ -453,7 +454,7 @@ pub(crate) async fn refill_pool(
         .context("the purchase holds no signed payment to copy the terms from")?;
     let last: v2::PaymentPayload = serde_json::from_value(Value::Object(last))
         .context("the purchase's last authorization is unreadable")?;
-    let tokens = TokenRegistry::builtin();
+    let tokens = tokens::registry(ctx)?;
     let (_, token) = known_token(&tokens, &last.accepted)
         .context("the purchase pays in a token this build does not know")?;
     let max = max_count(token);
@@ -485,7 +486,7 @@ pub(crate) async fn refill_pool(
             args.namespace,
             args.name,
             args.count,
-            price_of(&purchase)
+            price_of(&tokens, &purchase)
         ));
     }
     if !output::confirm("Pre-sign and hand these to the buyer proxy?", args.sign.yes)? {

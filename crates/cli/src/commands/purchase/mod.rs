@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 use super::Context;
 use super::buy::{choose, clean, known_token};
 use super::stack::admin;
+use super::tokens;
 use crate::cli::{BuyInferenceArgs, BuyRefillArgs};
 use crate::output;
 
@@ -192,10 +193,9 @@ pub(super) async fn live_counts(buyer: &str) -> HashMap<String, (u64, u64)> {
         .collect()
 }
 
-/// The price of one call of `purchase`, in its token when this build knows it.
-fn price_of(purchase: &PurchaseRequest) -> String {
+/// The price of one call of `purchase`, in its token when `tokens` knows it.
+fn price_of(tokens: &TokenRegistry, purchase: &PurchaseRequest) -> String {
     let payment = &purchase.spec.payment;
-    let tokens = TokenRegistry::builtin();
     let token = obol_x402::network::evm_chain_id(&payment.network)
         .ok()
         .zip(payment.asset.parse().ok())
@@ -213,6 +213,7 @@ fn report(
     what: &str,
 ) -> anyhow::Result<()> {
     let meta = &purchase.metadata;
+    let price = price_of(&tokens::registry(ctx)?, purchase);
     let model = purchase
         .status
         .public_model
@@ -222,17 +223,14 @@ fn report(
         output::json(&json!({
             "status": what, "name": meta.name, "namespace": meta.namespace,
             "publicModel": model, "endpoint": purchase.spec.endpoint,
-            "price": price_of(purchase), "remaining": purchase.status.remaining,
+            "price": price, "remaining": purchase.status.remaining,
             "spent": purchase.status.spent, "totalSigned": purchase.status.total_signed,
             "buyerUrl": format!("http://{buyer}/v1"),
         }))?;
     } else {
         println!(
             "{what} {}/{}: {} calls left at {} each",
-            meta.namespace,
-            meta.name,
-            purchase.status.remaining,
-            price_of(purchase)
+            meta.namespace, meta.name, purchase.status.remaining, price
         );
         println!(
             "  call it as model {} at http://{buyer}/v1 (OpenAI-compatible)",

@@ -7,6 +7,7 @@ pub(crate) async fn rows(ctx: &Context) -> anyhow::Result<Vec<Value>> {
     let (client, buyer) = stack(ctx)?;
     let purchases = client.list::<PurchaseRequestSpec>().await?;
     let live = live_counts(&buyer).await;
+    let tokens = tokens::registry(ctx)?;
     Ok(purchases
         .iter()
         .map(|p| {
@@ -18,7 +19,7 @@ pub(crate) async fn rows(ctx: &Context) -> anyhow::Result<Vec<Value>> {
             let ready = condition(&p.status.conditions, "Ready")
                 .is_some_and(|c| c.status == ConditionStatus::True);
             json!({"namespace": meta.namespace, "name": meta.name, "model": p.spec.model,
-                   "endpoint": p.spec.endpoint, "price": price_of(p), "remaining": remaining,
+                   "endpoint": p.spec.endpoint, "price": price_of(&tokens, p), "remaining": remaining,
                    "spent": spent, "ready": ready})
         })
         .collect())
@@ -81,7 +82,7 @@ pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow
     );
     println!(
         "  price {} on {} to {}",
-        price_of(&purchase),
+        price_of(&tokens::registry(ctx)?, &purchase),
         purchase.spec.payment.network,
         purchase.spec.payment.pay_to
     );
