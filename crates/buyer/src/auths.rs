@@ -3,7 +3,7 @@
 
 use obol_control::purchase::PreSignedAuth;
 use obol_x402::primitives::{B256, U256};
-use obol_x402::wire::exact::ExactEvmPayload;
+use obol_x402::wire::evm::EvmPayload;
 use obol_x402::wire::v2;
 use serde_json::Value;
 
@@ -32,8 +32,8 @@ struct Flat {
 
 fn flatten(payload: &v2::PaymentPayload) -> Result<Flat, String> {
     Ok(
-        match payload.exact_evm().map_err(|e| format!("payload: {e}"))? {
-            ExactEvmPayload::Eip3009 {
+        match payload.evm_payload().map_err(|e| format!("payload: {e}"))? {
+            EvmPayload::Eip3009 {
                 signature,
                 authorization: a,
             } => Flat {
@@ -45,7 +45,7 @@ fn flatten(payload: &v2::PaymentPayload) -> Result<Flat, String> {
                 valid_before: a.valid_before.to_string(),
                 nonce: a.nonce.to_string(),
             },
-            ExactEvmPayload::Permit2 {
+            EvmPayload::Permit2 {
                 signature,
                 authorization: a,
             } => Flat {

@@ -158,7 +158,9 @@ mod tests {
             assert_eq!(nonces.len(), 25, "fresh nonces");
             for one in &signed {
                 assert_eq!(one.valid_before, NOW + 3600);
-                let exact = PaymentPayload::V2(one.payload.clone()).exact_evm().unwrap();
+                let exact = PaymentPayload::V2(one.payload.clone())
+                    .evm_payload()
+                    .unwrap();
                 assert_eq!(exact.payer(), signer.address());
                 assert_eq!(exact.nonce(), one.nonce);
                 let recovered = exact.recover_signer(&requirement).unwrap();

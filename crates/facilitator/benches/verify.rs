@@ -116,7 +116,7 @@ async fn main() {
         else {
             unreachable!()
         };
-        let exact = payment_payload.exact_evm().unwrap();
+        let exact = payment_payload.evm_payload().unwrap();
         assert_eq!(
             exact.recover_signer(payment_requirements).unwrap(),
             exact.payer()

@@ -9,7 +9,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use obol_x402::network;
 use obol_x402::signature::{self, SignatureError};
 use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2, TransferMethod};
-use obol_x402::wire::exact::{Eip3009Authorization, ExactEvmPayload, Permit2Authorization};
+use obol_x402::wire::evm::{Eip3009Authorization, EvmPayload, Permit2Authorization};
 use obol_x402::wire::{FieldError, VerifyRequest, parse_address, v2};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -170,7 +170,9 @@ pub fn precheck(
             ),
         ));
     }
-    let exact = payload.exact_evm().map_err(field(Reason::InvalidPayload))?;
+    let exact = payload
+        .evm_payload()
+        .map_err(field(Reason::InvalidPayload))?;
     let method = requirements
         .transfer_method()
         .map_err(field(Reason::InvalidPayload))?;
@@ -195,7 +197,7 @@ pub fn precheck(
     }
 
     let (transfer, expires_at) = match &exact {
-        ExactEvmPayload::Eip3009 { authorization, .. } => {
+        EvmPayload::Eip3009 { authorization, .. } => {
             requirements
                 .eip712_domain()
                 .map_err(field(Reason::MissingEip712Domain))?;
@@ -205,7 +207,7 @@ pub fn precheck(
                 authorization.valid_before.as_u64_saturating(),
             )
         }
-        ExactEvmPayload::Permit2 { authorization, .. } => {
+        EvmPayload::Permit2 { authorization, .. } => {
             check_permit2(authorization, asset, pay_to, amount, now)?;
             let sponsor = sponsoring(request, authorization, now)?;
             (

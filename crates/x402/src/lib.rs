@@ -6,7 +6,7 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`wire`] | v1 and v2 messages (`PaymentRequired`, `PaymentRequirements`, `PaymentPayload`), facilitator requests and responses, and the `exact` EVM payloads (EIP-3009 and Permit2) |
+//! | [`wire`] | v1 and v2 messages (`PaymentRequired`, `PaymentRequirements`, `PaymentPayload`), facilitator requests and responses, and the EVM payloads (`exact`: EIP-3009 and Permit2; `upto`: Permit2) |
 //! | [`header`] | the five x402 header names and their standard-base64 JSON codec, size-capped, with precise errors |
 //! | [`network`] | legacy network names and aliases ↔ CAIP-2 ids |
 //! | [`token`] | USDC per chain with its EIP-712 domain, OBOL, and the canonical Permit2 / x402 proxy addresses |

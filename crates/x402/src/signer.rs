@@ -15,9 +15,8 @@ use async_trait::async_trait;
 
 use crate::signature;
 use crate::token::{EXACT_PERMIT2_PROXY, TransferMethod};
-use crate::wire::exact::{
-    Eip3009Authorization, ExactEvmPayload, Permit2Authorization, Permit2TokenPermissions,
-    Permit2Witness,
+use crate::wire::evm::{
+    Eip3009Authorization, EvmPayload, Permit2Authorization, Permit2TokenPermissions, Permit2Witness,
 };
 use crate::wire::v2::{PaymentPayload, PaymentRequirements, ResourceInfo};
 use crate::wire::{FieldError, X402Version};
@@ -279,13 +278,13 @@ impl UnsignedPayment {
         }
     }
 
-    fn payload_shape(&self, signature: alloy::primitives::Bytes) -> ExactEvmPayload {
+    fn payload_shape(&self, signature: alloy::primitives::Bytes) -> EvmPayload {
         match &self.authorization {
-            Unsigned::Eip3009(authorization) => ExactEvmPayload::Eip3009 {
+            Unsigned::Eip3009(authorization) => EvmPayload::Eip3009 {
                 signature,
                 authorization: authorization.clone(),
             },
-            Unsigned::Permit2(authorization) => ExactEvmPayload::Permit2 {
+            Unsigned::Permit2(authorization) => EvmPayload::Permit2 {
                 signature,
                 authorization: authorization.clone(),
             },

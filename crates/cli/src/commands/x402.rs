@@ -11,7 +11,7 @@ use obol_x402::money::format_units;
 use obol_x402::network;
 use obol_x402::primitives::{Address, U256};
 use obol_x402::token::{EXACT_PERMIT2_PROXY, TokenRegistry};
-use obol_x402::wire::exact::ExactEvmPayload;
+use obol_x402::wire::evm::EvmPayload;
 use obol_x402::wire::{PaymentPayload, PaymentRequired, SettleResponse, parse_address, v2};
 use serde::Serialize;
 use serde_json::json;
@@ -205,7 +205,7 @@ fn explain_required(required: &PaymentRequired, tokens: &TokenRegistry) -> Strin
 
 fn explain_payload(payload: &PaymentPayload, tokens: &TokenRegistry, now: u64) -> Explained {
     let (scheme, network) = payload.scheme_and_network();
-    let exact = match payload.exact_evm() {
+    let exact = match payload.evm_payload() {
         Ok(exact) => exact,
         Err(e) => {
             return Explained {
@@ -264,19 +264,19 @@ fn explain_payload(payload: &PaymentPayload, tokens: &TokenRegistry, now: u64) -
 /// `(amount text, recipient, expiry, notes)` of a payment; `asset` is the EIP-3009 token (a
 /// Permit2 payload names its own).
 fn payment_terms(
-    exact: &ExactEvmPayload,
+    exact: &EvmPayload,
     tokens: &TokenRegistry,
     network: &str,
     asset: &str,
 ) -> (String, Address, u64, Vec<String>) {
     match exact {
-        ExactEvmPayload::Eip3009 { authorization, .. } => (
+        EvmPayload::Eip3009 { authorization, .. } => (
             amount_text(tokens, network, asset, authorization.value.get()),
             authorization.to,
             authorization.valid_before.as_u64_saturating(),
             Vec::new(),
         ),
-        ExactEvmPayload::Permit2 { authorization, .. } => {
+        EvmPayload::Permit2 { authorization, .. } => {
             let mut notes = Vec::new();
             if authorization.spender != EXACT_PERMIT2_PROXY {
                 notes.push(format!(
@@ -302,11 +302,11 @@ fn payment_terms(
 fn assumed_v1_requirement(
     tokens: &TokenRegistry,
     network: &str,
-    exact: &ExactEvmPayload,
+    exact: &EvmPayload,
 ) -> Option<(v2::PaymentRequirements, Option<String>)> {
     let chain_id = network::evm_chain_id(network).ok()?;
     let usdc = tokens.on_chain(chain_id).find(|t| t.symbol == "USDC")?;
-    let ExactEvmPayload::Eip3009 { authorization, .. } = exact else {
+    let EvmPayload::Eip3009 { authorization, .. } = exact else {
         return None;
     };
     let requirement = v2::PaymentRequirements {
@@ -328,7 +328,7 @@ fn assumed_v1_requirement(
 }
 
 fn check_signature(
-    exact: &ExactEvmPayload,
+    exact: &EvmPayload,
     requirement: &v2::PaymentRequirements,
     assumption: Option<String>,
 ) -> SignatureCheck {
@@ -364,12 +364,10 @@ fn check_signature(
 }
 
 /// Differences between what a payment signs and the requirement it claims to accept.
-fn mismatches(exact: &ExactEvmPayload, accepted: &v2::PaymentRequirements) -> Vec<String> {
+fn mismatches(exact: &EvmPayload, accepted: &v2::PaymentRequirements) -> Vec<String> {
     let (to, amount) = match exact {
-        ExactEvmPayload::Eip3009 { authorization, .. } => {
-            (authorization.to, authorization.value.get())
-        }
-        ExactEvmPayload::Permit2 { authorization, .. } => (
+        EvmPayload::Eip3009 { authorization, .. } => (authorization.to, authorization.value.get()),
+        EvmPayload::Permit2 { authorization, .. } => (
             authorization.witness.to,
             authorization.permitted.amount.get(),
         ),

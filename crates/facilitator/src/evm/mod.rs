@@ -633,7 +633,7 @@ fn invalid_settle(request: &SettleRequest, invalid: &Invalid) -> SettleResponse 
         transaction: String::new(),
         network: request.requirements_v2().network,
         payer: request
-            .exact_evm()
+            .evm_payload()
             .ok()
             .map(|p| p.payer().to_checksum(None)),
         ..SettleResponse::default()
@@ -655,7 +655,7 @@ impl Facilitator for EvmFacilitator {
                 invalid_message: Some(invalid.message),
                 payer: request
                     .payload()
-                    .exact_evm()
+                    .evm_payload()
                     .ok()
                     .map(|p| p.payer().to_checksum(None)),
                 ..VerifyResponse::default()

@@ -56,7 +56,7 @@ async fn verifies_and_settles_with_exact_balance_moves() {
     else {
         unreachable!()
     };
-    let nonce = payment_payload.exact_evm().unwrap().nonce();
+    let nonce = payment_payload.evm_payload().unwrap().nonce();
     let token = IToken::new(USDC, fixture.client.provider());
     assert!(
         token

@@ -793,7 +793,7 @@ fn identity(
         detail,
         hint: None,
     };
-    let exact = verify.exact_evm().map_err(|e| invalid(e.to_string()))?;
+    let exact = verify.evm_payload().map_err(|e| invalid(e.to_string()))?;
     let requirements = &option.requirements;
     let chain_id = requirements
         .chain_id()

@@ -121,8 +121,8 @@ async fn a_streamed_receipt_is_readable_without_trailers() {
     let payment = pay_for(&fixture, "/services/echo/stream", &fixture.buyer(4)).await;
     let before = fixture.usdc(PAY_TO).await;
     let payload: obol_x402::wire::PaymentPayload = obol_x402::header::decode(&payment).unwrap();
-    let nonce = match payload.exact_evm().unwrap() {
-        obol_x402::wire::ExactEvmPayload::Eip3009 { authorization, .. } => {
+    let nonce = match payload.evm_payload().unwrap() {
+        obol_x402::wire::EvmPayload::Eip3009 { authorization, .. } => {
             authorization.nonce.to_string()
         }
         other => panic!("{other:?}"),

@@ -44,14 +44,14 @@ impl VerifyRequest {
     }
 
     /// The payment as an `exact` EVM payload, read in place (no copy of the payment).
-    pub fn exact_evm(&self) -> Result<super::exact::ExactEvmPayload, super::FieldError> {
+    pub fn evm_payload(&self) -> Result<super::evm::EvmPayload, super::FieldError> {
         match self {
             Self::V1 {
                 payment_payload, ..
-            } => payment_payload.exact_evm(),
+            } => payment_payload.evm_payload(),
             Self::V2 {
                 payment_payload, ..
-            } => payment_payload.exact_evm(),
+            } => payment_payload.evm_payload(),
         }
     }
 

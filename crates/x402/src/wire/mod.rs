@@ -9,7 +9,7 @@
 //! fields are ignored; `extra` and `extensions` are kept verbatim, in order, so re-encoding a
 //! message gives back the same bytes.
 
-pub mod exact;
+pub mod evm;
 pub mod facilitator;
 mod scalar;
 pub mod v1;
@@ -19,7 +19,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-pub use exact::{ExactEvmPayload, RecoverError};
+pub use evm::{EvmPayload, RecoverError};
 pub use facilitator::{
     SettleRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyRequest, VerifyResponse,
 };
@@ -155,11 +155,11 @@ impl PaymentPayload {
         }
     }
 
-    /// The payload as an `exact` EVM payment.
-    pub fn exact_evm(&self) -> Result<ExactEvmPayload, FieldError> {
+    /// The payload as an EVM payment (`exact` or `upto`).
+    pub fn evm_payload(&self) -> Result<EvmPayload, FieldError> {
         match self {
-            Self::V1(p) => p.exact_evm(),
-            Self::V2(p) => p.exact_evm(),
+            Self::V1(p) => p.evm_payload(),
+            Self::V2(p) => p.evm_payload(),
         }
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::scalar::{DecimalU256, X402Version};
 use super::v2::{self, RawRequirements};
-use super::{FieldError, exact::ExactEvmPayload};
+use super::{FieldError, evm::EvmPayload};
 
 /// The JSON body of a v1 402 (`PaymentRequirementsResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,7 +108,7 @@ pub struct PaymentPayload {
 
 impl PaymentPayload {
     /// The payload as an `exact` EVM payment.
-    pub fn exact_evm(&self) -> Result<ExactEvmPayload, FieldError> {
-        ExactEvmPayload::from_map(&self.payload)
+    pub fn evm_payload(&self) -> Result<EvmPayload, FieldError> {
+        EvmPayload::from_map(&self.payload)
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::scalar::{DecimalU256, X402Version, parse_address};
-use super::{FieldError, exact::ExactEvmPayload};
+use super::{FieldError, evm::EvmPayload};
 use crate::network;
 use crate::token::TransferMethod;
 
@@ -209,7 +209,7 @@ pub struct PaymentPayload {
     pub resource: Option<ResourceInfo>,
     /// The requirement the client chose, as received.
     pub accepted: PaymentRequirements,
-    /// Scheme-specific signed payload, kept verbatim; see [`Self::exact_evm`].
+    /// Scheme-specific signed payload, kept verbatim; see [`Self::evm_payload`].
     pub payload: Map<String, Value>,
     /// Extensions, echoed and extended by the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,8 +218,8 @@ pub struct PaymentPayload {
 
 impl PaymentPayload {
     /// The payload as an `exact` EVM payment (EIP-3009 or Permit2).
-    pub fn exact_evm(&self) -> Result<ExactEvmPayload, FieldError> {
-        ExactEvmPayload::from_map(&self.payload)
+    pub fn evm_payload(&self) -> Result<EvmPayload, FieldError> {
+        EvmPayload::from_map(&self.payload)
     }
 }
 

@@ -380,7 +380,7 @@ fn t_b64_2_payment_signature_decodes_and_verifies() {
     let PaymentPayload::V2(payload) = payload else {
         panic!("expected v2")
     };
-    let exact = payload.exact_evm().unwrap();
+    let exact = payload.evm_payload().unwrap();
     assert_eq!(
         exact.payer(),
         address!("0x857b06519E91e3A54538791bDbb0E22373e36b66")
@@ -420,7 +420,7 @@ fn t_b64_3_v1_x_payment() {
         "extra": {"name": "USDC", "version": "2"}
     }))
     .unwrap();
-    let exact = v1_payload.exact_evm().unwrap();
+    let exact = v1_payload.evm_payload().unwrap();
     assert_eq!(
         exact.recover_signer(&requirement.to_v2()).unwrap(),
         exact.payer()

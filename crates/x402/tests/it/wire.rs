@@ -8,7 +8,7 @@ use obol_x402::TransferMethod;
 use obol_x402::header::{self, Decoded};
 use obol_x402::signer::{self, BuildError, LocalSigner, ValidityWindow, prepare_exact, sign_exact};
 use obol_x402::token::{EXACT_PERMIT2_PROXY, TokenRegistry};
-use obol_x402::wire::exact::ExactEvmPayload;
+use obol_x402::wire::evm::EvmPayload;
 use obol_x402::wire::{FieldError, PaymentPayload, PaymentRequired, VerifyRequest, v1, v2};
 use serde_json::json;
 
@@ -85,7 +85,7 @@ fn integers_must_be_strings() {
         "authorization": {"from": "0x857b06519E91e3A54538791bDbb0E22373e36b66", "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
             "value": 10000, "validAfter": "0", "validBefore": "1", "nonce": format!("0x{}", "00".repeat(32))}
     });
-    let err = ExactEvmPayload::from_map(payload.as_object().unwrap()).unwrap_err();
+    let err = EvmPayload::from_map(payload.as_object().unwrap()).unwrap_err();
     assert!(err.to_string().contains("string"), "{err}");
 }
 
@@ -191,10 +191,10 @@ async fn signs_eip3009_for_a_requirement() {
         payload.accepted, req,
         "C-1: accepted echoes the requirement"
     );
-    let exact = payload.exact_evm().unwrap();
+    let exact = payload.evm_payload().unwrap();
     assert_eq!(exact.transfer_method(), TransferMethod::Eip3009);
     assert_eq!(exact.recover_signer(&req).unwrap(), signer.address());
-    let ExactEvmPayload::Eip3009 {
+    let EvmPayload::Eip3009 {
         authorization,
         signature,
     } = &exact
@@ -231,8 +231,8 @@ async fn signs_permit2_for_obol() {
     let payload = sign_exact(&signer, &req, None, window, signer::random_nonce())
         .await
         .unwrap();
-    let exact = payload.exact_evm().unwrap();
-    let ExactEvmPayload::Permit2 { authorization, .. } = &exact else {
+    let exact = payload.evm_payload().unwrap();
+    let EvmPayload::Permit2 { authorization, .. } = &exact else {
         panic!("expected permit2, got {exact:?}")
     };
     assert_eq!(authorization.spender, EXACT_PERMIT2_PROXY);

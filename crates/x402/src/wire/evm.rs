@@ -121,7 +121,7 @@ impl Permit2Authorization {
 /// The signed part of an `exact` EVM payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum ExactEvmPayload {
+pub enum EvmPayload {
     /// EIP-3009 (`payload.authorization`).
     Eip3009 {
         /// 65-byte ECDSA, or a longer ERC-1271 / ERC-6492 signature.
@@ -139,7 +139,7 @@ pub enum ExactEvmPayload {
     },
 }
 
-impl ExactEvmPayload {
+impl EvmPayload {
     /// Reads a `payload` object. The presence of `permit2Authorization` or `authorization`
     /// decides the variant, so errors name the right fields.
     pub fn from_map(payload: &Map<String, Value>) -> Result<Self, FieldError> {
