@@ -381,9 +381,13 @@ impl PurchaseReconciler {
             "Written",
             &format!("Wrote {total} auths to pool {pool_name} ({added} new)"),
         );
-        // The proxy reads `Configured` from the store.
+        // The proxy reads `Configured` from the store. The generation is marked observed only
+        // with the counts of the new pool (the caller's patch): a reader waiting for it must
+        // not see the previous counts under the new generation.
+        let mut configured = status.clone();
+        configured.observed_generation = purchase.status.observed_generation;
         self.store
-            .patch_status::<PurchaseRequestSpec>(namespace, name, status)
+            .patch_status::<PurchaseRequestSpec>(namespace, name, &configured)
             .await?;
         self.rebuild().await?;
         Ok(None)
