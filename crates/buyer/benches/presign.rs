@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use obol_buyer::{PresignOptions, presign};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::v2;
 
 fn requirement(method: &str) -> v2::PaymentRequirements {
@@ -33,7 +33,7 @@ fn sequential(
         valid_before: 1_900_000_000,
     };
     for _ in 0..count {
-        let unsigned = prepare_exact(requirement, None, signer.address(), window, random_nonce())
+        let unsigned = prepare_payment(requirement, None, signer.address(), window, random_nonce())
             .expect("prepare");
         let signature = signer.sign_digest_sync(&unsigned.digest()).expect("sign");
         std::hint::black_box(unsigned.finish(&signature));

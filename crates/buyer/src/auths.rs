@@ -2,8 +2,8 @@
 //! `spec.preSignedAuths[]`): the full v2 payload plus its flattened fields.
 
 use obol_control::purchase::PreSignedAuth;
+use obol_x402::TransferMethod;
 use obol_x402::primitives::{B256, U256};
-use obol_x402::wire::evm::EvmPayload;
 use obol_x402::wire::v2;
 use serde_json::Value;
 
@@ -31,34 +31,21 @@ struct Flat {
 }
 
 fn flatten(payload: &v2::PaymentPayload) -> Result<Flat, String> {
-    Ok(
-        match payload.evm_payload().map_err(|e| format!("payload: {e}"))? {
-            EvmPayload::Eip3009 {
-                signature,
-                authorization: a,
-            } => Flat {
-                signature: signature.to_string(),
-                from: a.from.to_checksum(None),
-                to: a.to.to_checksum(None),
-                value: a.value.to_string(),
-                valid_after: a.valid_after.to_string(),
-                valid_before: a.valid_before.to_string(),
-                nonce: a.nonce.to_string(),
-            },
-            EvmPayload::Permit2 {
-                signature,
-                authorization: a,
-            } => Flat {
-                signature: signature.to_string(),
-                from: a.from.to_checksum(None),
-                to: a.witness.to.to_checksum(None),
-                value: a.permitted.amount.to_string(),
-                valid_after: a.witness.valid_after.to_string(),
-                valid_before: a.deadline.to_string(),
-                nonce: a.nonce.to_string(),
-            },
-        },
-    )
+    let signed = payload.evm_payload().map_err(|e| format!("payload: {e}"))?;
+    // EIP-3009 nonces are 32 bytes in hex; Permit2 nonces are decimal uint256s.
+    let nonce = match signed.transfer_method() {
+        TransferMethod::Eip3009 => signed.nonce().to_string(),
+        TransferMethod::Permit2 => U256::from_be_bytes(signed.nonce().0).to_string(),
+    };
+    Ok(Flat {
+        signature: signed.signature().to_string(),
+        from: signed.payer().to_checksum(None),
+        to: signed.recipient().to_checksum(None),
+        value: signed.ceiling().to_string(),
+        valid_after: signed.valid_after().to_string(),
+        valid_before: signed.expires_at().to_string(),
+        nonce,
+    })
 }
 
 /// The resource form of freshly signed authorizations.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use obol_x402::LocalSigner;
 use obol_x402::primitives::B256;
-use obol_x402::signer::{BuildError, ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{BuildError, ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::v2;
 
 /// The shortest lifetime a pre-signed authorization may have.
@@ -56,7 +56,7 @@ pub fn presign(
     };
     let sign_one = || -> Result<PreSigned, BuildError> {
         let nonce = random_nonce();
-        let unsigned = prepare_exact(
+        let unsigned = prepare_payment(
             requirement,
             resource.cloned(),
             signer.address(),
@@ -72,7 +72,7 @@ pub fn presign(
     };
     // Fail fast on an unusable requirement before starting threads.
     if options.count == 0 {
-        prepare_exact(requirement, None, signer.address(), window, B256::ZERO)?;
+        prepare_payment(requirement, None, signer.address(), window, B256::ZERO)?;
         return Ok(Vec::new());
     }
     let threads = std::thread::available_parallelism()

@@ -182,7 +182,7 @@ mod tests {
 
     use super::*;
     use obol_facilitator::http::ServerOptions;
-    use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+    use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
     use obol_x402::wire::v2;
 
     /// A payment for 0.001 USDC-like units on `network`, signed by a fresh key.
@@ -196,7 +196,7 @@ mod tests {
         .unwrap();
         let buyer = LocalSigner::random();
         let now = obol_config::time::unix_now();
-        let unsigned = prepare_exact(
+        let unsigned = prepare_payment(
             &requirements,
             None,
             buyer.address(),

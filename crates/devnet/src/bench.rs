@@ -16,7 +16,7 @@ use axum::routing::any;
 use obol_x402::LocalSigner;
 use obol_x402::header;
 use obol_x402::primitives::{Address, B256, U256};
-use obol_x402::signer::{ValidityWindow, random_nonce, sign_exact};
+use obol_x402::signer::{ValidityWindow, random_nonce, sign_payment};
 use obol_x402::wire::v2;
 use serde_json::{Value, json};
 
@@ -83,7 +83,7 @@ pub async fn sign(
 ) -> Signed {
     let nonce = random_nonce();
     let window = ValidityWindow::for_request(now(), 300);
-    let payload = sign_exact(buyer, requirement, resource, window, nonce)
+    let payload = sign_payment(buyer, requirement, resource, window, nonce)
         .await
         .expect("an exact payment");
     Signed {

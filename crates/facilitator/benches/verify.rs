@@ -16,7 +16,7 @@ use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator, ServerOptions, router, serve};
 use obol_facilitator::{EvmFacilitator, Facilitator, FacilitatorConfig};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::{VerifyRequest, v2};
 
 fn requirement() -> v2::PaymentRequirements {
@@ -42,7 +42,7 @@ fn payloads(n: usize) -> Vec<VerifyRequest> {
         .map(|i| {
             let signer = &signers[i % signers.len()];
             let from = signer.address();
-            let unsigned = prepare_exact(
+            let unsigned = prepare_payment(
                 &req,
                 None,
                 from,

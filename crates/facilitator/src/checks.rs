@@ -2,14 +2,18 @@
 //!
 //! [`precheck`] runs the checks in the reference order — scheme, network, payload shape,
 //! requirement terms, time window, amount, token, Permit2 spender, EIP-2612 sponsoring — and
-//! then recovers an EOA signature. What it cannot decide (contract-wallet signatures, balances,
+//! then recovers an EOA signature. `exact` and `upto` share every check but the amount: an
+//! `upto` requirement's amount is the ceiling at verify and the actual charge at settle
+//! ([`Phase`]). What it cannot decide (contract-wallet signatures, balances,
 //! used nonces, allowances) is left to the chain stage, with everything that stage needs.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use obol_x402::network;
 use obol_x402::signature::{self, SignatureError};
-use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2, TransferMethod};
-use obol_x402::wire::evm::{Eip3009Authorization, EvmPayload, Permit2Authorization};
+use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2, TransferMethod, UPTO_PERMIT2_PROXY};
+use obol_x402::wire::evm::{
+    Eip3009Authorization, EvmPayload, Permit2Authorization, UptoAuthorization,
+};
 use obol_x402::wire::{FieldError, VerifyRequest, parse_address, v2};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -32,7 +36,8 @@ pub struct Payment {
     pub asset: Address,
     /// Recipient.
     pub pay_to: Address,
-    /// Atomic amount.
+    /// Atomic amount: what the transfer moves (`upto`: the ceiling at verify, the actual
+    /// charge at settle).
     pub amount: U256,
     /// Payer.
     pub payer: Address,
@@ -95,13 +100,85 @@ pub enum SignerCheck {
 pub enum Transfer {
     /// EIP-3009 `transferWithAuthorization`.
     Eip3009(Eip3009Authorization),
-    /// A Permit2 witness transfer through the x402 exact proxy.
+    /// A Permit2 witness transfer through the x402 exact or upto proxy.
     Permit2 {
         /// The signed witness transfer.
-        authorization: Permit2Authorization,
+        authorization: Permit2Parts,
         /// An EIP-2612 permit that approves Permit2 in the same transaction.
         sponsor: Option<Eip2612Permit>,
     },
+}
+
+/// What a Permit2 payment of either scheme signed: the parts the checks, the chain reads and
+/// the proxy call use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit2Parts {
+    /// Token.
+    pub token: Address,
+    /// Permitted amount: the price (`exact`) or the ceiling (`upto`).
+    pub permitted: U256,
+    /// The proxy the payer signed for.
+    pub spender: Address,
+    /// Unordered Permit2 nonce.
+    pub nonce: U256,
+    /// Unix deadline.
+    pub deadline: U256,
+    /// Recipient (`witness.to`).
+    pub to: Address,
+    /// `witness.validAfter`.
+    pub valid_after: U256,
+    /// `upto` only: the one address the upto proxy lets settle (`witness.facilitator`).
+    pub facilitator: Option<Address>,
+}
+
+impl Permit2Parts {
+    /// The proxy this scheme must pay through.
+    pub fn proxy(&self) -> Address {
+        match self.facilitator {
+            Some(_) => UPTO_PERMIT2_PROXY,
+            None => EXACT_PERMIT2_PROXY,
+        }
+    }
+}
+
+impl From<&Permit2Authorization> for Permit2Parts {
+    fn from(a: &Permit2Authorization) -> Self {
+        Self {
+            token: a.permitted.token,
+            permitted: a.permitted.amount.get(),
+            spender: a.spender,
+            nonce: a.nonce.get(),
+            deadline: a.deadline.get(),
+            to: a.witness.to,
+            valid_after: a.witness.valid_after.get(),
+            facilitator: None,
+        }
+    }
+}
+
+impl From<&UptoAuthorization> for Permit2Parts {
+    fn from(a: &UptoAuthorization) -> Self {
+        Self {
+            token: a.permitted.token,
+            permitted: a.permitted.amount.get(),
+            spender: a.spender,
+            nonce: a.nonce.get(),
+            deadline: a.deadline.get(),
+            to: a.witness.to,
+            valid_after: a.witness.valid_after.get(),
+            facilitator: Some(a.witness.facilitator),
+        }
+    }
+}
+
+/// Which call a payment is checked for: an `upto` requirement's amount is the ceiling at
+/// verify and the actual charge (at most the ceiling) at settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `/verify`.
+    Verify,
+    /// `/settle`.
+    Settle,
 }
 
 /// The `eip2612GasSponsoring` extension's permit, checked and split for the proxy call.
@@ -129,22 +206,23 @@ fn field(reason: Reason) -> impl Fn(FieldError) -> Invalid {
     move |e| invalid(reason, e.to_string())
 }
 
-/// Runs every check that needs no chain. `supports_chain` says whether this facilitator has the
-/// chain; `now` is the current unix time.
+/// Runs every check that needs no chain, for `phase`. `supports_chain` says whether this
+/// facilitator has the chain; `now` is the current unix time.
 pub fn precheck(
     request: &VerifyRequest,
     now: u64,
+    phase: Phase,
     supports_chain: &dyn Fn(u64) -> bool,
 ) -> Result<Payment, Invalid> {
     let payload = request.payload();
     let requirements = request.requirements_v2();
     let (scheme, payload_network) = payload.scheme_and_network();
 
-    if scheme != "exact" || requirements.scheme != "exact" {
+    if scheme != requirements.scheme || !matches!(scheme, "exact" | "upto") {
         return Err(invalid(
             Reason::Scheme,
             format!(
-                "only the exact scheme is supported (payment {scheme:?}, requirement {:?})",
+                "only the exact and upto schemes are supported, alike in payment and requirement (payment {scheme:?}, requirement {:?})",
                 requirements.scheme
             ),
         ));
@@ -173,9 +251,22 @@ pub fn precheck(
     let exact = payload
         .evm_payload()
         .map_err(field(Reason::InvalidPayload))?;
-    let method = requirements
-        .transfer_method()
-        .map_err(field(Reason::InvalidPayload))?;
+    if exact.scheme() != scheme {
+        return Err(invalid(
+            Reason::Scheme,
+            format!(
+                "the payment is {scheme} but carries an {} payload",
+                exact.scheme()
+            ),
+        ));
+    }
+    // upto is always Permit2, whatever `extra.assetTransferMethod` says.
+    let method = match scheme {
+        "upto" => TransferMethod::Permit2,
+        _ => requirements
+            .transfer_method()
+            .map_err(field(Reason::InvalidPayload))?,
+    };
     if method != exact.transfer_method() {
         return Err(invalid(
             Reason::InvalidPayload,
@@ -192,8 +283,19 @@ pub fn precheck(
         .pay_to_address()
         .map_err(field(Reason::InvalidPayload))?;
     let amount = requirements.amount();
+    let terms = Terms {
+        asset,
+        pay_to,
+        amount,
+    };
     if let Some(accepted) = accepted(request) {
-        check_accepted(accepted, &requirements)?;
+        // `accepted` echoes the offer: for upto, the ceiling the payer permitted (at settle the
+        // requirement's amount is the charge instead).
+        let offered = match scheme {
+            "upto" => exact.ceiling(),
+            _ => amount,
+        };
+        check_accepted(accepted, &requirements, offered)?;
     }
 
     let (transfer, expires_at) = match &exact {
@@ -208,15 +310,14 @@ pub fn precheck(
             )
         }
         EvmPayload::Permit2 { authorization, .. } => {
-            check_permit2(authorization, asset, pay_to, amount, now)?;
-            let sponsor = sponsoring(request, authorization, now)?;
-            (
-                Transfer::Permit2 {
-                    authorization: authorization.clone(),
-                    sponsor,
-                },
-                authorization.deadline.as_u64_saturating(),
-            )
+            let parts = Permit2Parts::from(authorization);
+            check_permit2(&parts, &terms, phase)?;
+            permit2_transfer(request, parts, authorization.from, now)?
+        }
+        EvmPayload::Upto { authorization, .. } => {
+            let parts = Permit2Parts::from(authorization);
+            check_permit2(&parts, &terms, phase)?;
+            permit2_transfer(request, parts, authorization.from, now)?
         }
     };
 
@@ -254,10 +355,12 @@ fn accepted(request: &VerifyRequest) -> Option<&v2::PaymentRequirements> {
     }
 }
 
-/// The client's `accepted` must name the same asset, recipient and amount as the server's copy.
+/// The client's `accepted` must name the same asset and recipient as the server's copy, and the
+/// amount offered (`offered`).
 fn check_accepted(
     accepted: &v2::PaymentRequirements,
     requirements: &v2::PaymentRequirements,
+    offered: U256,
 ) -> Result<(), Invalid> {
     if !accepted.asset.eq_ignore_ascii_case(&requirements.asset) {
         return Err(invalid(
@@ -277,12 +380,12 @@ fn check_accepted(
             ),
         ));
     }
-    if accepted.amount != requirements.amount {
+    if accepted.amount() != offered {
         return Err(invalid(
             Reason::Value,
             format!(
-                "accepted.amount {} is not the required amount {}",
-                accepted.amount, requirements.amount
+                "accepted.amount {} is not the offered amount {offered}",
+                accepted.amount
             ),
         ));
     }
@@ -346,53 +449,93 @@ fn check_eip3009(
     Ok(())
 }
 
-fn check_permit2(
-    auth: &Permit2Authorization,
+/// A Permit2 transfer of either scheme (its terms checked), its window checked and its
+/// sponsoring permit read.
+fn permit2_transfer(
+    request: &VerifyRequest,
+    parts: Permit2Parts,
+    from: Address,
+    now: u64,
+) -> Result<(Transfer, u64), Invalid> {
+    check_window(
+        parts.valid_after,
+        parts.deadline,
+        now,
+        (Reason::Permit2NotYetValid, Reason::Permit2DeadlineExpired),
+    )?;
+    let sponsor = sponsoring(request, &parts, from, now)?;
+    let expires_at = u64::try_from(parts.deadline).unwrap_or(u64::MAX);
+    Ok((
+        Transfer::Permit2 {
+            authorization: parts,
+            sponsor,
+        },
+        expires_at,
+    ))
+}
+
+/// What the requirement asks for.
+struct Terms {
     asset: Address,
     pay_to: Address,
     amount: U256,
-    now: u64,
-) -> Result<(), Invalid> {
-    if auth.spender != EXACT_PERMIT2_PROXY {
+}
+
+/// Spender, recipient, amount and token of a Permit2 transfer: `exact` moves exactly the
+/// required amount; `upto` permits the required amount at verify and settles at most it.
+fn check_permit2(parts: &Permit2Parts, terms: &Terms, phase: Phase) -> Result<(), Invalid> {
+    let Terms {
+        asset,
+        pay_to,
+        amount,
+    } = *terms;
+    let proxy = parts.proxy();
+    if parts.spender != proxy {
+        let scheme = if parts.facilitator.is_some() {
+            "upto"
+        } else {
+            "exact"
+        };
         return Err(invalid(
             Reason::Permit2Spender,
             format!(
-                "spender {} is not the x402 exact Permit2 proxy {EXACT_PERMIT2_PROXY}",
-                auth.spender
+                "spender {} is not the x402 {scheme} Permit2 proxy {proxy}",
+                parts.spender
             ),
         ));
     }
-    if auth.witness.to != pay_to {
+    if parts.to != pay_to {
         return Err(invalid(
             Reason::Permit2RecipientMismatch,
             format!(
                 "witness pays {}, the requirement's payTo is {pay_to}",
-                auth.witness.to
+                parts.to
             ),
         ));
     }
-    check_window(
-        auth.witness.valid_after.get(),
-        auth.deadline.get(),
-        now,
-        (Reason::Permit2NotYetValid, Reason::Permit2DeadlineExpired),
-    )?;
-    if auth.permitted.amount.get() != amount {
+    let settling_upto = parts.facilitator.is_some() && phase == Phase::Settle;
+    if settling_upto && amount > parts.permitted {
+        return Err(invalid(
+            Reason::UptoSettlementExceedsAmount,
+            format!(
+                "settling {amount} exceeds the {} the payer permitted",
+                parts.permitted
+            ),
+        ));
+    }
+    if !settling_upto && parts.permitted != amount {
         return Err(invalid(
             Reason::Permit2AmountMismatch,
             format!(
                 "permitted amount {} is not the required amount {amount}",
-                auth.permitted.amount
+                parts.permitted
             ),
         ));
     }
-    if auth.permitted.token != asset {
+    if parts.token != asset {
         return Err(invalid(
             Reason::Permit2TokenMismatch,
-            format!(
-                "permitted token {} is not the asset {asset}",
-                auth.permitted.token
-            ),
+            format!("permitted token {} is not the asset {asset}", parts.token),
         ));
     }
     Ok(())
@@ -401,7 +544,8 @@ fn check_permit2(
 /// `extensions.eip2612GasSponsoring.info` of a v2 payment, checked against the Permit2 transfer.
 fn sponsoring(
     request: &VerifyRequest,
-    auth: &Permit2Authorization,
+    parts: &Permit2Parts,
+    from: Address,
     now: u64,
 ) -> Result<Option<Eip2612Permit>, Invalid> {
     let VerifyRequest::V2 {
@@ -418,7 +562,7 @@ fn sponsoring(
     else {
         return Ok(None);
     };
-    parse_sponsoring(info, auth, now).map(Some)
+    parse_sponsoring(info, parts, from, now).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -435,25 +579,26 @@ struct SponsoringInfo {
 
 fn parse_sponsoring(
     info: &Value,
-    auth: &Permit2Authorization,
+    parts: &Permit2Parts,
+    from: Address,
     now: u64,
 ) -> Result<Eip2612Permit, Invalid> {
     let bad = |why: String| invalid(Reason::InvalidEip2612Extension, why);
     let info: SponsoringInfo =
         serde_json::from_value(info.clone()).map_err(|e| bad(e.to_string()))?;
     let address = |text: &str| parse_address(text).map_err(bad);
-    if address(&info.from)? != auth.from {
+    if address(&info.from)? != from {
         return Err(invalid(
             Reason::Eip2612FromMismatch,
-            format!("permit owner {} is not the payer {}", info.from, auth.from),
+            format!("permit owner {} is not the payer {from}", info.from),
         ));
     }
-    if address(&info.asset)? != auth.permitted.token {
+    if address(&info.asset)? != parts.token {
         return Err(invalid(
             Reason::Eip2612AssetMismatch,
             format!(
                 "permit asset {} is not the token {}",
-                info.asset, auth.permitted.token
+                info.asset, parts.token
             ),
         ));
     }
@@ -469,12 +614,12 @@ fn parse_sponsoring(
             format!("permit deadline {} has passed", info.deadline),
         ));
     }
-    if info.amount != auth.permitted.amount {
+    if info.amount.get() != parts.permitted {
         return Err(invalid(
             Reason::Permit2612AmountMismatch,
             format!(
-                "the EIP-2612 permit approves {} but the payment moves {}; the x402 proxy requires them equal",
-                info.amount, auth.permitted.amount
+                "the EIP-2612 permit approves {} but the payment permits {}; the x402 proxy requires them equal",
+                info.amount, parts.permitted
             ),
         ));
     }

@@ -39,7 +39,7 @@ reasons! {
     UnsupportedScheme => "unsupported_scheme",
     /// A network this facilitator has no chain for.
     InvalidNetwork => "invalid_network",
-    /// `accepted.scheme` or the requirement's scheme is not `exact`.
+    /// The payment's or the requirement's scheme is not `exact` or `upto`, or they differ.
     Scheme => "invalid_exact_evm_scheme",
     /// The payment's network differs from the requirement's.
     NetworkMismatch => "invalid_exact_evm_network_mismatch",
@@ -73,7 +73,7 @@ reasons! {
     InsufficientBalance => "invalid_exact_evm_insufficient_balance",
     /// Simulation failed for another reason.
     SimulationFailed => "invalid_exact_evm_transaction_simulation_failed",
-    /// Permit2 `spender` is not the x402 exact proxy.
+    /// Permit2 `spender` is not the scheme's x402 proxy.
     Permit2Spender => "invalid_permit2_spender",
     /// Permit2 `witness.to` is not `payTo`.
     Permit2RecipientMismatch => "invalid_permit2_recipient_mismatch",
@@ -91,12 +91,18 @@ reasons! {
     Permit2AllowanceRequired => "permit2_allowance_required",
     /// The payer's balance is below the amount (Permit2).
     Permit2InsufficientBalance => "permit2_insufficient_balance",
-    /// No code at the x402 exact proxy address.
+    /// No code at the scheme's x402 proxy address.
     Permit2ProxyNotDeployed => "permit2_proxy_not_deployed",
     /// Permit2 nonce already used.
     Permit2InvalidNonce => "permit2_invalid_nonce",
     /// Permit2 simulation failed for another reason.
     Permit2SimulationFailed => "permit2_simulation_failed",
+    /// `upto`: the settle amount is above the ceiling the payer permitted.
+    UptoSettlementExceedsAmount => "invalid_upto_evm_payload_settlement_exceeds_amount",
+    /// `upto`: the witness names a facilitator address this facilitator does not hold.
+    UptoFacilitatorMismatch => "upto_facilitator_mismatch",
+    /// `upto`: the proxy refused the caller (`msg.sender != witness.facilitator`).
+    UptoUnauthorizedFacilitator => "upto_unauthorized_facilitator",
     /// The EIP-2612 sponsoring permit is for another amount than the payment.
     Permit2612AmountMismatch => "permit2_2612_amount_mismatch",
     /// The EIP-2612 extension's `from` is not the payer.

@@ -28,7 +28,7 @@ use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::v2;
 use tokio::net::TcpListener;
 use tower::Service;
@@ -241,7 +241,7 @@ async fn main() {
     let requirement = offer.options[0].requirements.clone();
     let mut payments: Vec<Option<String>> = (0..2 * paid_n)
         .map(|_| {
-            let unsigned = prepare_exact(
+            let unsigned = prepare_payment(
                 &requirement,
                 None,
                 buyer.address(),

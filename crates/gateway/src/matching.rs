@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use obol_x402::header::{self, PAYMENT_SIGNATURE, X_PAYMENT};
 use obol_x402::network;
 use obol_x402::signature;
-use obol_x402::wire::{EvmPayload, PaymentPayload, VerifyRequest, v1, v2};
+use obol_x402::wire::{DecimalU256, PaymentPayload, VerifyRequest, v1, v2};
 use serde_json::{Map, Value};
 
 use crate::challenge::PaymentFailure;
@@ -131,10 +131,10 @@ pub fn match_payment<'a>(
         }
         PaymentPayload::V1(payload) => {
             // v1 names only scheme and network; the amount is in the signed authorization.
-            let value = payload.evm_payload().ok().map(|exact| match exact {
-                EvmPayload::Eip3009 { authorization, .. } => authorization.value,
-                EvmPayload::Permit2 { authorization, .. } => authorization.permitted.amount,
-            });
+            let value = payload
+                .evm_payload()
+                .ok()
+                .map(|signed| DecimalU256::from(signed.ceiling()));
             let option = offer
                 .options
                 .iter()

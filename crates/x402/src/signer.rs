@@ -1,9 +1,9 @@
-//! Signing `exact` payments.
+//! Signing `exact` and `upto` payments.
 //!
 //! [`PaymentSigner`] is the one capability a buyer needs from a key: its address, and a
 //! signature over a 32-byte EIP-712 digest. [`LocalSigner`] implements it with an in-memory
 //! secp256k1 key (alloy's `PrivateKeySigner`); keystores and remote signers implement the same
-//! trait elsewhere. Building the message is separate from signing it ([`prepare_exact`] →
+//! trait elsewhere. Building the message is separate from signing it ([`prepare_payment`] →
 //! [`UnsignedPayment::finish`]), so bulk pre-signing can sign many digests in parallel.
 
 use std::fmt;
@@ -14,9 +14,10 @@ use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 
 use crate::signature;
-use crate::token::{EXACT_PERMIT2_PROXY, TransferMethod};
+use crate::token::{EXACT_PERMIT2_PROXY, TransferMethod, UPTO_PERMIT2_PROXY};
 use crate::wire::evm::{
-    Eip3009Authorization, EvmPayload, Permit2Authorization, Permit2TokenPermissions, Permit2Witness,
+    Eip3009Authorization, EvmPayload, Permit2Authorization, Permit2TokenPermissions,
+    Permit2Witness, UptoAuthorization, UptoWitness,
 };
 use crate::wire::v2::{PaymentPayload, PaymentRequirements, ResourceInfo};
 use crate::wire::{FieldError, X402Version};
@@ -169,8 +170,8 @@ impl ValidityWindow {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// Only the `exact` scheme is supported.
-    #[error("unsupported scheme {0:?}: only \"exact\" can be signed")]
+    /// Only the `exact` and `upto` schemes are supported.
+    #[error("unsupported scheme {0:?}: only \"exact\" and \"upto\" can be signed")]
     Scheme(String),
     /// The requirement is unusable (bad address, unknown network, missing domain, …).
     #[error(transparent)]
@@ -201,21 +202,25 @@ pub struct UnsignedPayment {
 enum Unsigned {
     Eip3009(Eip3009Authorization),
     Permit2(Permit2Authorization),
+    Upto(UptoAuthorization),
 }
 
-/// Builds the authorization paying `requirements` from `from` (EIP-3009 or Permit2 per
-/// `extra.assetTransferMethod`). `nonce` must be 32 fresh random bytes; for Permit2 they are
-/// read as a big-endian uint256.
-pub fn prepare_exact(
+/// Builds the authorization paying `requirements` from `from`: `exact` by EIP-3009 or Permit2
+/// per `extra.assetTransferMethod`, or `upto` (a Permit2 witness transfer through the upto
+/// proxy, permitting `amount` as the ceiling, settleable only by `extra.facilitatorAddress`).
+/// `nonce` must be 32 fresh random bytes; for Permit2 they are read as a big-endian uint256.
+pub fn prepare_payment(
     requirements: &PaymentRequirements,
     resource: Option<ResourceInfo>,
     from: Address,
     window: ValidityWindow,
     nonce: B256,
 ) -> Result<UnsignedPayment, BuildError> {
-    if requirements.scheme != "exact" {
-        return Err(BuildError::Scheme(requirements.scheme.clone()));
-    }
+    let upto = match requirements.scheme.as_str() {
+        "exact" => false,
+        "upto" => true,
+        other => return Err(BuildError::Scheme(other.to_owned())),
+    };
     if window.valid_after >= window.valid_before {
         return Err(BuildError::Window {
             valid_after: window.valid_after,
@@ -224,7 +229,23 @@ pub fn prepare_exact(
     }
     let pay_to = requirements.pay_to_address()?;
     let asset = requirements.asset_address()?;
+    let permitted = Permit2TokenPermissions {
+        token: asset,
+        amount: requirements.amount,
+    };
     let authorization = match requirements.transfer_method()? {
+        _ if upto => Unsigned::Upto(UptoAuthorization {
+            from,
+            permitted,
+            spender: UPTO_PERMIT2_PROXY,
+            nonce: U256::from_be_bytes(nonce.0).into(),
+            deadline: window.valid_before.into(),
+            witness: UptoWitness {
+                to: pay_to,
+                facilitator: requirements.facilitator_address()?,
+                valid_after: window.valid_after.into(),
+            },
+        }),
         TransferMethod::Eip3009 => {
             // Refuse early: signing without the token's domain only yields a useless signature.
             requirements.eip712_domain()?;
@@ -239,10 +260,7 @@ pub fn prepare_exact(
         }
         TransferMethod::Permit2 => Unsigned::Permit2(Permit2Authorization {
             from,
-            permitted: Permit2TokenPermissions {
-                token: asset,
-                amount: requirements.amount,
-            },
+            permitted,
             spender: EXACT_PERMIT2_PROXY,
             nonce: U256::from_be_bytes(nonce.0).into(),
             deadline: window.valid_before.into(),
@@ -275,6 +293,7 @@ impl UnsignedPayment {
         match &self.authorization {
             Unsigned::Eip3009(a) => a.from,
             Unsigned::Permit2(a) => a.from,
+            Unsigned::Upto(a) => a.from,
         }
     }
 
@@ -285,6 +304,10 @@ impl UnsignedPayment {
                 authorization: authorization.clone(),
             },
             Unsigned::Permit2(authorization) => EvmPayload::Permit2 {
+                signature,
+                authorization: authorization.clone(),
+            },
+            Unsigned::Upto(authorization) => EvmPayload::Upto {
                 signature,
                 authorization: authorization.clone(),
             },
@@ -315,14 +338,14 @@ impl UnsignedPayment {
 }
 
 /// Builds and signs an `exact` payment for `requirements` with `signer`.
-pub async fn sign_exact(
+pub async fn sign_payment(
     signer: &dyn PaymentSigner,
     requirements: &PaymentRequirements,
     resource: Option<ResourceInfo>,
     window: ValidityWindow,
     nonce: B256,
 ) -> Result<PaymentPayload, BuildError> {
-    let unsigned = prepare_exact(requirements, resource, signer.address(), window, nonce)?;
+    let unsigned = prepare_payment(requirements, resource, signer.address(), window, nonce)?;
     let signature = signer.sign_digest(&unsigned.digest()).await?;
     Ok(unsigned.finish(&signature))
 }

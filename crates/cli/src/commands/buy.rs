@@ -9,7 +9,7 @@ pub(super) use obol_buyer::seller::receipt_of;
 use obol_buyer::seller::{self, PaidAnswer};
 use obol_buyer::{Offered, payment_header, probe};
 use obol_x402::money::{format_units, parse_units};
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::v2;
 use obol_x402::{LocalSigner, Token, TokenRegistry, network};
 use serde_json::json;
@@ -454,7 +454,7 @@ pub(super) fn sign_payment(
     requirement: &v2::PaymentRequirements,
 ) -> anyhow::Result<v2::PaymentPayload> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let unsigned = prepare_exact(
+    let unsigned = prepare_payment(
         requirement,
         Some(offered.resource.clone()),
         signer.address(),

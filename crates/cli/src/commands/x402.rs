@@ -10,7 +10,7 @@ use obol_x402::header::{self, Decoded};
 use obol_x402::money::format_units;
 use obol_x402::network;
 use obol_x402::primitives::{Address, U256};
-use obol_x402::token::{EXACT_PERMIT2_PROXY, TokenRegistry};
+use obol_x402::token::{EXACT_PERMIT2_PROXY, TokenRegistry, UPTO_PERMIT2_PROXY};
 use obol_x402::wire::evm::EvmPayload;
 use obol_x402::wire::{PaymentPayload, PaymentRequired, SettleResponse, parse_address, v2};
 use serde::Serialize;
@@ -262,41 +262,44 @@ fn explain_payload(payload: &PaymentPayload, tokens: &TokenRegistry, now: u64) -
 }
 
 /// `(amount text, recipient, expiry, notes)` of a payment; `asset` is the EIP-3009 token (a
-/// Permit2 payload names its own).
+/// Permit2 payload names its own). An `upto` amount is the ceiling.
 fn payment_terms(
-    exact: &EvmPayload,
+    signed: &EvmPayload,
     tokens: &TokenRegistry,
     network: &str,
     asset: &str,
 ) -> (String, Address, u64, Vec<String>) {
-    match exact {
-        EvmPayload::Eip3009 { authorization, .. } => (
-            amount_text(tokens, network, asset, authorization.value.get()),
-            authorization.to,
-            authorization.valid_before.as_u64_saturating(),
-            Vec::new(),
+    let mut notes = Vec::new();
+    let (token, proxy) = match signed {
+        EvmPayload::Eip3009 { .. } => (asset.to_owned(), None),
+        EvmPayload::Permit2 { authorization, .. } => (
+            authorization.permitted.token.to_string(),
+            Some((authorization.spender, EXACT_PERMIT2_PROXY, "exact")),
         ),
-        EvmPayload::Permit2 { authorization, .. } => {
-            let mut notes = Vec::new();
-            if authorization.spender != EXACT_PERMIT2_PROXY {
-                notes.push(format!(
-                    "WARNING spender {} is not the x402 exact Permit2 proxy",
-                    authorization.spender
-                ));
-            }
+        EvmPayload::Upto { authorization, .. } => {
+            notes.push(format!(
+                "upto: at most this; only {} may settle it",
+                authorization.witness.facilitator
+            ));
             (
-                amount_text(
-                    tokens,
-                    network,
-                    &authorization.permitted.token.to_string(),
-                    authorization.permitted.amount.get(),
-                ),
-                authorization.witness.to,
-                authorization.deadline.as_u64_saturating(),
-                notes,
+                authorization.permitted.token.to_string(),
+                Some((authorization.spender, UPTO_PERMIT2_PROXY, "upto")),
             )
         }
+    };
+    if let Some((spender, expected, scheme)) = proxy
+        && spender != expected
+    {
+        notes.push(format!(
+            "WARNING spender {spender} is not the x402 {scheme} Permit2 proxy"
+        ));
     }
+    (
+        amount_text(tokens, network, &token, signed.ceiling()),
+        signed.recipient(),
+        u64::try_from(signed.expires_at()).unwrap_or(u64::MAX),
+        notes,
+    )
 }
 
 fn assumed_v1_requirement(
@@ -365,13 +368,7 @@ fn check_signature(
 
 /// Differences between what a payment signs and the requirement it claims to accept.
 fn mismatches(exact: &EvmPayload, accepted: &v2::PaymentRequirements) -> Vec<String> {
-    let (to, amount) = match exact {
-        EvmPayload::Eip3009 { authorization, .. } => (authorization.to, authorization.value.get()),
-        EvmPayload::Permit2 { authorization, .. } => (
-            authorization.witness.to,
-            authorization.permitted.amount.get(),
-        ),
-    };
+    let (to, amount) = (exact.recipient(), exact.ceiling());
     let mut notes = Vec::new();
     if accepted.pay_to_address().is_ok_and(|p| p != to) {
         notes.push(format!(

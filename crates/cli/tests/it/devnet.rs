@@ -6,7 +6,7 @@ use std::process::Command;
 use obol_facilitator::Facilitator as _;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::{VerifyRequest, v2};
 
 use crate::{facilitator_serve, obol_in, stderr, stdout};
@@ -80,7 +80,7 @@ async fn devnet_and_facilitator_serve() {
     }))
     .unwrap();
     let buyer = LocalSigner::from_private_key_hex(obol_devnet::DEV_KEYS[1]).unwrap();
-    let unsigned = prepare_exact(
+    let unsigned = prepare_payment(
         &requirement,
         None,
         buyer.address(),

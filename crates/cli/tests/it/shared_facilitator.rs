@@ -15,7 +15,7 @@ use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
 use obol_x402::primitives::B256;
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::token::TokenRegistry;
 use obol_x402::wire::{SettleResponse, v2};
 use serde_json::json;
@@ -127,7 +127,7 @@ async fn sign(gateway: &str, buyer: &LocalSigner, nonce: B256) -> String {
     assert_eq!(response.status(), 402);
     let required: v2::PaymentRequired =
         header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
-    let unsigned = prepare_exact(
+    let unsigned = prepare_payment(
         &required.accepts[0],
         Some(required.resource.clone()),
         buyer.address(),

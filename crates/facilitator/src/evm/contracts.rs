@@ -42,19 +42,36 @@ sol! {
         error InvalidContractSignature();
     }
 
+    /// Permit2's `{token, amount}`, shared by both x402 proxies' calls.
+    struct TokenPermissions { address token; uint256 amount; }
+    /// Permit2's `PermitTransferFrom`.
+    struct PermitTransferFrom { TokenPermissions permitted; uint256 nonce; uint256 deadline; }
+    /// The EIP-2612 permit `settleWithPermit` applies first.
+    struct EIP2612Permit { uint256 value; uint256 deadline; bytes32 r; bytes32 s; uint8 v; }
+    /// The exact proxy's witness.
+    struct ExactWitness { address to; uint256 validAfter; }
+    /// The upto proxy's witness.
+    struct UptoWitness { address to; address facilitator; uint256 validAfter; }
+
     /// The x402 exact Permit2 proxy.
     #[sol(rpc)]
     interface IX402ExactPermit2Proxy {
-        struct TokenPermissions { address token; uint256 amount; }
-        struct PermitTransferFrom { TokenPermissions permitted; uint256 nonce; uint256 deadline; }
-        struct Witness { address to; uint256 validAfter; }
-        struct EIP2612Permit { uint256 value; uint256 deadline; bytes32 r; bytes32 s; uint8 v; }
-        function settle(PermitTransferFrom permit, address owner, Witness witness, bytes signature) external;
-        function settleWithPermit(EIP2612Permit permit2612, PermitTransferFrom permit, address owner, Witness witness, bytes signature) external;
+        function settle(PermitTransferFrom permit, address owner, ExactWitness witness, bytes signature) external;
+        function settleWithPermit(EIP2612Permit permit2612, PermitTransferFrom permit, address owner, ExactWitness witness, bytes signature) external;
         error InvalidAmount();
         error InvalidOwner();
         error InvalidDestination();
         error PaymentTooEarly();
         error Permit2612AmountMismatch();
+    }
+
+    /// The x402 upto Permit2 proxy: settles `amount` ≤ the permitted ceiling, only when called
+    /// by `witness.facilitator`. Its other errors are the exact proxy's.
+    #[sol(rpc)]
+    interface IX402UptoPermit2Proxy {
+        function settle(PermitTransferFrom permit, uint256 amount, address owner, UptoWitness witness, bytes signature) external;
+        function settleWithPermit(EIP2612Permit permit2612, PermitTransferFrom permit, uint256 amount, address owner, UptoWitness witness, bytes signature) external;
+        error AmountExceedsPermitted();
+        error UnauthorizedFacilitator();
     }
 }

@@ -30,13 +30,12 @@ use obol_chain::ChainClient;
 use obol_config::time::unix_now as now;
 use obol_x402::LocalSigner;
 use obol_x402::network;
-use obol_x402::token::EXACT_PERMIT2_PROXY;
 use obol_x402::wire::{
     SettleRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyRequest, VerifyResponse,
 };
 use serde_json::{Map, Value};
 
-use crate::checks::{self, Payment, Transfer};
+use crate::checks::{self, Payment, Phase, Transfer};
 use crate::reason::{Invalid, Reason};
 use crate::{Facilitator, FacilitatorError};
 use settles::{Refused, Settles};
@@ -128,6 +127,19 @@ impl ChainRuntime {
             .map(|i| &self.senders[(start + i) % n])
             .find(|sender| sender.is_idle())
             .unwrap_or(&self.senders[start])
+    }
+
+    /// The sender with `address`, if it is one of this chain's.
+    fn sender_with(&self, address: Address) -> Option<&Sender> {
+        self.senders.iter().find(|s| s.address() == address)
+    }
+
+    /// Who sends `payment`'s settlement: for `upto`, the facilitator its witness names (the
+    /// proxy accepts no other caller; [`ready`] checked it is ours); else the next idle sender.
+    fn settler(&self, payment: &Payment) -> &Sender {
+        upto_facilitator(payment)
+            .and_then(|address| self.sender_with(address))
+            .unwrap_or_else(|| self.pick_sender())
     }
 
     /// Whether there is code at `address` (one `eth_getCode` until code is seen).
@@ -311,7 +323,8 @@ impl EvmFacilitator {
         request: &VerifyRequest,
         simulate: bool,
     ) -> Result<Result<Payment, Invalid>, FacilitatorError> {
-        let payment = match checks::precheck(request, now(), &|id| self.chains.contains_key(&id)) {
+        let supported = |id| self.chains.contains_key(&id);
+        let payment = match checks::precheck(request, now(), Phase::Verify, &supported) {
             Ok(payment) => payment,
             Err(invalid) => return Ok(Err(invalid)),
         };
@@ -320,7 +333,8 @@ impl EvmFacilitator {
             return Ok(Err(invalid));
         }
         let verdict = if simulate {
-            let call = settlement_tx(&payment).from(chain.main_sender().address());
+            let from = upto_facilitator(&payment).unwrap_or(chain.main_sender().address());
+            let call = settlement_tx(&payment).from(from);
             match chain.client.provider().call(call).await {
                 Ok(_) => Ok(()),
                 Err(RpcError::ErrorResp(payload)) => Err(explain(
@@ -345,6 +359,11 @@ impl EvmFacilitator {
         payment: &Payment,
     ) -> Result<Outcome, FacilitatorError> {
         let chain = self.chain(payment)?;
+        if upto_facilitator(payment).is_some() && payment.amount.is_zero() {
+            // Nothing to move: no transaction (the proxy refuses 0), and the answer is
+            // remembered, so this authorization settles nothing else here.
+            return Ok(Outcome::Done(settled(payment, "")));
+        }
         if let Err(invalid) = ready(chain, payment).await? {
             return Ok(Outcome::Done(failure(
                 payment,
@@ -355,7 +374,7 @@ impl EvmFacilitator {
         }
         let tx = settlement_tx(payment);
         let (hash, wait) = match chain
-            .pick_sender()
+            .settler(payment)
             .send_and_wait(tx, self.config.receipt_timeout)
             .await
         {
@@ -457,29 +476,46 @@ fn settlement_tx(payment: &Payment) -> alloy::rpc::types::TransactionRequest {
     }
 }
 
+/// The facilitator an `upto` payment's witness names; `None` for `exact`.
+fn upto_facilitator(payment: &Payment) -> Option<Address> {
+    match &payment.transfer {
+        Transfer::Permit2 { authorization, .. } => authorization.facilitator,
+        Transfer::Eip3009(_) => None,
+    }
+}
+
 /// What must hold before any call is made: code at a contract wallet whose signature could
-/// not be checked off-chain, and the Permit2 proxy deployed.
+/// not be checked off-chain, an `upto` witness naming one of our keys, and the scheme's
+/// Permit2 proxy deployed.
 async fn ready(
     chain: &ChainRuntime,
     payment: &Payment,
 ) -> Result<Result<(), Invalid>, FacilitatorError> {
     match &payment.transfer {
         Transfer::Eip3009(_) => contract_wallet(chain, payment, Reason::Signature).await,
-        Transfer::Permit2 { .. } => {
+        Transfer::Permit2 { authorization, .. } => {
             if let Err(invalid) = contract_wallet(chain, payment, Reason::Permit2Signature).await? {
                 return Ok(Err(invalid));
             }
-            if chain
-                .has_code(EXACT_PERMIT2_PROXY)
-                .await
-                .map_err(|e| rpc(payment, e))?
+            if let Some(named) = authorization.facilitator
+                && chain.sender_with(named).is_none()
             {
+                return Ok(Err(Invalid::new(
+                    Reason::UptoFacilitatorMismatch,
+                    format!(
+                        "the payment names facilitator {named}, not an address of this facilitator (its /supported extra.facilitatorAddress is {})",
+                        chain.main_sender().address()
+                    ),
+                )));
+            }
+            let proxy = authorization.proxy();
+            if chain.has_code(proxy).await.map_err(|e| rpc(payment, e))? {
                 return Ok(Ok(()));
             }
             Ok(Err(Invalid::new(
                 Reason::Permit2ProxyNotDeployed,
                 format!(
-                    "no x402 exact Permit2 proxy at {EXACT_PERMIT2_PROXY} on chain {}",
+                    "no x402 Permit2 proxy at {proxy} on chain {}",
                     payment.chain_id
                 ),
             )))
@@ -582,11 +618,18 @@ async fn contract_wallet(
 
 /// A successful settlement of `payment` in transaction `hash`.
 fn charged(payment: &Payment, hash: B256) -> SettleResponse {
+    settled(payment, &hash.to_string())
+}
+
+/// A successful settlement of `payment` (`transaction` empty when nothing was sent); `upto`
+/// answers carry the amount moved.
+fn settled(payment: &Payment, transaction: &str) -> SettleResponse {
     SettleResponse {
         success: true,
-        transaction: hash.to_string(),
+        transaction: transaction.to_owned(),
         network: payment.network.clone(),
         payer: Some(payment.payer.to_checksum(None)),
+        amount: upto_facilitator(payment).map(|_| payment.amount.into()),
         ..SettleResponse::default()
     }
 }
@@ -665,7 +708,8 @@ impl Facilitator for EvmFacilitator {
 
     async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
         // Identify the payment first (pure), so concurrent settles of it queue on one slot.
-        let payment = match checks::precheck(request, now(), &|id| self.chains.contains_key(&id)) {
+        let supported = |id| self.chains.contains_key(&id);
+        let payment = match checks::precheck(request, now(), Phase::Settle, &supported) {
             Ok(payment) => payment,
             Err(invalid) => return Ok(invalid_settle(request, &invalid)),
         };
@@ -734,6 +778,16 @@ impl Facilitator for EvmFacilitator {
                 scheme: "exact".into(),
                 network: format!("eip155:{id}"),
                 extra: None,
+            });
+            // upto: the buyer signs for the one key that may settle it.
+            let settler = self.chains[id].main_sender().address().to_checksum(None);
+            let mut extra = Map::new();
+            extra.insert("facilitatorAddress".into(), Value::from(settler));
+            kinds.push(SupportedKind {
+                x402_version: 2,
+                scheme: "upto".into(),
+                network: format!("eip155:{id}"),
+                extra: Some(extra),
             });
             if let Some(known) = network::by_chain_id(*id) {
                 kinds.push(SupportedKind {

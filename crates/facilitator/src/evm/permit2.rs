@@ -1,12 +1,15 @@
-//! The chain stage of Permit2 payments: nonce bitmap, balance and allowance (or an EIP-2612
-//! sponsoring permit), the proxy call, and explaining a revert.
+//! The chain stage of Permit2 payments (`exact` and `upto`): nonce bitmap, balance and allowance
+//! (or an EIP-2612 sponsoring permit), the proxy call, and explaining a revert.
 
 use alloy::primitives::{Bytes, U256};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::{SolCall as _, SolError};
-use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2};
+use obol_x402::token::PERMIT2;
 
-use super::contracts::{IErc20, IPermit2, IX402ExactPermit2Proxy as Proxy};
+use super::contracts::{
+    EIP2612Permit, ExactWitness, IErc20, IPermit2, IX402ExactPermit2Proxy as Proxy,
+    IX402UptoPermit2Proxy as Upto, PermitTransferFrom, TokenPermissions, UptoWitness,
+};
 use super::{CallFailure, ChainRuntime, call_failure, rpc};
 use crate::FacilitatorError;
 use crate::checks::{Payment, Transfer};
@@ -28,7 +31,7 @@ pub(super) async fn reads(
     let provider = chain.client.provider();
     let token = IErc20::new(payment.asset, provider);
     let permit2 = IPermit2::new(PERMIT2, provider);
-    let nonce = authorization.nonce.get();
+    let nonce = authorization.nonce;
     let (word, bit) = (nonce >> 8, nonce & U256::from(0xff));
     let (bitmap_call, balance_call, allowance_call) = (
         permit2.nonceBitmap(payment.payer, word),
@@ -93,53 +96,87 @@ pub(super) async fn reads(
     Ok(Ok(()))
 }
 
-/// The proxy call: `settleWithPermit` when an EIP-2612 permit is attached, else `settle`.
+/// The proxy call: `settleWithPermit` when an EIP-2612 permit is attached, else `settle`; the
+/// upto proxy's forms also carry the amount to move (the payment's, at most the ceiling).
 pub(super) fn settlement_tx(payment: &Payment) -> TransactionRequest {
     let Transfer::Permit2 {
-        authorization,
+        authorization: parts,
         sponsor,
     } = &payment.transfer
     else {
         return TransactionRequest::default();
     };
-    let permit = Proxy::PermitTransferFrom {
-        permitted: Proxy::TokenPermissions {
-            token: authorization.permitted.token,
-            amount: authorization.permitted.amount.get(),
-        },
-        nonce: authorization.nonce.get(),
-        deadline: authorization.deadline.get(),
-    };
-    let witness = Proxy::Witness {
-        to: authorization.witness.to,
-        validAfter: authorization.witness.valid_after.get(),
-    };
     let signature = payment.signature.clone();
-    let input = match sponsor {
-        Some(p) => Proxy::settleWithPermitCall {
-            permit2612: Proxy::EIP2612Permit {
-                value: p.value,
-                deadline: p.deadline,
-                r: p.r,
-                s: p.s,
-                v: p.v,
-            },
-            permit,
-            owner: payment.payer,
-            witness,
-            signature,
+    let owner = payment.payer;
+    let permit = PermitTransferFrom {
+        permitted: TokenPermissions {
+            token: parts.token,
+            amount: parts.permitted,
+        },
+        nonce: parts.nonce,
+        deadline: parts.deadline,
+    };
+    let permit2612 = sponsor.as_ref().map(|p| EIP2612Permit {
+        value: p.value,
+        deadline: p.deadline,
+        r: p.r,
+        s: p.s,
+        v: p.v,
+    });
+    let input = match parts.facilitator {
+        None => {
+            let witness = ExactWitness {
+                to: parts.to,
+                validAfter: parts.valid_after,
+            };
+            match permit2612 {
+                Some(permit2612) => Proxy::settleWithPermitCall {
+                    permit2612,
+                    permit,
+                    owner,
+                    witness,
+                    signature,
+                }
+                .abi_encode(),
+                None => Proxy::settleCall {
+                    permit,
+                    owner,
+                    witness,
+                    signature,
+                }
+                .abi_encode(),
+            }
         }
-        .abi_encode(),
-        None => Proxy::settleCall {
-            permit,
-            owner: payment.payer,
-            witness,
-            signature,
+        Some(facilitator) => {
+            let witness = UptoWitness {
+                to: parts.to,
+                facilitator,
+                validAfter: parts.valid_after,
+            };
+            let amount = payment.amount;
+            match permit2612 {
+                Some(permit2612) => Upto::settleWithPermitCall {
+                    permit2612,
+                    permit,
+                    amount,
+                    owner,
+                    witness,
+                    signature,
+                }
+                .abi_encode(),
+                None => Upto::settleCall {
+                    permit,
+                    amount,
+                    owner,
+                    witness,
+                    signature,
+                }
+                .abi_encode(),
+            }
         }
-        .abi_encode(),
     };
     TransactionRequest::default()
-        .to(EXACT_PERMIT2_PROXY)
+        .to(parts.proxy())
         .input(Bytes::from(input).into())
 }
 
@@ -163,6 +200,8 @@ pub(super) fn diagnose(revert: &[u8], message: &str) -> Invalid {
         s if s == Proxy::Permit2612AmountMismatch::SELECTOR => Reason::Permit2612AmountMismatch,
         s if s == Proxy::InvalidAmount::SELECTOR => Reason::Permit2AmountMismatch,
         s if s == Proxy::InvalidDestination::SELECTOR => Reason::Permit2RecipientMismatch,
+        s if s == Upto::AmountExceedsPermitted::SELECTOR => Reason::UptoSettlementExceedsAmount,
+        s if s == Upto::UnauthorizedFacilitator::SELECTOR => Reason::UptoUnauthorizedFacilitator,
         _ if message.contains("TRANSFER_FROM_FAILED") => Reason::Permit2AllowanceRequired,
         _ => Reason::Permit2SimulationFailed,
     };

@@ -38,13 +38,29 @@ async fn remote_client_against_our_service() {
     .unwrap();
 
     let supported = client.supported().await.unwrap();
-    let networks: Vec<&str> = supported.kinds.iter().map(|k| k.network.as_str()).collect();
-    assert_eq!(networks, ["eip155:84532", "base-sepolia"]);
+    let kinds: Vec<(&str, &str)> = supported
+        .kinds
+        .iter()
+        .map(|k| (k.scheme.as_str(), k.network.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("exact", "eip155:84532"),
+            ("upto", "eip155:84532"),
+            ("exact", "base-sepolia")
+        ]
+    );
     let signer = fixture
         .facilitator
         .signer_address(84532)
         .unwrap()
         .to_checksum(None);
+    // upto buyers sign for the key that settles.
+    assert_eq!(
+        supported.kinds[1].extra.as_ref().unwrap()["facilitatorAddress"],
+        json!(signer)
+    );
     assert_eq!(supported.signers["eip155:*"], json!([signer]));
 
     // A remote facilitator cannot read the chain for its caller.

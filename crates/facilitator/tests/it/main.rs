@@ -23,7 +23,7 @@ use obol_chain::ChainClient;
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::{VerifyRequest, v2};
 use serde_json::json;
 
@@ -111,7 +111,7 @@ pub fn pay(
     window: ValidityWindow,
     nonce: B256,
 ) -> VerifyRequest {
-    let unsigned = prepare_exact(requirement, None, signer.address(), window, nonce).unwrap();
+    let unsigned = prepare_payment(requirement, None, signer.address(), window, nonce).unwrap();
     let signature = signer.sign_digest_sync(&unsigned.digest()).unwrap();
     VerifyRequest::V2 {
         payment_payload: unsigned.finish(&signature),

@@ -37,7 +37,7 @@ use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, S
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED};
 use obol_x402::pricing::{Price, PriceUnit};
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::token::TokenRegistry;
 use obol_x402::wire::{
     SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse, v2,
@@ -428,7 +428,7 @@ pub fn sign_window(
     window: ValidityWindow,
 ) -> String {
     let requirement = &required.accepts[index];
-    let unsigned = prepare_exact(
+    let unsigned = prepare_payment(
         requirement,
         Some(required.resource.clone()),
         buyer.address(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use obol_gateway::mcp::{Tool, Tools};
 use obol_gateway::{Gate, Methods, Offer, OfferKind, Route, RouteTable};
-use obol_x402::signer::{ValidityWindow, prepare_exact, random_nonce};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::v2;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -135,7 +135,7 @@ fn failure_reason(result: &Value) -> String {
 
 /// A signed payment for the first option of `required`, as the `_meta` value.
 fn pay(fixture: &Fixture, buyer: usize, required: &v2::PaymentRequired) -> Value {
-    let unsigned = prepare_exact(
+    let unsigned = prepare_payment(
         &required.accepts[0],
         Some(required.resource.clone()),
         fixture.buyer(buyer).address(),
@@ -212,7 +212,7 @@ async fn a_paid_tool_is_charged_exactly_once_after_the_upstream_answered() {
 async fn a_short_lived_payment_and_an_escaping_path_are_refused_before_anything_runs() {
     let fixture = fixture().await;
     let required = required_of(&call(&fixture, "echo", None).await);
-    let unsigned = prepare_exact(
+    let unsigned = prepare_payment(
         &required.accepts[0],
         Some(required.resource.clone()),
         fixture.buyer(1).address(),

@@ -1,5 +1,6 @@
-//! The `exact` scheme's EVM payloads: an EIP-3009 authorization or a Permit2 witness transfer,
-//! each with the EIP-712 digest it was signed over.
+//! The EVM payloads: `exact` (an EIP-3009 authorization or a Permit2 witness transfer through the
+//! exact proxy) and `upto` (a Permit2 witness transfer through the upto proxy, whose permitted
+//! amount is a ceiling), each with the EIP-712 digest it was signed over.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::Eip712Domain;
@@ -118,7 +119,67 @@ impl Permit2Authorization {
     }
 }
 
-/// The signed part of an `exact` EVM payment.
+/// The upto proxy's witness `{to, facilitator, validAfter}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UptoWitness {
+    /// Recipient (must equal `payTo`).
+    #[serde(with = "checksummed")]
+    pub to: Address,
+    /// The only address the proxy lets settle it (`extra.facilitatorAddress`).
+    #[serde(with = "checksummed")]
+    pub facilitator: Address,
+    /// Not valid before this unix time.
+    pub valid_after: DecimalU256,
+}
+
+/// An `upto` Permit2 witness transfer as carried in `payload.permit2Authorization`: the
+/// permitted amount is the most the payment may settle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UptoAuthorization {
+    /// Payer.
+    #[serde(with = "checksummed")]
+    pub from: Address,
+    /// Token and ceiling.
+    pub permitted: Permit2TokenPermissions,
+    /// Must be the x402 upto Permit2 proxy.
+    #[serde(with = "checksummed")]
+    pub spender: Address,
+    /// Unordered Permit2 nonce (decimal uint256).
+    pub nonce: DecimalU256,
+    /// Unix deadline.
+    pub deadline: DecimalU256,
+    /// The proxy's witness.
+    pub witness: UptoWitness,
+}
+
+impl UptoAuthorization {
+    /// The typed-data struct.
+    pub fn to_typed(&self) -> eip712::upto::PermitWitnessTransferFrom {
+        eip712::upto::PermitWitnessTransferFrom {
+            permitted: eip712::upto::TokenPermissions {
+                token: self.permitted.token,
+                amount: self.permitted.amount.get(),
+            },
+            spender: self.spender,
+            nonce: self.nonce.get(),
+            deadline: self.deadline.get(),
+            witness: eip712::upto::Witness {
+                to: self.witness.to,
+                facilitator: self.witness.facilitator,
+                validAfter: self.witness.valid_after.get(),
+            },
+        }
+    }
+
+    /// The EIP-712 digest under Permit2's domain on `chain_id`.
+    pub fn signing_hash(&self, chain_id: u64) -> B256 {
+        eip712::signing_hash(&self.to_typed(), &eip712::permit2_domain(chain_id))
+    }
+}
+
+/// The signed part of an EVM payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EvmPayload {
@@ -129,7 +190,17 @@ pub enum EvmPayload {
         /// The signed authorization.
         authorization: Eip3009Authorization,
     },
-    /// Permit2 (`payload.permit2Authorization`).
+    /// `upto` through Permit2 (`payload.permit2Authorization` whose witness names the
+    /// facilitator). Before [`Self::Permit2`]: an untagged read tries it first, and an exact
+    /// witness (no `facilitator`) falls through.
+    Upto {
+        /// 65-byte ECDSA, or a longer contract-wallet signature.
+        signature: Bytes,
+        /// The signed witness transfer.
+        #[serde(rename = "permit2Authorization")]
+        authorization: UptoAuthorization,
+    },
+    /// `exact` through Permit2 (`payload.permit2Authorization`).
     Permit2 {
         /// 65-byte ECDSA, or a longer contract-wallet signature.
         signature: Bytes,
@@ -140,11 +211,27 @@ pub enum EvmPayload {
 }
 
 impl EvmPayload {
-    /// Reads a `payload` object. The presence of `permit2Authorization` or `authorization`
-    /// decides the variant, so errors name the right fields.
+    /// Reads a `payload` object. The presence of `permit2Authorization` (with a witness naming
+    /// a `facilitator`: upto) or `authorization` decides the variant, so errors name the right
+    /// fields.
     pub fn from_map(payload: &Map<String, Value>) -> Result<Self, FieldError> {
         let value = Value::Object(payload.clone());
-        let parsed = if payload.contains_key("permit2Authorization") {
+        let upto = payload
+            .get("permit2Authorization")
+            .and_then(|a| a.get("witness"))
+            .is_some_and(|w| w.get("facilitator").is_some());
+        let parsed = if upto {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Upto {
+                signature: Bytes,
+                permit2_authorization: UptoAuthorization,
+            }
+            serde_json::from_value::<Upto>(value).map(|p| Self::Upto {
+                signature: p.signature,
+                authorization: p.permit2_authorization,
+            })
+        } else if payload.contains_key("permit2Authorization") {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]
             struct P2 {
@@ -187,6 +274,7 @@ impl EvmPayload {
     pub fn payer(&self) -> Address {
         match self {
             Self::Eip3009 { authorization, .. } => authorization.from,
+            Self::Upto { authorization, .. } => authorization.from,
             Self::Permit2 { authorization, .. } => authorization.from,
         }
     }
@@ -194,15 +282,52 @@ impl EvmPayload {
     /// The signature bytes.
     pub fn signature(&self) -> &Bytes {
         match self {
-            Self::Eip3009 { signature, .. } | Self::Permit2 { signature, .. } => signature,
+            Self::Eip3009 { signature, .. }
+            | Self::Upto { signature, .. }
+            | Self::Permit2 { signature, .. } => signature,
         }
     }
 
-    /// Which transfer method this payload uses.
+    /// Which transfer method this payload uses (`upto` is always Permit2).
     pub fn transfer_method(&self) -> TransferMethod {
         match self {
             Self::Eip3009 { .. } => TransferMethod::Eip3009,
-            Self::Permit2 { .. } => TransferMethod::Permit2,
+            Self::Upto { .. } | Self::Permit2 { .. } => TransferMethod::Permit2,
+        }
+    }
+
+    /// The scheme the payload belongs to: `exact` or `upto`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Self::Upto { .. } => "upto",
+            Self::Eip3009 { .. } | Self::Permit2 { .. } => "exact",
+        }
+    }
+
+    /// Who is paid (`to`, or `witness.to`).
+    pub fn recipient(&self) -> Address {
+        match self {
+            Self::Eip3009 { authorization, .. } => authorization.to,
+            Self::Upto { authorization, .. } => authorization.witness.to,
+            Self::Permit2 { authorization, .. } => authorization.witness.to,
+        }
+    }
+
+    /// The time before which the authorization cannot settle (`validAfter`).
+    pub fn valid_after(&self) -> U256 {
+        match self {
+            Self::Eip3009 { authorization, .. } => authorization.valid_after.get(),
+            Self::Upto { authorization, .. } => authorization.witness.valid_after.get(),
+            Self::Permit2 { authorization, .. } => authorization.witness.valid_after.get(),
+        }
+    }
+
+    /// The most this payment can move: the amount (`exact`) or the permitted ceiling (`upto`).
+    pub fn ceiling(&self) -> U256 {
+        match self {
+            Self::Eip3009 { authorization, .. } => authorization.value.get(),
+            Self::Upto { authorization, .. } => authorization.permitted.amount.get(),
+            Self::Permit2 { authorization, .. } => authorization.permitted.amount.get(),
         }
     }
 
@@ -211,6 +336,9 @@ impl EvmPayload {
     pub fn nonce(&self) -> B256 {
         match self {
             Self::Eip3009 { authorization, .. } => authorization.nonce,
+            Self::Upto { authorization, .. } => {
+                B256::from(authorization.nonce.get().to_be_bytes::<32>())
+            }
             Self::Permit2 { authorization, .. } => {
                 B256::from(authorization.nonce.get().to_be_bytes::<32>())
             }
@@ -222,6 +350,7 @@ impl EvmPayload {
     pub fn expires_at(&self) -> U256 {
         match self {
             Self::Eip3009 { authorization, .. } => authorization.valid_before.get(),
+            Self::Upto { authorization, .. } => authorization.deadline.get(),
             Self::Permit2 { authorization, .. } => authorization.deadline.get(),
         }
     }
@@ -237,6 +366,7 @@ impl EvmPayload {
                 let domain = token_domain(name, version, chain_id, requirements.asset_address()?);
                 authorization.signing_hash(&domain)
             }
+            Self::Upto { authorization, .. } => authorization.signing_hash(chain_id),
             Self::Permit2 { authorization, .. } => authorization.signing_hash(chain_id),
         })
     }

@@ -51,7 +51,7 @@ pub enum FieldError {
     )]
     MissingEip712Domain,
     /// The scheme payload does not have the expected shape.
-    #[error("invalid exact EVM payload: {0}")]
+    #[error("invalid EVM payload: {0}")]
     Payload(String),
 }
 

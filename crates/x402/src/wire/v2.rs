@@ -171,6 +171,21 @@ impl PaymentRequirements {
         }
     }
 
+    /// `extra.facilitatorAddress` (`upto`): the only address the upto proxy lets settle.
+    pub fn facilitator_address(&self) -> Result<Address, FieldError> {
+        let text = self
+            .extra_str("facilitatorAddress")
+            .ok_or_else(|| FieldError::Address {
+                field: "extra.facilitatorAddress",
+                reason: "missing (an upto requirement names the facilitator that settles it)"
+                    .into(),
+            })?;
+        parse_address(text).map_err(|reason| FieldError::Address {
+            field: "extra.facilitatorAddress",
+            reason,
+        })
+    }
+
     /// `(extra.name, extra.version)`: the token's EIP-712 domain, needed to sign EIP-3009.
     pub fn eip712_domain(&self) -> Result<(&str, &str), FieldError> {
         match (self.extra_str("name"), self.extra_str("version")) {

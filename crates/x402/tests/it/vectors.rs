@@ -231,6 +231,51 @@ fn t_sig_5_high_s_twin_is_rejected() {
     );
 }
 
+/// T-SIG-6's upto values through the builder a buyer uses: the same digest and signature, a
+/// payload that reads back as `upto` and recovers to the signer.
+#[test]
+fn t_sig_6_upto_through_prepare_payment() {
+    let signer = key(K1);
+    let requirement: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
+        "scheme": "upto", "network": "eip155:84532", "amount": "5000000",
+        "asset": BASE_SEPOLIA_USDC, "payTo": PAY_TO, "maxTimeoutSeconds": 65,
+        "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "permit2",
+                  "facilitatorAddress": "0x90F79bf6EB2c4f870365E785982E1f101E93b906"}
+    }))
+    .unwrap();
+    let window = obol_x402::signer::ValidityWindow {
+        valid_after: 1740672089,
+        valid_before: 1740672154,
+    };
+    let nonce = B256::from(U256::from(1).to_be_bytes::<32>());
+    let unsigned =
+        obol_x402::signer::prepare_payment(&requirement, None, signer.address(), window, nonce)
+            .unwrap();
+    assert_eq!(
+        unsigned.digest(),
+        b256!("0x2cb3b90504596f52b44212ea6858346286503781d84efd78f2886006654bc25c")
+    );
+    let payload = unsigned.sign_with(&signer).unwrap();
+    assert_eq!(
+        payload.payload["signature"],
+        "0x9ca8b73806bdc0fb5b7bcf0adb1ac707e843ce992f638ffea5b9274d18714c5a0f5aefd1b539700c8824912664cf411513089f7f9ab39b34f5c581d895358bab1c"
+    );
+    let authorization = &payload.payload["permit2Authorization"];
+    assert_eq!(
+        authorization["spender"],
+        "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
+    );
+    assert_eq!(
+        authorization["witness"]["facilitator"],
+        "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+    );
+    assert_eq!(authorization["permitted"]["amount"], "5000000");
+    let read = payload.evm_payload().unwrap();
+    assert_eq!(read.scheme(), "upto");
+    assert_eq!(read.ceiling(), U256::from(5_000_000));
+    assert_eq!(read.recover_signer(&requirement).unwrap(), signer.address());
+}
+
 #[test]
 fn t_sig_6_upto_witness_and_eip2612_permit() {
     let signer = key(K1);

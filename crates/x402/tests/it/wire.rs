@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use alloy::primitives::{U256, address};
 use obol_x402::TransferMethod;
 use obol_x402::header::{self, Decoded};
-use obol_x402::signer::{self, BuildError, LocalSigner, ValidityWindow, prepare_exact, sign_exact};
+use obol_x402::signer::{
+    self, BuildError, LocalSigner, ValidityWindow, prepare_payment, sign_payment,
+};
 use obol_x402::token::{EXACT_PERMIT2_PROXY, TokenRegistry};
 use obol_x402::wire::evm::EvmPayload;
 use obol_x402::wire::{FieldError, PaymentPayload, PaymentRequired, VerifyRequest, v1, v2};
@@ -184,7 +186,7 @@ async fn signs_eip3009_for_a_requirement() {
     let window = ValidityWindow::for_request(1_800_000_000, req.max_timeout_seconds);
     assert_eq!(window.valid_after, 1_800_000_000 - 600, "C-4");
     assert_eq!(window.valid_before, 1_800_000_060, "C-4");
-    let payload = sign_exact(&signer, &req, None, window, signer::random_nonce())
+    let payload = sign_payment(&signer, &req, None, window, signer::random_nonce())
         .await
         .unwrap();
     assert_eq!(
@@ -228,7 +230,7 @@ async fn signs_permit2_for_obol() {
     }))
     .unwrap();
     let window = ValidityWindow::for_request(1_800_000_000, 300);
-    let payload = sign_exact(&signer, &req, None, window, signer::random_nonce())
+    let payload = sign_payment(&signer, &req, None, window, signer::random_nonce())
         .await
         .unwrap();
     let exact = payload.evm_payload().unwrap();
@@ -255,7 +257,7 @@ fn refuses_to_sign_what_cannot_settle() {
     let from = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
     let window = ValidityWindow::for_request(1_800_000_000, 60);
     // C-5: no EIP-712 domain.
-    let err = prepare_exact(
+    let err = prepare_payment(
         &requirement(json!({})),
         None,
         from,
@@ -264,16 +266,25 @@ fn refuses_to_sign_what_cannot_settle() {
     )
     .unwrap_err();
     assert_eq!(err, BuildError::Field(FieldError::MissingEip712Domain));
+    // upto names the facilitator that may settle it; other schemes are not signed.
     let mut upto = requirement(json!({"name": "USDC", "version": "2"}));
     upto.scheme = "upto".into();
     assert!(matches!(
-        prepare_exact(&upto, None, from, window, signer::random_nonce()),
+        prepare_payment(&upto, None, from, window, signer::random_nonce()),
+        Err(BuildError::Field(FieldError::Address {
+            field: "extra.facilitatorAddress",
+            ..
+        }))
+    ));
+    upto.scheme = "deferred".into();
+    assert!(matches!(
+        prepare_payment(&upto, None, from, window, signer::random_nonce()),
         Err(BuildError::Scheme(_))
     ));
     let weird =
         requirement(json!({"name": "USDC", "version": "2", "assetTransferMethod": "erc7710"}));
     assert!(matches!(
-        prepare_exact(&weird, None, from, window, signer::random_nonce()),
+        prepare_payment(&weird, None, from, window, signer::random_nonce()),
         Err(BuildError::Field(FieldError::TransferMethod(_)))
     ));
     let empty = ValidityWindow {
@@ -281,7 +292,7 @@ fn refuses_to_sign_what_cannot_settle() {
         valid_before: 5,
     };
     assert!(matches!(
-        prepare_exact(
+        prepare_payment(
             &requirement(json!({"name": "USDC", "version": "2"})),
             None,
             from,
@@ -293,7 +304,7 @@ fn refuses_to_sign_what_cannot_settle() {
     let mut unknown_chain = requirement(json!({"name": "USDC", "version": "2"}));
     unknown_chain.network = "nowhere".into();
     assert!(matches!(
-        prepare_exact(&unknown_chain, None, from, window, signer::random_nonce()),
+        prepare_payment(&unknown_chain, None, from, window, signer::random_nonce()),
         Err(BuildError::Field(FieldError::Network(_)))
     ));
 }
