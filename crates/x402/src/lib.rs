@@ -12,9 +12,10 @@
 //! | [`token`] | USDC per chain with its EIP-712 domain, OBOL, and the canonical Permit2 / x402 proxy addresses |
 //! | [`money`] | exact decimals, token-unit ↔ atomic-unit conversion with half-up rounding |
 //! | [`pricing`] | perRequest / perMTok / perHour price models → the per-request atomic amount |
+//! | [`metering`] | metered (`upto`) inference: per-token rates, the ceiling, the exact charge for a call's usage, rounded up |
 //! | [`eip712`] | the typed-data structs and domains of EIP-3009, Permit2 (exact and upto witnesses) and EIP-2612 |
 //! | [`signature`] | 65-byte ECDSA signatures: `v` normalisation, high-`s` rejection, recovery |
-//! | [`signer`] | the [`PaymentSigner`] trait, a local-key implementation, and builders that sign an `exact` payment for a requirement |
+//! | [`signer`] | the [`PaymentSigner`] trait, a local-key implementation, and builders that sign an `exact` or `upto` payment for a requirement |
 //!
 //! ## Quick start
 //!
@@ -29,6 +30,7 @@
 
 pub mod eip712;
 pub mod header;
+pub mod metering;
 pub mod money;
 pub mod network;
 pub mod pricing;

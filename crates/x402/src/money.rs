@@ -137,6 +137,45 @@ impl Decimal {
         })
     }
 
+    /// `Σ countᵢ × priceᵢ / denominator` in atomic units of a token with `decimals` decimals,
+    /// computed exactly and rounded **up** once at the end (a metered charge never rounds in the
+    /// payer's favour below what was used, nor twice). `denominator` is the unit the prices are
+    /// given per (1 000 000 for a price per million tokens).
+    pub fn sum_products_atomic_up(
+        terms: &[(u64, Decimal)],
+        decimals: u8,
+        denominator: u64,
+    ) -> Result<U256, MoneyError> {
+        if decimals > MAX_SCALE {
+            return Err(MoneyError::Decimals { decimals });
+        }
+        if denominator == 0 {
+            return Err(MoneyError::Invalid {
+                input: format!("{terms:?}"),
+                reason: "division by zero",
+            });
+        }
+        let overflow = || MoneyError::Overflow {
+            input: format!("{terms:?} × 10^{decimals} / {denominator}"),
+        };
+        let scale = terms.iter().map(|(_, d)| d.scale).max().unwrap_or(0);
+        let mut num = Wide::ZERO;
+        for (count, price) in terms {
+            let term = Wide::from(*count)
+                .checked_mul(Wide::from(price.mantissa))
+                .and_then(|t| t.checked_mul(pow10(scale - price.scale)))
+                .and_then(|t| t.checked_mul(pow10(decimals)))
+                .ok_or_else(overflow)?;
+            num = num.checked_add(term).ok_or_else(overflow)?;
+        }
+        let den = pow10(scale) * Wide::from(denominator);
+        let (mut quotient, remainder) = num.div_rem(den);
+        if !remainder.is_zero() {
+            quotient += Wide::from(1u8);
+        }
+        U256::checked_from_limbs_slice(quotient.as_limbs()).ok_or_else(overflow)
+    }
+
     fn normalized(mut self) -> Self {
         let ten = U256::from(10u8);
         while self.scale > 0 && (self.mantissa % ten).is_zero() {
