@@ -114,6 +114,7 @@ async fn main() {
     routes.store(route_table(
         &TokenRegistry::builtin(),
         &obol_control::secrets::NoSecrets,
+        &Default::default(),
         &[offer],
     ));
     let guard = Arc::new(ReplayGuard::open(&dir.path().join("guard.sqlite")).unwrap());

@@ -1,5 +1,7 @@
 //! `ServiceOffer`: what a seller sells, at what price, where it is served (obol-stack.md §3.1).
 
+use obol_x402::metering::{NoUsage, TokenRates};
+use obol_x402::money::{Decimal, MoneyError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -140,6 +142,49 @@ pub struct PriceSpec {
     /// Per epoch (not supported; refused by validation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_epoch: Option<String>,
+    /// Per million prompt tokens (with `perMTokOutput`, instead of `perMTok`): metered offers
+    /// charge prompt and completion tokens at their own rates.
+    #[serde(
+        default,
+        rename = "perMTokInput",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_mtok_input: Option<String>,
+    /// Per million completion tokens (with `perMTokInput`).
+    #[serde(
+        default,
+        rename = "perMTokOutput",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_mtok_output: Option<String>,
+}
+
+impl PriceSpec {
+    /// The per-million-token price an `exact` (flat-estimate) payment is computed from:
+    /// `perMTok`, else the completion rate `perMTokOutput`.
+    pub fn flat_per_mtok(&self) -> Option<&str> {
+        self.per_mtok.as_deref().or(self.per_mtok_output.as_deref())
+    }
+
+    /// The per-token rates of a metered offer: `perMTok` for both, or `perMTokInput` and
+    /// `perMTokOutput`; `None` when the price is not per token.
+    pub fn token_rates(&self) -> Option<Result<TokenRates, MoneyError>> {
+        let rate = |text: &str| text.parse::<Decimal>();
+        match (
+            self.per_mtok.as_deref(),
+            self.per_mtok_input.as_deref(),
+            self.per_mtok_output.as_deref(),
+        ) {
+            (Some(both), None, None) => Some(rate(both).map(TokenRates::flat)),
+            (None, Some(input), Some(output)) => Some(rate(input).and_then(|input| {
+                Ok(TokenRates {
+                    input,
+                    output: rate(output)?,
+                })
+            })),
+            _ => None,
+        }
+    }
 }
 
 /// How the offer is paid.
@@ -164,6 +209,35 @@ pub struct PaymentSpec {
     /// When payments are settled (default `serveFirst`).
     #[serde(default, skip_serializing_if = "SettleTiming::is_default")]
     pub settle: SettleTiming,
+    /// Metered billing: also offer the `upto` scheme (inference priced per token), the buyer
+    /// signing a ceiling and paying for the tokens used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upto: Option<UptoSpec>,
+}
+
+/// `payment.upto`: how a metered (`upto`) payment is bounded and what a call reporting no
+/// usage costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UptoSpec {
+    /// The most tokens one call may use (default
+    /// [`obol_x402::metering::DEFAULT_MAX_TOKENS`]): the ceiling is this many tokens at the
+    /// dearer rate; a request asking for more (`max_tokens`) is refused before the upstream
+    /// runs, one not saying is capped to fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// What a call whose answer reports no usage costs: `estimate` (default, the flat
+    /// 1000-token estimate) or `ceiling`.
+    #[serde(default, skip_serializing_if = "NoUsage::is_default")]
+    pub no_usage: NoUsage,
+}
+
+impl UptoSpec {
+    /// `maxTokens`, or the default.
+    pub fn max_tokens(&self) -> u64 {
+        self.max_tokens
+            .unwrap_or(obol_x402::metering::DEFAULT_MAX_TOKENS)
+    }
 }
 
 /// When a paid request is settled: after the upstream answered below 400 (`serveFirst`, a
@@ -533,6 +607,7 @@ impl ServiceOfferSpec {
                     per_request: Some(per_request.to_owned()),
                     ..PriceSpec::default()
                 },
+                upto: None,
             },
             payments: Vec::new(),
             path: None,

@@ -65,6 +65,7 @@ pub struct Reconciler {
     chains: ChainIdSource,
     secrets: Arc<dyn SecretSource>,
     public_host: Option<String>,
+    settlers: crate::routes::Settlers,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -168,7 +169,16 @@ impl Reconciler {
             chains: Arc::new(ChainIds::builtin),
             secrets: Arc::new(NoSecrets),
             public_host: None,
+            settlers: crate::routes::Settlers::new(),
         }
+    }
+
+    /// Who settles `upto` payments per chain (the facilitator's `extra.facilitatorAddress`):
+    /// offers with `payment.upto` add a metered option on those chains; by default none.
+    #[must_use]
+    pub fn with_settlers(mut self, settlers: crate::routes::Settlers) -> Self {
+        self.settlers = settlers;
+        self
     }
 
     /// The host of the stack's public URL: no offer may take it as its vanity hostname.
@@ -213,7 +223,12 @@ impl Reconciler {
             .filter(|o| is_true(&o.status.conditions, "RoutePublished"))
             .filter(|o| drain_end(&o.spec).is_none_or(|end| now < end))
             .collect();
-        let table = route_table(&self.tokens, self.secrets.as_ref(), &published);
+        let table = route_table(
+            &self.tokens,
+            self.secrets.as_ref(),
+            &self.settlers,
+            &published,
+        );
         let count = table.len();
         self.routes.store(table);
         Ok(count)

@@ -1,16 +1,19 @@
 //! From published `ServiceOffer`s to the gateway's route table.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use obol_gateway::limits::Limits;
+use obol_gateway::metering::Metering;
 use obol_gateway::proxy::UpstreamAuth;
 use obol_gateway::{
     Discovery, FreeQuota, Gate, Methods, Offer, OfferKind, PaymentOption, Route, RouteTable,
     SettleMode,
 };
 use obol_x402::network;
-use obol_x402::pricing::{Price, PricingError};
+use obol_x402::pricing::{Price, PriceUnit, PricingError};
+use obol_x402::primitives::Address;
 use obol_x402::token::{Token, TokenError, TokenRegistry, TransferMethod};
 use obol_x402::wire::{DecimalU256, v2};
 use serde_json::{Map, Value};
@@ -22,6 +25,10 @@ use crate::secrets::SecretSource;
 
 /// Default payment validity when the offer does not say (obol-stack.md §4.7).
 pub const DEFAULT_MAX_TIMEOUT_SECONDS: u64 = 300;
+
+/// Per EVM chain id, the address that settles `upto` payments (the facilitator's
+/// `extra.facilitatorAddress`): a buyer signs for it. A chain without one offers no `upto`.
+pub type Settlers = BTreeMap<u64, Address>;
 
 /// Why an offer cannot be priced.
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +168,7 @@ fn priced_option(
 ) -> Result<PaymentOption, RouteError> {
     let price = Price::from_fields(
         price.per_request.as_deref(),
-        price.per_mtok.as_deref(),
+        price.flat_per_mtok(),
         price.per_hour.as_deref(),
     )?;
     let token = resolve_token(registry, &payment.network, payment.asset.as_ref())?;
@@ -188,16 +195,96 @@ fn priced_option(
         price,
         asset_symbol: token.symbol.clone(),
         eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+        metering: None,
     })
 }
 
-/// The gateway offer for a published `ServiceOffer` (embedded mode: upstream by URL).
+/// The metered (`upto`) option of `payment` when it asks for one (`payment.upto`) and
+/// `settlers` names who settles on its chain: the ceiling (`maxTokens` at the dearer rate) as
+/// the amount, Permit2, `extra.facilitatorAddress`.
+pub fn metered_option(
+    registry: &TokenRegistry,
+    payment: &PaymentSpec,
+    settlers: &Settlers,
+) -> Result<Option<PaymentOption>, RouteError> {
+    let Some(upto) = payment.upto else {
+        return Ok(None);
+    };
+    let rates = payment
+        .price
+        .token_rates()
+        .ok_or_else(|| {
+            RouteError::Incomplete(
+                "payment.upto needs a price per token (perMTok, or perMTokInput and perMTokOutput)"
+                    .into(),
+            )
+        })?
+        .map_err(|e| RouteError::Price(e.into()))?;
+    let chain_id = network::evm_chain_id(&payment.network)
+        .map_err(|e| RouteError::Incomplete(e.to_string()))?;
+    let Some(settler) = settlers.get(&chain_id) else {
+        tracing::warn!(
+            chain_id,
+            "no facilitator settles upto on this chain: the offer is paid exact only"
+        );
+        return Ok(None);
+    };
+    let token = resolve_token(registry, &payment.network, payment.asset.as_ref())?;
+    let ceiling = rates
+        .ceiling(upto.max_tokens(), token.decimals)
+        .map_err(|e| RouteError::Price(e.into()))?;
+    if ceiling.is_zero() {
+        return Err(RouteError::Incomplete(format!(
+            "payment.upto: {} tokens cost less than one atomic unit of {}",
+            upto.max_tokens(),
+            token.symbol
+        )));
+    }
+    let mut extra: Map<String, Value> = token.requirement_extra();
+    extra.insert("assetTransferMethod".into(), "permit2".into());
+    extra.insert(
+        "facilitatorAddress".into(),
+        settler.to_checksum(None).into(),
+    );
+    let requirements = v2::PaymentRequirements {
+        scheme: "upto".into(),
+        network: network::normalize(&payment.network),
+        amount: DecimalU256(ceiling),
+        asset: token.address.to_checksum(None),
+        pay_to: payment.pay_to.clone(),
+        max_timeout_seconds: payment
+            .max_timeout_seconds
+            .unwrap_or(DEFAULT_MAX_TIMEOUT_SECONDS),
+        extra: Some(extra),
+    };
+    Ok(Some(PaymentOption {
+        requirements,
+        price: Price {
+            unit: PriceUnit::PerMTok,
+            amount: rates.output,
+        },
+        asset_symbol: token.symbol.clone(),
+        eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+        metering: Some(Metering {
+            rates,
+            decimals: token.decimals,
+            no_usage: upto.no_usage,
+        }),
+    }))
+}
+
+/// The gateway offer for a published `ServiceOffer` (embedded mode: upstream by URL): its
+/// `exact` options, then its metered ones (settled by `settlers`).
 pub fn gateway_offer(
     registry: &TokenRegistry,
     secrets: &dyn SecretSource,
+    settlers: &Settlers,
     offer: &ServiceOffer,
 ) -> Result<Offer, RouteError> {
-    let options = payment_options(registry, offer, None)?;
+    let mut options = payment_options(registry, offer, None)?;
+    for payment in offer.effective_payments() {
+        options.extend(metered_option(registry, payment, settlers)?);
+    }
     let upstream = offer
         .spec
         .upstream
@@ -270,9 +357,10 @@ fn discovery(offer: &ServiceOffer) -> Option<Arc<Discovery>> {
 pub fn gateway_routes(
     registry: &TokenRegistry,
     secrets: &dyn SecretSource,
+    settlers: &Settlers,
     offer: &ServiceOffer,
 ) -> Result<Vec<Route>, RouteError> {
-    let mut base = gateway_offer(registry, secrets, offer)?;
+    let mut base = gateway_offer(registry, secrets, settlers, offer)?;
     let prefix = offer.effective_path();
     if offer.spec.type_ == OfferType::Mcp {
         // One endpoint at the offer's path; each tool call is priced inside it.
@@ -343,6 +431,7 @@ pub(crate) fn route_pattern(prefix: &str, path: &str) -> String {
 pub fn route_table(
     registry: &TokenRegistry,
     secrets: &dyn SecretSource,
+    settlers: &Settlers,
     offers: &[ServiceOffer],
 ) -> RouteTable {
     let mut sorted: Vec<&ServiceOffer> = offers.iter().collect();
@@ -351,7 +440,7 @@ pub fn route_table(
     });
     let routes = sorted
         .into_iter()
-        .flat_map(|offer| match gateway_routes(registry, secrets, offer) {
+        .flat_map(|offer| match gateway_routes(registry, secrets, settlers, offer) {
             Ok(routes) => routes,
             Err(error) => {
                 tracing::warn!(offer = %offer.metadata.name, %error, "offer left out of the route table");
@@ -367,13 +456,55 @@ mod tests {
     use super::*;
     use crate::secrets::NoSecrets;
     use crate::validate::tests::offer;
+    use obol_x402::primitives::U256;
+
+    #[test]
+    fn a_metered_offer_adds_an_upto_option_where_a_settler_is_known() {
+        let registry = TokenRegistry::builtin();
+        let mut spec = offer();
+        spec.spec.type_ = OfferType::Inference;
+        spec.spec.payment.price = serde_json::from_value(
+            serde_json::json!({"perMTokInput": "0.15", "perMTokOutput": "0.6"}),
+        )
+        .unwrap();
+        spec.spec.payment.upto = Some(crate::offer::UptoSpec::default());
+        let settler: Address = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+            .parse()
+            .unwrap();
+        let settlers = Settlers::from([(84532, settler)]);
+        let options = gateway_offer(&registry, &NoSecrets, &settlers, &spec)
+            .unwrap()
+            .options;
+        assert_eq!(options.len(), 2, "exact, then upto");
+        // exact: the flat estimate, 1000 tokens at the completion rate.
+        assert_eq!(options[0].requirements.amount(), U256::from(600));
+        assert!(options[0].metering.is_none());
+        let upto = &options[1];
+        assert_eq!(upto.requirements.scheme, "upto");
+        // 4096 tokens at 0.6 USDC/MTok = 2457.6 → 2458.
+        assert_eq!(upto.requirements.amount(), U256::from(2458));
+        let extra = upto.requirements.extra.as_ref().unwrap();
+        assert_eq!(extra["assetTransferMethod"], "permit2");
+        assert_eq!(
+            extra["facilitatorAddress"],
+            "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+        );
+        assert_eq!(extra["name"], "USDC");
+        assert_eq!(upto.metering.unwrap().decimals, 6);
+
+        // No settler on the chain: exact only.
+        let exact_only = gateway_offer(&registry, &NoSecrets, &Settlers::new(), &spec).unwrap();
+        assert_eq!(exact_only.options.len(), 1);
+    }
 
     #[test]
     fn settle_timing_reaches_the_gateway_and_defaults_to_serve_first() {
         let registry = TokenRegistry::builtin();
         let mut spec = offer();
         assert_eq!(
-            gateway_offer(&registry, &NoSecrets, &spec).unwrap().settle,
+            gateway_offer(&registry, &NoSecrets, &Settlers::new(), &spec)
+                .unwrap()
+                .settle,
             SettleMode::ServeFirst
         );
         let json = serde_json::to_value(&spec.spec.payment).unwrap();
@@ -386,7 +517,9 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            gateway_offer(&registry, &NoSecrets, &spec).unwrap().settle,
+            gateway_offer(&registry, &NoSecrets, &Settlers::new(), &spec)
+                .unwrap()
+                .settle,
             SettleMode::SettleFirst
         );
     }
@@ -402,7 +535,7 @@ mod tests {
             {"path": "/v1/*/info", "price": {"perRequest": "0.002"}}
         ]))
         .unwrap();
-        let routes = gateway_routes(&registry, &NoSecrets, &spec).unwrap();
+        let routes = gateway_routes(&registry, &NoSecrets, &Settlers::new(), &spec).unwrap();
         let summary: Vec<String> = routes
             .iter()
             .map(|r| {
@@ -426,7 +559,7 @@ mod tests {
         assert_eq!(routes[2].offer.name, "echo");
         // Without declared routes: everything below the path, paid, any method.
         spec.spec.routes.clear();
-        let routes = gateway_routes(&registry, &NoSecrets, &spec).unwrap();
+        let routes = gateway_routes(&registry, &NoSecrets, &Settlers::new(), &spec).unwrap();
         assert_eq!(routes.len(), 1);
         assert_eq!(
             (
@@ -452,7 +585,7 @@ mod tests {
             {"path": "/*"}, {"path": "/big", "price": "2"}
         ]))
         .unwrap();
-        let routes = gateway_routes(&registry, &NoSecrets, &spec).unwrap();
+        let routes = gateway_routes(&registry, &NoSecrets, &Settlers::new(), &spec).unwrap();
         let amounts = |route: &Route| -> Vec<(String, String)> {
             route
                 .offer

@@ -121,6 +121,7 @@ fn offer(upstream: &str) -> Arc<Offer> {
                 },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: false,
+                metering: None,
             }],
         )
     })

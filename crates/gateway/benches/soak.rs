@@ -96,6 +96,7 @@ fn echo_route(upstream: &str) -> Route {
                 },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: false,
+                metering: None,
             }],
         )
     })

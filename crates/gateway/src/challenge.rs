@@ -355,6 +355,7 @@ mod tests {
             },
             asset_symbol: "USDC".into(),
             eip2612_gas_sponsoring: false,
+            metering: None,
         }];
         offer
     }

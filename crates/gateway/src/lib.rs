@@ -10,6 +10,7 @@
 //! | [`guard`] | the double-serve guard: in-flight claims, per-payer exposure, and the durable record of settled and pending payments |
 //! | [`siwx`] | Sign-In-With-X for `gate: auth` routes: EIP-4361 sign-ins (EOA and ERC-1271), single-use nonces, session tokens |
 //! | [`mcp`] | MCP offers: their tools, each free or re-priced, and the x402 MCP binding's names |
+//! | [`metering`] | metered (`upto`) inference: a request fitted under the ceiling signed, the usage read from the answer or its stream, the charge |
 //! | [`limits`] | per-offer `maxInFlight` and `rps` (burst 2×), kept across route table swaps |
 //! | [`proxy`] | the streaming upstream proxy |
 //! | [`paygate`] | the tower `Layer`/`Service`: challenge, verify, proxy, settle after success |
@@ -22,6 +23,7 @@ pub mod guard;
 pub mod limits;
 pub mod matching;
 pub mod mcp;
+pub mod metering;
 pub mod metrics;
 pub mod path;
 pub mod paygate;

@@ -43,6 +43,9 @@ pub struct PaymentOption {
     /// Whether the token can be approved for Permit2 with an EIP-2612 permit in the same
     /// settlement (advertised as the `eip2612GasSponsoring` extension).
     pub eip2612_gas_sponsoring: bool,
+    /// How an `upto` option charges (its requirement's amount is the ceiling); `None` for
+    /// `exact`.
+    pub metering: Option<crate::metering::Metering>,
 }
 
 /// When a paid request is settled relative to serving it (x402.md §7.2).

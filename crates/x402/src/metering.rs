@@ -7,7 +7,7 @@
 //! once to the token's atomic unit, never above the ceiling (docs/pricing.md).
 
 use alloy::primitives::U256;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::money::{Decimal, MoneyError};
 use crate::pricing::APPROX_TOKENS_PER_REQUEST;
@@ -49,6 +49,24 @@ pub enum Measured {
     /// No usage reported and the offer charges the ceiling then; or the authorization neared
     /// expiry before the answer ended.
     Ceiling,
+}
+
+/// What a metered call whose answer reports no usage is charged (`payment.upto.noUsage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NoUsage {
+    /// The documented estimate ([`TokenRates::estimate`]).
+    #[default]
+    Estimate,
+    /// The whole ceiling.
+    Ceiling,
+}
+
+impl NoUsage {
+    /// True for the default, [`NoUsage::Estimate`].
+    pub fn is_default(&self) -> bool {
+        *self == Self::Estimate
+    }
 }
 
 impl TokenRates {

@@ -142,7 +142,7 @@ impl Decimal {
     /// payer's favour below what was used, nor twice). `denominator` is the unit the prices are
     /// given per (1 000 000 for a price per million tokens).
     pub fn sum_products_atomic_up(
-        terms: &[(u64, Decimal)],
+        terms: &[(u64, Self)],
         decimals: u8,
         denominator: u64,
     ) -> Result<U256, MoneyError> {

@@ -98,6 +98,7 @@ fn route(upstream: &str, amount: u64) -> Route {
                 },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+                metering: None,
             }],
         )
     })

@@ -135,7 +135,7 @@ pub(super) fn parse_payment(text: &str, first: &PaymentSpec) -> anyhow::Result<P
             per_request: p.per_request.as_ref().map(|_| amount.clone()),
             per_mtok: p.per_mtok.as_ref().map(|_| amount.clone()),
             per_hour: p.per_hour.as_ref().map(|_| amount.clone()),
-            per_epoch: None,
+            ..PriceSpec::default()
         };
     }
     Ok(payment)
@@ -190,6 +190,7 @@ mod tests {
                 ..PriceSpec::default()
             },
             settle: SettleTiming::ServeFirst,
+            upto: None,
         };
         let obol = parse_payment("token=OBOL,price=0.5", &first).unwrap();
         assert_eq!(obol.network, "base-sepolia");

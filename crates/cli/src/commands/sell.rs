@@ -184,6 +184,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
         pay_to,
         max_timeout_seconds: Some(input.payment.max_timeout),
         price: input.price,
+        upto: None,
         settle: if input.payment.settle_first {
             SettleTiming::SettleFirst
         } else {

@@ -108,6 +108,7 @@ async fn seller(facilitator: &str, upstream: &str, pay_to: &str, amount: u64) ->
                 },
                 asset_symbol: "USDC".into(),
                 eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+                metering: None,
             }],
         )
     };

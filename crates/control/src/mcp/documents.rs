@@ -166,7 +166,8 @@ fn openapi_leaves_mcp_offers_out_and_the_registration_names_an_mcp_service() {
 
 #[test]
 fn each_paid_tool_describes_itself_in_its_402() {
-    let routes = gateway_routes(&tokens(), &NoSecrets, &tools_offer()).unwrap();
+    let routes =
+        gateway_routes(&tokens(), &NoSecrets, &Default::default(), &tools_offer()).unwrap();
     let tools = routes[0].offer.mcp.as_ref().unwrap();
     let forecast = tools.get("forecast").unwrap().priced.as_ref().unwrap();
     let bazaar = forecast.discovery.as_ref().unwrap().bazaar.clone().unwrap();

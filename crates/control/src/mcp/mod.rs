@@ -417,7 +417,13 @@ mod tests {
         );
         let mut o = mcp_offer(json!([{"name": "cheap", "price": "0.0001"}]));
         o.spec.mcp.as_mut().unwrap().upstream = McpUpstream::Mcp;
-        let routes = gateway_routes(&TokenRegistry::builtin(), &NoSecrets, &o).unwrap();
+        let routes = gateway_routes(
+            &TokenRegistry::builtin(),
+            &NoSecrets,
+            &Default::default(),
+            &o,
+        )
+        .unwrap();
         let tools = routes[0].offer.mcp.as_ref().unwrap();
         assert!(tools.proxies());
         let amount = |name: &str| {
@@ -457,7 +463,13 @@ mod tests {
             {"name": "dflt"},
             {"name": "ping", "free": true}
         ]));
-        let routes = gateway_routes(&TokenRegistry::builtin(), &NoSecrets, &o).unwrap();
+        let routes = gateway_routes(
+            &TokenRegistry::builtin(),
+            &NoSecrets,
+            &Default::default(),
+            &o,
+        )
+        .unwrap();
         assert_eq!(routes.len(), 1);
         let route = &routes[0];
         assert_eq!(route.pattern, "/services/echo");

@@ -306,6 +306,14 @@ pub fn validate_offer(offer: &ServiceOffer) -> Result<(), ValidationError> {
         });
     };
     let spec = &offer.spec;
+    if spec.type_ != OfferType::Inference
+        && offer.effective_payments().iter().any(|p| p.upto.is_some())
+    {
+        fail(
+            "spec.payment.upto",
+            "metered billing reads the token usage of inference answers: only type inference offers it".to_owned(),
+        );
+    }
 
     let upstream = &spec.upstream;
     match (&upstream.url, &upstream.service) {
@@ -449,15 +457,35 @@ fn check_payment(prefix: &str, payment: &PaymentSpec, errors: &mut Vec<FieldErro
     }
     for (part, message) in price_problems(&payment.price) {
         fail(
-            if part.is_empty() {
-                "price"
+            &if part.is_empty() {
+                "price".to_owned()
             } else {
-                "price.perEpoch"
+                format!("price.{part}")
             },
             message,
         );
     }
+    if let Some(upto) = &payment.upto {
+        if payment.price.token_rates().is_none() {
+            fail(
+                "upto",
+                "metered billing needs a price per token: perMTok, or perMTokInput and perMTokOutput".to_owned(),
+            );
+        }
+        if upto
+            .max_tokens
+            .is_some_and(|n| n == 0 || n > MAX_UPTO_TOKENS)
+        {
+            fail(
+                "upto.maxTokens",
+                format!("must be between 1 and {MAX_UPTO_TOKENS}"),
+            );
+        }
+    }
 }
+
+/// The largest `payment.upto.maxTokens`.
+pub const MAX_UPTO_TOKENS: u64 = 10_000_000;
 
 /// Checks `spec.payments`: each like `payment`, the first equal to `payment` (as the original
 /// requires), no token on a chain twice, one settle timing (`payment.settle`).
@@ -523,9 +551,29 @@ pub(crate) fn price_problems(price: &PriceSpec) -> Vec<(&'static str, String)> {
             "is not supported; use perRequest, perMTok or perHour".to_owned(),
         ));
     }
+    match (&price.per_mtok_input, &price.per_mtok_output) {
+        (None, None) => {}
+        (Some(_), Some(_)) => {
+            if price.per_mtok.is_some() {
+                problems.push((
+                    "perMTok",
+                    "set perMTok, or perMTokInput and perMTokOutput, not both".to_owned(),
+                ));
+            }
+            if let Some(Err(e)) = price.token_rates() {
+                problems.push(("", e.to_string()));
+            }
+        }
+        (Some(_), None) => {
+            problems.push(("perMTokOutput", "is required with perMTokInput".to_owned()))
+        }
+        (None, Some(_)) => {
+            problems.push(("perMTokInput", "is required with perMTokOutput".to_owned()))
+        }
+    }
     match Price::from_fields(
         price.per_request.as_deref(),
-        price.per_mtok.as_deref(),
+        price.flat_per_mtok(),
         price.per_hour.as_deref(),
     ) {
         Ok(p) if p.amount == Decimal::ZERO => {

@@ -457,3 +457,62 @@ fn identities_are_checked() {
         ]
     );
 }
+
+#[test]
+fn metered_billing_needs_an_inference_offer_priced_per_token() {
+    let metered = |price: serde_json::Value, upto: serde_json::Value| {
+        let mut o = offer();
+        o.spec.type_ = OfferType::Inference;
+        o.spec.model = Some(crate::offer::ModelSpec {
+            name: "m".into(),
+            runtime: None,
+        });
+        o.spec.payment.price = serde_json::from_value(price).unwrap();
+        o.spec.payment.upto = Some(serde_json::from_value(upto).unwrap());
+        o
+    };
+    let split = serde_json::json!({"perMTokInput": "0.15", "perMTokOutput": "0.6"});
+    assert_eq!(
+        fields(&metered(split.clone(), serde_json::json!({}))),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        fields(&metered(
+            serde_json::json!({"perMTok": "1"}),
+            serde_json::json!({"maxTokens": 8192, "noUsage": "ceiling"})
+        )),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        fields(&metered(
+            serde_json::json!({"perRequest": "0.001"}),
+            serde_json::json!({})
+        )),
+        ["spec.payment.upto"]
+    );
+    assert_eq!(
+        fields(&metered(split.clone(), serde_json::json!({"maxTokens": 0}))),
+        ["spec.payment.upto.maxTokens"]
+    );
+    assert_eq!(
+        fields(&metered(
+            serde_json::json!({"perMTokInput": "0.15"}),
+            serde_json::json!({})
+        )),
+        [
+            "spec.payment.price.perMTokOutput",
+            "spec.payment.price",
+            "spec.payment.upto"
+        ]
+    );
+    assert_eq!(
+        fields(&metered(
+            serde_json::json!({"perMTok": "1", "perMTokInput": "0.15", "perMTokOutput": "0.6"}),
+            serde_json::json!({})
+        )),
+        ["spec.payment.price.perMTok", "spec.payment.upto"]
+    );
+    let mut http = metered(split, serde_json::json!({}));
+    http.spec.type_ = OfferType::Http;
+    assert_eq!(fields(&http), ["spec.payment.upto"]);
+}

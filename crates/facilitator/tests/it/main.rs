@@ -14,6 +14,7 @@ mod pending;
 mod permit2;
 mod rpcs;
 mod same_nonce;
+mod upto;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -34,11 +34,12 @@ pub(crate) fn obol_requirement() -> v2::PaymentRequirements {
     .unwrap()
 }
 
-pub(crate) async fn approve_permit2(fixture: &Fixture, buyer: &LocalSigner) {
+/// `buyer` lets Permit2 move all its `token`.
+pub(crate) async fn approve_permit2(fixture: &Fixture, buyer: &LocalSigner, token: Address) {
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(buyer.as_alloy().clone()))
         .connect_http(fixture.devnet.endpoint().parse().unwrap());
-    IToken::new(OBOL, &provider)
+    IToken::new(token, &provider)
         .approve(PERMIT2, U256::MAX)
         .send()
         .await
@@ -105,7 +106,7 @@ async fn approved_payer_settles_through_the_proxy() {
         "permit2_allowance_required"
     );
 
-    approve_permit2(&fixture, &buyer).await;
+    approve_permit2(&fixture, &buyer, OBOL).await;
     let verified = fixture.facilitator.verify(&request).await.unwrap();
     assert!(verified.is_valid, "{verified:?}");
     let pay_to: Address = PAY_TO.parse().unwrap();
@@ -177,7 +178,7 @@ async fn eip2612_sponsoring_needs_no_prior_approval() {
 async fn permit2_failure_table() {
     let fixture = Fixture::start().await;
     let buyer = fixture.buyer(4);
-    approve_permit2(&fixture, &buyer).await;
+    approve_permit2(&fixture, &buyer, OBOL).await;
     let requirement = obol_requirement();
 
     let mutate = |f: &dyn Fn(&mut serde_json::Value)| {

@@ -144,7 +144,7 @@ async fn same_nonce_other_terms_racing_settle_once_and_the_other_is_refused() {
 #[tokio::test]
 async fn same_permit2_nonce_other_terms_is_refused_not_handed_the_receipt() {
     let fixture = Fixture::start().await;
-    approve_permit2(&fixture, &fixture.buyer(6)).await;
+    approve_permit2(&fixture, &fixture.buyer(6), obol_devnet::OBOL).await;
     let (a, b) = two_terms(&fixture, 6, &obol_requirement());
     let b_before = fixture.balance(OBOL, sellers().1).await;
 

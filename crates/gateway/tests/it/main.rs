@@ -261,6 +261,7 @@ pub fn option(symbol: &str, amount: &str) -> PaymentOption {
         price: per_request("0.001"),
         asset_symbol: symbol.into(),
         eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+        metering: None,
     }
 }
 
