@@ -176,6 +176,38 @@ pub(crate) async fn build(
     }
 }
 
+/// How long the daemon waits for a remote facilitator's `/supported` at start.
+const SUPPORTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Who settles `upto` payments on each chain, from the facilitator's `/supported` (its `upto`
+/// kinds' `extra.facilitatorAddress`). A facilitator that cannot say (unreachable, no `upto`)
+/// leaves metered offers paid `exact` only, logged.
+pub(crate) async fn upto_settlers(facilitator: &dyn Facilitator) -> obol_control::routes::Settlers {
+    let supported = match tokio::time::timeout(SUPPORTED_TIMEOUT, facilitator.supported()).await {
+        Ok(Ok(supported)) => supported,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the facilitator's /supported failed: metered offers are paid exact only");
+            return Default::default();
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the facilitator's /supported did not answer: metered offers are paid exact only"
+            );
+            return Default::default();
+        }
+    };
+    supported
+        .kinds
+        .iter()
+        .filter(|kind| kind.scheme == "upto")
+        .filter_map(|kind| {
+            let chain_id = network::evm_chain_id(&kind.network).ok()?;
+            let settler = kind.extra.as_ref()?.get("facilitatorAddress")?.as_str()?;
+            Some((chain_id, settler.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

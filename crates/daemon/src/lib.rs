@@ -226,17 +226,6 @@ pub async fn run(
     let routes = Arc::new(Routes::new());
     let chains = chain_ids(&paths);
     let secrets = Arc::new(FileSecrets::new(paths.secrets_dir()));
-    let reconciler = Arc::new(
-        Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
-            .with_chains(chains.clone())
-            .with_secrets(secrets.clone())
-            .with_public_host(
-                (!public_url.is_local_default())
-                    .then(|| url::Url::parse(public_url.as_str()).ok())
-                    .flatten()
-                    .and_then(|u| u.host_str().map(str::to_owned)),
-            ),
-    );
     let (facilitator, facilitator_summary) = facilitator::build(
         &paths,
         settings.facilitator.as_ref(),
@@ -244,6 +233,18 @@ pub async fn run(
         &facilitator::default_url(),
     )
     .await?;
+    let reconciler = Arc::new(
+        Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
+            .with_chains(chains.clone())
+            .with_secrets(secrets.clone())
+            .with_settlers(facilitator::upto_settlers(facilitator.as_ref()).await)
+            .with_public_host(
+                (!public_url.is_local_default())
+                    .then(|| url::Url::parse(public_url.as_str()).ok())
+                    .flatten()
+                    .and_then(|u| u.host_str().map(str::to_owned)),
+            ),
+    );
     let guard = Arc::new(
         ReplayGuard::open(&paths.payments_file()).map_err(|e| DaemonError::Start(e.to_string()))?,
     );

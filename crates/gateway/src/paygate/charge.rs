@@ -86,6 +86,10 @@ impl Shared {
             labels,
             retry: claim.unsettled.is_some(),
             settle_before_stream: false,
+            metered: option.metering.map(|metering| super::Metered {
+                metering,
+                ceiling: option.requirements.amount(),
+            }),
         };
         if paid.retry {
             // Taken before, settlement pending or unknown: the facilitator decides, at settle.

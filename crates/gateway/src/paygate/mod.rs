@@ -26,7 +26,8 @@ use obol_config::time::unix_now;
 use obol_facilitator::checks::VALIDITY_BUFFER_SECS;
 use obol_facilitator::{Facilitator, PaymentIdentity};
 use obol_x402::header::{self as x402_header, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE};
-use obol_x402::primitives::B256;
+use obol_x402::metering::{Measured, Usage};
+use obol_x402::primitives::{B256, U256};
 use obol_x402::signer::admissible_validity;
 use obol_x402::wire::{SettleResponse, VerifyRequest};
 use tower::{Layer, Service, ServiceExt as _};
@@ -36,6 +37,7 @@ use crate::error::GatewayError;
 use crate::guard::{Refusal, ReplayGuard, Ticket};
 use crate::limits::Limiter;
 use crate::matching;
+use crate::metering::{Charge, Metering};
 use crate::metrics::{Counter, Labels};
 use crate::proxy::is_event_stream;
 use crate::route::{Lookup, Offer, Routes, SettleMode};
@@ -44,6 +46,7 @@ use crate::siwx::Siwx;
 mod charge;
 mod gate;
 mod mcp;
+mod metered;
 mod stream;
 
 pub use gate::VERIFIED_WALLET_HEADER;
@@ -234,6 +237,15 @@ struct Paid {
     /// The payer's balance cannot be read (a remote facilitator), or could not be just now
     /// while it has other unsettled payments: a stream is settled before its first byte.
     settle_before_stream: bool,
+    /// A metered (`upto`) payment: settled once, after the answer, for what it used.
+    metered: Option<Metered>,
+}
+
+/// What a metered payment charges, and the most it may.
+#[derive(Clone, Copy)]
+struct Metered {
+    metering: Metering,
+    ceiling: U256,
 }
 
 /// A payment charged before its answer was served ([`Shared::charge_first`]).
@@ -356,11 +368,25 @@ impl Shared {
             Ok(paid) => paid,
             Err(response) => return *response,
         };
+        if let Some(metered) = paid.metered {
+            request = match fit_metered(request, metered).await {
+                Ok(fitted) => fitted,
+                Err(refusal) => {
+                    // Dropping `paid` frees the claim: nothing was charged.
+                    if let Refused::Rechallenge { failure, .. } = &refusal {
+                        paid.labels.failure(failure.reason);
+                    }
+                    return refusal.into_response(&offer, &resource_url);
+                }
+            };
+        }
         if let Ok(payer) = HeaderValue::from_str(&paid.payer()) {
             request.headers_mut().insert(PAYER_HEADER, payer);
         }
         request.extensions_mut().insert(offer.clone());
-        if paid.retry || offer.settle == SettleMode::SettleFirst {
+        // A metered payment is charged after its answer, whatever the offer's timing; only the
+        // retry of one whose settlement was left pending settles first (for its ceiling).
+        if paid.retry || (offer.settle == SettleMode::SettleFirst && paid.metered.is_none()) {
             return self
                 .settle_then_serve(request, inner, paid, &offer, resource_url)
                 .await;
@@ -376,7 +402,11 @@ impl Shared {
         }
         paid.labels.count(Counter::PaymentVerified);
         if is_event_stream(upstream.headers()) {
-            self.stream_then_settle(upstream, paid, &resource_url)
+            if paid.metered.is_some() {
+                self.stream_metered(upstream, paid, &resource_url)
+            } else {
+                self.stream_then_settle(upstream, paid, &resource_url)
+            }
         } else {
             self.settle_then_respond(upstream, paid, &offer, resource_url)
                 .await
@@ -472,11 +502,12 @@ impl Shared {
         response
     }
 
-    /// Serve-first, buffered: read the whole upstream answer, settle, then release it.
+    /// Serve-first, buffered: read the whole upstream answer, settle (a metered payment for
+    /// the usage the answer reports), then release it.
     async fn settle_then_respond(
         &self,
         upstream: Response<Body>,
-        paid: Paid,
+        mut paid: Paid,
         offer: &Offer,
         resource_url: String,
     ) -> Response<Body> {
@@ -491,8 +522,14 @@ impl Shared {
                 .into_response();
             }
         };
+        let usage = paid
+            .metered
+            .and_then(|_| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|answer| crate::metering::usage_of(&answer));
+        let charge = paid.charge_for(usage, false);
         match self.settle(paid, false).await {
-            Ok((receipt, _)) => {
+            Ok((mut receipt, _)) => {
+                note_charge(&mut receipt, charge.as_ref());
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
@@ -531,10 +568,13 @@ impl Shared {
 
     /// Settles before serving (settle-first, or the retry of a payment whose settlement was
     /// pending: taken before, it stays taken whatever this attempt comes to).
-    async fn charge_first(&self, paid: Paid) -> Result<Charged, NotCharged> {
+    async fn charge_first(&self, mut paid: Paid) -> Result<Charged, NotCharged> {
         let payer = paid.payer();
         let taken_before = paid.retry;
-        let (receipt, labels) = self.settle(paid, taken_before).await?;
+        // Before the answer, a metered payment's usage is unknown: its ceiling.
+        let charge = paid.charge_for(None, true);
+        let (mut receipt, labels) = self.settle(paid, taken_before).await?;
+        note_charge(&mut receipt, charge.as_ref());
         Ok(Charged {
             receipt,
             labels,
@@ -542,14 +582,10 @@ impl Shared {
         })
     }
 
-    fn stream_then_settle(
-        self: Arc<Self>,
-        upstream: Response<Body>,
-        paid: Paid,
-        resource_url: &str,
-    ) -> Response<Body> {
-        let (mut parts, body) = upstream.into_parts();
-        parts.headers.remove(header::CONTENT_LENGTH);
+    /// The headers of a paid stream (no length, the receipt's lookup link, the trailers
+    /// announced) and how long it may run before its settlement must start.
+    fn stream_parts(&self, headers: &mut HeaderMap, paid: &Paid, resource_url: &str) -> Duration {
+        headers.remove(header::CONTENT_LENGTH);
         // For clients that do not ask for trailers (`TE: trailers`), nor relay them: where the
         // receipt can be read once the stream ended.
         if let Ok(url) = url::Url::parse(resource_url) {
@@ -559,34 +595,55 @@ impl Shared {
                 paid.ticket.id().nonce
             );
             if let Ok(value) = HeaderValue::from_str(&at) {
-                parts.headers.insert(RECEIPT_LINK_HEADER, value);
+                headers.insert(RECEIPT_LINK_HEADER, value);
             }
         }
-        parts.headers.insert(
+        headers.insert(
             header::TRAILER,
             HeaderValue::from_static("X-PAYMENT-RESPONSE, PAYMENT-RESPONSE"),
         );
-        let deadline = if paid.settle_before_stream {
-            Duration::ZERO
-        } else {
-            let settle_at = paid
-                .expires_at
-                .saturating_sub(self.config.stream_settle_margin.as_secs());
-            Duration::from_secs(settle_at.saturating_sub(unix_now()))
+        if paid.settle_before_stream && paid.metered.is_none() {
+            return Duration::ZERO;
+        }
+        let settle_at = paid
+            .expires_at
+            .saturating_sub(self.config.stream_settle_margin.as_secs());
+        Duration::from_secs(settle_at.saturating_sub(unix_now()))
+    }
+
+    /// Settles a streamed payment: its receipts as trailers, and whether it charged.
+    async fn settle_trailers(
+        &self,
+        paid: Paid,
+        delivered: bool,
+        charge: Option<Charge>,
+    ) -> (HeaderMap, bool) {
+        let settled = self.settle(paid, delivered).await;
+        let mut trailers = HeaderMap::new();
+        let receipt = match settled {
+            Ok((mut receipt, _)) => {
+                note_charge(&mut receipt, charge.as_ref());
+                add_receipt(&mut trailers, &receipt);
+                return (trailers, true);
+            }
+            Err(refused) => refused.receipt().cloned(),
         };
+        if let Some(receipt) = receipt {
+            add_receipt(&mut trailers, &receipt);
+        }
+        (trailers, false)
+    }
+
+    fn stream_then_settle(
+        self: Arc<Self>,
+        upstream: Response<Body>,
+        paid: Paid,
+        resource_url: &str,
+    ) -> Response<Body> {
+        let (mut parts, body) = upstream.into_parts();
+        let deadline = self.stream_parts(&mut parts.headers, &paid, resource_url);
         let settle: SettleFn = Box::new(move |delivered| -> SettleFuture {
-            Box::pin(async move {
-                let settled = self.settle(paid, delivered).await;
-                let mut trailers = HeaderMap::new();
-                let receipt = match &settled {
-                    Ok((receipt, _)) => Some(receipt),
-                    Err(refused) => refused.receipt(),
-                };
-                if let Some(receipt) = receipt {
-                    add_receipt(&mut trailers, receipt);
-                }
-                (trailers, settled.is_ok())
-            })
+            Box::pin(async move { self.settle_trailers(paid, delivered, None).await })
         });
         let body = SettleOnEnd {
             inner: body,
@@ -600,6 +657,67 @@ impl Shared {
         };
         Response::from_parts(parts, Body::new(body))
     }
+
+    /// A metered stream: settled once it ended, for the usage it reported
+    /// ([`metered::MeteredStream`]).
+    fn stream_metered(
+        self: Arc<Self>,
+        upstream: Response<Body>,
+        paid: Paid,
+        resource_url: &str,
+    ) -> Response<Body> {
+        let (mut parts, body) = upstream.into_parts();
+        let deadline = self.stream_parts(&mut parts.headers, &paid, resource_url);
+        let settle: metered::MeteredSettleFn = Box::new(move |ending| -> SettleFuture {
+            Box::pin(async move {
+                let mut paid = paid;
+                let charge = match ending {
+                    metered::Ending::Used(usage) => paid.charge_for(usage, false),
+                    metered::Ending::Expiring => paid.charge_for(None, true),
+                };
+                self.settle_trailers(paid, true, charge).await
+            })
+        });
+        let body = metered::MeteredStream::new(body, settle, deadline);
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// The largest request body of a metered call (it is read whole to fit under the ceiling).
+const MAX_METERED_REQUEST: usize = 8 << 20;
+
+/// Fits a metered request under its payment's ceiling ([`Metering::fit`]), or why not.
+async fn fit_metered(request: Request<Body>, metered: Metered) -> Result<Request<Body>, Refused> {
+    let (mut parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_METERED_REQUEST);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(Refused::Error(GatewayError::body_too_large(
+                MAX_METERED_REQUEST,
+            )));
+        }
+    };
+    let body = match metered.metering.fit(&bytes, metered.ceiling) {
+        Ok(Some(fitted)) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, fitted.len().into());
+            Body::from(fitted)
+        }
+        Ok(None) => Body::from(bytes),
+        Err(crate::metering::OverCeiling(detail)) => {
+            return Err(Refused::Rechallenge {
+                failure: PaymentFailure {
+                    reason: "ceiling_too_low",
+                    detail,
+                    hint: Some("ask for fewer max_tokens, or pay with another option of the 402"),
+                },
+                status: StatusCode::PAYMENT_REQUIRED,
+            });
+        }
+    };
+    Ok(Request::from_parts(parts, body))
 }
 
 impl Shared {
@@ -725,6 +843,39 @@ fn upstream_identity(out: &mut HeaderMap, offer: &Offer, payer: Option<&str>) {
 impl Paid {
     fn payer(&self) -> String {
         self.ticket.id().payer.to_checksum(None)
+    }
+
+    /// For a metered payment: what it is charged (for `usage`, or the ceiling when `expiring`),
+    /// made the amount `/settle` is asked for. `None` for `exact`.
+    fn charge_for(&mut self, usage: Option<Usage>, expiring: bool) -> Option<Charge> {
+        let Metered { metering, ceiling } = self.metered?;
+        let charge = if expiring {
+            Charge {
+                amount: ceiling,
+                measured: Measured::Ceiling,
+                usage: None,
+            }
+        } else {
+            metering.charge(ceiling, usage)
+        };
+        if let VerifyRequest::V2 {
+            payment_requirements,
+            ..
+        } = &mut self.verify
+        {
+            payment_requirements.amount = charge.amount.into();
+        }
+        Some(charge)
+    }
+}
+
+/// Says in the receipt how a metered charge was measured (`extensions.metering`).
+fn note_charge(receipt: &mut SettleResponse, charge: Option<&Charge>) {
+    if let Some(charge) = charge {
+        receipt
+            .extensions
+            .get_or_insert_default()
+            .insert("metering".into(), charge.receipt_extension());
     }
 }
 

@@ -47,10 +47,12 @@ pub(super) struct SettleOnEnd {
 /// Why a stream was cut.
 #[derive(Debug, thiserror::Error)]
 #[error("the payment for this stream could not be settled; stream cut")]
-struct StreamCut;
+pub(super) struct StreamCut;
 
 /// A settlement's outcome, once finished: `Some(trailers)` when it charged, `None` to cut.
-fn finished(outcome: Result<(HeaderMap, bool), tokio::task::JoinError>) -> Option<HeaderMap> {
+pub(super) fn finished(
+    outcome: Result<(HeaderMap, bool), tokio::task::JoinError>,
+) -> Option<HeaderMap> {
     match outcome {
         Ok((trailers, true)) => Some(trailers),
         Ok((_, false)) | Err(_) => None,
