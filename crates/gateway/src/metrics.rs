@@ -90,6 +90,24 @@ impl Labels {
         metrics::counter!("obol_x402_verifier_payment_failure_reasons_total", &labels).increment(1);
     }
 
+    /// Counts what a settled metered (`upto`) call used and was charged, in atomic units of
+    /// its token: `obol_x402_metered_{prompt,completion}_tokens_total`,
+    /// `obol_x402_metered_charged_atomic_total` and `obol_x402_metered_calls_total{measured}`.
+    pub fn metered(&self, charge: &crate::metering::Charge) {
+        let pairs = self.pairs();
+        if let Some(usage) = charge.usage {
+            metrics::counter!("obol_x402_metered_prompt_tokens_total", &pairs)
+                .increment(usage.prompt_tokens);
+            metrics::counter!("obol_x402_metered_completion_tokens_total", &pairs)
+                .increment(usage.completion_tokens);
+        }
+        metrics::counter!("obol_x402_metered_charged_atomic_total", &pairs)
+            .increment(u64::try_from(charge.amount).unwrap_or(u64::MAX));
+        let mut labels = pairs.to_vec();
+        labels.push(("measured", charge.measured.as_str().to_owned()));
+        metrics::counter!("obol_x402_metered_calls_total", &labels).increment(1);
+    }
+
     /// Counts a charged request and stamps the last-success gauge.
     pub fn charged(&self) {
         self.count(Counter::ChargedRequests);

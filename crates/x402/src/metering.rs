@@ -69,6 +69,17 @@ impl NoUsage {
     }
 }
 
+impl Measured {
+    /// The wire name: `usage`, `estimate` or `ceiling`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Usage => "usage",
+            Self::Estimate => "estimate",
+            Self::Ceiling => "ceiling",
+        }
+    }
+}
+
 impl TokenRates {
     /// The same rate for prompt and completion tokens.
     pub fn flat(per_mtok: Decimal) -> Self {

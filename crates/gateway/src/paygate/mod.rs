@@ -528,8 +528,8 @@ impl Shared {
             .and_then(|answer| crate::metering::usage_of(&answer));
         let charge = paid.charge_for(usage, false);
         match self.settle(paid, false).await {
-            Ok((mut receipt, _)) => {
-                note_charge(&mut receipt, charge.as_ref());
+            Ok((mut receipt, labels)) => {
+                note_charge(&mut receipt, &labels, charge.as_ref());
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
@@ -574,7 +574,7 @@ impl Shared {
         // Before the answer, a metered payment's usage is unknown: its ceiling.
         let charge = paid.charge_for(None, true);
         let (mut receipt, labels) = self.settle(paid, taken_before).await?;
-        note_charge(&mut receipt, charge.as_ref());
+        note_charge(&mut receipt, &labels, charge.as_ref());
         Ok(Charged {
             receipt,
             labels,
@@ -621,8 +621,8 @@ impl Shared {
         let settled = self.settle(paid, delivered).await;
         let mut trailers = HeaderMap::new();
         let receipt = match settled {
-            Ok((mut receipt, _)) => {
-                note_charge(&mut receipt, charge.as_ref());
+            Ok((mut receipt, labels)) => {
+                note_charge(&mut receipt, &labels, charge.as_ref());
                 add_receipt(&mut trailers, &receipt);
                 return (trailers, true);
             }
@@ -869,9 +869,11 @@ impl Paid {
     }
 }
 
-/// Says in the receipt how a metered charge was measured (`extensions.metering`).
-fn note_charge(receipt: &mut SettleResponse, charge: Option<&Charge>) {
+/// Says in the receipt how a metered charge was measured (`extensions.metering`), and counts
+/// it in the offer's metrics.
+fn note_charge(receipt: &mut SettleResponse, labels: &Labels, charge: Option<&Charge>) {
     if let Some(charge) = charge {
+        labels.metered(charge);
         receipt
             .extensions
             .get_or_insert_default()
