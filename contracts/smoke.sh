@@ -15,7 +15,7 @@ ANVIL=${ANVIL:?set ANVIL to the anvil binary}
 CAST=${CAST:?set CAST to the cast binary}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ART="$HERE/artifacts"
-for a in TestUSDC TestObol Permit2 X402ExactPermit2Proxy IdentityRegistry; do
+for a in TestUSDC TestObol Permit2 X402ExactPermit2Proxy X402UptoPermit2Proxy IdentityRegistry; do
   [ -f "$ART/$a.json" ] || { echo "missing $ART/$a.json; run: node compile.mjs" >&2; exit 1; }
 done
 
@@ -25,6 +25,7 @@ USDC=0x036CbD53842c5426634e7929541eC2318f3dCF7e
 OBOL=0x0a09371a8b011d5110656ceBCc70603e53FD2c78
 PERMIT2=0x000000000022D473030F116dDEE9F6B43aC78BA3
 PROXY=0x402085c248EeA27D92E8b30b2C58ed07f9E20001
+UPTO=0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002
 IDENTITY=0x8004A818BFB912233c491871b3d84c89A494BD9e
 USDC_DOMAIN_SEPARATOR=0x71f17a3b2ff373b803d70a5a07c046c1a2bc8e89c09ef722fcb047abe94c9818
 PERMIT2_DOMAIN_SEPARATOR=0x010f27a92fb9a32622f44f001dc4d15706a85b33499cfc2ce9033113ab26592c
@@ -115,7 +116,7 @@ now() { "$CAST" block latest --rpc-url "$RPC" -f timestamp; }
 
 # ------------------------------------------------------------------ placement
 section "place runtime bytecode at the canonical addresses (anvil_setCode) and initialise"
-for pair in TestUSDC:$USDC TestObol:$OBOL Permit2:$PERMIT2 X402ExactPermit2Proxy:$PROXY IdentityRegistry:$IDENTITY; do
+for pair in TestUSDC:$USDC TestObol:$OBOL Permit2:$PERMIT2 X402ExactPermit2Proxy:$PROXY X402UptoPermit2Proxy:$UPTO IdentityRegistry:$IDENTITY; do
   name=${pair%%:*}; at=${pair#*:}
   "$CAST" rpc --rpc-url "$RPC" anvil_setCode "$at" "$(artifact "$name" deployedBytecode)" >/dev/null
   code=$("$CAST" code --rpc-url "$RPC" "$at")
@@ -139,6 +140,7 @@ expect_eq "$(call $USDC 'PERMIT_TYPEHASH()(bytes32)')" 0x6e71edae12b1b97f4d1f603
 expect_eq "$(call $PROXY 'WITNESS_TYPEHASH()(bytes32)')" 0xd97b3239a7f32295517bd14cb074edfdd188dfe5eb42f802bb26d4fd1eb12c37 "proxy WITNESS_TYPEHASH"
 expect_eq "$(call $PROXY 'WITNESS_TYPE_STRING()(string)')" '"Witness witness)TokenPermissions(address token,uint256 amount)Witness(address to,uint256 validAfter)"' "proxy WITNESS_TYPE_STRING"
 expect_eq "$(call $PROXY 'PERMIT2()(address)')" $PERMIT2 "proxy PERMIT2()"
+expect_eq "$(call $UPTO 'WITNESS_TYPEHASH()(bytes32)')" 0xd4171c445a74218b01d4fd8af34ff1106580ea1e36ff837e64484bfaa2253b75 "upto proxy WITNESS_TYPEHASH (its settle rules are tested in Rust: crates/devnet/tests/it/upto.rs)"
 expect_eq "$(call $USDC 'name()(string)')/$(call $USDC 'symbol()(string)')/$(call $USDC 'decimals()(uint8)')/$(call $USDC 'version()(string)')" '"USDC"/"USDC"/6/"2"' "TestUSDC name/symbol/decimals/version"
 expect_eq "$(call $OBOL 'name()(string)')/$(call $OBOL 'symbol()(string)')/$(call $OBOL 'decimals()(uint8)')" '"Obol Network"/"OBOL"/18' "TestObol name/symbol/decimals"
 OBOL_DS=$("$CAST" keccak "$("$CAST" abi-encode 'f(bytes32,bytes32,bytes32,uint256,address)' \
@@ -246,7 +248,7 @@ WORD=$(node -e 'console.log((BigInt(process.argv[1])>>8n).toString())' $PN)
 expect_eq "$(callv $PERMIT2 'nonceBitmap(address,uint256)(uint256)' $A1 $WORD)" \
   "$(node -e 'console.log((1n<<(BigInt(process.argv[1])&255n)).toString())' $PN)" "Permit2 nonceBitmap bit set"
 expect_revert "replayed Permit2 nonce reverts InvalidNonce" "$(sel 'InvalidNonce()')" $PROXY "$SETTLE" "(($OBOL,$AMT),$PN,$DL)" $A1 "($A2,$VA)" "$PSIG"
-expect_revert "witness.to redirected reverts InvalidSigner" "$(sel 'InvalidSigner()')" $PROXY "$SETTLE" "(($OBOL,$AMT),$((PN + 1)),$DL)" $A1 "($A0,$VA)" "$PSIG"
+expect_revert "witness.to redirected reverts InvalidSigner" "$(sel 'InvalidSigner()')" $PROXY "$SETTLE" "(($OBOL,$AMT),$(randuint),$DL)" $A1 "($A0,$VA)" "$PSIG"
 
 PN2=$(randuint); permit2_json "$WORK/p2.json" $OBOL 1000 $PN2 $DL $A2 $VA
 split_sig "$(sign_typed $PK1 "$WORK/p2.json")"
@@ -370,7 +372,7 @@ expect_revert "IdentityRegistry rejecting ERC-1271 wallet reverts 'invalid walle
 
 # ------------------------------------------------------------------ plain deployments
 section "plain deployment (constructor-less create + initialize)"
-for name in TestUSDC TestObol Permit2 X402ExactPermit2Proxy IdentityRegistry; do
+for name in TestUSDC TestObol Permit2 X402ExactPermit2Proxy X402UptoPermit2Proxy IdentityRegistry; do
   RCPT=$(send $PK0 --create "$(artifact $name bytecode)")
   AT=$(node -e 'console.log(JSON.parse(process.argv[1]).contractAddress)' "$RCPT")
   expect_eq "$("$CAST" code --rpc-url "$RPC" "$AT")" "$(artifact $name deployedBytecode)" "$name deployed at $AT, runtime code = deployedBytecode"
@@ -399,8 +401,8 @@ EOF
         "$(topic 'EIP712Domain(string name,uint256 chainId,address verifyingContract)')" "$(topic Permit2)" $CHAIN_ID $AT)")
       expect_eq "$(call $AT 'DOMAIN_SEPARATOR()(bytes32)')" "$DS" "  fresh Permit2: DOMAIN_SEPARATOR follows its address"
       ;;
-    X402ExactPermit2Proxy)
-      expect_eq "$(call $AT 'PERMIT2()(address)')" $PERMIT2 "  fresh proxy: PERMIT2() is the canonical Permit2"
+    X402ExactPermit2Proxy|X402UptoPermit2Proxy)
+      expect_eq "$(call $AT 'PERMIT2()(address)')" $PERMIT2 "  fresh $name: PERMIT2() is the canonical Permit2"
       ;;
     IdentityRegistry)
       send $PK1 $AT "register(string)" "ipfs://x" >/dev/null

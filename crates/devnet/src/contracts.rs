@@ -3,7 +3,7 @@
 
 use alloy::primitives::{Address, Bytes, address};
 use alloy::sol;
-use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2};
+use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2, UPTO_PERMIT2_PROXY};
 
 use crate::DevnetError;
 
@@ -43,7 +43,7 @@ pub(crate) const TEST_USDC: Placement = Placement {
 };
 
 /// Every devnet contract, in placement order.
-pub(crate) const PLACEMENTS: [Placement; 5] = [
+pub(crate) const PLACEMENTS: [Placement; 6] = [
     TEST_USDC,
     Placement {
         name: "TestObol",
@@ -61,6 +61,12 @@ pub(crate) const PLACEMENTS: [Placement; 5] = [
         name: "X402ExactPermit2Proxy",
         address: EXACT_PERMIT2_PROXY,
         artifact: include_str!("../../../contracts/artifacts/X402ExactPermit2Proxy.json"),
+        funding: None,
+    },
+    Placement {
+        name: "X402UptoPermit2Proxy",
+        address: UPTO_PERMIT2_PROXY,
+        artifact: include_str!("../../../contracts/artifacts/X402UptoPermit2Proxy.json"),
         funding: None,
     },
     Placement {

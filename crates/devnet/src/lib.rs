@@ -5,9 +5,9 @@
 //! waits until it answers `eth_chainId`, and kills it when the handle is dropped.
 //!
 //! [`Devnet::start`] goes further: it places our own contracts at the Base Sepolia addresses
-//! (EIP-3009 USDC, EIP-2612 OBOL, Permit2, the x402 exact Permit2 proxy, the ERC-8004 Identity
-//! Registry), so the built-in token registry, the spec's EIP-712 domains and unmodified x402
-//! clients all work against it, and funds the ten dev accounts with both tokens.
+//! (EIP-3009 USDC, EIP-2612 OBOL, Permit2, the x402 exact and upto Permit2 proxies, the ERC-8004
+//! Identity Registry), so the built-in token registry, the spec's EIP-712 domains and unmodified
+//! x402 clients all work against it, and funds the ten dev accounts with both tokens.
 
 #[cfg(feature = "testing")]
 pub mod bench;

@@ -9,7 +9,7 @@ use obol_chain::ChainClient;
 use obol_config::networks::canonical_chain;
 use obol_config::{ChainEndpoints, Endpoint, NetworksFile, fs as private_fs};
 use obol_devnet::{Anvil, DEFAULT_CHAIN_ID, IDENTITY_REGISTRY, OBOL, USDC};
-use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2};
+use obol_x402::token::{EXACT_PERMIT2_PROXY, PERMIT2, UPTO_PERMIT2_PROXY};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -117,6 +117,7 @@ fn report(ctx: &Context, state: &DevnetState, what: &str) -> anyhow::Result<()> 
         ("OBOL (EIP-2612, Permit2)", OBOL),
         ("Permit2", PERMIT2),
         ("x402 exact Permit2 proxy", EXACT_PERMIT2_PROXY),
+        ("x402 upto Permit2 proxy", UPTO_PERMIT2_PROXY),
         ("ERC-8004 Identity Registry", IDENTITY_REGISTRY),
     ];
     if ctx.json {
