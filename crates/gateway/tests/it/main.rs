@@ -12,6 +12,7 @@ mod flows;
 mod hostile;
 mod limits;
 mod mcp;
+mod metering;
 mod modes;
 mod routes;
 mod siwx;
