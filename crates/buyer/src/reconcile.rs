@@ -191,11 +191,11 @@ impl PurchaseReconciler {
     async fn money(
         &self,
         purchase: &PurchaseRequest,
-        spent: u64,
+        counts: &crate::pool::PoolCounts,
         status: &mut PurchaseRequestStatus,
     ) {
         let payment = &purchase.spec.payment;
-        status.total_spent = payment.total(spent);
+        status.total_spent = payment.spent_total(counts.charged, counts.spent_unstated);
         let (Some(balances), Ok(chain_id), Ok(asset), Some(Ok(owner))) = (
             &self.balances,
             network::evm_chain_id(&payment.network),
@@ -405,7 +405,7 @@ impl PurchaseReconciler {
         status.spent = clamp(counts.spent);
         let total_signed = counts.available + counts.held + counts.spent + counts.burned;
         status.total_signed = clamp(total_signed);
-        self.money(purchase, counts.spent, status).await;
+        self.money(purchase, &counts, status).await;
         self.auto_refill(purchase, counts.available, total_signed, status)
             .await;
         let conditions = &mut status.conditions;
@@ -565,9 +565,10 @@ fn served(p: &PurchaseRequest) -> (&str, &str) {
     (model, endpoint)
 }
 
-/// The seller's option pays the same network, asset and recipient as the request.
+/// The seller's option pays the same scheme, network, asset and recipient as the request.
 pub(crate) fn same_terms(asked: &v2::PaymentRequirements, wanted: &PurchasePayment) -> bool {
-    network::same_network(&asked.network, &wanted.network)
+    asked.scheme == wanted.scheme()
+        && network::same_network(&asked.network, &wanted.network)
         && asked.asset.eq_ignore_ascii_case(&wanted.asset)
         && asked.pay_to.eq_ignore_ascii_case(&wanted.pay_to)
 }

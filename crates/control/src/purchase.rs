@@ -81,6 +81,9 @@ pub struct PurchasePayment {
     /// EIP-712 domain version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eip712_version: Option<String>,
+    /// `upto` for a metered purchase (the price is a ceiling per call); absent: `exact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
 }
 
 /// The `PurchaseRequest` spec. Deserializing refuses every field it does not know, naming it
@@ -151,11 +154,26 @@ pub struct PurchaseRequestStatus {
 }
 
 impl PurchasePayment {
-    /// `spent` calls at this price, in token units with the symbol (`0.004 USDC`); `None` for an
-    /// unreadable price.
-    pub fn total(&self, spent: u64) -> Option<String> {
+    /// The x402 scheme the authorizations pay: `exact` or `upto`.
+    pub fn scheme(&self) -> &str {
+        self.scheme.as_deref().unwrap_or("exact")
+    }
+
+    /// What was spent: `charged` atomic units the sellers' receipts stated (metered calls) plus
+    /// `unstated` calls at this price; `None` for an unreadable price.
+    pub fn spent_total(
+        &self,
+        charged: obol_x402::primitives::U256,
+        unstated: u64,
+    ) -> Option<String> {
         let price: obol_x402::primitives::U256 = self.price.parse().ok()?;
-        Some(self.amount_text(price.saturating_mul(obol_x402::primitives::U256::from(spent))))
+        Some(
+            self.amount_text(
+                price
+                    .saturating_mul(obol_x402::primitives::U256::from(unstated))
+                    .saturating_add(charged),
+            ),
+        )
     }
 
     /// `atomic` units of this token as text (`1.25 USDC`; the asset address when the symbol is

@@ -29,6 +29,7 @@ use std::path::Path;
 use std::sync::{Arc, MutexGuard};
 
 use obol_sqlite::{GroupCommit, WriteError};
+use obol_x402::primitives::U256;
 use obol_x402::wire::v2;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
@@ -108,6 +109,10 @@ pub struct PoolCounts {
     pub spent: u64,
     /// Held at a crash or sent without a clear refusal; never reused.
     pub burned: u64,
+    /// What the spent ones whose seller said so were charged, in atomic units.
+    pub charged: U256,
+    /// Spent ones whose seller did not say what it charged (their price counts).
+    pub spent_unstated: u64,
 }
 
 /// The pools of one stack, in SQLite.
@@ -127,8 +132,13 @@ enum Write {
         terms: String,
         fresh: i64,
     },
-    /// End hold `id` as `state` (a release of a retired row drops it instead).
-    Finish { id: i64, state: &'static str },
+    /// End hold `id` as `state` (a release of a retired row drops it instead), recording what
+    /// the seller charged when it said.
+    Finish {
+        id: i64,
+        state: &'static str,
+        charged: Option<String>,
+    },
 }
 
 /// What a write returns: the row a hold took (`None` when none matched, and for a finish).
@@ -321,6 +331,17 @@ impl AuthPool {
                 _ => {}
             }
         }
+        let mut charged = db.prepare(
+            "SELECT charged FROM presigned_auths
+             WHERE pool = ?1 AND retired = 0 AND state = 'spent'",
+        )?;
+        let amounts = charged.query_map(params![pool], |row| row.get::<_, Option<String>>(0))?;
+        for amount in amounts {
+            match amount?.and_then(|a| a.parse::<U256>().ok()) {
+                Some(amount) => counts.charged = counts.charged.saturating_add(amount),
+                None => counts.spent_unstated += 1,
+            }
+        }
         Ok(counts)
     }
 
@@ -351,7 +372,12 @@ impl AuthPool {
     /// Ends hold `id` as `state`, durably (group-committed); a release of a retired row drops
     /// it instead.
     fn finish(&self, id: i64, state: &'static str) -> Result<(), PoolError> {
-        self.write(Write::Finish { id, state }).map(drop)
+        self.write(Write::Finish {
+            id,
+            state,
+            charged: None,
+        })
+        .map(drop)
     }
 }
 
@@ -371,13 +397,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written, rusql
                 Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
             })
             .optional(),
-        Write::Finish { id, state } => {
+        Write::Finish { id, state, charged } => {
             tx.prepare_cached(
                 "UPDATE presigned_auths
-                 SET state = CASE WHEN retired = 1 AND ?2 = 'available' THEN 'dropped' ELSE ?2 END
+                 SET state = CASE WHEN retired = 1 AND ?2 = 'available' THEN 'dropped' ELSE ?2 END,
+                     charged = ?3
                  WHERE id = ?1 AND state = 'held'",
             )?
-            .execute(params![id, state])?;
+            .execute(params![id, state, charged])?;
             Ok(None)
         }
     }
@@ -421,9 +448,25 @@ impl Held {
     /// # Errors
     ///
     /// [`PoolError::Sqlite`] when the spent mark could not be written.
-    pub fn confirm(mut self) -> Result<(), PoolError> {
+    pub fn confirm(self) -> Result<(), PoolError> {
+        self.confirm_charged(None)
+    }
+
+    /// [`Held::confirm`], recording what the seller said it charged (its receipt's `amount`,
+    /// less than the authorization for a metered payment).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Sqlite`] when the spent mark could not be written.
+    pub fn confirm_charged(mut self, charged: Option<U256>) -> Result<(), PoolError> {
         self.done = true;
-        self.pool.finish(self.id, "spent")
+        self.pool
+            .write(Write::Finish {
+                id: self.id,
+                state: "spent",
+                charged: charged.map(|c| c.to_string()),
+            })
+            .map(drop)
     }
 
     /// The seller clearly did not take it: back to the head of the queue.

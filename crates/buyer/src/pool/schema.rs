@@ -17,10 +17,15 @@ use super::terms::terms_key;
 ///   no table at all: a new database).
 /// - 1: nonces unique across pools, a `terms` key per row, removed pools `retired`, a
 ///   `dropped` state for rows retired unspent.
+/// - 2: `charged`, what a spent row's seller said it charged (atomic units, decimal; metered
+///   payments charge less than the ceiling signed), `NULL` when it did not say.
 pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
 
 /// The steps to [`SCHEMA_VERSION`], in order.
-const STEPS: &[Step] = &[Step::Code(to_v1)];
+const STEPS: &[Step] = &[
+    Step::Code(to_v1),
+    Step::Sql("ALTER TABLE presigned_auths ADD COLUMN charged TEXT;"),
+];
 
 /// The current table; `{table}` is its name (the migration builds it beside the old one).
 const TABLE: &str = "

@@ -599,7 +599,7 @@ impl BuyerProxy {
                 retries,
                 "the seller has not confirmed a settlement; the authorization counts as spent"
             );
-            confirm(purchase, held).await?;
+            confirm(purchase, held, None).await?;
             let mut response = BuyError::SettlementPending {
                 transaction: pending.transaction,
                 retries,
@@ -613,7 +613,11 @@ impl BuyerProxy {
             if !settled(paid.headers()) {
                 metrics::count(purchase, Counter::PaymentUnsettledConfirmations);
             }
-            confirm(purchase, held).await?;
+            // A metered seller charges less than the authorization: its receipt says how much.
+            let charged = crate::seller::receipt_of(paid.headers())
+                .and_then(|receipt| receipt.amount)
+                .map(|amount| amount.get());
+            confirm(purchase, held, charged).await?;
             return Ok(Paid::Answered(relay(paid)));
         }
         metrics::count(purchase, Counter::PaymentFailure);
@@ -704,9 +708,14 @@ impl BuyerProxy {
     }
 }
 
-/// Marks `held` spent; the mark is an fsync'd write, so off the async workers.
-async fn confirm(purchase: &Purchase, held: crate::pool::Held) -> Result<(), BuyError> {
-    tokio::task::spawn_blocking(move || held.confirm())
+/// Marks `held` spent (with what the seller said it charged); the mark is an fsync'd write, so
+/// off the async workers.
+async fn confirm(
+    purchase: &Purchase,
+    held: crate::pool::Held,
+    charged: Option<obol_x402::primitives::U256>,
+) -> Result<(), BuyError> {
+    tokio::task::spawn_blocking(move || held.confirm_charged(charged))
         .await
         .map_err(|e| BuyError::Internal(e.to_string()))?
         .inspect_err(|_| metrics::count(purchase, Counter::ConfirmSpendFailure))
@@ -776,6 +785,7 @@ async fn status(State(proxy): State<Arc<BuyerProxy>>) -> Response {
                     "network": purchase.chain,
                     "remaining": counts.available, "spent": counts.spent,
                     "held": counts.held, "burned": counts.burned,
+                    "charged": counts.charged.to_string(), "spentUnstated": counts.spent_unstated,
                 }),
             )
         })

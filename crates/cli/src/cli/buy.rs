@@ -94,6 +94,11 @@ pub(crate) struct BuyInferenceArgs {
     pub(crate) budget: Option<String>,
     #[command(flatten)]
     pub(crate) token: TokenArgs,
+    /// Buy the seller's metered (`upto`) option: each call signs a ceiling and is charged for
+    /// the tokens it used (the pool's budget counts ceilings, the spend what was charged). Pays
+    /// through Permit2: a one-time approval of the token, asked for.
+    #[arg(long)]
+    pub(crate) metered: bool,
     /// The purchase's name (default: the purchase already buying this model from this seller,
     /// which is topped up, else one derived from the model).
     #[arg(long)]
@@ -215,6 +220,11 @@ pub(crate) struct BuyPayArgs {
     pub(crate) max_amount: String,
     #[command(flatten)]
     pub(crate) token: TokenArgs,
+    /// Pay the seller's metered (`upto`) option: sign a ceiling (at most --max-amount), be
+    /// charged for the tokens used (the receipt says how much). Pays through Permit2: a
+    /// one-time approval of the token, asked for.
+    #[arg(long)]
+    pub(crate) metered: bool,
     /// HTTP method (default GET, or POST with --data).
     #[arg(long, short = 'X')]
     pub(crate) method: Option<String>,

@@ -114,10 +114,25 @@ pub(super) fn clean(text: &str) -> String {
 /// The option to pay and its human price, or why none is acceptable.
 pub(super) struct Choice {
     pub(super) requirement: v2::PaymentRequirements,
-    /// The token it pays in.
+    /// The token it pays in (a metered payment moves it through Permit2, whatever the token's
+    /// own method).
     pub(super) token: Token,
+    /// `0.001 USDC`, or `up to 0.002458 USDC` for a metered option.
     pub(super) price: String,
     pub(super) network: &'static str,
+    /// A metered (`upto`) option: the price is a ceiling, the receipt says what was charged.
+    pub(super) metered: bool,
+}
+
+impl Choice {
+    /// `atomic` units of the chosen token, as text (`0.000023 USDC`).
+    pub(super) fn amount_text(&self, atomic: obol_x402::primitives::U256) -> String {
+        format!(
+            "{} {}",
+            format_units(atomic, self.token.decimals),
+            self.token.symbol
+        )
+    }
 }
 
 /// The first `exact` option in `symbol` on a known network costing at most `max_amount` units
@@ -128,6 +143,19 @@ pub(super) fn choose(
     symbol: &str,
     tokens: &TokenRegistry,
 ) -> anyhow::Result<Choice> {
+    choose_scheme(offered, max_amount, symbol, tokens, false)
+}
+
+/// [`choose`], or with `metered` the first `upto` option instead (its ceiling at most
+/// `max_amount`).
+pub(super) fn choose_scheme(
+    offered: &Offered,
+    max_amount: Option<&str>,
+    symbol: &str,
+    tokens: &TokenRegistry,
+    metered: bool,
+) -> anyhow::Result<Choice> {
+    let wanted = if metered { "upto" } else { "exact" };
     let mut refusals = Vec::new();
     for requirement in &offered.accepts {
         let Some((known, token)) = known_token(tokens, requirement) else {
@@ -158,11 +186,13 @@ pub(super) fn choose(
             .is_err()
         {
             refusals.push(format!("{price}: payTo is not an address"));
-        } else if requirement.scheme != "exact" {
-            refusals.push(format!(
-                "{price}: scheme {:?} unsupported",
-                requirement.scheme
-            ));
+        } else if requirement.scheme != wanted {
+            let why = match requirement.scheme.as_str() {
+                "upto" => "metered: pay it with --metered",
+                "exact" => "not metered (--metered pays upto only)",
+                _ => "unsupported",
+            };
+            refusals.push(format!("{price}: scheme {:?} {why}", requirement.scheme));
         } else if let Some(cap) = cap
             && requirement.amount() > cap
         {
@@ -172,11 +202,19 @@ pub(super) fn choose(
                 max_amount.unwrap_or_default()
             ));
         } else {
+            let mut token = token.clone();
+            let price = if metered {
+                token.transfer_method = obol_x402::TransferMethod::Permit2;
+                format!("up to {price}")
+            } else {
+                price
+            };
             return Ok(Choice {
                 requirement: requirement.clone(),
-                token: token.clone(),
+                token,
                 price,
                 network: known.name,
+                metered,
             });
         }
     }
@@ -255,6 +293,21 @@ impl Paid {
                 choice.price,
                 choice.network,
                 choice.requirement.pay_to
+            ),
+            (None, Some(r)) if r.success && choice.metered => format!(
+                "paid {} of {} on {} to {} — {}{retried}",
+                r.amount.map_or_else(
+                    || "an unstated amount".to_owned(),
+                    |a| choice.amount_text(a.get())
+                ),
+                choice.price,
+                choice.network,
+                choice.requirement.pay_to,
+                if r.transaction.is_empty() {
+                    "nothing used, no transaction".to_owned()
+                } else {
+                    format!("transaction {}", r.transaction)
+                }
             ),
             (None, Some(r)) if r.success => format!(
                 "paid {} on {} to {} — transaction {}{retried}",
@@ -408,7 +461,13 @@ async fn pay(ctx: &Context, args: BuyPayArgs) -> anyhow::Result<ExitCode> {
         &call,
         async |offered| {
             let tokens = super::tokens::confirm(ctx, &args.token, offered).await?;
-            choose(offered, Some(&args.max_amount), &args.token.symbol, &tokens)
+            choose_scheme(
+                offered,
+                Some(&args.max_amount),
+                &args.token.symbol,
+                &tokens,
+                args.metered,
+            )
         },
         || Ok(super::wallet::load_signer(ctx, &args.signer)?.0),
         |approval, signer| {

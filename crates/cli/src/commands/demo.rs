@@ -592,7 +592,7 @@ async fn run_demo(ctx: &Context, args: &DemoArgs, started: &mut Started) -> anyh
     let remaining = live_counts(&stack.buyer_address)
         .await
         .get("buy/demo")
-        .map_or(0, |(r, _)| *r);
+        .map_or(0, |l| l.remaining);
     report(
         ctx,
         &stack,

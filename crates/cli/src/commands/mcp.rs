@@ -535,6 +535,7 @@ impl Inner {
                 symbol: self.caps.token.clone(),
                 token_address: None,
             },
+            metered: false,
             name: None,
             namespace: crate::cli::DEFAULT_BUY_NAMESPACE.to_owned(),
             replace: false,
@@ -633,6 +634,7 @@ impl Inner {
                         token.symbol
                     ),
                     network: "",
+                    metered: requirement.scheme == "upto",
                 };
                 self.admit_batch(&choice, count, max_total, false)
             },

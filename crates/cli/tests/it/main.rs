@@ -14,6 +14,7 @@ mod identity;
 mod interop;
 mod manifest;
 mod mcp;
+mod metered;
 mod network;
 mod secrets;
 mod shared_facilitator;

@@ -192,7 +192,13 @@ pub(crate) async fn buy_pool(
     let prober = probe::Prober::new(args.user_agent.as_deref(), Duration::from_secs(15))?;
     let offered = prober.chat(&endpoint).await?;
     let tokens = tokens::confirm(ctx, &args.token, &offered).await?;
-    let choice = choose(&offered, None, &args.token.symbol, &tokens)?;
+    let choice = crate::commands::buy::choose_scheme(
+        &offered,
+        None,
+        &args.token.symbol,
+        &tokens,
+        args.metered,
+    )?;
     if let Some(agent_id) = args.expected_agent_id {
         crate::commands::discover::verify_seller(ctx, &endpoint, &choice.requirement, agent_id)
             .await?;
@@ -250,12 +256,14 @@ pub(crate) async fn buy_pool(
         asset_transfer_method: Some(token.transfer_method.as_str().to_owned()),
         eip712_name: Some(token.eip712_name.clone()),
         eip712_version: Some(token.eip712_version.clone()),
+        scheme: choice.metered.then(|| "upto".to_owned()),
     };
     if let Some(existing) = &existing
         && !args.replace
         && (existing.spec.endpoint != endpoint
             || existing.spec.model != model
             || existing.spec.payment.price != payment.price
+            || existing.spec.payment.scheme() != payment.scheme()
             || !existing
                 .spec
                 .payment
@@ -307,12 +315,18 @@ pub(crate) async fn buy_pool(
             clean(&endpoint),
             clean(&model)
         ));
+        let metered = if choice.metered {
+            ", charged per token"
+        } else {
+            ""
+        };
         output::note(&format!(
-            "price:   {} per call on {} to {}",
+            "price:   {} per call{metered} on {} to {}",
             choice.price, choice.network, choice.requirement.pay_to
         ));
         output::note(&format!(
-            "buy:     {count} calls = {}{}",
+            "buy:     {count} calls = {}{}{}",
+            if choice.metered { "up to " } else { "" },
             units(total),
             balance.map_or_else(
                 || " (balance not checked: no RPC endpoint for this chain)".to_owned(),

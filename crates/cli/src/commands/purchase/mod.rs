@@ -34,7 +34,7 @@ use obol_x402::{LocalSigner, Token, TokenRegistry};
 use serde_json::{Value, json};
 
 use super::Context;
-use super::buy::{choose, clean, known_token};
+use super::buy::{clean, known_token};
 use super::stack::admin;
 use super::tokens;
 use crate::cli::{BuyInferenceArgs, BuyRefillArgs};
@@ -166,7 +166,18 @@ pub(super) async fn wait_ready(
 }
 
 /// Live `{pool: (remaining, spent)}` from the buyer proxy.
-pub(super) async fn live_counts(buyer: &str) -> HashMap<String, (u64, u64)> {
+/// A pool's counts as the buyer proxy reports them live.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Live {
+    pub(crate) remaining: u64,
+    pub(crate) spent: u64,
+    /// What the spent calls whose seller said so were charged (atomic units).
+    pub(crate) charged: obol_x402::primitives::U256,
+    /// Spent calls whose seller did not say (their price counts).
+    pub(crate) unstated: u64,
+}
+
+pub(super) async fn live_counts(buyer: &str) -> HashMap<String, Live> {
     let status: Option<Value> = async {
         reqwest::Client::new()
             .get(format!("http://{buyer}/status"))
@@ -185,9 +196,22 @@ pub(super) async fn live_counts(buyer: &str) -> HashMap<String, (u64, u64)> {
         .into_iter()
         .flatten()
         .filter_map(|(pool, p)| {
+            let spent = p.get("spent")?.as_u64()?;
             Some((
                 pool.clone(),
-                (p.get("remaining")?.as_u64()?, p.get("spent")?.as_u64()?),
+                Live {
+                    remaining: p.get("remaining")?.as_u64()?,
+                    spent,
+                    charged: p
+                        .get("charged")
+                        .and_then(Value::as_str)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or_default(),
+                    unstated: p
+                        .get("spentUnstated")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(spent),
+                },
             ))
         })
         .collect()

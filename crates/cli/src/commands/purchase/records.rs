@@ -14,8 +14,9 @@ pub(crate) async fn rows(ctx: &Context) -> anyhow::Result<Vec<Value>> {
             let meta = &p.metadata;
             let (remaining, spent) = live
                 .get(&pool_name(&meta.namespace, &meta.name))
-                .copied()
-                .unwrap_or((u64::from(p.status.remaining), u64::from(p.status.spent)));
+                .map_or((u64::from(p.status.remaining), u64::from(p.status.spent)), |l| {
+                    (l.remaining, l.spent)
+                });
             let ready = condition(&p.status.conditions, "Ready")
                 .is_some_and(|c| c.status == ConditionStatus::True);
             json!({"namespace": meta.namespace, "name": meta.name, "model": p.spec.model,
@@ -59,14 +60,17 @@ pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
     let (client, buyer) = stack(ctx)?;
     let mut purchase = client.get::<PurchaseRequestSpec>(namespace, name).await?;
-    if let Some((remaining, spent)) = live_counts(&buyer)
+    if let Some(live) = live_counts(&buyer)
         .await
         .get(&pool_name(namespace, name))
         .copied()
     {
-        purchase.status.remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
-        purchase.status.spent = u32::try_from(spent).unwrap_or(u32::MAX);
-        purchase.status.total_spent = purchase.spec.payment.total(spent);
+        purchase.status.remaining = u32::try_from(live.remaining).unwrap_or(u32::MAX);
+        purchase.status.spent = u32::try_from(live.spent).unwrap_or(u32::MAX);
+        purchase.status.total_spent = purchase
+            .spec
+            .payment
+            .spent_total(live.charged, live.unstated);
     }
     // The authorizations are bulky and say nothing a user needs here.
     purchase.spec.pre_signed_auths.clear();
@@ -128,7 +132,7 @@ async fn unspent(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<u
     Ok(live_counts(&buyer)
         .await
         .get(&pool_name(namespace, name))
-        .map_or(0, |(r, _)| *r))
+        .map_or(0, |l| l.remaining))
 }
 
 /// Deletes a purchase and waits until the stack has dropped it; the unspent authorizations it
