@@ -576,6 +576,25 @@ pub struct ServiceOfferStatus {
     /// The generation these conditions describe.
     #[serde(default)]
     pub observed_generation: i64,
+    /// What the offer's metered (`upto`) calls used and were charged, in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<OfferUsage>,
+}
+
+/// `status.usage` (the original's proposed fields): the offer's settled metered calls.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferUsage {
+    /// Settled metered calls.
+    pub requests: u64,
+    /// Prompt tokens they reported.
+    pub prompt_tokens: u64,
+    /// Completion tokens they reported.
+    pub completion_tokens: u64,
+    /// Both.
+    pub total_tokens: u64,
+    /// What they were charged, in token units with the symbol (`0.000069 USDC`).
+    pub charged: String,
 }
 
 impl ServiceOfferSpec {

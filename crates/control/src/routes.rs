@@ -273,6 +273,35 @@ pub fn metered_option(
     }))
 }
 
+/// `status.usage` of `offer` from what its metered calls used (`raw`), the charge in the token
+/// its metered option is paid in.
+pub fn offer_usage(
+    registry: &TokenRegistry,
+    offer: &ServiceOffer,
+    raw: &obol_gateway::metering::MeteredUsage,
+) -> crate::offer::OfferUsage {
+    let payment = offer
+        .effective_payments()
+        .iter()
+        .find(|p| p.upto.is_some())
+        .unwrap_or(&offer.spec.payment);
+    let charged = match resolve_token(registry, &payment.network, payment.asset.as_ref()) {
+        Ok(token) => format!(
+            "{} {}",
+            obol_x402::money::format_units(raw.charged, token.decimals),
+            token.symbol
+        ),
+        Err(_) => format!("{} atomic units", raw.charged),
+    };
+    crate::offer::OfferUsage {
+        requests: raw.requests,
+        prompt_tokens: raw.prompt_tokens,
+        completion_tokens: raw.completion_tokens,
+        total_tokens: raw.prompt_tokens.saturating_add(raw.completion_tokens),
+        charged,
+    }
+}
+
 /// The gateway offer for a published `ServiceOffer` (embedded mode: upstream by URL): its
 /// `exact` options, then its metered ones (settled by `settlers`).
 pub fn gateway_offer(

@@ -43,6 +43,8 @@ pub(crate) struct AdminState {
     pub(crate) public_url_is_default: bool,
     pub(crate) stack_id: String,
     pub(crate) facilitator: FacilitatorSummary,
+    /// The gateway's payment guard: what metered offers used (`status.usage`, read live).
+    pub(crate) guard: Option<Arc<obol_gateway::guard::ReplayGuard>>,
 }
 
 /// The stack's status as the admin API reports it.
@@ -108,12 +110,26 @@ pub trait AdminKind: Spec {
     /// Whether a PUT also stores the status it carries. Kinds whose status a controller writes
     /// keep it; `AgentIdentity`, whose ids only the CLI records, takes it from the PUT.
     const PUT_WRITES_STATUS: bool = false;
+    /// Adds to an object read what is only known live, from the gateway's payment guard (none
+    /// by default).
+    fn decorate(_object: &mut Object<Self>, _guard: &obol_gateway::guard::ReplayGuard) {}
 }
 
 impl AdminKind for ServiceOfferSpec {
     const PLURAL: &'static str = "offers";
     fn validate(object: &Object<Self>) -> Result<(), ValidationError> {
         validate_offer(object)
+    }
+
+    /// `status.usage`: what the offer's metered calls used and were charged, from the guard.
+    fn decorate(object: &mut Object<Self>, guard: &obol_gateway::guard::ReplayGuard) {
+        if let Some(raw) = guard.usage(&object.metadata.namespace, &object.metadata.name) {
+            object.status.usage = Some(obol_control::routes::offer_usage(
+                &obol_x402::TokenRegistry::builtin(),
+                object,
+                &raw,
+            ));
+        }
     }
 }
 
@@ -195,7 +211,14 @@ async fn status(State(state): State<AdminState>) -> Response {
 
 async fn list<S: AdminKind>(State(state): State<AdminState>) -> Response {
     match state.store.list::<S>(None).await {
-        Ok(objects) => axum::Json(objects).into_response(),
+        Ok(mut objects) => {
+            if let Some(guard) = &state.guard {
+                for object in &mut objects {
+                    S::decorate(object, guard);
+                }
+            }
+            axum::Json(objects).into_response()
+        }
         Err(e) => store_error(&e),
     }
 }
@@ -205,7 +228,12 @@ async fn get_one<S: AdminKind>(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     match state.store.get::<S>(&namespace, &name).await {
-        Ok(Some(object)) => axum::Json(object).into_response(),
+        Ok(Some(mut object)) => {
+            if let Some(guard) = &state.guard {
+                S::decorate(&mut object, guard);
+            }
+            axum::Json(object).into_response()
+        }
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("{} {namespace}/{name} not found", S::KIND),
@@ -490,6 +518,7 @@ mod tests {
                 public_url_is_default: true,
                 stack_id: "test".into(),
                 facilitator: FacilitatorSummary::default(),
+                guard: None,
             },
             extra,
         )

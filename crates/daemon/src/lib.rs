@@ -257,7 +257,7 @@ pub async fn run(
         gateway_config.paygate.verify_rate =
             std::num::NonZeroU32::new(rate).zip(std::num::NonZeroU32::new(burst.max(1)));
     }
-    let served = gateway(routes.clone(), facilitator, guard, gateway_config)
+    let served = gateway(routes.clone(), facilitator, guard.clone(), gateway_config)
         .map_err(|e| DaemonError::Start(e.to_string()))?;
     // Metrics (sales, and the buyer's pools and spend) and ForwardAuth stay on the loopback
     // admin listener; buyers only ever reach the paygate and the storefront.
@@ -325,6 +325,7 @@ pub async fn run(
         public_url_is_default: public_url.is_local_default(),
         stack_id: settings.stack_id.clone().unwrap_or_default(),
         facilitator: facilitator_summary,
+        guard: Some(guard),
     };
     let secrets_router = secrets::router(secrets::SecretsState {
         secrets,

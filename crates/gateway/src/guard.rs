@@ -246,6 +246,49 @@ impl ReplayGuard {
         })
     }
 
+    /// Adds a settled metered call of offer `namespace/name` to what the offer's calls used
+    /// and were charged.
+    pub fn add_usage(
+        &self,
+        namespace: &str,
+        name: &str,
+        charge: &crate::metering::Charge,
+    ) -> Result<(), GuardError> {
+        let db = self.store.db();
+        let before = read_usage(&db, namespace, name)?.unwrap_or_default();
+        let usage = charge.usage.unwrap_or_default();
+        let after = crate::metering::MeteredUsage {
+            requests: before.requests.saturating_add(1),
+            prompt_tokens: before.prompt_tokens.saturating_add(usage.prompt_tokens),
+            completion_tokens: before
+                .completion_tokens
+                .saturating_add(usage.completion_tokens),
+            charged: before.charged.saturating_add(charge.amount),
+        };
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        db.execute(
+            "INSERT INTO metered_usage
+                 (namespace, name, requests, prompt_tokens, completion_tokens, charged)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (namespace, name) DO UPDATE SET requests = ?3, prompt_tokens = ?4,
+                 completion_tokens = ?5, charged = ?6",
+            params![
+                namespace,
+                name,
+                count(after.requests),
+                count(after.prompt_tokens),
+                count(after.completion_tokens),
+                after.charged.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// What offer `namespace/name`'s metered calls used and were charged, if it had any.
+    pub fn usage(&self, namespace: &str, name: &str) -> Option<crate::metering::MeteredUsage> {
+        read_usage(&self.store.db(), namespace, name).ok().flatten()
+    }
+
     /// What is recorded of the payment with authorization nonce `nonce` (one payer's: a nonce
     /// two payers used is answered for neither).
     pub fn receipt(&self, nonce: B256) -> Option<Recorded> {
@@ -340,13 +383,46 @@ impl ReplayGuard {
 }
 
 /// The guard's schema versions ([`obol_sqlite::migrate`]): 1 the table, 2 an index by nonce
-/// for receipt lookups.
+/// for receipt lookups, 3 what each offer's metered calls used and were charged.
 const STEPS: &[obol_sqlite::Step] = &[
     obol_sqlite::Step::Code(to_v1),
     obol_sqlite::Step::Sql(
         "CREATE INDEX IF NOT EXISTS settled_payments_nonce ON settled_payments (nonce);",
     ),
+    obol_sqlite::Step::Sql(
+        "CREATE TABLE metered_usage (
+             namespace TEXT NOT NULL,
+             name TEXT NOT NULL,
+             requests INTEGER NOT NULL,
+             prompt_tokens INTEGER NOT NULL,
+             completion_tokens INTEGER NOT NULL,
+             charged TEXT NOT NULL,
+             PRIMARY KEY (namespace, name)
+         ) WITHOUT ROWID;",
+    ),
 ];
+
+fn read_usage(
+    db: &Connection,
+    namespace: &str,
+    name: &str,
+) -> rusqlite::Result<Option<crate::metering::MeteredUsage>> {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    db.query_row(
+        "SELECT requests, prompt_tokens, completion_tokens, charged FROM metered_usage
+         WHERE namespace = ?1 AND name = ?2",
+        params![namespace, name],
+        |row| {
+            Ok(crate::metering::MeteredUsage {
+                requests: count(row.get(0)?),
+                prompt_tokens: count(row.get(1)?),
+                completion_tokens: count(row.get(2)?),
+                charged: row.get::<_, String>(3)?.parse().unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+}
 
 /// Version 1: the table and its index, created, or completed on a file from before the
 /// unsettled state (version 0 with no `state`/`digest` columns).
@@ -430,6 +506,43 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metered_usage_adds_up_and_survives_a_restart() {
+        use crate::metering::{Charge, MeteredUsage};
+        use obol_x402::metering::{Measured, Usage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guard.sqlite");
+        let charge = |prompt_tokens, completion_tokens, amount: u64| Charge {
+            amount: U256::from(amount),
+            measured: Measured::Usage,
+            usage: Some(Usage {
+                prompt_tokens,
+                completion_tokens,
+            }),
+        };
+        {
+            let guard = ReplayGuard::open(&path).unwrap();
+            assert_eq!(guard.usage("default", "llm"), None);
+            guard
+                .add_usage("default", "llm", &charge(12, 34, 23))
+                .unwrap();
+            guard
+                .add_usage("default", "llm", &charge(100, 200, 135))
+                .unwrap();
+            guard.add_usage("other", "llm", &charge(1, 1, 1)).unwrap();
+        }
+        let guard = ReplayGuard::open(&path).unwrap();
+        assert_eq!(
+            guard.usage("default", "llm"),
+            Some(MeteredUsage {
+                requests: 2,
+                prompt_tokens: 112,
+                completion_tokens: 234,
+                charged: U256::from(158),
+            })
+        );
+    }
 
     #[test]
     fn the_guard_has_a_schema_version_and_refuses_a_newer_file() {

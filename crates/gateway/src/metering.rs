@@ -53,6 +53,19 @@ impl Charge {
     }
 }
 
+/// What an offer's metered calls used and were charged, in all ([`crate::guard`] keeps it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeteredUsage {
+    /// Settled metered calls.
+    pub requests: u64,
+    /// Prompt tokens they reported.
+    pub prompt_tokens: u64,
+    /// Completion tokens they reported.
+    pub completion_tokens: u64,
+    /// What they were charged, in atomic units.
+    pub charged: U256,
+}
+
 /// Why a metered request cannot run under the ceiling signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverCeiling(pub String);

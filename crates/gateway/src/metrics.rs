@@ -68,6 +68,11 @@ impl Labels {
         }
     }
 
+    /// The offer's `(namespace, name)`.
+    pub fn offer(&self) -> (&str, &str) {
+        (&self.namespace, &self.name)
+    }
+
     fn pairs(&self) -> [(&'static str, String); 4] {
         [
             ("offer_namespace", self.namespace.clone()),

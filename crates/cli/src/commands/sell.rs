@@ -568,7 +568,7 @@ fn pricing(
 
 fn price_label(offer: &ServiceOffer) -> String {
     let p = &offer.spec.payment.price;
-    if p.per_request.is_none() && p.per_mtok.is_none() && p.per_hour.is_none() {
+    if p.per_request.is_none() && p.flat_per_mtok().is_none() && p.per_hour.is_none() {
         return "-".into();
     }
     price_text(p, &symbol(&offer.spec.payment))
@@ -664,6 +664,22 @@ async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Resul
     println!("  Endpoint: {}{}", stack.public_url, offer.effective_path());
     println!("  Network:  {}", offer.spec.payment.network);
     println!("  Price:    {}", price_label(&offer));
+    if let Some(upto) = offer.spec.payment.upto {
+        println!(
+            "  Metered:  upto, at most {} tokens a call; no usage reported → {}",
+            upto.max_tokens(),
+            match upto.no_usage {
+                obol_x402::metering::NoUsage::Estimate => "the 1000-token estimate",
+                obol_x402::metering::NoUsage::Ceiling => "the ceiling",
+            }
+        );
+    }
+    if let Some(usage) = &offer.status.usage {
+        println!(
+            "  Usage:    {} metered calls, {} prompt + {} completion tokens, charged {}",
+            usage.requests, usage.prompt_tokens, usage.completion_tokens, usage.charged
+        );
+    }
     println!("  Pay To:   {}", offer.spec.payment.pay_to);
     if let Some(host) = &offer.spec.hostname {
         println!("  Hostname: https://{host} (this offer's own site)");

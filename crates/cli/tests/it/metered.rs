@@ -148,4 +148,29 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
     ));
     assert_eq!(status["status"]["totalSpent"], "0.000046 USDC", "{status}");
     assert_eq!(status["status"]["remaining"], 1);
+
+    // The seller's side: what its metered calls used and were charged.
+    let sold = json_of(&obol_in(
+        dir,
+        &["--json", "sell", "status", "llm"],
+        &[],
+        None,
+    ));
+    assert_eq!(
+        sold["status"]["usage"],
+        json!({"requests": 3, "promptTokens": 36, "completionTokens": 102,
+               "totalTokens": 138, "charged": "0.000069 USDC"}),
+        "{sold}"
+    );
+    let text = crate::stdout(&obol_in(dir, &["sell", "status", "llm"], &[], None));
+    assert!(
+        text.contains(
+            "Usage:    3 metered calls, 36 prompt + 102 completion tokens, charged 0.000069 USDC"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Price:    0.15 USDC/MTok prompt, 0.6 USDC/MTok completion"),
+        "{text}"
+    );
 }

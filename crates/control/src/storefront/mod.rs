@@ -221,8 +221,12 @@ fn price_fields(price: &PriceSpec) -> (&'static str, String) {
     }
 }
 
-/// `0.001 USDC/request`.
+/// `0.001 USDC/request`; `0.15 USDC/MTok prompt, 0.6 USDC/MTok completion` for per-token
+/// rates of their own.
 pub fn price_text(price: &PriceSpec, symbol: &str) -> String {
+    if let (Some(input), Some(output)) = (&price.per_mtok_input, &price.per_mtok_output) {
+        return format!("{input} {symbol}/MTok prompt, {output} {symbol}/MTok completion");
+    }
     let (unit, raw) = price_fields(price);
     let suffix = match unit {
         "perMTok" => "/MTok",

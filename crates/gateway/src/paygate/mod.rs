@@ -529,7 +529,7 @@ impl Shared {
         let charge = paid.charge_for(usage, false);
         match self.settle(paid, false).await {
             Ok((mut receipt, labels)) => {
-                note_charge(&mut receipt, &labels, charge.as_ref());
+                note_charge(&self.guard, &mut receipt, &labels, charge.as_ref());
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
@@ -574,7 +574,7 @@ impl Shared {
         // Before the answer, a metered payment's usage is unknown: its ceiling.
         let charge = paid.charge_for(None, true);
         let (mut receipt, labels) = self.settle(paid, taken_before).await?;
-        note_charge(&mut receipt, &labels, charge.as_ref());
+        note_charge(&self.guard, &mut receipt, &labels, charge.as_ref());
         Ok(Charged {
             receipt,
             labels,
@@ -622,7 +622,7 @@ impl Shared {
         let mut trailers = HeaderMap::new();
         let receipt = match settled {
             Ok((mut receipt, labels)) => {
-                note_charge(&mut receipt, &labels, charge.as_ref());
+                note_charge(&self.guard, &mut receipt, &labels, charge.as_ref());
                 add_receipt(&mut trailers, &receipt);
                 return (trailers, true);
             }
@@ -869,11 +869,20 @@ impl Paid {
     }
 }
 
-/// Says in the receipt how a metered charge was measured (`extensions.metering`), and counts
-/// it in the offer's metrics.
-fn note_charge(receipt: &mut SettleResponse, labels: &Labels, charge: Option<&Charge>) {
+/// Says in the receipt how a metered charge was measured (`extensions.metering`), counts it in
+/// the offer's metrics and adds it to the offer's usage in the guard.
+fn note_charge(
+    guard: &ReplayGuard,
+    receipt: &mut SettleResponse,
+    labels: &Labels,
+    charge: Option<&Charge>,
+) {
     if let Some(charge) = charge {
         labels.metered(charge);
+        let (namespace, name) = labels.offer();
+        if let Err(error) = guard.add_usage(namespace, name, charge) {
+            tracing::error!(%error, "could not record a metered call's usage");
+        }
         receipt
             .extensions
             .get_or_insert_default()
