@@ -23,6 +23,7 @@ mod snippets;
 mod stack;
 mod storefront;
 mod token_address;
+mod upto_interop;
 mod wallet;
 
 use std::io::Write as _;
