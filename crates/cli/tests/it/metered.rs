@@ -69,35 +69,30 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
     let buy = |args: &[&str]| obol_in(dir, args, &[("OBOL_PRIVATE_KEY", BUYER_KEY)], None);
     let (buyer_start, seller_start) = (usdc(dir, BUYER_KEY), usdc(dir, obol_devnet::DEV_KEYS[2]));
 
-    // Without --metered the flat option is chosen; with it, the ceiling is capped.
-    let out = buy(&[
-        "buy",
-        "pay",
-        &url,
-        "-d",
-        r#"{"model":"m","messages":[]}"#,
-        "--max-amount",
-        "0.001",
-        "--metered",
-        "--yes",
-    ]);
+    let pay_metered = |max: &str| {
+        let body = r#"{"model":"m","messages":[]}"#;
+        buy(&[
+            "buy",
+            "pay",
+            &url,
+            "-d",
+            body,
+            "--max-amount",
+            max,
+            "--metered",
+            "--yes",
+        ])
+    };
+
+    // --metered pays the upto option only, its ceiling capped by --max-amount.
+    let out = pay_metered("0.001");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("0.002458 USDC on base-sepolia exceeds --max-amount 0.001"),
         "{}",
         stderr(&out)
     );
-    let out = buy(&[
-        "buy",
-        "pay",
-        &url,
-        "-d",
-        r#"{"model":"m","messages":[]}"#,
-        "--max-amount",
-        "0.01",
-        "--metered",
-        "--yes",
-    ]);
+    let out = pay_metered("0.01");
     succeeded(&out);
     assert!(
         stderr(&out).contains("approved Permit2 for USDC"),

@@ -288,6 +288,40 @@ async fn sender_of(endpoint: &str, tx: &str) -> Address {
         .expect("an address")
 }
 
+/// Dev account 4 approves Permit2 on USDC and pays `url`'s metered `upto` option with the
+/// official client: the receipt, a mined transaction to the upto proxy sent by `settler`, and
+/// exactly [`CHARGE_USDC`] moved to `seller`. The client's report and how long it took.
+async fn pays_usdc(
+    endpoint: &str,
+    node_path: &Path,
+    url: &str,
+    upto: &Value,
+    (seller, settler): (Address, Address),
+) -> (Value, Duration) {
+    let buyer_key = obol_devnet::DEV_KEYS[4];
+    let buyer = address_of(buyer_key);
+    approve_permit2(endpoint, buyer_key, obol_devnet::USDC).await;
+    let ledger = Ledger::new(endpoint);
+    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
+    let (report, took) = node_pays(node_path, url, buyer_key, None, None, None).await;
+    let tx = metered_receipt(&report, upto, buyer, &CHARGE_USDC.to_string());
+    ledger.assert_settled(&tx, UPTO_PERMIT2_PROXY).await;
+    assert_eq!(
+        sender_of(endpoint, &tx).await,
+        settler,
+        "the witness's facilitator settled"
+    );
+    ledger
+        .assert_moved(
+            obol_devnet::USDC,
+            (seller, buyer),
+            before,
+            U256::from(CHARGE_USDC),
+        )
+        .await;
+    (report, took)
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -337,12 +371,8 @@ async fn the_official_upto_client_pays_a_metered_offer() {
         &CEILING_USDC.to_string(),
         settler,
     );
-    let buyer_key = obol_devnet::DEV_KEYS[4];
-    let buyer = address_of(buyer_key);
-    approve_permit2(&endpoint, buyer_key, obol_devnet::USDC).await;
-    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
-    let (report, usdc_took) = node_pays(&node_path, &url, buyer_key, None, None, None).await;
-    let tx = metered_receipt(&report, &upto, buyer, &CHARGE_USDC.to_string());
+    let (report, usdc_took) =
+        pays_usdc(&endpoint, &node_path, &url, &upto, (seller, settler)).await;
     assert_eq!(
         report["paymentResponse"]["extensions"]["metering"],
         json!({"measured": "usage", "amount": "23", "promptTokens": 12, "completionTokens": 34}),
@@ -354,20 +384,6 @@ async fn the_official_upto_client_pays_a_metered_offer() {
             .is_none(),
         "USDC offers no gas sponsoring: {report}"
     );
-    ledger.assert_settled(&tx, UPTO_PERMIT2_PROXY).await;
-    assert_eq!(
-        sender_of(&endpoint, &tx).await,
-        settler,
-        "the witness's facilitator"
-    );
-    ledger
-        .assert_moved(
-            obol_devnet::USDC,
-            (seller, buyer),
-            before,
-            U256::from(CHARGE_USDC),
-        )
-        .await;
     let max_tokens = fitted_max_tokens(&seen);
     assert!((1..4096).contains(&max_tokens), "{max_tokens}");
     let usdc_sdk_ms = report["elapsedMs"].clone();
@@ -534,32 +550,22 @@ async fn x402rs_settles_a_metered_payment_our_gateway_accepted() {
     );
     let setup = started.elapsed();
 
-    let buyer_key = obol_devnet::DEV_KEYS[4];
-    let buyer = address_of(buyer_key);
-    approve_permit2(&endpoint, buyer_key, obol_devnet::USDC).await;
+    let (_, took) = pays_usdc(&endpoint, &node_path, &url, &upto, (seller, settler)).await;
     let ledger = Ledger::new(&endpoint);
-    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
-    let (report, took) = node_pays(&node_path, &url, buyer_key, None, None, None).await;
-    let tx = metered_receipt(&report, &upto, buyer, &CHARGE_USDC.to_string());
-    ledger.assert_settled(&tx, UPTO_PERMIT2_PROXY).await;
-    assert_eq!(
-        sender_of(&endpoint, &tx).await,
-        settler,
-        "x402-rs's key settled"
-    );
-    ledger
-        .assert_moved(
-            obol_devnet::USDC,
-            (seller, buyer),
-            before,
-            U256::from(CHARGE_USDC),
-        )
-        .await;
+    let buyer = address_of(obol_devnet::DEV_KEYS[4]);
 
     // A call that used nothing: x402-rs settles 0 without a transaction, the gateway passes its
     // answer on, and no balance moves.
     let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
-    let (report, _) = node_pays(&node_path, &url, buyer_key, None, None, Some(NOTHING)).await;
+    let (report, _) = node_pays(
+        &node_path,
+        &url,
+        obol_devnet::DEV_KEYS[4],
+        None,
+        None,
+        Some(NOTHING),
+    )
+    .await;
     assert_eq!(report["status"], 200, "{report}");
     let receipt = &report["paymentResponse"];
     assert_eq!(receipt["success"], true, "{report}");
