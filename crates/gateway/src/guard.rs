@@ -553,12 +553,12 @@ mod tests {
         let version: i64 = db
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 2);
-        db.pragma_update(None, "user_version", 3).unwrap();
+        assert_eq!(version, 3);
+        db.pragma_update(None, "user_version", 4).unwrap();
         drop(db);
         let refused = ReplayGuard::open(&path).unwrap_err().to_string();
         assert!(
-            refused.contains("payment guard: schema version 3 is newer than this program's (2)"),
+            refused.contains("payment guard: schema version 4 is newer than this program's (3)"),
             "{refused}"
         );
     }
