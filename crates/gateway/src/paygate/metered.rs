@@ -11,11 +11,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body::Frame;
+use http_body_util::BodyExt as _;
 use obol_x402::metering::Usage;
 
+use super::Metered;
+use super::charge::Refused;
 use super::stream::{SettleFuture, StreamCut, finished};
+use crate::challenge::PaymentFailure;
+use crate::error::GatewayError;
 use crate::metering::UsageScanner;
 
 /// How a metered stream ended, for its settlement.
@@ -145,4 +150,44 @@ impl http_body::Body for MeteredStream {
     fn is_end_stream(&self) -> bool {
         self.done
     }
+}
+
+/// The largest request body of a metered call (it is read whole to fit under the ceiling).
+const MAX_METERED_REQUEST: usize = 8 << 20;
+
+/// Fits a metered request under its payment's ceiling ([`Metering::fit`]), or why not.
+pub(super) async fn fit_metered(
+    request: Request<Body>,
+    metered: Metered,
+) -> Result<Request<Body>, Refused> {
+    let (mut parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_METERED_REQUEST);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(Refused::Error(GatewayError::body_too_large(
+                MAX_METERED_REQUEST,
+            )));
+        }
+    };
+    let body = match metered.metering.fit(&bytes, metered.ceiling) {
+        Ok(Some(fitted)) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, fitted.len().into());
+            Body::from(fitted)
+        }
+        Ok(None) => Body::from(bytes),
+        Err(crate::metering::OverCeiling(detail)) => {
+            return Err(Refused::Rechallenge {
+                failure: PaymentFailure {
+                    reason: "ceiling_too_low",
+                    detail,
+                    hint: Some("ask for fewer max_tokens, or pay with another option of the 402"),
+                },
+                status: StatusCode::PAYMENT_REQUIRED,
+            });
+        }
+    };
+    Ok(Request::from_parts(parts, body))
 }

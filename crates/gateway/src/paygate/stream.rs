@@ -1,4 +1,5 @@
-//! The paid SSE body: charges for content as it goes out (see [`SettleOnEnd`]).
+//! The paid SSE body of an `exact` payment: charges for content as it goes out (see
+//! [`SettleOnEnd`]).
 
 use std::future::Future;
 use std::pin::Pin;
