@@ -114,10 +114,19 @@ impl Metering {
                 "the prompt (about {prompt} tokens) alone may cost more than the {ceiling} atomic units signed"
             )));
         }
-        let asked = ["max_tokens", "max_completion_tokens"]
-            .iter()
-            .filter_map(|k| request.get(*k).and_then(Value::as_u64))
-            .max();
+        let mut asked = None;
+        for key in ["max_tokens", "max_completion_tokens"] {
+            match request.get(key) {
+                None | Some(Value::Null) => {}
+                Some(value) => {
+                    // A limit the gateway cannot read is one the model might still honour.
+                    let n = value.as_u64().ok_or_else(|| {
+                        OverCeiling(format!("{key} must be a whole number of tokens"))
+                    })?;
+                    asked = asked.max(Some(n));
+                }
+            }
+        }
         match asked {
             Some(asked) if asked > allowance => {
                 return Err(OverCeiling(format!(
@@ -288,6 +297,8 @@ mod tests {
             serde_json::from_slice(&m.fit(modest, ceiling).unwrap().unwrap()).unwrap();
         assert!(kept.get("max_tokens").is_none());
         assert!(m.fit(b"not json", ceiling).unwrap().is_none());
+        let sly = br#"{"model":"m","messages":[],"max_tokens":"100000"}"#;
+        assert!(m.fit(sly, ceiling).unwrap_err().0.contains("whole number"));
         let long = vec![b' '; 100_000];
         let mut big = br#"{"messages":""#.to_vec();
         big.extend_from_slice(&long);

@@ -331,9 +331,16 @@ async fn a_ceiling_too_low_is_refused_before_the_upstream_and_failures_cost_noth
     );
     assert_eq!(m.seen.lock().unwrap().len(), calls, "the model never ran");
 
-    // The same payment, freed, pays a request that fits.
+    // The same payment, freed, pays a request that fits — once.
     let fits = m.call("metered", &payment, "1,1", chat(false)).await;
     assert_eq!(fits.status(), 200);
+    assert_eq!(m.balances(&buyer).await.0, before.0 - U256::from(1));
+    let replayed = m.call("metered", &payment, "1,1", chat(false)).await;
+    assert_eq!(replayed.status(), 402);
+    assert_eq!(
+        challenge_of(&replayed).extensions.unwrap()["paymentFailure"]["reason"],
+        "payment_already_used"
+    );
     assert_eq!(m.balances(&buyer).await.0, before.0 - U256::from(1));
 
     // The model fails: nothing charged.
