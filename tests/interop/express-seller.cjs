@@ -6,14 +6,23 @@
 //   GET /paid-permit2 (when $PERMIT2_ASSET is set) $PERMIT2_AMOUNT atomic units of that EIP-2612
 //                     token, named $PERMIT2_NAME / version $PERMIT2_VERSION, paid through Permit2
 //                     with the eip2612GasSponsoring extension declared
+//   POST /metered      (when $UPTO_PRICE is set) the upto scheme: the buyer signs a ceiling of
+//                     $UPTO_PRICE in USDC through Permit2, and the handler charges the atomic
+//                     amount in the query's `charge` (default: the whole ceiling) through the
+//                     SDK's settlement overrides
 // Prints "listening http://127.0.0.1:PORT" once it serves; stops on SIGTERM. Run with NODE_PATH
 // pointing at the node_modules installed from tests/interop/package.json (scripts/install-tools
 // does that).
 "use strict";
 
 const express = require("express");
-const { paymentMiddleware, x402ResourceServer } = require("@x402/express");
+const {
+  paymentMiddleware,
+  setSettlementOverrides,
+  x402ResourceServer,
+} = require("@x402/express");
 const { ExactEvmScheme } = require("@x402/evm/exact/server");
+const { UptoEvmScheme } = require("@x402/evm/upto/server");
 const { HTTPFacilitatorClient } = require("@x402/core/server");
 const { declareEip2612GasSponsoringExtension } = require("@x402/extensions");
 
@@ -28,7 +37,9 @@ const need = (name) => {
 
 const network = "eip155:84532";
 const facilitator = new HTTPFacilitatorClient({ url: need("FACILITATOR_URL") });
-const server = new x402ResourceServer(facilitator).register(network, new ExactEvmScheme());
+const server = new x402ResourceServer(facilitator)
+  .register(network, new ExactEvmScheme())
+  .register(network, new UptoEvmScheme());
 
 const payTo = need("PAY_TO");
 const routes = {
@@ -77,6 +88,19 @@ if (process.env.PERMIT2_ASSET) {
     extensions: { ...declareEip2612GasSponsoringExtension() },
   };
 }
+if (process.env.UPTO_PRICE) {
+  routes["POST /metered"] = {
+    accepts: {
+      scheme: "upto",
+      price: process.env.UPTO_PRICE,
+      network,
+      payTo,
+      maxTimeoutSeconds: 120,
+    },
+    description: "interop test resource charged up to a ceiling",
+    mimeType: "application/json",
+  };
+}
 
 const app = express();
 // A paid request the middleware refused: say why on stderr (the test prints it on failure).
@@ -94,6 +118,12 @@ app.use((req, res, next) => {
 app.use(paymentMiddleware(routes, server));
 app.get("/paid", (_req, res) => res.json({ sdk: "@x402/express", paid: true }));
 app.get("/paid-permit2", (_req, res) => res.json({ sdk: "@x402/express", paid: "permit2" }));
+app.post("/metered", (req, res) => {
+  if (typeof req.query.charge === "string") {
+    setSettlementOverrides(res, { amount: req.query.charge });
+  }
+  res.json({ sdk: "@x402/express", paid: "upto" });
+});
 app.get("/free", (_req, res) => res.json({ free: true }));
 app.post("/v1/chat/completions", express.json(), (req, res) =>
   res.json({

@@ -579,6 +579,25 @@ pub struct ServiceOfferStatus {
     /// What the offer's metered (`upto`) calls used and were charged, in all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<OfferUsage>,
+    /// The metered (`upto`) ways to pay its 402 lists: one per payment asking for `upto` whose
+    /// chain has a facilitator settling it (none, and the offer is paid `exact` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metered: Vec<MeteredStatus>,
+}
+
+/// One entry of `status.metered`: a metered way to pay as the gateway offers it, so the
+/// storefront and the discovery documents list what the 402 does.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeteredStatus {
+    /// The payment's network, as its spec names it.
+    pub network: String,
+    /// The most one call is charged, in token units with the symbol (`0.002458 USDC`).
+    pub ceiling: String,
+    /// The most tokens one call may use.
+    pub max_tokens: u64,
+    /// Who settles it: the facilitator's address the buyer's authorization names.
+    pub facilitator_address: String,
 }
 
 /// `status.usage` (the original's proposed fields): the offer's settled metered calls.

@@ -249,6 +249,7 @@ impl Reconciler {
         let path = offer.effective_path();
         status.endpoint = Some(path.clone());
         let action = self.evaluate(&offer, &mut status, &path).await?;
+        status.metered = crate::routes::metered_status(&self.tokens, &self.settlers, &offer);
         self.store
             .patch_status::<ServiceOfferSpec>(namespace, name, &status)
             .await?;

@@ -273,6 +273,61 @@ pub fn metered_option(
     }))
 }
 
+/// `status.metered` of `offer`: its metered options as `settlers` make them.
+pub fn metered_status(
+    registry: &TokenRegistry,
+    settlers: &Settlers,
+    offer: &ServiceOffer,
+) -> Vec<crate::offer::MeteredStatus> {
+    offer
+        .effective_payments()
+        .iter()
+        .filter_map(|payment| {
+            let option = metered_option(registry, payment, settlers).ok()??;
+            let metering = option.metering.as_ref()?;
+            Some(crate::offer::MeteredStatus {
+                network: payment.network.clone(),
+                ceiling: format!(
+                    "{} {}",
+                    obol_x402::money::format_units(option.requirements.amount(), metering.decimals),
+                    option.asset_symbol
+                ),
+                max_tokens: payment.upto.map(|u| u.max_tokens())?,
+                facilitator_address: option
+                    .requirements
+                    .facilitator_address()
+                    .ok()?
+                    .to_checksum(None),
+            })
+        })
+        .collect()
+}
+
+/// The options `offer`'s 402 lists, as its status records them: the `exact` ones, then the
+/// metered ones `status.metered` names a facilitator for (what the storefront and the discovery
+/// documents show).
+pub fn listed_options(registry: &TokenRegistry, offer: &ServiceOffer) -> Vec<PaymentOption> {
+    let settlers: Settlers = offer
+        .status
+        .metered
+        .iter()
+        .filter_map(|m| {
+            let chain = network::evm_chain_id(&m.network).ok()?;
+            Some((chain, m.facilitator_address.parse().ok()?))
+        })
+        .collect();
+    let mut options = payment_options(registry, offer, None).unwrap_or_default();
+    for payment in offer.effective_payments() {
+        // Only where a settler is recorded: `metered_option` warns about the others.
+        let settled = network::evm_chain_id(&payment.network)
+            .is_ok_and(|chain| settlers.contains_key(&chain));
+        if settled {
+            options.extend(metered_option(registry, payment, &settlers).ok().flatten());
+        }
+    }
+    options
+}
+
 /// `status.usage` of `offer` from what its metered calls used (`raw`), the charge in the token
 /// its metered option is paid in.
 pub fn offer_usage(
@@ -524,6 +579,26 @@ mod tests {
         // No settler on the chain: exact only.
         let exact_only = gateway_offer(&registry, &NoSecrets, &Settlers::new(), &spec).unwrap();
         assert_eq!(exact_only.options.len(), 1);
+
+        // The reconciler records the metered option; the documents list it from there.
+        assert!(listed_options(&registry, &spec).len() == 1, "none recorded");
+        spec.status.metered = metered_status(&registry, &settlers, &spec);
+        assert_eq!(
+            spec.status.metered,
+            [crate::offer::MeteredStatus {
+                network: "base-sepolia".into(),
+                ceiling: "0.002458 USDC".into(),
+                max_tokens: 4096,
+                facilitator_address: settler.to_checksum(None),
+            }]
+        );
+        let listed: Vec<_> = listed_options(&registry, &spec)
+            .into_iter()
+            .map(|o| o.requirements)
+            .collect();
+        let served: Vec<_> = options.into_iter().map(|o| o.requirements).collect();
+        assert_eq!(listed, served, "the documents list what the 402 offers");
+        assert!(metered_status(&registry, &Settlers::new(), &spec).is_empty());
     }
 
     #[test]

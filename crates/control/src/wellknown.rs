@@ -18,14 +18,13 @@ use serde_json::{Value, json};
 
 use crate::discovery::{bazaar, effective_io};
 use crate::offer::{GateSpec, OfferType, ServiceOffer};
-use crate::routes::payment_options;
+use crate::routes::{listed_options, payment_options};
 use crate::storefront::{description, display_name, endpoint, listed, one_line, price_text};
 use obol_config::stack::Branding;
 
-/// The offer's `accepts`, CAIP-2 networks, as its 402 lists them.
+/// The offer's `accepts`, CAIP-2 networks, as its 402 lists them (metered options included).
 fn accepts(tokens: &TokenRegistry, offer: &ServiceOffer) -> Vec<Value> {
-    payment_options(tokens, offer, None)
-        .unwrap_or_default()
+    listed_options(tokens, offer)
         .into_iter()
         .map(|option| {
             let mut requirement = option.requirements;
@@ -157,7 +156,7 @@ pub fn llms_txt(
             continue;
         }
         let options = payment_options(tokens, offer, None).unwrap_or_default();
-        let prices: Vec<String> = options
+        let mut prices: Vec<String> = options
             .iter()
             .zip(offer.effective_payments())
             .map(|(option, payment)| {
@@ -168,6 +167,12 @@ pub fn llms_txt(
                 )
             })
             .collect();
+        prices.extend(offer.status.metered.iter().map(|m| {
+            format!(
+                "up to {} per call on {}, charged per token (`upto`)",
+                m.ceiling, m.network
+            )
+        }));
         let _ = writeln!(
             md,
             "- [{}]({}): {} — {} ({} to call)",
@@ -219,7 +224,84 @@ pub fn dns_txt(origin: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::{Settlers, metered_status};
     use crate::validate::tests::served;
+
+    /// `served(name)` as a metered inference offer (0.15 / 0.60 USDC per million tokens) whose
+    /// chain's facilitator settles `upto`, recorded by the reconciler.
+    fn metered(tokens: &TokenRegistry, name: &str) -> ServiceOffer {
+        let mut offer = served(name);
+        offer.spec.type_ = OfferType::Inference;
+        offer.spec.model = Some(serde_json::from_value(json!({"name": "m"})).unwrap());
+        offer.spec.payment.price =
+            serde_json::from_value(json!({"perMTokInput": "0.15", "perMTokOutput": "0.6"}))
+                .unwrap();
+        offer.spec.payment.upto = Some(crate::offer::UptoSpec::default());
+        let settler = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+            .parse()
+            .unwrap();
+        offer.status.metered = metered_status(tokens, &Settlers::from([(84532, settler)]), &offer);
+        offer
+    }
+
+    #[test]
+    fn metered_offers_list_their_upto_option_beside_exact() {
+        let tokens = TokenRegistry::builtin();
+        let offers = [metered(&tokens, "llm")];
+        let original = x402_resources(&tokens, "https://s.example", &offers, 0);
+        let accepts = &original["resources"][0]["accepts"];
+        assert_eq!(accepts.as_array().map(Vec::len), Some(2), "{accepts}");
+        assert_eq!(accepts[0]["scheme"], "exact");
+        assert_eq!(accepts[1]["scheme"], "upto");
+        assert_eq!(accepts[1]["amount"], "2458");
+        assert_eq!(accepts[1]["network"], "eip155:84532");
+        assert_eq!(
+            accepts[1]["extra"]["facilitatorAddress"],
+            "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+        );
+        let draft = x402_json(&tokens, "https://s.example", &offers, 0);
+        assert_eq!(draft["items"][0]["accepts"], *accepts);
+
+        let llms = llms_txt(
+            &tokens,
+            "https://s.example",
+            &offers,
+            0,
+            &Branding::default(),
+        );
+        assert!(
+            llms.contains(
+                "or up to 0.002458 USDC per call on base-sepolia, charged per token (`upto`)"
+            ),
+            "{llms}"
+        );
+        let catalog = crate::storefront::services_json(
+            &tokens,
+            "https://s.example",
+            &offers,
+            0,
+            &Branding::default(),
+        );
+        let entry = &catalog["services"][0];
+        assert_eq!(entry["payments"][1]["scheme"], "upto");
+        assert_eq!(
+            entry["payments"][1]["price"],
+            "up to 0.002458 USDC per call, charged per token"
+        );
+        assert_eq!(
+            entry["buy"][2],
+            "obol buy inference https://s.example/services/llm --model m --metered --count 10"
+        );
+
+        // Not recorded (no facilitator settles upto on the chain): exact only, no hint.
+        let mut exact_only = metered(&tokens, "llm");
+        exact_only.status.metered.clear();
+        let original = x402_resources(&tokens, "https://s.example", &[exact_only], 0);
+        assert_eq!(
+            original["resources"][0]["accepts"].as_array().map(Vec::len),
+            Some(1)
+        );
+    }
 
     #[test]
     fn the_documents_list_what_is_sold_at_the_402_prices() {

@@ -101,6 +101,8 @@ enum Write {
         key: Key,
         state: &'static str,
         tx: String,
+        /// What was charged, when the receipt said (a metered payment's actual amount).
+        amount: Option<String>,
         expires_at: i64,
         digest: B256,
     },
@@ -115,17 +117,18 @@ fn apply(db: &Transaction<'_>, write: &Write) -> Result<(), rusqlite::Error> {
             key: (chain, asset, payer, nonce),
             state,
             tx,
+            amount,
             expires_at,
             digest,
         } => db
             .prepare_cached(
-                "INSERT INTO settled_payments (chain_id, asset, payer, nonce, tx, expires_at, settled_at, state, digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO settled_payments (chain_id, asset, payer, nonce, tx, expires_at, settled_at, state, digest, amount)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (chain_id, asset, payer, nonce) DO UPDATE SET tx = excluded.tx,
                    expires_at = excluded.expires_at, settled_at = excluded.settled_at,
-                   state = excluded.state, digest = excluded.digest",
+                   state = excluded.state, digest = excluded.digest, amount = excluded.amount",
             )?
-            .execute(params![chain, asset, payer, nonce, tx, expires_at, now(), state, digest.as_slice()])?,
+            .execute(params![chain, asset, payer, nonce, tx, expires_at, now(), state, digest.as_slice(), amount])?,
         Write::Forget((chain, asset, payer, nonce)) => db
             .prepare_cached(
                 "DELETE FROM settled_payments WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND nonce = ?4",
@@ -295,7 +298,7 @@ impl ReplayGuard {
         let db = self.store.db();
         let mut select = db
             .prepare_cached(
-                "SELECT chain_id, payer, state, tx FROM settled_payments WHERE nonce = ?1 LIMIT 2",
+                "SELECT chain_id, payer, state, tx, amount FROM settled_payments WHERE nonce = ?1 LIMIT 2",
             )
             .ok()?;
         let rows: Vec<Recorded> = select
@@ -307,6 +310,9 @@ impl ReplayGuard {
                     payer: Address::try_from(payer.as_slice()).unwrap_or_default(),
                     settled: state == SETTLED,
                     transaction: row.get(3)?,
+                    amount: row
+                        .get::<_, Option<String>>(4)?
+                        .and_then(|a| a.parse().ok()),
                 })
             })
             .ok()?
@@ -341,13 +347,14 @@ impl ReplayGuard {
         &self,
         ticket: &Ticket,
         state: &'static str,
-        tx: &str,
+        (tx, amount): (&str, Option<U256>),
         expires_at: u64,
     ) -> Result<(), GuardError> {
         self.write(Write::Put {
             key: key(&ticket.id),
             state,
             tx: tx.to_owned(),
+            amount: amount.map(|a| a.to_string()),
             expires_at: i64::try_from(expires_at).unwrap_or(i64::MAX),
             digest: ticket.digest,
         })
@@ -383,7 +390,8 @@ impl ReplayGuard {
 }
 
 /// The guard's schema versions ([`obol_sqlite::migrate`]): 1 the table, 2 an index by nonce
-/// for receipt lookups, 3 what each offer's metered calls used and were charged.
+/// for receipt lookups, 3 what each offer's metered calls used and were charged, 4 what each
+/// payment was charged when its receipt said (metered payments, for receipt lookups).
 const STEPS: &[obol_sqlite::Step] = &[
     obol_sqlite::Step::Code(to_v1),
     obol_sqlite::Step::Sql(
@@ -400,6 +408,7 @@ const STEPS: &[obol_sqlite::Step] = &[
              PRIMARY KEY (namespace, name)
          ) WITHOUT ROWID;",
     ),
+    obol_sqlite::Step::Sql("ALTER TABLE settled_payments ADD COLUMN amount TEXT;"),
 ];
 
 fn read_usage(
@@ -453,6 +462,8 @@ pub struct Recorded {
     pub settled: bool,
     /// The transaction (may be empty while unknown).
     pub transaction: String,
+    /// What was charged, when the settlement said (a metered payment's actual amount).
+    pub amount: Option<U256>,
 }
 
 /// A claim on one payment for the lifetime of one request.
@@ -470,17 +481,23 @@ impl Ticket {
         &self.id
     }
 
-    /// Records the settlement durably (before the paid response is released), then releases
-    /// the in-flight claim: the payment is never served again.
-    pub fn settled(self, tx: &str, expires_at: u64) -> Result<(), GuardError> {
-        self.guard.record(&self, SETTLED, tx, expires_at)
+    /// Records the settlement durably (before the paid response is released), with what it
+    /// charged when the receipt said, then releases the in-flight claim: the payment is never
+    /// served again.
+    pub fn settled(
+        self,
+        tx: &str,
+        amount: Option<U256>,
+        expires_at: u64,
+    ) -> Result<(), GuardError> {
+        self.guard.record(&self, SETTLED, (tx, amount), expires_at)
     }
 
     /// Records, before the facilitator is asked to settle, that a settlement may be under way:
     /// if the process dies before the answer, the payment comes back after a restart as
     /// `unsettled` (its settlement is asked for again), never as new.
     pub fn settling(&self, expires_at: u64) -> Result<(), GuardError> {
-        self.guard.record(self, UNSETTLED, "", expires_at)
+        self.guard.record(self, UNSETTLED, ("", None), expires_at)
     }
 
     /// Forgets what [`Ticket::settling`] wrote, once the settlement was refused and nothing was
@@ -493,7 +510,7 @@ impl Ticket {
     /// payment is never taken as new again, but the same payment, sent again, is settled
     /// (idempotently) and served.
     pub fn unsettled(self, tx: &str, expires_at: u64) -> Result<(), GuardError> {
-        self.guard.record(&self, UNSETTLED, tx, expires_at)
+        self.guard.record(&self, UNSETTLED, (tx, None), expires_at)
     }
 }
 
@@ -553,12 +570,12 @@ mod tests {
         let version: i64 = db
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 3);
-        db.pragma_update(None, "user_version", 4).unwrap();
+        assert_eq!(version, 4);
+        db.pragma_update(None, "user_version", 5).unwrap();
         drop(db);
         let refused = ReplayGuard::open(&path).unwrap_err().to_string();
         assert!(
-            refused.contains("payment guard: schema version 4 is newer than this program's (3)"),
+            refused.contains("payment guard: schema version 5 is newer than this program's (4)"),
             "{refused}"
         );
     }
@@ -606,7 +623,7 @@ mod tests {
         other.payer = Address::repeat_byte(9);
         let third = guard.claim(other, digest(3), U256::from(5)).unwrap();
         assert_eq!(third.reserved_before, U256::ZERO, "another payer");
-        first.ticket.settled("0x1", u64::MAX >> 2).unwrap();
+        first.ticket.settled("0x1", None, u64::MAX >> 2).unwrap();
         assert_eq!(guard.outstanding(&account), U256::from(10));
         drop(second);
         assert_eq!(guard.outstanding(&account), U256::ZERO);
@@ -630,7 +647,7 @@ mod tests {
         claim(&guard, 4)
             .unwrap()
             .ticket
-            .settled("0xdone", far)
+            .settled("0xdone", None, far)
             .unwrap();
         assert_eq!(
             claim(&guard, 4).unwrap_err(),
@@ -670,7 +687,7 @@ mod tests {
             claim(&guard, 7)
                 .unwrap()
                 .ticket
-                .settled("0xabc", far)
+                .settled("0xabc", None, far)
                 .unwrap();
             assert_eq!(
                 claim(&guard, 7).unwrap_err(),
@@ -680,7 +697,7 @@ mod tests {
             claim(&guard, 8)
                 .unwrap()
                 .ticket
-                .settled("0xold", 1)
+                .settled("0xold", None, 1)
                 .unwrap();
         }
         let reopened = Arc::new(ReplayGuard::open(&path).unwrap());
@@ -706,7 +723,7 @@ mod tests {
         claim(&first, 3)
             .unwrap()
             .ticket
-            .settled("0x3", far)
+            .settled("0x3", None, far)
             .unwrap();
         drop(first);
         let reopened = Arc::new(ReplayGuard::open(&path).unwrap());
@@ -726,7 +743,7 @@ mod tests {
         claim(&guard, 1)
             .unwrap()
             .ticket
-            .settled("0x1", unix_now() + 60)
+            .settled("0x1", None, unix_now() + 60)
             .unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);

@@ -158,8 +158,9 @@ pub fn app(
 }
 
 /// `GET /.well-known/x402/receipts/<nonce>`: the settlement of the payment with that
-/// authorization nonce — 200 with the receipt once settled, 202 while it is under way, 404 for
-/// a payment this gateway does not know (or one whose record expired).
+/// authorization nonce — 200 with the receipt once settled (with the `amount` charged when the
+/// settlement said: a metered payment's), 202 while it is under way, 404 for a payment this
+/// gateway does not know (or one whose record expired).
 async fn receipt(
     State(state): State<AppState>,
     axum::extract::Path(nonce): axum::extract::Path<String>,
@@ -170,12 +171,15 @@ async fn receipt(
     match state.guard.receipt(nonce) {
         None => GatewayError::not_found().into_response(),
         Some(found) => {
-            let body = json!({
+            let mut body = json!({
                 "success": found.settled,
                 "transaction": found.transaction,
                 "network": format!("eip155:{}", found.chain_id),
                 "payer": found.payer.to_checksum(None),
             });
+            if let Some(amount) = found.amount {
+                body["amount"] = amount.to_string().into();
+            }
             let status = if found.settled {
                 axum::http::StatusCode::OK
             } else {

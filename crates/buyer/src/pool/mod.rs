@@ -139,6 +139,8 @@ enum Write {
         state: &'static str,
         charged: Option<String>,
     },
+    /// Record what the seller charged for spent row `id`, learnt after it was marked spent.
+    Charged { id: i64, charged: String },
 }
 
 /// What a write returns: the row a hold took (`None` when none matched, and for a finish).
@@ -407,6 +409,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written, rusql
             .execute(params![id, state, charged])?;
             Ok(None)
         }
+        Write::Charged { id, charged } => {
+            tx.prepare_cached(
+                "UPDATE presigned_auths SET charged = ?2
+                 WHERE id = ?1 AND state = 'spent' AND charged IS NULL",
+            )?
+            .execute(params![id, charged])?;
+            Ok(None)
+        }
     }
 }
 
@@ -469,9 +479,44 @@ impl Held {
             .map(drop)
     }
 
+    /// [`Held::confirm`] for an answer whose charge is only known later (a metered stream's
+    /// receipt comes after it): spent now, the charge recorded by [`Spent::charged`].
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Sqlite`] when the spent mark could not be written.
+    pub fn confirm_spent(self) -> Result<Spent, PoolError> {
+        let (pool, id) = (self.pool.clone(), self.id);
+        self.confirm_charged(None)?;
+        Ok(Spent { pool, id })
+    }
+
     /// The seller clearly did not take it: back to the head of the queue.
     pub fn release(mut self) {
         self.on_drop = "available";
+    }
+}
+
+/// A spent authorization whose charge is not known yet ([`Held::confirm_spent`]).
+#[derive(Debug)]
+pub struct Spent {
+    pool: Arc<AuthPool>,
+    id: i64,
+}
+
+impl Spent {
+    /// Records what the seller charged for it (once: a recorded charge is kept).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Sqlite`] when the charge could not be written.
+    pub fn charged(self, amount: U256) -> Result<(), PoolError> {
+        self.pool
+            .write(Write::Charged {
+                id: self.id,
+                charged: amount.to_string(),
+            })
+            .map(drop)
     }
 }
 

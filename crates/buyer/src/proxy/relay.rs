@@ -41,6 +41,55 @@ pub(super) fn settled(headers: &reqwest::header::HeaderMap) -> bool {
     event_stream || receipt_of(headers).is_some_and(|receipt| receipt.success)
 }
 
+/// The receipt link of a streamed answer, when it is on the seller's origin (`seller`, the URL
+/// called): a link anywhere else is never fetched.
+pub(super) fn receipt_link(
+    headers: &reqwest::header::HeaderMap,
+    seller: &str,
+) -> Option<reqwest::Url> {
+    let link = reqwest::Url::parse(headers.get(&RECEIPT_LINK)?.to_str().ok()?).ok()?;
+    let seller = reqwest::Url::parse(seller).ok()?;
+    (link.origin() == seller.origin()).then_some(link)
+}
+
+/// [`relay`], calling `after` once the body is done with (it ended, or the agent left).
+pub(super) fn relay_then(
+    response: reqwest::Response,
+    after: impl FnOnce() + Send + 'static,
+) -> Response {
+    let (parts, body) = relay(response).into_parts();
+    let then = Then {
+        inner: body.into_data_stream(),
+        after: Some(Box::new(after)),
+    };
+    Response::from_parts(parts, Body::from_stream(then))
+}
+
+/// A body stream that runs its `after` when dropped.
+struct Then {
+    inner: axum::body::BodyDataStream,
+    after: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl futures_core::Stream for Then {
+    type Item = Result<axum::body::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl Drop for Then {
+    fn drop(&mut self) {
+        if let Some(after) = self.after.take() {
+            after();
+        }
+    }
+}
+
 /// The seller's answer, streamed through with the headers the agent needs.
 pub(super) fn relay(response: reqwest::Response) -> Response {
     let status =

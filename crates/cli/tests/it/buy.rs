@@ -21,7 +21,7 @@ fn usdc(dir: &Path, key: &str) -> u128 {
     balance(dir, "devnet", key, "USDC")
 }
 
-fn buyer_url(dir: &Path) -> String {
+pub(crate) fn buyer_url(dir: &Path) -> String {
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state/daemon.json")).unwrap())
             .unwrap();

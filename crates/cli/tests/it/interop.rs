@@ -162,6 +162,22 @@ pub(crate) fn devnet_up(dir: &Path) -> String {
         .to_owned()
 }
 
+/// `obol facilitator serve` on the devnet of `dir`, paying gas from dev account 9, on a free
+/// port; returns the process and its URL.
+pub(crate) fn facilitator_serve(dir: &Path) -> (Killed, String) {
+    spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_obol"))
+            .args(["facilitator", "serve", "--chain", "devnet"])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("OBOL_CONFIG_DIR", dir.join("config"))
+            .env("OBOL_STATE_DIR", dir.join("state"))
+            .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9]),
+        true,
+        "facilitator listening on http://",
+        3,
+    )
+}
+
 /// The devnet's token ledger, read over its JSON-RPC endpoint.
 pub(crate) struct Ledger {
     chain: ChainClient,
@@ -445,18 +461,7 @@ async fn obol_buy_pays_an_x402_express_seller() {
     let endpoint = devnet_up(dir);
     let _cleanup = Cleanup(dir);
 
-    // Our facilitator, paying gas from dev account 9, on a free port.
-    let (_facilitator, facilitator_url) = spawn_until(
-        Command::new(env!("CARGO_BIN_EXE_obol"))
-            .args(["facilitator", "serve", "--chain", "devnet"])
-            .args(["--listen", "127.0.0.1:0"])
-            .env("OBOL_CONFIG_DIR", dir.join("config"))
-            .env("OBOL_STATE_DIR", dir.join("state"))
-            .env("OBOL_PRIVATE_KEY", obol_devnet::DEV_KEYS[9]),
-        true,
-        "facilitator listening on http://",
-        3,
-    );
+    let (_facilitator, facilitator_url) = facilitator_serve(dir);
 
     let seller = address_of(obol_devnet::DEV_KEYS[5]);
     let (_seller_process, seller_url) = spawn_until(

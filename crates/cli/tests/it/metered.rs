@@ -3,6 +3,7 @@
 //! buyer's status counts what was charged, not the ceilings.
 
 use axum::Router;
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
@@ -13,13 +14,27 @@ use crate::{balance, json_of, obol_in, stderr, succeeded};
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[6];
 
 /// A model whose every answer used 12 prompt and 34 completion tokens: 23 atomic USDC at
-/// 0.15 / 0.60 per million (1.8 + 20.4 = 22.2, rounded up).
+/// 0.15 / 0.60 per million (1.8 + 20.4 = 22.2, rounded up). Asked to stream, it answers in SSE
+/// with the usage in a final chunk when `stream_options.include_usage` asks for it.
 pub(crate) async fn metered_model() -> String {
-    let answer = || async {
+    // Any content type: `obol buy pay -d` sends none.
+    let answer = |body: axum::body::Bytes| async move {
+        let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let usage = json!({"prompt_tokens": 12, "completion_tokens": 34});
+        if request["stream"] == true {
+            let mut events = vec![json!({"choices": [{"delta": {"content": "hello"}}]})];
+            if request["stream_options"]["include_usage"] == true {
+                events.push(json!({"choices": [], "usage": usage}));
+            }
+            let mut text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+            text.push_str("data: [DONE]\n\n");
+            return ([("content-type", "text/event-stream")], text).into_response();
+        }
         axum::Json(json!({
             "choices": [{"message": {"role": "assistant", "content": "hello"}}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 34}
+            "usage": usage
         }))
+        .into_response()
     };
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -144,6 +159,47 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
     assert_eq!(status["status"]["totalSpent"], "0.000046 USDC", "{status}");
     assert_eq!(status["status"]["remaining"], 1);
 
+    // Streamed through the buyer proxy: no receipt before the stream ends, so the proxy reads
+    // the charge from the seller's receipt link afterwards; the ceiling never counts as spent.
+    let streamed = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/chat/completions",
+            crate::buy::buyer_url(dir)
+        ))
+        .json(
+            &json!({"model": format!("paid/{}", crate::buy::MODEL), "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    assert!(streamed.headers().contains_key("x-payment-receipt"));
+    let text = streamed.text().await.unwrap();
+    assert!(text.contains("hello"), "{text}");
+    let spent = || {
+        let status = json_of(&obol_in(
+            dir,
+            &["--json", "buy", "status", &name],
+            &[],
+            None,
+        ));
+        status["status"]["totalSpent"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while spent() != "0.000069 USDC" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        spent(),
+        "0.000069 USDC",
+        "23 atomic charged, not the 2458 ceiling"
+    );
+    assert_eq!(usdc(dir, BUYER_KEY), buyer_start - 4 * 23);
+
     // The seller's side: what its metered calls used and were charged.
     let sold = json_of(&obol_in(
         dir,
@@ -153,14 +209,14 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
     ));
     assert_eq!(
         sold["status"]["usage"],
-        json!({"requests": 3, "promptTokens": 36, "completionTokens": 102,
-               "totalTokens": 138, "charged": "0.000069 USDC"}),
+        json!({"requests": 4, "promptTokens": 48, "completionTokens": 136,
+               "totalTokens": 184, "charged": "0.000092 USDC"}),
         "{sold}"
     );
     let text = crate::stdout(&obol_in(dir, &["sell", "status", "llm"], &[], None));
     assert!(
         text.contains(
-            "Usage:    3 metered calls, 36 prompt + 102 completion tokens, charged 0.000069 USDC"
+            "Usage:    4 metered calls, 48 prompt + 136 completion tokens, charged 0.000092 USDC"
         ),
         "{text}"
     );

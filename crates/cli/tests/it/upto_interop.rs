@@ -7,7 +7,9 @@
 //! - the same client pays our gateway whose facilitator is x402-rs (`x402-chain-eip155` 2.0.2,
 //!   `v2-eip155-upto`), built by `tests/interop/x402rs-build` — opt-in, since it is a separate
 //!   build of about 3–5 min cold: the test runs when `$OBOL_X402RS_FACILITATOR` names the binary
-//!   and says it skips otherwise, in CI too. A call that used nothing is settled there for 0.
+//!   and says it skips otherwise, in CI too. A call that used nothing is settled there for 0;
+//! - `obol buy pay --metered` pays an upto seller built with `@x402/express` whose facilitator is
+//!   `obol facilitator serve`, charged what its handler says, not the ceiling.
 //!
 //! The model upstream reports 12 prompt and 34 completion tokens; at 0.15 / 0.60 per million that
 //! is 22.2 micro-units: 23 atomic USDC (rounded up), exactly 22 200 000 000 000 atomic OBOL. Every
@@ -27,7 +29,9 @@ use obol_x402::primitives::{Address, Bytes, U256};
 use obol_x402::token::{ERC6492_VALIDATOR, PERMIT2, UPTO_PERMIT2_PROXY};
 use serde_json::{Value, json};
 
-use crate::interop::{Cleanup, Ledger, address_of, devnet_up, node_sdk, repo, spawn_until};
+use crate::interop::{
+    Cleanup, Ledger, address_of, devnet_up, facilitator_serve, node_sdk, repo, spawn_until,
+};
 use crate::stack::{gateway, sell_from_json};
 use crate::{obol_in, stderr};
 
@@ -442,6 +446,91 @@ async fn the_official_upto_client_pays_a_metered_offer() {
 /// The x402-rs facilitator binary built by `tests/interop/x402rs-build`: `None` (with the
 /// reason printed) when `$OBOL_X402RS_FACILITATOR` is unset — the test is opt-in, CI included;
 /// a failure when it names a missing file.
+/// (b) `obol buy pay --metered` pays an upto seller built with `@x402/express` (its
+/// `UptoEvmScheme`), whose facilitator is `obol facilitator serve` on the devnet: the buyer signs
+/// a ceiling of 0.01 USDC through Permit2, the seller's handler charges part of it through the
+/// SDK's settlement overrides, and exactly that moves; a charge of 0 settles with no transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obol_buy_pays_an_x402_express_upto_seller() {
+    let Some(node_path) = node_sdk() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("a temp dir");
+    let dir = root.path();
+    let endpoint = devnet_up(dir);
+    let _cleanup = Cleanup(dir);
+    let (_facilitator, facilitator_url) = facilitator_serve(dir);
+    let seller = address_of(obol_devnet::DEV_KEYS[5]);
+    let (_seller_process, seller_url) = spawn_until(
+        Command::new("node")
+            .arg(repo().join("tests/interop/express-seller.cjs"))
+            .env("NODE_PATH", &node_path)
+            .env("FACILITATOR_URL", &facilitator_url)
+            .env("PAY_TO", seller.to_checksum(None))
+            .env("UPTO_PRICE", "$0.01"),
+        false,
+        "listening http://",
+        1,
+    );
+    let buyer_key = obol_devnet::DEV_KEYS[6];
+    let buyer = address_of(buyer_key);
+    let ledger = Ledger::new(&endpoint);
+    let pay = |charge: &str| {
+        let url = format!("{seller_url}/metered?charge={charge}");
+        let args = ["buy", "pay", &url, "-d", "{}", "--max-amount", "0.01"];
+        let args = [&args[..], &["--metered", "--yes"]].concat();
+        let out = obol_in(dir, &args, &[("OBOL_PRIVATE_KEY", buyer_key)], None);
+        assert!(out.status.success(), "obol buy pay: {}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            r#"{"sdk":"@x402/express","paid":"upto"}"#
+        );
+        stderr(&out)
+    };
+
+    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
+    let said = pay("1234");
+    assert!(said.contains("approved Permit2 for USDC"), "{said}");
+    let expected = format!(
+        "paid 0.001234 USDC of up to 0.01 USDC on base-sepolia to {} — transaction 0x",
+        seller.to_checksum(None)
+    );
+    let line = said
+        .lines()
+        .find(|l| l.starts_with(&expected))
+        .unwrap_or_else(|| panic!("no {expected:?} in {said}"));
+    let tx = line
+        .split_whitespace()
+        .find(|w| w.starts_with("0x") && w.len() == 66)
+        .expect("the transaction hash");
+    ledger.assert_settled(tx, UPTO_PERMIT2_PROXY).await;
+    assert_eq!(
+        sender_of(&endpoint, tx).await,
+        address_of(obol_devnet::DEV_KEYS[9])
+    );
+    ledger
+        .assert_moved(
+            obol_devnet::USDC,
+            (seller, buyer),
+            before,
+            U256::from(1234u64),
+        )
+        .await;
+
+    // Nothing used: the seller charges 0, our facilitator settles it without a transaction.
+    let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
+    let said = pay("0");
+    assert!(!said.contains("approved Permit2"), "approved once: {said}");
+    assert!(
+        said.contains("paid 0 USDC of up to 0.01 USDC on base-sepolia")
+            && said.contains("nothing used, no transaction"),
+        "{said}"
+    );
+    ledger
+        .assert_moved(obol_devnet::USDC, (seller, buyer), before, U256::ZERO)
+        .await;
+}
+
 fn x402rs_facilitator() -> Option<PathBuf> {
     let Some(path) = std::env::var_os("OBOL_X402RS_FACILITATOR").filter(|p| !p.is_empty()) else {
         println!(

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::offer::{GateSpec, PriceSpec, ServiceOffer};
 use crate::reconcile::parse_rfc3339;
 use crate::resource::{condition, is_true};
-use crate::routes::payment_options;
+use crate::routes::listed_options;
 use crate::snippets;
 use obol_config::stack::Branding;
 use obol_gateway::PaymentOption;
@@ -84,6 +84,12 @@ fn buy_hints(offer: &ServiceOffer, endpoint: &str) -> Value {
             "obol buy inference {endpoint} --model {} --count 10",
             model.name
         ));
+        if !offer.status.metered.is_empty() {
+            hints.push(format!(
+                "obol buy inference {endpoint} --model {} --metered --count 10",
+                model.name
+            ));
+        }
     }
     json!(hints)
 }
@@ -103,7 +109,7 @@ fn entry(tokens: &TokenRegistry, base_url: &str, offer: &ServiceOffer) -> Value 
     let endpoint = endpoint(base_url, offer);
     let network_name = &spec.payment.network;
     let (unit, raw) = price_fields(&spec.payment.price);
-    let options = payment_options(tokens, offer, None).unwrap_or_default();
+    let options = listed_options(tokens, offer);
     let symbol = options
         .first()
         .map_or_else(|| "USDC".to_owned(), |o| o.asset_symbol.clone());
@@ -206,7 +212,14 @@ fn payment_entry(tokens: &TokenRegistry, option: &PaymentOption) -> (Value, Valu
     let payment = json!({
         "scheme": r.scheme, "network": r.network, "amount": r.amount.to_string(),
         "amountHuman": format_units(r.amount(), decimals), "asset": asset, "payTo": r.pay_to,
-        "price": option.price.label(&option.asset_symbol),
+        "price": match option.metering {
+            Some(_) => format!(
+                "up to {} {} per call, charged per token",
+                format_units(r.amount(), decimals),
+                option.asset_symbol
+            ),
+            None => option.price.label(&option.asset_symbol),
+        },
     });
     (asset, payment)
 }

@@ -5,6 +5,9 @@
 //! Unlike an `exact` stream (settled as its first content goes out), the amount is only known at
 //! the end. A stream still running when its authorization nears expiry is settled then for the
 //! ceiling (the most the buyer agreed to) and runs on; a stream that delivered nothing is free.
+//! A buyer that leaves after content went out (the body is dropped before its end) is charged
+//! what was read so far, or, with no usage read yet, as an answer reporting none (the offer's
+//! `noUsage` rule): leaving early never makes an answer free.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -149,6 +152,18 @@ impl http_body::Body for MeteredStream {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        // Dropped before its end with content delivered: the buyer left (see the module docs).
+        if self.bytes > 0
+            && let Some(run) = self.settle.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run(Ending::Used(self.scanner.usage())));
+        }
     }
 }
 

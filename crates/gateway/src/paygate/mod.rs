@@ -441,7 +441,11 @@ impl Shared {
         let refused = match answer {
             Ok(Ok(receipt)) if receipt.success => {
                 labels.charged();
-                if let Err(error) = ticket.settled(&receipt.transaction, expires_at) {
+                if let Err(error) = ticket.settled(
+                    &receipt.transaction,
+                    receipt.amount.map(|a| a.get()),
+                    expires_at,
+                ) {
                     // The chain's nonce still prevents a second charge.
                     tracing::error!(%error, "could not record a payment's settlement");
                 }

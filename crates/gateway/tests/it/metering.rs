@@ -1,11 +1,13 @@
 //! Metered inference (`upto`) end to end on the devnet: the buyer signs a ceiling, the gateway
 //! serves and settles exactly what the answer's usage costs — buffered and streamed — sends no
 //! transaction for nothing used, refuses a request the ceiling cannot cover before the upstream
-//! runs, and charges nothing when the upstream fails.
+//! runs, and charges nothing when the upstream fails. One payment sent twice at once serves one
+//! call; a buyer that leaves a stream after content went out is still charged.
 
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse as _;
 use axum::routing::post;
@@ -53,6 +55,14 @@ async fn model(seen: Seen) -> String {
                            "completion_tokens": c.parse::<u64>().unwrap()})
                 }
             };
+            if headers.contains_key("x-test-hang") {
+                // One chunk, then nothing more until the buyer leaves.
+                let first = Bytes::from_static(
+                    b"data: {\"choices\":[{\"delta\":{\"content\":\"hel\"}}]}\n\n",
+                );
+                let body = axum::body::Body::from_stream(OneThenHang(Some(first)));
+                return ([("content-type", "text/event-stream")], body).into_response();
+            }
             if request["stream"] == true {
                 let mut events = vec![
                     json!({"choices": [{"delta": {"content": "hel"}}]}),
@@ -81,6 +91,23 @@ async fn model(seen: Seen) -> String {
             .route("/broken/v1/chat/completions", post(broken)),
     )
     .await
+}
+
+/// A stream of one chunk that then never ends.
+struct OneThenHang(Option<Bytes>);
+
+impl futures_core::Stream for OneThenHang {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.0.take() {
+            Some(chunk) => std::task::Poll::Ready(Some(Ok(chunk))),
+            None => std::task::Poll::Pending,
+        }
+    }
 }
 
 /// The metered option: upto, the ceiling as its amount, settled by the facilitator's key.
@@ -350,4 +377,71 @@ async fn a_ceiling_too_low_is_refused_before_the_upstream_and_failures_cost_noth
         .await;
     assert_eq!(failed.status(), 502);
     assert_eq!(m.balances(&buyer).await.0, before.0 - U256::from(1));
+}
+
+/// Waits (up to 10 s) until the buyer's balance fell below `from`; returns what it paid.
+async fn paid_since(m: &Metered, buyer: &obol_x402::LocalSigner, from: U256) -> U256 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let paid = from - m.balances(buyer).await.0;
+        if !paid.is_zero() || std::time::Instant::now() >= deadline {
+            return paid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_metered_payment_sent_twice_at_once_serves_and_charges_once() {
+    let m = Metered::start().await;
+    let required = m.challenge("metered").await;
+    let buyer = m.buyer(7).await;
+    let before = m.balances(&buyer).await;
+    let payment = sign(&buyer, &required, 1);
+    let (a, b) = tokio::join!(
+        m.call("metered", &payment, "12,34", chat(false)),
+        m.call("metered", &payment, "12,34", chat(false)),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 402], "one call served");
+    let refused = if a.status() == 402 { a } else { b };
+    let reason = challenge_of(&refused).extensions.unwrap()["paymentFailure"]["reason"].clone();
+    assert!(
+        reason == "payment_in_flight" || reason == "payment_already_used",
+        "{reason}"
+    );
+    assert_eq!(paid_since(&m, &buyer, before.0).await, U256::from(23));
+    assert_eq!(m.balances(&buyer).await.1, before.1 + U256::from(23));
+}
+
+#[tokio::test]
+async fn a_buyer_leaving_a_metered_stream_after_content_is_still_charged() {
+    let m = Metered::start().await;
+    let required = m.challenge("metered").await;
+    let buyer = m.buyer(8).await;
+    let before = m.balances(&buyer).await;
+    let payment = sign(&buyer, &required, 1);
+    let mut streamed = reqwest::Client::new()
+        .post(m.url("metered"))
+        .header(PAYMENT_SIGNATURE, &payment)
+        .header("x-test-hang", "1")
+        .json(&chat(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    let first = streamed.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("hel"));
+    drop(streamed);
+
+    // No usage read before the buyer left: the offer's noUsage rule, the 600-atomic estimate.
+    assert_eq!(paid_since(&m, &buyer, before.0).await, U256::from(600));
+    assert_eq!(m.balances(&buyer).await.1, before.1 + U256::from(600));
+    let replayed = m.call("metered", &payment, "1,1", chat(false)).await;
+    assert_eq!(replayed.status(), 402);
+    assert_eq!(
+        challenge_of(&replayed).extensions.unwrap()["paymentFailure"]["reason"],
+        "payment_already_used"
+    );
 }
