@@ -112,7 +112,12 @@ pub trait AdminKind: Spec {
     const PUT_WRITES_STATUS: bool = false;
     /// Adds to an object read what is only known live, from the gateway's payment guard (none
     /// by default).
-    fn decorate(_object: &mut Object<Self>, _guard: &obol_gateway::guard::ReplayGuard) {}
+    fn decorate(
+        _object: &mut Object<Self>,
+        _guard: &obol_gateway::guard::ReplayGuard,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 impl AdminKind for ServiceOfferSpec {
@@ -122,8 +127,11 @@ impl AdminKind for ServiceOfferSpec {
     }
 
     /// `status.usage`: what the offer's metered calls used and were charged, from the guard.
-    fn decorate(object: &mut Object<Self>, guard: &obol_gateway::guard::ReplayGuard) {
-        if let Some(raw) = guard.usage(&object.metadata.namespace, &object.metadata.name) {
+    async fn decorate(object: &mut Object<Self>, guard: &obol_gateway::guard::ReplayGuard) {
+        let usage = guard
+            .usage(&object.metadata.namespace, &object.metadata.name)
+            .await;
+        if let Some(raw) = usage {
             object.status.usage = Some(obol_control::routes::offer_usage(
                 &obol_x402::TokenRegistry::builtin(),
                 object,
@@ -214,7 +222,7 @@ async fn list<S: AdminKind>(State(state): State<AdminState>) -> Response {
         Ok(mut objects) => {
             if let Some(guard) = &state.guard {
                 for object in &mut objects {
-                    S::decorate(object, guard);
+                    S::decorate(object, guard).await;
                 }
             }
             axum::Json(objects).into_response()
@@ -230,7 +238,7 @@ async fn get_one<S: AdminKind>(
     match state.store.get::<S>(&namespace, &name).await {
         Ok(Some(mut object)) => {
             if let Some(guard) = &state.guard {
-                S::decorate(&mut object, guard);
+                S::decorate(&mut object, guard).await;
             }
             axum::Json(object).into_response()
         }

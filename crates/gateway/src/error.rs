@@ -213,6 +213,18 @@ impl GatewayError {
         .detail(format!("the limit is {limit} bytes"))
     }
 
+    /// 503: the payment guard's store cannot be read (a shared database down): no payment is
+    /// taken unchecked.
+    pub fn payment_store_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments cannot be checked right now",
+            "payment_store_unavailable",
+        )
+        .hint("try again shortly with the same payment; nothing was charged")
+        .retriable(true)
+    }
+
     /// 503: the route table has not been loaded yet.
     pub fn not_ready() -> Self {
         Self::new(

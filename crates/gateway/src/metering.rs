@@ -66,6 +66,21 @@ pub struct MeteredUsage {
     pub charged: U256,
 }
 
+impl MeteredUsage {
+    /// This usage with one more settled call, charged `charge`.
+    pub fn plus(self, charge: &Charge) -> Self {
+        let usage = charge.usage.unwrap_or_default();
+        Self {
+            requests: self.requests.saturating_add(1),
+            prompt_tokens: self.prompt_tokens.saturating_add(usage.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(usage.completion_tokens),
+            charged: self.charged.saturating_add(charge.amount),
+        }
+    }
+}
+
 /// Why a metered request cannot run under the ceiling signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverCeiling(pub String);

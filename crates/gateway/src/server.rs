@@ -168,7 +168,7 @@ async fn receipt(
     let Ok(nonce) = nonce.parse::<obol_x402::primitives::B256>() else {
         return GatewayError::not_found().into_response();
     };
-    match state.guard.receipt(nonce) {
+    match state.guard.receipt(nonce).await {
         None => GatewayError::not_found().into_response(),
         Some(found) => {
             let mut body = json!({

@@ -75,9 +75,21 @@ impl Shared {
             Err(failure) => return Err(rechallenge(failure, &labels)),
         };
         let amount = option.requirements.amount.0;
-        let claim = match self.guard.claim(taken.id, taken.digest, amount) {
+        let claim = match self
+            .guard
+            .claim(taken.id, taken.digest, amount, taken.expires_at)
+            .await
+        {
             Ok(claim) => claim,
-            Err(refusal) => return Err(rechallenge(refused(&refusal), &labels)),
+            Err(refusal) => {
+                return Err(match refused(&refusal) {
+                    Ok(failure) => rechallenge(failure, &labels),
+                    Err(error) => {
+                        labels.failure(error.reason);
+                        Refused::Error(error)
+                    }
+                });
+            }
         };
         let mut paid = Paid {
             verify,

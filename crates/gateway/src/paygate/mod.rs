@@ -430,7 +430,7 @@ impl Shared {
             labels,
             ..
         } = paid;
-        if let Err(error) = ticket.settling(expires_at) {
+        if let Err(error) = ticket.settling(expires_at).await {
             // Only a restart mid-settlement would lose the payment; the chain's nonce still
             // prevents a second charge.
             tracing::error!(%error, "could not record a settlement under way");
@@ -441,11 +441,14 @@ impl Shared {
         let refused = match answer {
             Ok(Ok(receipt)) if receipt.success => {
                 labels.charged();
-                if let Err(error) = ticket.settled(
-                    &receipt.transaction,
-                    receipt.amount.map(|a| a.get()),
-                    expires_at,
-                ) {
+                if let Err(error) = ticket
+                    .settled(
+                        &receipt.transaction,
+                        receipt.amount.map(|a| a.get()),
+                        expires_at,
+                    )
+                    .await
+                {
                     // The chain's nonce still prevents a second charge.
                     tracing::error!(%error, "could not record a payment's settlement");
                 }
@@ -468,26 +471,26 @@ impl Shared {
         let recorded = match &refused {
             NotCharged::Pending(receipt) => {
                 labels.failure("settlement_pending");
-                ticket.unsettled(&receipt.transaction, expires_at)
+                ticket.unsettled(&receipt.transaction, expires_at).await
             }
             NotCharged::Unknown(_) => {
                 labels.failure("settlement_pending");
-                ticket.unsettled("", expires_at)
+                ticket.unsettled("", expires_at).await
             }
             NotCharged::Rejected(receipt) => {
                 labels.failure("settlement_rejected");
                 if delivered {
-                    ticket.unsettled(&receipt.transaction, expires_at)
+                    ticket.unsettled(&receipt.transaction, expires_at).await
                 } else {
-                    ticket.released()
+                    ticket.released().await
                 }
             }
             NotCharged::Failed(_) => {
                 labels.failure("settlement_failed");
                 if delivered {
-                    ticket.unsettled("", expires_at)
+                    ticket.unsettled("", expires_at).await
                 } else {
-                    ticket.released()
+                    ticket.released().await
                 }
             }
         };
@@ -534,7 +537,7 @@ impl Shared {
         let charge = paid.charge_for(usage, false);
         match self.settle(paid, false).await {
             Ok((mut receipt, labels)) => {
-                note_charge(&self.guard, &mut receipt, &labels, charge.as_ref());
+                note_charge(&self.guard, &mut receipt, &labels, charge.as_ref()).await;
                 add_receipt(&mut parts.headers, &receipt);
                 Response::from_parts(parts, Body::from(bytes))
             }
@@ -579,7 +582,7 @@ impl Shared {
         // Before the answer, a metered payment's usage is unknown: its ceiling.
         let charge = paid.charge_for(None, true);
         let (mut receipt, labels) = self.settle(paid, taken_before).await?;
-        note_charge(&self.guard, &mut receipt, &labels, charge.as_ref());
+        note_charge(&self.guard, &mut receipt, &labels, charge.as_ref()).await;
         Ok(Charged {
             receipt,
             labels,
@@ -739,7 +742,7 @@ impl Paid {
 
 /// Says in the receipt how a metered charge was measured (`extensions.metering`), counts it in
 /// the offer's metrics and adds it to the offer's usage in the guard.
-fn note_charge(
+async fn note_charge(
     guard: &ReplayGuard,
     receipt: &mut SettleResponse,
     labels: &Labels,
@@ -748,7 +751,7 @@ fn note_charge(
     if let Some(charge) = charge {
         labels.metered(charge);
         let (namespace, name) = labels.offer();
-        if let Err(error) = guard.add_usage(namespace, name, charge) {
+        if let Err(error) = guard.add_usage(namespace, name, charge).await {
             tracing::error!(%error, "could not record a metered call's usage");
         }
         receipt
@@ -765,10 +768,11 @@ fn client_of(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
         .map(|info| info.0.ip())
 }
 
-/// The guard's refusal as a re-challenge.
-fn refused(refusal: &Refusal) -> PaymentFailure {
+/// The guard's refusal as a re-challenge, or the 503 of a store that cannot be read.
+fn refused(refusal: &Refusal) -> Result<PaymentFailure, GatewayError> {
     let hint = Some("sign a new authorization for each request");
-    match refusal {
+    Ok(match refusal {
+        Refusal::Unavailable(_) => return Err(GatewayError::payment_store_unavailable()),
         Refusal::InFlight => PaymentFailure {
             reason: "payment_in_flight",
             detail: "this payment is already being used by another request".into(),
@@ -784,7 +788,7 @@ fn refused(refusal: &Refusal) -> PaymentFailure {
             detail: "this authorization's nonce was already used by another payment".into(),
             hint,
         },
-    }
+    })
 }
 
 /// Refuses an authorization that expires before the window the 402 advertised

@@ -55,7 +55,7 @@ impl Shared {
         let mut trailers = HeaderMap::new();
         let receipt = match settled {
             Ok((mut receipt, labels)) => {
-                note_charge(&self.guard, &mut receipt, &labels, charge.as_ref());
+                note_charge(&self.guard, &mut receipt, &labels, charge.as_ref()).await;
                 add_receipt(&mut trailers, &receipt);
                 return (trailers, true);
             }

@@ -14,6 +14,7 @@ mod limits;
 mod mcp;
 mod metering;
 mod modes;
+mod replicas;
 mod routes;
 mod siwx;
 mod streams;
@@ -378,6 +379,16 @@ impl Fixture {
         tune: impl FnOnce(&mut GatewayConfig),
     ) -> (String, String) {
         let guard = Arc::new(ReplayGuard::open(guard_path).unwrap());
+        Self::gateway_over(routes, probe, guard, tune).await
+    }
+
+    /// A gateway's public and internal listeners, over `guard`.
+    pub async fn gateway_over(
+        routes: &Arc<Routes>,
+        probe: &Arc<Probe>,
+        guard: Arc<ReplayGuard>,
+        tune: impl FnOnce(&mut GatewayConfig),
+    ) -> (String, String) {
         let mut config = GatewayConfig::default();
         config.paygate.verify_timeout = Duration::from_secs(2);
         tune(&mut config);
