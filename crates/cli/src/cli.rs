@@ -54,6 +54,9 @@ pub(crate) enum Command {
     /// purchases — with this wallet's key kept here and every payment under caps the agent
     /// cannot raise.
     Mcp(Box<McpArgs>),
+    /// Kubernetes: what the stack needs in a cluster.
+    #[command(subcommand)]
+    Kube(KubeCommand),
     /// The whole system on this machine: a devnet, the facilitator and a stack; sells and
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.
@@ -548,6 +551,18 @@ pub(crate) struct RegisterFlags {
     /// Extra metadata `KEY=VALUE` (repeatable).
     #[arg(long, value_name = "KEY=VALUE", conflicts_with = "no_register")]
     pub(crate) register_metadata: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KubeCommand {
+    /// The CustomResourceDefinitions (ServiceOffer, PurchaseRequest, AgentIdentity), generated
+    /// from the resource types: one YAML stream on stdout (`--json`: a `List`), or one file per
+    /// CRD plus kustomization.yaml in DIR.
+    Crds {
+        /// Write the files here instead (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

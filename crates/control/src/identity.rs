@@ -5,6 +5,7 @@
 //! identity import` record them); `spec` holds what the operator says about the agent as a
 //! whole, which takes precedence over the owner offer's registration block in the document.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{Condition, Object, Spec};
@@ -16,7 +17,7 @@ pub const DEFAULT_IDENTITY: (&str, &str) = ("x402", "default");
 /// What the operator says about the agent (`obol sell register --name/--description/--image`).
 /// Unset fields fall back to the owner offer's registration block. Deserializing refuses every
 /// field it does not know, naming it (see `crate::strict`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct AgentIdentitySpec {
     /// The agent's name in the registration document.
@@ -33,7 +34,7 @@ pub struct AgentIdentitySpec {
 strict_spec!(AgentIdentitySpec, &[]);
 
 /// One chain's agent id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainRegistration {
     /// Chain name (as recorded: `base-sepolia`, `devnet`, …).
@@ -58,7 +59,7 @@ pub struct IdentityConflict {
 }
 
 /// The ids per chain.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentIdentityStatus {
     /// Per-chain registrations.

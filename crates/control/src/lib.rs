@@ -12,6 +12,7 @@
 //! | [`validate`] | offer validation with errors naming field and rule |
 //! | `strict` | specs refuse the JSON fields they would drop (unknown, or not supported yet) |
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
+//! | [`crd`] | Kubernetes CRDs generated from the resource types (`obol kube crds`) |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
 //! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
 //! | [`snippets`] | copy-and-run code for the storefront: `curl`, `obol buy pay`, Python with the x402 SDK |
@@ -22,6 +23,7 @@
 //! | [`routes`] | published offers → the gateway's route table (prices, tokens, requirements) |
 
 pub mod controller;
+pub mod crd;
 pub mod discovery;
 pub mod identity;
 pub mod mcp;

@@ -2,6 +2,7 @@
 
 use obol_x402::metering::{NoUsage, TokenRates};
 use obol_x402::money::{Decimal, MoneyError};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -9,7 +10,7 @@ use crate::resource::{Condition, Object, Spec};
 use crate::strict::{Unsupported, strict_spec};
 
 /// What an offer sells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OfferType {
     /// An arbitrary HTTP API (the default).
@@ -39,18 +40,19 @@ impl OfferType {
 }
 
 /// The model an inference offer serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
     /// Model name as the upstream knows it.
     pub name: String,
     /// `ollama`, `vllm` or `tgi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["ollama", "vllm", "tgi"]))]
     pub runtime: Option<String>,
 }
 
 /// Where paid requests go: a URL (embedded mode) or a Kubernetes service.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamSpec {
     /// `http(s)://host:port[/base]` (embedded mode).
@@ -64,6 +66,7 @@ pub struct UpstreamSpec {
     pub namespace: Option<String>,
     /// Service port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Health path probed by the reconciler (default `/health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +79,7 @@ pub struct UpstreamSpec {
 
 /// A credential sent to the upstream with every proxied request and health probe. Only the
 /// reference is stored; the value stays in the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamAuthSpec {
     /// The secret (in the offer's namespace) and its key.
@@ -94,7 +97,7 @@ impl UpstreamAuthSpec {
 }
 
 /// One key of a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretRef {
     /// The secret's name.
     pub name: String,
@@ -103,7 +106,7 @@ pub struct SecretRef {
 }
 
 /// Token details when not the chain's default USDC.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssetSpec {
     /// Token contract.
@@ -117,6 +120,7 @@ pub struct AssetSpec {
     pub decimals: Option<u8>,
     /// `eip3009` or `permit2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["eip3009", "permit2"]))]
     pub transfer_method: Option<String>,
     /// EIP-712 domain name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,7 +131,7 @@ pub struct AssetSpec {
 }
 
 /// Exactly one price, as a decimal string in token units.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PriceSpec {
     /// Per request.
@@ -188,15 +192,17 @@ impl PriceSpec {
 }
 
 /// How the offer is paid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentSpec {
     /// `exact`.
     #[serde(default = "exact")]
+    #[schemars(extend("enum" = ["exact"]))]
     pub scheme: String,
     /// Network name, alias or CAIP-2 id.
     pub network: String,
     /// Recipient.
+    #[schemars(pattern(crate::validate::ADDRESS_PATTERN))]
     pub pay_to: String,
     /// Payment validity budget (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,7 +223,7 @@ pub struct PaymentSpec {
 
 /// `payment.upto`: how a metered (`upto`) payment is bounded and what a call reporting no
 /// usage costs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UptoSpec {
     /// The most tokens one call may use (default
@@ -229,6 +235,7 @@ pub struct UptoSpec {
     /// What a call whose answer reports no usage costs: `estimate` (default, the flat
     /// 1000-token estimate) or `ceiling`.
     #[serde(default, skip_serializing_if = "NoUsage::is_default")]
+    #[schemars(schema_with = "crate::crd::no_usage_schema")]
     pub no_usage: NoUsage,
 }
 
@@ -243,7 +250,7 @@ impl UptoSpec {
 /// When a paid request is settled: after the upstream answered below 400 (`serveFirst`, a
 /// failed call is never charged) or before it is called (`settleFirst`, for expensive or
 /// irreversible work; a failure after the charge is logged as a refund owed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SettleTiming {
     /// Serve, then settle.
@@ -264,7 +271,7 @@ fn exact() -> String {
 }
 
 /// Who may use a route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GateSpec {
     /// Paid per request (the default).
@@ -293,7 +300,7 @@ impl GateSpec {
 
 /// A route's own price: a decimal per-request amount (`"0.5"`), or a price object like
 /// `payment.price`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RoutePrice {
     /// Per request, in token units.
@@ -318,14 +325,16 @@ impl RoutePrice {
 /// One route of an offer: a path below the offer's path, the methods it answers, its gate and
 /// price. Declaring routes makes them the whole table of the offer: a path under the offer
 /// that none covers is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteSpec {
     /// Below the offer's path: `/*` (the offer itself and everything below it), `/submit`
     /// (exactly), `/v1/*/info` (`*` = one segment).
+    #[schemars(pattern(crate::validate::ROUTE_PATH_PATTERN), length(max = crate::validate::MAX_PATH_LEN))]
     pub path: String,
     /// `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`; none = every method.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::crd::methods_schema")]
     pub methods: Vec<String>,
     /// `paid` (default), `free` or `auth`.
     #[serde(default, skip_serializing_if = "GateSpec::is_default")]
@@ -335,6 +344,7 @@ pub struct RouteSpec {
     pub price: Option<RoutePrice>,
     /// What the route does (catalog, `/skill.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::validate::MAX_SUMMARY_CHARS))]
     pub summary: Option<String>,
     /// Free calls per signed-in wallet per day before payment is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,7 +367,7 @@ impl RouteSpec {
 
 /// How an offer describes itself to buyers and indexers (ours; docs/design/discovery.md): the
 /// x402 Bazaar extension of its 402s, its OpenAPI operations, the discovery documents.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiscoverySpec {
     /// A short name (printable ASCII, at most 32).
@@ -379,7 +389,7 @@ pub struct DiscoverySpec {
 
 /// A call's input: the method, and the query parameters (`GET`, `HEAD`, `DELETE`) or the body
 /// (`POST`, `PUT`, `PATCH`) as JSON Schema 2020-12 objects, with an example.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InputSpec {
     /// The HTTP method (default `GET`, or `POST` for inference offers).
@@ -403,7 +413,7 @@ pub struct InputSpec {
 }
 
 /// A call's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputSpec {
     /// Its format (default `json`).
@@ -418,7 +428,7 @@ pub struct OutputSpec {
 }
 
 /// Limits over all requests of an offer (the original applies them as Traefik middlewares).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// Requests served at once; one more is refused with 429.
@@ -434,7 +444,7 @@ pub struct LimitsSpec {
 pub const MAX_LIMIT: u32 = 10_000;
 
 /// ERC-8004 registration settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationSpec {
     /// Whether the offer is published in the agent registration.
@@ -461,7 +471,7 @@ pub struct RegistrationSpec {
 }
 
 /// Catalog ordering.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListingSpec {
     /// Higher first.
@@ -474,7 +484,7 @@ pub struct ListingSpec {
 
 /// The `ServiceOffer` spec. Deserializing refuses every field it does not implement, naming it
 /// (the original's not yet: `UNSUPPORTED_FIELDS`); see `crate::strict`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct ServiceOfferSpec {
     /// What is sold.
@@ -493,9 +503,11 @@ pub struct ServiceOfferSpec {
     pub payments: Vec<PaymentSpec>,
     /// Public path (default `/services/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::validate::PATH_PATTERN), length(max = crate::validate::MAX_PATH_LEN))]
     pub path: Option<String>,
     /// Routes below the path (at most [`MAX_ROUTES`]); none: everything is paid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ROUTES))]
     pub routes: Vec<RouteSpec>,
     /// Concurrency and rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -506,6 +518,7 @@ pub struct ServiceOfferSpec {
     /// A vanity hostname: requests whose `Host` is it are served this offer at `/` (its page
     /// at `/`, its `/openapi.json` and `/.well-known/x402`, everything else below its path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::validate::HOSTNAME_PATTERN), length(max = crate::validate::MAX_HOSTNAME_LEN))]
     pub hostname: Option<String>,
     /// ERC-8004 registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -558,7 +571,7 @@ pub(crate) const UNSUPPORTED_FIELDS: &[Unsupported] = &[
 strict_spec!(ServiceOfferSpec, UNSUPPORTED_FIELDS);
 
 /// What the reconciler observed.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceOfferStatus {
     /// Conditions.
@@ -587,7 +600,7 @@ pub struct ServiceOfferStatus {
 
 /// One entry of `status.metered`: a metered way to pay as the gateway offers it, so the
 /// storefront and the discovery documents list what the 402 does.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeteredStatus {
     /// The payment's network, as its spec names it.
@@ -601,7 +614,7 @@ pub struct MeteredStatus {
 }
 
 /// `status.usage` (the original's proposed fields): the offer's settled metered calls.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferUsage {
     /// Settled metered calls.

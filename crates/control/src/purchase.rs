@@ -1,14 +1,18 @@
 //! `PurchaseRequest`: a buyer's pool of pre-signed authorizations for one seller
 //! (obol-stack.md §3.3). Reconciled by the buyer work: Probed → AuthsSigned → Configured → Ready.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::resource::{Condition, Object, Spec};
 use crate::strict::strict_spec;
 
+/// The most authorizations one purchase may request.
+pub const MAX_PURCHASE_COUNT: u32 = 2500;
+
 /// One pre-signed authorization.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreSignedAuth {
     /// Identifier (the consume key falls back to the nonce when empty).
@@ -34,7 +38,7 @@ pub struct PreSignedAuth {
 }
 
 /// Refill policy.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoRefill {
     /// Whether refills happen.
@@ -55,7 +59,7 @@ pub struct AutoRefill {
 }
 
 /// What the seller asks, as probed.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PurchasePayment {
     /// CAIP-2 network.
@@ -88,14 +92,15 @@ pub struct PurchasePayment {
 
 /// The `PurchaseRequest` spec. Deserializing refuses every field it does not know, naming it
 /// (see `crate::strict`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct PurchaseRequestSpec {
     /// The seller's offer URL.
     pub endpoint: String,
     /// The seller's model.
     pub model: String,
-    /// Authorizations requested (1–2500).
+    /// Authorizations requested (1–[`MAX_PURCHASE_COUNT`]).
+    #[schemars(range(min = 1, max = MAX_PURCHASE_COUNT))]
     pub count: u32,
     /// The pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -110,7 +115,7 @@ pub struct PurchaseRequestSpec {
 strict_spec!(PurchaseRequestSpec, &[]);
 
 /// What the buyer controller observed.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PurchaseRequestStatus {
     /// The generation these conditions describe.

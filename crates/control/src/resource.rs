@@ -1,5 +1,6 @@
 //! The Kubernetes-shaped envelope every resource shares.
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -112,7 +113,7 @@ impl<S: Spec> Object<S> {
 }
 
 /// `True`, `False` or `Unknown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     /// Holds.
     True,
@@ -123,7 +124,7 @@ pub enum ConditionStatus {
 }
 
 /// One observed condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// e.g. `UpstreamHealthy`.

@@ -7,6 +7,7 @@ mod discover;
 mod facilitator;
 mod identity;
 mod info;
+mod kube;
 mod mcp;
 mod network;
 mod offer_flags;
@@ -74,5 +75,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Buy(command) => buy::run(&context()?, command).await,
         Command::Demo(args) => demo::run(&context()?, args).await,
         Command::Mcp(args) => mcp::run(context()?, *args).await,
+        Command::Kube(command) => kube::run(command, cli.json),
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use obol_gateway::mcp::{MAX_TOOLS, Tool, Tools, valid_tool_name};
 use obol_gateway::{Discovery, Offer};
 use obol_x402::token::TokenRegistry;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -24,7 +25,7 @@ pub mod listing;
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 
 /// `spec.mcp`: what an MCP offer sells.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McpSpec {
     /// What `spec.upstream.url` is: an HTTP API (each tool POSTed to) or an MCP server (every
@@ -38,7 +39,7 @@ pub struct McpSpec {
 }
 
 /// What an MCP offer's upstream is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum McpUpstream {
     /// An HTTP API: a call POSTs the tool's JSON arguments to `<upstream.url><path>`.
@@ -55,7 +56,7 @@ impl McpUpstream {
 }
 
 /// One tool of an MCP offer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McpToolSpec {
     /// `^[a-zA-Z0-9_-]{1,64}$`.

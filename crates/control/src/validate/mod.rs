@@ -13,7 +13,7 @@ use crate::offer::{
     MAX_LIMIT, MAX_ROUTES, OfferType, PaymentSpec, PriceSpec, RouteSpec, SIGN_IN_PATH,
     ServiceOffer, is_reserved, is_sign_in_path,
 };
-use crate::purchase::PurchaseRequest;
+use crate::purchase::{MAX_PURCHASE_COUNT, PurchaseRequest};
 use crate::secrets::is_secret_key;
 use obol_gateway::Methods;
 
@@ -53,6 +53,24 @@ fn verdict(kind: &'static str, errors: Vec<FieldError>) -> Result<(), Validation
         Err(ValidationError { kind, errors })
     }
 }
+
+/// What [`is_address`] accepts, as the original's CRD pattern for `payTo`.
+pub const ADDRESS_PATTERN: &str = "^0x[0-9a-fA-F]{40}$";
+
+/// The original's pattern for an offer's `path` (`path_problem` checks more: normal form, no
+/// `*`).
+pub const PATH_PATTERN: &str = "^/[a-zA-Z0-9/_.-]*$";
+
+/// The original's pattern for a route's `path` (`route_path_problem` checks more).
+pub const ROUTE_PATH_PATTERN: &str = "^/[a-zA-Z0-9/_.*-]*$";
+
+/// A lower-case DNS name, the CRD's pattern for `hostname` ([`hostname_problem`] also refuses
+/// IP addresses, single labels and labels longer than 63).
+pub const HOSTNAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// The longest vanity hostname accepted.
+pub const MAX_HOSTNAME_LEN: usize = 253;
 
 /// `0x` followed by 40 hex digits (any case).
 pub fn is_address(text: &str) -> bool {
@@ -103,10 +121,10 @@ pub fn validate_purchase(purchase: &PurchaseRequest) -> Result<(), ValidationErr
     if spec.model.trim().is_empty() {
         fail("spec.model", "must not be empty".to_owned());
     }
-    if !(1..=2500).contains(&spec.count) {
+    if !(1..=MAX_PURCHASE_COUNT).contains(&spec.count) {
         fail(
             "spec.count",
-            format!("{} must be between 1 and 2500", spec.count),
+            format!("{} must be between 1 and {MAX_PURCHASE_COUNT}", spec.count),
         );
     }
     if let Some(refill) = spec.auto_refill.as_ref().filter(|r| r.enabled) {
@@ -244,8 +262,8 @@ pub fn is_dns_label(text: &str) -> bool {
 /// of letters, digits and `-`, 1 to 63 long, not starting or ending with `-`), at most 253
 /// bytes, with at least one dot, not an IP address, without a port or a trailing dot.
 pub fn hostname_problem(host: &str) -> Option<String> {
-    if host.len() > 253 {
-        return Some("is longer than 253 bytes".to_owned());
+    if host.len() > MAX_HOSTNAME_LEN {
+        return Some(format!("is longer than {MAX_HOSTNAME_LEN} bytes"));
     }
     if host.parse::<std::net::IpAddr>().is_ok()
         || host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -282,7 +300,7 @@ fn path_problem(path: &str) -> Option<String> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
     let Some(rest) = path.strip_prefix('/').filter(|_| charset) else {
-        return Some(format!("{path:?} must match ^/[a-zA-Z0-9/_.-]*$"));
+        return Some(format!("{path:?} must match {PATH_PATTERN}"));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
@@ -599,7 +617,7 @@ pub(crate) fn route_path_problem(path: &str) -> Option<String> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'*' | b'-'));
     let Some(rest) = path.strip_prefix('/').filter(|_| charset) else {
-        return Some(format!("{path:?} must match ^/[a-zA-Z0-9/_.*-]*$"));
+        return Some(format!("{path:?} must match {ROUTE_PATH_PATTERN}"));
     };
     if rest.is_empty() {
         return None;
