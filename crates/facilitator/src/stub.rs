@@ -8,7 +8,9 @@ use obol_x402::wire::{
 
 use crate::{Facilitator, FacilitatorError};
 
-/// Says yes to every verify and settle, with a fixed transaction hash.
+/// Says yes to every verify and settle, with a fixed transaction hash. A settle of an `upto`
+/// payment answers the amount it was asked to settle, as a real facilitator reports what it
+/// moved (the gateway records it with the settlement).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Approving;
 
@@ -22,10 +24,12 @@ impl Facilitator for Approving {
     }
 
     async fn settle(&self, request: &SettleRequest) -> Result<SettleResponse, FacilitatorError> {
+        let requirements = request.requirements_v2();
         Ok(SettleResponse {
             success: true,
             transaction: format!("0x{}", "ab".repeat(32)),
-            network: request.requirements_v2().network,
+            amount: (requirements.scheme == "upto").then_some(requirements.amount),
+            network: requirements.network,
             ..SettleResponse::default()
         })
     }

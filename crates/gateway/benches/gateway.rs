@@ -12,100 +12,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::convert::Infallible;
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{any, get};
-use obol_gateway::guard::ReplayGuard;
-use obol_gateway::proxy::UpstreamClient;
-use obol_gateway::server::{GatewayConfig, UpstreamService, app, serve};
-use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
-use obol_x402::LocalSigner;
-use obol_x402::header::{self, PAYMENT_SIGNATURE};
-use obol_x402::pricing::{Price, PriceUnit};
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
-use obol_x402::wire::v2;
-use tokio::net::TcpListener;
-use tower::Service;
-
-const CONCURRENCY: usize = 32;
-
-async fn spawn(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, router, std::future::pending()));
-    url
-}
-
-/// Process CPU time (user + system) from /proc/self/stat, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // After the command name: state is field 0, utime 11, stime 12 (clock ticks of 1/100 s).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-struct Run {
-    per_second: f64,
-    cpu_us: f64,
-}
-
-async fn load(url: String, headers: Arc<Vec<Option<String>>>, expect: StatusCode) -> Run {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
-    let n = headers.len();
-    let cpu = cpu_seconds();
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENCY {
-        let (client, next, headers, url) =
-            (client.clone(), next.clone(), headers.clone(), url.clone());
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(header) = headers.get(i) else { break };
-                let mut request = client.get(&url);
-                if let Some(value) = header {
-                    request = request.header(PAYMENT_SIGNATURE, value);
-                }
-                let response = request.send().await.unwrap();
-                assert_eq!(response.status(), expect);
-                response.bytes().await.unwrap();
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    let elapsed = started.elapsed();
-    Run {
-        per_second: n as f64 / elapsed.as_secs_f64(),
-        cpu_us: (cpu_seconds() - cpu) * 1e6 / n as f64,
-    }
-}
+use common::{CONCURRENCY, exact_option, load, paygate, plain_proxy, presign, spawn};
+use obol_gateway::{Offer, OfferKind, Route};
 
 fn offer(upstream: &str) -> Arc<Offer> {
-    let requirements: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": "1000",
-        "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-        "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", "maxTimeoutSeconds": 300,
-        "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
-    }))
-    .unwrap();
     Arc::new(Offer {
         namespace: "bench".into(),
         description: "bench".into(),
@@ -113,40 +30,9 @@ fn offer(upstream: &str) -> Arc<Offer> {
             "echo",
             OfferKind::Http,
             upstream.parse().unwrap(),
-            vec![PaymentOption {
-                requirements,
-                price: Price {
-                    unit: PriceUnit::PerRequest,
-                    amount: "0.001".parse().unwrap(),
-                },
-                asset_symbol: "USDC".into(),
-                eip2612_gas_sponsoring: false,
-                metering: None,
-            }],
+            vec![exact_option()],
         )
     })
-}
-
-/// A gateway over `routes` with the facilitator stubbed (approves everything, no chain) and
-/// the double-serve guard at `guard` (in memory with `BENCH_GUARD_MEMORY`).
-async fn paygate(routes: Vec<Route>, guard: &std::path::Path) -> String {
-    let table = Arc::new(Routes::new());
-    table.store(RouteTable::new(routes));
-    let guard = Arc::new(if std::env::var_os("BENCH_GUARD_MEMORY").is_some() {
-        ReplayGuard::in_memory().unwrap()
-    } else {
-        ReplayGuard::open(guard).unwrap()
-    });
-    spawn(
-        app(
-            table,
-            Arc::new(obol_facilitator::stub::Approving),
-            guard,
-            GatewayConfig::default(),
-        )
-        .unwrap(),
-    )
-    .await
 }
 
 #[tokio::main]
@@ -188,81 +74,59 @@ async fn main() {
     let gateway_128 = paygate(many, &dir.join("guard-128.sqlite")).await;
 
     // The plain proxy: the same upstream service without the paygate.
-    let plain_offer = offer.clone();
-    let proxy =
-        UpstreamService::new(UpstreamClient::new(Duration::from_secs(30), 4 << 20).unwrap());
-    let plain = spawn(Router::new().fallback_service(tower::service_fn(
-        move |mut request: Request<Body>| {
-            let mut proxy = proxy.clone();
-            request.extensions_mut().insert(plain_offer.clone());
-            async move { Ok::<Response<Body>, Infallible>(proxy.call(request).await.unwrap()) }
-        },
-    )))
-    .await;
+    let plain = plain_proxy(offer.clone()).await;
 
     let none = Arc::new(vec![None; unpaid_n]);
     // Warm up connection pools.
     load(
         format!("{fixed}/x"),
         Arc::new(vec![None; 500]),
+        None,
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
     load(
         format!("{gateway}/services/echo/x"),
         Arc::new(vec![None; 500]),
+        None,
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
     let bare = load(
         format!("{fixed}/x"),
         none.clone(),
+        None,
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
     let challenge = load(
         format!("{gateway}/services/echo/x"),
         none.clone(),
+        None,
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
     let challenge_128 = load(
         format!("{gateway_128}/services/echo/x"),
         none,
+        None,
         StatusCode::PAYMENT_REQUIRED,
     )
     .await;
 
     // Distinct signed payments (signing is the buyer's cost, done before timing).
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let buyer = LocalSigner::random();
-    let requirement = offer.options[0].requirements.clone();
-    let mut payments: Vec<Option<String>> = (0..2 * paid_n)
-        .map(|_| {
-            let unsigned = prepare_payment(
-                &requirement,
-                None,
-                buyer.address(),
-                ValidityWindow::for_request(now, 300),
-                random_nonce(),
-            )
-            .unwrap();
-            let payload = unsigned.sign_with(&buyer).unwrap();
-            Some(header::encode(&payload).unwrap())
-        })
-        .collect();
+    let mut payments = presign(&offer.options[0].requirements, 2 * paid_n);
     load(
         format!("{plain}/services/echo/x"),
         Arc::new(vec![None; 500]),
+        None,
         StatusCode::OK,
     )
     .await;
     let proxied = load(
         format!("{plain}/services/echo/x"),
         Arc::new(vec![None; paid_n]),
+        None,
         StatusCode::OK,
     )
     .await;
@@ -270,12 +134,14 @@ async fn main() {
     let paid = load(
         format!("{gateway}/services/echo/x"),
         Arc::new(payments),
+        None,
         StatusCode::OK,
     )
     .await;
     let paid_128 = load(
         format!("{gateway_128}/services/echo/x"),
         Arc::new(payments_128),
+        None,
         StatusCode::OK,
     )
     .await;
