@@ -287,6 +287,12 @@ pub(crate) struct StackInitArgs {
     /// from it and topped up from it, so settlements do not queue on one nonce.
     #[arg(long, value_name = "N", requires = "facilitator_chain", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub(crate) gas_wallets: Option<u32>,
+    /// Keep the payment guard's record (which payments were served and settled) in this
+    /// PostgreSQL database, `postgres://user[:password]@host[:port]/db`, shared by gateway
+    /// replicas (default: an SQLite file in the state directory; `OBOL_PAYMENT_STORE`
+    /// overrides it).
+    #[arg(long, value_name = "URL")]
+    pub(crate) payment_store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

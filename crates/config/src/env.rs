@@ -12,6 +12,9 @@ pub const WALLET_PASSWORD: &str = "OBOL_WALLET_PASSWORD";
 pub const PRIVATE_KEY: &str = "OBOL_PRIVATE_KEY";
 /// The public base URL advertised to buyers.
 pub const PUBLIC_URL: &str = "OBOL_PUBLIC_URL";
+/// Where the gateway's payment guard keeps its record (overrides `paymentStore` in the stack
+/// settings): a `postgres://` URL shared by gateway replicas; unset, the embedded SQLite file.
+pub const PAYMENT_STORE: &str = "OBOL_PAYMENT_STORE";
 /// Path of the anvil binary.
 pub const ANVIL: &str = "OBOL_ANVIL";
 /// Project tools directory (where `scripts/install-tools` puts anvil).

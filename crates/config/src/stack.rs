@@ -82,6 +82,12 @@ pub struct StackFile {
     /// Their burst (default twice the rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_burst: Option<u32>,
+    /// Where the payment guard keeps its record (which payments were served and settled): a
+    /// `postgres://user[:password]@host[:port]/db` URL shared by gateway replicas; none, the
+    /// SQLite file in the state directory (one process). [`crate::env::PAYMENT_STORE`]
+    /// overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_store: Option<String>,
 }
 
 /// The storefront's branding (the original's `branding` block): shown on the page, in

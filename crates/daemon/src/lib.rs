@@ -95,6 +95,43 @@ async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), DaemonError> {
     Ok((listener, bound))
 }
 
+/// The payment guard: on the PostgreSQL database [`env::PAYMENT_STORE`] or the settings name
+/// (shared by gateway replicas), else the SQLite file in the state directory.
+async fn payment_guard(paths: &Paths, setting: Option<&str>) -> Result<ReplayGuard, DaemonError> {
+    let url = std::env::var(env::PAYMENT_STORE)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| setting.map(str::to_owned));
+    let Some(url) = url else {
+        return ReplayGuard::open(&paths.payments_file())
+            .map_err(|e| DaemonError::Start(e.to_string()));
+    };
+    let shown = redacted(&url);
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(DaemonError::Start(format!(
+            "payment store {shown}: only postgres:// URLs are supported (or none, for the \
+             embedded SQLite file)"
+        )));
+    }
+    let guard = ReplayGuard::postgres(&url)
+        .await
+        .map_err(|e| DaemonError::Start(format!("payment store {shown}: {e}")))?;
+    tracing::info!(store = %shown, "payment guard on PostgreSQL");
+    Ok(guard)
+}
+
+/// `url` without its password, for messages and logs.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// Chain names → ids, from the networks file as it is now (custom names such as `devnet` may
 /// be added while the daemon runs).
 fn chain_ids(paths: &Paths) -> obol_control::registration::ChainIdSource {
@@ -245,9 +282,7 @@ pub async fn run(
                     .and_then(|u| u.host_str().map(str::to_owned)),
             ),
     );
-    let guard = Arc::new(
-        ReplayGuard::open(&paths.payments_file()).map_err(|e| DaemonError::Start(e.to_string()))?,
-    );
+    let guard = Arc::new(payment_guard(&paths, settings.payment_store.as_deref()).await?);
     let mut gateway_config = GatewayConfig::default();
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
@@ -381,4 +416,22 @@ pub async fn run(
     let _ = std::fs::remove_file(paths.daemon_state_file());
     tracing::info!("stack stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn payment_store_urls_are_shown_without_their_password() {
+        assert_eq!(
+            redacted("postgres://obol:hunter2@db.internal:5432/guard"),
+            "postgres://obol:***@db.internal:5432/guard"
+        );
+        assert_eq!(
+            redacted("postgres://obol@127.0.0.1/guard"),
+            "postgres://obol@127.0.0.1/guard"
+        );
+        assert_eq!(redacted("not a url with hunter2"), "(not a URL)");
+    }
 }

@@ -240,6 +240,14 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // TCP_NODELAY on every connection: a paid stream, its trailers and small answers are
+    // written in pieces, which Nagle's algorithm would hold for the client's delayed ACK
+    // (about 40 ms each, docs/performance.md).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     // The client's address goes with each request (`ConnectInfo`): payment verifications are
     // limited per client.
     axum::serve(

@@ -108,6 +108,14 @@ impl PgServer {
         self.url(name)
     }
 
+    /// Runs `sql` with `psql` on database `name`; its unaligned, tuples-only output.
+    pub fn query(&self, name: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let args = ["-h", "127.0.0.1", "-p", &port, "-U", USER, "-d", name];
+        let output = self.run("psql", &[&args[..], &["-tAc", sql]].concat());
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     fn data(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
@@ -227,14 +235,7 @@ mod tests {
         };
         let url = server.database("probe");
         assert!(url.ends_with("/probe"), "{url}");
-        let psql = server.bin.join("psql");
-        let port = server.port.to_string();
-        let output = Command::new(&psql)
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", USER, "-d", "probe"])
-            .args(["-tAc", "SELECT 40 + 2"])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
+        assert_eq!(server.query("probe", "SELECT 40 + 2"), "42");
         let data = PathBuf::from(server.data());
         drop(server);
         assert!(!data.exists(), "the files go with the server");

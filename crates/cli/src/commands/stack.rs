@@ -84,6 +84,7 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
         admin_listen: args.admin_listen.clone(),
         buyer_listen: args.buyer_listen.clone(),
         facilitator,
+        payment_store: args.payment_store.clone(),
         ..StackFile::default()
     };
     settings.save(&path)?;
@@ -157,6 +158,7 @@ fn default_init() -> StackInitArgs {
         facilitator_url: None,
         facilitator_chain: Vec::new(),
         gas_wallets: None,
+        payment_store: None,
     }
 }
 

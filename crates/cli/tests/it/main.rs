@@ -16,6 +16,7 @@ mod manifest;
 mod mcp;
 mod metered;
 mod network;
+mod payment_store;
 mod secrets;
 mod shared_facilitator;
 mod sign_in;

@@ -120,7 +120,7 @@ pub(crate) fn gateway(dir: &Path) -> String {
     format!("http://{}", state["gateway"].as_str().unwrap())
 }
 
-async fn wait_ready(dir: &Path) {
+pub(crate) async fn wait_ready(dir: &Path) {
     wait_offer_ready(dir, "echo").await;
 }
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response, StatusCode};
-use axum::serve::ListenerExt;
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::proxy::UpstreamClient;
 use obol_gateway::server::{GatewayConfig, UpstreamService, app, serve};
@@ -26,22 +25,11 @@ use tower::Service;
 /// Requests in flight during a measure.
 pub(crate) const CONCURRENCY: usize = 32;
 
-/// Serves `router` on a loopback port with the gateway's [`serve`]; with `BENCH_NODELAY` set,
-/// the same but with `TCP_NODELAY` on each accepted connection, which [`serve`] (axum's
-/// default) leaves off: a response written in several pieces (a stream, trailers) then waits
-/// for no delayed ACK.
+/// Serves `router` on a loopback port with the gateway's [`serve`].
 pub(crate) async fn spawn(router: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    if std::env::var_os("BENCH_NODELAY").is_some() {
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    } else {
-        tokio::spawn(serve(listener, router, std::future::pending()));
-    }
+    tokio::spawn(serve(listener, router, std::future::pending()));
     url
 }
 
