@@ -244,6 +244,8 @@ pub(crate) enum StackCommand {
         /// Public base URL buyers reach the stack at (overrides the settings and OBOL_PUBLIC_URL).
         #[arg(long)]
         public_url: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Stop the daemon.
     Down,
@@ -293,6 +295,37 @@ pub(crate) struct StackInitArgs {
     /// overrides it).
     #[arg(long, value_name = "URL")]
     pub(crate) payment_store: Option<String>,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+/// HTTPS on the public listener.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct TlsArgs {
+    /// Serve the gateway over HTTPS with this PEM certificate chain (re-read when it changes:
+    /// a renewal needs no restart).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Also listen for plain HTTP here, answering every request with a redirect to HTTPS.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    pub(crate) http_redirect: Option<String>,
+}
+
+impl TlsArgs {
+    /// The setting these flags make (none without a certificate).
+    pub(crate) fn setting(&self) -> Option<obol_config::stack::TlsSetting> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        let absolute =
+            |p: &std::path::PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        Some(obol_config::stack::TlsSetting {
+            cert_file: absolute(cert),
+            key_file: absolute(key),
+            redirect_listen: self.http_redirect.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,6 +88,23 @@ pub struct StackFile {
     /// overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_store: Option<String>,
+    /// HTTPS on the public listener (none: plain HTTP, for a proxy or tunnel in front).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSetting>,
+}
+
+/// The public listener's certificate (`stack init --tls-cert/--tls-key`): PEM files, re-read
+/// when they change, so a renewal needs no restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSetting {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key.
+    pub key_file: std::path::PathBuf,
+    /// A plain-HTTP listener answering every request with a 308 to the HTTPS public URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_listen: Option<String>,
 }
 
 /// The storefront's branding (the original's `branding` block): shown on the page, in
@@ -239,9 +256,18 @@ pub struct DaemonState {
     /// taken for the daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+    /// The gateway serves HTTPS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 impl DaemonState {
+    /// The gateway's local URL (`http://` or `https://` and the bound address).
+    pub fn gateway_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.gateway)
+    }
+
     /// The daemon's process.
     pub fn process(&self) -> crate::process::Owned {
         crate::process::Owned {
@@ -249,9 +275,7 @@ impl DaemonState {
             start_ticks: self.start_ticks,
         }
     }
-}
 
-impl DaemonState {
     /// Reads the state file, if any.
     pub fn load(path: &Path) -> Result<Option<Self>, ConfigError> {
         match fs::read_optional(path)? {

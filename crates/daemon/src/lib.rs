@@ -10,6 +10,7 @@
 
 mod admin;
 mod facilitator;
+mod https;
 mod secrets;
 mod sign_in;
 mod storefront;
@@ -66,6 +67,8 @@ pub struct RunOptions {
     pub public_url: Option<String>,
     /// Pays the embedded facilitator's gas instead of the configured wallet (`obol demo`).
     pub facilitator_signer: Option<obol_x402::LocalSigner>,
+    /// `--tls-cert`/`--tls-key` (overrides the settings' `tls`).
+    pub tls: Option<obol_config::stack::TlsSetting>,
 }
 
 /// Reads the admin token, creating it (0600) when missing.
@@ -251,7 +254,10 @@ pub async fn run(
         tracing::warn!(%buyer_bound, "the buyer proxy listens beyond loopback: whoever reaches it spends the pools");
     }
 
-    let local_url = format!("http://{gateway_bound}");
+    let tls = https::load(options.tls.as_ref(), settings.tls.as_ref())?;
+    let serves_tls = tls.is_some();
+    let scheme = if serves_tls { "https" } else { "http" };
+    let local_url = format!("{scheme}://{gateway_bound}");
     let public_url = PublicUrl::resolve(
         options.public_url.as_deref(),
         std::env::var(env::PUBLIC_URL).ok().as_deref(),
@@ -382,8 +388,21 @@ pub async fn run(
         proxy.router(),
         stopping(&stop_tx),
     ));
-    let gateway_task = tokio::spawn(obol_gateway::server::serve(
+    let redirect_task = match tls.as_ref().and_then(|(_, s)| s.redirect_listen.as_deref()) {
+        Some(address) => {
+            let (listener, bound) = bind(address).await?;
+            tracing::info!(%bound, "redirecting plain HTTP to HTTPS");
+            tokio::spawn(obol_gateway::server::serve(
+                listener,
+                https::redirect(public_url.as_str()),
+                stopping(&stop_tx),
+            ))
+        }
+        None => tokio::spawn(async { Ok(()) }),
+    };
+    let gateway_task = tokio::spawn(https::serve(
         gateway_listener,
+        tls.map(|(tls, _)| tls),
         gateway,
         stopping(&stop_tx),
     ));
@@ -400,6 +419,7 @@ pub async fn run(
         buyer: buyer_bound.to_string(),
         started_at: obol_config::time::now_rfc3339(),
         start_ticks: obol_config::process::start_ticks(std::process::id()),
+        tls: serves_tls,
     };
     private_fs::save_json(&paths.daemon_state_file(), &state)?;
     tracing::info!(gateway = %state.gateway, admin = %state.admin, buyer = %state.buyer, public_url = %public_url, "stack running");
@@ -409,6 +429,7 @@ pub async fn run(
         controller,
         purchase_controller,
         gateway_task,
+        redirect_task,
         buyer_task,
         admin_task
     );

@@ -31,6 +31,7 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod siwx;
+pub mod tls;
 
 pub use error::GatewayError;
 pub use route::{

@@ -248,8 +248,22 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
+    serve_on(listener, app, shutdown).await
+}
+
+/// Serves `app` on any listener of socket addresses (plain TCP, or TLS: [`crate::tls`]).
+pub(crate) async fn serve_on<L>(
+    listener: L,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
     // The client's address goes with each request (`ConnectInfo`): payment verifications are
-    // limited per client.
+    // limited per client. (axum reads it through `TapIo` from any listener of socket
+    // addresses.)
+    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -259,7 +259,7 @@ async fn start_stack(
     let state = wait_for_daemon(&paths, started).await?;
     Ok(Stack {
         client: AdminClient::new(&state.admin, &token),
-        gateway: format!("http://{}", state.gateway),
+        gateway: state.gateway_url(),
         buyer_proxy: format!("http://{}", state.buyer),
         buyer_address: state.buyer,
         paths,

@@ -445,8 +445,8 @@ async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow:
     })?;
     let offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     let url = format!(
-        "http://{}{}{}",
-        state.gateway,
+        "{}{}{}",
+        state.gateway_url(),
         offer.effective_path(),
         path.trim_end_matches('/')
     );

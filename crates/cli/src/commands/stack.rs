@@ -19,11 +19,13 @@ pub(crate) async fn run(ctx: &Context, command: StackCommand) -> anyhow::Result<
         StackCommand::Up {
             foreground: true,
             public_url,
-        } => foreground(ctx, public_url).await,
+            tls,
+        } => foreground(ctx, public_url, tls.setting()).await,
         StackCommand::Up {
             foreground: false,
             public_url,
-        } => up(ctx, public_url).await,
+            tls,
+        } => up(ctx, public_url, &tls).await,
         StackCommand::Down => down(ctx).await,
         StackCommand::Status => status(ctx).await,
         StackCommand::Purge { force } => purge(ctx, force).await,
@@ -85,6 +87,7 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
         buyer_listen: args.buyer_listen.clone(),
         facilitator,
         payment_store: args.payment_store.clone(),
+        tls: args.tls.setting(),
         ..StackFile::default()
     };
     settings.save(&path)?;
@@ -125,7 +128,11 @@ pub(crate) fn require_admin(ctx: &Context) -> anyhow::Result<AdminClient> {
         .ok_or_else(|| anyhow::anyhow!("the stack is not running; start it with `obol stack up`"))
 }
 
-async fn foreground(ctx: &Context, public_url: Option<String>) -> anyhow::Result<ExitCode> {
+async fn foreground(
+    ctx: &Context,
+    public_url: Option<String>,
+    tls: Option<obol_config::stack::TlsSetting>,
+) -> anyhow::Result<ExitCode> {
     if !ctx.paths.stack_file().exists() {
         init(ctx, &default_init())?;
     }
@@ -139,6 +146,7 @@ async fn foreground(ctx: &Context, public_url: Option<String>) -> anyhow::Result
         ctx.paths.clone(),
         RunOptions {
             public_url,
+            tls,
             ..RunOptions::default()
         },
         super::shutdown_signal(),
@@ -159,10 +167,15 @@ fn default_init() -> StackInitArgs {
         facilitator_chain: Vec::new(),
         gas_wallets: None,
         payment_store: None,
+        tls: crate::cli::TlsArgs::default(),
     }
 }
 
-async fn up(ctx: &Context, public_url: Option<String>) -> anyhow::Result<ExitCode> {
+async fn up(
+    ctx: &Context,
+    public_url: Option<String>,
+    tls: &crate::cli::TlsArgs,
+) -> anyhow::Result<ExitCode> {
     if let Some((state, client)) = admin(ctx)?
         && let Ok(status) = client.status().await
     {
@@ -186,6 +199,16 @@ async fn up(ctx: &Context, public_url: Option<String>) -> anyhow::Result<ExitCod
     command.args(["stack", "up", "--foreground"]);
     if let Some(url) = &public_url {
         command.args(["--public-url", url]);
+    }
+    if let Some(setting) = tls.setting() {
+        command
+            .arg("--tls-cert")
+            .arg(&setting.cert_file)
+            .arg("--tls-key")
+            .arg(&setting.key_file);
+        if let Some(redirect) = &setting.redirect_listen {
+            command.args(["--http-redirect", redirect]);
+        }
     }
     command
         .stdin(Stdio::null())
@@ -231,14 +254,14 @@ fn report(
     if ctx.json {
         output::json(
             &json!({"status": what, "stackId": status.stack_id, "pid": state.pid,
-            "gateway": format!("http://{}", state.gateway), "admin": state.admin,
+            "gateway": state.gateway_url(), "admin": state.admin,
             "buyer": format!("http://{}", state.buyer),
             "publicUrl": status.public_url, "publicUrlIsDefault": status.public_url_is_default,
             "routes": status.routes, "facilitator": status.facilitator}),
         )?;
     } else {
         println!("stack {} {what} (pid {})", status.stack_id, state.pid);
-        println!("  gateway:    http://{}", state.gateway);
+        println!("  gateway:    {}", state.gateway_url());
         println!("  public URL: {}", status.public_url);
         println!(
             "  buyer:      http://{}/v1 (model paid/<model>)",

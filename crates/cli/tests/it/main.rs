@@ -23,6 +23,7 @@ mod sign_in;
 mod snippets;
 mod stack;
 mod storefront;
+mod tls;
 mod token_address;
 mod upto_interop;
 mod wallet;

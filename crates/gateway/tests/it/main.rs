@@ -18,6 +18,7 @@ mod replicas;
 mod routes;
 mod siwx;
 mod streams;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
