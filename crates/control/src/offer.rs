@@ -77,6 +77,25 @@ pub struct UpstreamSpec {
     pub auth: Option<UpstreamAuthSpec>,
 }
 
+/// The DNS domain of a Kubernetes cluster's Services unless configured otherwise.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+impl UpstreamSpec {
+    /// The in-cluster URL of an upstream given in the original's Kubernetes form
+    /// (`service`, `namespace` defaulting to the offer's, `port`): the Service's cluster DNS
+    /// name, `http://<service>.<namespace>.svc.<domain>:<port>`. `None` for the URL form or
+    /// without a service and port.
+    pub fn cluster_url(&self, offer_namespace: &str, domain: &str) -> Option<String> {
+        if self.url.is_some() {
+            return None;
+        }
+        let service = self.service.as_deref()?;
+        let port = self.port.filter(|p| *p > 0)?;
+        let namespace = self.namespace.as_deref().unwrap_or(offer_namespace);
+        Some(format!("http://{service}.{namespace}.svc.{domain}:{port}"))
+    }
+}
+
 /// A credential sent to the upstream with every proxied request and health probe. Only the
 /// reference is stored; the value stays in the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -66,6 +66,38 @@ pub struct Reconciler {
     secrets: Arc<dyn SecretSource>,
     public_host: Option<String>,
     settlers: crate::routes::Settlers,
+    upstreams: UpstreamResolution,
+}
+
+/// How an upstream given as a Kubernetes Service (`upstream.service/namespace/port`) is
+/// reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpstreamResolution {
+    /// The embedded stack: only `upstream.url`; a Service upstream is `MissingService`.
+    #[default]
+    Embedded,
+    /// In a cluster: a Service upstream is its cluster DNS name in this domain
+    /// ([`crate::offer::DEFAULT_CLUSTER_DOMAIN`] unless the cluster says otherwise).
+    Cluster {
+        /// The cluster's DNS domain.
+        domain: String,
+    },
+}
+
+/// `offer` with a Service upstream resolved to its URL (`Cluster`), for probing and
+/// routing; the stored object is never changed. The URL form and the embedded mode are
+/// left as they are.
+pub fn resolve_upstream(mut offer: ServiceOffer, resolution: &UpstreamResolution) -> ServiceOffer {
+    if let UpstreamResolution::Cluster { domain } = resolution {
+        let upstream = &mut offer.spec.upstream;
+        if let Some(url) = upstream.cluster_url(&offer.metadata.namespace, domain) {
+            upstream.url = Some(url);
+            upstream.service = None;
+            upstream.namespace = None;
+            upstream.port = None;
+        }
+    }
+    offer
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -170,7 +202,16 @@ impl Reconciler {
             secrets: Arc::new(NoSecrets),
             public_host: None,
             settlers: crate::routes::Settlers::new(),
+            upstreams: UpstreamResolution::Embedded,
         }
+    }
+
+    /// How Service upstreams are reached ([`UpstreamResolution::Embedded`] by default; the
+    /// Kubernetes controller uses `Cluster`).
+    #[must_use]
+    pub fn with_upstreams(mut self, upstreams: UpstreamResolution) -> Self {
+        self.upstreams = upstreams;
+        self
     }
 
     /// Who settles `upto` payments per chain (the facilitator's `extra.facilitatorAddress`):
@@ -222,6 +263,7 @@ impl Reconciler {
             .filter(|o| !o.metadata.is_deleting())
             .filter(|o| is_true(&o.status.conditions, "RoutePublished"))
             .filter(|o| drain_end(&o.spec).is_none_or(|end| now < end))
+            .map(|o| resolve_upstream(o, &self.upstreams))
             .collect();
         let table = route_table(
             &self.tokens,
@@ -244,6 +286,7 @@ impl Reconciler {
             return Ok(Action::Done);
         }
         self.store.add_finalizer(&offer, FINALIZER).await?;
+        let offer = resolve_upstream(offer, &self.upstreams);
         let mut status = offer.status.clone();
         status.observed_generation = offer.metadata.generation;
         let path = offer.effective_path();

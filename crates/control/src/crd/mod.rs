@@ -151,6 +151,19 @@ const AGENT_IDENTITY: Names = Names {
     extras: &[],
 };
 
+/// Every kind the CRDs define, with its plural (the resource's name in API paths:
+/// `/apis/obol.org/v1alpha1/namespaces/<ns>/<plural>`).
+pub const KINDS: [(&str, &str); 3] = [
+    (ServiceOfferSpec::KIND, SERVICE_OFFER.plural),
+    (PurchaseRequestSpec::KIND, PURCHASE_REQUEST.plural),
+    (AgentIdentitySpec::KIND, AGENT_IDENTITY.plural),
+];
+
+/// The plural of `kind`, if the CRDs define it.
+pub fn plural(kind: &str) -> Option<&'static str> {
+    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p)
+}
+
 /// The schema of `payment.upto.noUsage` (`NoUsage` lives in obol-x402, which has no schemas).
 pub(crate) fn no_usage_schema(_: &mut SchemaGenerator) -> Schema {
     string_enum([NoUsage::Estimate, NoUsage::Ceiling])
@@ -343,6 +356,28 @@ mod tests {
     use super::*;
     use crate::offer::UNSUPPORTED_FIELDS;
     use crate::resource::API_VERSION;
+
+    #[test]
+    fn kinds_name_the_crds_plurals() {
+        let crds = crds().unwrap();
+        let named: Vec<(String, String)> = crds
+            .iter()
+            .map(|c| {
+                let names = &c["spec"]["names"];
+                (
+                    names["kind"].as_str().unwrap().to_owned(),
+                    names["plural"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let kinds: Vec<(String, String)> = KINDS
+            .iter()
+            .map(|(k, p)| ((*k).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(named, kinds);
+        assert_eq!(plural("PurchaseRequest"), Some("purchaserequests"));
+        assert_eq!(plural("Pod"), None);
+    }
 
     #[test]
     fn group_and_version_are_the_stores() {

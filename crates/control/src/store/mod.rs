@@ -4,6 +4,8 @@
 //! The trait works on raw objects (kind + metadata + JSON spec and status) so it stays
 //! object-safe; [`StoreExt`] adds typed helpers for any [`Spec`].
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod sqlite;
 
 use async_trait::async_trait;

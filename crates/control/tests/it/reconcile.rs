@@ -782,3 +782,63 @@ async fn a_burst_of_changes_leaves_one_requeue_timer_per_object() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_service_upstream_is_its_cluster_dns_name_in_kubernetes_mode_only() {
+    use obol_control::reconcile::{UpstreamResolution, resolve_upstream};
+    let cluster = UpstreamResolution::Cluster {
+        domain: obol_control::offer::DEFAULT_CLUSTER_DOMAIN.into(),
+    };
+    let mut original = ServiceOffer::new("sellers", "svc", offer("x", "1").spec);
+    original.spec.upstream.url = None;
+    original.spec.upstream.service = Some("llm".into());
+    original.spec.upstream.port = Some(8000);
+    let resolved = resolve_upstream(original.clone(), &cluster);
+    assert_eq!(
+        resolved.spec.upstream.url.as_deref(),
+        Some("http://llm.sellers.svc.cluster.local:8000")
+    );
+    assert_eq!(resolved.spec.upstream.service, None);
+    let mut elsewhere = original.clone();
+    elsewhere.spec.upstream.namespace = Some("models".into());
+    let resolved = resolve_upstream(
+        elsewhere,
+        &UpstreamResolution::Cluster {
+            domain: "k8s.internal".into(),
+        },
+    );
+    assert_eq!(
+        resolved.spec.upstream.url.as_deref(),
+        Some("http://llm.models.svc.k8s.internal:8000")
+    );
+    // Embedded: unchanged, so the reconciler reports MissingService.
+    assert_eq!(
+        resolve_upstream(original.clone(), &UpstreamResolution::Embedded),
+        original
+    );
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    store.apply(&original).await.unwrap();
+    let reconciler = Reconciler::new(
+        store.clone(),
+        Arc::new(Routes::new()),
+        TokenRegistry::builtin(),
+    );
+    reconciler.reconcile("sellers", "svc").await.unwrap();
+    let stored = store
+        .get::<ServiceOfferSpec>("sellers", "svc")
+        .await
+        .unwrap()
+        .unwrap();
+    let healthy = condition(&stored.status.conditions, "UpstreamHealthy").unwrap();
+    assert_eq!(healthy.reason, "MissingService");
+    assert_eq!(
+        stored.spec.upstream.url, None,
+        "the stored spec is never rewritten"
+    );
+    // A URL upstream stays as it is in a cluster too; no port or service: nothing to resolve.
+    let by_url = offer("u", "1");
+    assert_eq!(resolve_upstream(by_url.clone(), &cluster), by_url);
+    let mut portless = original;
+    portless.spec.upstream.port = None;
+    assert_eq!(resolve_upstream(portless.clone(), &cluster), portless);
+}
