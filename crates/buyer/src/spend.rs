@@ -17,6 +17,9 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 /// One day in seconds.
 const DAY: u64 = 86_400;
 
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
 const STEPS: &[Step] = &[Step::Sql(
     "CREATE TABLE spend (
         scope TEXT NOT NULL,

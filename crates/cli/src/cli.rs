@@ -61,6 +61,13 @@ pub(crate) enum Command {
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.
     Demo(DemoArgs),
+    /// Shell completions on stdout: `obol completions bash > /etc/bash_completion.d/obol`,
+    /// `obol completions zsh > "${fpath[1]}/_obol"`, `obol completions fish >
+    /// ~/.config/fish/completions/obol.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +263,43 @@ pub(crate) enum StackCommand {
         /// Also delete the data directory.
         #[arg(long)]
         force: bool,
+    },
+    /// Write a backup: an online, consistent copy of every database (while the stack runs and
+    /// serves), the settings and the network endpoints, in one tar with a manifest (0600).
+    Backup {
+        /// The tar file to write (replaced atomically).
+        file: PathBuf,
+        /// Also include the wallets' keystores (still encrypted) and the offers' secrets (plain
+        /// text, as they are kept): keep such a backup as safe as the keys themselves.
+        #[arg(long)]
+        include_keys: bool,
+    },
+    /// Restore a backup into this stack's directories (the stack must be stopped).
+    Restore {
+        /// The tar file `obol stack backup` wrote.
+        file: PathBuf,
+        /// Replace existing settings and databases.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write a systemd unit running `obol stack up --foreground` with restart on failure and
+    /// sandboxing; prints the `systemctl` commands that enable it (it does not run them).
+    InstallService {
+        /// A user unit (~/.config/systemd/user) instead of a system one (/etc/systemd/system).
+        #[arg(long)]
+        user: bool,
+        /// Only print the unit.
+        #[arg(long)]
+        print: bool,
+        /// Replace an existing unit that differs.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the unit `install-service` wrote (stop and disable it first with `systemctl`).
+    UninstallService {
+        /// The user unit.
+        #[arg(long)]
+        user: bool,
     },
 }
 

@@ -10,6 +10,7 @@
 //! | `GET /v1/identities`, `GET/PUT/DELETE /v1/identities/{namespace}/{name}` | `AgentIdentity`s; a PUT also writes the status (the agent ids the CLI records) |
 //! | `POST /admin/reload`, `POST /admin/remove` | the buyer proxy's purchases (re-read; stop serving one) |
 //! | `GET /v1/secrets/{namespace}`, `PUT/DELETE /v1/secrets/{namespace}/{name}` | secrets offers refer to (values go in, never out; see `crate::secrets`) |
+//! | `POST /v1/backup` | online copies of the open databases into a new private directory (`crate::backup`) |
 //! | `POST /v1/shutdown` | graceful stop |
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub(crate) struct AdminState {
     pub(crate) facilitator: FacilitatorSummary,
     /// The gateway's payment guard: what metered offers used (`status.usage`, read live).
     pub(crate) guard: Option<Arc<obol_gateway::guard::ReplayGuard>>,
+    /// The stores `POST /v1/backup` copies.
+    pub(crate) backup: Option<Arc<crate::backup::Stores>>,
 }
 
 /// The stack's status as the admin API reports it.
@@ -179,6 +182,7 @@ pub(crate) fn router(state: AdminState, extra: Router) -> Router {
     kinds
         .route("/v1/status", get(status))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/backup", post(backup))
         .with_state(state.clone())
         .merge(extra)
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
@@ -215,6 +219,20 @@ async fn status(State(state): State<AdminState>) -> Response {
         facilitator: state.facilitator.clone(),
     })
     .into_response()
+}
+
+async fn backup(State(state): State<AdminState>) -> Response {
+    let Some(stores) = state.backup.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this daemon has no stores to back up",
+        );
+    };
+    match tokio::task::spawn_blocking(move || stores.snapshot()).await {
+        Ok(Ok(snapshot)) => axum::Json(snapshot).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn list<S: AdminKind>(State(state): State<AdminState>) -> Response {
@@ -494,6 +512,12 @@ impl AdminClient {
         .await
     }
 
+    /// Asks the daemon to copy the databases it holds open (`crate::backup`).
+    pub async fn backup(&self) -> Result<crate::backup::Snapshot, AdminError> {
+        self.call(reqwest::Method::POST, "/v1/backup", None::<&()>)
+            .await
+    }
+
     /// Asks the daemon to stop.
     pub async fn shutdown(&self) -> Result<serde_json::Value, AdminError> {
         self.call(reqwest::Method::POST, "/v1/shutdown", None::<&()>)
@@ -527,6 +551,7 @@ mod tests {
                 stack_id: "test".into(),
                 facilitator: FacilitatorSummary::default(),
                 guard: None,
+                backup: None,
             },
             extra,
         )

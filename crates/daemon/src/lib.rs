@@ -9,6 +9,7 @@
 //! loopback.
 
 mod admin;
+pub mod backup;
 mod facilitator;
 mod https;
 mod secrets;
@@ -265,7 +266,8 @@ pub async fn run(
         &local_url,
     )?;
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.store_file())?);
+    let sqlite_store = Arc::new(SqliteStore::open(&paths.store_file())?);
+    let store: Arc<dyn Store> = sqlite_store.clone();
     let routes = Arc::new(Routes::new());
     let chains = chain_ids(&paths);
     let secrets = Arc::new(FileSecrets::new(paths.secrets_dir()));
@@ -292,7 +294,8 @@ pub async fn run(
     let mut gateway_config = GatewayConfig::default();
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
-    gateway_config.paygate.siwx = Some(sign_in::build(&paths, &public_url)?);
+    let siwx = sign_in::build(&paths, &public_url)?;
+    gateway_config.paygate.siwx = Some(siwx.clone());
     if let Some(rate) = settings.verify_per_second {
         let burst = settings.verify_burst.unwrap_or(rate.saturating_mul(2));
         gateway_config.paygate.verify_rate =
@@ -333,6 +336,17 @@ pub async fn run(
 
     let start_error = |e: &dyn std::fmt::Display| DaemonError::Start(e.to_string());
     let pool = AuthPool::open(&paths.buyer_pool_file()).map_err(|e| start_error(&e))?;
+    let stores = backup::Stores {
+        state_dir: paths.state_dir.clone(),
+        store: sqlite_store,
+        store_path: paths.store_file(),
+        guard: guard.clone(),
+        guard_path: paths.payments_file(),
+        pool: pool.clone(),
+        pool_path: paths.buyer_pool_file(),
+        siwx: Some(siwx),
+        siwx_path: paths.gating_file(),
+    };
     let proxy = BuyerProxy::new(
         pool.clone(),
         std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
@@ -367,6 +381,7 @@ pub async fn run(
         stack_id: settings.stack_id.clone().unwrap_or_default(),
         facilitator: facilitator_summary,
         guard: Some(guard),
+        backup: Some(Arc::new(stores)),
     };
     let secrets_router = secrets::router(secrets::SecretsState {
         secrets,

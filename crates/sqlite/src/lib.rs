@@ -10,10 +10,12 @@
 //! Used by the gateway's double-serve guard and the buyer's authorization pool.
 //!
 //! [`migrate()`] brings any of the stores to its schema version (`PRAGMA user_version`) in one
-//! `IMMEDIATE` transaction.
+//! `IMMEDIATE` transaction; [`backup()`] copies one online (`obol stack backup`).
 
+mod backup;
 mod migrate;
 
+pub use backup::{backup, schema_version};
 pub use migrate::{MigrateError, Step, migrate};
 
 use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};

@@ -191,6 +191,16 @@ impl AuthPool {
         }))
     }
 
+    /// Copies the pool database, online and consistent, into the new file `dest` (SQLite's
+    /// backup API; writes wait for the copy) and returns the copy's schema version.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Sqlite`] when the copy fails.
+    pub fn backup_to(&self, dest: &Path) -> Result<i64, PoolError> {
+        Ok(obol_sqlite::backup(&self.db(), dest)?)
+    }
+
     fn db(&self) -> MutexGuard<'_, Connection> {
         self.store.db()
     }

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod backup;
 mod buy;
 mod demo;
 mod devnet;
@@ -15,6 +16,7 @@ mod permit2;
 mod purchase;
 mod secret;
 mod sell;
+mod service;
 mod stack;
 mod tokens;
 mod wallet;
@@ -55,6 +57,13 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// `obol completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "obol", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the parsed command line.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = || -> anyhow::Result<Context> {
@@ -76,5 +85,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&context()?, args).await,
         Command::Mcp(args) => mcp::run(context()?, *args).await,
         Command::Kube(command) => kube::run(command, cli.json),
+        Command::Completions { shell } => completions(shell),
     }
 }

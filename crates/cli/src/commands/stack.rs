@@ -1,4 +1,5 @@
-//! `obol stack init|up|down|status|purge`: the embedded daemon's lifecycle.
+//! `obol stack init|up|down|status|purge`: the embedded daemon's lifecycle (`backup` and
+//! `restore` in `super::backup`, the service unit in `super::service`).
 
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +30,14 @@ pub(crate) async fn run(ctx: &Context, command: StackCommand) -> anyhow::Result<
         StackCommand::Down => down(ctx).await,
         StackCommand::Status => status(ctx).await,
         StackCommand::Purge { force } => purge(ctx, force).await,
+        StackCommand::Backup { file, include_keys } => {
+            super::backup::backup(ctx, &file, include_keys).await
+        }
+        StackCommand::Restore { file, force } => super::backup::restore(ctx, &file, force),
+        StackCommand::InstallService { user, print, force } => {
+            super::service::install(ctx, user, print, force)
+        }
+        StackCommand::UninstallService { user } => super::service::uninstall(ctx, user),
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteStore};
 
 use crate::resource::{API_VERSION, Object, ObjectMeta, Spec};
 

@@ -38,6 +38,9 @@ INSERT INTO counters (name, value) VALUES ('resource_version', 0);
 ",
 )];
 
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -82,6 +85,13 @@ impl SqliteStore {
         let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
         db.query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(backend)
+    }
+
+    /// Copies the store, online and consistent, into the new file `dest` (SQLite's backup
+    /// API; writers wait for the copy) and returns the copy's schema version.
+    pub fn backup_to(&self, dest: &Path) -> Result<i64, StoreError> {
+        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        obol_sqlite::backup(&db, dest).map_err(backend)
     }
 
     fn emit_removal(&self, key: ObjectKey, outcome: DeleteOutcome) {

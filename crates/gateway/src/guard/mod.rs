@@ -180,7 +180,15 @@ trait Store: Send + Sync + std::fmt::Debug {
     async fn usage(&self, namespace: &str, name: &str) -> Option<crate::metering::MeteredUsage>;
     /// The amount `account` has authorized in claimed payments not yet settled.
     async fn outstanding(&self, account: &Account) -> U256;
+    /// Copies the record online into the new file `dest` and returns its schema version;
+    /// `None` when the record is not an SQLite file (PostgreSQL: `pg_dump` backs it up).
+    fn backup_to(&self, _dest: &std::path::Path) -> Result<Option<i64>, GuardError> {
+        Ok(None)
+    }
 }
+
+/// The schema version of the SQLite record this code writes (`PRAGMA user_version`).
+pub const SQLITE_SCHEMA_VERSION: i64 = sqlite::SCHEMA_VERSION;
 
 /// In-flight claims, per-payer exposure, and the durable record of taken payments.
 #[derive(Debug)]
@@ -266,6 +274,13 @@ impl ReplayGuard {
     /// The amount `account` has authorized in payments being served and not yet settled.
     pub async fn outstanding(&self, account: &Account) -> U256 {
         self.store.outstanding(account).await
+    }
+
+    /// Copies the record, online and consistent, into the new file `dest` (SQLite's backup
+    /// API; the guard's writes wait for the copy) and returns the copy's schema version; `None`
+    /// on PostgreSQL, whose database `pg_dump` backs up.
+    pub fn backup_to(&self, dest: &std::path::Path) -> Result<Option<i64>, GuardError> {
+        self.store.backup_to(dest)
     }
 }
 

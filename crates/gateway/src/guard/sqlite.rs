@@ -300,11 +300,18 @@ impl Store for SqliteStore {
         read_usage(&self.store.db(), namespace, name).ok().flatten()
     }
 
+    fn backup_to(&self, dest: &Path) -> Result<Option<i64>, GuardError> {
+        Ok(Some(obol_sqlite::backup(&self.store.db(), dest)?))
+    }
+
     async fn outstanding(&self, account: &Account) -> U256 {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         live.outstanding.get(account).copied().unwrap_or_default()
     }
 }
+
+/// The schema version this code writes (`PRAGMA user_version`).
+pub(super) const SCHEMA_VERSION: i64 = STEPS.len() as i64;
 
 /// The guard's schema versions ([`obol_sqlite::migrate`]): 1 the table, 2 an index by nonce
 /// for receipt lookups, 3 what each offer's metered calls used and were charged, 4 what each

@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS free_quota (
 ) WITHOUT ROWID;
 ";
 
+/// The schema steps ([`obol_sqlite::migrate`]).
+const STEPS: &[obol_sqlite::Step] = &[obol_sqlite::Step::Sql(SCHEMA)];
+
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
 /// Whose free calls are counted: an offer's route, a wallet, a UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaKey {
@@ -76,11 +82,21 @@ impl GatingStore {
 
     fn from_connection(mut db: Connection) -> Result<Self, GatingStoreError> {
         db.busy_timeout(std::time::Duration::from_secs(2))?;
-        obol_sqlite::migrate(&mut db, "sign-in store", &[obol_sqlite::Step::Sql(SCHEMA)])
+        obol_sqlite::migrate(&mut db, "sign-in store", STEPS)
             .map_err(|e| GatingStoreError(e.to_string()))?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
         })
+    }
+
+    /// Copies the store, online and consistent, into the new file `dest` (SQLite's backup
+    /// API) and returns the copy's schema version.
+    pub fn backup_to(&self, dest: &Path) -> Result<i64, GatingStoreError> {
+        let db = self
+            .db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(obol_sqlite::backup(&db, dest)?)
     }
 
     /// Marks `nonce` used until `expires_at` (unix seconds): `false` when it already was.
