@@ -57,6 +57,9 @@ pub(crate) enum Command {
     /// Kubernetes: what the stack needs in a cluster.
     #[command(subcommand)]
     Kube(KubeCommand),
+    /// The Kubernetes controller: reconciles the cluster's ServiceOffers while this replica
+    /// holds the leader lease; serves /healthz, /readyz and /metrics.
+    Operator(Box<OperatorArgs>),
     /// The whole system on this machine: a devnet, the facilitator and a stack; sells and
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.
@@ -646,6 +649,22 @@ pub(crate) enum KubeCommand {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OperatorArgs {
+    /// The cluster's kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The namespace of the leader lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long)]
+    pub(crate) lease_namespace: Option<String>,
+    /// This replica's name among the candidates (default: $POD_NAME, else host and pid).
+    #[arg(long)]
+    pub(crate) identity: Option<String>,
+    /// Where /healthz, /readyz and /metrics listen.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub(crate) listen: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod kube;
 mod mcp;
 mod network;
 mod offer_flags;
+mod operator;
 mod permit2;
 mod purchase;
 mod secret;
@@ -85,6 +86,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&context()?, args).await,
         Command::Mcp(args) => mcp::run(context()?, *args).await,
         Command::Kube(command) => kube::run(command, cli.json),
+        Command::Operator(args) => operator::run(*args).await,
         Command::Completions { shell } => completions(shell),
     }
 }

@@ -17,6 +17,7 @@ mod manifest;
 mod mcp;
 mod metered;
 mod network;
+mod operator;
 mod payment_store;
 mod secrets;
 mod shared_facilitator;

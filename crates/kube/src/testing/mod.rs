@@ -19,6 +19,9 @@
 //! - errors are `Status` documents (`reason` `NotFound`, `AlreadyExists`, `Conflict`,
 //!   `Invalid`, …, and `code`).
 //!
+//! It also keeps `coordination.k8s.io/v1` Leases, with server-side apply's conflict on the lease
+//! holder, for leader election ([`leases`]).
+//!
 //! Not modelled: schema validation, defaulting and pruning, server-side apply, label and
 //! field selectors, pagination, admission, authentication.
 //!
@@ -26,6 +29,8 @@
 //! calls; [`InMemoryApi::fail_next`] answers the next request with an error.
 
 #![allow(clippy::missing_panics_doc)]
+
+mod leases;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -106,6 +111,8 @@ struct Db {
     compacted_to: u64,
     requests: Vec<RecordedRequest>,
     failures: VecDeque<(String, u16)>,
+    /// `coordination.k8s.io/v1` Leases by `(namespace, name)` ([`leases`]).
+    leases: BTreeMap<(String, String), leases::Lease>,
 }
 
 #[derive(Debug)]
@@ -373,7 +380,18 @@ async fn handle(
     {
         return status(code, reason_for(code), "injected failure", None).into_response();
     }
-    let Some(target) = parse_path(uri.path()) else {
+    let lease = leases::target(uri.path());
+    let Some(target) = parse_path(uri.path()).filter(|_| lease.is_none()) else {
+        if let Some(lease) = lease {
+            let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+            return match leases::handle(&mut db, lease, &request, &body) {
+                Ok((code, value)) => {
+                    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+                    (code, axum::Json(value)).into_response()
+                }
+                Err(failure) => failure.into_response(),
+            };
+        }
         return status(
             404,
             "NotFound",

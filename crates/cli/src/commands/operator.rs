@@ -1,0 +1,64 @@
+//! `obol operator`: the Kubernetes controller ([`obol_operator`]), with its health and metrics
+//! listener; stops on SIGTERM/Ctrl-C, releasing the leader lease.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use obol_operator::{Health, OperatorConfig};
+
+use crate::cli::OperatorArgs;
+
+/// The cluster's client: the kubeconfig given, else in-cluster or the default kubeconfig.
+async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("the kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no cluster: not in a pod, and no kubeconfig (give --kubeconfig)")?,
+    };
+    kube::Client::try_from(config).context("cannot make a Kubernetes client")
+}
+
+/// Runs the operator until a stop signal.
+pub(crate) async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(obol_config::env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .try_init();
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let namespace = args
+        .lease_namespace
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".to_owned());
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let health = Health::default();
+    let router = obol_operator::router(health.clone(), obol_facilitator::http::metrics_handle());
+    let served = tokio::spawn(obol_gateway::server::serve(
+        listener,
+        router,
+        super::shutdown_signal(),
+    ));
+    eprintln!("operator {identity}: health on http://{bound} (lease {namespace}/obol-operator)");
+    let config = OperatorConfig::new(&namespace, &identity);
+    obol_operator::run(client, config, health, super::shutdown_signal()).await?;
+    served.abort();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,154 @@
+//! Two operator replicas on an in-memory Kubernetes API (no cluster runs on these machines):
+//! one leads and reconciles offers to Ready, the other waits; the leader stopped, the other
+//! takes the lease at once (released, not expired) and reconciles; the health endpoints say
+//! who leads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use obol_control::offer::OfferType;
+use obol_control::resource::{Object, is_true};
+use obol_control::{ServiceOfferSpec, Store, StoreExt};
+use obol_kube::KubeStore;
+use obol_kube::testing::InMemoryApi;
+use obol_operator::{Health, OperatorConfig};
+
+const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+async fn spawn(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// One replica: its health, and the sender that stops it.
+struct Replica {
+    health: Health,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), obol_operator::OperatorError>>,
+}
+
+fn replica(api: &InMemoryApi, identity: &str) -> Replica {
+    let mut config = OperatorConfig::new("obol-system", identity);
+    config.lease_seconds = 4;
+    config.grace_seconds = 1;
+    config.upstreams = obol_control::reconcile::UpstreamResolution::Embedded;
+    let health = Health::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(obol_operator::run(
+        api.client().unwrap(),
+        config,
+        health.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Replica { health, stop, task }
+}
+
+/// Waits (up to 20 s) until `check` holds.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ready(store: &Arc<dyn Store>, name: &str) -> bool {
+    store
+        .get::<ServiceOfferSpec>("default", name)
+        .await
+        .unwrap()
+        .is_some_and(|o| is_true(&o.status.conditions, "Ready"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_a_successor_takes_over_when_it_stops() {
+    let api = InMemoryApi::start().await.unwrap();
+    let upstream = spawn(Router::new().route("/health", get(|| async { "ok" }))).await;
+    let store: Arc<dyn Store> = Arc::new(KubeStore::new(api.client().unwrap()).await.unwrap());
+    let offer = |name: &str| {
+        Object::new(
+            "default",
+            name,
+            ServiceOfferSpec::per_request(
+                OfferType::Http,
+                &upstream,
+                "base-sepolia",
+                PAY_TO,
+                "0.001",
+            ),
+        )
+    };
+
+    let (a, b) = (replica(&api, "a"), replica(&api, "b"));
+    until("one leader", async || {
+        a.health.is_leader() || b.health.is_leader()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        a.health.is_leader() != b.health.is_leader(),
+        "exactly one replica leads"
+    );
+    store.apply(&offer("first")).await.unwrap();
+    until("the first offer Ready", async || {
+        ready(&store, "first").await
+    })
+    .await;
+
+    // The health endpoints of both replicas say who leads.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    for replica in [&a, &b] {
+        let base = spawn(obol_operator::router(
+            replica.health.clone(),
+            metrics.clone(),
+        ))
+        .await;
+        let readyz: serde_json::Value = reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(readyz["ready"], true);
+        assert_eq!(readyz["leader"], replica.health.is_leader());
+        let healthz = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(healthz.status(), 200);
+    }
+
+    // The leader stops: it releases the lease, the other takes it well before it would have
+    // expired, and reconciles what comes next.
+    let (leader, follower) = if a.health.is_leader() { (a, b) } else { (b, a) };
+    let stopped = Instant::now();
+    leader.stop.send(()).unwrap();
+    leader.task.await.unwrap().unwrap();
+    assert!(!leader.health.is_leader());
+    until("the successor leads", async || follower.health.is_leader()).await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "taken over in {:?}, before the 4 s lease expired",
+        stopped.elapsed()
+    );
+    store.apply(&offer("second")).await.unwrap();
+    until("the second offer Ready", async || {
+        ready(&store, "second").await
+    })
+    .await;
+    let lease = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/leases/"))
+        .count();
+    assert!(lease > 0, "leader election went through the Lease API");
+    follower.stop.send(()).unwrap();
+    follower.task.await.unwrap().unwrap();
+}
