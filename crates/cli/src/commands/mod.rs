@@ -36,6 +36,17 @@ pub(crate) struct Context {
 }
 
 /// Resolves on Ctrl-C or SIGTERM (containers and service managers stop with TERM).
+/// Logs of a long-running command (the daemon, the operator) on stderr, filtered by `OBOL_LOG`
+/// (default `info`).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(obol_config::env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .try_init();
+}
+
 pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {

@@ -27,12 +27,7 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Cl
 
 /// Runs the operator until a stop signal.
 pub(crate) async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(obol_config::env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .try_init();
+    super::init_logging();
     let client = client(args.kubeconfig.as_deref()).await?;
     let namespace = args
         .lease_namespace

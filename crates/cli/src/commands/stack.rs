@@ -145,12 +145,7 @@ async fn foreground(
     if !ctx.paths.stack_file().exists() {
         init(ctx, &default_init())?;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env(obol_config::env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .try_init();
+    super::init_logging();
     obol_daemon::run(
         ctx.paths.clone(),
         RunOptions {

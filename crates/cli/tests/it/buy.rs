@@ -724,10 +724,13 @@ async fn auto_refill_tops_up_once_and_stops_at_max_total() {
             .and_then(|c| c.iter().find(|c| c["type"] == "AutoRefill").cloned())
             .unwrap_or(Value::Null)
     };
+    // The refill's reason, with the counts of the generation it made (a refill adds to the
+    // spec: until that generation is observed, the counts are the previous one's).
     let wait_for = |reason: &'static str| async move {
         for _ in 0..150 {
             let now = status(dir);
-            if refill_condition(&now)["reason"] == reason {
+            let observed = now["status"]["observedGeneration"] == now["metadata"]["generation"];
+            if refill_condition(&now)["reason"] == reason && observed {
                 return now;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -178,6 +178,25 @@ pub(crate) fn facilitator_serve(dir: &Path) -> (Killed, String) {
     )
 }
 
+/// `tests/interop/express-seller.cjs` (the official `@x402/express`) paid to `pay_to`, its
+/// facilitator at `facilitator_url`, with more of its environment in `env`; the process and
+/// its URL.
+pub(crate) fn express_seller(
+    node_path: &Path,
+    facilitator_url: &str,
+    pay_to: Address,
+    env: &[(&str, &str)],
+) -> (Killed, String) {
+    let mut command = Command::new("node");
+    command
+        .arg(repo().join("tests/interop/express-seller.cjs"))
+        .env("NODE_PATH", node_path)
+        .env("FACILITATOR_URL", facilitator_url)
+        .env("PAY_TO", pay_to.to_checksum(None))
+        .envs(env.iter().copied());
+    spawn_until(&mut command, false, "listening http://", 1)
+}
+
 /// The devnet's token ledger, read over its JSON-RPC endpoint.
 pub(crate) struct Ledger {
     chain: ChainClient,
@@ -464,19 +483,16 @@ async fn obol_buy_pays_an_x402_express_seller() {
     let (_facilitator, facilitator_url) = facilitator_serve(dir);
 
     let seller = address_of(obol_devnet::DEV_KEYS[5]);
-    let (_seller_process, seller_url) = spawn_until(
-        Command::new("node")
-            .arg(repo().join("tests/interop/express-seller.cjs"))
-            .env("NODE_PATH", &node_path)
-            .env("FACILITATOR_URL", &facilitator_url)
-            .env("PAY_TO", seller.to_checksum(None))
-            .env("PERMIT2_ASSET", obol_devnet::OBOL.to_checksum(None))
-            .env("PERMIT2_AMOUNT", "500000000000000000")
-            .env("PERMIT2_NAME", "Obol Network")
-            .env("PERMIT2_VERSION", "1"),
-        false,
-        "listening http://",
-        1,
+    let (_seller_process, seller_url) = express_seller(
+        &node_path,
+        &facilitator_url,
+        seller,
+        &[
+            ("PERMIT2_ASSET", &obol_devnet::OBOL.to_checksum(None)),
+            ("PERMIT2_AMOUNT", "500000000000000000"),
+            ("PERMIT2_NAME", "Obol Network"),
+            ("PERMIT2_VERSION", "1"),
+        ],
     );
     let usdc_url = format!("{seller_url}/paid");
     let obol_url = format!("{seller_url}/paid-permit2");

@@ -77,9 +77,24 @@ pub fn stack_up_public(dir: &Path) -> String {
 }
 
 fn init_and_start(dir: &Path, gateway: &str, public: Option<&str>, facilitator: bool) {
+    let mut extra = Vec::new();
+    if let Some(public) = public {
+        extra.extend(["--public-url", public]);
+    }
+    if facilitator {
+        extra.extend(["--facilitator-chain", "devnet"]);
+    }
+    stack_init(dir, gateway, &extra);
+    start_stack(dir);
+}
+
+/// `obol stack init --force` with the gateway on `gateway`, the admin API and the buyer proxy
+/// on free loopback ports, and `extra` flags.
+pub fn stack_init(dir: &Path, gateway: &str, extra: &[&str]) {
     let mut init = vec![
         "stack",
         "init",
+        "--force",
         "--gateway-listen",
         gateway,
         "--admin-listen",
@@ -87,15 +102,9 @@ fn init_and_start(dir: &Path, gateway: &str, public: Option<&str>, facilitator: 
         "--buyer-listen",
         "127.0.0.1:0",
     ];
-    if let Some(public) = public {
-        init.extend(["--public-url", public]);
-    }
-    if facilitator {
-        init.extend(["--facilitator-chain", "devnet"]);
-    }
+    init.extend_from_slice(extra);
     let out = obol_in(dir, &init, &[], None);
     assert!(out.status.success(), "stack init: {}", stderr(&out));
-    start_stack(dir);
 }
 
 /// `obol stack up`, dev key 9 paying the embedded facilitator's gas.

@@ -17,27 +17,10 @@ async fn the_payment_guard_keeps_its_record_in_postgresql() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
     let upstream = upstream().await;
-    let out = obol_in(dir, &["devnet", "up"], &[], None);
-    let _guard = DevnetStackGuard(dir);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let _guard = DevnetStackGuard::up(dir);
     let init = |store: &str| {
-        let args = [
-            "stack",
-            "init",
-            "--force",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--buyer-listen",
-            "127.0.0.1:0",
-            "--facilitator-chain",
-            "devnet",
-            "--payment-store",
-            store,
-        ];
-        let out = obol_in(dir, &args, &[], None);
-        assert!(out.status.success(), "stack init: {}", stderr(&out));
+        let extra = ["--facilitator-chain", "devnet", "--payment-store", store];
+        crate::stack_init(dir, "127.0.0.1:0", &extra);
     };
     let up = || {
         obol_in(

@@ -688,6 +688,16 @@ async fn the_public_url_reaches_the_402() {
 /// Stops the stack, then the devnet, when the test ends.
 pub(crate) struct DevnetStackGuard<'a>(pub(crate) &'a Path);
 
+impl<'a> DevnetStackGuard<'a> {
+    /// `obol devnet up` in `dir`; the stack and the devnet stop when the guard drops.
+    pub(crate) fn up(dir: &'a Path) -> Self {
+        let out = obol_in(dir, &["devnet", "up"], &[], None);
+        let guard = Self(dir);
+        assert!(out.status.success(), "devnet up: {}", stderr(&out));
+        guard
+    }
+}
+
 impl Drop for DevnetStackGuard<'_> {
     fn drop(&mut self) {
         obol_in(self.0, &["stack", "down"], &[], None);

@@ -22,9 +22,7 @@ async fn a_stack_serves_https_and_redirects_plain_http() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
     let upstream = upstream().await;
-    let out = obol_in(dir, &["devnet", "up"], &[], None);
-    let _guard = DevnetStackGuard(dir);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let _guard = DevnetStackGuard::up(dir);
 
     let ca = TestCa::new();
     let leaf = ca.leaf("stack");
@@ -39,15 +37,7 @@ async fn a_stack_serves_https_and_redirects_plain_http() {
     let (gateway_port, redirect_port) = (free_port(), free_port());
     let gateway_listen = format!("127.0.0.1:{gateway_port}");
     let redirect_listen = format!("127.0.0.1:{redirect_port}");
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        &gateway_listen,
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
+    let extra = [
         "--facilitator-chain",
         "devnet",
         "--tls-cert",
@@ -57,8 +47,7 @@ async fn a_stack_serves_https_and_redirects_plain_http() {
         "--http-redirect",
         &redirect_listen,
     ];
-    let out = obol_in(dir, &init, &[], None);
-    assert!(out.status.success(), "stack init: {}", stderr(&out));
+    crate::stack_init(dir, &gateway_listen, &extra);
     crate::start_stack(dir);
 
     let status = json_of(&obol_in(dir, &["--json", "stack", "status"], &[], None));

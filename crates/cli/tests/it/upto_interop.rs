@@ -30,7 +30,8 @@ use obol_x402::token::{ERC6492_VALIDATOR, PERMIT2, UPTO_PERMIT2_PROXY};
 use serde_json::{Value, json};
 
 use crate::interop::{
-    Cleanup, Ledger, address_of, devnet_up, facilitator_serve, node_sdk, repo, spawn_until,
+    Cleanup, Ledger, address_of, devnet_up, express_seller, facilitator_serve, node_sdk, repo,
+    spawn_until,
 };
 use crate::stack::{gateway, sell_from_json};
 use crate::{obol_in, stderr};
@@ -461,16 +462,11 @@ async fn obol_buy_pays_an_x402_express_upto_seller() {
     let _cleanup = Cleanup(dir);
     let (_facilitator, facilitator_url) = facilitator_serve(dir);
     let seller = address_of(obol_devnet::DEV_KEYS[5]);
-    let (_seller_process, seller_url) = spawn_until(
-        Command::new("node")
-            .arg(repo().join("tests/interop/express-seller.cjs"))
-            .env("NODE_PATH", &node_path)
-            .env("FACILITATOR_URL", &facilitator_url)
-            .env("PAY_TO", seller.to_checksum(None))
-            .env("UPTO_PRICE", "$0.01"),
-        false,
-        "listening http://",
-        1,
+    let (_seller_process, seller_url) = express_seller(
+        &node_path,
+        &facilitator_url,
+        seller,
+        &[("UPTO_PRICE", "$0.01")],
     );
     let buyer_key = obol_devnet::DEV_KEYS[6];
     let buyer = address_of(buyer_key);

@@ -100,6 +100,25 @@ pub struct Recorded {
     pub amount: Option<U256>,
 }
 
+impl Recorded {
+    /// A record as both stores read it: chain id, payer bytes, state, transaction, amount.
+    fn from_columns(
+        chain_id: i64,
+        payer: &[u8],
+        state: &str,
+        transaction: String,
+        amount: Option<String>,
+    ) -> Self {
+        Self {
+            chain_id: u64::try_from(chain_id).unwrap_or_default(),
+            payer: Address::try_from(payer).unwrap_or_default(),
+            settled: state == State::Settled.as_str(),
+            transaction,
+            amount: amount.and_then(|a| a.parse().ok()),
+        }
+    }
+}
+
 /// A recorded payment's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

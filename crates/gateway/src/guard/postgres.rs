@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Pool, Runtime};
 use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
-use obol_x402::primitives::{Address, B256, U256};
+use obol_x402::primitives::{B256, U256};
 use sha2::Digest as _;
 use tokio_postgres::NoTls;
 
@@ -428,13 +428,13 @@ impl Store for PgStore {
         };
         let payer: Vec<u8> = row.get(1);
         let state: String = row.get(2);
-        Some(Recorded {
-            chain_id: u64::try_from(row.get::<_, i64>(0)).unwrap_or_default(),
-            payer: Address::try_from(payer.as_slice()).unwrap_or_default(),
-            settled: state == State::Settled.as_str(),
-            transaction: row.get(3),
-            amount: row.get::<_, Option<String>>(4).and_then(|a| a.parse().ok()),
-        })
+        Some(Recorded::from_columns(
+            row.get(0),
+            &payer,
+            &state,
+            row.get(3),
+            row.get(4),
+        ))
     }
 
     async fn add_usage(

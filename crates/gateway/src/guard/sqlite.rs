@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
 use obol_sqlite::GroupCommit;
-use obol_x402::primitives::{Address, B256, U256};
+use obol_x402::primitives::{B256, U256};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{Account, Claimed, Granted, GuardError, Record, Recorded, Refusal, State, Store};
@@ -249,15 +249,13 @@ impl Store for SqliteStore {
             .query_map(params![nonce.to_vec()], |row| {
                 let payer: Vec<u8> = row.get(1)?;
                 let state: String = row.get(2)?;
-                Ok(Recorded {
-                    chain_id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or_default(),
-                    payer: Address::try_from(payer.as_slice()).unwrap_or_default(),
-                    settled: state == State::Settled.as_str(),
-                    transaction: row.get(3)?,
-                    amount: row
-                        .get::<_, Option<String>>(4)?
-                        .and_then(|a| a.parse().ok()),
-                })
+                Ok(Recorded::from_columns(
+                    row.get(0)?,
+                    &payer,
+                    &state,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
             })
             .ok()?
             .filter_map(Result::ok)
