@@ -60,6 +60,9 @@ pub(crate) enum Command {
     /// The Kubernetes controller: reconciles the cluster's ServiceOffers while this replica
     /// holds the leader lease; serves /healthz, /readyz and /metrics.
     Operator(Box<OperatorArgs>),
+    /// A replica of the public gateway over a cluster's offers (`--kubernetes`), sharing the
+    /// payment guard with the other replicas through the PostgreSQL `paymentStore`.
+    Gateway(Box<GatewayArgs>),
     /// The whole system on this machine: a devnet, the facilitator and a stack; sells and
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.
@@ -665,6 +668,28 @@ pub(crate) struct OperatorArgs {
     /// Where /healthz, /readyz and /metrics listen.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub(crate) listen: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// Serve the offers of the Kubernetes cluster (the only mode: on one machine, `obol stack
+    /// up` serves the gateway).
+    #[arg(long)]
+    pub(crate) kubernetes: bool,
+    /// The cluster's kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Where buyers reach the gateway.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub(crate) listen: String,
+    /// Where /metrics and ForwardAuth listen (keep it off the public Service).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub(crate) internal_listen: String,
+    /// Public base URL buyers reach the gateway at (overrides the settings and OBOL_PUBLIC_URL).
+    #[arg(long)]
+    pub(crate) public_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,8 @@ mod admin;
 pub mod backup;
 mod facilitator;
 mod https;
+mod public;
+mod replica;
 mod secrets;
 mod sign_in;
 mod storefront;
@@ -25,17 +27,13 @@ use obol_config::stack::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_BUYER_LISTEN, DEFAULT_GATEWAY_LISTEN, DaemonState, StackFile,
 };
 use obol_config::{Paths, PublicUrl, env, fs as private_fs};
-use obol_control::reconcile::Reconciler;
-use obol_control::secrets::FileSecrets;
 use obol_control::{SqliteStore, Store};
-use obol_gateway::Routes;
 use obol_gateway::guard::ReplayGuard;
-use obol_gateway::server::{GatewayConfig, gateway};
-use obol_x402::token::TokenRegistry;
 use tokio::net::TcpListener;
 
 pub use admin::{AdminClient, AdminError, AdminKind, Applied, StackStatus};
 pub use facilitator::FacilitatorSummary;
+pub use replica::{ReplicaOptions, run_replica};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -268,55 +266,23 @@ pub async fn run(
 
     let sqlite_store = Arc::new(SqliteStore::open(&paths.store_file())?);
     let store: Arc<dyn Store> = sqlite_store.clone();
-    let routes = Arc::new(Routes::new());
-    let chains = chain_ids(&paths);
-    let secrets = Arc::new(FileSecrets::new(paths.secrets_dir()));
-    let (facilitator, facilitator_summary) = facilitator::build(
+    let public::Public {
+        routes,
+        secrets,
+        facilitator_summary,
+        reconciler,
+        guard,
+        siwx,
+        public: gateway,
+        internal,
+    } = public::assemble(
         &paths,
-        settings.facilitator.as_ref(),
+        &settings,
+        store.clone(),
+        &public_url,
         options.facilitator_signer.as_ref(),
-        &facilitator::default_url(),
     )
     .await?;
-    let reconciler = Arc::new(
-        Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
-            .with_chains(chains.clone())
-            .with_secrets(secrets.clone())
-            .with_settlers(facilitator::upto_settlers(facilitator.as_ref()).await)
-            .with_public_host(
-                (!public_url.is_local_default())
-                    .then(|| url::Url::parse(public_url.as_str()).ok())
-                    .flatten()
-                    .and_then(|u| u.host_str().map(str::to_owned)),
-            ),
-    );
-    let guard = Arc::new(payment_guard(&paths, settings.payment_store.as_deref()).await?);
-    let mut gateway_config = GatewayConfig::default();
-    gateway_config.paygate.public_url =
-        (!public_url.is_local_default()).then(|| public_url.to_string());
-    let siwx = sign_in::build(&paths, &public_url)?;
-    gateway_config.paygate.siwx = Some(siwx.clone());
-    if let Some(rate) = settings.verify_per_second {
-        let burst = settings.verify_burst.unwrap_or(rate.saturating_mul(2));
-        gateway_config.paygate.verify_rate =
-            std::num::NonZeroU32::new(rate).zip(std::num::NonZeroU32::new(burst.max(1)));
-    }
-    let served = gateway(routes.clone(), facilitator, guard.clone(), gateway_config)
-        .map_err(|e| DaemonError::Start(e.to_string()))?;
-    // Metrics (sales, and the buyer's pools and spend) and ForwardAuth stay on the loopback
-    // admin listener; buyers only ever reach the paygate and the storefront.
-    let internal = served.internal;
-    let gateway = vanity::wrap(
-        served.public.merge(storefront::router(
-            store.clone(),
-            public_url.as_str(),
-            chains,
-            &paths.stack_file(),
-        )),
-        routes.clone(),
-        store.clone(),
-        &paths.stack_file(),
-    );
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.
     let (stop_tx, _) = tokio::sync::watch::channel(false);

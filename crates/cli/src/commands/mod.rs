@@ -2,6 +2,7 @@
 
 mod backup;
 mod buy;
+mod cluster;
 mod demo;
 mod devnet;
 mod discover;
@@ -12,7 +13,6 @@ mod kube;
 mod mcp;
 mod network;
 mod offer_flags;
-mod operator;
 mod permit2;
 mod purchase;
 mod secret;
@@ -97,7 +97,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&context()?, args).await,
         Command::Mcp(args) => mcp::run(context()?, *args).await,
         Command::Kube(command) => kube::run(command, cli.json),
-        Command::Operator(args) => operator::run(*args).await,
+        Command::Operator(args) => cluster::operator(*args).await,
+        Command::Gateway(args) => cluster::gateway(&context()?, *args).await,
         Command::Completions { shell } => completions(shell),
     }
 }

@@ -232,7 +232,7 @@ async fn restore_checks_the_stack_the_hashes_the_versions_and_the_keys() {
 }
 
 /// Reads the 402 of `url` and signs its first option as the buyer: a `PAYMENT-SIGNATURE`.
-async fn sign(url: &str) -> String {
+pub(crate) async fn sign(url: &str) -> String {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), 402);
     let required: v2::PaymentRequired =
@@ -254,7 +254,7 @@ async fn sign(url: &str) -> String {
 }
 
 /// GETs `url` with `payment`: the status, and the refusal's reason on a 402.
-async fn pay_with(url: &str, payment: &str) -> (u16, Option<String>) {
+pub(crate) async fn pay_with(url: &str, payment: &str) -> (u16, Option<String>) {
     let response = reqwest::Client::new()
         .get(url)
         .header(PAYMENT_SIGNATURE, payment)

@@ -4,6 +4,7 @@
 
 mod backup;
 mod buy;
+mod cluster;
 mod consistency;
 mod decode;
 mod demo;

@@ -19,17 +19,7 @@ use crate::stack::{PAY_TO, upstream};
 async fn the_operator_leads_and_reconciles_a_clusters_offers() {
     let api = InMemoryApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n\
-             users:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    \
-             cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\n",
-            api.url()
-        ),
-    )
-    .unwrap();
+    let kubeconfig = crate::cluster::kubeconfig(dir.path(), &api.url());
     let (mut operator, health) = spawn_until(
         Command::new(env!("CARGO_BIN_EXE_obol"))
             .arg("operator")

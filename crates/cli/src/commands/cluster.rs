@@ -1,12 +1,14 @@
-//! `obol operator`: the Kubernetes controller ([`obol_operator`]), with its health and metrics
-//! listener; stops on SIGTERM/Ctrl-C, releasing the leader lease.
+//! In a Kubernetes cluster: `obol operator`, the controller ([`obol_operator`]) with its health
+//! and metrics listener (stops on SIGTERM/Ctrl-C, releasing the leader lease), and `obol gateway
+//! --kubernetes`, a replica of the public gateway over the cluster's offers
+//! ([`obol_daemon::run_replica`]).
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use obol_operator::{Health, OperatorConfig};
 
-use crate::cli::OperatorArgs;
+use crate::cli::{GatewayArgs, OperatorArgs};
 
 /// The cluster's client: the kubeconfig given, else in-cluster or the default kubeconfig.
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
@@ -26,7 +28,7 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Cl
 }
 
 /// Runs the operator until a stop signal.
-pub(crate) async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let client = client(args.kubeconfig.as_deref()).await?;
     let namespace = args
@@ -55,5 +57,33 @@ pub(crate) async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
     let config = OperatorConfig::new(&namespace, &identity);
     obol_operator::run(client, config, health, super::shutdown_signal()).await?;
     served.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a gateway replica until a stop signal.
+pub(crate) async fn gateway(ctx: &super::Context, args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.kubernetes,
+        "`obol gateway` serves a cluster's offers (--kubernetes); on one machine, `obol stack up` \
+         serves the gateway"
+    );
+    super::init_logging();
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let store = obol_kube::KubeStore::new(client)
+        .await
+        .context("cannot watch the cluster's offers (are the CRDs installed? obol kube crds)")?;
+    let options = obol_daemon::ReplicaOptions {
+        listen: args.listen,
+        internal_listen: args.internal_listen,
+        public_url: args.public_url,
+        tls: args.tls.setting(),
+    };
+    obol_daemon::run_replica(
+        ctx.paths.clone(),
+        std::sync::Arc::new(store),
+        options,
+        super::shutdown_signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,106 @@
+//! The public side of a stack, as the embedded daemon and a gateway replica both serve it: the
+//! paygate over the routes the reconciler publishes, the storefront and discovery documents,
+//! vanity hostnames; and the internal router (metrics, ForwardAuth).
+
+use std::sync::Arc;
+
+use axum::Router;
+use obol_config::stack::StackFile;
+use obol_config::{Paths, PublicUrl};
+use obol_control::Store;
+use obol_control::reconcile::Reconciler;
+use obol_control::secrets::FileSecrets;
+use obol_gateway::Routes;
+use obol_gateway::guard::ReplayGuard;
+use obol_gateway::server::{GatewayConfig, gateway};
+use obol_gateway::siwx::Siwx;
+use obol_x402::token::TokenRegistry;
+
+use crate::{DaemonError, FacilitatorSummary, chain_ids, facilitator, payment_guard, sign_in};
+use crate::{storefront, vanity};
+
+/// What [`assemble`] built.
+pub(crate) struct Public {
+    /// The route table the paygate serves (the reconciler publishes it).
+    pub(crate) routes: Arc<Routes>,
+    /// The offers' secrets.
+    pub(crate) secrets: Arc<FileSecrets>,
+    /// Which facilitator, for `obol stack status`.
+    pub(crate) facilitator_summary: FacilitatorSummary,
+    /// The offer reconciler (it also publishes the route table).
+    pub(crate) reconciler: Arc<Reconciler>,
+    /// The payment guard.
+    pub(crate) guard: Arc<ReplayGuard>,
+    /// Sign-In-With-X.
+    pub(crate) siwx: Arc<Siwx>,
+    /// What buyers reach: the paygate, the storefront, vanity hostnames.
+    pub(crate) public: Router,
+    /// Metrics and ForwardAuth: never public.
+    pub(crate) internal: Router,
+}
+
+/// Builds the public side over `store` (see the module docs).
+pub(crate) async fn assemble(
+    paths: &Paths,
+    settings: &StackFile,
+    store: Arc<dyn Store>,
+    public_url: &PublicUrl,
+    facilitator_signer: Option<&obol_x402::LocalSigner>,
+) -> Result<Public, DaemonError> {
+    let routes = Arc::new(Routes::new());
+    let chains = chain_ids(paths);
+    let secrets = Arc::new(FileSecrets::new(paths.secrets_dir()));
+    let (facilitator, facilitator_summary) = facilitator::build(
+        paths,
+        settings.facilitator.as_ref(),
+        facilitator_signer,
+        &facilitator::default_url(),
+    )
+    .await?;
+    let reconciler = Arc::new(
+        Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
+            .with_chains(chains.clone())
+            .with_secrets(secrets.clone())
+            .with_settlers(facilitator::upto_settlers(facilitator.as_ref()).await)
+            .with_public_host(
+                (!public_url.is_local_default())
+                    .then(|| url::Url::parse(public_url.as_str()).ok())
+                    .flatten()
+                    .and_then(|u| u.host_str().map(str::to_owned)),
+            ),
+    );
+    let guard = Arc::new(payment_guard(paths, settings.payment_store.as_deref()).await?);
+    let mut gateway_config = GatewayConfig::default();
+    gateway_config.paygate.public_url =
+        (!public_url.is_local_default()).then(|| public_url.to_string());
+    let siwx = sign_in::build(paths, public_url)?;
+    gateway_config.paygate.siwx = Some(siwx.clone());
+    if let Some(rate) = settings.verify_per_second {
+        let burst = settings.verify_burst.unwrap_or(rate.saturating_mul(2));
+        gateway_config.paygate.verify_rate =
+            std::num::NonZeroU32::new(rate).zip(std::num::NonZeroU32::new(burst.max(1)));
+    }
+    let served = gateway(routes.clone(), facilitator, guard.clone(), gateway_config)
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let public = vanity::wrap(
+        served.public.merge(storefront::router(
+            store.clone(),
+            public_url.as_str(),
+            chains,
+            &paths.stack_file(),
+        )),
+        routes.clone(),
+        store,
+        &paths.stack_file(),
+    );
+    Ok(Public {
+        routes,
+        secrets,
+        facilitator_summary,
+        reconciler,
+        guard,
+        siwx,
+        public,
+        internal: served.internal,
+    })
+}
