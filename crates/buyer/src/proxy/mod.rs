@@ -46,14 +46,16 @@ use access::{guard, is_loopback_host, require_json};
 
 use crate::known_terms::{Key, Known, KnownTerms};
 use crate::metrics::{self, Counter};
-use crate::pool::{AuthPool, Held, PoolCounts, PoolError, Spent};
+use crate::pool::{AuthPool, Held, PoolCounts, PoolError};
 use crate::probe::{self, payment_header};
 use crate::seller::{self, PaidAnswer, SellerError};
 
 mod access;
 mod relay;
+mod streamed;
 
 use relay::{copy_receipts, has_receipt, receipt_link, relay, relay_then, settled};
+use streamed::streamed_charge;
 
 /// The largest request body accepted from the agent.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -719,47 +721,6 @@ impl BuyerProxy {
             request = request.header(name, value);
         }
         seller::send(request).await
-    }
-}
-
-/// How long after a metered stream ended its receipt is looked for.
-const STREAMED_RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Reads what a metered stream was charged from the seller's receipt `link` (asked again while
-/// the seller answers 202, its settlement under way) and records it for `spent`. Without an
-/// answer the authorization counts at its ceiling, as before.
-async fn streamed_charge(http: reqwest::Client, link: reqwest::Url, spent: Spent, pool: String) {
-    let deadline = tokio::time::Instant::now() + STREAMED_RECEIPT_WAIT;
-    let mut pause = std::time::Duration::from_millis(100);
-    let amount = loop {
-        let answer = http.get(link.clone()).send().await;
-        match answer {
-            Ok(r) if r.status() == reqwest::StatusCode::OK => {
-                let receipt: Option<serde_json::Value> = r.json().await.ok();
-                break receipt
-                    .as_ref()
-                    .and_then(|r| r["amount"].as_str())
-                    .and_then(|a| a.parse::<obol_x402::primitives::U256>().ok());
-            }
-            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {}
-            _ => break None,
-        }
-        if tokio::time::Instant::now() + pause > deadline {
-            break None;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(2));
-    };
-    let Some(amount) = amount else {
-        tracing::info!(%pool, "no charge read for a metered stream; it counts at its ceiling");
-        return;
-    };
-    match tokio::task::spawn_blocking(move || spent.charged(amount)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(%pool, %error, "could not record a metered stream's charge")
-        }
-        Err(error) => tracing::warn!(%pool, %error, "could not record a metered stream's charge"),
     }
 }
 
