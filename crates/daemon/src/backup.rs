@@ -165,11 +165,17 @@ impl Stores {
             .map_err(|e| failed("buyer pool", &e))?;
         done(&self.pool_path, version);
         if let Some(siwx) = &self.siwx {
-            let version = siwx
+            match siwx
                 .store()
                 .backup_to(&dir.join(name(&self.siwx_path)))
-                .map_err(|e| failed("sign-in store", &e))?;
-            done(&self.siwx_path, version);
+                .map_err(|e| failed("sign-in store", &e))?
+            {
+                Some(version) => done(&self.siwx_path, version),
+                None => notes.push(
+                    "the sign-in store is on PostgreSQL: its tables are in that database"
+                        .to_owned(),
+                ),
+            }
         }
         Ok((files, notes))
     }

@@ -97,25 +97,34 @@ async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), DaemonError> {
     Ok((listener, bound))
 }
 
-/// The payment guard: on the PostgreSQL database [`env::PAYMENT_STORE`] or the settings name
-/// (shared by gateway replicas), else the SQLite file in the state directory.
-async fn payment_guard(paths: &Paths, setting: Option<&str>) -> Result<ReplayGuard, DaemonError> {
+/// The shared payment store's URL: [`env::PAYMENT_STORE`], else the settings' `paymentStore`;
+/// none for the embedded SQLite files. Only `postgres://` URLs are accepted.
+fn payment_store_url(setting: Option<&str>) -> Result<Option<String>, DaemonError> {
     let url = std::env::var(env::PAYMENT_STORE)
         .ok()
         .filter(|v| !v.is_empty())
         .or_else(|| setting.map(str::to_owned));
-    let Some(url) = url else {
+    match url {
+        Some(url) if !url.starts_with("postgres://") && !url.starts_with("postgresql://") => {
+            Err(DaemonError::Start(format!(
+                "payment store {}: only postgres:// URLs are supported (or none, for the \
+                 embedded SQLite file)",
+                redacted(&url)
+            )))
+        }
+        url => Ok(url),
+    }
+}
+
+/// The payment guard: on the shared PostgreSQL payment store when one is named (gateway
+/// replicas), else the SQLite file in the state directory.
+async fn payment_guard(paths: &Paths, shared: Option<&str>) -> Result<ReplayGuard, DaemonError> {
+    let Some(url) = shared else {
         return ReplayGuard::open(&paths.payments_file())
             .map_err(|e| DaemonError::Start(e.to_string()));
     };
-    let shown = redacted(&url);
-    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-        return Err(DaemonError::Start(format!(
-            "payment store {shown}: only postgres:// URLs are supported (or none, for the \
-             embedded SQLite file)"
-        )));
-    }
-    let guard = ReplayGuard::postgres(&url)
+    let shown = redacted(url);
+    let guard = ReplayGuard::postgres(url)
         .await
         .map_err(|e| DaemonError::Start(format!("payment store {shown}: {e}")))?;
     tracing::info!(store = %shown, "payment guard on PostgreSQL");

@@ -16,7 +16,10 @@ use obol_gateway::server::{GatewayConfig, gateway};
 use obol_gateway::siwx::Siwx;
 use obol_x402::token::TokenRegistry;
 
-use crate::{DaemonError, FacilitatorSummary, chain_ids, facilitator, payment_guard, sign_in};
+use crate::{
+    DaemonError, FacilitatorSummary, chain_ids, facilitator, payment_guard, payment_store_url,
+    sign_in,
+};
 use crate::{storefront, vanity};
 
 /// What [`assemble`] built.
@@ -69,11 +72,12 @@ pub(crate) async fn assemble(
                     .and_then(|u| u.host_str().map(str::to_owned)),
             ),
     );
-    let guard = Arc::new(payment_guard(paths, settings.payment_store.as_deref()).await?);
+    let shared = payment_store_url(settings.payment_store.as_deref())?;
+    let guard = Arc::new(payment_guard(paths, shared.as_deref()).await?);
     let mut gateway_config = GatewayConfig::default();
     gateway_config.paygate.public_url =
         (!public_url.is_local_default()).then(|| public_url.to_string());
-    let siwx = sign_in::build(paths, public_url)?;
+    let siwx = sign_in::build(paths, public_url, shared.as_deref()).await?;
     gateway_config.paygate.siwx = Some(siwx.clone());
     if let Some(rate) = settings.verify_per_second {
         let burst = settings.verify_burst.unwrap_or(rate.saturating_mul(2));

@@ -71,11 +71,7 @@ pub async fn run_replica(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let settings = StackFile::load(&paths.stack_file())?;
-    let shared = std::env::var(env::PAYMENT_STORE)
-        .ok()
-        .or_else(|| settings.payment_store.clone())
-        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
-    if !shared {
+    if crate::payment_store_url(settings.payment_store.as_deref())?.is_none() {
         return Err(DaemonError::Start(
             "gateway replicas share their payment guard: set paymentStore to a postgres:// URL \
              (stack init --payment-store, or OBOL_PAYMENT_STORE)"

@@ -1,5 +1,6 @@
 //! Sign-In-With-X for the gateway's `auth` routes: the key in `<config>/siwx-session.key`,
-//! used nonces in `<data>/gating.sqlite`, the public URL as the only accepted origin, and
+//! used nonces and free calls in `<data>/gating.sqlite` (or the PostgreSQL payment store, for
+//! replicas), the public URL as the only accepted origin, and
 //! contract-wallet (ERC-1271) checks over the chains of the networks file.
 
 use std::collections::HashMap;
@@ -37,11 +38,20 @@ impl ContractWallets for ChainWallets {
     }
 }
 
-/// The stack's sign-in.
-pub(crate) fn build(paths: &Paths, public_url: &PublicUrl) -> Result<Arc<Siwx>, DaemonError> {
+/// The stack's sign-in; its store in the PostgreSQL database `shared` names (gateway
+/// replicas), else in `<data>/gating.sqlite`.
+pub(crate) async fn build(
+    paths: &Paths,
+    public_url: &PublicUrl,
+    shared: Option<&str>,
+) -> Result<Arc<Siwx>, DaemonError> {
     let start = |e: &dyn std::fmt::Display| DaemonError::Start(format!("sign-in: {e}"));
     let key = SessionKey::load_or_create(&paths.siwx_key_file())?;
-    let store = GatingStore::open(&paths.gating_file()).map_err(|e| start(&e))?;
+    let store = match shared {
+        Some(url) => GatingStore::postgres(url).await,
+        None => GatingStore::open(&paths.gating_file()),
+    }
+    .map_err(|e| start(&e))?;
     let origin = url::Url::parse(public_url.as_str()).map_err(|e| start(&e))?;
     let networks = NetworksFile::load(&paths.networks_file())?;
     let mut clients = HashMap::new();

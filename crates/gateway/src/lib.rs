@@ -27,6 +27,7 @@ pub mod metering;
 pub mod metrics;
 pub mod path;
 pub mod paygate;
+mod pg;
 pub mod proxy;
 pub mod route;
 pub mod server;

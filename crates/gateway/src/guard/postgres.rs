@@ -13,25 +13,19 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use deadpool_postgres::{Pool, Runtime};
+use deadpool_postgres::Pool;
 use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
 use obol_x402::primitives::{B256, U256};
 use sha2::Digest as _;
-use tokio_postgres::NoTls;
 
 use super::{Account, Claimed, Granted, GuardError, Record, Recorded, Refusal, State, Store};
 
 /// The schema this program writes; a database marked newer is refused.
 const SCHEMA_VERSION: i32 = 1;
 
-/// Tables, created when missing (under an advisory lock, so replicas starting together do not
-/// race).
+/// Tables, created when missing ([`crate::pg::connect`]).
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS obol_schema (
-    component TEXT PRIMARY KEY,
-    version   INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS guard_payments (
     chain_id      BIGINT        NOT NULL,
     asset         BYTEA         NOT NULL,
@@ -62,9 +56,6 @@ CREATE TABLE IF NOT EXISTS guard_metered_usage (
     PRIMARY KEY (namespace, name)
 );
 ";
-
-/// The advisory lock taken while the schema is created.
-const SCHEMA_LOCK: i64 = 0x6f62_6f6c_6775_6172; // "obolguar"
 
 /// What one payer's live claims reserve: chain id, asset, payer, now.
 const RESERVED: &str = "SELECT SUM(reserved)::text FROM guard_payments
@@ -127,57 +118,20 @@ impl PgStore {
     /// Connects (a small pool), creates the tables when missing, refuses a newer schema and
     /// prunes what expired.
     pub(super) async fn connect(url: &str) -> Result<Self, GuardError> {
-        let config = deadpool_postgres::Config {
-            url: Some(url.to_owned()),
-            ..deadpool_postgres::Config::default()
-        };
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(error)?;
-        let store = Self {
+        let pool = crate::pg::connect(
+            url,
+            "payment guard",
+            SCHEMA_VERSION,
+            SCHEMA,
+            "DELETE FROM guard_payments WHERE expires_at < $1",
+        )
+        .await
+        .map_err(GuardError)?;
+        Ok(Self {
             pool,
             releasing: Arc::default(),
             tokens: std::sync::atomic::AtomicI64::new(random_base()),
-        };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), GuardError> {
-        let mut client = self.pool.get().await.map_err(error)?;
-        let tx = client.transaction().await.map_err(error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await
-            .map_err(error)?;
-        tx.batch_execute(SCHEMA).await.map_err(error)?;
-        tx.execute(
-            "INSERT INTO obol_schema (component, version) VALUES ('payment guard', $1)
-             ON CONFLICT (component) DO NOTHING",
-            &[&SCHEMA_VERSION],
-        )
-        .await
-        .map_err(error)?;
-        let version: i32 = tx
-            .query_one(
-                "SELECT version FROM obol_schema WHERE component = 'payment guard'",
-                &[],
-            )
-            .await
-            .map_err(error)?
-            .get(0);
-        if version > SCHEMA_VERSION {
-            return Err(GuardError(format!(
-                "payment guard: schema version {version} is newer than this program's \
-                 ({SCHEMA_VERSION})"
-            )));
-        }
-        tx.execute(
-            "DELETE FROM guard_payments WHERE expires_at < $1",
-            &[&now()],
-        )
-        .await
-        .map_err(error)?;
-        tx.commit().await.map_err(error)
+        })
     }
 
     /// Waits (a little) while this replica still releases an earlier claim of `id`.

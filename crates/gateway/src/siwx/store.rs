@@ -57,10 +57,39 @@ impl From<rusqlite::Error> for GatingStoreError {
     }
 }
 
-/// The used-nonce set.
+/// The tables of the shared store ([`GatingStore::postgres`]).
+const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS gating_nonces (
+    nonce      TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gating_nonces_expiry ON gating_nonces (expires_at);
+CREATE TABLE IF NOT EXISTS gating_free_quota (
+    offer  TEXT    NOT NULL,
+    route  TEXT    NOT NULL,
+    wallet BYTEA   NOT NULL,
+    day    BIGINT  NOT NULL,
+    used   INTEGER NOT NULL,
+    PRIMARY KEY (offer, route, wallet, day)
+);
+";
+
+/// The used-nonce set and the free calls taken: an SQLite file (one process), or a PostgreSQL
+/// database shared by gateway replicas, so a nonce is single use and a quota counted once
+/// whichever replica a wallet reaches.
 #[derive(Debug, Clone)]
 pub struct GatingStore {
-    db: Arc<Mutex<Connection>>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(deadpool_postgres::Pool),
+}
+
+fn pg_error(e: impl std::fmt::Display) -> GatingStoreError {
+    GatingStoreError(e.to_string())
 }
 
 impl GatingStore {
@@ -85,18 +114,45 @@ impl GatingStore {
         obol_sqlite::migrate(&mut db, "sign-in store", STEPS)
             .map_err(|e| GatingStoreError(e.to_string()))?;
         Ok(Self {
-            db: Arc::new(Mutex::new(db)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(db))),
+        })
+    }
+
+    /// The store in the PostgreSQL database at `url`, shared by gateway replicas (its tables
+    /// created when missing).
+    pub async fn postgres(url: &str) -> Result<Self, GatingStoreError> {
+        let version = i32::try_from(SCHEMA_VERSION).unwrap_or(i32::MAX);
+        let pool = crate::pg::connect(
+            url,
+            "sign-in store",
+            version,
+            PG_SCHEMA,
+            "DELETE FROM gating_nonces WHERE expires_at < $1",
+        )
+        .await
+        .map_err(GatingStoreError)?;
+        Ok(Self {
+            backend: Backend::Postgres(pool),
         })
     }
 
     /// Copies the store, online and consistent, into the new file `dest` (SQLite's backup
-    /// API) and returns the copy's schema version.
-    pub fn backup_to(&self, dest: &Path) -> Result<i64, GatingStoreError> {
-        let db = self
-            .db
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(obol_sqlite::backup(&db, dest)?)
+    /// API) and returns the copy's schema version; `None` for a PostgreSQL store (back it up
+    /// with the database).
+    pub fn backup_to(&self, dest: &Path) -> Result<Option<i64>, GatingStoreError> {
+        let Backend::Sqlite(db) = &self.backend else {
+            return Ok(None);
+        };
+        let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Some(obol_sqlite::backup(&db, dest)?))
+    }
+
+    /// The shared store's pool, or `None` for SQLite.
+    fn pg(&self) -> Option<&deadpool_postgres::Pool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     /// Marks `nonce` used until `expires_at` (unix seconds): `false` when it already was.
@@ -110,6 +166,22 @@ impl GatingStore {
         let nonce = nonce.to_owned();
         let as_sql = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
         let (expires_at, now) = (as_sql(expires_at), as_sql(now));
+        if let Some(pool) = self.pg() {
+            let client = pool.get().await.map_err(pg_error)?;
+            client
+                .execute("DELETE FROM gating_nonces WHERE expires_at < $1", &[&now])
+                .await
+                .map_err(pg_error)?;
+            let inserted = client
+                .execute(
+                    "INSERT INTO gating_nonces (nonce, expires_at) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[&nonce, &expires_at],
+                )
+                .await
+                .map_err(pg_error)?;
+            return Ok(inserted == 1);
+        }
         self.run(move |db| {
             db.prepare_cached("DELETE FROM siwx_nonces WHERE expires_at < ?1")?
                 .execute(params![now])?;
@@ -127,7 +199,10 @@ impl GatingStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, GatingStoreError> {
-        let db = self.db.clone();
+        let Backend::Sqlite(db) = &self.backend else {
+            return Err(GatingStoreError("not an SQLite store".into()));
+        };
+        let db = db.clone();
         tokio::task::spawn_blocking(move || {
             let db = db.lock().unwrap_or_else(|e| e.into_inner());
             work(&db).map_err(GatingStoreError::from)
@@ -145,6 +220,34 @@ impl GatingStore {
     ) -> Result<bool, GatingStoreError> {
         let key = key.clone();
         let day = i64::try_from(key.day).unwrap_or(i64::MAX);
+        if let Some(pool) = self.pg() {
+            let client = pool.get().await.map_err(pg_error)?;
+            client
+                .execute(
+                    "DELETE FROM gating_free_quota WHERE day < $1",
+                    &[&(day - 1)],
+                )
+                .await
+                .map_err(pg_error)?;
+            let quota_sql = i32::try_from(quota).unwrap_or(i32::MAX);
+            let taken = client
+                .execute(
+                    "INSERT INTO gating_free_quota (offer, route, wallet, day, used)
+                     VALUES ($1, $2, $3, $4, 1)
+                     ON CONFLICT (offer, route, wallet, day) DO UPDATE
+                     SET used = gating_free_quota.used + 1 WHERE gating_free_quota.used < $5",
+                    &[
+                        &key.offer,
+                        &key.route,
+                        &key.wallet.as_slice(),
+                        &day,
+                        &quota_sql,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            return Ok(taken == 1 && quota > 0);
+        }
         self.run(move |db| {
             db.prepare_cached("DELETE FROM free_quota WHERE day < ?1")?
                 .execute(params![day - 1])?;
@@ -163,6 +266,18 @@ impl GatingStore {
     pub async fn give_back(&self, key: &QuotaKey) -> Result<(), GatingStoreError> {
         let key = key.clone();
         let day = i64::try_from(key.day).unwrap_or(i64::MAX);
+        if let Some(pool) = self.pg() {
+            let client = pool.get().await.map_err(pg_error)?;
+            client
+                .execute(
+                    "UPDATE gating_free_quota SET used = used - 1
+                     WHERE offer = $1 AND route = $2 AND wallet = $3 AND day = $4 AND used > 0",
+                    &[&key.offer, &key.route, &key.wallet.as_slice(), &day],
+                )
+                .await
+                .map_err(pg_error)?;
+            return Ok(());
+        }
         self.run(move |db| {
             db.prepare_cached(
                 "UPDATE free_quota SET used = used - 1
@@ -179,39 +294,30 @@ impl GatingStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_nonce_is_used_once_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gating.sqlite");
-        let store = GatingStore::open(&path).unwrap();
-        assert!(store.consume_nonce("n1", 2000, 1000).await.unwrap());
-        assert!(!store.consume_nonce("n1", 2000, 1000).await.unwrap());
-        assert!(store.consume_nonce("n2", 1500, 1000).await.unwrap());
-        drop(store);
-
-        let store = GatingStore::open(&path).unwrap();
-        assert!(
-            !store.consume_nonce("n1", 2000, 1001).await.unwrap(),
-            "after a restart"
-        );
-        // Past its expiry the row is pruned (the nonce itself is refused by its time).
-        assert!(store.consume_nonce("n2", 1500, 1600).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn free_calls_are_counted_per_route_wallet_and_day_and_never_exceed_the_quota() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gating.sqlite");
-        let store = GatingStore::open(&path).unwrap();
-        let key = QuotaKey {
+    fn key() -> QuotaKey {
+        QuotaKey {
             offer: "default/api".into(),
             route: "/services/api/*".into(),
             wallet: [7; 20],
             day: 20_000,
-        };
-        // 16 at once for a quota of 3: exactly 3 taken.
-        let takes = (0..16).map(|_| {
-            let (store, key) = (store.clone(), key.clone());
+        }
+    }
+
+    /// The rules, on `a` and `b`: one store twice (SQLite), or two replicas' stores on one
+    /// database (PostgreSQL).
+    async fn nonces_are_single_use(a: &GatingStore, b: &GatingStore) {
+        assert!(a.consume_nonce("n1", 2000, 1000).await.unwrap());
+        assert!(!b.consume_nonce("n1", 2000, 1000).await.unwrap());
+        assert!(b.consume_nonce("n2", 1500, 1000).await.unwrap());
+        // Past its expiry the row is pruned (the nonce itself is refused by its time).
+        assert!(a.consume_nonce("n2", 1500, 1600).await.unwrap());
+    }
+
+    async fn free_calls_never_exceed_the_quota(a: &GatingStore, b: &GatingStore) {
+        let key = key();
+        // 16 at once, half on each, for a quota of 3: exactly 3 taken.
+        let takes = (0..16).map(|i| {
+            let (store, key) = (if i % 2 == 0 { a } else { b }.clone(), key.clone());
             tokio::spawn(async move { store.take_free_call(&key, 3).await.unwrap() })
         });
         let mut taken = 0;
@@ -219,12 +325,12 @@ mod tests {
             taken += usize::from(take.await.unwrap());
         }
         assert_eq!(taken, 3);
-        store.give_back(&key).await.unwrap();
+        a.give_back(&key).await.unwrap();
         assert!(
-            store.take_free_call(&key, 3).await.unwrap(),
+            b.take_free_call(&key, 3).await.unwrap(),
             "a failed call is given back"
         );
-        assert!(!store.take_free_call(&key, 3).await.unwrap());
+        assert!(!a.take_free_call(&key, 3).await.unwrap());
         let other = |edit: fn(&mut QuotaKey)| {
             let mut k = key.clone();
             edit(&mut k);
@@ -235,14 +341,46 @@ mod tests {
             other(|k| k.route = "/services/api/x".into()),
             other(|k| k.day += 1),
         ] {
-            assert!(store.take_free_call(&fresh, 3).await.unwrap(), "{fresh:?}");
+            assert!(b.take_free_call(&fresh, 3).await.unwrap(), "{fresh:?}");
         }
-        assert!(!store.take_free_call(&key, 0).await.unwrap(), "no quota");
+        assert!(!a.take_free_call(&key, 0).await.unwrap(), "no quota");
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_rules_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gating.sqlite");
+        let store = GatingStore::open(&path).unwrap();
+        nonces_are_single_use(&store, &store).await;
+        free_calls_never_exceed_the_quota(&store, &store).await;
         drop(store);
         let store = GatingStore::open(&path).unwrap();
         assert!(
-            !store.take_free_call(&key, 3).await.unwrap(),
+            !store.consume_nonce("n1", 2000, 1001).await.unwrap(),
             "after a restart"
         );
+        assert!(
+            !store.take_free_call(&key(), 3).await.unwrap(),
+            "after a restart"
+        );
+        assert!(
+            store
+                .backup_to(&dir.path().join("copy.sqlite"))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_on_one_postgresql_share_nonces_and_quotas() {
+        let Some(server) = obol_testkit::postgres::PgServer::start() else {
+            return;
+        };
+        let url = server.database("gating");
+        let a = GatingStore::postgres(&url).await.unwrap();
+        let b = GatingStore::postgres(&url).await.unwrap();
+        nonces_are_single_use(&a, &b).await;
+        free_calls_never_exceed_the_quota(&a, &b).await;
+        assert!(a.backup_to(Path::new("/nonexistent")).unwrap().is_none());
     }
 }
