@@ -20,7 +20,7 @@ pub mod refill;
 pub mod seller;
 pub mod spend;
 
-pub use pool::{AuthPool, Held, PoolError};
+pub use pool::{AuthPool, Held, PoolError, PoolExpiry};
 pub use presign::{PreSigned, PresignOptions, presign};
 pub use probe::{Offered, ProbeError, Prober, payment_header};
 pub use proxy::{BuyError, BuyerProxy, Purchase};

@@ -153,6 +153,25 @@ impl ChainClient {
             .map_err(|e| self.rpc_error(&e))
     }
 
+    /// The latest block: its number and timestamp (unix seconds).
+    pub async fn latest_block(&self) -> Result<(u64, u64), ChainError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| self.rpc_error(&e))?
+            .ok_or_else(|| ChainError::Rpc("the endpoint has no latest block".to_owned()))?;
+        Ok((block.header.number, block.header.timestamp))
+    }
+
+    /// The current gas price, in wei.
+    pub async fn gas_price(&self) -> Result<u128, ChainError> {
+        self.provider
+            .get_gas_price()
+            .await
+            .map_err(|e| self.rpc_error(&e))
+    }
+
     /// The native (gas token) balance of `owner`, in wei.
     pub async fn native_balance(&self, owner: Address) -> Result<U256, ChainError> {
         self.provider

@@ -67,6 +67,12 @@ pub(crate) enum Command {
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.
     Demo(DemoArgs),
+    /// Check the stack and explain what is wrong, each failed check with its fix: settings
+    /// and file permissions, the daemon and its listeners, the TLS certificate, each chain's
+    /// RPC, clock skew, write access and settlement gas, the facilitator's networks, each
+    /// offer's upstream, the public URL from outside, the ERC-8004 agentURI, pending
+    /// settlements and buyer pool expiries. Exits 1 when a check fails.
+    Doctor,
     /// Shell completions on stdout: `obol completions bash > /etc/bash_completion.d/obol`,
     /// `obol completions zsh > "${fpath[1]}/_obol"`, `obol completions fish >
     /// ~/.config/fish/completions/obol.fish`.

@@ -535,52 +535,7 @@ impl Reconciler {
 
     /// GET the health path, with the offer's upstream credential: 2xx is healthy.
     async fn probe(&self, offer: &ServiceOffer) -> Result<(), (&'static str, String)> {
-        let Some(base) = offer.spec.upstream.url.as_deref() else {
-            return Err((
-                "MissingService",
-                "the embedded stack needs spec.upstream.url".to_owned(),
-            ));
-        };
-        let auth = upstream_auth(self.secrets.as_ref(), offer)
-            .map_err(|e| ("MissingUpstreamSecret", e.to_string()))?;
-        let mcp_server = crate::mcp::is_mcp_server(offer);
-        let health = if mcp_server {
-            "(MCP initialize)".to_owned()
-        } else {
-            offer.health_path()
-        };
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(auth) = auth {
-            auth.apply(&mut headers);
-        }
-        let request = if mcp_server {
-            // An MCP server is healthy when it answers the handshake's first message.
-            self.http
-                .post(base)
-                .header(
-                    reqwest::header::ACCEPT,
-                    "application/json, text/event-stream",
-                )
-                .json(&crate::mcp::initialize_request())
-        } else {
-            self.http
-                .get(format!("{}{health}", base.trim_end_matches('/')))
-        };
-        let request = request.headers(headers);
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err((
-                "Unhealthy",
-                format!(
-                    "HTTP {} from upstream health path {health}",
-                    response.status().as_u16()
-                ),
-            )),
-            Err(e) => Err((
-                "Unhealthy",
-                format!("upstream health path {health}: {}", e.without_url()),
-            )),
-        }
+        probe_upstream(&self.http, self.secrets.as_ref(), offer).await
     }
 
     /// The oldest other offer claiming `path`, if it is not this one. Offers claim the same
@@ -638,5 +593,59 @@ impl Reconciler {
                     && o.metadata.name == offer.metadata.name)
             })
             .map(|o| format!("{}/{}", o.metadata.namespace, o.metadata.name)))
+    }
+}
+
+/// What sets `UpstreamHealthy`: GET the offer's health path (an MCP server: its `initialize`)
+/// with the offer's upstream credential, through `http` (whose timeout bounds it); 2xx is
+/// healthy, else the reason and a message (`obol doctor` asks the same way).
+pub async fn probe_upstream(
+    http: &reqwest::Client,
+    secrets: &dyn SecretSource,
+    offer: &ServiceOffer,
+) -> Result<(), (&'static str, String)> {
+    let Some(base) = offer.spec.upstream.url.as_deref() else {
+        return Err((
+            "MissingService",
+            "the embedded stack needs spec.upstream.url".to_owned(),
+        ));
+    };
+    let auth =
+        upstream_auth(secrets, offer).map_err(|e| ("MissingUpstreamSecret", e.to_string()))?;
+    let mcp_server = crate::mcp::is_mcp_server(offer);
+    let health = if mcp_server {
+        "(MCP initialize)".to_owned()
+    } else {
+        offer.health_path()
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(auth) = auth {
+        auth.apply(&mut headers);
+    }
+    let request = if mcp_server {
+        // An MCP server is healthy when it answers the handshake's first message.
+        http.post(base)
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
+            .json(&crate::mcp::initialize_request())
+    } else {
+        http.get(format!("{}{health}", base.trim_end_matches('/')))
+    };
+    let request = request.headers(headers);
+    match request.send().await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err((
+            "Unhealthy",
+            format!(
+                "HTTP {} from upstream health path {health}",
+                response.status().as_u16()
+            ),
+        )),
+        Err(e) => Err((
+            "Unhealthy",
+            format!("upstream health path {health}: {}", e.without_url()),
+        )),
     }
 }

@@ -10,6 +10,7 @@
 //! | `GET /v1/identities`, `GET/PUT/DELETE /v1/identities/{namespace}/{name}` | `AgentIdentity`s; a PUT also writes the status (the agent ids the CLI records) |
 //! | `POST /admin/reload`, `POST /admin/remove` | the buyer proxy's purchases (re-read; stop serving one) |
 //! | `GET /v1/secrets/{namespace}`, `PUT/DELETE /v1/secrets/{namespace}/{name}` | secrets offers refer to (values go in, never out; see `crate::secrets`) |
+//! | `GET /v1/doctor` | what `obol doctor` asks the daemon: the facilitator's `/supported`, pending settlements, buyer pool expiries (`crate::doctor`) |
 //! | `POST /v1/backup` | online copies of the open databases into a new private directory (`crate::backup`) |
 //! | `POST /v1/shutdown` | graceful stop |
 
@@ -510,6 +511,12 @@ impl AdminClient {
             None::<&()>,
         )
         .await
+    }
+
+    /// What only the daemon knows, for `obol doctor` (`crate::doctor`).
+    pub async fn doctor(&self) -> Result<crate::doctor::DoctorFacts, AdminError> {
+        self.call(reqwest::Method::GET, "/v1/doctor", None::<&()>)
+            .await
     }
 
     /// Asks the daemon to copy the databases it holds open (`crate::backup`).

@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod backup;
+pub mod doctor;
 mod facilitator;
 mod https;
 mod public;
@@ -279,6 +280,7 @@ pub async fn run(
         routes,
         secrets,
         facilitator_summary,
+        facilitator,
         reconciler,
         guard,
         siwx,
@@ -311,6 +313,11 @@ pub async fn run(
 
     let start_error = |e: &dyn std::fmt::Display| DaemonError::Start(e.to_string());
     let pool = AuthPool::open(&paths.buyer_pool_file()).map_err(|e| start_error(&e))?;
+    let doctor_router = doctor::router(doctor::DoctorState {
+        facilitator,
+        guard: guard.clone(),
+        pool: pool.clone(),
+    });
     let stores = backup::Stores {
         state_dir: paths.state_dir.clone(),
         store: sqlite_store,
@@ -398,7 +405,14 @@ pub async fn run(
     ));
     let admin_task = tokio::spawn(obol_gateway::server::serve(
         admin_listener,
-        admin::router(admin_state, purchases.admin_router().merge(secrets_router)).merge(internal),
+        admin::router(
+            admin_state,
+            purchases
+                .admin_router()
+                .merge(secrets_router)
+                .merge(doctor_router),
+        )
+        .merge(internal),
         stopping(&stop_tx),
     ));
 

@@ -30,6 +30,9 @@ pub(crate) struct Public {
     pub(crate) secrets: Arc<FileSecrets>,
     /// Which facilitator, for `obol stack status`.
     pub(crate) facilitator_summary: FacilitatorSummary,
+    /// The facilitator the paygate verifies and settles with (`obol doctor` asks its
+    /// `/supported`).
+    pub(crate) facilitator: Arc<dyn obol_facilitator::Facilitator>,
     /// The offer reconciler (it also publishes the route table).
     pub(crate) reconciler: Arc<Reconciler>,
     /// The payment guard.
@@ -84,8 +87,13 @@ pub(crate) async fn assemble(
         gateway_config.paygate.verify_rate =
             std::num::NonZeroU32::new(rate).zip(std::num::NonZeroU32::new(burst.max(1)));
     }
-    let served = gateway(routes.clone(), facilitator, guard.clone(), gateway_config)
-        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let served = gateway(
+        routes.clone(),
+        facilitator.clone(),
+        guard.clone(),
+        gateway_config,
+    )
+    .map_err(|e| DaemonError::Start(e.to_string()))?;
     let public = vanity::wrap(
         served.public.merge(storefront::router(
             store.clone(),
@@ -101,6 +109,7 @@ pub(crate) async fn assemble(
         routes,
         secrets,
         facilitator_summary,
+        facilitator,
         reconciler,
         guard,
         siwx,

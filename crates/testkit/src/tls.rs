@@ -3,6 +3,9 @@
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
+/// A day: year, month, day (UTC).
+pub type Day = (i32, u8, u8);
+
 /// A certificate authority that exists only in this test.
 #[derive(Debug)]
 pub struct TestCa(CertifiedIssuer<'static, KeyPair>);
@@ -45,11 +48,29 @@ impl TestCa {
     ///
     /// When key generation or signing fails.
     pub fn leaf(&self, name: &str) -> Leaf {
+        self.signed(name, None)
+    }
+
+    /// Like [`TestCa::leaf`], valid from the start of day `from` to the start of day `until`
+    /// (year, month, day; UTC).
+    ///
+    /// # Panics
+    ///
+    /// When key generation or signing fails.
+    pub fn leaf_valid(&self, name: &str, from: Day, until: Day) -> Leaf {
+        self.signed(name, Some((from, until)))
+    }
+
+    fn signed(&self, name: &str, validity: Option<(Day, Day)>) -> Leaf {
         let key = KeyPair::generate().expect("a key");
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .expect("certificate parameters");
         params.distinguished_name.push(DnType::CommonName, name);
+        if let Some(((fy, fm, fd), (uy, um, ud))) = validity {
+            params.not_before = rcgen::date_time_ymd(fy, fm, fd);
+            params.not_after = rcgen::date_time_ymd(uy, um, ud);
+        }
         let cert = params
             .signed_by(&key, &self.0)
             .expect("a signed certificate");

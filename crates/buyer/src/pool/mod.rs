@@ -115,6 +115,19 @@ pub struct PoolCounts {
     pub spent_unstated: u64,
 }
 
+/// One pool's authorizations left to spend and how soon they expire ([`AuthPool::expiring`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolExpiry {
+    /// The pool.
+    pub pool: String,
+    /// Available authorizations.
+    pub available: u64,
+    /// Of those, the ones expiring before the asked time.
+    pub expiring: u64,
+    /// The earliest expiry among the available ones (unix seconds).
+    pub next_expiry: Option<u64>,
+}
+
 /// The pools of one stack, in SQLite.
 #[derive(Debug)]
 pub struct AuthPool {
@@ -355,6 +368,31 @@ impl AuthPool {
             }
         }
         Ok(counts)
+    }
+
+    /// Every pool with authorizations left to spend: how many, how many expire before
+    /// `before` (unix seconds), and the earliest expiry; sorted by pool.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Sqlite`] when SQLite fails.
+    pub fn expiring(&self, before: u64) -> Result<Vec<PoolExpiry>, PoolError> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT pool, COUNT(*), SUM(valid_before < ?1), MIN(valid_before) FROM presigned_auths
+             WHERE state = 'available' AND retired = 0 GROUP BY pool ORDER BY pool",
+        )?;
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        let rows = query.query_map(params![before], |row| {
+            Ok(PoolExpiry {
+                pool: row.get(0)?,
+                available: count(row.get(1)?),
+                expiring: count(row.get(2)?),
+                next_expiry: row.get::<_, Option<i64>>(3)?.map(count),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Retires every row of `pool`: available ones become `dropped`, held ones become

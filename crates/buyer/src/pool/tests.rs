@@ -183,6 +183,35 @@ fn nearly_expired_authorizations_are_skipped() {
 }
 
 #[test]
+fn expiries_are_counted_per_pool_over_what_is_left() {
+    let (pool, signed) = filled(3, 600);
+    let later = signed_for(2, &json!({}));
+    pool.add("q", &later).unwrap();
+    pool.take("p", &requirement(), NOW)
+        .unwrap()
+        .confirm()
+        .unwrap();
+    let expiry = |pool: &str, available, expiring, next| PoolExpiry {
+        pool: pool.to_owned(),
+        available,
+        expiring,
+        next_expiry: Some(next),
+    };
+    let (p_ends, q_ends) = (signed[0].valid_before, later[0].valid_before);
+    assert!(p_ends < q_ends);
+    assert_eq!(
+        pool.expiring(p_ends + 1).unwrap(),
+        [expiry("p", 2, 2, p_ends), expiry("q", 2, 0, q_ends)]
+    );
+    assert_eq!(
+        pool.expiring(NOW).unwrap(),
+        [expiry("p", 2, 0, p_ends), expiry("q", 2, 0, q_ends)]
+    );
+    pool.remove("q").unwrap();
+    assert_eq!(pool.expiring(NOW).unwrap(), [expiry("p", 2, 0, p_ends)]);
+}
+
+#[test]
 #[cfg(unix)]
 fn the_database_holding_signed_authorizations_is_private() {
     use std::os::unix::fs::PermissionsExt as _;

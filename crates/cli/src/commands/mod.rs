@@ -6,6 +6,7 @@ mod cluster;
 mod demo;
 mod devnet;
 mod discover;
+mod doctor;
 mod facilitator;
 mod identity;
 mod info;
@@ -99,6 +100,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kube(command) => kube::run(command, cli.json),
         Command::Operator(args) => cluster::operator(*args).await,
         Command::Gateway(args) => cluster::gateway(&context()?, *args).await,
+        Command::Doctor => doctor::run(&context()?).await,
         Command::Completions { shell } => completions(shell),
     }
 }

@@ -10,6 +10,7 @@ mod decode;
 mod demo;
 mod devnet;
 mod discovery;
+mod doctor;
 mod flows;
 mod hostname;
 mod identity;

@@ -119,6 +119,18 @@ impl Recorded {
     }
 }
 
+/// Payments taken whose settlement is pending or its outcome unknown ([`ReplayGuard::pending`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    /// Still settleable (their authorization has not expired).
+    pub unsettled: u64,
+    /// Expired unsettled: nobody can settle them any more (pruned at the next start).
+    pub expired: u64,
+    /// The earliest expiry of the settleable ones (unix seconds).
+    pub next_expiry: Option<u64>,
+}
+
 /// A recorded payment's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -199,6 +211,8 @@ trait Store: Send + Sync + std::fmt::Debug {
     async fn usage(&self, namespace: &str, name: &str) -> Option<crate::metering::MeteredUsage>;
     /// The amount `account` has authorized in claimed payments not yet settled.
     async fn outstanding(&self, account: &Account) -> U256;
+    /// The recorded payments whose settlement is pending or unknown, as of `now`.
+    async fn pending(&self, now: u64) -> Result<Pending, GuardError>;
     /// Copies the record online into the new file `dest` and returns its schema version;
     /// `None` when the record is not an SQLite file (PostgreSQL: `pg_dump` backs it up).
     fn backup_to(&self, _dest: &std::path::Path) -> Result<Option<i64>, GuardError> {
@@ -293,6 +307,12 @@ impl ReplayGuard {
     /// The amount `account` has authorized in payments being served and not yet settled.
     pub async fn outstanding(&self, account: &Account) -> U256 {
         self.store.outstanding(account).await
+    }
+
+    /// The recorded payments whose settlement is pending or its outcome unknown (`obol
+    /// doctor`): a settlement under way counts too, for the moment it runs.
+    pub async fn pending(&self) -> Result<Pending, GuardError> {
+        self.store.pending(obol_config::time::unix_now()).await
     }
 
     /// Copies the record, online and consistent, into the new file `dest` (SQLite's backup

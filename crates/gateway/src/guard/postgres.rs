@@ -19,7 +19,9 @@ use obol_facilitator::PaymentIdentity;
 use obol_x402::primitives::{B256, U256};
 use sha2::Digest as _;
 
-use super::{Account, Claimed, Granted, GuardError, Record, Recorded, Refusal, State, Store};
+use super::{
+    Account, Claimed, Granted, GuardError, Pending, Record, Recorded, Refusal, State, Store,
+};
 
 /// The schema this program writes; a database marked newer is refused.
 const SCHEMA_VERSION: i32 = 1;
@@ -460,5 +462,26 @@ impl Store for PgStore {
             )
             .await
             .map_or(U256::ZERO, |row| parse_amount(row.get(0)))
+    }
+
+    async fn pending(&self, now: u64) -> Result<Pending, GuardError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let client = self.pool.get().await.map_err(error)?;
+        let row = client
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE expires_at >= $1),
+                        COUNT(*) FILTER (WHERE expires_at < $1),
+                        MIN(expires_at) FILTER (WHERE expires_at >= $1)
+                 FROM guard_payments WHERE state = 'unsettled'",
+                &[&now],
+            )
+            .await
+            .map_err(error)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        Ok(Pending {
+            unsettled: count(row.get(0)),
+            expired: count(row.get(1)),
+            next_expiry: row.get::<_, Option<i64>>(2).map(count),
+        })
     }
 }

@@ -16,7 +16,9 @@ use obol_sqlite::GroupCommit;
 use obol_x402::primitives::{B256, U256};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
-use super::{Account, Claimed, Granted, GuardError, Record, Recorded, Refusal, State, Store};
+use super::{
+    Account, Claimed, Granted, GuardError, Pending, Record, Recorded, Refusal, State, Store,
+};
 
 #[derive(Debug, Default)]
 struct Live {
@@ -305,6 +307,24 @@ impl Store for SqliteStore {
     async fn outstanding(&self, account: &Account) -> U256 {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         live.outstanding.get(account).copied().unwrap_or_default()
+    }
+
+    async fn pending(&self, now: u64) -> Result<Pending, GuardError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let db = self.store.db();
+        let (unsettled, expired, next): (i64, i64, Option<i64>) = db.query_row(
+            "SELECT COALESCE(SUM(expires_at >= ?1), 0), COALESCE(SUM(expires_at < ?1), 0),
+                    MIN(CASE WHEN expires_at >= ?1 THEN expires_at END)
+             FROM settled_payments WHERE state = 'unsettled'",
+            params![now],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        Ok(Pending {
+            unsettled: count(unsettled),
+            expired: count(expired),
+            next_expiry: next.map(count),
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
 use obol_x402::primitives::{Address, B256, U256};
 
-use super::{Account, Claim, Recorded, Refusal, ReplayGuard};
+use super::{Account, Claim, Pending, Recorded, Refusal, ReplayGuard};
 
 pub(super) fn id(n: u8) -> PaymentIdentity {
     PaymentIdentity {
@@ -38,6 +38,41 @@ async fn conformance(guard: Arc<ReplayGuard>) {
     an_unsettled_payment_comes_back_only_with_its_own_terms(&guard).await;
     receipts_say_what_was_recorded(&guard).await;
     metered_usage_adds_up(&guard).await;
+    pending_settlements_are_counted(&guard).await;
+}
+
+/// Runs after the rules above, which leave payment 4 settled and none pending: a payment whose
+/// settlement is pending counts until settled; one whose authorization expired counts apart.
+async fn pending_settlements_are_counted(guard: &Arc<ReplayGuard>) {
+    assert_eq!(guard.pending().await.unwrap(), Pending::default());
+    let (settleable, soon) = (far(), unix_now() + 1);
+    let pending = claim(guard, 31).await.unwrap();
+    pending.ticket.unsettled("0x31", settleable).await.unwrap();
+    let lost = guard
+        .claim(id(32), digest(32), U256::from(10), soon)
+        .await
+        .unwrap();
+    lost.ticket.unsettled("", soon).await.unwrap();
+    let both = Pending {
+        unsettled: 2,
+        expired: 0,
+        next_expiry: Some(soon),
+    };
+    assert_eq!(guard.pending().await.unwrap(), both);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let one_lost = Pending {
+        unsettled: 1,
+        expired: 1,
+        next_expiry: Some(settleable),
+    };
+    assert_eq!(guard.pending().await.unwrap(), one_lost);
+    let retried = claim(guard, 31).await.unwrap();
+    retried
+        .ticket
+        .settled("0x31", None, settleable)
+        .await
+        .unwrap();
+    assert_eq!(guard.pending().await.unwrap().unsettled, 0);
 }
 
 async fn in_flight_then_released(guard: &Arc<ReplayGuard>) {
