@@ -1,0 +1,1 @@
+"""Parts of check.py: render (kustomize subset), schemas, policy, selftest."""
