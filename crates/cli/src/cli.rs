@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod buy;
+mod tunnel;
 
 pub(crate) use buy::*;
+pub(crate) use tunnel::*;
 
 /// obol-stack: sell and buy access to models and APIs, paid per request in stablecoins over
 /// x402.
@@ -63,6 +65,9 @@ pub(crate) enum Command {
     /// A replica of the public gateway over a cluster's offers (`--kubernetes`), sharing the
     /// payment guard with the other replicas through the PostgreSQL `paymentStore`.
     Gateway(Box<GatewayArgs>),
+    /// A cloudflared tunnel to the gateway, run by the daemon: `up`, `down`, `status`, `logs`.
+    #[command(subcommand)]
+    Tunnel(TunnelCommand),
     /// The whole system on this machine: a devnet, the facilitator and a stack; sells and
     /// publishes a demo model and a JSON service, buys from a second wallet, pays, and prints
     /// the receipts.

@@ -15,6 +15,8 @@ pub const PUBLIC_URL: &str = "OBOL_PUBLIC_URL";
 /// Where the gateway's payment guard keeps its record (overrides `paymentStore` in the stack
 /// settings): a `postgres://` URL shared by gateway replicas; unset, the embedded SQLite file.
 pub const PAYMENT_STORE: &str = "OBOL_PAYMENT_STORE";
+/// Path of the `cloudflared` binary `obol tunnel` runs (else found on `PATH`).
+pub const CLOUDFLARED: &str = "OBOL_CLOUDFLARED";
 /// Path of the anvil binary.
 pub const ANVIL: &str = "OBOL_ANVIL";
 /// Project tools directory (where `scripts/install-tools` puts anvil).
@@ -88,6 +90,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         BUYER_USER_AGENT,
         "User-Agent of the buyer's calls to sellers (default obol-buyer/<version>)",
+    ),
+    (
+        CLOUDFLARED,
+        "path of the cloudflared binary `obol tunnel` runs (default: found on PATH)",
     ),
     (ANVIL, "path of the anvil binary"),
     (

@@ -25,6 +25,7 @@ pub mod request_path;
 pub mod stack;
 pub mod text;
 pub mod time;
+pub mod tunnel;
 
 pub use networks::{ChainEndpoints, Endpoint, NetworksFile};
 pub use paths::Paths;

@@ -124,6 +124,17 @@ impl Paths {
     pub fn daemon_log_file(&self) -> PathBuf {
         self.state_dir.join("daemon.log")
     }
+
+    /// `<config>/tunnel.json`: the tunnel `obol tunnel up` asked for (mode, token file,
+    /// hostname); absent: no tunnel.
+    pub fn tunnel_file(&self) -> PathBuf {
+        self.config_dir.join("tunnel.json")
+    }
+
+    /// `<state>/tunnel.log`: `cloudflared`'s output, sanitised (rotated to `tunnel.log.1`).
+    pub fn tunnel_log_file(&self) -> PathBuf {
+        self.state_dir.join("tunnel.log")
+    }
 }
 
 #[cfg(test)]

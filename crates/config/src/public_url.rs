@@ -1,7 +1,14 @@
 //! The public base URL: where buyers elsewhere reach this stack. It appears in `resource.url`
 //! of 402 answers, in storefront links and in the ERC-8004 agentURI.
+//!
+//! A running stack holds it in one [`SharedPublicUrl`]: a tunnel (`obol tunnel up`) replaces
+//! it while the stack serves, and every reader (the paygate, the storefront, sign-in, the
+//! reconciler) sees the new value on its next request.
 
 use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use url::Url;
 
@@ -18,6 +25,16 @@ pub enum Source {
     Config,
     /// Nothing set: the local gateway URL, which only this machine can reach.
     LocalDefault,
+    /// The URL a running tunnel was given (`obol tunnel up`).
+    Tunnel,
+}
+
+impl Source {
+    /// True for `--public-url` and `OBOL_PUBLIC_URL`: the operator pinned the URL, and a
+    /// tunnel's URL is not published.
+    pub fn is_pinned(self) -> bool {
+        matches!(self, Self::Flag | Self::Env)
+    }
 }
 
 /// A validated base URL without a trailing slash.
@@ -50,6 +67,14 @@ impl PublicUrl {
         })
     }
 
+    /// A tunnel's URL (validated like any other).
+    pub fn tunnel(url: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base: validate(url)?,
+            source: Source::Tunnel,
+        })
+    }
+
     /// The base URL, without a trailing slash.
     pub fn as_str(&self) -> &str {
         &self.base
@@ -68,6 +93,41 @@ impl PublicUrl {
     /// `base + path` (`path` starts with `/`).
     pub fn join(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+}
+
+/// The stack's public URL as it is now, shared by everything that publishes it; cheap to
+/// clone and to read (a lock-free swap). Unset (the default): nothing publishes a URL, and
+/// answers derive it from the request's forwarded headers.
+#[derive(Clone, Default)]
+pub struct SharedPublicUrl(Arc<ArcSwapOption<PublicUrl>>);
+
+impl SharedPublicUrl {
+    /// Holding `url`.
+    pub fn new(url: PublicUrl) -> Self {
+        Self(Arc::new(ArcSwapOption::from_pointee(url)))
+    }
+
+    /// The URL now, if set.
+    pub fn get(&self) -> Option<Arc<PublicUrl>> {
+        self.0.load_full()
+    }
+
+    /// The URL now when buyers elsewhere can reach it (set and not the local default).
+    pub fn published(&self) -> Option<Arc<PublicUrl>> {
+        self.get().filter(|url| !url.is_local_default())
+    }
+
+    /// Replaces the URL; true when the base URL changed.
+    pub fn replace(&self, url: PublicUrl) -> bool {
+        let previous = self.0.swap(Some(Arc::new(url)));
+        previous.as_deref().map(PublicUrl::as_str) != self.get().as_deref().map(PublicUrl::as_str)
+    }
+}
+
+impl fmt::Debug for SharedPublicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedPublicUrl").field(&self.get()).finish()
     }
 }
 
@@ -137,6 +197,33 @@ mod tests {
         let r = PublicUrl::resolve(None, None, None, local).unwrap();
         assert!(r.is_local_default());
         assert_eq!(r.to_string(), local);
+    }
+
+    #[test]
+    fn a_shared_url_is_replaced_for_every_clone_and_says_when_it_changed() {
+        let unset = SharedPublicUrl::default();
+        assert!(unset.get().is_none() && unset.published().is_none());
+        let local = PublicUrl::resolve(None, None, None, "http://127.0.0.1:8080").unwrap();
+        let shared = SharedPublicUrl::new(local.clone());
+        let reader = shared.clone();
+        assert_eq!(reader.get().unwrap().as_str(), "http://127.0.0.1:8080");
+        assert!(
+            reader.published().is_none(),
+            "the local default is not published"
+        );
+        let tunnel = PublicUrl::tunnel("https://a-b-c.trycloudflare.com/").unwrap();
+        assert!(shared.replace(tunnel.clone()));
+        assert!(!shared.replace(tunnel), "the same URL again is no change");
+        let now = reader.published().unwrap();
+        assert_eq!(
+            (now.as_str(), now.source()),
+            ("https://a-b-c.trycloudflare.com", Source::Tunnel)
+        );
+        assert!(shared.replace(local));
+        assert!(reader.published().is_none());
+        assert!(Source::Flag.is_pinned() && Source::Env.is_pinned());
+        assert!(!Source::Config.is_pinned() && !Source::Tunnel.is_pinned());
+        assert!(PublicUrl::tunnel("ftp://x").is_err());
     }
 
     #[test]

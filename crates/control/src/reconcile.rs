@@ -64,7 +64,8 @@ pub struct Reconciler {
     http: reqwest::Client,
     chains: ChainIdSource,
     secrets: Arc<dyn SecretSource>,
-    public_host: Option<String>,
+    /// The host of the stack's public URL now (a tunnel may change it while the stack runs).
+    public_host: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     settlers: crate::routes::Settlers,
     upstreams: UpstreamResolution,
 }
@@ -200,7 +201,7 @@ impl Reconciler {
             http,
             chains: Arc::new(ChainIds::builtin),
             secrets: Arc::new(NoSecrets),
-            public_host: None,
+            public_host: Arc::new(|| None),
             settlers: crate::routes::Settlers::new(),
             upstreams: UpstreamResolution::Embedded,
         }
@@ -225,7 +226,21 @@ impl Reconciler {
     /// The host of the stack's public URL: no offer may take it as its vanity hostname.
     #[must_use]
     pub fn with_public_host(mut self, host: Option<String>) -> Self {
-        self.public_host = host;
+        self.public_host = Arc::new(move || host.clone());
+        self
+    }
+
+    /// [`Reconciler::with_public_host`] following the stack's public URL as it changes (none
+    /// while it is the local default).
+    #[must_use]
+    pub fn with_public_url(mut self, public_url: obol_config::public_url::SharedPublicUrl) -> Self {
+        self.public_host = Arc::new(move || {
+            let url = public_url.published()?;
+            url::Url::parse(url.as_str())
+                .ok()?
+                .host_str()
+                .map(str::to_owned)
+        });
         self
     }
 
@@ -560,7 +575,7 @@ impl Reconciler {
         let Some(host) = offer.spec.hostname.as_deref() else {
             return Ok(None);
         };
-        if self.public_host.as_deref() == Some(host) {
+        if (self.public_host)().as_deref() == Some(host) {
             return Ok(Some((
                 host.to_owned(),
                 "the stack itself (its public URL)".to_owned(),

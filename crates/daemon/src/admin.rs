@@ -12,6 +12,7 @@
 //! | `GET /v1/secrets/{namespace}`, `PUT/DELETE /v1/secrets/{namespace}/{name}` | secrets offers refer to (values go in, never out; see `crate::secrets`) |
 //! | `GET /v1/doctor` | what `obol doctor` asks the daemon: the facilitator's `/supported`, pending settlements, buyer pool expiries (`crate::doctor`) |
 //! | `POST /v1/backup` | online copies of the open databases into a new private directory (`crate::backup`) |
+//! | `GET/PUT/DELETE /v1/tunnel` | the `cloudflared` tunnel: status, start (the setting in the body), stop (`crate::tunnel`) |
 //! | `POST /v1/shutdown` | graceful stop |
 
 use std::sync::Arc;
@@ -41,8 +42,8 @@ pub(crate) struct AdminState {
     pub(crate) token: Arc<str>,
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
     pub(crate) gateway: String,
-    pub(crate) public_url: String,
-    pub(crate) public_url_is_default: bool,
+    /// The stack's public URL now (a tunnel may change it).
+    pub(crate) public_url: obol_config::public_url::SharedPublicUrl,
     pub(crate) stack_id: String,
     pub(crate) facilitator: FacilitatorSummary,
     /// The gateway's payment guard: what metered offers used (`status.usage`, read live).
@@ -214,8 +215,15 @@ async fn status(State(state): State<AdminState>) -> Response {
         stack_id: state.stack_id.clone(),
         pid: std::process::id(),
         gateway: state.gateway.clone(),
-        public_url: state.public_url.clone(),
-        public_url_is_default: state.public_url_is_default,
+        public_url: state
+            .public_url
+            .get()
+            .map(|url| url.to_string())
+            .unwrap_or_default(),
+        public_url_is_default: state
+            .public_url
+            .get()
+            .is_none_or(|url| url.is_local_default()),
         routes: state.routes.load().len(),
         facilitator: state.facilitator.clone(),
     })
@@ -553,8 +561,10 @@ mod tests {
                 token: Arc::from("s3cret"),
                 stop: tokio::sync::watch::channel(false).0,
                 gateway: "127.0.0.1:8080".into(),
-                public_url: "http://127.0.0.1:8080".into(),
-                public_url_is_default: true,
+                public_url: obol_config::public_url::SharedPublicUrl::new(
+                    obol_config::PublicUrl::resolve(None, None, None, "http://127.0.0.1:8080")
+                        .unwrap(),
+                ),
                 stack_id: "test".into(),
                 facilitator: FacilitatorSummary::default(),
                 guard: None,

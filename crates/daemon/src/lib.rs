@@ -6,7 +6,8 @@
 //! everything gracefully when `shutdown` resolves or an admin asks (`POST /v1/shutdown`).
 //!
 //! The admin API never shares a listener with the gateway, and refuses to listen anywhere but
-//! loopback.
+//! loopback. A `cloudflared` tunnel to the gateway (`tunnel`) runs as the daemon's child; its
+//! URL replaces the public URL everywhere it is published while it runs.
 
 mod admin;
 pub mod backup;
@@ -18,6 +19,7 @@ mod replica;
 mod secrets;
 mod sign_in;
 mod storefront;
+mod tunnel;
 mod vanity;
 
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ use tokio::net::TcpListener;
 pub use admin::{AdminClient, AdminError, AdminKind, Applied, StackStatus};
 pub use facilitator::FacilitatorSummary;
 pub use replica::{ReplicaOptions, run_replica};
+pub use tunnel::{AgentUriUpdate, TunnelError, TunnelState, TunnelStatus};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +277,9 @@ pub async fn run(
         &local_url,
     )?;
 
+    // The one place the public URL lives while the stack runs (a tunnel replaces it).
+    let live_url = obol_config::public_url::SharedPublicUrl::new(public_url.clone());
+
     let sqlite_store = Arc::new(SqliteStore::open(&paths.store_file())?);
     let store: Arc<dyn Store> = sqlite_store.clone();
     let public::Public {
@@ -291,6 +297,7 @@ pub async fn run(
         &settings,
         store.clone(),
         &public_url,
+        &live_url,
         options.facilitator_signer.as_ref(),
     )
     .await?;
@@ -358,13 +365,27 @@ pub async fn run(
         token: Arc::from(token),
         stop: stop_tx.clone(),
         gateway: gateway_bound.to_string(),
-        public_url: public_url.to_string(),
-        public_url_is_default: public_url.is_local_default(),
+        public_url: live_url.clone(),
         stack_id: settings.stack_id.clone().unwrap_or_default(),
         facilitator: facilitator_summary,
         guard: Some(guard),
         backup: Some(Arc::new(stores)),
     };
+    let (publisher, agent_uris) = tunnel::publish::Publisher::new(
+        live_url.clone(),
+        public_url.clone(),
+        tunnel::publish::AgentUris {
+            paths: paths.clone(),
+            store: store.clone(),
+        },
+    );
+    let agent_uri_task = tokio::spawn(agent_uris);
+    let tunnels = tunnel::Tunnels::new(
+        paths.clone(),
+        tunnel::origin_of(gateway_bound, serves_tls),
+        serves_tls,
+        publisher,
+    );
     let secrets_router = secrets::router(secrets::SecretsState {
         secrets,
         store: store.clone(),
@@ -410,7 +431,8 @@ pub async fn run(
             purchases
                 .admin_router()
                 .merge(secrets_router)
-                .merge(doctor_router),
+                .merge(doctor_router)
+                .merge(tunnel::router(tunnels.clone())),
         )
         .merge(internal),
         stopping(&stop_tx),
@@ -427,8 +449,20 @@ pub async fn run(
     };
     private_fs::save_json(&paths.daemon_state_file(), &state)?;
     tracing::info!(gateway = %state.gateway, admin = %state.admin, buyer = %state.buyer, public_url = %public_url, "stack running");
+    // The tunnel lives with the stack: the one `obol tunnel up` set up starts again.
+    match obol_config::tunnel::TunnelSetting::load(&paths.tunnel_file()) {
+        Ok(Some(setting)) => {
+            if let Err(error) = tunnels.start(setting).await {
+                tracing::error!(%error, "the tunnel did not start");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::error!(%error, "the tunnel setting is unreadable; no tunnel"),
+    }
 
     stopping(&stop_tx).await;
+    tunnels.stop_child().await;
+    agent_uri_task.abort();
     let _ = tokio::join!(
         controller,
         purchase_controller,

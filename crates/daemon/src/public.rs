@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use obol_config::public_url::SharedPublicUrl;
 use obol_config::stack::StackFile;
 use obol_config::{Paths, PublicUrl};
 use obol_control::Store;
@@ -45,12 +46,14 @@ pub(crate) struct Public {
     pub(crate) internal: Router,
 }
 
-/// Builds the public side over `store` (see the module docs).
+/// Builds the public side over `store` (see the module docs); everything that publishes the
+/// public URL reads it from `live` (`public_url` as it was at start).
 pub(crate) async fn assemble(
     paths: &Paths,
     settings: &StackFile,
     store: Arc<dyn Store>,
     public_url: &PublicUrl,
+    live: &SharedPublicUrl,
     facilitator_signer: Option<&obol_x402::LocalSigner>,
 ) -> Result<Public, DaemonError> {
     let routes = Arc::new(Routes::new());
@@ -68,19 +71,13 @@ pub(crate) async fn assemble(
             .with_chains(chains.clone())
             .with_secrets(secrets.clone())
             .with_settlers(facilitator::upto_settlers(facilitator.as_ref()).await)
-            .with_public_host(
-                (!public_url.is_local_default())
-                    .then(|| url::Url::parse(public_url.as_str()).ok())
-                    .flatten()
-                    .and_then(|u| u.host_str().map(str::to_owned)),
-            ),
+            .with_public_url(live.clone()),
     );
     let shared = payment_store_url(settings.payment_store.as_deref())?;
     let guard = Arc::new(payment_guard(paths, shared.as_deref()).await?);
     let mut gateway_config = GatewayConfig::default();
-    gateway_config.paygate.public_url =
-        (!public_url.is_local_default()).then(|| public_url.to_string());
-    let siwx = sign_in::build(paths, public_url, shared.as_deref()).await?;
+    gateway_config.paygate.public_url = live.clone();
+    let siwx = sign_in::build(paths, public_url, shared.as_deref(), live.clone()).await?;
     gateway_config.paygate.siwx = Some(siwx.clone());
     if let Some(rate) = settings.verify_per_second {
         let burst = settings.verify_burst.unwrap_or(rate.saturating_mul(2));
@@ -97,7 +94,7 @@ pub(crate) async fn assemble(
     let public = vanity::wrap(
         served.public.merge(storefront::router(
             store.clone(),
-            public_url.as_str(),
+            live.clone(),
             chains,
             &paths.stack_file(),
         )),

@@ -93,7 +93,15 @@ pub async fn run_replica(
         public,
         internal,
         ..
-    } = public::assemble(&paths, &settings, store.clone(), &public_url, None).await?;
+    } = public::assemble(
+        &paths,
+        &settings,
+        store.clone(),
+        &public_url,
+        &obol_config::public_url::SharedPublicUrl::new(public_url.clone()),
+        None,
+    )
+    .await?;
 
     let (stop_tx, _) = tokio::sync::watch::channel(false);
     let stopping = |tx: &tokio::sync::watch::Sender<bool>| {

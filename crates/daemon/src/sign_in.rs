@@ -39,11 +39,13 @@ impl ContractWallets for ChainWallets {
 }
 
 /// The stack's sign-in; its store in the PostgreSQL database `shared` names (gateway
-/// replicas), else in `<data>/gating.sqlite`.
+/// replicas), else in `<data>/gating.sqlite`. Sign-ins follow `live` (the public URL as a
+/// tunnel changes it); `public_url` is the one at start.
 pub(crate) async fn build(
     paths: &Paths,
     public_url: &PublicUrl,
     shared: Option<&str>,
+    live: obol_config::public_url::SharedPublicUrl,
 ) -> Result<Arc<Siwx>, DaemonError> {
     let start = |e: &dyn std::fmt::Display| DaemonError::Start(format!("sign-in: {e}"));
     let key = SessionKey::load_or_create(&paths.siwx_key_file())?;
@@ -66,6 +68,8 @@ pub(crate) async fn build(
         }
     }
     Ok(Arc::new(
-        Siwx::new(key, store, &origin).with_contract_wallets(Arc::new(ChainWallets { clients })),
+        Siwx::new(key, store, &origin)
+            .with_contract_wallets(Arc::new(ChainWallets { clients }))
+            .with_live_origin(live),
     ))
 }

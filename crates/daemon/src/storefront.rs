@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use obol_config::public_url::SharedPublicUrl;
 use obol_config::stack::{Branding, StackFile};
 use obol_control::identity::{AgentIdentitySpec, DEFAULT_IDENTITY, default_identity};
 use obol_control::registration::{self, ChainIdSource};
@@ -25,9 +26,19 @@ use obol_x402::token::TokenRegistry;
 struct StorefrontState {
     store: Arc<dyn Store>,
     tokens: Arc<TokenRegistry>,
-    base_url: Arc<str>,
+    public_url: SharedPublicUrl,
     chains: ChainIdSource,
     stack_file: Arc<Path>,
+}
+
+impl StorefrontState {
+    /// The stack's public URL now (a tunnel may change it while the stack serves).
+    fn base_url(&self) -> String {
+        self.public_url
+            .get()
+            .map(|url| url.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
 }
 
 /// The storefront's branding, read from the stack settings on each request (`obol sell info
@@ -46,14 +57,14 @@ pub(crate) fn branding(stack_file: &Path) -> Branding {
 /// `/.well-known/agent-registration.json`; `chains` resolves the identity's chain names.
 pub(crate) fn router(
     store: Arc<dyn Store>,
-    base_url: &str,
+    public_url: SharedPublicUrl,
     chains: ChainIdSource,
     stack_file: &Path,
 ) -> Router {
     let state = StorefrontState {
         store,
         tokens: Arc::new(TokenRegistry::builtin()),
-        base_url: Arc::from(base_url.trim_end_matches('/')),
+        public_url,
         chains,
         stack_file: Arc::from(stack_file),
     };
@@ -121,7 +132,7 @@ async fn index(State(state): State<StorefrontState>) -> Response {
         "text/html; charset=utf-8",
         storefront::html(
             &state.tokens,
-            &state.base_url,
+            &state.base_url(),
             &offers,
             now,
             &branding(&state.stack_file),
@@ -134,7 +145,7 @@ async fn services(State(state): State<StorefrontState>) -> Response {
     let now = obol_config::time::unix_now();
     let value = storefront::services_json(
         &state.tokens,
-        &state.base_url,
+        &state.base_url(),
         &offers,
         now,
         &branding(&state.stack_file),
@@ -152,7 +163,7 @@ async fn skill(State(state): State<StorefrontState>) -> Response {
         "text/markdown; charset=utf-8",
         storefront::skill_md(
             &state.tokens,
-            &state.base_url,
+            &state.base_url(),
             &offers,
             now,
             &branding(&state.stack_file),
@@ -163,7 +174,7 @@ async fn skill(State(state): State<StorefrontState>) -> Response {
 async fn openapi(State(state): State<StorefrontState>) -> Response {
     let offers = offers(&state).await;
     let now = obol_config::time::unix_now();
-    let value = storefront::openapi_json(&state.tokens, &state.base_url, &offers, now);
+    let value = storefront::openapi_json(&state.tokens, &state.base_url(), &offers, now);
     catalog(
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),
@@ -173,7 +184,7 @@ async fn openapi(State(state): State<StorefrontState>) -> Response {
 async fn x402_resources(State(state): State<StorefrontState>) -> Response {
     let offers = offers(&state).await;
     let now = obol_config::time::unix_now();
-    let value = wellknown::x402_resources(&state.tokens, &state.base_url, &offers, now);
+    let value = wellknown::x402_resources(&state.tokens, &state.base_url(), &offers, now);
     catalog(
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),
@@ -183,7 +194,7 @@ async fn x402_resources(State(state): State<StorefrontState>) -> Response {
 async fn x402_json(State(state): State<StorefrontState>) -> Response {
     let offers = offers(&state).await;
     let now = obol_config::time::unix_now();
-    let value = wellknown::x402_json(&state.tokens, &state.base_url, &offers, now);
+    let value = wellknown::x402_json(&state.tokens, &state.base_url(), &offers, now);
     catalog(
         "application/json",
         serde_json::to_string_pretty(&value).unwrap_or_default(),
@@ -197,7 +208,7 @@ async fn llms_txt(State(state): State<StorefrontState>) -> Response {
         "text/markdown; charset=utf-8",
         wellknown::llms_txt(
             &state.tokens,
-            &state.base_url,
+            &state.base_url(),
             &offers,
             now,
             &branding(&state.stack_file),
@@ -228,16 +239,17 @@ async fn agent_registration(State(state): State<StorefrontState>) -> Response {
     };
     let chains = (state.chains)();
     let now = obol_config::time::unix_now();
+    let base_url = state.base_url();
     let mut document = registration::document(
         &offers,
         &identity,
-        &state.base_url,
+        &base_url,
         |chain| chains.registry(chain),
         now,
     );
     // The branding's logo stands in for the stack's default icon (an image the identity or
     // the offer names wins).
-    let default_image = format!("{}{}", state.base_url, registration::DEFAULT_IMAGE_PATH);
+    let default_image = format!("{base_url}{}", registration::DEFAULT_IMAGE_PATH);
     if document.image.as_deref() == Some(default_image.as_str())
         && let Some(logo) = branding(&state.stack_file).logo_url
     {

@@ -143,3 +143,31 @@ impl SignerSource {
         }
     }
 }
+
+/// A signer available without asking anything: `OBOL_PRIVATE_KEY`, or the default wallet with
+/// `OBOL_WALLET_PASSWORD`; `None` when neither is there (a prompt would be needed).
+pub fn signer_without_prompt(
+    paths: &obol_config::Paths,
+) -> Result<Option<LocalSigner>, WalletError> {
+    let env_key = std::env::var(env::PRIVATE_KEY)
+        .ok()
+        .filter(|k| !k.is_empty());
+    let store = WalletStore::new(paths);
+    let source = SignerSource::resolve(env_key.is_some(), None);
+    if source == SignerSource::EnvKey {
+        return source
+            .load(&store, env_key.as_deref(), || Ok(String::new()))
+            .map(Some);
+    }
+    let password = PasswordSource {
+        file: None,
+        env: std::env::var(env::WALLET_PASSWORD).ok(),
+        prompt: false,
+    };
+    if password.env.as_deref().is_none_or(str::is_empty) || !store.path(DEFAULT_WALLET).exists() {
+        return Ok(None);
+    }
+    source
+        .load(&store, None, || read_password(&password, false))
+        .map(Some)
+}

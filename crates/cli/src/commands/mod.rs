@@ -21,6 +21,7 @@ mod sell;
 mod service;
 mod stack;
 mod tokens;
+mod tunnel;
 mod wallet;
 mod x402;
 
@@ -101,6 +102,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(args) => cluster::operator(*args).await,
         Command::Gateway(args) => cluster::gateway(&context()?, *args).await,
         Command::Doctor => doctor::run(&context()?).await,
+        Command::Tunnel(command) => tunnel::run(&context()?, command).await,
         Command::Completions { shell } => completions(shell),
     }
 }

@@ -29,6 +29,7 @@ mod stack;
 mod storefront;
 mod tls;
 mod token_address;
+mod tunnel;
 mod upto_interop;
 mod wallet;
 

@@ -77,6 +77,19 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// Fewer retries and shorter waits, for writes made on the way (auto-registration after
+    /// `sell`, the daemon's agentURI updates): they must not hold anything up for minutes.
+    pub fn brief() -> Self {
+        Self {
+            attempts: 2,
+            backoff: Duration::from_secs(2),
+            receipt_timeout: Duration::from_secs(60),
+            ..Self::default()
+        }
+    }
+}
+
 /// A registration: found in a receipt or recovered from the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {

@@ -69,11 +69,14 @@ impl At {
                 origin: vanity.origin.clone(),
                 vanity: true,
             },
-            None => Self {
-                url: challenge::resource_url(Some(siwx.origin().as_str()), headers, uri),
-                origin: siwx.origin().clone(),
-                vanity: false,
-            },
+            None => {
+                let origin = siwx.origin();
+                Self {
+                    url: challenge::resource_url(Some(origin.as_str()), headers, uri),
+                    origin,
+                    vanity: false,
+                }
+            }
         }
     }
 }
@@ -229,8 +232,8 @@ impl Shared {
         let origin = request
             .extensions()
             .get::<Vanity>()
-            .map_or(siwx.origin(), |v| &v.origin);
-        siwx.session(origin, token, &offer.strip_prefix, unix_now())
+            .map_or_else(|| siwx.origin(), |v| v.origin.clone());
+        siwx.session(&origin, token, &offer.strip_prefix, unix_now())
             .ok()
     }
 

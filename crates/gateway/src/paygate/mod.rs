@@ -78,8 +78,9 @@ pub const DEFAULT_VERIFY_BURST: u32 = 20;
 /// Tunables of the paygate.
 #[derive(Debug, Clone)]
 pub struct PaygateConfig {
-    /// The public base URL for `resource.url` (else derived from forwarded headers).
-    pub public_url: Option<String>,
+    /// The public base URL for `resource.url`, read on each answer (a tunnel may replace it
+    /// while the gateway serves); unset or the local default: derived from forwarded headers.
+    pub public_url: obol_config::public_url::SharedPublicUrl,
     /// Budget of a facilitator verify.
     pub verify_timeout: Duration,
     /// Budget of a facilitator settle.
@@ -101,7 +102,7 @@ pub struct PaygateConfig {
 impl Default for PaygateConfig {
     fn default() -> Self {
         Self {
-            public_url: None,
+            public_url: obol_config::public_url::SharedPublicUrl::default(),
             verify_timeout: Duration::from_secs(5),
             settle_timeout: Duration::from_secs(60),
             max_buffered_response: 64 * 1024 * 1024,
@@ -341,7 +342,11 @@ impl Shared {
         let resource_url = match request.extensions().get::<crate::route::Vanity>() {
             Some(vanity) => vanity.url(),
             None => challenge::resource_url(
-                self.config.public_url.as_deref(),
+                self.config
+                    .public_url
+                    .published()
+                    .as_deref()
+                    .map(obol_config::PublicUrl::as_str),
                 request.headers(),
                 request.uri(),
             ),
@@ -663,8 +668,12 @@ impl Shared {
         };
         let labels = Labels::new(&offer, None);
         labels.count(Counter::Requests);
-        let resource_url =
-            challenge::resource_url(self.config.public_url.as_deref(), &headers, &uri);
+        let public_url = self.config.public_url.published();
+        let resource_url = challenge::resource_url(
+            public_url.as_deref().map(obol_config::PublicUrl::as_str),
+            &headers,
+            &uri,
+        );
         let presented = match matching::extract(&headers) {
             None => {
                 labels.count(Counter::PaymentRequired);

@@ -267,6 +267,8 @@ pub struct Siwx {
     store: GatingStore,
     wallets: Option<Arc<dyn ContractWallets>>,
     origin: Origin,
+    /// The stack's public URL as it is now, when it may change while serving (a tunnel).
+    live: Option<obol_config::public_url::SharedPublicUrl>,
 }
 
 impl std::fmt::Debug for Siwx {
@@ -285,7 +287,19 @@ impl Siwx {
             store,
             wallets: None,
             origin: Origin::new(origin),
+            live: None,
         }
+    }
+
+    /// Follows `public_url`: sign-ins are accepted at its origin as it is at the time (the
+    /// origin given to [`Siwx::new`] while it is unset).
+    #[must_use]
+    pub fn with_live_origin(
+        mut self,
+        public_url: obol_config::public_url::SharedPublicUrl,
+    ) -> Self {
+        self.live = Some(public_url);
+        self
     }
 
     /// Verifies contract-wallet signatures through `wallets` (without: EOA signatures only).
@@ -300,9 +314,13 @@ impl Siwx {
         &self.store
     }
 
-    /// The stack's origin.
-    pub fn origin(&self) -> &Origin {
-        &self.origin
+    /// The stack's origin now.
+    pub fn origin(&self) -> Origin {
+        self.live
+            .as_ref()
+            .and_then(obol_config::public_url::SharedPublicUrl::get)
+            .and_then(|url| Url::parse(url.as_str()).ok())
+            .map_or_else(|| self.origin.clone(), |url| Origin::new(&url))
     }
 
     /// The `sign-in-with-x` extension of a challenge for `uri` (a URL at `origin`), with a
@@ -612,4 +630,33 @@ fn schema() -> Value {
         },
         "required": ["domain", "address", "uri", "version", "chainId", "type", "nonce", "issuedAt", "signature"]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use obol_config::PublicUrl;
+    use obol_config::public_url::SharedPublicUrl;
+
+    use super::*;
+
+    #[test]
+    fn a_live_origin_follows_the_public_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SessionKey::load_or_create(&dir.path().join("key")).unwrap();
+        let start = Url::parse("http://127.0.0.1:8080").unwrap();
+        let live = SharedPublicUrl::default();
+        let siwx = Siwx::new(key, GatingStore::in_memory().unwrap(), &start)
+            .with_live_origin(live.clone());
+        assert_eq!(
+            siwx.origin().as_str(),
+            "http://127.0.0.1:8080",
+            "unset: the start"
+        );
+        live.replace(PublicUrl::tunnel("https://a-b.trycloudflare.com").unwrap());
+        let origin = siwx.origin();
+        assert_eq!(
+            (origin.as_str(), origin.host()),
+            ("https://a-b.trycloudflare.com", "a-b.trycloudflare.com")
+        );
+    }
 }

@@ -3,31 +3,17 @@
 //! without a prompt, a write-enabled endpoint); a failure there is a warning, the offer keeps
 //! serving.
 
-use std::time::Duration;
-
 use obol_config::networks::chain_key;
 use obol_config::{NetworksFile, env};
 use obol_control::ServiceOffer;
 use obol_daemon::AdminClient;
 use obol_erc8004::ClientOptions;
-use obol_wallet::{PasswordSource, SignerSource, WalletStore, read_password};
 use obol_x402::LocalSigner;
 use serde_json::{Value, json};
 
 use super::register::{Effort, OlderAgents, SpecUpdate, register_on};
 use crate::commands::Context;
 use crate::output;
-
-/// Retry and wait settings of `sell http|inference`'s registration: it must not hold the
-/// command for minutes.
-fn auto_options() -> ClientOptions {
-    ClientOptions {
-        attempts: 2,
-        backoff: Duration::from_secs(2),
-        receipt_timeout: Duration::from_secs(60),
-        ..ClientOptions::default()
-    }
-}
 
 /// What [`auto_register`] did.
 pub(in crate::commands) enum AutoRegistration {
@@ -81,31 +67,7 @@ impl AutoRegistration {
 /// A signer available without asking anything: `OBOL_PRIVATE_KEY`, or the default wallet with
 /// `OBOL_WALLET_PASSWORD`.
 fn signer_without_prompt(ctx: &Context) -> Result<Option<LocalSigner>, String> {
-    let env_key = std::env::var(env::PRIVATE_KEY)
-        .ok()
-        .filter(|k| !k.is_empty());
-    let store = WalletStore::new(&ctx.paths);
-    let source = SignerSource::resolve(env_key.is_some(), None);
-    if source == SignerSource::EnvKey {
-        return source
-            .load(&store, env_key.as_deref(), || Ok(String::new()))
-            .map(Some)
-            .map_err(|e| e.to_string());
-    }
-    let password = PasswordSource {
-        file: None,
-        env: std::env::var(env::WALLET_PASSWORD).ok(),
-        prompt: false,
-    };
-    if password.env.as_deref().is_none_or(str::is_empty)
-        || !store.path(obol_wallet::DEFAULT_WALLET).exists()
-    {
-        return Ok(None);
-    }
-    source
-        .load(&store, None, || read_password(&password, false))
-        .map(Some)
-        .map_err(|e| e.to_string())
+    obol_wallet::signer_without_prompt(&ctx.paths).map_err(|e| e.to_string())
 }
 
 /// Registers the stack on `offer`'s chain after `sell http|inference` applied it, when that
@@ -159,7 +121,7 @@ pub(in crate::commands) async fn auto_register(
         &signer,
         &SpecUpdate::default(),
         Effort {
-            options: auto_options(),
+            options: ClientOptions::brief(),
             search_from: None,
         },
     )
