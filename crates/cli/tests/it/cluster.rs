@@ -51,6 +51,27 @@ fn spawn_obol(dir: &Path, own: &str, args: &[&str], prefix: &str, word: usize) -
     )
 }
 
+/// Writes the offer `default/echo` (an HTTP upstream on loopback) to the cluster at `api` and
+/// waits until the operator made it Ready.
+pub(crate) async fn echo_offer_made_ready(api: &InMemoryApi) {
+    let store: Arc<dyn Store> = Arc::new(KubeStore::new(api.client().unwrap()).await.unwrap());
+    let upstream = upstream().await;
+    let spec =
+        ServiceOfferSpec::per_request(OfferType::Http, &upstream, "base-sepolia", PAY_TO, "0.001");
+    store
+        .apply(&Object::new("default", "echo", spec))
+        .await
+        .unwrap();
+    until("the operator makes the offer Ready", async || {
+        store
+            .get::<ServiceOfferSpec>("default", "echo")
+            .await
+            .unwrap()
+            .is_some_and(|o| is_true(&o.status.conditions, "Ready"))
+    })
+    .await;
+}
+
 /// Waits (up to 30 s) until `check` holds.
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -110,22 +131,7 @@ async fn an_operator_and_two_gateway_replicas_serve_each_payment_once() {
     let (_a, a) = replica("a");
     let (_b, b) = replica("b");
 
-    let store: Arc<dyn Store> = Arc::new(KubeStore::new(api.client().unwrap()).await.unwrap());
-    let upstream = upstream().await;
-    let spec =
-        ServiceOfferSpec::per_request(OfferType::Http, &upstream, "base-sepolia", PAY_TO, "0.001");
-    store
-        .apply(&Object::new("default", "echo", spec))
-        .await
-        .unwrap();
-    until("the operator makes the offer Ready", async || {
-        store
-            .get::<ServiceOfferSpec>("default", "echo")
-            .await
-            .unwrap()
-            .is_some_and(|o| is_true(&o.status.conditions, "Ready"))
-    })
-    .await;
+    echo_offer_made_ready(&api).await;
     for replica in [&a, &b] {
         let url = format!("{replica}/services/echo/items");
         until("the replica serves the offer", async || {

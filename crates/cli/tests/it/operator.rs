@@ -3,17 +3,11 @@
 //! on /readyz, and stops on SIGTERM.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use obol_control::offer::OfferType;
-use obol_control::resource::{Object, is_true};
-use obol_control::{ServiceOfferSpec, Store, StoreExt};
-use obol_kube::KubeStore;
 use obol_kube::testing::InMemoryApi;
 
 use crate::interop::spawn_until;
-use crate::stack::{PAY_TO, upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_leads_and_reconciles_a_clusters_offers() {
@@ -47,26 +41,7 @@ async fn the_operator_leads_and_reconciles_a_clusters_offers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let store: Arc<dyn Store> = Arc::new(KubeStore::new(api.client().unwrap()).await.unwrap());
-    let upstream = upstream().await;
-    let spec =
-        ServiceOfferSpec::per_request(OfferType::Http, &upstream, "base-sepolia", PAY_TO, "0.001");
-    store
-        .apply(&Object::new("default", "echo", spec))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let offer = store
-            .get::<ServiceOfferSpec>("default", "echo")
-            .await
-            .unwrap();
-        if offer.is_some_and(|o| is_true(&o.status.conditions, "Ready")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the offer never became Ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::cluster::echo_offer_made_ready(&api).await;
     let metrics = reqwest::get(format!("{health}/metrics"))
         .await
         .unwrap()
