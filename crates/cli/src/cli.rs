@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod buy;
+mod stack;
 mod tunnel;
 
 pub(crate) use buy::*;
+pub(crate) use stack::*;
 pub(crate) use tunnel::*;
 
 /// obol-stack: sell and buy access to models and APIs, paid per request in stablecoins over
@@ -65,6 +67,9 @@ pub(crate) enum Command {
     /// A replica of the public gateway over a cluster's offers (`--kubernetes`), sharing the
     /// payment guard with the other replicas through the PostgreSQL `paymentStore`.
     Gateway(Box<GatewayArgs>),
+    /// The buyer of a cluster's purchases (`--kubernetes`): the PurchaseRequest reconciler and
+    /// the buyer proxy spending their pools (one replica: a pool has one spender).
+    Buyer(Box<BuyerArgs>),
     /// A cloudflared tunnel to the gateway, run by the daemon: `up`, `down`, `status`, `logs`.
     #[command(subcommand)]
     Tunnel(TunnelCommand),
@@ -259,7 +264,7 @@ pub(crate) enum NetworkCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum StackCommand {
     /// Create the stack's settings (stack id, listeners, admin token).
-    Init(StackInitArgs),
+    Init(Box<StackInitArgs>),
     /// Start the daemon in the background (idempotent).
     Up {
         /// Run in the foreground (containers, service managers).
@@ -320,46 +325,6 @@ pub(crate) enum StackCommand {
     },
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct StackInitArgs {
-    /// Overwrite existing settings.
-    #[arg(long, short)]
-    pub(crate) force: bool,
-    /// Stack id (1-21 lower-case letters, digits, '-'; default: a random name).
-    #[arg(long)]
-    pub(crate) stack_id: Option<String>,
-    /// Gateway listen address.
-    #[arg(long)]
-    pub(crate) gateway_listen: Option<String>,
-    /// Admin API listen address (loopback only).
-    #[arg(long)]
-    pub(crate) admin_listen: Option<String>,
-    /// Buyer proxy listen address (default 127.0.0.1:8402; agents call `paid/<model>` here).
-    #[arg(long)]
-    pub(crate) buyer_listen: Option<String>,
-    /// Public base URL buyers reach the stack at.
-    #[arg(long)]
-    pub(crate) public_url: Option<String>,
-    /// Use a remote facilitator at this URL.
-    #[arg(long, conflicts_with = "facilitator_chain")]
-    pub(crate) facilitator_url: Option<String>,
-    /// Run the embedded facilitator on this chain (repeatable; needs a write-enabled endpoint).
-    #[arg(long)]
-    pub(crate) facilitator_chain: Vec<String>,
-    /// Keys paying the embedded facilitator's gas per chain: the wallet and N−1 keys derived
-    /// from it and topped up from it, so settlements do not queue on one nonce.
-    #[arg(long, value_name = "N", requires = "facilitator_chain", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub(crate) gas_wallets: Option<u32>,
-    /// Keep the payment guard's record (which payments were served and settled) in this
-    /// PostgreSQL database, `postgres://user[:password]@host[:port]/db`, shared by gateway
-    /// replicas (default: an SQLite file in the state directory; `OBOL_PAYMENT_STORE`
-    /// overrides it).
-    #[arg(long, value_name = "URL")]
-    pub(crate) payment_store: Option<String>,
-    #[command(flatten)]
-    pub(crate) tls: TlsArgs,
-}
-
 /// HTTPS on the public listener.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct TlsArgs {
@@ -405,7 +370,7 @@ pub(crate) enum SellCommand {
         /// Offer name.
         name: String,
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
     },
     /// Set stack-wide defaults: payTo, chain, and the facilitator.
@@ -432,7 +397,7 @@ pub(crate) enum SellCommand {
         /// Offer name.
         name: String,
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
         /// Path below the offer's prefix.
         #[arg(long, default_value = "/")]
@@ -445,7 +410,7 @@ pub(crate) enum SellCommand {
         /// Offer name (none: every offer).
         name: Option<String>,
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
     },
     /// Delete an offer.
@@ -453,7 +418,7 @@ pub(crate) enum SellCommand {
         /// Offer name.
         name: String,
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
         /// Do not ask for confirmation.
         #[arg(long, short = 'y', alias = "force")]
@@ -703,6 +668,20 @@ pub(crate) struct GatewayArgs {
     pub(crate) tls: TlsArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct BuyerArgs {
+    /// Serve the purchases of the Kubernetes cluster (the only mode: on one machine, `obol
+    /// stack up` runs the buyer proxy).
+    #[arg(long)]
+    pub(crate) kubernetes: bool,
+    /// The cluster's kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Where agents reach the buyer proxy (only agents you trust: it spends the pools).
+    #[arg(long, default_value = "0.0.0.0:8402")]
+    pub(crate) listen: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum SecretCommand {
     /// Create or replace a secret from files (never from the command line, where other users
@@ -711,7 +690,7 @@ pub(crate) enum SecretCommand {
         /// Secret name (a DNS label).
         name: String,
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
         /// `KEY=FILE` (repeatable; FILE `-` is stdin): the key's value is the file's text,
         /// surrounding white space dropped.
@@ -721,7 +700,7 @@ pub(crate) enum SecretCommand {
     /// The secrets of a namespace: names and keys, never values.
     List {
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
     },
     /// Delete a secret (offers using it stop being served until it is set again).
@@ -729,7 +708,7 @@ pub(crate) enum SecretCommand {
         /// Secret name.
         name: String,
         /// Namespace.
-        #[arg(long, short, default_value = "default")]
+        #[arg(long, short, default_value_t = default_namespace())]
         namespace: String,
     },
 }
@@ -755,7 +734,7 @@ pub(crate) struct SellHttpArgs {
     /// Offer name (a DNS label).
     pub(crate) name: String,
     /// Namespace.
-    #[arg(long, short, default_value = "default")]
+    #[arg(long, short, default_value_t = default_namespace())]
     pub(crate) namespace: String,
     /// Upstream URL paid requests are proxied to.
     #[arg(long, required_unless_present = "from_json")]
@@ -787,7 +766,7 @@ pub(crate) struct SellMcpArgs {
     /// Offer name (a DNS label).
     pub(crate) name: String,
     /// Namespace.
-    #[arg(long, short, default_value = "default")]
+    #[arg(long, short, default_value_t = default_namespace())]
     pub(crate) namespace: String,
     /// Where tool calls go: each tool's JSON arguments are POSTed to `<upstream>/<tool>` (with
     /// `--mcp-server`: the MCP server's endpoint).
@@ -825,7 +804,7 @@ pub(crate) struct SellInferenceArgs {
     /// Offer name (a DNS label).
     pub(crate) name: String,
     /// Namespace.
-    #[arg(long, short, default_value = "default")]
+    #[arg(long, short, default_value_t = default_namespace())]
     pub(crate) namespace: String,
     /// Model name as the upstream knows it.
     #[arg(long)]
@@ -849,7 +828,7 @@ pub(crate) struct SellUpdateArgs {
     /// Offer name.
     pub(crate) name: String,
     /// Namespace.
-    #[arg(long, short, default_value = "default")]
+    #[arg(long, short, default_value_t = default_namespace())]
     pub(crate) namespace: String,
     /// New recipient.
     #[arg(long, visible_aliases = ["wallet", "recipient"])]

@@ -25,6 +25,9 @@ pub const TOOLS_DIR: &str = "OBOL_TOOLS_DIR";
 pub const CHROMIUM: &str = "OBOL_CHROMIUM";
 /// Set to skip the storefront browser test where Chromium cannot be installed.
 pub const SKIP_BROWSER: &str = "OBOL_SKIP_BROWSER";
+/// The namespace every `-n/--namespace` of the CLI defaults to (else the cluster setting's,
+/// else `default`).
+pub const NAMESPACE: &str = "OBOL_NAMESPACE";
 /// Log filter of the daemon (`info`, `debug`, `obol_gateway=debug`, …).
 pub const LOG: &str = "OBOL_LOG";
 /// Default `--pay-to` of `obol sell` (the original's name).
@@ -50,6 +53,10 @@ pub const REFILL_INTERVAL: &str = "OBOL_REFILL_INTERVAL";
 
 /// `(name, meaning)` of every variable, for help texts and docs.
 pub const ALL: &[(&str, &str)] = &[
+    (
+        NAMESPACE,
+        "default namespace of the CLI's -n/--namespace (else the cluster setting's, else `default`)",
+    ),
     (
         CONFIG_DIR,
         "configuration directory (default: $XDG_CONFIG_HOME/obol or ~/.config/obol)",

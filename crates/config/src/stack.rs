@@ -91,6 +91,40 @@ pub struct StackFile {
     /// HTTPS on the public listener (none: plain HTTP, for a proxy or tunnel in front).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSetting>,
+    /// The stack's resources live in this Kubernetes cluster (`stack init --backend
+    /// kubernetes`); none: the embedded daemon's store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSetting>,
+}
+
+/// Where a cluster-backed stack's resources live and how this machine reaches its services.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesSetting {
+    /// The kubeconfig (none: `$KUBECONFIG`, `~/.kube/config`, or in-cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context (none: its current one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The namespace of the resources the CLI creates when no `--namespace` is given.
+    pub namespace: String,
+    /// Where the operator, gateways and buyer run (their Lease lives there).
+    #[serde(default = "default_system_namespace")]
+    pub system_namespace: String,
+    /// The gateway's URL as this machine reaches it (`obol sell test`, status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_url: Option<String>,
+    /// The buyer proxy's address as agents reach it (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer: Option<String>,
+}
+
+/// The namespace of the manifests under `deploy/kubernetes/`.
+pub const DEFAULT_SYSTEM_NAMESPACE: &str = "obol-system";
+
+fn default_system_namespace() -> String {
+    DEFAULT_SYSTEM_NAMESPACE.to_owned()
 }
 
 /// The public listener's certificate (`stack init --tls-cert/--tls-key`): PEM files, re-read

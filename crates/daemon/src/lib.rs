@@ -11,6 +11,7 @@
 
 mod admin;
 pub mod backup;
+mod buyer;
 pub mod doctor;
 mod facilitator;
 mod https;
@@ -25,7 +26,6 @@ mod vanity;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use obol_buyer::{AuthPool, BuyerProxy, PurchaseReconciler};
 use obol_config::stack::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_BUYER_LISTEN, DEFAULT_GATEWAY_LISTEN, DaemonState, StackFile,
 };
@@ -34,7 +34,8 @@ use obol_control::{SqliteStore, Store};
 use obol_gateway::guard::ReplayGuard;
 use tokio::net::TcpListener;
 
-pub use admin::{AdminClient, AdminError, AdminKind, Applied, StackStatus};
+pub use admin::{AdminClient, AdminError, AdminKind, Applied, ClusterInfo, StackStatus};
+pub use buyer::run_buyer;
 pub use facilitator::FacilitatorSummary;
 pub use replica::{ReplicaOptions, run_replica};
 pub use tunnel::{AgentUriUpdate, TunnelError, TunnelState, TunnelStatus};
@@ -318,8 +319,11 @@ pub async fn run(
         })
     };
 
-    let start_error = |e: &dyn std::fmt::Display| DaemonError::Start(e.to_string());
-    let pool = AuthPool::open(&paths.buyer_pool_file()).map_err(|e| start_error(&e))?;
+    let buyer::Buyer {
+        pool,
+        proxy,
+        purchases,
+    } = buyer::assemble(&paths, store.clone(), buyer_bound.ip().is_loopback())?;
     let doctor_router = doctor::router(doctor::DoctorState {
         facilitator,
         guard: guard.clone(),
@@ -331,33 +335,11 @@ pub async fn run(
         store_path: paths.store_file(),
         guard: guard.clone(),
         guard_path: paths.payments_file(),
-        pool: pool.clone(),
+        pool,
         pool_path: paths.buyer_pool_file(),
         siwx: Some(siwx),
         siwx_path: paths.gating_file(),
     };
-    let proxy = BuyerProxy::new(
-        pool.clone(),
-        std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
-        obol_facilitator::http::metrics_handle(),
-    )
-    .map_err(|e| start_error(&e))?;
-    // Refuse foreign Host headers (DNS rebinding) unless the proxy was meant to be reachable.
-    proxy.loopback_only(buyer_bound.ip().is_loopback());
-    let mut purchases = PurchaseReconciler::new(
-        store.clone(),
-        pool,
-        proxy.clone(),
-        std::env::var(env::BUYER_USER_AGENT).ok().as_deref(),
-    )
-    .map_err(|e| start_error(&e))?
-    .with_balances(Arc::new(NetworkBalances {
-        file: paths.networks_file(),
-    }));
-    if let Some(refill) = refill(&paths)? {
-        purchases = purchases.with_refill(refill);
-    }
-    let purchases = Arc::new(purchases);
 
     let admin_state = admin::AdminState {
         store: store.clone(),

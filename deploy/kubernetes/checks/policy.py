@@ -175,14 +175,24 @@ def public_services(objects):
     return errors
 
 
+# Workloads that must run as one replica, never two at once: the facilitator (one settler: its
+# settle cache and gas-key nonces are per process) and the buyer (a pool has one spender).
+SINGLETONS = {
+    "obol-facilitator": "the facilitator runs one replica (one settler)",
+    "obol-buyer": "the buyer runs one replica (a pool has one spender)",
+}
+
+
 def one_settler(objects):
     errors = []
     for obj in objects:
-        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "obol-facilitator":
-            if obj["spec"].get("replicas", 1) != 1:
-                errors.append(f"{name(obj)}: the facilitator runs one replica (one settler), not {obj['spec']['replicas']}")
-            if obj["spec"].get("strategy", {}).get("type") != "Recreate":
-                errors.append(f"{name(obj)}: the facilitator must be replaced with strategy Recreate (never two at once)")
+        why = SINGLETONS.get(obj["metadata"]["name"]) if obj["kind"] == "Deployment" else None
+        if why is None:
+            continue
+        if obj["spec"].get("replicas", 1) != 1:
+            errors.append(f"{name(obj)}: {why}, not {obj['spec']['replicas']}")
+        if obj["spec"].get("strategy", {}).get("type") != "Recreate":
+            errors.append(f"{name(obj)}: must be replaced with strategy Recreate (never two at once)")
     return errors
 
 

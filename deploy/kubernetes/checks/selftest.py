@@ -56,6 +56,10 @@ def two_settlers(objects):
     find(objects, "Deployment", "obol-facilitator")["spec"]["replicas"] = 2
 
 
+def two_buyers(objects):
+    find(objects, "Deployment", "obol-buyer")["spec"]["replicas"] = 2
+
+
 def unpinned_image(objects):
     container(objects, "obol-gateway")["image"] = "obol-stack:latest"
 
@@ -84,6 +88,7 @@ MUTATIONS = [
     ("a Secret inlined", inlined_secret, "inlines secret data", "overlay"),
     ("a password in stack.json", password_in_settings, "paymentStore", "overlay"),
     ("two facilitator replicas", two_settlers, "one replica", "overlay"),
+    ("two buyer replicas", two_buyers, "one spender", "overlay"),
     ("an unpinned image", unpinned_image, "not pinned", "overlay"),
     ("an unknown Deployment field", unknown_field, "replica", "overlay"),
     ("an offer paying a non-address", bad_offer, "payTo", "examples"),

@@ -593,7 +593,7 @@ impl Inner {
                 "messages": args.get("messages").cloned().unwrap_or_else(|| json!([])),
             }),
         };
-        let (_, buyer) = super::purchase::stack(&self.ctx)?;
+        let (_, buyer) = super::purchase::stack(&self.ctx).await?;
         let response = self
             .http
             .post(format!("http://{buyer}/v1/chat/completions"))

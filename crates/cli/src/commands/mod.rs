@@ -101,6 +101,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kube(command) => kube::run(command, cli.json),
         Command::Operator(args) => cluster::operator(*args).await,
         Command::Gateway(args) => cluster::gateway(&context()?, *args).await,
+        Command::Buyer(args) => cluster::buyer(&context()?, *args).await,
         Command::Doctor => doctor::run(&context()?).await,
         Command::Tunnel(command) => tunnel::run(&context()?, command).await,
         Command::Completions { shell } => completions(shell),

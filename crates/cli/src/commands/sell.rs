@@ -237,7 +237,8 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
     if let Some(auth) = &input.auth {
         // The key first, so that the offer's first reconcile finds it.
         validate_offer(&offer)?;
-        auth.store(&require_admin(ctx)?, input.namespace).await?;
+        auth.store(&require_admin(ctx).await?, input.namespace)
+            .await?;
     }
     submit(ctx, offer).await
 }
@@ -246,7 +247,7 @@ async fn apply(ctx: &Context, input: OfferInput<'_>) -> anyhow::Result<ExitCode>
 /// question ([`super::identity::auto_register`]; a failure is a warning).
 async fn submit(ctx: &Context, offer: ServiceOffer) -> anyhow::Result<ExitCode> {
     validate_offer(&offer)?;
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let applied = client.apply(&offer).await?;
     let registration = super::identity::auto_register(ctx, &client, &applied.object).await;
     report_applied(ctx, &applied, registration.as_ref())
@@ -414,7 +415,7 @@ async fn update(ctx: &Context, args: &SellUpdateArgs) -> anyhow::Result<ExitCode
             "nothing to update: pass at least one of --per-request / --per-mtok / --per-hour / --pay-to / --chain"
         );
     }
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let mut offer = client
         .get::<ServiceOfferSpec>(&args.namespace, &args.name)
         .await?;
@@ -440,13 +441,25 @@ async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow:
     if path.contains("..") || !path.starts_with('/') {
         anyhow::bail!("--path must start with '/' and must not contain '..'");
     }
-    let (state, client) = super::stack::admin(ctx)?.ok_or_else(|| {
-        anyhow::anyhow!("the stack is not running; start it with `obol stack up`")
-    })?;
+    let (gateway, client) = match super::stack::on_cluster(ctx)? {
+        Some((settings, setting)) => (
+            setting.gateway_url.clone().context(
+                "the cluster's gateway URL is not set: `obol stack init --backend kubernetes \
+                 --gateway-url URL --force` (its Ingress, or a `kubectl port-forward`)",
+            )?,
+            super::cluster::admin_client(&settings, &setting).await?,
+        ),
+        None => {
+            let (state, client) = super::stack::admin(ctx)?.ok_or_else(|| {
+                anyhow::anyhow!("the stack is not running; start it with `obol stack up`")
+            })?;
+            (state.gateway_url(), client)
+        }
+    };
     let offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     let url = format!(
         "{}{}{}",
-        state.gateway_url(),
+        gateway.trim_end_matches('/'),
         offer.effective_path(),
         path.trim_end_matches('/')
     );
@@ -487,7 +500,7 @@ async fn test(ctx: &Context, namespace: &str, name: &str, path: &str) -> anyhow:
 }
 
 async fn stop(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let mut offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     offer.spec.drain_at = Some(obol_config::time::now_rfc3339());
     offer.spec.drain_grace_period = Some("0s".into());
@@ -592,7 +605,7 @@ fn ready(offer: &ServiceOffer) -> &'static str {
 }
 
 async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let offers = require_admin(ctx)?.list::<ServiceOfferSpec>().await?;
+    let offers = require_admin(ctx).await?.list::<ServiceOfferSpec>().await?;
     if ctx.json {
         output::json(&serde_json::to_value(&offers)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -653,7 +666,7 @@ fn icon(type_: &str, status: ConditionStatus, reason: &str) -> &'static str {
 }
 
 async fn status_one(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let offer = client.get::<ServiceOfferSpec>(namespace, name).await?;
     if ctx.json {
         output::json(&serde_json::to_value(&offer)?)?;
@@ -762,7 +775,7 @@ async fn delete(ctx: &Context, namespace: &str, name: &str, yes: bool) -> anyhow
         println!("not deleted");
         return Ok(ExitCode::FAILURE);
     }
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let auth = match client.get::<ServiceOfferSpec>(namespace, name).await {
         Ok(offer) => offer.spec.upstream.auth,
         Err(e) if e.is_not_found() => None,

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use obol_config::fs as private_fs;
-use obol_config::stack::{DaemonState, FacilitatorSetting, StackFile, validate_stack_id};
+use obol_config::stack::{
+    DaemonState, FacilitatorSetting, KubernetesSetting, StackFile, validate_stack_id,
+};
 use obol_daemon::{AdminClient, RunOptions, StackStatus};
 use serde_json::json;
 
@@ -16,7 +18,7 @@ use crate::output;
 
 pub(crate) async fn run(ctx: &Context, command: StackCommand) -> anyhow::Result<ExitCode> {
     match command {
-        StackCommand::Init(args) => init(ctx, &args),
+        StackCommand::Init(args) => init(ctx, &args).await,
         StackCommand::Up {
             foreground: true,
             public_url,
@@ -59,7 +61,7 @@ fn petname() -> String {
     )
 }
 
-fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
+async fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
     let path = ctx.paths.stack_file();
     if path.exists() && !args.force {
         let settings = StackFile::load(&path)?;
@@ -76,6 +78,13 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
     }
     let stack_id = args.stack_id.clone().unwrap_or_else(petname);
     validate_stack_id(&stack_id)?;
+    let kubernetes = args.backend.setting();
+    if kubernetes.is_none() && args.backend.cluster_flags_given() {
+        anyhow::bail!(
+            "--kubeconfig, --context, --namespace, --system-namespace, --gateway-url and --buyer \
+             describe a cluster: add --backend kubernetes"
+        );
+    }
     if let Some(url) = &args.public_url {
         obol_config::public_url::validate(url)?;
     }
@@ -97,8 +106,13 @@ fn init(ctx: &Context, args: &StackInitArgs) -> anyhow::Result<ExitCode> {
         facilitator,
         payment_store: args.payment_store.clone(),
         tls: args.tls.setting(),
+        kubernetes,
         ..StackFile::default()
     };
+    if let Some(setting) = &settings.kubernetes {
+        // Reach the cluster first: a stack whose resources cannot be read is not initialised.
+        return super::cluster::init(ctx, &settings, setting, &path).await;
+    }
     settings.save(&path)?;
     obol_daemon::admin_token(&ctx.paths)?;
     private_fs::create_private_dir(&ctx.paths.data_dir)?;
@@ -130,11 +144,41 @@ pub(crate) fn admin(ctx: &Context) -> anyhow::Result<Option<(DaemonState, AdminC
     Ok(Some((state, client)))
 }
 
-/// The admin client, or an error telling how to start the stack.
-pub(crate) fn require_admin(ctx: &Context) -> anyhow::Result<AdminClient> {
+/// The stack's settings when its resources live in a cluster.
+pub(crate) fn on_cluster(ctx: &Context) -> anyhow::Result<Option<(StackFile, KubernetesSetting)>> {
+    let path = ctx.paths.stack_file();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let settings = StackFile::load(&path)?;
+    Ok(settings
+        .kubernetes
+        .clone()
+        .map(|setting| (settings, setting)))
+}
+
+/// The client of the stack's resources: the cluster's when they live in one, else the running
+/// daemon's, or an error telling how to start the stack.
+pub(crate) async fn require_admin(ctx: &Context) -> anyhow::Result<AdminClient> {
+    if let Some((settings, setting)) = on_cluster(ctx)? {
+        return super::cluster::admin_client(&settings, &setting).await;
+    }
     admin(ctx)?
         .map(|(_, client)| client)
         .ok_or_else(|| anyhow::anyhow!("the stack is not running; start it with `obol stack up`"))
+}
+
+/// Refuses what only the embedded daemon does on a cluster-backed stack.
+fn embedded_only(ctx: &Context, what: &str) -> anyhow::Result<()> {
+    if let Some((_, setting)) = on_cluster(ctx)? {
+        anyhow::bail!(
+            "this stack's resources live in a Kubernetes cluster (namespace {}): the cluster runs \
+             the operator and gateways (docs/kubernetes.md), so there is no daemon to {what}; \
+             `obol stack init --force` makes an embedded stack again",
+            setting.namespace
+        );
+    }
+    Ok(())
 }
 
 async fn foreground(
@@ -142,8 +186,9 @@ async fn foreground(
     public_url: Option<String>,
     tls: Option<obol_config::stack::TlsSetting>,
 ) -> anyhow::Result<ExitCode> {
+    embedded_only(ctx, "start")?;
     if !ctx.paths.stack_file().exists() {
-        init(ctx, &default_init())?;
+        init(ctx, &default_init()).await?;
     }
     super::init_logging();
     obol_daemon::run(
@@ -172,6 +217,7 @@ fn default_init() -> StackInitArgs {
         gas_wallets: None,
         payment_store: None,
         tls: crate::cli::TlsArgs::default(),
+        backend: crate::cli::BackendArgs::default(),
     }
 }
 
@@ -180,6 +226,7 @@ async fn up(
     public_url: Option<String>,
     tls: &crate::cli::TlsArgs,
 ) -> anyhow::Result<ExitCode> {
+    embedded_only(ctx, "start")?;
     if let Some((state, client)) = admin(ctx)?
         && let Ok(status) = client.status().await
     {
@@ -187,7 +234,7 @@ async fn up(
         return Ok(ExitCode::SUCCESS);
     }
     if !ctx.paths.stack_file().exists() {
-        init(ctx, &default_init())?;
+        init(ctx, &default_init()).await?;
     }
     let started = Instant::now();
     private_fs::create_private_dir(&ctx.paths.state_dir)?;
@@ -294,6 +341,7 @@ fn report(
 }
 
 async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
+    embedded_only(ctx, "stop")?;
     let Some((state, client)) = admin(ctx)? else {
         if ctx.json {
             output::json(&json!({"status": "not running"}))?;
@@ -321,6 +369,9 @@ async fn down(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
+    if let Some((settings, setting)) = on_cluster(ctx)? {
+        return super::cluster::status(ctx, &settings, &setting).await;
+    }
     let running = match admin(ctx)? {
         Some((state, client)) => client.status().await.ok().map(|status| (state, status)),
         None => None,

@@ -51,7 +51,7 @@ fn remaining_and_spent(dir: &Path) -> (u64, u64) {
 
 /// A devnet and a stack (embedded facilitator, fixed gateway port) selling `llm` for `price`
 /// `token` per call; stopped when the guard drops.
-async fn selling_stack<'a>(
+pub(crate) async fn selling_stack<'a>(
     dir: &'a Path,
     upstream: &str,
     token: &str,

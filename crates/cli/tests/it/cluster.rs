@@ -38,7 +38,13 @@ pub(crate) fn kubeconfig(dir: &Path, server: &str) -> std::path::PathBuf {
 /// `obol <args>` as a long-running process with the configuration of `dir` and data and state
 /// directories of its own under `dir/<own>` (as a pod has), up once it prints a line starting
 /// with `prefix`; its `word`th word.
-fn spawn_obol(dir: &Path, own: &str, args: &[&str], prefix: &str, word: usize) -> (Killed, String) {
+pub(crate) fn spawn_obol(
+    dir: &Path,
+    own: &str,
+    args: &[&str],
+    prefix: &str,
+    word: usize,
+) -> (Killed, String) {
     spawn_until(
         Command::new(env!("CARGO_BIN_EXE_obol"))
             .args(args)
@@ -73,7 +79,7 @@ pub(crate) async fn echo_offer_made_ready(api: &InMemoryApi) {
 }
 
 /// Waits (up to 30 s) until `check` holds.
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !check().await {
         assert!(Instant::now() < deadline, "{what}: not within 30 s");

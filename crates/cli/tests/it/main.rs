@@ -5,6 +5,7 @@
 mod backup;
 mod buy;
 mod cluster;
+mod cluster_cli;
 mod consistency;
 mod decode;
 mod demo;

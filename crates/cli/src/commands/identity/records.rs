@@ -21,7 +21,7 @@ pub(super) async fn import(
     chain: &str,
     signer_args: &crate::cli::SignerArgs,
 ) -> anyhow::Result<ExitCode> {
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let (chain_client, registry) = chain_and_registry(ctx, chain)?;
     let chains = chain_ids(ctx)?;
     let identity = load_identity(&client).await?;
@@ -87,7 +87,7 @@ pub(super) async fn import(
 
 /// `obol sell identity forget`: drops the recorded agent id of a chain (the NFT stays).
 pub(super) async fn forget(ctx: &Context, chain: &str) -> anyhow::Result<ExitCode> {
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let mut forgotten = None;
     update_identity(&client, |identity| {
         let key = chain_key(chain);
@@ -132,7 +132,7 @@ pub(super) async fn forget(ctx: &Context, chain: &str) -> anyhow::Result<ExitCod
 
 /// `obol sell identity show`: the identity and its recorded agent ids.
 pub(super) async fn show(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let identity = load_identity(&client).await?;
     let status = client.status().await?;
     let chains = chain_ids(ctx)?;

@@ -307,7 +307,7 @@ pub(in crate::commands) async fn register(
         .clone()
         .or(settings.default_chain)
         .context("pass --chain (or set a default with `obol sell pricing --chain`)")?;
-    let client = require_admin(ctx)?;
+    let client = require_admin(ctx).await?;
     let status = client.status().await?;
     let base = agent_base(&status, args.endpoint.as_deref())?;
     if let Some(image) = &args.image {

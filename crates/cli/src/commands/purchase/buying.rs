@@ -179,7 +179,7 @@ pub(crate) async fn buy_pool(
     signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
     admit: impl FnOnce(&crate::commands::buy::Choice, U256, bool) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<(PurchaseRequest, String)>> {
-    let (client, buyer) = stack(ctx)?;
+    let (client, buyer) = stack(ctx).await?;
     let http = reqwest::Client::builder()
         .user_agent(
             args.user_agent
@@ -455,7 +455,7 @@ pub(crate) async fn refill_pool(
     signer: impl FnOnce() -> anyhow::Result<LocalSigner>,
     admit: impl FnOnce(&obol_x402::Token, &v2::PaymentRequirements) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<(PurchaseRequest, String)>> {
-    let (client, buyer) = stack(ctx)?;
+    let (client, buyer) = stack(ctx).await?;
     let purchase = client
         .get::<PurchaseRequestSpec>(&args.namespace, &args.name)
         .await?;

@@ -64,8 +64,13 @@ fn check_room(existing: usize, count: u32) -> anyhow::Result<()> {
 /// How long `buy inference|refill` waits for the proxy to serve the purchase.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The running stack's admin client and its buyer proxy's address.
-pub(crate) fn stack(ctx: &Context) -> anyhow::Result<(obol_daemon::AdminClient, String)> {
+/// The stack's client and its buyer proxy's address: the running daemon's, or on a
+/// cluster-backed stack the cluster's resources and the buyer proxy the settings name.
+pub(crate) async fn stack(ctx: &Context) -> anyhow::Result<(obol_daemon::AdminClient, String)> {
+    if let Some((settings, setting)) = super::stack::on_cluster(ctx)? {
+        let client = super::cluster::admin_client(&settings, &setting).await?;
+        return Ok((client, super::cluster::buyer_address(&setting)));
+    }
     let (state, client) =
         admin(ctx)?.context("the stack is not running; start it with `obol stack up`")?;
     Ok((client, state.buyer))

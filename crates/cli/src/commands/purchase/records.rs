@@ -4,7 +4,7 @@ use super::*;
 
 /// Every purchase with its live remaining and spent counts (`buy list --json`'s rows).
 pub(crate) async fn rows(ctx: &Context) -> anyhow::Result<Vec<Value>> {
-    let (client, buyer) = stack(ctx)?;
+    let (client, buyer) = stack(ctx).await?;
     let purchases = client.list::<PurchaseRequestSpec>().await?;
     let live = live_counts(&buyer).await;
     let tokens = tokens::registry(ctx)?;
@@ -58,7 +58,7 @@ pub(crate) async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<ExitCode> {
-    let (client, buyer) = stack(ctx)?;
+    let (client, buyer) = stack(ctx).await?;
     let mut purchase = client.get::<PurchaseRequestSpec>(namespace, name).await?;
     if let Some(live) = live_counts(&buyer)
         .await
@@ -127,7 +127,7 @@ pub(crate) async fn status(ctx: &Context, namespace: &str, name: &str) -> anyhow
 
 /// The unspent authorizations of a purchase (an error when there is none).
 async fn unspent(ctx: &Context, namespace: &str, name: &str) -> anyhow::Result<u64> {
-    let (client, buyer) = stack(ctx)?;
+    let (client, buyer) = stack(ctx).await?;
     client.get::<PurchaseRequestSpec>(namespace, name).await?;
     Ok(live_counts(&buyer)
         .await
@@ -143,7 +143,7 @@ pub(crate) async fn drop_purchase(
     name: &str,
 ) -> anyhow::Result<u64> {
     let remaining = unspent(ctx, namespace, name).await?;
-    let (client, _) = stack(ctx)?;
+    let (client, _) = stack(ctx).await?;
     client
         .delete::<PurchaseRequestSpec>(namespace, name)
         .await?;

@@ -24,16 +24,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use obol_control::identity::AgentIdentitySpec;
 use obol_control::purchase::PurchaseRequestSpec;
-use obol_control::store::{ApplyMode, ApplyOutcome, DeleteOutcome, StoreError};
+use obol_control::store::ApplyMode;
 use obol_control::validate::{
     ValidationError, validate_identity, validate_offer, validate_purchase,
 };
-use obol_control::{Object, ServiceOfferSpec, Spec, Store, StoreExt};
+use obol_control::{Object, ServiceOfferSpec, Spec, Store};
 use obol_gateway::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::facilitator::FacilitatorSummary;
+
+mod client;
+mod error;
+mod ops;
+
+pub use client::{AdminClient, ClusterInfo};
+pub use error::AdminError;
 
 #[derive(Clone)]
 pub(crate) struct AdminState {
@@ -85,21 +92,6 @@ pub struct Applied<S: Spec> {
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into()}))).into_response()
-}
-
-fn store_error(e: &StoreError) -> Response {
-    let (status, reason) = match e {
-        StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
-        StoreError::Deleting { .. } => (StatusCode::CONFLICT, "Deleting"),
-        StoreError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
-        StoreError::Exists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
-    };
-    (
-        status,
-        axum::Json(json!({"error": e.to_string(), "reason": reason})),
-    )
-        .into_response()
 }
 
 fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
@@ -245,36 +237,25 @@ async fn backup(State(state): State<AdminState>) -> Response {
 }
 
 async fn list<S: AdminKind>(State(state): State<AdminState>) -> Response {
-    match state.store.list::<S>(None).await {
-        Ok(mut objects) => {
-            if let Some(guard) = &state.guard {
-                for object in &mut objects {
-                    S::decorate(object, guard).await;
-                }
-            }
-            axum::Json(objects).into_response()
-        }
-        Err(e) => store_error(&e),
-    }
+    ops::list::<S>(state.store.as_ref(), state.guard.as_deref())
+        .await
+        .map(axum::Json)
+        .into_response()
 }
 
 async fn get_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    match state.store.get::<S>(&namespace, &name).await {
-        Ok(Some(mut object)) => {
-            if let Some(guard) = &state.guard {
-                S::decorate(&mut object, guard).await;
-            }
-            axum::Json(object).into_response()
-        }
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            format!("{} {namespace}/{name} not found", S::KIND),
-        ),
-        Err(e) => store_error(&e),
-    }
+    ops::get::<S>(
+        state.store.as_ref(),
+        state.guard.as_deref(),
+        &namespace,
+        &name,
+    )
+    .await
+    .map(axum::Json)
+    .into_response()
 }
 
 /// `PUT …?create=true`: create only (409 when it exists).
@@ -298,246 +279,30 @@ async fn put_one<S: AdminKind>(
     };
     object.metadata.namespace = namespace;
     object.metadata.name = name;
-    if let Err(invalid) = S::validate(&object) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string());
-    }
     let mode = if query.create {
         ApplyMode::CreateOnly
     } else {
         ApplyMode::Upsert
     };
-    let applied = match state.store.apply_with(&object, mode).await {
-        Ok((stored, outcome)) if S::PUT_WRITES_STATUS && stored.status != object.status => state
-            .store
-            .patch_status::<S>(
-                &stored.metadata.namespace,
-                &stored.metadata.name,
-                &object.status,
-            )
-            .await
-            .map(|stored| {
-                let outcome = match outcome {
-                    ApplyOutcome::Unchanged => ApplyOutcome::Updated,
-                    other => other,
-                };
-                (stored, outcome)
-            }),
-        other => other,
-    };
-    match applied {
-        Ok((stored, outcome)) => {
-            let outcome = match outcome {
-                ApplyOutcome::Created => "created",
-                ApplyOutcome::Updated => "updated",
-                ApplyOutcome::Unchanged => "unchanged",
-            };
-            axum::Json(Applied {
-                outcome: outcome.to_owned(),
-                object: stored,
-            })
-            .into_response()
-        }
-        Err(e) => store_error(&e),
-    }
+    ops::put(state.store.as_ref(), &object, mode)
+        .await
+        .map(axum::Json)
+        .into_response()
 }
 
 async fn delete_one<S: AdminKind>(
     State(state): State<AdminState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    match state.store.delete(S::KIND, &namespace, &name).await {
-        Ok(DeleteOutcome::NotFound) => error(StatusCode::NOT_FOUND, format!("{} {namespace}/{name} not found", S::KIND)),
-        Ok(outcome) => axum::Json(json!({"deleted": outcome == DeleteOutcome::Deleted, "pending": outcome == DeleteOutcome::Marked})).into_response(),
-        Err(e) => store_error(&e),
-    }
+    ops::delete::<S>(state.store.as_ref(), &namespace, &name)
+        .await
+        .map(axum::Json)
+        .into_response()
 }
 
 async fn shutdown(State(state): State<AdminState>) -> Response {
     let _ = state.stop.send(true);
     axum::Json(json!({"status": "stopping"})).into_response()
-}
-
-/// Why an admin call failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct AdminError {
-    /// HTTP status, when the daemon answered.
-    pub status: Option<u16>,
-    /// What went wrong.
-    pub message: String,
-    /// The store's reason, when a store refusal caused it (`NotFound`, `Conflict`,
-    /// `AlreadyExists`, `Deleting`).
-    pub reason: Option<String>,
-}
-
-impl AdminError {
-    fn is(&self, reason: &str) -> bool {
-        self.reason.as_deref() == Some(reason)
-    }
-
-    /// The object does not exist.
-    pub fn is_not_found(&self) -> bool {
-        self.status == Some(404)
-    }
-
-    /// The update was read at another generation (read again and retry).
-    pub fn is_stale(&self) -> bool {
-        self.is("Conflict")
-    }
-
-    /// A create-only apply found the object there.
-    pub fn is_already_exists(&self) -> bool {
-        self.is("AlreadyExists")
-    }
-}
-
-/// A client of the admin API (used by the CLI).
-#[derive(Debug, Clone)]
-pub struct AdminClient {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl AdminClient {
-    /// A client of the admin API at `address` (`host:port`) with `token`.
-    pub fn new(address: &str, token: &str) -> Self {
-        Self {
-            base: format!("http://{address}"),
-            token: token.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-        }
-    }
-
-    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&(impl Serialize + Sync)>,
-    ) -> Result<T, AdminError> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| AdminError {
-            status: None,
-            message: format!(
-                "the stack daemon at {} is not answering ({}); is it running? try `obol stack up`",
-                self.base,
-                e.without_url()
-            ),
-            reason: None,
-        })?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            let body = serde_json::from_str::<serde_json::Value>(&text).ok();
-            let field = |name: &str| {
-                body.as_ref()
-                    .and_then(|v| v.get(name)?.as_str().map(str::to_owned))
-            };
-            return Err(AdminError {
-                status: Some(status),
-                message: field("error").unwrap_or(text),
-                reason: field("reason"),
-            });
-        }
-        serde_json::from_str(&text).map_err(|e| AdminError {
-            status: Some(status),
-            message: format!("unexpected answer from the daemon: {e}"),
-            reason: None,
-        })
-    }
-
-    /// The stack's status.
-    pub async fn status(&self) -> Result<StackStatus, AdminError> {
-        self.call(reqwest::Method::GET, "/v1/status", None::<&()>)
-            .await
-    }
-
-    /// Every object of a kind.
-    pub async fn list<S: AdminKind>(&self) -> Result<Vec<Object<S>>, AdminError> {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/v1/{}", S::PLURAL),
-            None::<&()>,
-        )
-        .await
-    }
-
-    /// One object.
-    pub async fn get<S: AdminKind>(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Object<S>, AdminError> {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/v1/{}/{namespace}/{name}", S::PLURAL),
-            None::<&()>,
-        )
-        .await
-    }
-
-    /// Creates or updates an object.
-    pub async fn apply<S: AdminKind>(&self, object: &Object<S>) -> Result<Applied<S>, AdminError> {
-        let path = format!(
-            "/v1/{}/{}/{}",
-            S::PLURAL,
-            object.metadata.namespace,
-            object.metadata.name
-        );
-        self.call(reqwest::Method::PUT, &path, Some(object)).await
-    }
-
-    /// Creates an object; refused (409, "already exists") when it is there.
-    pub async fn create<S: AdminKind>(&self, object: &Object<S>) -> Result<Applied<S>, AdminError> {
-        let path = format!(
-            "/v1/{}/{}/{}?create=true",
-            S::PLURAL,
-            object.metadata.namespace,
-            object.metadata.name
-        );
-        self.call(reqwest::Method::PUT, &path, Some(object)).await
-    }
-
-    /// Deletes an object.
-    pub async fn delete<S: AdminKind>(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<serde_json::Value, AdminError> {
-        self.call(
-            reqwest::Method::DELETE,
-            &format!("/v1/{}/{namespace}/{name}", S::PLURAL),
-            None::<&()>,
-        )
-        .await
-    }
-
-    /// What only the daemon knows, for `obol doctor` (`crate::doctor`).
-    pub async fn doctor(&self) -> Result<crate::doctor::DoctorFacts, AdminError> {
-        self.call(reqwest::Method::GET, "/v1/doctor", None::<&()>)
-            .await
-    }
-
-    /// Asks the daemon to copy the databases it holds open (`crate::backup`).
-    pub async fn backup(&self) -> Result<crate::backup::Snapshot, AdminError> {
-        self.call(reqwest::Method::POST, "/v1/backup", None::<&()>)
-            .await
-    }
-
-    /// Asks the daemon to stop.
-    pub async fn shutdown(&self) -> Result<serde_json::Value, AdminError> {
-        self.call(reqwest::Method::POST, "/v1/shutdown", None::<&()>)
-            .await
-    }
 }
 
 #[cfg(test)]
