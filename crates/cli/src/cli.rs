@@ -644,6 +644,10 @@ pub(crate) struct OperatorArgs {
     /// Where /healthz, /readyz and /metrics listen.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub(crate) listen: String,
+    /// The facilitator the gateways use: its `/supported` names who settles metered (`upto`)
+    /// payments, which offers' `status.metered` lists (none: metered offers list `exact` only).
+    #[arg(long, value_name = "URL")]
+    pub(crate) facilitator_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

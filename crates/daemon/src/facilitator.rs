@@ -183,20 +183,50 @@ const SUPPORTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// kinds' `extra.facilitatorAddress`). A facilitator that cannot say (unreachable, no `upto`)
 /// leaves metered offers paid `exact` only, logged.
 pub(crate) async fn upto_settlers(facilitator: &dyn Facilitator) -> obol_control::routes::Settlers {
+    settlers_of(facilitator).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "metered offers are paid exact only");
+        Default::default()
+    })
+}
+
+/// [`upto_settlers`] of the facilitator at `url` (the operator's `--facilitator-url`), asked
+/// again every 2 s for up to `patience` while it does not answer: in a cluster it may start
+/// after the operator. Then, as [`upto_settlers`], none.
+///
+/// # Errors
+///
+/// [`DaemonError::Start`] when `url` is not a facilitator URL.
+pub async fn upto_settlers_at(
+    url: &str,
+    patience: std::time::Duration,
+) -> Result<obol_control::routes::Settlers, DaemonError> {
+    let remote = RemoteFacilitator::new(url, ClientOptions::default())
+        .map_err(|e| DaemonError::Start(format!("facilitator: {e}")))?;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match settlers_of(&remote).await {
+            Ok(settlers) => return Ok(settlers),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(%error, "metered offers are paid exact only");
+                return Ok(Default::default());
+            }
+            Err(error) => {
+                tracing::info!(%error, "asking the facilitator again in 2 s");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+async fn settlers_of(
+    facilitator: &dyn Facilitator,
+) -> Result<obol_control::routes::Settlers, String> {
     let supported = match tokio::time::timeout(SUPPORTED_TIMEOUT, facilitator.supported()).await {
         Ok(Ok(supported)) => supported,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "the facilitator's /supported failed: metered offers are paid exact only");
-            return Default::default();
-        }
-        Err(_) => {
-            tracing::warn!(
-                "the facilitator's /supported did not answer: metered offers are paid exact only"
-            );
-            return Default::default();
-        }
+        Ok(Err(error)) => return Err(format!("the facilitator's /supported failed: {error}")),
+        Err(_) => return Err("the facilitator's /supported did not answer".to_owned()),
     };
-    supported
+    Ok(supported
         .kinds
         .iter()
         .filter(|kind| kind.scheme == "upto")
@@ -205,7 +235,7 @@ pub(crate) async fn upto_settlers(facilitator: &dyn Facilitator) -> obol_control
             let settler = kind.extra.as_ref()?.get("facilitatorAddress")?.as_str()?;
             Some((chain_id, settler.parse().ok()?))
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 
 pub use admin::{AdminClient, AdminError, AdminKind, Applied, ClusterInfo, StackStatus};
 pub use buyer::run_buyer;
-pub use facilitator::FacilitatorSummary;
+pub use facilitator::{FacilitatorSummary, upto_settlers_at};
 pub use replica::{ReplicaOptions, run_replica};
 pub use tunnel::{AgentUriUpdate, TunnelError, TunnelState, TunnelStatus};
 

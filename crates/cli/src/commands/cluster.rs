@@ -230,6 +230,9 @@ async fn count<S: obol_control::Spec>(
     Ok((objects.len(), ready))
 }
 
+/// How long the operator waits for the facilitator's `/supported` at start.
+const SETTLERS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs the operator until a stop signal.
 pub(crate) async fn operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
@@ -257,7 +260,14 @@ pub(crate) async fn operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         super::shutdown_signal(),
     ));
     eprintln!("operator {identity}: health on http://{bound} (lease {namespace}/obol-operator)");
-    let config = OperatorConfig::new(&namespace, &identity);
+    let mut config = OperatorConfig::new(&namespace, &identity);
+    if let Some(url) = &args.facilitator_url {
+        config.settlers = obol_daemon::upto_settlers_at(url, SETTLERS_PATIENCE).await?;
+        eprintln!(
+            "operator {identity}: upto settlers on {} chain(s) from {url}",
+            config.settlers.len()
+        );
+    }
     obol_operator::run(client, config, health, super::shutdown_signal()).await?;
     served.abort();
     Ok(ExitCode::SUCCESS)

@@ -265,3 +265,76 @@ async fn a_cluster_stack_buys_through_its_buyer_replica() {
     })
     .await;
 }
+
+/// A facilitator's `/supported` naming `settler` for `upto` on Base Sepolia, serving on `port`
+/// from `delay` on (in a cluster it may start after the operator).
+fn late_facilitator(port: u16, settler: &'static str, delay: std::time::Duration) {
+    use axum::routing::get;
+    let supported = json!({
+        "kinds": [
+            {"x402Version": 2, "scheme": "exact", "network": "eip155:84532"},
+            {"x402Version": 2, "scheme": "upto", "network": "eip155:84532",
+             "extra": {"facilitatorAddress": settler}}
+        ],
+        "extensions": [], "signers": {}
+    });
+    let router = axum::Router::new().route(
+        "/supported",
+        get(move || {
+            let supported = supported.clone();
+            async move { axum::Json(supported) }
+        }),
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, router).await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_lists_the_metered_options_its_facilitator_settles() {
+    const SETTLER: &str = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let api = InMemoryApi::start().await.unwrap();
+    let config = kubeconfig(dir, &api.url());
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    late_facilitator(port, SETTLER, std::time::Duration::from_secs(3));
+    let facilitator = format!("http://127.0.0.1:{port}");
+    let args = [
+        "operator",
+        "--kubeconfig",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--facilitator-url",
+        &facilitator,
+    ];
+    let _operator = spawn_obol(dir, "operator", &args, "operator ", 4);
+
+    let store = store_of(&api).await;
+    let model = crate::metered::metered_model().await;
+    let offer: obol_control::ServiceOffer =
+        serde_json::from_value(crate::metered::metered_offer(&model)).unwrap();
+    store.apply(&offer).await.unwrap();
+    until("the operator lists the metered option", async || {
+        store
+            .get::<ServiceOfferSpec>("default", "llm")
+            .await
+            .unwrap()
+            .is_some_and(|o| {
+                is_true(&o.status.conditions, "Ready")
+                    && o.status
+                        .metered
+                        .iter()
+                        .any(|m| m.facilitator_address == SETTLER)
+            })
+    })
+    .await;
+}
