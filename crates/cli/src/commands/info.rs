@@ -24,6 +24,16 @@ pub(crate) fn run(ctx: &Context, command: InfoCommand) -> anyhow::Result<ExitCod
         }
         settings.branding = (branding != Branding::default()).then_some(branding);
         settings.save(&path)?;
+        if let Some(cluster) = &settings.kubernetes {
+            // The cluster's gateways read their own settings, not this machine's.
+            output::note(&format!(
+                "the cluster's gateways read the branding from the ConfigMap obol-stack-settings \
+                 (stack.json): `kubectl -n {} edit configmap obol-stack-settings` and set \
+                 \"branding\": {}",
+                cluster.system_namespace,
+                serde_json::to_string(&settings.branding)?
+            ));
+        }
     }
     let branding = settings.branding.unwrap_or_default();
     if ctx.json {

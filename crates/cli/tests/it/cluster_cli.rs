@@ -142,6 +142,17 @@ async fn the_cli_sells_on_a_cluster_as_on_the_embedded_daemon() {
     assert!(human.contains("offers:      1 (1 ready)"), "{human}");
     assert!(human.contains("operator-0 leads"), "{human}");
 
+    // The storefront's branding is the gateways' setting: the CLI says where it lives.
+    let branded = obol(&["sell", "info", "set", "--display-name", "Sellers Inc"]);
+    assert!(branded.status.success(), "{}", stderr(&branded));
+    assert!(
+        stderr(&branded).contains(
+            "kubectl -n obol-system edit configmap obol-stack-settings` and set \"branding\": {\"displayName\":\"Sellers Inc\"}"
+        ),
+        "{}",
+        stderr(&branded)
+    );
+
     // What only the embedded daemon does is refused, saying why.
     refused(&obol(&["stack", "up"]), "live in a Kubernetes cluster");
     refused(&obol(&["stack", "down"]), "live in a Kubernetes cluster");
