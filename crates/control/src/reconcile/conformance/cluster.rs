@@ -7,13 +7,12 @@
 //! built and the offer's port, only the address lookup is replaced; the upstream checks the
 //! `Host` it was asked for.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use obol_gateway::Routes;
 use obol_x402::token::TokenRegistry;
 
-use super::{Harness, MemoryServices, reasons, row, said};
+use super::{Harness, MemoryServices, probe_client, reasons, row, said};
 use crate::offer::{DEFAULT_CLUSTER_DOMAIN, ServiceOffer};
 use crate::reconcile::{Action, NOT_READY_REQUEUE, Reconciler, UpstreamResolution};
 use crate::resource::ConditionStatus::{False, True};
@@ -31,22 +30,12 @@ fn service_offer(name: &str, service: &str, port: u16) -> ServiceOffer {
 
 /// A reconciler in the cluster mode over `services`, whose probes reach `hosts` on loopback.
 fn in_cluster(s: &Harness, services: Arc<MemoryServices>, hosts: &[&str]) -> Reconciler {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let probes = hosts
-        .iter()
-        .fold(reqwest::Client::builder(), |b, host| {
-            b.resolve(host, loopback)
-        })
-        .no_proxy()
-        .timeout(crate::reconcile::HEALTH_TIMEOUT)
-        .build()
-        .unwrap();
     Reconciler::new(s.store.clone(), s.routes.clone(), TokenRegistry::builtin())
         .with_upstreams(UpstreamResolution::Cluster {
             domain: DEFAULT_CLUSTER_DOMAIN.into(),
         })
         .with_services(services)
-        .with_probe_client(probes)
+        .with_probe_client(probe_client(hosts))
 }
 
 /// The embedded stack has no Services: `MissingService`, and the stored spec is never

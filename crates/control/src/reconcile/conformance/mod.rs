@@ -153,14 +153,18 @@ impl ServiceDirectory for MemoryServices {
 
 /// A local upstream: `/health` 200 (each request's `Host` recorded), `/sick` 503, `/keyed`
 /// 200 only with `X-Api-Key: sk-seller`.
-pub(crate) struct Upstream {
-    pub(crate) url: String,
-    pub(crate) address: SocketAddr,
+#[derive(Debug)]
+pub struct Upstream {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Where it listens.
+    pub address: SocketAddr,
     hosts: Arc<Mutex<Vec<String>>>,
 }
 
 impl Upstream {
-    pub(crate) async fn start() -> Self {
+    /// Starts one on loopback.
+    pub async fn start() -> Self {
         let hosts = Arc::new(Mutex::new(Vec::new()));
         let seen = hosts.clone();
         let app = Router::new()
@@ -199,9 +203,24 @@ impl Upstream {
     }
 
     /// The `Host` headers of the `/health` requests so far, then forgets them.
-    pub(crate) fn take_hosts(&self) -> Vec<String> {
+    pub fn take_hosts(&self) -> Vec<String> {
         std::mem::take(&mut *self.hosts.lock().unwrap_or_else(PoisonError::into_inner))
     }
+}
+
+/// A probe client (as the reconciler's: [`HEALTH_TIMEOUT`](super::HEALTH_TIMEOUT)) that
+/// resolves `hosts` (cluster DNS names) to loopback: the URL keeps the name and its port.
+pub fn probe_client(hosts: &[&str]) -> reqwest::Client {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    hosts
+        .iter()
+        .fold(reqwest::Client::builder(), |b, host| {
+            b.resolve(host, loopback)
+        })
+        .no_proxy()
+        .timeout(super::HEALTH_TIMEOUT)
+        .build()
+        .unwrap()
 }
 
 /// A store, the reconciler on it, its route table, an upstream and a secrets directory.
