@@ -151,8 +151,8 @@ impl ServiceDirectory for MemoryServices {
     }
 }
 
-/// A local upstream: `/health` 200 (each request's `Host` recorded), `/sick` 503, `/keyed`
-/// 200 only with `X-Api-Key: sk-seller`.
+/// A local upstream: `/health` 200, `/sick` 503, `/keyed` 200 only with `X-Api-Key:
+/// sk-seller`; the `Host` of each `/health` and `/keyed` request is recorded.
 #[derive(Debug)]
 pub struct Upstream {
     /// `http://127.0.0.1:<port>`.
@@ -167,15 +167,19 @@ impl Upstream {
     pub async fn start() -> Self {
         let hosts = Arc::new(Mutex::new(Vec::new()));
         let seen = hosts.clone();
+        let record = move |headers: &HeaderMap| {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            seen.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(host.unwrap_or_default().to_owned());
+        };
+        let (health, keyed) = (record.clone(), record);
         let app = Router::new()
             .route(
                 "/health",
-                get(move |headers: HeaderMap| async move {
-                    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-                    seen.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(host.unwrap_or_default().to_owned());
-                    "ok"
+                get(move |headers: HeaderMap| {
+                    health(&headers);
+                    async { "ok" }
                 }),
             )
             .route(
@@ -184,11 +188,15 @@ impl Upstream {
             )
             .route(
                 "/keyed",
-                get(|headers: HeaderMap| async move {
-                    if headers.get("x-api-key").is_some_and(|k| k == "sk-seller") {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::UNAUTHORIZED
+                get(move |headers: HeaderMap| {
+                    keyed(&headers);
+                    let known = headers.get("x-api-key").is_some_and(|k| k == "sk-seller");
+                    async move {
+                        if known {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::UNAUTHORIZED
+                        }
                     }
                 }),
             );
@@ -202,7 +210,7 @@ impl Upstream {
         }
     }
 
-    /// The `Host` headers of the `/health` requests so far, then forgets them.
+    /// The `Host` headers of the `/health` and `/keyed` requests so far, then forgets them.
     pub fn take_hosts(&self) -> Vec<String> {
         std::mem::take(&mut *self.hosts.lock().unwrap_or_else(PoisonError::into_inner))
     }
