@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use obol_control::offer::{OfferType, SecretRef, UpstreamAuthSpec};
-use obol_control::reconcile::conformance::{Upstream, probe_client};
+use obol_control::offer::OfferType;
+use obol_control::reconcile::conformance::{Upstream, keyed_auth, probe_client};
 use obol_control::resource::{Object, is_true};
 use obol_control::{ServiceOfferSpec, Store, StoreExt};
 use obol_kube::KubeStore;
@@ -192,13 +192,7 @@ async fn an_original_offer_waits_for_its_service_then_its_secret() {
     offer.spec.upstream.service = Some("llm".into());
     offer.spec.upstream.port = Some(port);
     offer.spec.upstream.health_path = Some("/keyed".into());
-    offer.spec.upstream.auth = Some(UpstreamAuthSpec {
-        secret_ref: SecretRef {
-            name: "keys".into(),
-            key: "api".into(),
-        },
-        header: Some("X-Api-Key".into()),
-    });
+    offer.spec.upstream.auth = Some(keyed_auth());
     store.apply(&offer).await.unwrap();
     let operator = replica_with(&api, config);
 

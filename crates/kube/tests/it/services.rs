@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
-use obol_control::offer::{DEFAULT_CLUSTER_DOMAIN, SecretRef, UpstreamAuthSpec};
-use obol_control::reconcile::conformance::{Upstream, probe_client};
+use obol_control::offer::DEFAULT_CLUSTER_DOMAIN;
+use obol_control::reconcile::conformance::{Upstream, keyed_auth, probe_client};
 use obol_control::reconcile::{Reconciler, ServiceDirectory, ServiceInfo, UpstreamResolution};
 use obol_control::resource::{ConditionStatus, condition};
 use obol_control::secrets::{SecretError, SecretSource};
@@ -178,13 +178,7 @@ fn keyed_offer(upstream: &Upstream) -> ServiceOffer {
     let mut keyed = offer("default", "keyed", "0.001");
     keyed.spec.upstream.url = Some(upstream.url.clone());
     keyed.spec.upstream.health_path = Some("/keyed".into());
-    keyed.spec.upstream.auth = Some(UpstreamAuthSpec {
-        secret_ref: SecretRef {
-            name: "keys".into(),
-            key: "api".into(),
-        },
-        header: Some("X-Api-Key".into()),
-    });
+    keyed.spec.upstream.auth = Some(keyed_auth());
     keyed
 }
 

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use obol_x402::token::TokenRegistry;
 
-use super::{Harness, reasons, row, said};
+use super::{Harness, all_ready, keyed_auth, reasons, row, said, waiting_for_upstream};
 use crate::identity::{AgentIdentitySpec, default_identity};
-use crate::offer::{
-    ModelSpec, OfferType, RegistrationSpec, SecretRef, ServiceOfferSpec, UpstreamAuthSpec,
-};
+use crate::offer::{ModelSpec, OfferType, RegistrationSpec, ServiceOfferSpec};
 use crate::reconcile::{Action, FINALIZER, NOT_READY_REQUEUE, Reconciler};
 use crate::resource::ConditionStatus::{False, True};
 use crate::resource::condition;
@@ -22,17 +20,7 @@ use crate::store::{DeleteOutcome, Store, StoreExt};
 pub async fn a_healthy_offer_becomes_ready_and_routed(store: Arc<dyn Store>) {
     let s = Harness::new(store).await;
     let (action, stored) = s.run(&s.offer("echo")).await;
-    assert_eq!(
-        reasons(&stored),
-        [
-            row("ModelReady", True, "Skipped"),
-            row("UpstreamHealthy", True, "Healthy"),
-            row("PaymentGateReady", True, "Reconciled"),
-            row("RoutePublished", True, "Reconciled"),
-            row("Registered", True, "Disabled"),
-            row("Ready", True, "Reconciled"),
-        ]
-    );
+    assert_eq!(reasons(&stored), all_ready());
     assert_eq!(stored.status.endpoint.as_deref(), Some("/services/echo"));
     assert_eq!(stored.status.observed_generation, 1);
     assert!(stored.metadata.finalizers.contains(&FINALIZER.to_owned()));
@@ -67,15 +55,7 @@ pub async fn unhealthy_and_unreachable_upstreams_are_not_routed(store: Arc<dyn S
         (False, "Unhealthy")
     );
     assert_eq!(healthy.message, "HTTP 503 from upstream health path /sick");
-    assert_eq!(
-        reasons(&stored)[2..],
-        [
-            row("PaymentGateReady", False, "WaitingForUpstream"),
-            row("RoutePublished", False, "WaitingForPaymentGate"),
-            row("Registered", True, "Disabled"),
-            row("Ready", False, "Reconciling"),
-        ]
-    );
+    assert_eq!(reasons(&stored)[2..], waiting_for_upstream());
     assert_eq!(s.routed("/services/sick"), None);
 
     let mut dead = s.offer("dead");
@@ -104,13 +84,7 @@ pub async fn an_upstream_secret_is_probed_with_and_routed_and_missing_blocks_the
     let s = Harness::new(store).await;
     let mut keyed = s.offer("keyed");
     keyed.spec.upstream.health_path = Some("/keyed".into());
-    keyed.spec.upstream.auth = Some(UpstreamAuthSpec {
-        secret_ref: SecretRef {
-            name: "keys".into(),
-            key: "api".into(),
-        },
-        header: Some("X-Api-Key".into()),
-    });
+    keyed.spec.upstream.auth = Some(keyed_auth());
 
     let (action, stored) = s.run(&keyed).await;
     assert_eq!(action, Action::Requeue(NOT_READY_REQUEUE));

@@ -51,7 +51,7 @@ pub use conditions::{
 pub use loops::{an_identity_change_requeues_every_offer, the_controller_loop_follows_the_store};
 
 use super::{Action, Reconciler, ServiceDirectory, ServiceInfo, ServiceLookupError};
-use crate::offer::{ServiceOffer, ServiceOfferSpec};
+use crate::offer::{SecretRef, ServiceOffer, ServiceOfferSpec, UpstreamAuthSpec};
 use crate::resource::{ConditionStatus, condition};
 use crate::secrets::FileSecrets;
 use crate::store::conformance::offer;
@@ -322,6 +322,43 @@ pub(crate) fn reasons(offer: &ServiceOffer) -> Vec<(String, ConditionStatus, Str
 
 pub(crate) fn row(t: &str, s: ConditionStatus, r: &str) -> (String, ConditionStatus, String) {
     (t.to_owned(), s, r.to_owned())
+}
+
+/// [`reasons`] of a ready HTTP offer without registration.
+pub(crate) fn all_ready() -> Vec<(String, ConditionStatus, String)> {
+    use ConditionStatus::True;
+    vec![
+        row("ModelReady", True, "Skipped"),
+        row("UpstreamHealthy", True, "Healthy"),
+        row("PaymentGateReady", True, "Reconciled"),
+        row("RoutePublished", True, "Reconciled"),
+        row("Registered", True, "Disabled"),
+        row("Ready", True, "Reconciled"),
+    ]
+}
+
+/// [`reasons`] after `ModelReady` and `UpstreamHealthy` of an HTTP offer without
+/// registration whose upstream is not healthy.
+pub(crate) fn waiting_for_upstream() -> Vec<(String, ConditionStatus, String)> {
+    use ConditionStatus::{False, True};
+    vec![
+        row("PaymentGateReady", False, "WaitingForUpstream"),
+        row("RoutePublished", False, "WaitingForPaymentGate"),
+        row("Registered", True, "Disabled"),
+        row("Ready", False, "Reconciling"),
+    ]
+}
+
+/// The credential [`Upstream`]'s `/keyed` wants, by reference: key `api` of secret `keys`,
+/// sent as `X-Api-Key` (its value must be `sk-seller`).
+pub fn keyed_auth() -> UpstreamAuthSpec {
+    UpstreamAuthSpec {
+        secret_ref: SecretRef {
+            name: "keys".into(),
+            key: "api".into(),
+        },
+        header: Some("X-Api-Key".into()),
+    }
 }
 
 /// `(status, reason, message)` of condition `type_`.
