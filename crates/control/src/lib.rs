@@ -14,7 +14,7 @@
 //! | [`store`] | the `Store` trait, typed helpers and the embedded SQLite store |
 //! | [`crd`] | Kubernetes CRDs generated from the resource types (`obol kube crds`) |
 //! | [`controller`] | the loop: reconcile at start, on every store change, and on requeue |
-//! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication |
+//! | [`reconcile`] | the `ServiceOffer` reconciler: conditions, reasons, requeues, route publication; a Service upstream's Service looked up in a `ServiceDirectory`; with `testing`, its conformance suite (`reconcile_conformance!`) |
 //! | [`snippets`] | copy-and-run code for the storefront: `curl`, `obol buy pay`, Python with the x402 SDK |
 //! | [`storefront`] | `/api/services.json`, `/skill.md`, `/openapi.json` and the HTML storefront |
 //! | [`secrets`] | values offers refer to by name (an upstream's API key): the `SecretSource` trait and private files |

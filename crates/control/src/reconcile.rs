@@ -23,9 +23,18 @@ use crate::offer::{
 };
 use crate::registration::{ChainIdSource, ChainIds};
 use crate::resource::{ConditionStatus, Spec, is_true, set_condition};
-use crate::routes::{route_table, upstream_auth};
+use crate::routes::route_table;
 use crate::secrets::{NoSecrets, SecretSource};
 use crate::store::{Store, StoreError, StoreExt};
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+mod upstream;
+
+pub use upstream::{
+    ServiceDirectory, ServiceInfo, ServiceLookupError, UpstreamResolution, probe_upstream,
+    resolve_upstream,
+};
 
 /// The finalizer that routes deletion through the reconciler (route removal first).
 pub const FINALIZER: &str = "obol.org/serviceoffer-finalizer";
@@ -68,37 +77,7 @@ pub struct Reconciler {
     public_host: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     settlers: crate::routes::Settlers,
     upstreams: UpstreamResolution,
-}
-
-/// How an upstream given as a Kubernetes Service (`upstream.service/namespace/port`) is
-/// reached.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum UpstreamResolution {
-    /// The embedded stack: only `upstream.url`; a Service upstream is `MissingService`.
-    #[default]
-    Embedded,
-    /// In a cluster: a Service upstream is its cluster DNS name in this domain
-    /// ([`crate::offer::DEFAULT_CLUSTER_DOMAIN`] unless the cluster says otherwise).
-    Cluster {
-        /// The cluster's DNS domain.
-        domain: String,
-    },
-}
-
-/// `offer` with a Service upstream resolved to its URL (`Cluster`), for probing and
-/// routing; the stored object is never changed. The URL form and the embedded mode are
-/// left as they are.
-pub fn resolve_upstream(mut offer: ServiceOffer, resolution: &UpstreamResolution) -> ServiceOffer {
-    if let UpstreamResolution::Cluster { domain } = resolution {
-        let upstream = &mut offer.spec.upstream;
-        if let Some(url) = upstream.cluster_url(&offer.metadata.namespace, domain) {
-            upstream.url = Some(url);
-            upstream.service = None;
-            upstream.namespace = None;
-            upstream.port = None;
-        }
-    }
-    offer
+    services: Option<Arc<dyn ServiceDirectory>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -204,6 +183,7 @@ impl Reconciler {
             public_host: Arc::new(|| None),
             settlers: crate::routes::Settlers::new(),
             upstreams: UpstreamResolution::Embedded,
+            services: None,
         }
     }
 
@@ -212,6 +192,23 @@ impl Reconciler {
     #[must_use]
     pub fn with_upstreams(mut self, upstreams: UpstreamResolution) -> Self {
         self.upstreams = upstreams;
+        self
+    }
+
+    /// Looks the Service of a Service upstream up in `services` before probing it (`Cluster`
+    /// mode): absent → `MissingService`. Without a directory the probe alone tells.
+    #[must_use]
+    pub fn with_services(mut self, services: Arc<dyn ServiceDirectory>) -> Self {
+        self.services = Some(services);
+        self
+    }
+
+    /// The HTTP client of the upstream health probes (by default: a [`HEALTH_TIMEOUT`]
+    /// timeout, no redirects); its timeout bounds each probe. Tests give one that resolves
+    /// cluster DNS names to loopback (reqwest's `resolve`).
+    #[must_use]
+    pub fn with_probe_client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
         self
     }
 
@@ -301,7 +298,6 @@ impl Reconciler {
             return Ok(Action::Done);
         }
         self.store.add_finalizer(&offer, FINALIZER).await?;
-        let offer = resolve_upstream(offer, &self.upstreams);
         let mut status = offer.status.clone();
         status.observed_generation = offer.metadata.generation;
         let path = offer.effective_path();
@@ -548,9 +544,18 @@ impl Reconciler {
             .map(|r| (r.agent_id.clone(), r.chain.clone(), r.tx_hash.clone())))
     }
 
-    /// GET the health path, with the offer's upstream credential: 2xx is healthy.
+    /// GET the health path, with the offer's upstream credential: 2xx is healthy. A Service
+    /// upstream's Service is looked up first, then probed at its cluster DNS name; a secret
+    /// the offer names is read again first.
     async fn probe(&self, offer: &ServiceOffer) -> Result<(), (&'static str, String)> {
-        probe_upstream(&self.http, self.secrets.as_ref(), offer).await
+        upstream::check_service(self.services.as_deref(), &self.upstreams, offer).await?;
+        if let Some(auth) = &offer.spec.upstream.auth {
+            self.secrets
+                .refresh(&offer.metadata.namespace, &auth.secret_ref.name)
+                .await;
+        }
+        let resolved = resolve_upstream(offer.clone(), &self.upstreams);
+        probe_upstream(&self.http, self.secrets.as_ref(), &resolved).await
     }
 
     /// The oldest other offer claiming `path`, if it is not this one. Offers claim the same
@@ -608,59 +613,5 @@ impl Reconciler {
                     && o.metadata.name == offer.metadata.name)
             })
             .map(|o| format!("{}/{}", o.metadata.namespace, o.metadata.name)))
-    }
-}
-
-/// What sets `UpstreamHealthy`: GET the offer's health path (an MCP server: its `initialize`)
-/// with the offer's upstream credential, through `http` (whose timeout bounds it); 2xx is
-/// healthy, else the reason and a message (`obol doctor` asks the same way).
-pub async fn probe_upstream(
-    http: &reqwest::Client,
-    secrets: &dyn SecretSource,
-    offer: &ServiceOffer,
-) -> Result<(), (&'static str, String)> {
-    let Some(base) = offer.spec.upstream.url.as_deref() else {
-        return Err((
-            "MissingService",
-            "the embedded stack needs spec.upstream.url".to_owned(),
-        ));
-    };
-    let auth =
-        upstream_auth(secrets, offer).map_err(|e| ("MissingUpstreamSecret", e.to_string()))?;
-    let mcp_server = crate::mcp::is_mcp_server(offer);
-    let health = if mcp_server {
-        "(MCP initialize)".to_owned()
-    } else {
-        offer.health_path()
-    };
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(auth) = auth {
-        auth.apply(&mut headers);
-    }
-    let request = if mcp_server {
-        // An MCP server is healthy when it answers the handshake's first message.
-        http.post(base)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/json, text/event-stream",
-            )
-            .json(&crate::mcp::initialize_request())
-    } else {
-        http.get(format!("{}{health}", base.trim_end_matches('/')))
-    };
-    let request = request.headers(headers);
-    match request.send().await {
-        Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err((
-            "Unhealthy",
-            format!(
-                "HTTP {} from upstream health path {health}",
-                response.status().as_u16()
-            ),
-        )),
-        Err(e) => Err((
-            "Unhealthy",
-            format!("upstream health path {health}: {}", e.without_url()),
-        )),
     }
 }

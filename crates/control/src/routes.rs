@@ -68,7 +68,7 @@ pub fn upstream_auth(
     let value = secrets
         .get(namespace, name, key)
         .map_err(|e| missing(&e))?
-        .ok_or_else(|| missing(&"not found (obol secret set, or sell --upstream-auth-file)"))?;
+        .ok_or_else(|| missing(&format!("not found ({})", secrets.missing_hint())))?;
     UpstreamAuth::new(auth.header(), value.expose())
         .map(Some)
         .map_err(|problem| missing(&problem))

@@ -34,6 +34,10 @@ pub enum SecretError {
         /// What is wrong (never the value).
         message: String,
     },
+    /// Where the secrets are kept could not be read (a Kubernetes API failure), or the secret
+    /// has not been read from there yet. The message names the secret, never a value.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A secret value: printed as `***`, compared and handed out only on purpose.
@@ -106,6 +110,12 @@ pub struct SecretInfo {
 }
 
 /// Where the reconciler reads the secrets offers refer to.
+///
+/// [`get`](Self::get) is synchronous: the gateway's route table is built from it in one pass.
+/// A source that can only read asynchronously (the Kubernetes API) reads in
+/// [`refresh`](Self::refresh), which the reconciler awaits before it probes an offer naming
+/// the secret, and answers `get` from what it read last.
+#[async_trait::async_trait]
 pub trait SecretSource: Send + Sync {
     /// The value under `key` of secret `namespace/name`; `None` when the secret or the key
     /// does not exist.
@@ -115,6 +125,15 @@ pub trait SecretSource: Send + Sync {
         name: &str,
         key: &str,
     ) -> Result<Option<SecretValue>, SecretError>;
+
+    /// Reads secret `namespace/name` again where it is kept, for the next `get`s. Never fails:
+    /// what could not be read, `get` reports. By default nothing (the source reads in `get`).
+    async fn refresh(&self, _namespace: &str, _name: &str) {}
+
+    /// How to create a missing secret, for the condition's message.
+    fn missing_hint(&self) -> String {
+        "obol secret set, or sell --upstream-auth-file".to_owned()
+    }
 }
 
 /// No secrets at all (an embedding without a secrets directory): every reference is missing.

@@ -53,6 +53,7 @@ fn refused(error: &SecretError) -> Response {
     let status = match error {
         SecretError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         SecretError::Io(_) | SecretError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        SecretError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, axum::Json(json!({"error": error.to_string()}))).into_response()
 }

@@ -14,9 +14,16 @@
 //! | `delete` | `DELETE`: the object back with a deletion timestamp → `Marked`, else `Deleted`; `404` → `NotFound` |
 //! | `watch` | one list + watch per kind (all namespaces), re-listed when the watch expires |
 //!
-//! Every write names the field manager [`FIELD_MANAGER`]. With the `testing` feature,
-//! [`testing::InMemoryApi`] is an in-memory API server for these resources.
+//! Every write names the field manager [`FIELD_MANAGER`].
+//!
+//! For the offer reconciler in a cluster: [`KubeServices`] (a Service upstream's Service,
+//! `GET` core/v1 `services/{name}`: absent → `MissingService`) and [`KubeSecrets`] (an
+//! upstream credential's Secret, `GET` core/v1 `secrets/{name}` in the offer's namespace).
+//!
+//! With the `testing` feature, [`testing::InMemoryApi`] is an in-memory API server for these
+//! resources (and Leases, Services, Secrets).
 
+mod cluster;
 mod convert;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,6 +38,7 @@ use obol_control::store::{
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+pub use cluster::{KubeSecrets, KubeServices};
 use convert::{Target, api_resource, from_kube, is_already_exists, is_conflict, is_not_found};
 
 /// The field manager of every write (`?fieldManager=obol`).

@@ -10,8 +10,15 @@
 //! [`router`] serves `/healthz` (the process answers), `/readyz` (the store listed and watches
 //! every kind) and `/metrics` (`obol_operator_leader` 0/1, and what the reconcilers record).
 //!
+//! In a cluster an offer's upstream may be a Service (`upstream.service / namespace / port`):
+//! the reconciler looks it up first ([`obol_kube::KubeServices`]: absent → `MissingService`)
+//! and probes it at its cluster DNS name. An upstream credential (`upstream.auth.secretRef`)
+//! is read from the Secret of that name in the offer's namespace ([`obol_kube::KubeSecrets`]).
+//! Both with one `GET` each, which is all the RBAC grants (docs/design/kubernetes.md,
+//! "Services, Secrets and condition coverage on the cluster").
+//!
 //! Not here yet (docs/design/kubernetes.md): the purchase reconciler (a buyer's pools live with
-//! its own stack), and resolving a missing upstream Service before probing it.
+//! its own stack).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +34,7 @@ use obol_control::reconcile::{Reconciler, UpstreamResolution};
 use obol_control::routes::Settlers;
 use obol_control::store::{Store, StoreError};
 use obol_gateway::Routes;
-use obol_kube::KubeStore;
+use obol_kube::{KubeSecrets, KubeServices, KubeStore};
 use obol_x402::token::TokenRegistry;
 
 /// The lease's default name.
@@ -50,6 +57,9 @@ pub struct OperatorConfig {
     pub upstreams: UpstreamResolution,
     /// Who settles `upto` payments per chain (from the facilitator's `/supported`).
     pub settlers: Settlers,
+    /// The HTTP client of the upstream health probes; `None`: the reconciler's own (2 s,
+    /// no redirects). Tests give one resolving cluster DNS names to loopback.
+    pub probe_client: Option<reqwest::Client>,
 }
 
 impl OperatorConfig {
@@ -66,6 +76,7 @@ impl OperatorConfig {
                 domain: obol_control::offer::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             },
             settlers: Settlers::new(),
+            probe_client: None,
         }
     }
 }
@@ -138,17 +149,26 @@ pub fn router(health: Health, metrics: PrometheusHandle) -> Router {
         .with_state(Served { health, metrics })
 }
 
-/// The offer reconciler over `store` (its route table is unused: gateways build their own).
-fn reconciler(store: &Arc<dyn Store>, config: &OperatorConfig) -> Arc<Reconciler> {
-    Arc::new(
-        Reconciler::new(
-            store.clone(),
-            Arc::new(Routes::new()),
-            TokenRegistry::builtin(),
-        )
-        .with_settlers(config.settlers.clone())
-        .with_upstreams(config.upstreams.clone()),
+/// The offer reconciler over `store` (its route table is unused: gateways build their own),
+/// reading Services and Secrets through `client`.
+fn reconciler(
+    store: &Arc<dyn Store>,
+    client: &kube::Client,
+    config: &OperatorConfig,
+) -> Arc<Reconciler> {
+    let reconciler = Reconciler::new(
+        store.clone(),
+        Arc::new(Routes::new()),
+        TokenRegistry::builtin(),
     )
+    .with_settlers(config.settlers.clone())
+    .with_upstreams(config.upstreams.clone())
+    .with_services(Arc::new(KubeServices::new(client.clone())))
+    .with_secrets(Arc::new(KubeSecrets::new(client.clone())));
+    Arc::new(match &config.probe_client {
+        Some(http) => reconciler.with_probe_client(http.clone()),
+        None => reconciler,
+    })
 }
 
 /// Runs the operator on `client`'s cluster until `shutdown` resolves: reconciling while this
@@ -166,7 +186,7 @@ pub async fn run(
     let store: Arc<dyn Store> = Arc::new(KubeStore::new(client.clone()).await?);
     health.ready.store(true, Ordering::SeqCst);
     health.set_leader(false);
-    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&config.lease_namespace)
         .with_identity(&config.identity)
         .with_duration(config.lease_seconds)
@@ -190,7 +210,7 @@ pub async fn run(
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let controller = tokio::spawn(obol_control::controller::run(
             store.clone(),
-            reconciler(&store, &config),
+            reconciler(&store, &client, &config),
             async move {
                 let mut stopped = stopped;
                 let _ = stopped.wait_for(|s| *s).await;

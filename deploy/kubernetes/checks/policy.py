@@ -23,7 +23,7 @@ def check(objects, dev):
     """Every policy violation in ``objects``; ``dev`` allows generated Secrets and unpinned images."""
     errors = []
     for rule in (pod_security, resources, network_policies, public_services, one_settler,
-                 stack_settings):
+                 stack_settings, rbac):
         errors += rule(objects)
     errors += inlined_secrets(objects, dev)
     if not dev:
@@ -212,4 +212,32 @@ def stack_settings(objects):
             errors.append(f"{name(obj)}: stack.json names paymentStore: its URL carries a password; use the Secret obol-payment-store")
         if not (settings.get("facilitator") or {}).get("url"):
             errors.append(f"{name(obj)}: stack.json names no facilitator url")
+    return errors
+
+
+# Verbs that change an object.
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+# Core kinds no role may change; Secrets no role may list or watch either (a list returns
+# every value in it).
+READ_ONLY_CORE = {"services", "secrets"}
+
+
+def rbac(objects):
+    """Roles grant no wildcard, never list or watch Secrets, and never write Services or
+    Secrets (the operator gets the ones offers name)."""
+    errors = []
+    for role in objects:
+        if role["kind"] not in ("Role", "ClusterRole"):
+            continue
+        for rule in role.get("rules") or []:
+            groups, kinds, verbs = (set(rule.get(k) or []) for k in ("apiGroups", "resources", "verbs"))
+            if "*" in groups | kinds | verbs:
+                errors.append(f"{name(role)}: a wildcard in {rule} (name groups, resources and verbs)")
+            if "" not in groups and "*" not in groups:
+                continue
+            for kind in sorted(kinds & (READ_ONLY_CORE | {"*"})):
+                if verbs & WRITE_VERBS:
+                    errors.append(f"{name(role)}: may write {kind} ({', '.join(sorted(verbs & WRITE_VERBS))}); get only")
+                if kind in ("secrets", "*") and verbs & {"list", "watch"}:
+                    errors.append(f"{name(role)}: may list or watch secrets (every value in the namespace); get only")
     return errors

@@ -64,6 +64,11 @@ def unpinned_image(objects):
     container(objects, "obol-gateway")["image"] = "obol-stack:latest"
 
 
+def secrets_listed(objects):
+    rules = find(objects, "ClusterRole", "obol-operator")["rules"]
+    next(r for r in rules if "secrets" in r["resources"])["verbs"].append("list")
+
+
 def unknown_field(objects):
     find(objects, "Deployment", "obol-gateway")["spec"]["replica"] = 3
 
@@ -90,6 +95,7 @@ MUTATIONS = [
     ("two facilitator replicas", two_settlers, "one replica", "overlay"),
     ("two buyer replicas", two_buyers, "one spender", "overlay"),
     ("an unpinned image", unpinned_image, "not pinned", "overlay"),
+    ("the operator allowed to list Secrets", secrets_listed, "may list or watch secrets", "overlay"),
     ("an unknown Deployment field", unknown_field, "replica", "overlay"),
     ("an offer paying a non-address", bad_offer, "payTo", "examples"),
     ("an offer with an unknown field", unknown_offer_field, "serviceName", "examples"),

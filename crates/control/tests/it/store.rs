@@ -11,7 +11,8 @@ pub(crate) fn offer(name: &str, price: &str) -> ServiceOffer {
     obol_control::store::conformance::offer("default", name, price)
 }
 
-async fn sqlite() -> (Arc<dyn Store>, ()) {
+/// A fresh in-memory SQLite store (the suites' setup).
+pub(crate) async fn sqlite() -> (Arc<dyn Store>, ()) {
     (Arc::new(SqliteStore::in_memory().unwrap()), ())
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Db, Failure, RecordedRequest, status};
+use super::{Answer, Db, RecordedRequest, status};
 
 /// The lease API's path prefix.
 const PREFIX: &str = "/apis/coordination.k8s.io/v1/namespaces/";
@@ -35,7 +35,7 @@ pub(super) fn target(path: &str) -> Option<(String, String)> {
     }
 }
 
-fn conflict(message: String) -> Failure {
+fn conflict(message: String) -> super::Failure {
     status(409, "Conflict", message, None)
 }
 
@@ -60,7 +60,7 @@ pub(super) fn handle(
     (namespace, name): (String, String),
     request: &RecordedRequest,
     body: &Value,
-) -> Result<(u16, Value), Failure> {
+) -> Answer {
     let key = (namespace.clone(), name.clone());
     let missing = || {
         status(

@@ -20,7 +20,7 @@
 //!   `Invalid`, …, and `code`).
 //!
 //! It also keeps `coordination.k8s.io/v1` Leases, with server-side apply's conflict on the lease
-//! holder, for leader election ([`leases`]).
+//! holder, for leader election ([`leases`]), and core/v1 Services and Secrets ([`core_v1`]).
 //!
 //! Not modelled: schema validation, defaulting and pruning, server-side apply, label and
 //! field selectors, pagination, admission, authentication.
@@ -30,6 +30,7 @@
 
 #![allow(clippy::missing_panics_doc)]
 
+mod core_v1;
 mod leases;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -113,6 +114,8 @@ struct Db {
     failures: VecDeque<(String, u16)>,
     /// `coordination.k8s.io/v1` Leases by `(namespace, name)` ([`leases`]).
     leases: BTreeMap<(String, String), leases::Lease>,
+    /// core/v1 Services and Secrets by `(plural, namespace, name)` ([`core_v1`]).
+    core: BTreeMap<Key, Value>,
 }
 
 #[derive(Debug)]
@@ -262,6 +265,7 @@ impl IntoResponse for Failure {
 fn reason_for(code: u16) -> &'static str {
     match code {
         400 => "BadRequest",
+        403 => "Forbidden",
         404 => "NotFound",
         409 => "Conflict",
         415 => "UnsupportedMediaType",
@@ -380,25 +384,9 @@ async fn handle(
     {
         return status(code, reason_for(code), "injected failure", None).into_response();
     }
-    let lease = leases::target(uri.path());
-    let Some(target) = parse_path(uri.path()).filter(|_| lease.is_none()) else {
-        if let Some(lease) = lease {
-            let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-            return match leases::handle(&mut db, lease, &request, &body) {
-                Ok((code, value)) => {
-                    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-                    (code, axum::Json(value)).into_response()
-                }
-                Err(failure) => failure.into_response(),
-            };
-        }
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-            None,
-        )
-        .into_response();
+    let Some(target) = parse_path(uri.path()) else {
+        let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+        return answer(core_v1::handle(&mut db, &request, &body));
     };
     let body = if body.is_empty() {
         Value::Null
@@ -465,6 +453,10 @@ async fn handle(
             None,
         )),
     };
+    answer(result)
+}
+
+fn answer(result: Answer) -> Response {
     match result {
         Ok((code, value)) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);

@@ -1,9 +1,11 @@
-//! The Kubernetes store over the in-memory API server: the Store conformance suite (the
-//! same tests SqliteStore passes), the exact HTTP calls, and the stand-in's own semantics.
+//! The Kubernetes store over the in-memory API server: the Store and reconcile conformance
+//! suites (the same tests SqliteStore passes), the exact HTTP calls, Services and Secrets for
+//! the reconciler, and the stand-in's own semantics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod requests;
+mod services;
 mod stand_in;
 
 use std::sync::Arc;
@@ -26,4 +28,8 @@ pub(crate) async fn kube_store_typed() -> (KubeStore, InMemoryApi) {
 
 mod conformance {
     obol_control::store_conformance!(super::kube_store);
+}
+
+mod reconcile_conformance {
+    obol_control::reconcile_conformance!(super::kube_store);
 }
