@@ -266,6 +266,17 @@ impl Reconciler {
 
     /// Rebuilds the gateway's route table from the offers whose `RoutePublished` is True.
     pub async fn publish_routes(&self) -> Result<usize, StoreError> {
+        self.publish(false).await
+    }
+
+    /// [`Self::publish_routes`], first reading again the secrets the published offers' upstream
+    /// credentials name: for a gateway replica, which reconciles nothing, so nothing else reads
+    /// a cluster's Secrets for it.
+    pub async fn publish_routes_with_fresh_secrets(&self) -> Result<usize, StoreError> {
+        self.publish(true).await
+    }
+
+    async fn publish(&self, refresh_secrets: bool) -> Result<usize, StoreError> {
         let now = obol_config::time::unix_now();
         let published: Vec<ServiceOffer> = self
             .store
@@ -277,6 +288,13 @@ impl Reconciler {
             .filter(|o| drain_end(&o.spec).is_none_or(|end| now < end))
             .map(|o| resolve_upstream(o, &self.upstreams))
             .collect();
+        for offer in published.iter().filter(|_| refresh_secrets) {
+            if let Some(auth) = &offer.spec.upstream.auth {
+                self.secrets
+                    .refresh(&offer.metadata.namespace, &auth.secret_ref.name)
+                    .await;
+            }
+        }
         let table = route_table(
             &self.tokens,
             self.secrets.as_ref(),

@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 pub use admin::{AdminClient, AdminError, AdminKind, Applied, ClusterInfo, StackStatus};
 pub use buyer::run_buyer;
 pub use facilitator::{FacilitatorSummary, upto_settlers_at};
+pub use public::ClusterAccess;
 pub use replica::{ReplicaOptions, run_replica};
 pub use tunnel::{AgentUriUpdate, TunnelError, TunnelState, TunnelStatus};
 
@@ -297,9 +298,9 @@ pub async fn run(
         &paths,
         &settings,
         store.clone(),
-        &public_url,
-        &live_url,
+        (&public_url, &live_url),
         options.facilitator_signer.as_ref(),
+        None,
     )
     .await?;
 

@@ -9,8 +9,8 @@ use obol_config::public_url::SharedPublicUrl;
 use obol_config::stack::StackFile;
 use obol_config::{Paths, PublicUrl};
 use obol_control::Store;
-use obol_control::reconcile::Reconciler;
-use obol_control::secrets::FileSecrets;
+use obol_control::reconcile::{Reconciler, UpstreamResolution};
+use obol_control::secrets::{FileSecrets, SecretSource};
 use obol_gateway::Routes;
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::server::{GatewayConfig, gateway};
@@ -46,15 +46,34 @@ pub(crate) struct Public {
     pub(crate) internal: Router,
 }
 
+/// How a gateway replica in a cluster reaches offers' upstreams: Service upstreams at their
+/// cluster DNS names, credentials from the cluster's Secrets (the embedded stack: URL
+/// upstreams and the secrets directory).
+pub struct ClusterAccess {
+    /// Where `upstream.auth` secrets are read (Kubernetes Secrets).
+    pub secrets: Arc<dyn SecretSource>,
+    /// How Service upstreams are reached.
+    pub upstreams: UpstreamResolution,
+}
+
+impl std::fmt::Debug for ClusterAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterAccess")
+            .field("upstreams", &self.upstreams)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds the public side over `store` (see the module docs); everything that publishes the
-/// public URL reads it from `live` (`public_url` as it was at start).
+/// public URL reads it from `live` (`public_url` as it was at start); `cluster` (a replica's)
+/// says how upstreams are reached.
 pub(crate) async fn assemble(
     paths: &Paths,
     settings: &StackFile,
     store: Arc<dyn Store>,
-    public_url: &PublicUrl,
-    live: &SharedPublicUrl,
+    (public_url, live): (&PublicUrl, &SharedPublicUrl),
     facilitator_signer: Option<&obol_x402::LocalSigner>,
+    cluster: Option<&ClusterAccess>,
 ) -> Result<Public, DaemonError> {
     let routes = Arc::new(Routes::new());
     let chains = chain_ids(paths);
@@ -69,7 +88,11 @@ pub(crate) async fn assemble(
     let reconciler = Arc::new(
         Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
             .with_chains(chains.clone())
-            .with_secrets(secrets.clone())
+            .with_secrets(cluster.map_or_else(
+                || secrets.clone() as Arc<dyn SecretSource>,
+                |c| c.secrets.clone(),
+            ))
+            .with_upstreams(cluster.map(|c| c.upstreams.clone()).unwrap_or_default())
             .with_settlers(facilitator::upto_settlers(facilitator.as_ref()).await)
             .with_public_url(live.clone()),
     );

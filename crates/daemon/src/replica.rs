@@ -42,7 +42,7 @@ async fn follow_routes(
     let mut events = store.watch();
     tokio::pin!(stop);
     loop {
-        match reconciler.publish_routes().await {
+        match reconciler.publish_routes_with_fresh_secrets().await {
             Ok(count) => tracing::debug!(count, "route table published"),
             Err(error) => tracing::error!(%error, "cannot publish the route table"),
         }
@@ -58,7 +58,8 @@ async fn follow_routes(
     }
 }
 
-/// Runs one gateway replica over `store` until `shutdown` resolves.
+/// Runs one gateway replica over `store` until `shutdown` resolves, reaching Service upstreams
+/// and reading upstream credentials as `cluster` says.
 ///
 /// # Errors
 ///
@@ -67,6 +68,7 @@ async fn follow_routes(
 pub async fn run_replica(
     paths: Paths,
     store: Arc<dyn Store>,
+    cluster: crate::ClusterAccess,
     options: ReplicaOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
@@ -97,9 +99,12 @@ pub async fn run_replica(
         &paths,
         &settings,
         store.clone(),
-        &public_url,
-        &obol_config::public_url::SharedPublicUrl::new(public_url.clone()),
+        (
+            &public_url,
+            &obol_config::public_url::SharedPublicUrl::new(public_url.clone()),
+        ),
         None,
+        Some(&cluster),
     )
     .await?;
 

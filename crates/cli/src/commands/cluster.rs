@@ -282,6 +282,13 @@ pub(crate) async fn gateway(ctx: &super::Context, args: GatewayArgs) -> anyhow::
     );
     super::init_logging();
     let store = watched_store(args.kubeconfig.as_deref()).await?;
+    // Original offers name a Service and a Secret: reached and read in the cluster.
+    let cluster = obol_daemon::ClusterAccess {
+        secrets: Arc::new(obol_kube::KubeSecrets::new(store.client().clone())),
+        upstreams: obol_control::reconcile::UpstreamResolution::Cluster {
+            domain: obol_control::offer::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        },
+    };
     let options = obol_daemon::ReplicaOptions {
         listen: args.listen,
         internal_listen: args.internal_listen,
@@ -290,7 +297,8 @@ pub(crate) async fn gateway(ctx: &super::Context, args: GatewayArgs) -> anyhow::
     };
     obol_daemon::run_replica(
         ctx.paths.clone(),
-        std::sync::Arc::new(store),
+        Arc::new(store),
+        cluster,
         options,
         super::shutdown_signal(),
     )

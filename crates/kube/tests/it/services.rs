@@ -290,3 +290,69 @@ async fn secrets_unread_unreadable_or_unusable_are_errors_without_values() {
     secrets.refresh("default", "keys").await;
     assert_eq!(secrets.get("default", "keys", "api").unwrap(), None);
 }
+
+/// A gateway replica publishes the table the operator's Ready offers make: an original offer
+/// (a Service upstream, a `secretRef`) is routed to the Service's DNS name with the Secret's
+/// value — read by the replica itself, which reconciles nothing.
+#[tokio::test]
+async fn a_replica_routes_a_service_upstream_with_its_kubernetes_secret() {
+    let (store, api) = kube_store().await;
+    let upstream = Upstream::start().await;
+    let port = upstream.address.port();
+    let dns = "llm.default.svc.cluster.local";
+    let cluster = UpstreamResolution::Cluster {
+        domain: DEFAULT_CLUSTER_DOMAIN.into(),
+    };
+    api.put_service("default", "llm", &[port]);
+    api.put_secret("default", "keys", &[("api", "sk-seller")]);
+    let operator = Reconciler::new(
+        store.clone(),
+        Arc::new(Routes::new()),
+        TokenRegistry::builtin(),
+    )
+    .with_upstreams(cluster.clone())
+    .with_services(Arc::new(KubeServices::new(api.client().unwrap())))
+    .with_secrets(Arc::new(KubeSecrets::new(api.client().unwrap())))
+    .with_probe_client(probe_client(&[dns]));
+    let mut original = keyed_offer(&upstream);
+    original.spec.upstream.url = None;
+    original.spec.upstream.service = Some("llm".into());
+    original.spec.upstream.port = Some(port);
+    store.apply(&original).await.unwrap();
+    let stored = reconcile(&operator, &store, &original).await;
+    assert!(is_ready(&stored), "{:?}", stored.status.conditions);
+
+    let routes = Arc::new(Routes::new());
+    let replica = Reconciler::new(store.clone(), routes.clone(), TokenRegistry::builtin())
+        .with_upstreams(cluster)
+        .with_secrets(Arc::new(KubeSecrets::new(api.client().unwrap())));
+    api.clear_requests();
+    assert_eq!(
+        replica.publish_routes().await.unwrap(),
+        0,
+        "no secret read yet"
+    );
+    assert_eq!(
+        replica.publish_routes_with_fresh_secrets().await.unwrap(),
+        1
+    );
+    assert_eq!(
+        core_calls(&api),
+        ["GET /api/v1/namespaces/default/secrets/keys"],
+        "the replica reads the Secret it routes with, and nothing else"
+    );
+    let table = routes.load();
+    let route = table.routes().next().unwrap();
+    assert_eq!(
+        route.offer.upstream.as_str(),
+        format!("http://{dns}:{port}/")
+    );
+    let mut headers = axum::http::HeaderMap::new();
+    route
+        .offer
+        .upstream_auth
+        .as_ref()
+        .unwrap()
+        .apply(&mut headers);
+    assert_eq!(headers["x-api-key"], "sk-seller");
+}
