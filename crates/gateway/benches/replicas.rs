@@ -7,7 +7,8 @@
 //!
 //! One upstream, the facilitator stubbed (approves at once, no chain), payments pre-signed by
 //! [`BUYERS`] buyers (`BENCH_BUYERS=1`: one payer, whose claims wait on each other on
-//! PostgreSQL) before timing, three setups:
+//! PostgreSQL) just before each measure, outside its timing (a gateway admits a payment only
+//! within 30 s of its signing), three setups:
 //!
 //! 1. one gateway with the SQLite guard (the embedded default): the baseline;
 //! 2. one gateway with the PostgreSQL guard;
@@ -44,6 +45,7 @@ use common::{
 use obol_gateway::guard::ReplayGuard;
 use obol_gateway::{Offer, OfferKind, Route};
 use obol_testkit::postgres::PgServer;
+use obol_x402::LocalSigner;
 
 /// Paid requests per setup and round with [`CONCURRENCY`] in flight.
 const PER_ROUND: usize = 2_000;
@@ -168,12 +170,8 @@ async fn main() -> ExitCode {
         .and_then(|b| b.parse().ok())
         .unwrap_or(BUYERS);
     let per_setup = WARM_UP + ROUNDS * (PER_ROUND + ALONE_PER_ROUND);
-    let mut payments = presign_by(
-        &offer.options[0].requirements,
-        setups.len() * per_setup,
-        buyers,
-    );
-    let mut take = |n: usize| Arc::new(payments.split_off(payments.len() - n));
+    let buyers: Vec<LocalSigner> = (0..buyers.max(1)).map(|_| LocalSigner::random()).collect();
+    let take = |n: usize| Arc::new(presign_by(&offer.options[0].requirements, n, &buyers));
 
     let load_before = load_average();
     for setup in &setups {
@@ -184,8 +182,9 @@ async fn main() -> ExitCode {
     for round in 0..ROUNDS {
         for i in (0..setups.len()).map(|k| (round + k) % setups.len()) {
             let (setup, tally) = (&setups[i], &mut tallies[i]);
+            let payments = take(PER_ROUND);
             let pg_before = tree_cpu_seconds(postmaster);
-            let timed = paid(setup, take(PER_ROUND), CONCURRENCY).await;
+            let timed = paid(setup, payments, CONCURRENCY).await;
             tally.pg_cpu += tree_cpu_seconds(postmaster) - pg_before;
             rounds[i].push(timed.run.per_second);
             tally.runs.push(timed.run);
@@ -215,7 +214,7 @@ async fn main() -> ExitCode {
     assert_eq!(settled, expected.to_string(), "settled rows");
     assert_eq!(live, "0", "claims left");
 
-    report(&setups, &tallies, &rounds, buyers);
+    report(&setups, &tallies, &rounds, buyers.len());
     println!(
         "machine: {} cores, shared by the load generator, gateways and upstream (this process) \
          and PostgreSQL (its own processes; a test server, fsync off); load average (1, 5, 15 \

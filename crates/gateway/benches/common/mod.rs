@@ -179,8 +179,9 @@ pub(crate) async fn load_over(
                     request = request.header(PAYMENT_SIGNATURE, value);
                 }
                 let response = request.send().await.unwrap();
-                assert_eq!(response.status(), expect);
-                response.bytes().await.unwrap();
+                let status = response.status();
+                let answer = response.bytes().await.unwrap();
+                assert_eq!(status, expect, "{}", String::from_utf8_lossy(&answer));
                 latencies.push(sent.elapsed());
             }
             latencies
@@ -267,20 +268,21 @@ pub(crate) async fn plain_proxy(offer: Arc<Offer>) -> String {
 /// `n` distinct payments for `requirement`, signed by one buyer, as `PAYMENT-SIGNATURE`
 /// values (signing is the buyer's cost: done before timing).
 pub(crate) fn presign(requirement: &v2::PaymentRequirements, n: usize) -> Vec<Option<String>> {
-    presign_by(requirement, n, 1)
+    presign_by(requirement, n, &[LocalSigner::random()])
 }
 
-/// [`presign`] by `buyers` buyers in turn (payment `i` is buyer `i % buyers`'s).
+/// [`presign`] by `buyers` in turn (payment `i` is buyer `i % buyers.len()`'s). The gateway
+/// admits a payment only within 30 s of its signing (`ADMISSION_SLACK_SECS`): sign shortly
+/// before sending.
 pub(crate) fn presign_by(
     requirement: &v2::PaymentRequirements,
     n: usize,
-    buyers: usize,
+    buyers: &[LocalSigner],
 ) -> Vec<Option<String>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let buyers: Vec<LocalSigner> = (0..buyers.max(1)).map(|_| LocalSigner::random()).collect();
     (0..n)
         .map(|i| {
             let buyer = &buyers[i % buyers.len()];
