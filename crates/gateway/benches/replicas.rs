@@ -51,7 +51,7 @@ use obol_x402::LocalSigner;
 const PER_ROUND: usize = 2_000;
 /// Paid requests per setup and round with one in flight.
 const ALONE_PER_ROUND: usize = 300;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Paid requests per setup before timing (connections, pools, caches).
 const WARM_UP: usize = 300;
 /// Distinct payers (`BENCH_BUYERS` overrides): the PostgreSQL guard serialises one payer's
@@ -240,7 +240,7 @@ fn report(setups: &[Setup], tallies: &[Tally], rounds: &[Vec<f64>], buyers: usiz
     println!(
         "replicas bench: paid requests through the paygate (facilitator stubbed); {ROUNDS} \
          interleaved rounds, per setup and round {PER_ROUND} with {CONCURRENCY} in flight and \
-         {ALONE_PER_ROUND} with 1 in flight; {buyers} buyers"
+         {ALONE_PER_ROUND} with 1 in flight; payers: {buyers}"
     );
     println!(
         "{:42} {:>7} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
