@@ -28,7 +28,9 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::{CONCURRENCY, Run, exact_option, load, paygate, plain_proxy, presign, spawn};
+use common::{
+    CONCURRENCY, Run, combined, exact_option, load, paygate, plain_proxy, presign, spawn,
+};
 use obol_gateway::metering::Metering;
 use obol_gateway::paygate::RECEIPT_LINK_HEADER;
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route};
@@ -141,15 +143,6 @@ impl Measure {
             body["stream"] = true.into();
         }
         Bytes::from(body.to_string())
-    }
-}
-
-/// Equal-sized runs as one: the rate over their total time, the mean CPU per request.
-fn combined(runs: &[Run]) -> Run {
-    let n = runs.len() as f64;
-    Run {
-        per_second: n / runs.iter().map(|r| 1.0 / r.per_second).sum::<f64>(),
-        cpu_us: runs.iter().map(|r| r.cpu_us).sum::<f64>() / n,
     }
 }
 

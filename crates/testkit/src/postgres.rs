@@ -116,6 +116,13 @@ impl PgServer {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// The server's main process (the postmaster, whose children are the backends), from its
+    /// `postmaster.pid`; `None` when that cannot be read.
+    pub fn pid(&self) -> Option<u32> {
+        let file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok()?;
+        file.lines().next()?.trim().parse().ok()
+    }
+
     fn data(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
@@ -236,6 +243,10 @@ mod tests {
         let url = server.database("probe");
         assert!(url.ends_with("/probe"), "{url}");
         assert_eq!(server.query("probe", "SELECT 40 + 2"), "42");
+        assert!(
+            server.pid().is_some_and(|pid| pid > 1),
+            "the postmaster's pid"
+        );
         let data = PathBuf::from(server.data());
         drop(server);
         assert!(!data.exists(), "the files go with the server");

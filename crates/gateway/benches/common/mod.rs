@@ -1,6 +1,10 @@
-//! Helpers shared by the in-process gateway benches (`gateway`, `metered`): servers on
-//! loopback, a closed-loop load generator that measures rate and process CPU, the paygate with
-//! its facilitator stubbed, the plain proxy baseline, and pre-signed payments.
+//! Helpers shared by the in-process gateway benches (`gateway`, `metered`, `replicas`): servers
+//! on loopback, a closed-loop load generator that measures rate, process CPU and latency and can
+//! spread its requests over several servers, the paygate with its facilitator stubbed, the plain
+//! proxy baseline, and pre-signed payments.
+
+// Each bench uses a part of these helpers.
+#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,23 +37,59 @@ pub(crate) async fn spawn(router: Router) -> String {
     url
 }
 
-/// Process CPU time (user + system) from /proc/self/stat, in seconds.
-pub(crate) fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// One process's CPU from `/proc/<pid>/stat`, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcCpu {
+    parent: u32,
+    /// User + system time of the process itself.
+    own: f64,
+    /// User + system time of its children that exited and were waited for.
+    reaped: f64,
+}
+
+/// `pid`'s CPU (`"self"` for this process); zero when it cannot be read.
+fn proc_cpu(pid: &str) -> ProcCpu {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| {
+    let field = |i: usize| {
         fields
             .get(i)
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // After the command name: state is field 0, utime 11, stime 12 (clock ticks of 1/100 s).
-    (ticks(11) + ticks(12)) / 100.0
+    // After the command name: state is field 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14
+    // (clock ticks of 1/100 s).
+    ProcCpu {
+        parent: field(1) as u32,
+        own: (field(11) + field(12)) / 100.0,
+        reaped: (field(13) + field(14)) / 100.0,
+    }
+}
+
+/// Process CPU time (user + system) from /proc/self/stat, in seconds.
+pub(crate) fn cpu_seconds() -> f64 {
+    proc_cpu("self").own
+}
+
+/// CPU time of process `root` and its children, living or reaped, in seconds (a PostgreSQL
+/// server: the postmaster and the backends it forked).
+pub(crate) fn tree_cpu_seconds(root: u32) -> f64 {
+    let top = proc_cpu(&root.to_string());
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| proc_cpu(&pid.to_string()))
+        .filter(|child| child.parent == root)
+        .map(|child| child.own)
+        .sum();
+    top.own + top.reaped + children
 }
 
 /// One measure: requests per second and the process's CPU per request.
@@ -57,6 +97,30 @@ pub(crate) fn cpu_seconds() -> f64 {
 pub(crate) struct Run {
     pub(crate) per_second: f64,
     pub(crate) cpu_us: f64,
+}
+
+/// A measure with every request's latency, sorted.
+#[derive(Debug, Clone)]
+pub(crate) struct Timed {
+    pub(crate) run: Run,
+    pub(crate) latencies: Vec<Duration>,
+}
+
+/// Equal-sized runs as one: the rate over their total time, the mean CPU per request.
+pub(crate) fn combined(runs: &[Run]) -> Run {
+    let n = runs.len() as f64;
+    Run {
+        per_second: n / runs.iter().map(|r| 1.0 / r.per_second).sum::<f64>(),
+        cpu_us: runs.iter().map(|r| r.cpu_us).sum::<f64>() / n,
+    }
+}
+
+/// The `p` quantile (0–1) of `sorted` latencies, nearest rank.
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return Duration::ZERO;
+    };
+    sorted[((last as f64 * p).round() as usize).min(last)]
 }
 
 /// Sends one request per entry of `headers` (its `PAYMENT-SIGNATURE`, if any) to `url`,
@@ -68,45 +132,73 @@ pub(crate) async fn load(
     body: Option<Bytes>,
     expect: StatusCode,
 ) -> Run {
+    load_over(&[url], headers, body, expect, CONCURRENCY)
+        .await
+        .run
+}
+
+/// [`load`] spread over `urls` (request `i` goes to `urls[i % urls.len()]`: round robin), with
+/// `in_flight` requests at a time, timing each request.
+pub(crate) async fn load_over(
+    urls: &[String],
+    headers: Arc<Vec<Option<String>>>,
+    body: Option<Bytes>,
+    expect: StatusCode,
+    in_flight: usize,
+) -> Timed {
     let client = reqwest::Client::new();
     let next = Arc::new(AtomicUsize::new(0));
+    let urls: Arc<[String]> = urls.into();
     let n = headers.len();
     let cpu = cpu_seconds();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENCY {
-        let (client, next, headers, url, body) = (
+    for _ in 0..in_flight {
+        let (client, next, headers, urls, body) = (
             client.clone(),
             next.clone(),
             headers.clone(),
-            url.clone(),
+            urls.clone(),
             body.clone(),
         );
         tasks.spawn(async move {
+            let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(header) = headers.get(i) else { break };
+                let url = &urls[i % urls.len()];
+                let sent = Instant::now();
                 let mut request = match &body {
                     Some(body) => client
-                        .post(&url)
+                        .post(url)
                         .header("content-type", "application/json")
                         .body(body.clone()),
-                    None => client.get(&url),
+                    None => client.get(url),
                 };
                 if let Some(value) = header {
                     request = request.header(PAYMENT_SIGNATURE, value);
                 }
                 let response = request.send().await.unwrap();
-                assert_eq!(response.status(), expect);
-                response.bytes().await.unwrap();
+                let status = response.status();
+                let answer = response.bytes().await.unwrap();
+                assert_eq!(status, expect, "{}", String::from_utf8_lossy(&answer));
+                latencies.push(sent.elapsed());
             }
+            latencies
         });
     }
-    while tasks.join_next().await.is_some() {}
+    let mut latencies = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.unwrap());
+    }
     let elapsed = started.elapsed();
-    Run {
-        per_second: n as f64 / elapsed.as_secs_f64(),
-        cpu_us: (cpu_seconds() - cpu) * 1e6 / n as f64,
+    latencies.sort_unstable();
+    Timed {
+        run: Run {
+            per_second: n as f64 / elapsed.as_secs_f64(),
+            cpu_us: (cpu_seconds() - cpu) * 1e6 / n as f64,
+        },
+        latencies,
     }
 }
 
@@ -134,13 +226,19 @@ pub(crate) fn exact_option() -> PaymentOption {
 /// A gateway over `routes` with the facilitator stubbed (approves everything, no chain) and
 /// the double-serve guard at `guard` (in memory with `BENCH_GUARD_MEMORY`).
 pub(crate) async fn paygate(routes: Vec<Route>, guard: &std::path::Path) -> String {
-    let table = Arc::new(Routes::new());
-    table.store(RouteTable::new(routes));
-    let guard = Arc::new(if std::env::var_os("BENCH_GUARD_MEMORY").is_some() {
+    let guard = if std::env::var_os("BENCH_GUARD_MEMORY").is_some() {
         ReplayGuard::in_memory().unwrap()
     } else {
         ReplayGuard::open(guard).unwrap()
-    });
+    };
+    paygate_with(routes, Arc::new(guard)).await
+}
+
+/// A gateway over `routes` with the facilitator stubbed and `guard` as its double-serve guard
+/// (any store: replicas share a PostgreSQL one).
+pub(crate) async fn paygate_with(routes: Vec<Route>, guard: Arc<ReplayGuard>) -> String {
+    let table = Arc::new(Routes::new());
+    table.store(RouteTable::new(routes));
     spawn(
         app(
             table,
@@ -170,13 +268,24 @@ pub(crate) async fn plain_proxy(offer: Arc<Offer>) -> String {
 /// `n` distinct payments for `requirement`, signed by one buyer, as `PAYMENT-SIGNATURE`
 /// values (signing is the buyer's cost: done before timing).
 pub(crate) fn presign(requirement: &v2::PaymentRequirements, n: usize) -> Vec<Option<String>> {
+    presign_by(requirement, n, &[LocalSigner::random()])
+}
+
+/// [`presign`] by `buyers` in turn (payment `i` is buyer `i % buyers.len()`'s). The gateway
+/// admits a payment only within 30 s of its signing (`ADMISSION_SLACK_SECS`): sign shortly
+/// before sending.
+pub(crate) fn presign_by(
+    requirement: &v2::PaymentRequirements,
+    n: usize,
+    buyers: &[LocalSigner],
+) -> Vec<Option<String>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let buyer = LocalSigner::random();
     (0..n)
-        .map(|_| {
+        .map(|i| {
+            let buyer = &buyers[i % buyers.len()];
             let unsigned = prepare_payment(
                 requirement,
                 None,
@@ -185,7 +294,7 @@ pub(crate) fn presign(requirement: &v2::PaymentRequirements, n: usize) -> Vec<Op
                 random_nonce(),
             )
             .unwrap();
-            let payload = unsigned.sign_with(&buyer).unwrap();
+            let payload = unsigned.sign_with(buyer).unwrap();
             Some(header::encode(&payload).unwrap())
         })
         .collect()

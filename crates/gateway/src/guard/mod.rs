@@ -192,8 +192,10 @@ trait Store: Send + Sync + std::fmt::Debug {
         amount: U256,
         lease_until: u64,
     ) -> Result<Granted, Refusal>;
-    /// Ends a claim and its reservation (from a drop: must not wait on I/O).
-    fn release(&self, claimed: Claimed<'_>);
+    /// Ends a claim and its reservation (from a drop: must not wait on I/O). `ended`: a write
+    /// of this claim already ended it in the store (a record that ends the claim, or a
+    /// forget), so only what the process holds is left to clear.
+    fn release(&self, claimed: Claimed<'_>, ended: bool);
     /// Records what happened to a claimed payment.
     async fn record(&self, claimed: Claimed<'_>, record: Record<'_>) -> Result<(), GuardError>;
     /// Forgets the record of a claimed payment and ends the claim: as if never taken.
@@ -272,6 +274,7 @@ impl ReplayGuard {
                 digest,
                 amount,
                 token: granted.token,
+                ended: false,
             },
             reserved_before: granted.reserved_before,
             unsettled: granted.unsettled,
@@ -331,6 +334,8 @@ pub struct Ticket {
     digest: B256,
     amount: U256,
     token: i64,
+    /// A write already ended this claim in the store: the drop has nothing to clear there.
+    ended: bool,
 }
 
 impl Ticket {
@@ -352,6 +357,13 @@ impl Ticket {
         self.guard.store.record(self.claimed(), record).await
     }
 
+    /// Records `record`, which ends the claim, as the ticket's last write.
+    async fn finish(mut self, record: Record<'_>) -> Result<(), GuardError> {
+        let recorded = self.record(record).await;
+        self.ended = recorded.is_ok();
+        recorded
+    }
+
     /// Records the settlement durably (before the paid response is released), with what it
     /// charged when the receipt said, then releases the claim: the payment is never served
     /// again.
@@ -362,7 +374,7 @@ impl Ticket {
         expires_at: u64,
     ) -> Result<(), GuardError> {
         let state = State::Settled;
-        self.record(Record {
+        self.finish(Record {
             state,
             tx,
             amount,
@@ -389,8 +401,10 @@ impl Ticket {
 
     /// Forgets what [`Ticket::settling`] wrote, once the settlement was refused and nothing was
     /// delivered: the payment is free again, as if never taken.
-    pub async fn released(self) -> Result<(), GuardError> {
-        self.guard.store.forget(self.claimed()).await
+    pub async fn released(mut self) -> Result<(), GuardError> {
+        let forgot = self.guard.store.forget(self.claimed()).await;
+        self.ended = forgot.is_ok();
+        forgot
     }
 
     /// Records that the settlement is pending (`tx`) or its outcome unknown (`tx` empty): the
@@ -398,7 +412,7 @@ impl Ticket {
     /// (idempotently) and served.
     pub async fn unsettled(self, tx: &str, expires_at: u64) -> Result<(), GuardError> {
         let state = State::Unsettled;
-        self.record(Record {
+        self.finish(Record {
             state,
             tx,
             amount: None,
@@ -411,6 +425,6 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.guard.store.release(self.claimed());
+        self.guard.store.release(self.claimed(), self.ended);
     }
 }

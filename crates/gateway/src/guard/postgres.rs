@@ -8,16 +8,23 @@
 //! payment), and lasts until it is released or its lease ends (the authorization's expiry: a
 //! replica that dies stops holding the payment when it could no longer be settled anyway).
 //! Amounts are `NUMERIC(78, 0)` (any uint256), passed as text.
+//!
+//! Round trips are the cost on the paid path: every statement is prepared once per connection
+//! (not parsed and planned again per call), the claim's lock and its look at the payment and
+//! the payer's reservations go out together (4 round trips with `BEGIN` and `COMMIT`), and a
+//! claim its last record already ended is not released again (docs/performance.md).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use obol_config::time::unix_now;
 use obol_facilitator::PaymentIdentity;
 use obol_x402::primitives::{B256, U256};
 use sha2::Digest as _;
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
 
 use super::{
     Account, Claimed, Granted, GuardError, Pending, Record, Recorded, Refusal, State, Store,
@@ -59,10 +66,56 @@ CREATE TABLE IF NOT EXISTS guard_metered_usage (
 );
 ";
 
+/// The text of [`RESERVED`], which [`LOOK`] embeds.
+macro_rules! reserved {
+    () => {
+        "SELECT SUM(reserved)::text FROM guard_payments
+         WHERE chain_id = $1 AND asset = $2 AND payer = $3
+           AND claim_token IS NOT NULL AND claimed_until >= $4"
+    };
+}
+
 /// What one payer's live claims reserve: chain id, asset, payer, now.
-const RESERVED: &str = "SELECT SUM(reserved)::text FROM guard_payments
-     WHERE chain_id = $1 AND asset = $2 AND payer = $3
-       AND claim_token IS NOT NULL AND claimed_until >= $4";
+const RESERVED: &str = reserved!();
+
+/// A claim's look, under the payer's lock: the payment's row (state, transaction, digest,
+/// whether a live claim holds it; all null when there is none) and the payer's reservations.
+/// Chain id, asset, payer, now, nonce.
+const LOOK: &str = concat!(
+    "SELECT p.state, p.tx, p.digest, p.claim_token IS NOT NULL AND p.claimed_until >= $4, (",
+    reserved!(),
+    ") FROM (SELECT 1) AS one LEFT JOIN guard_payments p
+         ON p.chain_id = $1 AND p.asset = $2 AND p.payer = $3 AND p.nonce = $5"
+);
+
+/// What a claim found under the payer's lock ([`LOOK`]).
+struct Found {
+    /// The payment's state, `None` when it has no row.
+    state: Option<String>,
+    /// Its settlement transaction (empty while unknown).
+    tx: String,
+    /// The digest of the terms it was recorded with.
+    digest: Option<Vec<u8>>,
+    /// A live claim holds it.
+    live: bool,
+    /// What the payer's live claims reserve.
+    reserved: Option<String>,
+}
+
+impl From<&tokio_postgres::Row> for Found {
+    fn from(row: &tokio_postgres::Row) -> Self {
+        Self {
+            state: row.get(0),
+            tx: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            digest: row.get(2),
+            live: row.get::<_, Option<bool>>(3) == Some(true),
+            reserved: row.get(4),
+        }
+    }
+}
+
+/// Takes one payer's lock until the transaction ends ([`account_lock`]).
+const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
 /// A row's state while only a claim exists.
 const CLAIMED: &str = "claimed";
@@ -80,6 +133,22 @@ pub(super) struct PgStore {
 
 fn error(e: impl std::fmt::Display) -> GuardError {
     GuardError(e.to_string())
+}
+
+/// `sql` prepared on `client`'s connection, once: later calls take it from the connection's
+/// cache instead of a round trip and a parse and plan on the server each time.
+async fn prepared(client: &impl GenericClient, sql: &str) -> Result<Statement, GuardError> {
+    client.prepare_cached(sql).await.map_err(error)
+}
+
+/// Runs `sql` (prepared once per connection) with `params`.
+async fn execute(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, GuardError> {
+    let statement = prepared(client, sql).await?;
+    client.execute(&statement, params).await.map_err(error)
 }
 
 fn now() -> i64 {
@@ -160,52 +229,42 @@ impl PgStore {
     ) -> Result<Result<Granted, Refusal>, GuardError> {
         let mut client = self.pool.get().await.map_err(error)?;
         let tx = client.transaction().await.map_err(error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&account_lock(id)])
-            .await
-            .map_err(error)?;
+        let (lock, look) = (prepared(&tx, LOCK).await?, prepared(&tx, LOOK).await?);
         let (chain_id, asset, payer, nonce) = key(id);
         let now = now();
-        let row = tx
-            .query_opt(
-                "SELECT state, tx, digest, claim_token IS NOT NULL AND claimed_until >= $5
-                 FROM guard_payments
-                 WHERE chain_id = $1 AND asset = $2 AND payer = $3 AND nonce = $4",
-                &[&chain_id, &asset, &payer, &nonce, &now],
-            )
-            .await
-            .map_err(error)?;
+        // Sent together: the look runs after the lock is held (its own snapshot, so it sees
+        // every claim committed before), one round trip for both.
+        let lock_key = account_lock(id);
+        let lock_params: [&(dyn ToSql + Sync); 1] = [&lock_key];
+        let look_params: [&(dyn ToSql + Sync); 5] = [&chain_id, &asset, &payer, &now, &nonce];
+        let (_, row) = tokio::try_join!(
+            tx.execute(&lock, &lock_params),
+            tx.query_one(&look, &look_params),
+        )
+        .map_err(error)?;
+        let found = Found::from(&row);
         let mut unsettled = None;
-        if let Some(row) = row {
-            let (state, recorded_tx, recorded_digest, live): (
-                String,
-                String,
-                Option<Vec<u8>>,
-                bool,
-            ) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        if let Some(state) = found.state {
             if state == State::Settled.as_str() {
-                return Ok(Err(Refusal::Settled(recorded_tx)));
+                return Ok(Err(Refusal::Settled(found.tx)));
             }
             let recorded = state != CLAIMED;
-            if recorded && recorded_digest.as_deref() != Some(digest.as_slice()) {
+            if recorded && found.digest.as_deref() != Some(digest.as_slice()) {
                 return Ok(Err(Refusal::OtherTerms));
             }
-            if live {
+            if found.live {
                 return Ok(Err(Refusal::InFlight));
             }
             if recorded {
-                unsettled = Some(recorded_tx);
+                unsettled = Some(found.tx);
             }
         }
-        let reserved: Option<String> = tx
-            .query_one(RESERVED, &[&chain_id, &asset, &payer, &now])
-            .await
-            .map_err(error)?
-            .get(0);
         let token = self
             .tokens
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let lease = seconds(lease_until);
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO guard_payments (chain_id, asset, payer, nonce, state, digest,
                  claim_token, claimed_until, reserved, expires_at, settled_at)
              VALUES ($1, $2, $3, $4, 'claimed', $5, $6, $7, CAST($8::text AS NUMERIC), $7, $9)
@@ -227,11 +286,10 @@ impl PgStore {
                 &now,
             ],
         )
-        .await
-        .map_err(error)?;
+        .await?;
         tx.commit().await.map_err(error)?;
         Ok(Ok(Granted {
-            reserved_before: parse_amount(reserved),
+            reserved_before: parse_amount(found.reserved),
             unsettled,
             token,
         }))
@@ -250,25 +308,28 @@ fn random_base() -> i64 {
 /// and its reservation are cleared.
 async fn release(pool: &Pool, id: &PaymentIdentity, token: i64) -> Result<(), GuardError> {
     let client = pool.get().await.map_err(error)?;
+    let delete = prepared(
+        &client,
+        "DELETE FROM guard_payments
+         WHERE chain_id = $1 AND asset = $2 AND payer = $3 AND nonce = $4
+           AND claim_token = $5 AND state = 'claimed'",
+    )
+    .await?;
+    let clear = prepared(
+        &client,
+        "UPDATE guard_payments SET claim_token = NULL, claimed_until = NULL, reserved = 0
+         WHERE chain_id = $1 AND asset = $2 AND payer = $3 AND nonce = $4
+           AND claim_token = $5",
+    )
+    .await?;
     let (chain_id, asset, payer, nonce) = key(id);
-    client
-        .execute(
-            "DELETE FROM guard_payments
-             WHERE chain_id = $1 AND asset = $2 AND payer = $3 AND nonce = $4
-               AND claim_token = $5 AND state = 'claimed'",
-            &[&chain_id, &asset, &payer, &nonce, &token],
-        )
-        .await
-        .map_err(error)?;
-    client
-        .execute(
-            "UPDATE guard_payments SET claim_token = NULL, claimed_until = NULL, reserved = 0
-             WHERE chain_id = $1 AND asset = $2 AND payer = $3 AND nonce = $4
-               AND claim_token = $5",
-            &[&chain_id, &asset, &payer, &nonce, &token],
-        )
-        .await
-        .map_err(error)?;
+    let params: [&(dyn ToSql + Sync); 5] = [&chain_id, &asset, &payer, &nonce, &token];
+    // Sent together, run in this order: one round trip.
+    tokio::try_join!(
+        client.execute(&delete, &params),
+        client.execute(&clear, &params)
+    )
+    .map_err(error)?;
     Ok(())
 }
 
@@ -291,7 +352,12 @@ impl Store for PgStore {
         }
     }
 
-    fn release(&self, claimed: Claimed<'_>) {
+    fn release(&self, claimed: Claimed<'_>, ended: bool) {
+        if ended {
+            // The record that ended the claim cleared it in the same write (or forget deleted
+            // the row): nothing is left to clear.
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No runtime (a process ending): the claim lapses with its lease.
             return;
@@ -317,9 +383,9 @@ impl Store for PgStore {
         let id = claimed.id;
         let client = self.pool.get().await.map_err(error)?;
         let (chain_id, asset, payer, nonce) = key(id);
-        client
-            .execute(
-                "INSERT INTO guard_payments (chain_id, asset, payer, nonce, state, tx, amount,
+        execute(
+            &client,
+            "INSERT INTO guard_payments (chain_id, asset, payer, nonce, state, tx, amount,
                      digest, expires_at, settled_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (chain_id, asset, payer, nonce) DO UPDATE SET
@@ -332,23 +398,22 @@ impl Store for PgStore {
                                           THEN NULL ELSE guard_payments.claimed_until END,
                      reserved = CASE WHEN $11 AND guard_payments.claim_token = $12
                                      THEN 0 ELSE guard_payments.reserved END",
-                &[
-                    &chain_id,
-                    &asset,
-                    &payer,
-                    &nonce,
-                    &record.state.as_str(),
-                    &record.tx,
-                    &record.amount.map(|a| a.to_string()),
-                    &claimed.digest.as_slice(),
-                    &seconds(record.expires_at),
-                    &now(),
-                    &record.ends_claim,
-                    &claimed.token,
-                ],
-            )
-            .await
-            .map_err(error)?;
+            &[
+                &chain_id,
+                &asset,
+                &payer,
+                &nonce,
+                &record.state.as_str(),
+                &record.tx,
+                &record.amount.map(|a| a.to_string()),
+                &claimed.digest.as_slice(),
+                &seconds(record.expires_at),
+                &now(),
+                &record.ends_claim,
+                &claimed.token,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -357,28 +422,27 @@ impl Store for PgStore {
         let id = claimed.id;
         let client = self.pool.get().await.map_err(error)?;
         let (chain_id, asset, payer, nonce) = key(id);
-        client
-            .execute(
-                "DELETE FROM guard_payments
+        execute(
+            &client,
+            "DELETE FROM guard_payments
                  WHERE chain_id = $1 AND asset = $2 AND payer = $3 AND nonce = $4
                    AND claim_token = $5",
-                &[&chain_id, &asset, &payer, &nonce, &claimed.token],
-            )
-            .await
-            .map_err(error)?;
+            &[&chain_id, &asset, &payer, &nonce, &claimed.token],
+        )
+        .await?;
         Ok(())
     }
 
     async fn receipt(&self, nonce: B256) -> Option<Recorded> {
         let client = self.pool.get().await.ok()?;
-        let rows = client
-            .query(
-                "SELECT chain_id, payer, state, tx, amount FROM guard_payments
-                 WHERE nonce = $1 AND state <> 'claimed' LIMIT 2",
-                &[&nonce.as_slice()],
-            )
-            .await
-            .ok()?;
+        let statement = prepared(
+            &client,
+            "SELECT chain_id, payer, state, tx, amount FROM guard_payments
+             WHERE nonce = $1 AND state <> 'claimed' LIMIT 2",
+        )
+        .await
+        .ok()?;
+        let rows = client.query(&statement, &[&nonce.as_slice()]).await.ok()?;
         let [row] = rows.as_slice() else {
             return None;
         };
@@ -402,9 +466,9 @@ impl Store for PgStore {
         let usage = charge.usage.unwrap_or_default();
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let client = self.pool.get().await.map_err(error)?;
-        client
-            .execute(
-                "INSERT INTO guard_metered_usage
+        execute(
+            &client,
+            "INSERT INTO guard_metered_usage
                      (namespace, name, requests, prompt_tokens, completion_tokens, charged)
                  VALUES ($1, $2, 1, $3, $4, CAST($5::text AS NUMERIC))
                  ON CONFLICT (namespace, name) DO UPDATE SET
@@ -413,27 +477,29 @@ impl Store for PgStore {
                      completion_tokens =
                          guard_metered_usage.completion_tokens + excluded.completion_tokens,
                      charged = guard_metered_usage.charged + excluded.charged",
-                &[
-                    &namespace,
-                    &name,
-                    &count(usage.prompt_tokens),
-                    &count(usage.completion_tokens),
-                    &charge.amount.to_string(),
-                ],
-            )
-            .await
-            .map_err(error)?;
+            &[
+                &namespace,
+                &name,
+                &count(usage.prompt_tokens),
+                &count(usage.completion_tokens),
+                &charge.amount.to_string(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn usage(&self, namespace: &str, name: &str) -> Option<crate::metering::MeteredUsage> {
         let client = self.pool.get().await.ok()?;
+        let statement = prepared(
+            &client,
+            "SELECT requests, prompt_tokens, completion_tokens, charged::text
+             FROM guard_metered_usage WHERE namespace = $1 AND name = $2",
+        )
+        .await
+        .ok()?;
         let row = client
-            .query_opt(
-                "SELECT requests, prompt_tokens, completion_tokens, charged::text
-                 FROM guard_metered_usage WHERE namespace = $1 AND name = $2",
-                &[&namespace, &name],
-            )
+            .query_opt(&statement, &[&namespace, &name])
             .await
             .ok()??;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
@@ -449,10 +515,13 @@ impl Store for PgStore {
         let Ok(client) = self.pool.get().await else {
             return U256::ZERO;
         };
+        let Ok(statement) = prepared(&client, RESERVED).await else {
+            return U256::ZERO;
+        };
         let chain_id = i64::try_from(account.chain_id).unwrap_or(i64::MAX);
         client
             .query_one(
-                RESERVED,
+                &statement,
                 &[
                     &chain_id,
                     &account.asset.as_slice(),
@@ -467,16 +536,15 @@ impl Store for PgStore {
     async fn pending(&self, now: u64) -> Result<Pending, GuardError> {
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         let client = self.pool.get().await.map_err(error)?;
-        let row = client
-            .query_one(
-                "SELECT COUNT(*) FILTER (WHERE expires_at >= $1),
-                        COUNT(*) FILTER (WHERE expires_at < $1),
-                        MIN(expires_at) FILTER (WHERE expires_at >= $1)
-                 FROM guard_payments WHERE state = 'unsettled'",
-                &[&now],
-            )
-            .await
-            .map_err(error)?;
+        let statement = prepared(
+            &client,
+            "SELECT COUNT(*) FILTER (WHERE expires_at >= $1),
+                    COUNT(*) FILTER (WHERE expires_at < $1),
+                    MIN(expires_at) FILTER (WHERE expires_at >= $1)
+             FROM guard_payments WHERE state = 'unsettled'",
+        )
+        .await?;
+        let row = client.query_one(&statement, &[&now]).await.map_err(error)?;
         let count = |n: i64| u64::try_from(n).unwrap_or_default();
         Ok(Pending {
             unsettled: count(row.get(0)),

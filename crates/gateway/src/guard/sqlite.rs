@@ -213,7 +213,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release(&self, claimed: Claimed<'_>) {
+    fn release(&self, claimed: Claimed<'_>, _ended: bool) {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         live.in_flight.remove(claimed.id);
         let account = Account::from(claimed.id);

@@ -280,3 +280,98 @@ async fn an_unreachable_database_refuses_to_start_and_says_why() {
         .to_string();
     assert!(error.contains("payment guard store"), "{error}");
 }
+
+/// The exchanges a paid call may have with PostgreSQL, each waited on (a `ReadyForQuery` from
+/// the server): the claim's `BEGIN`, lock, look, insert and `COMMIT` (the lock and the look
+/// sent together: 4 round trips), then the `settling` and `settled` writes. Statements are
+/// prepared once per connection, and the settled claim is not released again.
+const EXCHANGES_PER_PAID_CALL: usize = 7;
+
+/// A relay to the server at `url` that counts the server's `ReadyForQuery` messages; the URL
+/// to connect through it, and the count.
+async fn counting_relay(url: &str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (head, tail) = url.rsplit_once(':').unwrap();
+    let (port, database) = tail.split_once('/').unwrap();
+    let server = format!("127.0.0.1:{port}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = format!(
+        "{head}:{}/{database}",
+        listener.local_addr().unwrap().port()
+    );
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = ready.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = tokio::net::TcpStream::connect(&server).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = upstream.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+            let count = count.clone();
+            tokio::spawn(async move {
+                // Every server message is a type byte, a 4-byte length (itself included), a body.
+                let (mut header, mut skip, mut buf) = (Vec::new(), 0usize, vec![0u8; 8192]);
+                while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                    let mut bytes = &buf[..n];
+                    while !bytes.is_empty() {
+                        if skip > 0 {
+                            let take = skip.min(bytes.len());
+                            (skip, bytes) = (skip - take, &bytes[take..]);
+                            continue;
+                        }
+                        let take = (5 - header.len()).min(bytes.len());
+                        header.extend_from_slice(&bytes[..take]);
+                        bytes = &bytes[take..];
+                        if header.len() == 5 {
+                            if header[0] == b'Z' {
+                                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            let length = u32::from_be_bytes(header[1..].try_into().unwrap());
+                            skip = usize::try_from(length).unwrap() - 4;
+                            header.clear();
+                        }
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (relay, ready)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_call_waits_on_postgresql_few_times() {
+    let Some((_server, url)) = postgres("trips") else {
+        return;
+    };
+    let (relay, ready) = counting_relay(&url).await;
+    let guard = Arc::new(ReplayGuard::postgres(&relay).await.unwrap());
+    let paid_call = |n: u8| {
+        let guard = guard.clone();
+        async move {
+            let claim = claim(&guard, n).await.unwrap();
+            claim.ticket.settling(far()).await.unwrap();
+            claim.ticket.settled("0x1", None, far()).await.unwrap();
+        }
+    };
+    // The first call prepares the statements on the connection.
+    paid_call(1).await;
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(200));
+    settle().await;
+    let before = ready.load(std::sync::atomic::Ordering::SeqCst);
+    for n in 2..12 {
+        paid_call(n).await;
+    }
+    settle().await;
+    let exchanges = ready.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        exchanges <= 10 * EXCHANGES_PER_PAID_CALL,
+        "10 paid calls waited on PostgreSQL {exchanges} times"
+    );
+    assert_eq!(
+        claim(&guard, 2).await.unwrap_err(),
+        Refusal::Settled("0x1".into())
+    );
+}
