@@ -90,34 +90,19 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
         U256::from(5000) + initial_balance(&seller).await
     );
 
-    let status: Value = reqwest::get(format!("{proxy}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = obol_testkit::http::get_json(format!("{proxy}/status")).await;
     assert_eq!(status["llm"]["remaining"], 0);
     assert_eq!(status["llm"]["spent"], 5);
     assert_eq!(status["llm"]["public_model"], "paid/counted");
     assert_eq!(status["llm"]["network"], "base-sepolia");
 
-    let models: Value = reqwest::get(format!("{proxy}/v1/models"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = obol_testkit::http::get_json(format!("{proxy}/v1/models")).await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "paid/counted");
     assert_eq!(models["data"][0]["object"], "model");
     assert_eq!(models["data"][0]["remaining"], 0);
 
-    let metrics = reqwest::get(format!("{proxy}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = obol_testkit::http::get_text(format!("{proxy}/metrics")).await;
     let value = |family: &str| {
         metrics
             .lines()
@@ -185,7 +170,7 @@ async fn streams_pass_through_and_failures_are_not_paid() {
         before - U256::from(1000)
     );
     // The relayed link reads the stream's receipt at the seller.
-    let receipt: Value = reqwest::get(&link).await.unwrap().json().await.unwrap();
+    let receipt: Value = obol_testkit::http::get_json(&link).await;
     assert_eq!(receipt["success"], true, "{receipt}");
     assert_eq!(receipt["payer"], buyer.address().to_checksum(None));
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::v2;
 use serde_json::Value;
 
@@ -235,22 +235,10 @@ async fn restore_checks_the_stack_the_hashes_the_versions_and_the_keys() {
 pub(crate) async fn sign(url: &str) -> String {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), 402);
-    let required: v2::PaymentRequired =
-        header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let required = obol_testkit::x402::challenge_of(&response);
     let buyer = LocalSigner::from_private_key_hex(BUYER_KEY).unwrap();
-    let unsigned = prepare_payment(
-        &required.accepts[0],
-        Some(required.resource.clone()),
-        buyer.address(),
-        ValidityWindow::for_request(now, 300),
-        random_nonce(),
-    )
-    .unwrap();
-    header::encode(&unsigned.sign_with(&buyer).unwrap()).unwrap()
+    let window = ValidityWindow::for_request(obol_testkit::now(), 300);
+    obol_testkit::x402::pay(&buyer, &required, 0, window, random_nonce())
 }
 
 /// GETs `url` with `payment`: the status, and the refusal's reason on a 402.

@@ -3,6 +3,7 @@
 //! `/.well-known/x402.json`, `/llms.txt`, `/skill.md`, `/api/services.json` and the HTML page
 //! name the same endpoint, price and currency; a stopped (drained) offer is in none of them.
 
+use obol_testkit::http::Fetch as _;
 use serde_json::{Value, json};
 
 use crate::stack::{StackGuard, gateway, sell_echo, sell_llm, upstream, wait_offer_ready};
@@ -42,7 +43,7 @@ async fn every_document_agrees_with_the_402s() {
     let client = reqwest::Client::new();
     let text = |path: &'static str| {
         let (client, url) = (client.clone(), format!("{base}{path}"));
-        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+        async move { client.get(url).fetch_text().await }
     };
     let json_of = |body: String| serde_json::from_str::<Value>(&body).unwrap();
     let openapi = json_of(text("/openapi.json").await);

@@ -79,12 +79,7 @@ fn address_of(private_key: &str) -> Address {
 }
 
 async fn document(public: &str) -> Value {
-    reqwest::get(format!("{public}/.well-known/agent-registration.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    obol_testkit::http::get_json(format!("{public}/.well-known/agent-registration.json")).await
 }
 
 /// Polls `check` (about 10 s) until it holds.
@@ -171,12 +166,7 @@ async fn register_import_forget_discover_and_tombstone() {
         ("False", "AwaitingExternalRegistration", None),
     )
     .await;
-    let services: Value = reqwest::get(format!("{public}/api/services.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: Value = obol_testkit::http::get_json(format!("{public}/api/services.json")).await;
     assert_eq!(services["services"][0]["registrationPending"], true);
     let doc = document(&public).await;
     assert_eq!(doc["active"], true);

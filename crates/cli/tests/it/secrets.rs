@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
+use obol_testkit::http::Fetch as _;
 
 use crate::stack::{DevnetStackGuard, gateway, sell_echo, wait_offer_ready};
 use crate::{obol_in, stderr, stdout, succeeded};
@@ -191,12 +192,8 @@ async fn the_sellers_key_reaches_the_upstream_and_nowhere_else() {
         let text = client
             .get(format!("{admin}{path}"))
             .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .fetch_text()
+            .await;
         leaks(&text, path);
     }
     let secret_file = dir.join("config/secrets/default/echo-upstream-auth.json");

@@ -16,8 +16,6 @@ mod rpcs;
 mod same_nonce;
 mod upto;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol;
 use obol_chain::ChainClient;
@@ -26,7 +24,6 @@ use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
 use obol_x402::LocalSigner;
 use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::wire::{VerifyRequest, v2};
-use serde_json::json;
 
 sol! {
     #[sol(rpc)]
@@ -38,14 +35,8 @@ sol! {
 }
 
 /// The seller's payTo in every test (dev account 2).
-pub const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+pub use obol_testkit::accounts::PAY_TO;
+pub use obol_testkit::now;
 
 /// A devnet, a client on it, and a facilitator paying gas from dev account 9.
 pub struct Fixture {
@@ -91,16 +82,13 @@ impl Fixture {
 
 /// A USDC requirement of `amount` atomic units paying [`PAY_TO`].
 pub fn usdc_requirement(amount: u64) -> v2::PaymentRequirements {
-    serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": "eip155:84532",
-        "amount": amount.to_string(),
-        "asset": USDC.to_checksum(None),
-        "payTo": PAY_TO,
-        "maxTimeoutSeconds": 300,
-        "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
-    }))
-    .unwrap()
+    let requirement = obol_testkit::x402::requirement("USDC", amount, PAY_TO);
+    assert_eq!(
+        requirement.asset,
+        USDC.to_checksum(None),
+        "the devnet's USDC"
+    );
+    requirement
 }
 
 /// Signs `requirement` with `signer` over `window` and pairs it with the server's copy

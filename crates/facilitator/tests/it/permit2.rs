@@ -18,20 +18,13 @@ use crate::{Fixture, IToken, PAY_TO, now, simple_payment};
 const PRICE: u64 = 1_000_000_000_000_000; // 0.001 OBOL
 
 pub(crate) fn obol_requirement() -> v2::PaymentRequirements {
-    let token = TokenRegistry::builtin()
-        .resolve("OBOL", "base-sepolia")
-        .unwrap()
-        .clone();
+    let registry = TokenRegistry::builtin();
+    let token = registry.resolve("OBOL", "base-sepolia").unwrap();
     assert_eq!(
         token.address, OBOL,
         "the devnet OBOL sits at the registry's address"
     );
-    serde_json::from_value(json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": PRICE.to_string(),
-        "asset": OBOL.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-        "extra": token.requirement_extra()
-    }))
-    .unwrap()
+    obol_testkit::x402::requirement("OBOL", PRICE, PAY_TO)
 }
 
 /// `buyer` lets Permit2 move all its `token`.

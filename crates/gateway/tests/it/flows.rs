@@ -393,11 +393,7 @@ async fn inference_offers_normalise_the_chat_path_and_metrics_count() {
         assert!(metrics.contains(name), "{name} missing");
     }
     assert!(metrics.contains("offer_name=\"llm\""));
-    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", fixture.gateway))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value =
+        obol_testkit::http::get_json(format!("{}/readyz", fixture.gateway)).await;
     assert_eq!(ready["status"], "ready");
 }

@@ -1,0 +1,71 @@
+//! x402 for tests: requirements in the built-in tokens, a 402's challenge, and a signed
+//! `PAYMENT-SIGNATURE` for it.
+
+use obol_x402::LocalSigner;
+use obol_x402::header::{self, PAYMENT_REQUIRED};
+use obol_x402::primitives::B256;
+use obol_x402::signer::{ValidityWindow, prepare_payment};
+use obol_x402::token::TokenRegistry;
+use obol_x402::wire::v2;
+use serde_json::json;
+
+/// An `exact` requirement of `amount` atomic units of the built-in token `symbol` on Base
+/// Sepolia (where the devnet places the tokens), paying `pay_to`, five minutes to settle, with
+/// the token's `extra` (EIP-712 domain, transfer method).
+///
+/// # Panics
+///
+/// When `symbol` is not a built-in token on Base Sepolia.
+pub fn requirement(
+    symbol: &str,
+    amount: impl std::fmt::Display,
+    pay_to: &str,
+) -> v2::PaymentRequirements {
+    let registry = TokenRegistry::builtin();
+    let token = registry
+        .resolve(symbol, "base-sepolia")
+        .expect("a built-in token");
+    serde_json::from_value(json!({
+        "scheme": "exact", "network": "eip155:84532", "amount": amount.to_string(),
+        "asset": token.address.to_checksum(None), "payTo": pay_to, "maxTimeoutSeconds": 300,
+        "extra": token.requirement_extra()
+    }))
+    .expect("a valid requirement")
+}
+
+/// The `PaymentRequired` a 402 (or a sign-in 401) carries in its `PAYMENT-REQUIRED` header.
+///
+/// # Panics
+///
+/// When the header is missing or does not decode.
+pub fn challenge_of(response: &reqwest::Response) -> v2::PaymentRequired {
+    let value = response.headers()[PAYMENT_REQUIRED]
+        .to_str()
+        .expect("an ASCII header");
+    header::decode(value).expect("a v2 PaymentRequired")
+}
+
+/// `accepts[index]` of `required` signed by `buyer` for `required.resource` over `window` with
+/// `nonce`: the `PAYMENT-SIGNATURE` header value.
+///
+/// # Panics
+///
+/// When there is no such option or it cannot be signed.
+pub fn pay(
+    buyer: &LocalSigner,
+    required: &v2::PaymentRequired,
+    index: usize,
+    window: ValidityWindow,
+    nonce: B256,
+) -> String {
+    let unsigned = prepare_payment(
+        &required.accepts[index],
+        Some(required.resource.clone()),
+        buyer.address(),
+        window,
+        nonce,
+    )
+    .expect("a payment to sign");
+    let payload = unsigned.sign_with(buyer).expect("a signature");
+    header::encode(&payload).expect("an encodable payment")
+}
