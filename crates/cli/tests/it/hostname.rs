@@ -4,8 +4,6 @@
 //! claiming the name gets `HostnameConflict`, and a bad name is refused up front.
 
 use obol_testkit::http::Fetch as _;
-use obol_x402::header::{self, PAYMENT_REQUIRED};
-use obol_x402::wire::v2;
 use serde_json::Value;
 
 use crate::stack::{StackGuard, gateway, sell_echo, upstream, wait_offer, wait_offer_ready};

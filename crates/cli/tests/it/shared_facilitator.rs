@@ -9,17 +9,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use obol_gateway::guard::ReplayGuard;
-use obol_gateway::server::{GatewayConfig, app, serve};
+use obol_gateway::server::{GatewayConfig, app};
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+use obol_testkit::http::spawn;
 use obol_x402::LocalSigner;
-use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use obol_x402::header::{self, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
 use obol_x402::primitives::B256;
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::token::TokenRegistry;
-use obol_x402::wire::{SettleResponse, v2};
+use obol_x402::wire::SettleResponse;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 use crate::{balance, facilitator_serve, obol_in, succeeded};
