@@ -4,9 +4,9 @@
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED};
 use obol_x402::primitives::B256;
-use obol_x402::signer::{ValidityWindow, prepare_payment};
+use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::token::TokenRegistry;
-use obol_x402::wire::v2;
+use obol_x402::wire::{VerifyRequest, v2};
 use serde_json::json;
 
 /// An `exact` requirement of `amount` atomic units of the built-in token `symbol` on Base
@@ -45,6 +45,38 @@ pub fn challenge_of(response: &reqwest::Response) -> v2::PaymentRequired {
     header::decode(value).expect("a v2 PaymentRequired")
 }
 
+/// A window valid now: from the clock-skew tolerance ago for five minutes.
+pub fn live() -> ValidityWindow {
+    ValidityWindow::for_request(crate::now(), 300)
+}
+
+/// `requirement` signed by `buyer` (for `resource`, when given) over `window` with `nonce`.
+///
+/// # Panics
+///
+/// When the requirement cannot be signed.
+pub fn signed(
+    buyer: &LocalSigner,
+    requirement: &v2::PaymentRequirements,
+    resource: Option<v2::ResourceInfo>,
+    window: ValidityWindow,
+    nonce: B256,
+) -> v2::PaymentPayload {
+    prepare_payment(requirement, resource, buyer.address(), window, nonce)
+        .expect("a payment to sign")
+        .sign_with(buyer)
+        .expect("a signature")
+}
+
+/// What a seller asks its facilitator to verify or settle: `requirement` paid by `buyer`,
+/// signed now ([`live`]) with a fresh nonce.
+pub fn payment(buyer: &LocalSigner, requirement: &v2::PaymentRequirements) -> VerifyRequest {
+    VerifyRequest::V2 {
+        payment_payload: signed(buyer, requirement, None, live(), random_nonce()),
+        payment_requirements: requirement.clone(),
+    }
+}
+
 /// `accepts[index]` of `required` signed by `buyer` for `required.resource` over `window` with
 /// `nonce`: the `PAYMENT-SIGNATURE` header value.
 ///
@@ -58,14 +90,7 @@ pub fn pay(
     window: ValidityWindow,
     nonce: B256,
 ) -> String {
-    let unsigned = prepare_payment(
-        &required.accepts[index],
-        Some(required.resource.clone()),
-        buyer.address(),
-        window,
-        nonce,
-    )
-    .expect("a payment to sign");
-    let payload = unsigned.sign_with(buyer).expect("a signature");
+    let resource = Some(required.resource.clone());
+    let payload = signed(buyer, &required.accepts[index], resource, window, nonce);
     header::encode(&payload).expect("an encodable payment")
 }

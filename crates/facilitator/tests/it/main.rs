@@ -22,7 +22,7 @@ use obol_chain::ChainClient;
 use obol_devnet::{Devnet, USDC};
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::ValidityWindow;
 use obol_x402::wire::{VerifyRequest, v2};
 
 sol! {
@@ -91,6 +91,8 @@ pub fn usdc_requirement(amount: u64) -> v2::PaymentRequirements {
     requirement
 }
 
+pub use obol_testkit::x402::{live, payment as simple_payment};
+
 /// Signs `requirement` with `signer` over `window` and pairs it with the server's copy
 /// `server` (usually the same requirement).
 pub fn pay(
@@ -100,23 +102,8 @@ pub fn pay(
     window: ValidityWindow,
     nonce: B256,
 ) -> VerifyRequest {
-    let unsigned = prepare_payment(requirement, None, signer.address(), window, nonce).unwrap();
-    let signature = signer.sign_digest_sync(&unsigned.digest()).unwrap();
     VerifyRequest::V2 {
-        payment_payload: unsigned.finish(&signature),
+        payment_payload: obol_testkit::x402::signed(signer, requirement, None, window, nonce),
         payment_requirements: server.clone(),
     }
-}
-
-/// A live window: valid from ten minutes ago for five minutes.
-pub fn live() -> ValidityWindow {
-    ValidityWindow::for_request(now(), 300)
-}
-
-/// Pays `requirement` from `signer` with a fresh nonce and a live window.
-pub fn simple_payment(
-    signer: &LocalSigner,
-    requirement: &v2::PaymentRequirements,
-) -> VerifyRequest {
-    pay(signer, requirement, requirement, live(), random_nonce())
 }

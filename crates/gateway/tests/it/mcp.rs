@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use obol_gateway::mcp::{Tool, Tools};
 use obol_gateway::{Gate, Methods, Offer, OfferKind, Route, RouteTable};
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_testkit::x402::signed;
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::v2;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -135,15 +136,16 @@ fn failure_reason(result: &Value) -> String {
 
 /// A signed payment for the first option of `required`, as the `_meta` value.
 fn pay(fixture: &Fixture, buyer: usize, required: &v2::PaymentRequired) -> Value {
-    let unsigned = prepare_payment(
+    let resource = Some(required.resource.clone());
+    let (buyer, window) = (fixture.buyer(buyer), obol_testkit::x402::live());
+    let payload = signed(
+        &buyer,
         &required.accepts[0],
-        Some(required.resource.clone()),
-        fixture.buyer(buyer).address(),
-        ValidityWindow::for_request(now(), 300),
+        resource,
+        window,
         random_nonce(),
-    )
-    .unwrap();
-    serde_json::to_value(unsigned.sign_with(&fixture.buyer(buyer)).unwrap()).unwrap()
+    );
+    serde_json::to_value(payload).unwrap()
 }
 
 #[tokio::test]
@@ -212,18 +214,19 @@ async fn a_paid_tool_is_charged_exactly_once_after_the_upstream_answered() {
 async fn a_short_lived_payment_and_an_escaping_path_are_refused_before_anything_runs() {
     let fixture = fixture().await;
     let required = required_of(&call(&fixture, "echo", None).await);
-    let unsigned = prepare_payment(
+    let window = ValidityWindow {
+        valid_after: 0,
+        valid_before: now() + 8,
+    };
+    let resource = Some(required.resource.clone());
+    let payload = signed(
+        &fixture.buyer(1),
         &required.accepts[0],
-        Some(required.resource.clone()),
-        fixture.buyer(1).address(),
-        ValidityWindow {
-            valid_after: 0,
-            valid_before: now() + 8,
-        },
+        resource,
+        window,
         random_nonce(),
-    )
-    .unwrap();
-    let payment = serde_json::to_value(unsigned.sign_with(&fixture.buyer(1)).unwrap()).unwrap();
+    );
+    let payment = serde_json::to_value(payload).unwrap();
     let refused = call(&fixture, "echo", Some(payment)).await;
     assert_eq!(failure_reason(&refused), "authorization_expires_too_soon");
     // (A literal `..` never leaves the client: URL libraries resolve it.)
