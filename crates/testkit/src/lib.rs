@@ -1,6 +1,7 @@
 //! obol-stack's test kit: what the tests of several crates need. Dev-only; nothing here ships.
 //!
-//! - [`now`]: the clock, in Unix seconds; [`until`]: polls a condition with a deadline.
+//! - [`now`]: the clock, in Unix seconds; [`until`]: polls a condition with a deadline;
+//!   [`join_all`]: runs futures concurrently on the calling task.
 //! - [`accounts`]: the devnet's dev accounts by address ([`accounts::PAY_TO`], the payee).
 //! - [`http`]: servers on free loopback ports ([`http::spawn`]) and requests read in one line
 //!   ([`http::get_json`], [`http::Fetch`]).
@@ -20,12 +21,14 @@
 #![allow(clippy::expect_used, reason = "a failed set-up is a failed test")]
 
 pub mod accounts;
+#[cfg(unix)]
 pub mod fs;
 pub mod http;
 pub mod postgres;
 pub mod tls;
 pub mod x402;
 
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Whether the tests run under CI (`CI=true`): there a missing tool fails the test, elsewhere
@@ -63,4 +66,35 @@ pub async fn until(
         assert!(Instant::now() < deadline, "{what}: not within {within:?}");
         tokio::time::sleep(every).await;
     }
+}
+
+/// Polls every future concurrently on the calling task (no spawning: they may borrow) and
+/// returns their outputs in order.
+pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
 }

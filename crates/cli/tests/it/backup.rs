@@ -70,10 +70,7 @@ fn user_version(path: &Path) -> i64 {
 }
 
 #[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
+use obol_testkit::fs::mode;
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,40 +328,10 @@ async fn twenty_concurrent_distinct_payments_all_land() {
 
 async fn futures_join_all(fixture: &Fixture, requests: &[VerifyRequest]) -> Vec<SettleResponse> {
     let futures = requests.iter().map(|r| fixture.facilitator.settle(r));
-    join_all(futures)
+    obol_testkit::join_all(futures)
         .await
         .into_iter()
         .map(Result::unwrap)
-        .collect()
-}
-
-/// A dependency-free `join_all`: polls every future concurrently on the current task.
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future completed"))
         .collect()
 }
 

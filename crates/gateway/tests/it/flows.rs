@@ -198,7 +198,7 @@ async fn g6_replays_in_flight_are_refused_and_one_of_many_wins() {
             .header(PAYMENT_SIGNATURE, &payment)
             .send()
     });
-    let statuses: Vec<u16> = futures_join(sends)
+    let statuses: Vec<u16> = obol_testkit::join_all(sends)
         .await
         .into_iter()
         .map(|r| r.unwrap().status().as_u16())
@@ -219,38 +219,6 @@ async fn g6_replays_in_flight_are_refused_and_one_of_many_wins() {
         before + U256::from(1000),
         "one transfer"
     );
-}
-
-/// Polls futures concurrently on this task.
-async fn futures_join<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (slot, out) in pending.iter_mut().zip(results.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *out = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.extend(results.into_iter().map(|r| r.expect("completed")));
-    outputs
 }
 
 #[tokio::test]

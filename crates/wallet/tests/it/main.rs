@@ -42,19 +42,9 @@ fn keystore_round_trip_and_wrong_password() {
     );
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&created.path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-        let mode = std::fs::metadata(dir.path().join("wallets"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o700);
+        use obol_testkit::fs::mode;
+        assert_eq!(mode(&created.path), 0o600);
+        assert_eq!(mode(&dir.path().join("wallets")), 0o700);
     }
 }
 
