@@ -2,7 +2,7 @@
 //! `PAYMENT-SIGNATURE` for it.
 
 use obol_x402::LocalSigner;
-use obol_x402::header::{self, PAYMENT_REQUIRED};
+use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_RESPONSE};
 use obol_x402::primitives::B256;
 use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
 use obol_x402::token::TokenRegistry;
@@ -43,6 +43,20 @@ pub fn challenge_of(response: &reqwest::Response) -> v2::PaymentRequired {
         .to_str()
         .expect("an ASCII header");
     header::decode(value).expect("a v2 PaymentRequired")
+}
+
+/// Fails the test unless `response` is a 200 carrying the settlement receipt
+/// (`PAYMENT-RESPONSE`): a paid call, served and settled.
+///
+/// # Panics
+///
+/// When it is not.
+pub fn assert_paid(response: &reqwest::Response) {
+    assert_eq!(response.status(), 200, "a paid call is served");
+    assert!(
+        response.headers().contains_key(PAYMENT_RESPONSE),
+        "a paid call carries its receipt"
+    );
 }
 
 /// A window valid now: from the clock-skew tolerance ago for five minutes.

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::buy::{MODEL, chat};
 use crate::stack::{DevnetStackGuard, StackGuard, gateway, sell_echo, upstream, wait_offer_ready};
-use crate::{json_of, obol_in, start_stack, stderr, stdout, succeeded};
+use crate::{assert_contains, json_of, obol_in, refused, start_stack, stderr, stdout, succeeded};
 
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
 
@@ -39,11 +39,6 @@ fn manifest(file: &Path) -> Value {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut first, &mut text).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn refused(out: &std::process::Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
-    assert!(stderr(out).contains(needle), "{}", stderr(out));
 }
 
 fn backup(dir: &Path, file: &Path, keys: bool) -> Value {
@@ -221,11 +216,7 @@ async fn restore_checks_the_stack_the_hashes_the_versions_and_the_keys() {
         &out,
         "resource store (data/store.sqlite) has schema version 7",
     );
-    assert!(
-        stderr(&out).contains("knows up to version 1"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "knows up to version 1");
 }
 
 /// Reads the 402 of `url` and signs its first option as the buyer: a `PAYMENT-SIGNATURE`.
@@ -466,16 +457,11 @@ fn the_service_unit_is_exact_and_never_replaced_silently() {
     let out = obol_in(dir, &["stack", "install-service", "--user"], &env, None);
     succeeded(&out);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), user_unit);
-    assert!(
-        stdout(&out).contains("systemctl --user enable --now obol-stack.service"),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        "systemctl --user enable --now obol-stack.service",
     );
-    assert!(
-        stdout(&out).contains("does not run systemctl"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "does not run systemctl");
     let again = json_of(&obol_in(
         dir,
         &["--json", "stack", "install-service", "--user"],
@@ -537,5 +523,5 @@ fn completions_for_each_shell_name_the_commands() {
     }
     let out = crate::obol(&["completions", "tcsh"], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("invalid value"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "invalid value");
 }

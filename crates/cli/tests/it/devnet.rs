@@ -8,7 +8,7 @@ use obol_facilitator::http::{ClientOptions, RemoteFacilitator};
 use obol_x402::LocalSigner;
 use obol_x402::wire::v2;
 
-use crate::{facilitator_serve, obol_in, stderr, stdout};
+use crate::{assert_contains, facilitator_serve, obol_in, stderr, stdout};
 
 /// Stops the devnet when the test ends, pass or fail.
 struct DevnetGuard<'a>(&'a Path);
@@ -44,11 +44,7 @@ async fn devnet_and_facilitator_serve() {
     assert_eq!(status["running"], true);
     assert_eq!(status["chainId"], 84532);
     let list = obol_in(dir, &["network", "list"], &[], None);
-    assert!(
-        stdout(&list).contains("devnet (chain 84532): 1 endpoint"),
-        "{}",
-        stdout(&list)
-    );
+    assert_contains(&stdout(&list), "devnet (chain 84532): 1 endpoint");
 
     // The facilitator, paying gas from dev account 9, on a free port.
     let (mut server, banner, lines) = facilitator_serve(dir);

@@ -184,8 +184,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 200);
-            assert!(response.headers().contains_key("payment-response"));
+            obol_testkit::x402::assert_paid(&response);
         }
         assert_eq!(
             balance(bob, "base-sepolia", ALICE, token),

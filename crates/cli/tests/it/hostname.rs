@@ -7,7 +7,7 @@ use obol_testkit::http::Fetch as _;
 use serde_json::Value;
 
 use crate::stack::{StackGuard, gateway, sell_echo, upstream, wait_offer, wait_offer_ready};
-use crate::{json_of, obol_in, stderr};
+use crate::{assert_contains, json_of, obol_in, stderr};
 
 const HOST: &str = "api.example.test";
 
@@ -27,7 +27,7 @@ async fn an_offer_on_its_own_hostname() {
     .concat();
     let out = obol_in(dir, &bad, &[], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("spec.hostname"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "spec.hostname");
 
     let sell = [
         sell_echo(&upstream, "0.001").as_slice(),

@@ -233,3 +233,16 @@ fn version() {
         format!("obol {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Fails the test unless `text` (a run's stdout or stderr) contains `wanted`, showing the text.
+#[track_caller]
+pub fn assert_contains(text: &str, wanted: &str) {
+    assert!(text.contains(wanted), "{text}");
+}
+
+/// Fails the test unless the run failed with status 1 and said `reason` on stderr.
+#[track_caller]
+pub fn refused(out: &Output, reason: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
+    assert_contains(&stderr(out), reason);
+}

@@ -17,7 +17,7 @@ use crate::interop::{
     wait_ready,
 };
 use crate::stack::{gateway, upstream};
-use crate::{obol_in, stderr};
+use crate::{assert_contains, obol_in, stderr};
 
 /// A call of `tool` with `arguments` and of the free tool `free` (arguments `free_arguments`).
 struct Calls<'a> {
@@ -386,11 +386,7 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
         .output()
         .expect("obol runs");
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("only a loopback address"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "only a loopback address");
 
     let (_server, url) = spawn_until(
         &mut obol(&["mcp", "--listen", "127.0.0.1:0"]),

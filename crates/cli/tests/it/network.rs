@@ -2,7 +2,7 @@
 
 use obol_devnet::Anvil;
 
-use crate::{obol_in, stderr, stdout};
+use crate::{assert_contains, obol_in, stderr, stdout};
 
 const SECRET_URL: &str = "http://127.0.0.1:1/v2/SECRETSECRETSECRET";
 const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
@@ -52,17 +52,16 @@ async fn add_list_status_remove() {
         &[],
         None,
     );
-    assert!(stderr(&out).contains("--chain-id"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "--chain-id");
     let out = obol_in(
         dir,
         &["network", "add", "base", "--endpoint", &live],
         &[],
         None,
     );
-    assert!(
-        stderr(&out).contains("serves chain id 84532, but base is chain id 8453"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "serves chain id 84532, but base is chain id 8453",
     );
 
     let out = obol_in(
@@ -148,11 +147,7 @@ async fn add_list_status_remove() {
         &[],
         None,
     );
-    assert!(
-        stderr(&out).contains("no endpoint http://127.0.0.1"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "no endpoint http://127.0.0.1");
 }
 
 #[test]
