@@ -5,7 +5,15 @@ use obol_devnet::Anvil;
 use crate::{assert_contains, obol_in, stderr, stdout};
 
 const SECRET_URL: &str = "http://127.0.0.1:1/v2/SECRETSECRETSECRET";
-const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const A0: &str = obol_testkit::accounts::DEV_ADDRESSES[0];
+
+/// `obol network add devnet --chain-id 84532 --endpoint <endpoint>` with `extra` flags.
+fn add_devnet(dir: &std::path::Path, endpoint: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["network", "add", "devnet", "--chain-id", "84532"];
+    args.extend(["--endpoint", endpoint]);
+    args.extend_from_slice(extra);
+    obol_in(dir, &args, &[], None)
+}
 
 fn no_secret(out: &std::process::Output) {
     assert!(
@@ -22,20 +30,7 @@ async fn add_list_status_remove() {
     let live = anvil.endpoint();
 
     // A dead endpoint is refused by the check, with the cause and a way out.
-    let out = obol_in(
-        dir,
-        &[
-            "network",
-            "add",
-            "devnet",
-            "--chain-id",
-            "84532",
-            "--endpoint",
-            SECRET_URL,
-        ],
-        &[],
-        None,
-    );
+    let out = add_devnet(dir, SECRET_URL, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -64,38 +59,10 @@ async fn add_list_status_remove() {
         "serves chain id 84532, but base is chain id 8453",
     );
 
-    let out = obol_in(
-        dir,
-        &[
-            "network",
-            "add",
-            "devnet",
-            "--chain-id",
-            "84532",
-            "--endpoint",
-            SECRET_URL,
-            "--no-check",
-        ],
-        &[],
-        None,
-    );
+    let out = add_devnet(dir, SECRET_URL, &["--no-check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     no_secret(&out);
-    let out = obol_in(
-        dir,
-        &[
-            "network",
-            "add",
-            "devnet",
-            "--chain-id",
-            "84532",
-            "--endpoint",
-            &live,
-            "--allow-writes",
-        ],
-        &[],
-        None,
-    );
+    let out = add_devnet(dir, &live, &["--allow-writes"]);
     assert_eq!(
         stdout(&out),
         format!("Added {live} for devnet (chain 84532, read-write)\n")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::{assert_contains, obol_in, stderr, stdout};
 
-pub(crate) const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+pub(crate) use obol_testkit::accounts::PAY_TO;
 
 pub(crate) struct StackGuard<'a>(pub(crate) &'a Path);
 

@@ -3,7 +3,7 @@
 use crate::{assert_contains, obol_in, stderr, stdout};
 
 const K0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const A0: &str = obol_testkit::accounts::DEV_ADDRESSES[0];
 const PASSWORD: (&str, &str) = ("OBOL_WALLET_PASSWORD", "hunter2");
 
 #[test]

@@ -5,7 +5,7 @@
 use obol_wallet::{PasswordSource, SignerSource, WalletError, WalletStore, read_password};
 
 const K0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const A0: &str = obol_testkit::accounts::DEV_ADDRESSES[0];
 
 #[test]
 fn keystore_round_trip_and_wrong_password() {
