@@ -6,7 +6,7 @@
 //! - [`http`]: servers on free loopback ports ([`http::spawn`]) and requests read in one line
 //!   ([`http::get_json`], [`http::Fetch`]).
 //! - [`x402`]: requirements in the built-in tokens, a 402's challenge, a signed payment.
-//! - [`fs`]: file modes (what a private store must have).
+//! - [`fs`]: file modes (what a private store must have); [`json`]: fields across an array.
 //! - [`postgres::PgServer`]: a real PostgreSQL server on a free loopback port, its data in a
 //!   temporary directory, stopped and removed when dropped.
 //! - [`tls::TestCa`]: a certificate authority made in the test, and certificates it signs for
@@ -24,6 +24,7 @@ pub mod accounts;
 #[cfg(unix)]
 pub mod fs;
 pub mod http;
+pub mod json;
 pub mod postgres;
 pub mod tls;
 pub mod x402;

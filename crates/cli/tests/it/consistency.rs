@@ -90,12 +90,7 @@ async fn every_document_agrees_with_the_402s() {
             .unwrap();
         assert_eq!(response.status(), 402, "{name}");
         let required: Value = response.json().await.unwrap();
-        let charged: Vec<&str> = required["accepts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["amount"].as_str().unwrap())
-            .collect();
+        let charged = obol_testkit::json::strings(&required["accepts"], "amount");
         let want: Vec<&str> = prices.iter().map(|(amount, _, _)| *amount).collect();
         assert_eq!(charged, want, "{name}: the 402");
         if *name == "llm" {
@@ -133,12 +128,7 @@ async fn every_document_agrees_with_the_402s() {
         let original = listed(&resources, "resources", &|r| r["resource"].clone());
         let draft_item = listed(&draft, "items", &|r| r["resource"]["url"].clone());
         for (doc, item) in [("x402", &original), ("x402.json", &draft_item)] {
-            let amounts: Vec<&str> = item["accepts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["amount"].as_str().unwrap())
-                .collect();
+            let amounts = obol_testkit::json::strings(&item["accepts"], "amount");
             assert_eq!(amounts, want, "{name}: {doc}");
         }
         assert_eq!(original["method"], *method, "{name}");
