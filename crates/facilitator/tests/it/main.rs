@@ -20,7 +20,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::sol;
 use obol_chain::ChainClient;
 use obol_devnet::{Devnet, USDC};
-use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
+use obol_facilitator::{EvmFacilitator, Facilitator as _, FacilitatorConfig, evm::ChainSetup};
 use obol_x402::LocalSigner;
 use obol_x402::signer::ValidityWindow;
 use obol_x402::wire::{VerifyRequest, v2};
@@ -75,6 +75,13 @@ impl Fixture {
         LocalSigner::from_private_key_hex(self.devnet.key(index)).unwrap()
     }
 
+    /// Why the facilitator finds `request` invalid (it must).
+    pub async fn invalid_reason(&self, request: &VerifyRequest) -> String {
+        let response = self.facilitator.verify(request).await.unwrap();
+        assert!(!response.is_valid, "expected invalid, got {response:?}");
+        response.invalid_reason.unwrap()
+    }
+
     pub async fn balance(&self, token: Address, owner: Address) -> U256 {
         self.client.token_balance(token, owner).await.unwrap()
     }
@@ -106,4 +113,30 @@ pub fn pay(
         payment_payload: obol_testkit::x402::signed(signer, requirement, None, window, nonce),
         payment_requirements: server.clone(),
     }
+}
+
+/// The signed payload of a v2 `request`.
+pub fn payload_of(request: &VerifyRequest) -> &v2::PaymentPayload {
+    let VerifyRequest::V2 {
+        payment_payload, ..
+    } = request
+    else {
+        unreachable!("a v2 request")
+    };
+    payment_payload
+}
+
+/// A v2 `request` with its payload changed by `edit`.
+pub fn edited(
+    mut request: VerifyRequest,
+    edit: impl FnOnce(&mut v2::PaymentPayload),
+) -> VerifyRequest {
+    let VerifyRequest::V2 {
+        payment_payload, ..
+    } = &mut request
+    else {
+        unreachable!("a v2 request")
+    };
+    edit(payment_payload);
+    request
 }
