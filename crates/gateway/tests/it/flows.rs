@@ -136,11 +136,7 @@ async fn g3_a_different_amount_is_not_matched_and_not_verified() {
     assert_eq!(response.status(), 402);
     let failure = challenge_of(&response).extensions.unwrap()["paymentFailure"].clone();
     assert_eq!(failure["reason"], "no_matching_requirement");
-    assert_eq!(
-        fixture.probe.verifies.load(Ordering::SeqCst),
-        0,
-        "the facilitator is not called"
-    );
+    assert_eq!(fixture.probe.verified(), 0, "the facilitator is not called");
 }
 
 #[tokio::test]
@@ -153,11 +149,7 @@ async fn g4_upstream_failure_is_relayed_uncharged_and_frees_the_payment() {
     assert_eq!(response.status(), 500);
     assert!(response.headers().get(PAYMENT_RESPONSE).is_none());
     assert_eq!(response.text().await.unwrap(), "upstream broke");
-    assert_eq!(
-        fixture.probe.settles.load(Ordering::SeqCst),
-        0,
-        "no settle call"
-    );
+    assert_eq!(fixture.probe.settled(), 0, "no settle call");
     assert_eq!(fixture.usdc(PAY_TO).await, before);
     // The authorization was not consumed: it buys a working call afterwards.
     let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
@@ -298,7 +290,7 @@ async fn malformed_payment_headers_are_400() {
         assert_eq!(body["reason"], "invalid_payment_header");
         assert_eq!(body["retriable"], false);
     }
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
 }
 

@@ -155,6 +155,18 @@ impl Probe {
     }
 }
 
+impl Probe {
+    /// How many settles reached the probe.
+    pub fn settled(&self) -> usize {
+        self.settles.load(Ordering::SeqCst)
+    }
+
+    /// How many verifies reached the probe.
+    pub fn verified(&self) -> usize {
+        self.verifies.load(Ordering::SeqCst)
+    }
+}
+
 /// Takes one from `counter` when it is above zero.
 fn take_one(counter: &AtomicUsize) -> bool {
     counter

@@ -207,7 +207,7 @@ async fn a_paid_tool_is_charged_exactly_once_after_the_upstream_answered() {
     assert_eq!(failure_reason(&replay), "payment_already_used");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), calls);
     assert_eq!(fixture.usdc(PAY_TO).await, after);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
 }
 
 #[tokio::test]
@@ -245,7 +245,7 @@ async fn a_short_lived_payment_and_an_escaping_path_are_refused_before_anything_
         );
     }
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]
@@ -261,7 +261,7 @@ async fn a_payment_for_another_price_or_no_payment_at_all_is_rechallenged() {
         assert_eq!(failure_reason(&refused), "invalid_payment");
     }
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]
@@ -283,7 +283,7 @@ async fn an_upstream_failure_is_not_charged_and_frees_the_payment() {
     // Not used up: the same authorization pays for a call that succeeds (same price).
     let echo = call(&fixture, "echo", Some(payment)).await;
     assert_eq!(echo["_meta"]["x402/payment-response"]["success"], true);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
     assert_eq!(
         fixture.usdc(PAY_TO).await - before,
         obol_x402::primitives::U256::from(1000u64)
@@ -314,7 +314,7 @@ async fn free_tools_need_no_payment_and_unknown_tools_are_protocol_errors() {
             .unwrap()
             .contains("nope")
     );
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]
@@ -333,7 +333,7 @@ async fn one_payment_used_twice_at_once_is_served_once() {
     );
     assert_eq!(failure_reason(&refused), "payment_in_flight");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
 }
 
 /// An upstream MCP server (rmcp, with sessions): `add` sums `a` and `b`, `boom` fails, `hello`
@@ -498,7 +498,7 @@ async fn a_whole_upstream_mcp_server_is_sold_tool_by_tool() {
         boom.get("_meta")
             .is_none_or(|m| m.get("x402/payment-response").is_none())
     );
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
 
     let hello = call_at(&fixture, at, "hello", json!({}), None).await;
     assert_eq!(hello["content"][0]["text"], "hello", "{hello}");
@@ -531,7 +531,7 @@ async fn an_unreachable_upstream_mcp_server_is_an_error_never_a_charge() {
         failed["structuredContent"]["reason"], "upstream_unavailable",
         "{failed}"
     );
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.settled(), 0);
 }
 
 /// A client advertising x402's MCP extension (`capabilities.extensions["org.x402/payment"]`, sent
@@ -594,9 +594,5 @@ async fn a_call_abandoned_mid_answer_is_not_charged() {
     let abandoned = tokio::time::timeout(std::time::Duration::from_millis(100), request).await;
     assert!(abandoned.is_err(), "hung up before the answer");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    assert_eq!(
-        fixture.probe.settles.load(Ordering::SeqCst),
-        0,
-        "not charged"
-    );
+    assert_eq!(fixture.probe.settled(), 0, "not charged");
 }

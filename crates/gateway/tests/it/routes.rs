@@ -58,7 +58,7 @@ async fn a_free_route_is_served_without_payment_and_without_a_payer() {
     assert!(seen["headers"].get("x-payment-payer").is_none(), "{seen}");
     assert_eq!(seen["headers"]["authorization"], "Bearer upstream-secret");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]

@@ -518,7 +518,7 @@ async fn a_paid_route_gives_signed_in_wallets_their_free_calls_then_charges() {
         }
         request.send()
     };
-    let verifies = || s.fixture.probe.verifies.load(Ordering::SeqCst);
+    let verifies = || s.fixture.probe.verified();
     let buyer = s.fixture.buyer(2);
 
     // Unsigned: a 402 that offers the sign-in.
