@@ -19,3 +19,15 @@ pub fn strings<'a>(array: &'a Value, key: &str) -> Vec<&'a str> {
         })
         .collect()
 }
+
+/// The `error.message` of an error body: OpenAI-style (the buyer proxy's answers) or
+/// JSON-RPC (MCP's).
+///
+/// # Panics
+///
+/// When the body has no such string.
+pub fn error_message(body: &Value) -> &str {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error message in {body}"))
+}

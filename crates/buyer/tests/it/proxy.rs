@@ -45,10 +45,7 @@ fn prompt(model: &str, text: &str) -> Value {
 async fn error_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
-    (
-        status,
-        body["error"]["message"].as_str().unwrap().to_owned(),
-    )
+    (status, obol_testkit::json::error_message(&body).to_owned())
 }
 
 /// The proxy's answer when no pre-signed authorization is left: 402, saying so.
@@ -317,10 +314,7 @@ async fn browsers_and_foreign_hosts_are_refused() {
         assert_eq!(error["error"]["type"], "permission_error");
         assert_eq!(error["error"]["code"], 403);
         assert!(
-            error["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("Origin"),
+            obol_testkit::json::error_message(&error).contains("Origin"),
             "{error}"
         );
     }
@@ -359,10 +353,7 @@ async fn browsers_and_foreign_hosts_are_refused() {
     .await;
     assert_eq!(status, 403);
     assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("evil.example"),
+        obol_testkit::json::error_message(&error).contains("evil.example"),
         "{error}"
     );
     let refused = http

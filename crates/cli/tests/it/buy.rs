@@ -213,10 +213,7 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     let (status, body) = chat(dir).await;
     assert_eq!(status, 402);
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("pre-signed auth pool exhausted"),
+        obol_testkit::json::error_message(&body).starts_with("pre-signed auth pool exhausted"),
         "{body}"
     );
     assert_eq!(
@@ -324,10 +321,7 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     let (status, body) = chat(dir).await;
     assert_eq!(status, 404);
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("no purchased upstream mapped"),
+        obol_testkit::json::error_message(&body).starts_with("no purchased upstream mapped"),
         "{body}"
     );
     assert_eq!(

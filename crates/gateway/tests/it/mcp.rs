@@ -308,12 +308,7 @@ async fn free_tools_need_no_payment_and_unknown_tools_are_protocol_errors() {
     )
     .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nope")
-    );
+    assert!(obol_testkit::json::error_message(&answer).contains("nope"));
     assert_eq!(fixture.probe.verified(), 0);
 }
 
@@ -517,10 +512,7 @@ async fn an_unreachable_upstream_mcp_server_is_an_error_never_a_charge() {
     let at = "/services/proxy";
     let listed = rpc_at(&fixture, at, "tools/list", json!({})).await;
     assert!(
-        listed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot reach the upstream MCP server"),
+        obol_testkit::json::error_message(&listed).contains("cannot reach the upstream MCP server"),
         "{listed}"
     );
     let required = required_of(&call_at(&fixture, at, "add", json!({}), None).await);
