@@ -425,31 +425,21 @@ fn the_service_unit_is_exact_and_never_replaced_silently() {
     let home = dir.join("home");
     let env = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", "")];
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_obol")).unwrap();
-    // The expected units, with this test's executable and directories put in.
-    let expected = |kind: &str| {
-        let fixture = format!(
-            "{}/tests/it/fixtures/obol-stack.{kind}.service.txt",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(fixture)
-            .unwrap()
-            .replace("@EXE@", exe.to_str().unwrap())
-            .replace("@DIR@", dir.to_str().unwrap())
-    };
-    let user_unit = expected("user");
-    let system_unit = expected("system");
+    let (exe, dir_text) = (exe.to_str().unwrap(), dir.to_str().unwrap());
 
-    // --print: the unit only, nothing written.
+    // --print: the unit only, nothing written. (The snapshots name this test's executable and
+    // directory [EXE] and [DIR].)
     let out = obol_in(dir, &["stack", "install-service", "--print"], &env, None);
     succeeded(&out);
-    assert_eq!(stdout(&out), system_unit);
+    assert_output_snapshot!("system_unit", stdout(&out), exe => "EXE", dir_text => "DIR");
     let out = obol_in(
         dir,
         &["stack", "install-service", "--user", "--print"],
         &env,
         None,
     );
-    assert_eq!(stdout(&out), user_unit);
+    let user_unit = stdout(&out);
+    assert_output_snapshot!("user_unit", user_unit, exe => "EXE", dir_text => "DIR");
     let path = home.join(".config/systemd/user/obol-stack.service");
     assert!(!path.exists());
 

@@ -2,6 +2,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Checks a whole output against its snapshot in `tests/it/snapshots/` (insta; `cargo insta
+/// review` updates them, and under `CI=true` a missing or different one fails). Each
+/// `literal => name` pair (a temporary path, a URL with a free port) is written as `[name]`.
+/// Insta ignores trailing whitespace, so the output's end is checked here: one newline.
+macro_rules! assert_output_snapshot {
+    ($name:expr, $output:expr $(, $literal:expr => $redacted:expr)* $(,)?) => {{
+        let output: &str = &$output;
+        assert_eq!(&output[output.trim_end().len()..], "\n", "{output:?} ends in one newline");
+        #[allow(unused_mut)]
+        let mut settings = insta::Settings::clone_current();
+        $(settings.add_filter(&regex::escape($literal), concat!("[", $redacted, "]"));)*
+        settings.bind(|| insta::assert_snapshot!($name, output));
+    }};
+}
+
 mod backup;
 mod buy;
 mod cluster;
