@@ -325,11 +325,7 @@ async fn a_backup_under_paid_load_restores_offers_used_payments_and_pools() {
     succeeded(&obol_in(dir, &["devnet", "up"], &[], None));
     let _devnet = DevnetStackGuard(dir);
     // A fixed gateway port: the pool's seller URL must answer after the restore too.
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let listen = format!("127.0.0.1:{}", obol_testkit::http::free_port());
     crate::stack_up(dir, Some(&listen), true);
     succeeded(&obol_in(dir, &sell_echo(&upstream, "0.001"), &[], None));
     let llm = crate::stack::sell_llm(&upstream, "llm", MODEL, "0.001");

@@ -61,11 +61,7 @@ pub(crate) async fn selling_stack<'a>(
     let guard = DevnetStackGuard(dir);
     assert!(out.status.success(), "{}", stderr(&out));
     // The seller's address must survive restarts: a fixed port.
-    let gateway_listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let gateway_listen = format!("127.0.0.1:{}", obol_testkit::http::free_port());
     crate::stack_up(dir, Some(&gateway_listen), true);
     let sell = [
         "sell",

@@ -87,18 +87,9 @@ async fn document(public: &str) -> Value {
 }
 
 /// Polls `check` (about 10 s) until it holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} never happened");
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    let (within, every) = (Duration::from_secs(10), Duration::from_millis(50));
+    obol_testkit::until(what, within, every, check).await;
 }
 
 /// The offer's `Registered` condition `(status, reason)` and `status.agentId`.
@@ -616,11 +607,7 @@ async fn auto_registration_and_the_expected_agent_id() {
     ];
 
     // base-sepolia's only endpoint is dead: the registration fails, the offer is sold anyway.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let dead = format!("127.0.0.1:{}", obol_testkit::http::free_port());
     let add = |url: &str| {
         let out = obol_in(
             dir,

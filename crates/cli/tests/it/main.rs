@@ -85,11 +85,7 @@ pub fn stack_up(dir: &Path, gateway: Option<&str>, facilitator: bool) {
 /// [`stack_up`] with the facilitator on a fixed gateway port whose URL is also the public URL
 /// (so what the stack publishes, e.g. its registration document, is fetchable); returns it.
 pub fn stack_up_public(dir: &Path) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = obol_testkit::http::free_port();
     let public = format!("http://127.0.0.1:{port}");
     init_and_start(dir, &format!("127.0.0.1:{port}"), Some(&public), true);
     public

@@ -184,10 +184,7 @@ async fn a_python_mcp_server_is_sold_whole() {
     let Some(python) = python_sdk() else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = obol_testkit::http::free_port();
     let _server = Killed(
         Command::new(&python)
             .arg(repo().join("tests/interop/mcp_server.py"))
