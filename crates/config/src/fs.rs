@@ -176,15 +176,12 @@ mod tests {
     #[test]
     #[cfg(unix)]
     fn files_are_private() {
-        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/secret.json");
         write_private(&path, b"{}").unwrap();
         write_private(&path, b"{\"x\":1}").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "{\"x\":1}");
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(&dir.path().join("a/b")), 0o700);
+        obol_testkit::fs::assert_private(&dir.path().join("a/b"), &["secret.json"]);
         assert_eq!(read_optional(&dir.path().join("missing")).unwrap(), None);
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("a/b")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");

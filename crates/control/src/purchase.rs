@@ -159,6 +159,18 @@ pub struct PurchaseRequestStatus {
 }
 
 impl PurchasePayment {
+    /// Paying `requirement`: its network, payee, amount (the price per call) and asset; what
+    /// is known of the token besides is left out (set it with struct update syntax).
+    pub fn of(requirement: &obol_x402::wire::v2::PaymentRequirements) -> Self {
+        Self {
+            network: requirement.network.clone(),
+            pay_to: requirement.pay_to.clone(),
+            price: requirement.amount().to_string(),
+            asset: requirement.asset.clone(),
+            ..Self::default()
+        }
+    }
+
     /// The x402 scheme the authorizations pay: `exact` or `upto`.
     pub fn scheme(&self) -> &str {
         self.scheme.as_deref().unwrap_or("exact")

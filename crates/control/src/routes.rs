@@ -190,13 +190,7 @@ fn priced_option(
             .unwrap_or(DEFAULT_MAX_TIMEOUT_SECONDS),
         extra: Some(extra),
     };
-    Ok(PaymentOption {
-        requirements,
-        price,
-        asset_symbol: token.symbol.clone(),
-        eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
-        metering: None,
-    })
+    Ok(PaymentOption::exact(requirements, price, &token))
 }
 
 /// The metered (`upto`) option of `payment` when it asks for one (`payment.upto`) and

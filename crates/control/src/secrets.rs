@@ -347,13 +347,10 @@ mod tests {
     #[test]
     #[cfg(unix)]
     fn files_are_private() {
-        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let secrets = FileSecrets::new(dir.path().join("secrets"));
         secrets.put("default", "api", &data(&[("k", "v")])).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&dir.path().join("secrets/default")), 0o700);
-        assert_eq!(mode(&dir.path().join("secrets/default/api.json")), 0o600);
+        obol_testkit::fs::assert_private(&dir.path().join("secrets/default"), &["api.json"]);
     }
 
     #[test]

@@ -244,33 +244,13 @@ mod tests {
 
     use super::*;
     use obol_facilitator::http::ServerOptions;
-    use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
-    use obol_x402::wire::v2;
 
     /// A payment for 0.001 USDC-like units on `network`, signed by a fresh key.
     fn payment(network: &str) -> VerifyRequest {
-        let requirements: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
-            "scheme": "exact", "network": network, "amount": "1000",
-            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-            "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", "maxTimeoutSeconds": 300,
-            "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
-        }))
-        .unwrap();
-        let buyer = LocalSigner::random();
-        let now = obol_config::time::unix_now();
-        let unsigned = prepare_payment(
-            &requirements,
-            None,
-            buyer.address(),
-            ValidityWindow::for_request(now, 300),
-            random_nonce(),
-        )
-        .unwrap();
-        let payload = unsigned.sign_with(&buyer).unwrap();
-        VerifyRequest::V2 {
-            payment_payload: payload,
-            payment_requirements: requirements,
-        }
+        let mut requirement =
+            obol_testkit::x402::requirement("USDC", 1000, obol_testkit::accounts::PAY_TO);
+        requirement.network = network.into();
+        obol_testkit::x402::payment(&LocalSigner::random(), &requirement)
     }
 
     /// With nothing configured, the default facilitator (here a loopback one standing in for

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use axum::http::Method;
+use obol_x402::Token;
 use obol_x402::pricing::Price;
 use obol_x402::wire::v2;
 use url::Url;
@@ -46,6 +47,20 @@ pub struct PaymentOption {
     /// How an `upto` option charges (its requirement's amount is the ceiling); `None` for
     /// `exact`.
     pub metering: Option<crate::metering::Metering>,
+}
+
+impl PaymentOption {
+    /// An `exact` option: `requirements` (paying in `token`) at `price`, named by the token's
+    /// symbol, with its EIP-2612 sponsoring as the token allows.
+    pub fn exact(requirements: v2::PaymentRequirements, price: Price, token: &Token) -> Self {
+        Self {
+            requirements,
+            price,
+            asset_symbol: token.symbol.clone(),
+            eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
+            metering: None,
+        }
+    }
 }
 
 /// When a paid request is settled relative to serving it (x402.md §7.2).

@@ -66,7 +66,7 @@ impl PgServer {
                 "--no-sync",
             ],
         );
-        server.port = free_port();
+        server.port = crate::http::free_port();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
              -c max_connections=100",
@@ -224,13 +224,6 @@ fn postgres_ids() -> (u32, u32) {
 }
 
 /// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("a free port: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,14 +222,8 @@ fn the_database_holding_signed_authorizations_is_private() {
     let pool = AuthPool::open(&data.join("auths.sqlite")).unwrap();
     let (_, signed) = filled(1, 600);
     pool.add("p", &signed).unwrap();
-    let mode = |name: &str| {
-        let meta = std::fs::metadata(data.join(name)).unwrap();
-        meta.permissions().mode() & 0o777
-    };
-    assert_eq!(mode(""), 0o700);
-    for file in ["auths.sqlite", "auths.sqlite-wal", "auths.sqlite-shm"] {
-        assert_eq!(mode(file), 0o600, "{file}");
-    }
+    let files = ["auths.sqlite", "auths.sqlite-wal", "auths.sqlite-shm"];
+    obol_testkit::fs::assert_private(&data, &files);
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod reconcile;
 mod seller;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -19,32 +19,19 @@ use obol_devnet::{Devnet, USDC};
 use obol_facilitator::evm::ChainSetup;
 use obol_facilitator::{EvmFacilitator, FacilitatorConfig};
 use obol_gateway::guard::ReplayGuard;
-use obol_gateway::server::{GatewayConfig, app, serve};
+use obol_gateway::server::{GatewayConfig, app};
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+use obol_testkit::accounts::PAY_TO;
+use obol_testkit::http::spawn;
+use obol_testkit::now;
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
 use obol_x402::primitives::{Address, U256};
 use obol_x402::token::TokenRegistry;
 use obol_x402::wire::v2;
-use tokio::net::TcpListener;
 
-const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const CHAT: &str = "/services/llm/v1/chat/completions";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-async fn spawn(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, router, std::future::pending()));
-    url
-}
 
 /// The seller's model: chat answers 200 unless the prompt says "fail"; `"stream":true` gets
 /// three SSE events.
@@ -66,16 +53,7 @@ async fn chat(body: String) -> axum::response::Response {
 
 /// The devnet's USDC (the Base Sepolia address) on base-sepolia, `amount` atomic units to PAY_TO.
 fn requirement(amount: u64) -> v2::PaymentRequirements {
-    let token = TokenRegistry::builtin()
-        .resolve("USDC", "base-sepolia")
-        .unwrap()
-        .clone();
-    serde_json::from_value(serde_json::json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": amount.to_string(),
-        "asset": token.address.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-        "extra": token.requirement_extra()
-    }))
-    .unwrap()
+    obol_testkit::x402::requirement("USDC", amount, PAY_TO)
 }
 
 fn route(upstream: &str, amount: u64) -> Route {
@@ -83,23 +61,18 @@ fn route(upstream: &str, amount: u64) -> Route {
         .resolve("USDC", "base-sepolia")
         .unwrap()
         .clone();
-    let requirements = requirement(amount);
+    let price = Price {
+        unit: PriceUnit::PerRequest,
+        amount: "0.001".parse().unwrap(),
+    };
+    let option = PaymentOption::exact(requirement(amount), price, &token);
     Route::below_prefix(Offer {
         description: "a paid model".into(),
         ..Offer::at_services(
             "llm",
             OfferKind::Inference,
             upstream.parse().unwrap(),
-            vec![PaymentOption {
-                requirements,
-                price: Price {
-                    unit: PriceUnit::PerRequest,
-                    amount: "0.001".parse().unwrap(),
-                },
-                asset_symbol: "USDC".into(),
-                eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
-                metering: None,
-            }],
+            vec![option],
         )
     })
 }

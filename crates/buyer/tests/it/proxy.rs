@@ -45,10 +45,7 @@ fn prompt(model: &str, text: &str) -> Value {
 async fn error_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
-    (
-        status,
-        body["error"]["message"].as_str().unwrap().to_owned(),
-    )
+    (status, obol_testkit::json::error_message(&body).to_owned())
 }
 
 /// The proxy's answer when no pre-signed authorization is left: 402, saying so.
@@ -90,34 +87,19 @@ async fn five_paid_calls_then_exhaustion_and_a_status_page() {
         U256::from(5000) + initial_balance(&seller).await
     );
 
-    let status: Value = reqwest::get(format!("{proxy}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = obol_testkit::http::get_json(format!("{proxy}/status")).await;
     assert_eq!(status["llm"]["remaining"], 0);
     assert_eq!(status["llm"]["spent"], 5);
     assert_eq!(status["llm"]["public_model"], "paid/counted");
     assert_eq!(status["llm"]["network"], "base-sepolia");
 
-    let models: Value = reqwest::get(format!("{proxy}/v1/models"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = obol_testkit::http::get_json(format!("{proxy}/v1/models")).await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "paid/counted");
     assert_eq!(models["data"][0]["object"], "model");
     assert_eq!(models["data"][0]["remaining"], 0);
 
-    let metrics = reqwest::get(format!("{proxy}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = obol_testkit::http::get_text(format!("{proxy}/metrics")).await;
     let value = |family: &str| {
         metrics
             .lines()
@@ -185,7 +167,7 @@ async fn streams_pass_through_and_failures_are_not_paid() {
         before - U256::from(1000)
     );
     // The relayed link reads the stream's receipt at the seller.
-    let receipt: Value = reqwest::get(&link).await.unwrap().json().await.unwrap();
+    let receipt: Value = obol_testkit::http::get_json(&link).await;
     assert_eq!(receipt["success"], true, "{receipt}");
     assert_eq!(receipt["payer"], buyer.address().to_checksum(None));
 }
@@ -229,8 +211,7 @@ async fn the_per_upstream_route_pays_any_path_as_is() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers().contains_key("payment-response"));
+    obol_testkit::x402::assert_paid(&response);
     assert_eq!(
         seller.usdc(buyer.address()).await,
         before - U256::from(1000)
@@ -333,10 +314,7 @@ async fn browsers_and_foreign_hosts_are_refused() {
         assert_eq!(error["error"]["type"], "permission_error");
         assert_eq!(error["error"]["code"], 403);
         assert!(
-            error["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("Origin"),
+            obol_testkit::json::error_message(&error).contains("Origin"),
             "{error}"
         );
     }
@@ -375,10 +353,7 @@ async fn browsers_and_foreign_hosts_are_refused() {
     .await;
     assert_eq!(status, 403);
     assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("evil.example"),
+        obol_testkit::json::error_message(&error).contains("evil.example"),
         "{error}"
     );
     let refused = http
@@ -501,8 +476,7 @@ async fn a_price_change_refuses_the_up_front_payment_and_only_the_new_price_is_c
     // Sent up front at 1000, refused by the gateway before any settlement: burned, never
     // charged; the new price is paid with a row signed for it.
     let response = ask(&proxy, prompt("paid/qwen", "two")).await;
-    assert_eq!(response.status(), 200);
-    assert!(response.headers().contains_key("payment-response"));
+    obol_testkit::x402::assert_paid(&response);
     assert_eq!(counts(), (1, 2, 1, 0));
     assert_eq!(
         seller.usdc(buyer.address()).await,

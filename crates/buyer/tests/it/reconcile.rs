@@ -91,13 +91,7 @@ async fn request(seller: &Seller, key: usize, count: usize, model: &str) -> Purc
             count: u32::try_from(count).unwrap(),
             pre_signed_auths: auths::to_resource(&signed).unwrap(),
             auto_refill: None,
-            payment: PurchasePayment {
-                network: asked.network.clone(),
-                pay_to: asked.pay_to.clone(),
-                price: asked.amount.to_string(),
-                asset: asked.asset.clone(),
-                ..PurchasePayment::default()
-            },
+            payment: PurchasePayment::of(asked),
         },
     )
 }

@@ -229,10 +229,7 @@ async fn a_seller_redirect_is_refused_and_its_target_receives_nothing() {
     assert_eq!(body["reason"], "seller_redirected", "{body}");
     assert_eq!(body["location"], shown.as_str(), "{body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("redirect"),
+        obol_testkit::json::error_message(&body).contains("redirect"),
         "{body}"
     );
     assert_eq!(pool.counts("fake").unwrap().available, 2, "nothing taken");

@@ -16,20 +16,39 @@ use std::time::Duration;
 
 use crate::chain;
 
+/// Dev account 1: where [`transfer`] sends.
+pub(crate) const RECIPIENT: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+
 /// A transfer of `wei` to dev account 1.
 pub(crate) fn transfer(wei: u64) -> TransactionRequest {
     TransactionRequest::default()
-        .with_to(address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"))
+        .with_to(RECIPIENT)
         .with_value(U256::from(wei))
+}
+
+/// A client of the node at `endpoint` (writes allowed) and a sender of dev account 0 on it.
+pub(crate) fn dev_sender(endpoint: &str) -> (ChainClient, LocalSigner, Sender) {
+    let client = ChainClient::connect("devnet", &chain(84532, &[(endpoint, true)])).unwrap();
+    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
+    let sender = Sender::new(&client, &signer);
+    (client, signer, sender)
+}
+
+/// The nonce of transaction `hash`.
+pub(crate) async fn tx_nonce(client: &ChainClient, hash: B256) -> u64 {
+    let tx = client
+        .provider()
+        .get_transaction_by_hash(hash)
+        .await
+        .unwrap()
+        .unwrap();
+    alloy::consensus::Transaction::nonce(&tx)
 }
 
 #[tokio::test]
 async fn a_nonce_used_behind_the_senders_back_is_refreshed() {
     let anvil = Anvil::spawn().await.unwrap();
-    let client =
-        ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer);
+    let (client, signer, sender) = dev_sender(&anvil.endpoint());
 
     // The sender now counts nonce 1 as next.
     let first = sender.send(transfer(1)).await.unwrap();
@@ -52,13 +71,7 @@ async fn a_nonce_used_behind_the_senders_back_is_refreshed() {
     // The next send meets "nonce too low", asks the node, and goes through with nonce 2.
     let second = sender.send(transfer(3)).await.unwrap();
     assert_eq!(receipt(&sender, second).await, Some(true));
-    let tx = client
-        .provider()
-        .get_transaction_by_hash(second)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(alloy::consensus::Transaction::nonce(&tx), 2);
+    assert_eq!(tx_nonce(&client, second).await, 2);
     // And the counter moves on from there.
     let third = sender.send(transfer(4)).await.unwrap();
     assert_eq!(receipt(&sender, third).await, Some(true));
@@ -132,9 +145,7 @@ pub(crate) async fn tapped(
     fault: Option<Fault>,
 ) -> (RpcTap, ChainClient, LocalSigner, Sender) {
     let tap = RpcTap::start(anvil.endpoint(), fault).await.unwrap();
-    let client = ChainClient::connect("devnet", &chain(84532, &[(tap.url(), true)])).unwrap();
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer);
+    let (client, signer, sender) = dev_sender(tap.url());
     (tap, client, signer, sender)
 }
 
@@ -158,10 +169,7 @@ pub(crate) async fn nonce_of(client: &ChainClient, address: Address) -> u64 {
 #[tokio::test]
 async fn a_transaction_the_node_already_has_is_not_sent_again() {
     let anvil = Anvil::spawn().await.unwrap();
-    let client =
-        ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer);
+    let (client, signer, sender) = dev_sender(&anvil.endpoint());
     let first = sender.send(transfer(1)).await.unwrap();
     assert_eq!(receipt(&sender, first).await, Some(true));
     assert_eq!(nonce_of(&client, signer.address()).await, 1);
@@ -194,13 +202,7 @@ async fn a_transaction_the_node_already_has_is_not_sent_again() {
     // The counter moved on by one each time.
     node(&client, "evm_setAutomine", (true,)).await;
     let next = sender.send(transfer(4)).await.unwrap();
-    let tx = client
-        .provider()
-        .get_transaction_by_hash(next)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(alloy::consensus::Transaction::nonce(&tx), 3);
+    assert_eq!(tx_nonce(&client, next).await, 3);
 }
 
 /// The first endpoint forwards the transaction (mined) and loses the answer: the endpoint set
@@ -308,13 +310,7 @@ async fn a_node_without_the_sync_method_gets_a_plain_send_and_a_poll() {
         assert_eq!(count("eth_sendRawTransactionSync"), usize::from(first));
         assert_eq!(count("eth_sendRawTransaction"), 1, "{methods:?}");
         assert!(count("eth_getTransactionReceipt") >= 1, "{methods:?}");
-        let tx = client
-            .provider()
-            .get_transaction_by_hash(hash)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(alloy::consensus::Transaction::nonce(&tx), wei - 1);
+        assert_eq!(tx_nonce(&client, hash).await, wei - 1);
     }
     assert_eq!(nonce_of(&client, signer.address()).await, 2);
 }
@@ -324,11 +320,8 @@ async fn a_node_without_the_sync_method_gets_a_plain_send_and_a_poll() {
 #[tokio::test]
 async fn a_sync_send_that_is_not_mined_in_time_is_pending() {
     let anvil = Anvil::spawn().await.unwrap();
-    let client =
-        ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
+    let (client, signer, sender) = dev_sender(&anvil.endpoint());
     node(&client, "evm_setAutomine", (false,)).await;
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer);
     let (hash, mined) = sender
         .send_and_wait(transfer(1), Duration::from_millis(300))
         .await

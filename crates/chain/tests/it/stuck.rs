@@ -3,38 +3,24 @@
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256, address};
+use alloy::primitives::{Address, U256};
 use alloy::providers::Provider as _;
 use obol_chain::{ChainClient, MAX_REPLACEMENTS, Sender};
-use obol_devnet::{Anvil, DEV_KEYS};
+use obol_devnet::Anvil;
 use obol_x402::LocalSigner;
 
-use crate::chain;
-use crate::sender::{node, nonce_of, pending_nonce, tapped, transfer};
-
-const RECIPIENT: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+use crate::sender::{
+    RECIPIENT, dev_sender, node, nonce_of, pending_nonce, tapped, transfer, tx_nonce,
+};
 
 /// A sender of dev account 0 on a fresh anvil whose blocks are mined only on request, that
 /// replaces a transaction 300 ms after its send.
 async fn manual_chain() -> (Anvil, ChainClient, LocalSigner, Sender) {
     let anvil = Anvil::spawn().await.unwrap();
-    let client =
-        ChainClient::connect("devnet", &chain(84532, &[(&anvil.endpoint(), true)])).unwrap();
+    let (client, signer, sender) = dev_sender(&anvil.endpoint());
     node(&client, "evm_setAutomine", (false,)).await;
-    let signer = LocalSigner::from_private_key_hex(DEV_KEYS[0]).unwrap();
-    let sender = Sender::new(&client, &signer).with_replace_after(Duration::from_millis(300));
+    let sender = sender.with_replace_after(Duration::from_millis(300));
     (anvil, client, signer, sender)
-}
-
-/// The nonce of transaction `hash`.
-async fn tx_nonce(client: &ChainClient, hash: alloy::primitives::B256) -> u64 {
-    let tx = client
-        .provider()
-        .get_transaction_by_hash(hash)
-        .await
-        .unwrap()
-        .unwrap();
-    alloy::consensus::Transaction::nonce(&tx)
 }
 
 async fn balance(client: &ChainClient, address: Address) -> U256 {

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use obol_x402::LocalSigner;
 use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::v2;
 use serde_json::Value;
 
 use crate::buy::{MODEL, chat};
 use crate::stack::{DevnetStackGuard, StackGuard, gateway, sell_echo, upstream, wait_offer_ready};
-use crate::{json_of, obol_in, start_stack, stderr, stdout, succeeded};
+use crate::{assert_contains, json_of, obol_in, refused, start_stack, stderr, stdout, succeeded};
 
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
 
@@ -39,11 +39,6 @@ fn manifest(file: &Path) -> Value {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut first, &mut text).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn refused(out: &std::process::Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
-    assert!(stderr(out).contains(needle), "{}", stderr(out));
 }
 
 fn backup(dir: &Path, file: &Path, keys: bool) -> Value {
@@ -70,10 +65,7 @@ fn user_version(path: &Path) -> i64 {
 }
 
 #[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
+use obol_testkit::fs::mode;
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,33 +216,17 @@ async fn restore_checks_the_stack_the_hashes_the_versions_and_the_keys() {
         &out,
         "resource store (data/store.sqlite) has schema version 7",
     );
-    assert!(
-        stderr(&out).contains("knows up to version 1"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "knows up to version 1");
 }
 
 /// Reads the 402 of `url` and signs its first option as the buyer: a `PAYMENT-SIGNATURE`.
 pub(crate) async fn sign(url: &str) -> String {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), 402);
-    let required: v2::PaymentRequired =
-        header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let required = obol_testkit::x402::challenge_of(&response);
     let buyer = LocalSigner::from_private_key_hex(BUYER_KEY).unwrap();
-    let unsigned = prepare_payment(
-        &required.accepts[0],
-        Some(required.resource.clone()),
-        buyer.address(),
-        ValidityWindow::for_request(now, 300),
-        random_nonce(),
-    )
-    .unwrap();
-    header::encode(&unsigned.sign_with(&buyer).unwrap()).unwrap()
+    let window = ValidityWindow::for_request(obol_testkit::now(), 300);
+    obol_testkit::x402::pay(&buyer, &required, 0, window, random_nonce())
 }
 
 /// GETs `url` with `payment`: the status, and the refusal's reason on a 402.
@@ -349,11 +325,7 @@ async fn a_backup_under_paid_load_restores_offers_used_payments_and_pools() {
     succeeded(&obol_in(dir, &["devnet", "up"], &[], None));
     let _devnet = DevnetStackGuard(dir);
     // A fixed gateway port: the pool's seller URL must answer after the restore too.
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let listen = format!("127.0.0.1:{}", obol_testkit::http::free_port());
     crate::stack_up(dir, Some(&listen), true);
     succeeded(&obol_in(dir, &sell_echo(&upstream, "0.001"), &[], None));
     let llm = crate::stack::sell_llm(&upstream, "llm", MODEL, "0.001");
@@ -449,31 +421,21 @@ fn the_service_unit_is_exact_and_never_replaced_silently() {
     let home = dir.join("home");
     let env = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", "")];
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_obol")).unwrap();
-    // The expected units, with this test's executable and directories put in.
-    let expected = |kind: &str| {
-        let fixture = format!(
-            "{}/tests/it/fixtures/obol-stack.{kind}.service.txt",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(fixture)
-            .unwrap()
-            .replace("@EXE@", exe.to_str().unwrap())
-            .replace("@DIR@", dir.to_str().unwrap())
-    };
-    let user_unit = expected("user");
-    let system_unit = expected("system");
+    let (exe, dir_text) = (exe.to_str().unwrap(), dir.to_str().unwrap());
 
-    // --print: the unit only, nothing written.
+    // --print: the unit only, nothing written. (The snapshots name this test's executable and
+    // directory [EXE] and [DIR].)
     let out = obol_in(dir, &["stack", "install-service", "--print"], &env, None);
     succeeded(&out);
-    assert_eq!(stdout(&out), system_unit);
+    assert_output_snapshot!("system_unit", stdout(&out), exe => "EXE", dir_text => "DIR");
     let out = obol_in(
         dir,
         &["stack", "install-service", "--user", "--print"],
         &env,
         None,
     );
-    assert_eq!(stdout(&out), user_unit);
+    let user_unit = stdout(&out);
+    assert_output_snapshot!("user_unit", user_unit, exe => "EXE", dir_text => "DIR");
     let path = home.join(".config/systemd/user/obol-stack.service");
     assert!(!path.exists());
 
@@ -481,16 +443,11 @@ fn the_service_unit_is_exact_and_never_replaced_silently() {
     let out = obol_in(dir, &["stack", "install-service", "--user"], &env, None);
     succeeded(&out);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), user_unit);
-    assert!(
-        stdout(&out).contains("systemctl --user enable --now obol-stack.service"),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        "systemctl --user enable --now obol-stack.service",
     );
-    assert!(
-        stdout(&out).contains("does not run systemctl"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "does not run systemctl");
     let again = json_of(&obol_in(
         dir,
         &["--json", "stack", "install-service", "--user"],
@@ -552,5 +509,5 @@ fn completions_for_each_shell_name_the_commands() {
     }
     let out = crate::obol(&["completions", "tcsh"], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("invalid value"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "invalid value");
 }

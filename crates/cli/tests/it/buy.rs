@@ -12,7 +12,7 @@ use axum::response::{IntoResponse as _, Response};
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, gateway, upstream, wait_offer_ready};
-use crate::{balance, json_of, obol_in, start_stack, stderr};
+use crate::{assert_contains, balance, json_of, obol_in, start_stack, stderr};
 
 pub(crate) const MODEL: &str = "qwen3:0.6b";
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[1];
@@ -61,11 +61,7 @@ pub(crate) async fn selling_stack<'a>(
     let guard = DevnetStackGuard(dir);
     assert!(out.status.success(), "{}", stderr(&out));
     // The seller's address must survive restarts: a fixed port.
-    let gateway_listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let gateway_listen = format!("127.0.0.1:{}", obol_testkit::http::free_port());
     crate::stack_up(dir, Some(&gateway_listen), true);
     let sell = [
         "sell",
@@ -92,6 +88,19 @@ pub(crate) async fn selling_stack<'a>(
 }
 
 // Multi-threaded: the upstream must answer while a worker blocks on the `obol` child.
+/// Runs `obol args` as the buyer twice at once; both runs must succeed.
+fn twice_at_once(dir: &Path, args: &[&str]) {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| obol_in(dir, args, &[("OBOL_PRIVATE_KEY", BUYER_KEY)], None)))
+            .collect();
+        for run in runs {
+            let out = run.join().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon() {
     let root = tempfile::tempdir().unwrap();
@@ -103,7 +112,7 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     let refused = |args: &[&str], reason: &str| {
         let out = buy(args);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(stderr(&out).contains(reason), "{}", stderr(&out));
+        assert_contains(&stderr(&out), reason);
     };
 
     // Refused before anything is signed: no terminal and no --yes; over budget.
@@ -200,10 +209,7 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     let (status, body) = chat(dir).await;
     assert_eq!(status, 402);
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("pre-signed auth pool exhausted"),
+        obol_testkit::json::error_message(&body).starts_with("pre-signed auth pool exhausted"),
         "{body}"
     );
     assert_eq!(
@@ -285,23 +291,10 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
     );
 
     // Two refills at once: both batches land (the loser of the race re-reads and appends).
-    let refills: Vec<_> = (0..2)
-        .map(|_| {
-            let dir = dir.to_path_buf();
-            std::thread::spawn(move || {
-                obol_in(
-                    &dir,
-                    &["buy", "refill", "qwen3-0-6b", "--count", "2", "--yes"],
-                    &[("OBOL_PRIVATE_KEY", BUYER_KEY)],
-                    None,
-                )
-            })
-        })
-        .collect();
-    for refill in refills {
-        let out = refill.join().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    twice_at_once(
+        dir,
+        &["buy", "refill", "qwen3-0-6b", "--count", "2", "--yes"],
+    );
     let status = json_of(&obol_in(
         dir,
         &["--json", "buy", "status", "qwen3-0-6b"],
@@ -317,17 +310,11 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
         &[],
         None,
     ));
-    assert_eq!(
-        cancelled,
-        json!({"cancelled": "buy/qwen3-0-6b", "dropped": 6})
-    );
+    insta::assert_json_snapshot!("cancelled", cancelled);
     let (status, body) = chat(dir).await;
     assert_eq!(status, 404);
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("no purchased upstream mapped"),
+        obol_testkit::json::error_message(&body).starts_with("no purchased upstream mapped"),
         "{body}"
     );
     assert_eq!(
@@ -338,32 +325,19 @@ async fn buy_inference_pays_through_the_buyer_proxy_and_survives_a_killed_daemon
 
     // Two first buys of the same new purchase at once: one creates it, the other adds its
     // batch to it; nothing is lost.
-    let buys: Vec<_> = (0..2)
-        .map(|_| {
-            let (dir, seller) = (dir.to_path_buf(), seller.clone());
-            std::thread::spawn(move || {
-                obol_in(
-                    &dir,
-                    &[
-                        "buy",
-                        "inference",
-                        &seller,
-                        "--name",
-                        "twice",
-                        "--count",
-                        "2",
-                        "--yes",
-                    ],
-                    &[("OBOL_PRIVATE_KEY", BUYER_KEY)],
-                    None,
-                )
-            })
-        })
-        .collect();
-    for buy in buys {
-        let out = buy.join().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    twice_at_once(
+        dir,
+        &[
+            "buy",
+            "inference",
+            &seller,
+            "--name",
+            "twice",
+            "--count",
+            "2",
+            "--yes",
+        ],
+    );
     let status = json_of(&obol_in(
         dir,
         &["--json", "buy", "status", "twice"],
@@ -405,11 +379,7 @@ async fn buying_in_a_permit2_token_approves_permit2_once() {
 
     let out = buy("2");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("approved Permit2 for OBOL: transaction 0x"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "approved Permit2 for OBOL: transaction 0x");
     for _ in 0..2 {
         assert_eq!(chat(dir).await.0, 200);
     }
@@ -549,12 +519,9 @@ async fn buy_pay_retries_a_pending_settlement_with_the_same_signature() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(crate::stdout(&out), "{\"ok\":true}");
-    assert!(
-        stderr(&out).contains(&format!(
-            "paid 0.001 USDC on base-sepolia to {PAY_TO} — transaction {TX}"
-        )),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        &format!("paid 0.001 USDC on base-sepolia to {PAY_TO} — transaction {TX}"),
     );
     assert_eq!(one_payment(&payments), 3, "sent, then retried twice");
 }
@@ -569,10 +536,9 @@ async fn buy_pay_reports_a_settlement_still_pending_as_possibly_paid() {
             .await
             .unwrap();
     assert_eq!(human.status.code(), Some(1), "{}", stderr(&human));
-    assert!(
-        stderr(&human).contains(&format!("settlement pending, transaction {TX}")),
-        "{}",
-        stderr(&human)
+    assert_contains(
+        &stderr(&human),
+        &format!("settlement pending, transaction {TX}"),
     );
     assert!(
         !stderr(&human).contains("not settled"),

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use obol_control::offer::OfferType;
 use obol_control::resource::{Object, is_true};
@@ -79,12 +79,9 @@ pub(crate) async fn echo_offer_made_ready(api: &InMemoryApi) {
 }
 
 /// Waits (up to 30 s) until `check` holds.
-pub(crate) async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub(crate) async fn until(what: &str, check: impl AsyncFnMut() -> bool) {
+    let (within, every) = (Duration::from_secs(30), Duration::from_millis(100));
+    obol_testkit::until(what, within, every, check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::{kubeconfig, spawn_obol, until};
 use crate::stack::{sell_echo, upstream};
-use crate::{json_of, obol_in, stderr, stdout};
+use crate::{json_of, obol_in, refused, stderr, stdout};
 
 /// `obol operator` on the cluster of `kubeconfig`, leading as `operator-0`.
 fn operator(dir: &Path, kubeconfig: &str) -> crate::interop::Killed {
@@ -31,11 +31,6 @@ fn operator(dir: &Path, kubeconfig: &str) -> crate::interop::Killed {
         "obol-system",
     ];
     spawn_obol(dir, "operator", &args, "operator ", 4).0
-}
-
-fn refused(out: &std::process::Output, reason: &str) {
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
-    assert!(stderr(out).contains(reason), "{}", stderr(out));
 }
 
 async fn store_of(api: &InMemoryApi) -> Arc<dyn Store> {

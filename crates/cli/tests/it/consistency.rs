@@ -3,6 +3,7 @@
 //! `/.well-known/x402.json`, `/llms.txt`, `/skill.md`, `/api/services.json` and the HTML page
 //! name the same endpoint, price and currency; a stopped (drained) offer is in none of them.
 
+use obol_testkit::http::Fetch as _;
 use serde_json::{Value, json};
 
 use crate::stack::{StackGuard, gateway, sell_echo, sell_llm, upstream, wait_offer_ready};
@@ -42,7 +43,7 @@ async fn every_document_agrees_with_the_402s() {
     let client = reqwest::Client::new();
     let text = |path: &'static str| {
         let (client, url) = (client.clone(), format!("{base}{path}"));
-        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+        async move { client.get(url).fetch_text().await }
     };
     let json_of = |body: String| serde_json::from_str::<Value>(&body).unwrap();
     let openapi = json_of(text("/openapi.json").await);
@@ -89,12 +90,7 @@ async fn every_document_agrees_with_the_402s() {
             .unwrap();
         assert_eq!(response.status(), 402, "{name}");
         let required: Value = response.json().await.unwrap();
-        let charged: Vec<&str> = required["accepts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["amount"].as_str().unwrap())
-            .collect();
+        let charged = obol_testkit::json::strings(&required["accepts"], "amount");
         let want: Vec<&str> = prices.iter().map(|(amount, _, _)| *amount).collect();
         assert_eq!(charged, want, "{name}: the 402");
         if *name == "llm" {
@@ -132,12 +128,7 @@ async fn every_document_agrees_with_the_402s() {
         let original = listed(&resources, "resources", &|r| r["resource"].clone());
         let draft_item = listed(&draft, "items", &|r| r["resource"]["url"].clone());
         for (doc, item) in [("x402", &original), ("x402.json", &draft_item)] {
-            let amounts: Vec<&str> = item["accepts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["amount"].as_str().unwrap())
-                .collect();
+            let amounts = obol_testkit::json::strings(&item["accepts"], "amount");
             assert_eq!(amounts, want, "{name}: {doc}");
         }
         assert_eq!(original["method"], *method, "{name}");

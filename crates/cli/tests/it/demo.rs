@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::{obol_in, stderr};
+use crate::{assert_contains, obol_in, stderr};
 
 fn atomic(value: &Value) -> u128 {
     value.as_str().unwrap().parse().unwrap()
@@ -72,9 +72,5 @@ fn bad_arguments_are_refused_before_anything_starts() {
     let root = tempfile::tempdir().unwrap();
     let out = obol_in(root.path(), &["demo", "--calls", "0"], &[], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--calls must be between 1 and 100"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "--calls must be between 1 and 100");
 }

@@ -6,10 +6,9 @@ use std::process::Command;
 use obol_facilitator::Facilitator as _;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
-use obol_x402::wire::{VerifyRequest, v2};
+use obol_x402::wire::v2;
 
-use crate::{facilitator_serve, obol_in, stderr, stdout};
+use crate::{assert_contains, facilitator_serve, obol_in, stderr, stdout};
 
 /// Stops the devnet when the test ends, pass or fail.
 struct DevnetGuard<'a>(&'a Path);
@@ -18,13 +17,6 @@ impl Drop for DevnetGuard<'_> {
     fn drop(&mut self) {
         obol_in(self.0, &["devnet", "down"], &[], None);
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[tokio::test]
@@ -52,11 +44,7 @@ async fn devnet_and_facilitator_serve() {
     assert_eq!(status["running"], true);
     assert_eq!(status["chainId"], 84532);
     let list = obol_in(dir, &["network", "list"], &[], None);
-    assert!(
-        stdout(&list).contains("devnet (chain 84532): 1 endpoint"),
-        "{}",
-        stdout(&list)
-    );
+    assert_contains(&stdout(&list), "devnet (chain 84532): 1 endpoint");
 
     // The facilitator, paying gas from dev account 9, on a free port.
     let (mut server, banner, lines) = facilitator_serve(dir);
@@ -75,24 +63,12 @@ async fn devnet_and_facilitator_serve() {
     assert_eq!(supported.extensions, ["eip2612GasSponsoring"]);
     let requirement: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
         "scheme": "exact", "network": "eip155:84532", "amount": "1234",
-        "asset": obol_devnet::USDC.to_checksum(None), "payTo": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+        "asset": obol_devnet::USDC.to_checksum(None), "payTo": obol_testkit::accounts::PAY_TO,
         "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}
     }))
     .unwrap();
     let buyer = LocalSigner::from_private_key_hex(obol_devnet::DEV_KEYS[1]).unwrap();
-    let unsigned = prepare_payment(
-        &requirement,
-        None,
-        buyer.address(),
-        ValidityWindow::for_request(now(), 300),
-        random_nonce(),
-    )
-    .unwrap();
-    let payload = unsigned.sign_with(&buyer).unwrap();
-    let request = VerifyRequest::V2 {
-        payment_payload: payload,
-        payment_requirements: requirement,
-    };
+    let request = obol_testkit::x402::payment(&buyer, &requirement);
     assert!(client.verify(&request).await.unwrap().is_valid);
     let settled = client.settle(&request).await.unwrap();
     assert!(settled.success, "{settled:?}");

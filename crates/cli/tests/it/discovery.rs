@@ -108,12 +108,8 @@ async fn the_official_bazaar_validator_accepts_our_402s() {
             "{path}"
         );
     }
-    let document: Value = reqwest::get(format!("{}/openapi.json", gateway(dir)))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value =
+        obol_testkit::http::get_json(format!("{}/openapi.json", gateway(dir))).await;
     let weather = &document["paths"]["/services/weather/{rest}"]["get"];
     assert_eq!(weather["x-payment-info"]["price"], "0.001");
     assert_eq!(weather["parameters"][1]["name"], "city");

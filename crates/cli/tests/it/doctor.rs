@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::stack::{DevnetStackGuard, sell_echo, wait_ready};
-use crate::{devnet_url, obol_in, stderr, stdout, succeeded};
+use crate::{assert_contains, devnet_url, obol_in, stderr, stdout, succeeded};
 
 /// A loopback upstream answering 200 until the returned task is aborted (then its port is
 /// closed).
@@ -177,14 +177,13 @@ async fn a_healthy_stack_passes_and_each_breakage_is_named_with_its_fix() {
     assert_eq!(failed(&checks), ["permissions"]);
     let out = obol_in(dir, &["doctor"], &[], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains(&format!(
+    assert_contains(
+        &stdout(&out),
+        &format!(
             "✗ permissions — {} is 0644, not 0600 (fix: chmod 600 '{}')",
             token.display(),
             token.display()
-        )),
-        "{}",
-        stdout(&out)
+        ),
     );
     chmod(&token, 0o600);
 

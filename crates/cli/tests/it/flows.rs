@@ -120,12 +120,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
         .find(|a| a["agentId"].to_string().trim_matches('"') == agent_id)
         .unwrap_or_else(|| panic!("agent {agent_id} in {found}"));
     assert_eq!(agent["listsRegistration"], true);
-    let endpoints: Vec<&str> = agent["offers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["endpoint"].as_str().unwrap())
-        .collect();
+    let endpoints = obol_testkit::json::strings(&agent["offers"], "endpoint");
     assert!(
         endpoints.contains(&format!("{public}/services/usdc-llm").as_str()),
         "{agent}"
@@ -184,8 +179,7 @@ async fn two_stacks_sell_register_discover_buy_and_settle_in_usdc_and_permit2() 
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 200);
-            assert!(response.headers().contains_key("payment-response"));
+            obol_testkit::x402::assert_paid(&response);
         }
         assert_eq!(
             balance(bob, "base-sepolia", ALICE, token),

@@ -3,12 +3,11 @@
 //! and sign-ins naming `https://<hostname>` — while the stack's own URL serves it as before; a second offer
 //! claiming the name gets `HostnameConflict`, and a bad name is refused up front.
 
-use obol_x402::header::{self, PAYMENT_REQUIRED};
-use obol_x402::wire::v2;
+use obol_testkit::http::Fetch as _;
 use serde_json::Value;
 
 use crate::stack::{StackGuard, gateway, sell_echo, upstream, wait_offer, wait_offer_ready};
-use crate::{json_of, obol_in, stderr};
+use crate::{assert_contains, json_of, obol_in, stderr};
 
 const HOST: &str = "api.example.test";
 
@@ -28,7 +27,7 @@ async fn an_offer_on_its_own_hostname() {
     .concat();
     let out = obol_in(dir, &bad, &[], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("spec.hostname"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "spec.hostname");
 
     let sell = [
         sell_echo(&upstream, "0.001").as_slice(),
@@ -97,8 +96,7 @@ async fn an_offer_on_its_own_hostname() {
     ] {
         let unpaid = on_host(path).await.unwrap();
         assert_eq!(unpaid.status(), 402, "{path}");
-        let required: v2::PaymentRequired =
-            header::decode(unpaid.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+        let required = obol_testkit::x402::challenge_of(&unpaid);
         assert_eq!(required.resource.url, url);
     }
 
@@ -109,8 +107,7 @@ async fn an_offer_on_its_own_hostname() {
         auth.headers()["www-authenticate"],
         "SIWX domain=\"api.example.test\", window=\"600\""
     );
-    let required: v2::PaymentRequired =
-        header::decode(auth.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    let required = obol_testkit::x402::challenge_of(&auth);
     assert_eq!(
         required.extensions.unwrap()["sign-in-with-x"]["info"]["uri"],
         "https://api.example.test/me"
@@ -125,12 +122,8 @@ async fn an_offer_on_its_own_hostname() {
     assert_eq!(unpaid.status(), 402);
     let catalog: Value = client
         .get(format!("{base}/api/services.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(
         catalog["services"][0]["endpoint"],
         "https://api.example.test"

@@ -14,7 +14,7 @@ use obol_erc8004::{Address, IdentityClient, Registries, U256};
 use serde_json::{Value, json};
 
 use crate::stack::{DevnetStackGuard, PAY_TO, upstream};
-use crate::{devnet_url, json_of, obol_in, stderr, stdout};
+use crate::{assert_contains, devnet_url, json_of, obol_in, refused, stderr, stdout};
 
 /// The seller's signer: owns the agent, is not the payee ([`PAY_TO`] is dev account 2).
 const SELLER_KEY: &str = obol_devnet::DEV_KEYS[3];
@@ -25,11 +25,6 @@ const REGISTRY: &str = "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e"
 
 fn key(k: &str) -> [(&str, &str); 1] {
     [("OBOL_PRIVATE_KEY", k)]
-}
-
-fn refused(out: &std::process::Output, reason: &str) {
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
-    assert!(stderr(out).contains(reason), "{}", stderr(out));
 }
 
 /// Starts the devnet and a stack whose public URL is its own gateway (so the registration
@@ -78,28 +73,23 @@ fn address_of(private_key: &str) -> Address {
         .address()
 }
 
+/// `obol buy discover` over the devnet's whole registry (`--from-block 0`) with `flags`, as
+/// JSON when `json`.
+fn discover(dir: &Path, json: bool, flags: &[&str]) -> std::process::Output {
+    let mut args = if json { vec!["--json"] } else { vec![] };
+    args.extend(["buy", "discover", "--chain", "devnet", "--from-block", "0"]);
+    args.extend_from_slice(flags);
+    obol_in(dir, &args, &[], None)
+}
+
 async fn document(public: &str) -> Value {
-    reqwest::get(format!("{public}/.well-known/agent-registration.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    obol_testkit::http::get_json(format!("{public}/.well-known/agent-registration.json")).await
 }
 
 /// Polls `check` (about 10 s) until it holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} never happened");
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    let (within, every) = (Duration::from_secs(10), Duration::from_millis(50));
+    obol_testkit::until(what, within, every, check).await;
 }
 
 /// The offer's `Registered` condition `(status, reason)` and `status.agentId`.
@@ -159,11 +149,9 @@ async fn register_import_forget_discover_and_tombstone() {
     ];
     let out = obol_in(dir, &sell, &key(SELLER_KEY), None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out)
-            .contains("ERC-8004: not registered: no write-enabled RPC endpoint for base-sepolia"),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        "ERC-8004: not registered: no write-enabled RPC endpoint for base-sepolia",
     );
     wait_registered(
         dir,
@@ -171,12 +159,7 @@ async fn register_import_forget_discover_and_tombstone() {
         ("False", "AwaitingExternalRegistration", None),
     )
     .await;
-    let services: Value = reqwest::get(format!("{public}/api/services.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: Value = obol_testkit::http::get_json(format!("{public}/api/services.json")).await;
     assert_eq!(services["services"][0]["registrationPending"], true);
     let doc = document(&public).await;
     assert_eq!(doc["active"], true);
@@ -276,10 +259,9 @@ async fn register_import_forget_discover_and_tombstone() {
         "{}",
         stdout(&out)
     );
-    assert!(
-        stdout(&out).contains("unchanged: the agent already points at this stack"),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        "unchanged: the agent already points at this stack",
     );
     assert_eq!(agents_of(dir, seller).await, 1);
 
@@ -303,11 +285,9 @@ async fn register_import_forget_discover_and_tombstone() {
             "--endpoint https://moved.example is not the stack's public URL {public}: the registration document lists the offers under the public URL"
         ),
     );
-    assert!(
-        stderr(&out)
-            .contains("restart the stack with `obol stack up --public-url https://moved.example`"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "restart the stack with `obol stack up --public-url https://moved.example`",
     );
     let same = json_of(&obol_in(
         dir,
@@ -431,20 +411,7 @@ async fn register_import_forget_discover_and_tombstone() {
 
     // Discovery contacts public addresses only by default: this loopback seller is listed as
     // skipped, with the flag that includes it.
-    let found = json_of(&obol_in(
-        dir,
-        &[
-            "--json",
-            "buy",
-            "discover",
-            "--chain",
-            "devnet",
-            "--from-block",
-            "0",
-        ],
-        &[],
-        None,
-    ));
+    let found = json_of(&discover(dir, true, &[]));
     assert!(
         found["agents"]
             .as_array()
@@ -458,36 +425,16 @@ async fn register_import_forget_discover_and_tombstone() {
     assert_eq!(ours["reason"], "nonPublic", "{found}");
     assert_eq!(found["allowPrivate"], false);
     assert_eq!(found["timeoutSecs"], 30);
-    let out = obol_in(
-        dir,
-        &["buy", "discover", "--chain", "devnet", "--from-block", "0"],
-        &[],
-        None,
-    );
-    assert!(
-        stdout(&out).contains(&format!(
+    let out = discover(dir, false, &[]);
+    assert_contains(
+        &stdout(&out),
+        &format!(
             "agent {id} — skipped: {public}/.well-known/agent-registration.json is not a public address (--allow-private to fetch it)"
-        )),
-        "{}",
-        stdout(&out)
+        ),
     );
 
     // With --allow-private: the registry's logs → the document → the catalog's terms.
-    let found = json_of(&obol_in(
-        dir,
-        &[
-            "--json",
-            "buy",
-            "discover",
-            "--chain",
-            "devnet",
-            "--from-block",
-            "0",
-            "--allow-private",
-        ],
-        &[],
-        None,
-    ));
+    let found = json_of(&discover(dir, true, &["--allow-private"]));
     assert_eq!(found["skipped"], json!([]), "{found}");
     let agents = found["agents"].as_array().unwrap();
     let ours = agents.iter().find(|a| a["agentId"] == id).unwrap();
@@ -509,32 +456,17 @@ async fn register_import_forget_discover_and_tombstone() {
     )
     .await;
     assert_eq!(by_agent["agents"], found["agents"], "{by_agent}");
-    let out = obol_in(
-        dir,
-        &[
-            "buy",
-            "discover",
-            "--chain",
-            "devnet",
-            "--from-block",
-            "0",
-            "--allow-private",
-        ],
-        &[],
-        None,
-    );
+    let out = discover(dir, false, &["--allow-private"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!("agent {id} — Weather Agent (owner {seller})")),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        &format!("agent {id} — Weather Agent (owner {seller})"),
     );
-    assert!(
-        stdout(&out).contains(&format!(
+    assert_contains(
+        &stdout(&out),
+        &format!(
             "  offer: {public}/services/weather — price 0.001 USDC/request, network base-sepolia"
-        )),
-        "{}",
-        stdout(&out)
+        ),
     );
 
     // The last offer deleted: the tombstone keeps the registration; discovery skips it.
@@ -552,21 +484,7 @@ async fn register_import_forget_discover_and_tombstone() {
         doc["registrations"],
         json!([{"agentId": id, "agentRegistry": REGISTRY}])
     );
-    let found = json_of(&obol_in(
-        dir,
-        &[
-            "--json",
-            "buy",
-            "discover",
-            "--chain",
-            "devnet",
-            "--from-block",
-            "0",
-            "--allow-private",
-        ],
-        &[],
-        None,
-    ));
+    let found = json_of(&discover(dir, true, &["--allow-private"]));
     assert!(
         found["agents"]
             .as_array()
@@ -596,34 +514,16 @@ async fn register_import_forget_discover_and_tombstone() {
         .unwrap()
         .agent_id;
     let started = std::time::Instant::now();
-    let out = obol_in(
-        dir,
-        &[
-            "buy",
-            "discover",
-            "--chain",
-            "devnet",
-            "--from-block",
-            "0",
-            "--allow-private",
-            "--timeout",
-            "2",
-        ],
-        &[],
-        None,
-    );
+    let out = discover(dir, false, &["--allow-private", "--timeout", "2"]);
     assert!(
         started.elapsed() < Duration::from_secs(9),
         "{:?}",
         started.elapsed()
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!(
-            "agent {silent_id} — timed out: {silent_uri} did not answer within --timeout 2 s"
-        )),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        &format!("agent {silent_id} — timed out: {silent_uri} did not answer within --timeout 2 s"),
     );
     drop(silent);
 
@@ -707,11 +607,7 @@ async fn auto_registration_and_the_expected_agent_id() {
     ];
 
     // base-sepolia's only endpoint is dead: the registration fails, the offer is sold anyway.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let dead = format!("127.0.0.1:{}", obol_testkit::http::free_port());
     let add = |url: &str| {
         let out = obol_in(
             dir,
@@ -732,15 +628,10 @@ async fn auto_registration_and_the_expected_agent_id() {
     add(&format!("http://{dead}"));
     let out = obol_in(dir, &sell[1..], &key(SELLER_KEY), None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("warning: ERC-8004 registration failed: "),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("retry with `obol sell register --chain base-sepolia`"),
-        "{}",
-        stderr(&out)
+    assert_contains(&stderr(&out), "warning: ERC-8004 registration failed: ");
+    assert_contains(
+        &stderr(&out),
+        "retry with `obol sell register --chain base-sepolia`",
     );
     wait_registered(dir, "llm", ("False", "AwaitingExternalRegistration", None)).await;
     let unpaid = reqwest::Client::new()
@@ -769,19 +660,16 @@ async fn auto_registration_and_the_expected_agent_id() {
     let again = json_of(&obol_in(dir, &sell, &key(SELLER_KEY), None));
     assert_eq!(again["registration"]["outcome"], "unchanged");
 
-    let buy = |args: &[&str]| obol_in(dir, args, &key(BUYER_KEY), None);
+    // `obol buy inference` of one call from the stack, expecting agent `expected`.
+    let buy = |json: bool, expected: &str| {
+        let mut args = if json { vec!["--json"] } else { vec![] };
+        args.extend(["buy", "inference", &public, "--count", "1", "--yes"]);
+        args.extend(["--expected-agent-id", expected]);
+        obol_in(dir, &args, &key(BUYER_KEY), None)
+    };
     let bought = || json_of(&obol_in(dir, &["--json", "buy", "list"], &[], None));
     let wrong = (id + 1).to_string();
-    let out = buy(&[
-        "buy",
-        "inference",
-        &public,
-        "--count",
-        "1",
-        "--yes",
-        "--expected-agent-id",
-        &wrong,
-    ]);
+    let out = buy(false, &wrong);
     refused(
         &out,
         &format!(
@@ -794,16 +682,7 @@ async fn auto_registration_and_the_expected_agent_id() {
     // The document claims the agent, but the agent points elsewhere on-chain: refused.
     point_elsewhere(dir, id, "https://elsewhere.example").await;
     refused(
-        &buy(&[
-            "buy",
-            "inference",
-            &public,
-            "--count",
-            "1",
-            "--yes",
-            "--expected-agent-id",
-            &id_text,
-        ]),
+        &buy(false, &id_text),
         &format!(
             "refusing to buy: agent {id}'s agentURI is \"https://elsewhere.example/.well-known/agent-registration.json\", not {public}/.well-known/agent-registration.json"
         ),
@@ -818,36 +697,14 @@ async fn auto_registration_and_the_expected_agent_id() {
     assert_eq!(back["outcome"], "uriUpdated");
 
     // The right agent: checked, then bought.
-    let out = buy(&[
-        "--json",
-        "buy",
-        "inference",
-        &public,
-        "--count",
-        "1",
-        "--yes",
-        "--expected-agent-id",
-        &id_text,
-    ]);
+    let out = buy(true, &id_text);
     let purchase = json_of(&out);
     assert_eq!(purchase["status"], "bought");
     assert_eq!(purchase["remaining"], 1);
-    let out = buy(&[
-        "buy",
-        "inference",
-        &public,
-        "--count",
-        "1",
-        "--yes",
-        "--expected-agent-id",
-        &id_text,
-    ]);
+    let out = buy(false, &id_text);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!(
-            "identity: the seller is ERC-8004 agent {id} in {REGISTRY} ✓"
-        )),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        &format!("identity: the seller is ERC-8004 agent {id} in {REGISTRY} ✓"),
     );
 }

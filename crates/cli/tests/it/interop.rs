@@ -22,7 +22,7 @@ use obol_x402::LocalSigner;
 use obol_x402::primitives::{Address, U256};
 
 use crate::stack::{gateway, upstream};
-use crate::{obol_in, stderr, stdout};
+use crate::{assert_contains, obol_in, stderr, stdout};
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {
@@ -524,10 +524,9 @@ async fn obol_buy_pays_an_x402_express_seller() {
     let before = ledger.pair(obol_devnet::USDC, seller, buyer).await;
     let out = buy(&["buy", "pay", &usdc_url, "--max-amount", "0.0005"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("0.001 USDC on base-sepolia exceeds --max-amount 0.0005"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "0.001 USDC on base-sepolia exceeds --max-amount 0.0005",
     );
     let paying = Instant::now();
     let out = buy(&["buy", "pay", &usdc_url, "--max-amount", "0.01"]);
@@ -560,11 +559,7 @@ async fn obol_buy_pays_an_x402_express_seller() {
     ]);
     let permit2_took = paying.elapsed();
     assert!(out.status.success(), "obol buy pay: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("approved Permit2 for OBOL: transaction 0x"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "approved Permit2 for OBOL: transaction 0x");
     assert_eq!(stdout(&out), r#"{"sdk":"@x402/express","paid":"permit2"}"#);
     let tx = paid_to(&out, "0.5 OBOL");
     ledger

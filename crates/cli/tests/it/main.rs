@@ -2,6 +2,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Checks a whole output against its snapshot in `tests/it/snapshots/` (insta; `cargo insta
+/// review` updates them, and under `CI=true` a missing or different one fails). Each
+/// `literal => name` pair (a temporary path, a URL with a free port) is written as `[name]`.
+/// Insta ignores trailing whitespace, so the output's end is checked here: one newline.
+macro_rules! assert_output_snapshot {
+    ($name:expr, $output:expr $(, $literal:expr => $redacted:expr)* $(,)?) => {{
+        let output: &str = &$output;
+        assert_eq!(&output[output.trim_end().len()..], "\n", "{output:?} ends in one newline");
+        #[allow(unused_mut)]
+        let mut settings = insta::Settings::clone_current();
+        $(settings.add_filter(&regex::escape($literal), concat!("[", $redacted, "]"));)*
+        settings.bind(|| insta::assert_snapshot!($name, output));
+    }};
+}
+
 mod backup;
 mod buy;
 mod cluster;
@@ -70,11 +85,7 @@ pub fn stack_up(dir: &Path, gateway: Option<&str>, facilitator: bool) {
 /// [`stack_up`] with the facilitator on a fixed gateway port whose URL is also the public URL
 /// (so what the stack publishes, e.g. its registration document, is fetchable); returns it.
 pub fn stack_up_public(dir: &Path) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = obol_testkit::http::free_port();
     let public = format!("http://127.0.0.1:{port}");
     init_and_start(dir, &format!("127.0.0.1:{port}"), Some(&public), true);
     public
@@ -232,4 +243,17 @@ fn version() {
         String::from_utf8(out.stdout).unwrap(),
         format!("obol {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// Fails the test unless `text` (a run's stdout or stderr) contains `wanted`, showing the text.
+#[track_caller]
+pub fn assert_contains(text: &str, wanted: &str) {
+    assert!(text.contains(wanted), "{text}");
+}
+
+/// Fails the test unless the run failed with status 1 and said `reason` on stderr.
+#[track_caller]
+pub fn refused(out: &Output, reason: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
+    assert_contains(&stderr(out), reason);
 }

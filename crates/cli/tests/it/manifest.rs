@@ -70,12 +70,7 @@ async fn an_original_manifest_with_every_gating_field_behaves_as_declared() {
     let rest = get("/anything").await.unwrap();
     assert_eq!(rest.status(), 402);
     let body: Value = rest.json().await.unwrap();
-    let amounts: Vec<&str> = body["accepts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["amount"].as_str().unwrap())
-        .collect();
+    let amounts = obol_testkit::json::strings(&body["accepts"], "amount");
     assert_eq!(amounts, ["1000", "500000000000000000"], "USDC or OBOL");
 
     let out = obol_in(

@@ -17,7 +17,7 @@ use crate::interop::{
     wait_ready,
 };
 use crate::stack::{gateway, upstream};
-use crate::{obol_in, stderr};
+use crate::{assert_contains, obol_in, stderr};
 
 /// A call of `tool` with `arguments` and of the free tool `free` (arguments `free_arguments`).
 struct Calls<'a> {
@@ -184,10 +184,7 @@ async fn a_python_mcp_server_is_sold_whole() {
     let Some(python) = python_sdk() else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = obol_testkit::http::free_port();
     let _server = Killed(
         Command::new(&python)
             .arg(repo().join("tests/interop/mcp_server.py"))
@@ -386,11 +383,7 @@ async fn obol_mcp_over_http_is_loopback_only_and_refuses_browsers() {
         .output()
         .expect("obol runs");
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("only a loopback address"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "only a loopback address");
 
     let (_server, url) = spawn_until(
         &mut obol(&["mcp", "--listen", "127.0.0.1:0"]),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::buy::chat;
 use crate::stack::{DevnetStackGuard, PAY_TO, gateway, sell_from_json};
-use crate::{balance, json_of, obol_in, stderr, succeeded};
+use crate::{assert_contains, balance, json_of, obol_in, stderr, succeeded};
 
 const BUYER_KEY: &str = obol_devnet::DEV_KEYS[6];
 
@@ -102,10 +102,9 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
     // --metered pays the upto option only, its ceiling capped by --max-amount.
     let out = pay_metered("0.001");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("0.002458 USDC on base-sepolia exceeds --max-amount 0.001"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "0.002458 USDC on base-sepolia exceeds --max-amount 0.001",
     );
     let out = pay_metered("0.01");
     succeeded(&out);
@@ -114,10 +113,9 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
         "a metered payment moves through Permit2: {}",
         stderr(&out)
     );
-    assert!(
-        stderr(&out).contains("paid 0.000023 USDC of up to 0.002458 USDC on base-sepolia"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "paid 0.000023 USDC of up to 0.002458 USDC on base-sepolia",
     );
     assert_eq!(usdc(dir, BUYER_KEY), buyer_start - 23);
 
@@ -132,16 +130,11 @@ async fn metered_calls_are_paid_per_token_and_counted_as_charged() {
         "--yes",
     ]);
     succeeded(&out);
-    assert!(
-        stderr(&out).contains("price:   up to 0.002458 USDC per call, charged per token"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "price:   up to 0.002458 USDC per call, charged per token",
     );
-    assert!(
-        stderr(&out).contains("buy:     3 calls = up to 0.007374 USDC"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "buy:     3 calls = up to 0.007374 USDC");
     for _ in 0..2 {
         let (status, body) = chat(dir).await;
         assert_eq!(status, 200, "{body}");

@@ -2,10 +2,18 @@
 
 use obol_devnet::Anvil;
 
-use crate::{obol_in, stderr, stdout};
+use crate::{assert_contains, obol_in, stderr, stdout};
 
 const SECRET_URL: &str = "http://127.0.0.1:1/v2/SECRETSECRETSECRET";
-const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const A0: &str = obol_testkit::accounts::DEV_ADDRESSES[0];
+
+/// `obol network add devnet --chain-id 84532 --endpoint <endpoint>` with `extra` flags.
+fn add_devnet(dir: &std::path::Path, endpoint: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["network", "add", "devnet", "--chain-id", "84532"];
+    args.extend(["--endpoint", endpoint]);
+    args.extend_from_slice(extra);
+    obol_in(dir, &args, &[], None)
+}
 
 fn no_secret(out: &std::process::Output) {
     assert!(
@@ -22,20 +30,7 @@ async fn add_list_status_remove() {
     let live = anvil.endpoint();
 
     // A dead endpoint is refused by the check, with the cause and a way out.
-    let out = obol_in(
-        dir,
-        &[
-            "network",
-            "add",
-            "devnet",
-            "--chain-id",
-            "84532",
-            "--endpoint",
-            SECRET_URL,
-        ],
-        &[],
-        None,
-    );
+    let out = add_devnet(dir, SECRET_URL, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -52,63 +47,29 @@ async fn add_list_status_remove() {
         &[],
         None,
     );
-    assert!(stderr(&out).contains("--chain-id"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "--chain-id");
     let out = obol_in(
         dir,
         &["network", "add", "base", "--endpoint", &live],
         &[],
         None,
     );
-    assert!(
-        stderr(&out).contains("serves chain id 84532, but base is chain id 8453"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "serves chain id 84532, but base is chain id 8453",
     );
 
-    let out = obol_in(
-        dir,
-        &[
-            "network",
-            "add",
-            "devnet",
-            "--chain-id",
-            "84532",
-            "--endpoint",
-            SECRET_URL,
-            "--no-check",
-        ],
-        &[],
-        None,
-    );
+    let out = add_devnet(dir, SECRET_URL, &["--no-check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     no_secret(&out);
-    let out = obol_in(
-        dir,
-        &[
-            "network",
-            "add",
-            "devnet",
-            "--chain-id",
-            "84532",
-            "--endpoint",
-            &live,
-            "--allow-writes",
-        ],
-        &[],
-        None,
-    );
+    let out = add_devnet(dir, &live, &["--allow-writes"]);
     assert_eq!(
         stdout(&out),
         format!("Added {live} for devnet (chain 84532, read-write)\n")
     );
 
     let out = obol_in(dir, &["network", "list"], &[], None);
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "devnet (chain 84532): 2 endpoints\n  http://127.0.0.1:1/v2/***  read-only\n  {live}  read-write\n"
-        )
-    );
+    assert_output_snapshot!("list", stdout(&out), &live => "LIVE");
 
     // Status probes each endpoint; the chain still has a working one, so it succeeds.
     let out = obol_in(dir, &["--json", "network", "status"], &[], None);
@@ -148,11 +109,7 @@ async fn add_list_status_remove() {
         &[],
         None,
     );
-    assert!(
-        stderr(&out).contains("no endpoint http://127.0.0.1"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "no endpoint http://127.0.0.1");
 }
 
 #[test]

@@ -42,12 +42,7 @@ async fn the_operator_leads_and_reconciles_a_clusters_offers() {
     }
 
     crate::cluster::echo_offer_made_ready(&api).await;
-    let metrics = reqwest::get(format!("{health}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = obol_testkit::http::get_text(format!("{health}/metrics")).await;
     assert!(metrics.contains("obol_operator_leader 1"), "{metrics}");
 
     // SIGTERM: the lease is released and the process exits cleanly.

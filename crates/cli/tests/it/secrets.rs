@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
+use obol_testkit::http::Fetch as _;
 
 use crate::stack::{DevnetStackGuard, gateway, sell_echo, wait_offer_ready};
-use crate::{obol_in, stderr, stdout, succeeded};
+use crate::{assert_contains, obol_in, stderr, stdout, succeeded};
 
 const KEY: &str = "sk-upstream-5f1c9e0b7a";
 const ROTATED: &str = "sk-upstream-rotated-2d8e";
@@ -156,11 +157,9 @@ async fn the_sellers_key_reaches_the_upstream_and_nowhere_else() {
         serde_json::json!({"secretRef": {"name": "echo-upstream-auth", "key": "token"}})
     );
     let human = obol_in(dir, &["sell", "status", "echo"], &[], None);
-    assert!(
-        stdout(&human)
-            .contains("Upstream: Authorization from secret default/echo-upstream-auth key token"),
-        "{}",
-        stdout(&human)
+    assert_contains(
+        &stdout(&human),
+        "Upstream: Authorization from secret default/echo-upstream-auth key token",
     );
     let listed = obol_in(dir, &["--json", "secret", "list"], &[], None);
     assert_eq!(
@@ -191,12 +190,8 @@ async fn the_sellers_key_reaches_the_upstream_and_nowhere_else() {
         let text = client
             .get(format!("{admin}{path}"))
             .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .fetch_text()
+            .await;
         leaks(&text, path);
     }
     let secret_file = dir.join("config/secrets/default/echo-upstream-auth.json");

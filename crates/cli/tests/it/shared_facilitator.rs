@@ -9,17 +9,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use obol_gateway::guard::ReplayGuard;
-use obol_gateway::server::{GatewayConfig, app, serve};
+use obol_gateway::server::{GatewayConfig, app};
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes};
+use obol_testkit::http::spawn;
 use obol_x402::LocalSigner;
-use obol_x402::header::{self, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use obol_x402::header::{self, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use obol_x402::pricing::{Price, PriceUnit};
 use obol_x402::primitives::B256;
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::token::TokenRegistry;
-use obol_x402::wire::{SettleResponse, v2};
+use obol_x402::wire::SettleResponse;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 use crate::{balance, facilitator_serve, obol_in, succeeded};
@@ -51,20 +51,6 @@ fn address(key: &str) -> String {
         .to_checksum(None)
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-async fn spawn(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, router, std::future::pending()));
-    url
-}
-
 /// An upstream that answers at once, or — with `hold` — says it was reached and answers only
 /// once released.
 async fn upstream(hold: Option<(mpsc::UnboundedSender<()>, Arc<Notify>)>) -> String {
@@ -88,28 +74,19 @@ async fn seller(facilitator: &str, upstream: &str, pay_to: &str, amount: u64) ->
         .resolve("USDC", "base-sepolia")
         .unwrap()
         .clone();
-    let requirements: v2::PaymentRequirements = serde_json::from_value(json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": amount.to_string(),
-        "asset": token.address.to_checksum(None), "payTo": pay_to, "maxTimeoutSeconds": 300,
-        "extra": token.requirement_extra()
-    }))
-    .unwrap();
+    let requirements = obol_testkit::x402::requirement("USDC", amount, pay_to);
+    let price = Price {
+        unit: PriceUnit::PerRequest,
+        amount: "0.001".parse().unwrap(),
+    };
+    let option = PaymentOption::exact(requirements, price, &token);
     let offer = Offer {
         description: "an item".into(),
         ..Offer::at_services(
             "item",
             OfferKind::Http,
             upstream.parse().unwrap(),
-            vec![PaymentOption {
-                requirements,
-                price: Price {
-                    unit: PriceUnit::PerRequest,
-                    amount: "0.001".parse().unwrap(),
-                },
-                asset_symbol: "USDC".into(),
-                eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
-                metering: None,
-            }],
+            vec![option],
         )
     };
     let routes = Arc::new(Routes::new());
@@ -126,18 +103,9 @@ async fn sign(gateway: &str, buyer: &LocalSigner, nonce: B256) -> String {
         .await
         .unwrap();
     assert_eq!(response.status(), 402);
-    let required: v2::PaymentRequired =
-        header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
-    let unsigned = prepare_payment(
-        &required.accepts[0],
-        Some(required.resource.clone()),
-        buyer.address(),
-        ValidityWindow::for_request(now(), 300),
-        nonce,
-    )
-    .unwrap();
-    let payload = unsigned.sign_with(buyer).unwrap();
-    header::encode(&payload).unwrap()
+    let required = obol_testkit::x402::challenge_of(&response);
+    let window = ValidityWindow::for_request(obol_testkit::now(), 300);
+    obol_testkit::x402::pay(buyer, &required, 0, window, nonce)
 }
 
 async fn paid_get(gateway: &str, payment: &str) -> reqwest::Response {

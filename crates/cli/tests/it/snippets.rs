@@ -44,12 +44,7 @@ async fn the_pages_snippets_pay_as_shown() {
         "discovery": {"input": {"queryParams": {"properties": {"city": {"type": "string"}}}, "example": {"city": "Oslo"}}}
     });
     sell_from_json(dir, "weather", &spec).await;
-    let page = reqwest::get(format!("{}/", gateway(dir)))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = obol_testkit::http::get_text(format!("{}/", gateway(dir))).await;
 
     let script = dir.join("pay.py");
     std::fs::write(&script, snippet(&page, "python")).unwrap();

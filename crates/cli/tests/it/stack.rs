@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::{obol_in, stderr, stdout};
+use crate::{assert_contains, obol_in, stderr, stdout};
 
-pub(crate) const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+pub(crate) use obol_testkit::accounts::PAY_TO;
 
 pub(crate) struct StackGuard<'a>(pub(crate) &'a Path);
 
@@ -196,24 +196,7 @@ async fn stack_up_sell_restart_delete() {
         "error: the stack is not running; start it with `obol stack up`\n"
     );
 
-    let out = obol_in(
-        dir,
-        &[
-            "stack",
-            "init",
-            "--stack-id",
-            "e2e",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--buyer-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    crate::stack_init(dir, "127.0.0.1:0", &["--stack-id", "e2e"]);
     let out = obol_in(dir, &["stack", "up"], &[], None);
     let _guard = StackGuard(dir);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -313,13 +296,9 @@ async fn stack_up_sell_restart_delete() {
         None,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("spec.payment.payTo"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "spec.payment.payTo");
     let out = obol_in(dir, &["sell", "delete", "echo"], &[], None);
-    assert!(stderr(&out).contains("pass --yes"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "pass --yes");
 
     let out = obol_in(dir, &["sell", "delete", "echo", "--yes"], &[], None);
     assert_eq!(stdout(&out), "serviceoffer default/echo deleted\n");
@@ -340,21 +319,7 @@ async fn the_public_url_reaches_the_402() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
     let upstream = upstream().await;
-    obol_in(
-        dir,
-        &[
-            "stack",
-            "init",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--buyer-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-    );
+    crate::stack_init(dir, "127.0.0.1:0", &[]);
     let out = obol_in(
         dir,
         &["stack", "up", "--public-url", "https://seller.example/"],
@@ -363,11 +328,7 @@ async fn the_public_url_reaches_the_402() {
     );
     let _guard = StackGuard(dir);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("public URL: https://seller.example\n"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "public URL: https://seller.example\n");
     assert!(!stdout(&out).contains("no public URL is set"));
     let sell = sell_echo(&upstream, "0.5");
     assert!(obol_in(dir, &sell, &[], None).status.success());
@@ -437,11 +398,7 @@ async fn the_public_url_reaches_the_402() {
 
     // sell update changes the price; the next 402 asks for it.
     let out = obol_in(dir, &["sell", "update", "echo"], &[], None);
-    assert!(
-        stderr(&out).contains("nothing to update"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "nothing to update");
     let out = obol_in(
         dir,
         &["sell", "update", "echo", "--per-request", "0.25"],
@@ -639,10 +596,9 @@ async fn the_public_url_reaches_the_402() {
         None,
     );
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("spec.routes[0].path: /auth below an offer is reserved for sign-in"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "spec.routes[0].path: /auth below an offer is reserved for sign-in",
     );
 
     // sell stop: drained at once, no longer served.
@@ -724,16 +680,13 @@ async fn buy_pay_through_a_stack_settling_on_the_devnet() {
     let refused = |args: &[&str], reason: &str| {
         let out = buy(args);
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains(reason), "{}", stderr(&out));
+        assert_contains(&stderr(&out), reason);
     };
 
     // Probe: what the seller asks, human and JSON.
     let out = obol_in(dir, &["buy", "probe", &url], &[], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        format!("x402 v2 — {url}\n  0.001 USDC on base-sepolia to {PAY_TO} (exact, valid 300 s)\n")
-    );
+    assert_output_snapshot!("probe", stdout(&out), &url => "URL");
     let out = obol_in(dir, &["--json", "buy", "probe", &url], &[], None);
     let probed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -847,11 +800,7 @@ fn no_register_conflicts_with_register_flags() {
         None,
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("cannot be used with"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "cannot be used with");
     let out = crate::obol(
         &[
             "sell",
@@ -869,9 +818,5 @@ fn no_register_conflicts_with_register_flags() {
         None,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("is not KEY=VALUE"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "is not KEY=VALUE");
 }

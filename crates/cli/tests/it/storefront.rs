@@ -22,21 +22,7 @@ async fn the_storefront_renders_in_a_browser() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
     let upstream = upstream().await;
-    obol_in(
-        dir,
-        &[
-            "stack",
-            "init",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--buyer-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-    );
+    crate::stack_init(dir, "127.0.0.1:0", &[]);
     assert!(
         obol_in(
             dir,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::buy::{MODEL, chat};
 use crate::stack::{DevnetStackGuard, PAY_TO, sell_from_json, upstream};
-use crate::{balance, devnet_url, json_of, obol_in, stderr, succeeded};
+use crate::{assert_contains, balance, devnet_url, json_of, obol_in, stderr, succeeded};
 
 /// Where the test places its stablecoin: no chain's table lists it.
 const COIN: &str = "0xe0C0000000000000000000000000000000000402";
@@ -86,10 +86,9 @@ async fn a_token_outside_the_table_is_paid_once_its_address_is_confirmed() {
     let coins = |key: &str| balance(dir, "devnet", key, "EURT");
     let out = pay(&["--token", "EURT", "--token-address", COIN]);
     succeeded(&out);
-    assert!(
-        stderr(&out).contains("confirmed EURT = 0xe0C0000000000000000000000000000000000402 on base-sepolia (6 decimals, eip3009)"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "confirmed EURT = 0xe0C0000000000000000000000000000000000402 on base-sepolia (6 decimals, eip3009)",
     );
     // `wallet balance` knows the confirmed token now: read before and after a second payment.
     let (buyer, seller) = (coins(BUYER_KEY), coins(SELLER_KEY));
@@ -114,10 +113,9 @@ async fn a_token_outside_the_table_is_paid_once_its_address_is_confirmed() {
         None,
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("0.002 EURT on base-sepolia exceeds --max-amount 0.001"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "0.002 EURT on base-sepolia exceeds --max-amount 0.001",
     );
     assert_eq!(coins(BUYER_KEY), buyer - 2000, "nothing paid over the cap");
 
@@ -138,11 +136,7 @@ async fn a_token_outside_the_table_is_paid_once_its_address_is_confirmed() {
         None,
     );
     succeeded(&out);
-    assert!(
-        stderr(&out).contains("2 calls = 0.004 EURT"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "2 calls = 0.004 EURT");
     for _ in 0..2 {
         assert_eq!(chat(dir).await.0, 200);
     }

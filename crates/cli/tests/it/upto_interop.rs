@@ -603,20 +603,7 @@ async fn x402rs_settles_a_metered_payment_our_gateway_accepted() {
     );
 
     // A stack whose facilitator is x402-rs.
-    let init = [
-        "stack",
-        "init",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--buyer-listen",
-        "127.0.0.1:0",
-        "--facilitator-url",
-        &x402rs_url,
-    ];
-    let out = obol_in(dir, &init, &[], None);
-    assert!(out.status.success(), "stack init: {}", stderr(&out));
+    crate::stack_init(dir, "127.0.0.1:0", &["--facilitator-url", &x402rs_url]);
     crate::start_stack(dir);
     let seller = address_of(obol_devnet::DEV_KEYS[3]);
     let pay_to = seller.to_checksum(None);

@@ -1,9 +1,9 @@
 //! `obol wallet …` in a throwaway config directory.
 
-use crate::{obol_in, stderr, stdout};
+use crate::{assert_contains, obol_in, stderr, stdout};
 
 const K0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const A0: &str = obol_testkit::accounts::DEV_ADDRESSES[0];
 const PASSWORD: (&str, &str) = ("OBOL_WALLET_PASSWORD", "hunter2");
 
 #[test]
@@ -74,20 +74,15 @@ fn refusals_are_clear() {
     // No password source and no terminal.
     let out = obol_in(dir, &["wallet", "new"], &[], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--password-file FILE, set OBOL_WALLET_PASSWORD"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "--password-file FILE, set OBOL_WALLET_PASSWORD",
     );
 
     let out = obol_in(dir, &["wallet", "new", "--name", "a"], &[PASSWORD], None);
     assert!(out.status.success());
     let out = obol_in(dir, &["wallet", "new", "--name", "a"], &[PASSWORD], None);
-    assert!(
-        stderr(&out).contains("wallet \"a\" already exists"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "wallet \"a\" already exists");
 
     let out = obol_in(
         dir,
@@ -102,18 +97,10 @@ fn refusals_are_clear() {
     );
 
     let out = obol_in(dir, &["wallet", "address", "ghost"], &[], None);
-    assert!(
-        stderr(&out).contains("no wallet named \"ghost\""),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "no wallet named \"ghost\"");
 
     let out = obol_in(dir, &["wallet", "new", "--name", "../x"], &[PASSWORD], None);
-    assert!(
-        stderr(&out).contains("invalid wallet name"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "invalid wallet name");
 }
 
 #[test]

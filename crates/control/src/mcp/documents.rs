@@ -112,12 +112,7 @@ fn skill_md_page_and_llms_txt_name_the_tools() {
 fn well_known_documents_list_each_paid_tool() {
     let offers = [tools_offer()];
     let resources = x402_resources(&tokens(), BASE, &offers, NOW);
-    let listed: Vec<&str> = resources["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["resource"].as_str().unwrap())
-        .collect();
+    let listed = obol_testkit::json::strings(&resources["resources"], "resource");
     assert_eq!(
         listed,
         ["mcp://tool/forecast", "mcp://tool/summary"],

@@ -52,12 +52,7 @@ fn lists_operationally_ready_offers_by_weight() {
         1_800_000_000,
         &Branding::default(),
     );
-    let names: Vec<&str> = catalog["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = obol_testkit::json::strings(&catalog["services"], "name");
     assert_eq!(names, ["heavy", "a", "pending"]);
     let pending = &catalog["services"][2];
     assert_eq!(pending["registrationPending"], true);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::offer::{ServiceOfferSpec, UpstreamSpec};
+use obol_testkit::accounts::PAY_TO;
 
 pub(crate) fn offer() -> ServiceOffer {
     ServiceOffer::new(
@@ -11,7 +12,7 @@ pub(crate) fn offer() -> ServiceOffer {
             OfferType::Http,
             "http://127.0.0.1:9000",
             "base-sepolia",
-            "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            PAY_TO,
             "0.001",
         ),
     )
@@ -385,13 +386,7 @@ fn purchases_are_checked_field_by_field() {
             count: 5,
             pre_signed_auths: Vec::new(),
             auto_refill: None,
-            payment: PurchasePayment {
-                network: "eip155:84532".into(),
-                pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
-                price: "1000".into(),
-                asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-                ..PurchasePayment::default()
-            },
+            payment: PurchasePayment::of(&obol_testkit::x402::requirement("USDC", 1000, PAY_TO)),
         },
     );
     assert_eq!(validate_purchase(&good), Ok(()));

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use obol_control::crd;
 use obol_control::validate::ADDRESS_PATTERN;
+use obol_testkit::accounts::PAY_TO;
 use serde_json::{Value, json};
 
 const PRESERVE: &str = "x-kubernetes-preserve-unknown-fields";
@@ -163,9 +164,6 @@ fn check_object(
         }
     }
 }
-
-/// An address of the shape `payTo` needs.
-const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 
 /// An offer of the original's first generation: a Kubernetes upstream, one price, registration
 /// off, paused by the annotation that `drainAt` later replaced.

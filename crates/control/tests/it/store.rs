@@ -61,14 +61,8 @@ async fn the_store_files_are_private() {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let store = SqliteStore::open(&data.join("store.sqlite")).unwrap();
     store.apply(&offer("private", "1")).await.unwrap();
-    let mode = |name: &str| {
-        let meta = std::fs::metadata(data.join(name)).unwrap();
-        meta.permissions().mode() & 0o777
-    };
-    assert_eq!(mode(""), 0o700);
-    for file in ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"] {
-        assert_eq!(mode(file), 0o600, "{file}");
-    }
+    let files = ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"];
+    obol_testkit::fs::assert_private(&data, &files);
 }
 
 #[tokio::test]

@@ -446,13 +446,11 @@ mod tests {
                 count: 2500,
                 pre_signed_auths: vec![auth; 5000],
                 auto_refill: None,
-                payment: PurchasePayment {
-                    network: "eip155:84532".into(),
-                    pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
-                    price: "1000".into(),
-                    asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-                    ..PurchasePayment::default()
-                },
+                payment: PurchasePayment::of(&obol_testkit::x402::requirement(
+                    "USDC",
+                    1000,
+                    obol_testkit::accounts::PAY_TO,
+                )),
             },
         );
         let body = serde_json::to_vec(&purchase).unwrap();

@@ -1,8 +1,6 @@
 //! The x402 upto Permit2 proxy at its canonical address: the facilitator named in the witness
 //! settles any amount from 1 up to the ceiling the payer signed, exactly once.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, U256, address, b256, keccak256};
 use alloy::providers::{DynProvider, Provider as _, ProviderBuilder};
@@ -12,6 +10,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct};
 use obol_devnet::{Devnet, OBOL, USDC};
+use obol_testkit::now;
 use obol_x402::eip712::{self, permit2_domain, token_domain, upto};
 use obol_x402::signer::random_nonce;
 use obol_x402::token::{PERMIT2, UPTO_PERMIT2_PROXY};
@@ -204,13 +203,6 @@ fn sign<T: SolStruct>(
     signer
         .sign_hash_sync(&message.eip712_signing_hash(domain))
         .unwrap()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// `settle` under the ceiling, as the facilitator named in the witness: exactly `amount` moves.

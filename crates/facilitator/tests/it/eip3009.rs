@@ -10,16 +10,12 @@ use obol_x402::LocalSigner;
 use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::{SettleResponse, VerifyRequest, v1};
 
-use crate::{Fixture, IToken, PAY_TO, live, now, pay, simple_payment, usdc_requirement};
+use crate::{
+    Fixture, IToken, PAY_TO, edited, live, now, pay, payload_of, simple_payment, usdc_requirement,
+};
 
 fn pay_to() -> Address {
     PAY_TO.parse().unwrap()
-}
-
-async fn invalid_reason(fixture: &Fixture, request: &VerifyRequest) -> String {
-    let response = fixture.facilitator.verify(request).await.unwrap();
-    assert!(!response.is_valid, "expected invalid, got {response:?}");
-    response.invalid_reason.unwrap()
 }
 
 #[tokio::test]
@@ -50,13 +46,7 @@ async fn verifies_and_settles_with_exact_balance_moves() {
         fixture.balance(USDC, pay_to()).await,
         seller_before + U256::from(10_000)
     );
-    let VerifyRequest::V2 {
-        payment_payload, ..
-    } = &request
-    else {
-        unreachable!()
-    };
-    let nonce = payment_payload.evm_payload().unwrap().nonce();
+    let nonce = payload_of(&request).evm_payload().unwrap().nonce();
     let token = IToken::new(USDC, fixture.client.provider());
     assert!(
         token
@@ -75,7 +65,7 @@ async fn verifies_and_settles_with_exact_balance_moves() {
     );
     // A fresh verify of it now fails: the nonce is spent.
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_nonce_already_used"
     );
 }
@@ -89,33 +79,13 @@ async fn every_bad_payment_fails_with_its_reason() {
 
     // Signed by another key than `from`.
     let request = simple_payment(&buyer, &requirement);
-    let forged = {
-        let VerifyRequest::V2 {
-            mut payment_payload,
-            payment_requirements,
-        } = request
-        else {
-            unreachable!()
-        };
-        let other = simple_payment(&fixture.buyer(3), &requirement);
-        let VerifyRequest::V2 {
-            payment_payload: other_payload,
-            ..
-        } = other
-        else {
-            unreachable!()
-        };
-        payment_payload.payload.insert(
-            "signature".into(),
-            other_payload.payload["signature"].clone(),
-        );
-        VerifyRequest::V2 {
-            payment_payload,
-            payment_requirements,
-        }
-    };
+    let other = simple_payment(&fixture.buyer(3), &requirement);
+    let forged = edited(request, |payload| {
+        let signature = payload_of(&other).payload["signature"].clone();
+        payload.payload.insert("signature".into(), signature);
+    });
     assert_eq!(
-        invalid_reason(&fixture, &forged).await,
+        fixture.invalid_reason(&forged).await,
         "invalid_exact_evm_signature"
     );
 
@@ -124,7 +94,7 @@ async fn every_bad_payment_fails_with_its_reason() {
     elsewhere.pay_to = "0x90F79bf6EB2c4f870365E785982E1f101E93b906".into();
     let request = pay(&buyer, &elsewhere, &requirement, live(), random_nonce());
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_recipient_mismatch"
     );
 
@@ -133,7 +103,7 @@ async fn every_bad_payment_fails_with_its_reason() {
     obol.asset = OBOL.to_checksum(None);
     let request = pay(&buyer, &requirement, &obol, live(), random_nonce());
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_asset_mismatch"
     );
 
@@ -144,7 +114,7 @@ async fn every_bad_payment_fails_with_its_reason() {
     };
     let request = pay(&buyer, &requirement, &requirement, window, random_nonce());
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_payload_authorization_valid_before"
     );
 
@@ -155,7 +125,7 @@ async fn every_bad_payment_fails_with_its_reason() {
     };
     let request = pay(&buyer, &requirement, &requirement, window, random_nonce());
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_payload_authorization_valid_after"
     );
 
@@ -168,7 +138,7 @@ async fn every_bad_payment_fails_with_its_reason() {
         random_nonce(),
     );
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_authorization_value"
     );
 
@@ -176,40 +146,30 @@ async fn every_bad_payment_fails_with_its_reason() {
     let broke = LocalSigner::random();
     let request = simple_payment(&broke, &requirement);
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_insufficient_balance"
     );
 
     // The high-s twin of a valid signature.
-    let request = simple_payment(&buyer, &requirement);
-    let VerifyRequest::V2 {
-        mut payment_payload,
-        payment_requirements,
-    } = request
-    else {
-        unreachable!()
-    };
-    let signature: alloy::primitives::Bytes =
-        serde_json::from_value(payment_payload.payload["signature"].clone()).unwrap();
-    let mut twin = signature.to_vec();
-    let order = U256::from_str_radix(
-        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
-        16,
-    )
-    .unwrap();
-    let s = U256::from_be_slice(&twin[32..64]);
-    twin[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
-    twin[64] = if twin[64] == 27 { 28 } else { 27 };
-    payment_payload.payload.insert(
-        "signature".into(),
-        serde_json::to_value(alloy::primitives::Bytes::from(twin)).unwrap(),
-    );
-    let request = VerifyRequest::V2 {
-        payment_payload,
-        payment_requirements,
-    };
+    let request = edited(simple_payment(&buyer, &requirement), |payload| {
+        let signature: alloy::primitives::Bytes =
+            serde_json::from_value(payload.payload["signature"].clone()).unwrap();
+        let mut twin = signature.to_vec();
+        let order = U256::from_str_radix(
+            "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
+            16,
+        )
+        .unwrap();
+        let s = U256::from_be_slice(&twin[32..64]);
+        twin[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+        twin[64] = if twin[64] == 27 { 28 } else { 27 };
+        payload.payload.insert(
+            "signature".into(),
+            serde_json::to_value(alloy::primitives::Bytes::from(twin)).unwrap(),
+        );
+    });
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_signature"
     );
 
@@ -223,7 +183,7 @@ async fn every_bad_payment_fails_with_its_reason() {
         .insert("name".into(), "USD Coin".into());
     let request = simple_payment(&buyer, &wrong_domain);
     assert_eq!(
-        invalid_reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_exact_evm_token_name_mismatch"
     );
 
@@ -231,7 +191,7 @@ async fn every_bad_payment_fails_with_its_reason() {
     let mut elsewhere = requirement.clone();
     elsewhere.network = "eip155:8453".into();
     let request = simple_payment(&buyer, &elsewhere);
-    assert_eq!(invalid_reason(&fixture, &request).await, "invalid_network");
+    assert_eq!(fixture.invalid_reason(&request).await, "invalid_network");
 
     // Settling an invalid payment moves nothing and still names the network (x402.md S-8).
     let seller_before = fixture.balance(USDC, pay_to()).await;
@@ -247,12 +207,7 @@ async fn v1_requests_use_the_legacy_network_name() {
     let fixture = Fixture::start().await;
     let buyer = fixture.buyer(4);
     let requirement = usdc_requirement(2_500);
-    let VerifyRequest::V2 {
-        payment_payload, ..
-    } = simple_payment(&buyer, &requirement)
-    else {
-        unreachable!()
-    };
+    let payment = simple_payment(&buyer, &requirement);
     let v1_requirement: v1::PaymentRequirements = serde_json::from_value(serde_json::json!({
         "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "2500",
         "asset": USDC.to_checksum(None), "payTo": PAY_TO, "resource": "http://localhost/x",
@@ -265,7 +220,7 @@ async fn v1_requests_use_the_legacy_network_name() {
             x402_version: Default::default(),
             scheme: "exact".into(),
             network: "base-sepolia".into(),
-            payload: payment_payload.payload,
+            payload: payload_of(&payment).payload.clone(),
         },
         payment_requirements: v1_requirement,
     };
@@ -328,40 +283,10 @@ async fn twenty_concurrent_distinct_payments_all_land() {
 
 async fn futures_join_all(fixture: &Fixture, requests: &[VerifyRequest]) -> Vec<SettleResponse> {
     let futures = requests.iter().map(|r| fixture.facilitator.settle(r));
-    join_all(futures)
+    obol_testkit::join_all(futures)
         .await
         .into_iter()
         .map(Result::unwrap)
-        .collect()
-}
-
-/// A dependency-free `join_all`: polls every future concurrently on the current task.
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future completed"))
         .collect()
 }
 

@@ -7,15 +7,14 @@ use axum::routing::post;
 use obol_devnet::USDC;
 use obol_facilitator::http::{ClientOptions, RemoteFacilitator, ServerOptions, router, serve};
 use obol_facilitator::{Facilitator, FacilitatorError};
+use obol_testkit::http::Fetch as _;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::{Fixture, simple_payment, usdc_requirement};
 
 /// Serves `app` on a free loopback port; returns its base URL.
 async fn spawn(app: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, url) = obol_testkit::http::bind().await;
     tokio::spawn(serve(listener, app, std::future::pending()));
     url
 }
@@ -127,23 +126,9 @@ async fn remote_client_against_our_service() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let health: serde_json::Value = http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = http.get(format!("{base}/healthz")).fetch_json().await;
     assert_eq!(health["status"], "ok");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = http.get(format!("{base}/metrics")).fetch_text().await;
     assert!(
         metrics.contains("obol_x402_facilitator_requests_total"),
         "{metrics}"

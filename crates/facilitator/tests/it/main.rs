@@ -16,17 +16,14 @@ mod rpcs;
 mod same_nonce;
 mod upto;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol;
 use obol_chain::ChainClient;
 use obol_devnet::{Devnet, USDC};
-use obol_facilitator::{EvmFacilitator, FacilitatorConfig, evm::ChainSetup};
+use obol_facilitator::{EvmFacilitator, Facilitator as _, FacilitatorConfig, evm::ChainSetup};
 use obol_x402::LocalSigner;
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::ValidityWindow;
 use obol_x402::wire::{VerifyRequest, v2};
-use serde_json::json;
 
 sol! {
     #[sol(rpc)]
@@ -38,14 +35,8 @@ sol! {
 }
 
 /// The seller's payTo in every test (dev account 2).
-pub const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+pub use obol_testkit::accounts::PAY_TO;
+pub use obol_testkit::now;
 
 /// A devnet, a client on it, and a facilitator paying gas from dev account 9.
 pub struct Fixture {
@@ -84,6 +75,13 @@ impl Fixture {
         LocalSigner::from_private_key_hex(self.devnet.key(index)).unwrap()
     }
 
+    /// Why the facilitator finds `request` invalid (it must).
+    pub async fn invalid_reason(&self, request: &VerifyRequest) -> String {
+        let response = self.facilitator.verify(request).await.unwrap();
+        assert!(!response.is_valid, "expected invalid, got {response:?}");
+        response.invalid_reason.unwrap()
+    }
+
     pub async fn balance(&self, token: Address, owner: Address) -> U256 {
         self.client.token_balance(token, owner).await.unwrap()
     }
@@ -91,17 +89,16 @@ impl Fixture {
 
 /// A USDC requirement of `amount` atomic units paying [`PAY_TO`].
 pub fn usdc_requirement(amount: u64) -> v2::PaymentRequirements {
-    serde_json::from_value(json!({
-        "scheme": "exact",
-        "network": "eip155:84532",
-        "amount": amount.to_string(),
-        "asset": USDC.to_checksum(None),
-        "payTo": PAY_TO,
-        "maxTimeoutSeconds": 300,
-        "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "eip3009"}
-    }))
-    .unwrap()
+    let requirement = obol_testkit::x402::requirement("USDC", amount, PAY_TO);
+    assert_eq!(
+        requirement.asset,
+        USDC.to_checksum(None),
+        "the devnet's USDC"
+    );
+    requirement
 }
+
+pub use obol_testkit::x402::{live, payment as simple_payment};
 
 /// Signs `requirement` with `signer` over `window` and pairs it with the server's copy
 /// `server` (usually the same requirement).
@@ -112,23 +109,34 @@ pub fn pay(
     window: ValidityWindow,
     nonce: B256,
 ) -> VerifyRequest {
-    let unsigned = prepare_payment(requirement, None, signer.address(), window, nonce).unwrap();
-    let signature = signer.sign_digest_sync(&unsigned.digest()).unwrap();
     VerifyRequest::V2 {
-        payment_payload: unsigned.finish(&signature),
+        payment_payload: obol_testkit::x402::signed(signer, requirement, None, window, nonce),
         payment_requirements: server.clone(),
     }
 }
 
-/// A live window: valid from ten minutes ago for five minutes.
-pub fn live() -> ValidityWindow {
-    ValidityWindow::for_request(now(), 300)
+/// The signed payload of a v2 `request`.
+pub fn payload_of(request: &VerifyRequest) -> &v2::PaymentPayload {
+    let VerifyRequest::V2 {
+        payment_payload, ..
+    } = request
+    else {
+        unreachable!("a v2 request")
+    };
+    payment_payload
 }
 
-/// Pays `requirement` from `signer` with a fresh nonce and a live window.
-pub fn simple_payment(
-    signer: &LocalSigner,
-    requirement: &v2::PaymentRequirements,
+/// A v2 `request` with its payload changed by `edit`.
+pub fn edited(
+    mut request: VerifyRequest,
+    edit: impl FnOnce(&mut v2::PaymentPayload),
 ) -> VerifyRequest {
-    pay(signer, requirement, requirement, live(), random_nonce())
+    let VerifyRequest::V2 {
+        payment_payload, ..
+    } = &mut request
+    else {
+        unreachable!("a v2 request")
+    };
+    edit(payment_payload);
+    request
 }

@@ -13,25 +13,18 @@ use obol_x402::token::{PERMIT2, TokenRegistry};
 use obol_x402::wire::{VerifyRequest, v2};
 use serde_json::json;
 
-use crate::{Fixture, IToken, PAY_TO, now, simple_payment};
+use crate::{Fixture, IToken, PAY_TO, edited, now, simple_payment};
 
 const PRICE: u64 = 1_000_000_000_000_000; // 0.001 OBOL
 
 pub(crate) fn obol_requirement() -> v2::PaymentRequirements {
-    let token = TokenRegistry::builtin()
-        .resolve("OBOL", "base-sepolia")
-        .unwrap()
-        .clone();
+    let registry = TokenRegistry::builtin();
+    let token = registry.resolve("OBOL", "base-sepolia").unwrap();
     assert_eq!(
         token.address, OBOL,
         "the devnet OBOL sits at the registry's address"
     );
-    serde_json::from_value(json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": PRICE.to_string(),
-        "asset": OBOL.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-        "extra": token.requirement_extra()
-    }))
-    .unwrap()
+    obol_testkit::x402::requirement("OBOL", PRICE, PAY_TO)
 }
 
 /// `buyer` lets Permit2 move all its `token`.
@@ -56,13 +49,6 @@ fn sponsor(
     amount: U256,
     spender: Address,
 ) -> VerifyRequest {
-    let VerifyRequest::V2 {
-        mut payment_payload,
-        payment_requirements,
-    } = request
-    else {
-        unreachable!()
-    };
     let deadline = U256::from(now() + 600);
     let permit = Permit {
         owner: buyer.address(),
@@ -80,17 +66,7 @@ fn sponsor(
     });
     let mut extensions = serde_json::Map::new();
     extensions.insert("eip2612GasSponsoring".into(), json!({"info": info}));
-    payment_payload.extensions = Some(extensions);
-    VerifyRequest::V2 {
-        payment_payload,
-        payment_requirements,
-    }
-}
-
-async fn reason(fixture: &Fixture, request: &VerifyRequest) -> String {
-    let response = fixture.facilitator.verify(request).await.unwrap();
-    assert!(!response.is_valid, "{response:?}");
-    response.invalid_reason.unwrap()
+    edited(request, |payload| payload.extensions = Some(extensions))
 }
 
 #[tokio::test]
@@ -102,7 +78,7 @@ async fn approved_payer_settles_through_the_proxy() {
 
     // P-8: without a Permit2 allowance the payment cannot settle (the seller answers 412).
     assert_eq!(
-        reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "permit2_allowance_required"
     );
 
@@ -125,7 +101,10 @@ async fn approved_payer_settles_through_the_proxy() {
         seller_before + U256::from(PRICE)
     );
     // P-12: the Permit2 nonce is spent.
-    assert_eq!(reason(&fixture, &request).await, "permit2_invalid_nonce");
+    assert_eq!(
+        fixture.invalid_reason(&request).await,
+        "permit2_invalid_nonce"
+    );
 }
 
 #[tokio::test]
@@ -158,7 +137,7 @@ async fn eip2612_sponsoring_needs_no_prior_approval() {
         PERMIT2,
     );
     assert_eq!(
-        reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "permit2_2612_amount_mismatch"
     );
     // P-11: the permit must approve Permit2.
@@ -169,7 +148,7 @@ async fn eip2612_sponsoring_needs_no_prior_approval() {
         pay_to,
     );
     assert_eq!(
-        reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "eip2612_spender_not_permit2"
     );
 }
@@ -182,22 +161,11 @@ async fn permit2_failure_table() {
     let requirement = obol_requirement();
 
     let mutate = |f: &dyn Fn(&mut serde_json::Value)| {
-        let VerifyRequest::V2 {
-            mut payment_payload,
-            payment_requirements,
-        } = simple_payment(&buyer, &requirement)
-        else {
-            unreachable!()
-        };
-        let mut auth = payment_payload.payload["permit2Authorization"].clone();
-        f(&mut auth);
-        payment_payload
-            .payload
-            .insert("permit2Authorization".into(), auth);
-        VerifyRequest::V2 {
-            payment_payload,
-            payment_requirements,
-        }
+        edited(simple_payment(&buyer, &requirement), |payload| {
+            let mut auth = payload.payload["permit2Authorization"].clone();
+            f(&mut auth);
+            payload.payload.insert("permit2Authorization".into(), auth);
+        })
     };
     // P-2: the spender is not the x402 proxy (e.g. the facilitator's own account).
     let facilitator_eoa = fixture
@@ -206,39 +174,56 @@ async fn permit2_failure_table() {
         .unwrap()
         .to_checksum(None);
     let request = mutate(&|a| a["spender"] = facilitator_eoa.clone().into());
-    assert_eq!(reason(&fixture, &request).await, "invalid_permit2_spender");
+    assert_eq!(
+        fixture.invalid_reason(&request).await,
+        "invalid_permit2_spender"
+    );
     // P-3: the witness pays someone else.
     let request =
         mutate(&|a| a["witness"]["to"] = "0x90F79bf6EB2c4f870365E785982E1f101E93b906".into());
     assert_eq!(
-        reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_permit2_recipient_mismatch"
     );
     // P-4: the deadline is less than 6 s away.
     let soon = (now() + 3).to_string();
     let request = mutate(&|a| a["deadline"] = soon.clone().into());
-    assert_eq!(reason(&fixture, &request).await, "permit2_deadline_expired");
+    assert_eq!(
+        fixture.invalid_reason(&request).await,
+        "permit2_deadline_expired"
+    );
     // P-5: not valid yet.
     let later = (now() + 120).to_string();
     let request = mutate(&|a| a["witness"]["validAfter"] = later.clone().into());
-    assert_eq!(reason(&fixture, &request).await, "permit2_not_yet_valid");
+    assert_eq!(
+        fixture.invalid_reason(&request).await,
+        "permit2_not_yet_valid"
+    );
     // P-6: another amount.
     let request = mutate(&|a| a["permitted"]["amount"] = "1".into());
-    assert_eq!(reason(&fixture, &request).await, "permit2_amount_mismatch");
+    assert_eq!(
+        fixture.invalid_reason(&request).await,
+        "permit2_amount_mismatch"
+    );
     // P-7: another token.
     let usdc = obol_devnet::USDC.to_checksum(None);
     let request = mutate(&|a| a["permitted"]["token"] = usdc.clone().into());
-    assert_eq!(reason(&fixture, &request).await, "permit2_token_mismatch");
+    assert_eq!(
+        fixture.invalid_reason(&request).await,
+        "permit2_token_mismatch"
+    );
     // A tampered nonce: the signature no longer covers the message.
     let request = mutate(&|a| a["nonce"] = "12345".into());
     assert_eq!(
-        reason(&fixture, &request).await,
+        fixture.invalid_reason(&request).await,
         "invalid_permit2_signature"
     );
     // A payer without OBOL.
     let broke = LocalSigner::random();
     assert_eq!(
-        reason(&fixture, &simple_payment(&broke, &requirement)).await,
+        fixture
+            .invalid_reason(&simple_payment(&broke, &requirement))
+            .await,
         "permit2_insufficient_balance"
     );
 }

@@ -14,7 +14,7 @@ use crate::permit2::{approve_permit2, obol_requirement};
 use crate::{Fixture, PAY_TO, live, pay, usdc_requirement};
 
 /// Seller B's payTo (dev account 3).
-const OTHER_PAY_TO: &str = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+const OTHER_PAY_TO: &str = obol_testkit::accounts::DEV_ADDRESSES[3];
 
 const EIP3009_REFUSAL: &str = "invalid_exact_evm_nonce_already_used";
 

@@ -9,7 +9,7 @@ use obol_x402::wire::{SettleResponse, VerifyRequest, v2};
 use serde_json::json;
 
 use crate::permit2::approve_permit2;
-use crate::{Fixture, PAY_TO, live, pay, simple_payment, usdc_requirement};
+use crate::{Fixture, PAY_TO, live, pay, payload_of, simple_payment, usdc_requirement};
 
 const CEILING: u64 = 1_000;
 
@@ -190,16 +190,11 @@ async fn taking_more_than_signed_is_refused() {
     );
 
     // An upto payment offered for an exact requirement, and the reverse.
-    let VerifyRequest::V2 {
-        payment_payload, ..
-    } = simple_payment(&buyer, &requirement)
-    else {
-        unreachable!()
-    };
+    let payment = simple_payment(&buyer, &requirement);
     let mut exact = usdc_requirement(CEILING);
     exact.scheme = "exact".into();
     let crossed = VerifyRequest::V2 {
-        payment_payload,
+        payment_payload: payload_of(&payment).clone(),
         payment_requirements: exact.clone(),
     };
     let verified = fixture.facilitator.verify(&crossed).await.unwrap();

@@ -136,11 +136,7 @@ async fn g3_a_different_amount_is_not_matched_and_not_verified() {
     assert_eq!(response.status(), 402);
     let failure = challenge_of(&response).extensions.unwrap()["paymentFailure"].clone();
     assert_eq!(failure["reason"], "no_matching_requirement");
-    assert_eq!(
-        fixture.probe.verifies.load(Ordering::SeqCst),
-        0,
-        "the facilitator is not called"
-    );
+    assert_eq!(fixture.probe.verified(), 0, "the facilitator is not called");
 }
 
 #[tokio::test]
@@ -153,11 +149,7 @@ async fn g4_upstream_failure_is_relayed_uncharged_and_frees_the_payment() {
     assert_eq!(response.status(), 500);
     assert!(response.headers().get(PAYMENT_RESPONSE).is_none());
     assert_eq!(response.text().await.unwrap(), "upstream broke");
-    assert_eq!(
-        fixture.probe.settles.load(Ordering::SeqCst),
-        0,
-        "no settle call"
-    );
+    assert_eq!(fixture.probe.settled(), 0, "no settle call");
     assert_eq!(fixture.usdc(PAY_TO).await, before);
     // The authorization was not consumed: it buys a working call afterwards.
     let response = paid_get(&fixture.gateway, "/services/echo/echo", &payment).await;
@@ -198,7 +190,7 @@ async fn g6_replays_in_flight_are_refused_and_one_of_many_wins() {
             .header(PAYMENT_SIGNATURE, &payment)
             .send()
     });
-    let statuses: Vec<u16> = futures_join(sends)
+    let statuses: Vec<u16> = obol_testkit::join_all(sends)
         .await
         .into_iter()
         .map(|r| r.unwrap().status().as_u16())
@@ -219,38 +211,6 @@ async fn g6_replays_in_flight_are_refused_and_one_of_many_wins() {
         before + U256::from(1000),
         "one transfer"
     );
-}
-
-/// Polls futures concurrently on this task.
-async fn futures_join<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (slot, out) in pending.iter_mut().zip(results.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *out = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.extend(results.into_iter().map(|r| r.expect("completed")));
-    outputs
 }
 
 #[tokio::test]
@@ -330,7 +290,7 @@ async fn malformed_payment_headers_are_400() {
         assert_eq!(body["reason"], "invalid_payment_header");
         assert_eq!(body["retriable"], false);
     }
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
 }
 
@@ -393,11 +353,7 @@ async fn inference_offers_normalise_the_chat_path_and_metrics_count() {
         assert!(metrics.contains(name), "{name} missing");
     }
     assert!(metrics.contains("offer_name=\"llm\""));
-    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", fixture.gateway))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value =
+        obol_testkit::http::get_json(format!("{}/readyz", fixture.gateway)).await;
     assert_eq!(ready["status"], "ready");
 }

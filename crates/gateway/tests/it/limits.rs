@@ -74,13 +74,7 @@ async fn forward_auth_verifies_and_never_settles() {
         before,
         "ForwardAuth never settles"
     );
-    assert_eq!(
-        fixture
-            .probe
-            .settles
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(fixture.probe.settled(), 0);
 }
 
 #[tokio::test]
@@ -124,14 +118,7 @@ async fn oversized_bodies_and_slow_upstreams_get_clear_answers() {
             .contains("did not answer within"),
         "{body}"
     );
-    assert_eq!(
-        fixture
-            .probe
-            .settles
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "nothing charged"
-    );
+    assert_eq!(fixture.probe.settled(), 0, "nothing charged");
 }
 
 #[tokio::test]

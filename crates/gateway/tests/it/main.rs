@@ -22,7 +22,7 @@ mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
@@ -38,29 +38,21 @@ use obol_gateway::proxy::UpstreamAuth;
 use obol_gateway::server::{GatewayConfig, gateway, serve};
 use obol_gateway::{Offer, OfferKind, PaymentOption, Route, RouteTable, Routes, SettleMode};
 use obol_x402::LocalSigner;
-use obol_x402::header::{self, PAYMENT_REQUIRED};
 use obol_x402::pricing::{Price, PriceUnit};
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::token::TokenRegistry;
 use obol_x402::wire::{
     SettleRequest, SettleResponse, SupportedResponse, VerifyRequest, VerifyResponse, v2,
 };
 use serde_json::json;
-use tokio::net::TcpListener;
 
-pub const PAY_TO: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+pub use obol_testkit::accounts::PAY_TO;
+pub use obol_testkit::now;
+pub use obol_testkit::x402::challenge_of;
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Serves `router` on a free loopback port.
+/// Serves `router` on a free loopback port, with the gateway's own `serve`.
 pub async fn spawn(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, url) = obol_testkit::http::bind().await;
     tokio::spawn(serve(listener, router, std::future::pending()));
     url
 }
@@ -163,6 +155,18 @@ impl Probe {
     }
 }
 
+impl Probe {
+    /// How many settles reached the probe.
+    pub fn settled(&self) -> usize {
+        self.settles.load(Ordering::SeqCst)
+    }
+
+    /// How many verifies reached the probe.
+    pub fn verified(&self) -> usize {
+        self.verifies.load(Ordering::SeqCst)
+    }
+}
+
 /// Takes one from `counter` when it is above zero.
 fn take_one(counter: &AtomicUsize) -> bool {
     counter
@@ -253,19 +257,8 @@ pub fn option(symbol: &str, amount: &str) -> PaymentOption {
         .resolve(symbol, "base-sepolia")
         .unwrap()
         .clone();
-    let requirements: v2::PaymentRequirements = serde_json::from_value(json!({
-        "scheme": "exact", "network": "eip155:84532", "amount": amount,
-        "asset": token.address.to_checksum(None), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-        "extra": token.requirement_extra()
-    }))
-    .unwrap();
-    PaymentOption {
-        requirements,
-        price: per_request("0.001"),
-        asset_symbol: symbol.into(),
-        eip2612_gas_sponsoring: token.eip2612_gas_sponsoring,
-        metering: None,
-    }
+    let requirements = obol_testkit::x402::requirement(symbol, amount, PAY_TO);
+    PaymentOption::exact(requirements, per_request("0.001"), &token)
 }
 
 pub fn offer(name: &str, upstream: &str, kind: OfferKind, symbol: &str, amount: &str) -> Route {
@@ -399,12 +392,7 @@ impl Fixture {
 
     /// The gateway's `/metrics` exposition.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.internal))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        obol_testkit::http::get_text(format!("{}/metrics", self.internal)).await
     }
 
     pub fn buyer(&self, index: usize) -> LocalSigner {
@@ -417,11 +405,6 @@ impl Fixture {
             .await
             .unwrap()
     }
-}
-
-/// The `PaymentRequired` of a 402.
-pub fn challenge_of(response: &reqwest::Response) -> v2::PaymentRequired {
-    header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap()
 }
 
 /// Signs `accepts[index]` of a challenge and returns the `PAYMENT-SIGNATURE` value.
@@ -441,17 +424,7 @@ pub fn sign_window(
     index: usize,
     window: ValidityWindow,
 ) -> String {
-    let requirement = &required.accepts[index];
-    let unsigned = prepare_payment(
-        requirement,
-        Some(required.resource.clone()),
-        buyer.address(),
-        window,
-        random_nonce(),
-    )
-    .unwrap();
-    let payload = unsigned.sign_with(buyer).unwrap();
-    header::encode(&payload).unwrap()
+    obol_testkit::x402::pay(buyer, required, index, window, random_nonce())
 }
 
 /// GETs `base + path` with a `PAYMENT-SIGNATURE`.

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use obol_gateway::mcp::{Tool, Tools};
 use obol_gateway::{Gate, Methods, Offer, OfferKind, Route, RouteTable};
-use obol_x402::signer::{ValidityWindow, prepare_payment, random_nonce};
+use obol_testkit::x402::signed;
+use obol_x402::signer::{ValidityWindow, random_nonce};
 use obol_x402::wire::v2;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -135,15 +136,16 @@ fn failure_reason(result: &Value) -> String {
 
 /// A signed payment for the first option of `required`, as the `_meta` value.
 fn pay(fixture: &Fixture, buyer: usize, required: &v2::PaymentRequired) -> Value {
-    let unsigned = prepare_payment(
+    let resource = Some(required.resource.clone());
+    let (buyer, window) = (fixture.buyer(buyer), obol_testkit::x402::live());
+    let payload = signed(
+        &buyer,
         &required.accepts[0],
-        Some(required.resource.clone()),
-        fixture.buyer(buyer).address(),
-        ValidityWindow::for_request(now(), 300),
+        resource,
+        window,
         random_nonce(),
-    )
-    .unwrap();
-    serde_json::to_value(unsigned.sign_with(&fixture.buyer(buyer)).unwrap()).unwrap()
+    );
+    serde_json::to_value(payload).unwrap()
 }
 
 #[tokio::test]
@@ -205,25 +207,26 @@ async fn a_paid_tool_is_charged_exactly_once_after_the_upstream_answered() {
     assert_eq!(failure_reason(&replay), "payment_already_used");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), calls);
     assert_eq!(fixture.usdc(PAY_TO).await, after);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
 }
 
 #[tokio::test]
 async fn a_short_lived_payment_and_an_escaping_path_are_refused_before_anything_runs() {
     let fixture = fixture().await;
     let required = required_of(&call(&fixture, "echo", None).await);
-    let unsigned = prepare_payment(
+    let window = ValidityWindow {
+        valid_after: 0,
+        valid_before: now() + 8,
+    };
+    let resource = Some(required.resource.clone());
+    let payload = signed(
+        &fixture.buyer(1),
         &required.accepts[0],
-        Some(required.resource.clone()),
-        fixture.buyer(1).address(),
-        ValidityWindow {
-            valid_after: 0,
-            valid_before: now() + 8,
-        },
+        resource,
+        window,
         random_nonce(),
-    )
-    .unwrap();
-    let payment = serde_json::to_value(unsigned.sign_with(&fixture.buyer(1)).unwrap()).unwrap();
+    );
+    let payment = serde_json::to_value(payload).unwrap();
     let refused = call(&fixture, "echo", Some(payment)).await;
     assert_eq!(failure_reason(&refused), "authorization_expires_too_soon");
     // (A literal `..` never leaves the client: URL libraries resolve it.)
@@ -242,7 +245,7 @@ async fn a_short_lived_payment_and_an_escaping_path_are_refused_before_anything_
         );
     }
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]
@@ -258,7 +261,7 @@ async fn a_payment_for_another_price_or_no_payment_at_all_is_rechallenged() {
         assert_eq!(failure_reason(&refused), "invalid_payment");
     }
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 0);
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]
@@ -280,7 +283,7 @@ async fn an_upstream_failure_is_not_charged_and_frees_the_payment() {
     // Not used up: the same authorization pays for a call that succeeds (same price).
     let echo = call(&fixture, "echo", Some(payment)).await;
     assert_eq!(echo["_meta"]["x402/payment-response"]["success"], true);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
     assert_eq!(
         fixture.usdc(PAY_TO).await - before,
         obol_x402::primitives::U256::from(1000u64)
@@ -305,13 +308,8 @@ async fn free_tools_need_no_payment_and_unknown_tools_are_protocol_errors() {
     )
     .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nope")
-    );
-    assert_eq!(fixture.probe.verifies.load(Ordering::SeqCst), 0);
+    assert!(obol_testkit::json::error_message(&answer).contains("nope"));
+    assert_eq!(fixture.probe.verified(), 0);
 }
 
 #[tokio::test]
@@ -330,7 +328,7 @@ async fn one_payment_used_twice_at_once_is_served_once() {
     );
     assert_eq!(failure_reason(&refused), "payment_in_flight");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
 }
 
 /// An upstream MCP server (rmcp, with sessions): `add` sums `a` and `b`, `boom` fails, `hello`
@@ -495,7 +493,7 @@ async fn a_whole_upstream_mcp_server_is_sold_tool_by_tool() {
         boom.get("_meta")
             .is_none_or(|m| m.get("x402/payment-response").is_none())
     );
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(fixture.probe.settled(), 1);
 
     let hello = call_at(&fixture, at, "hello", json!({}), None).await;
     assert_eq!(hello["content"][0]["text"], "hello", "{hello}");
@@ -514,10 +512,7 @@ async fn an_unreachable_upstream_mcp_server_is_an_error_never_a_charge() {
     let at = "/services/proxy";
     let listed = rpc_at(&fixture, at, "tools/list", json!({})).await;
     assert!(
-        listed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot reach the upstream MCP server"),
+        obol_testkit::json::error_message(&listed).contains("cannot reach the upstream MCP server"),
         "{listed}"
     );
     let required = required_of(&call_at(&fixture, at, "add", json!({}), None).await);
@@ -528,7 +523,7 @@ async fn an_unreachable_upstream_mcp_server_is_an_error_never_a_charge() {
         failed["structuredContent"]["reason"], "upstream_unavailable",
         "{failed}"
     );
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), 0);
+    assert_eq!(fixture.probe.settled(), 0);
 }
 
 /// A client advertising x402's MCP extension (`capabilities.extensions["org.x402/payment"]`, sent
@@ -591,9 +586,5 @@ async fn a_call_abandoned_mid_answer_is_not_charged() {
     let abandoned = tokio::time::timeout(std::time::Duration::from_millis(100), request).await;
     assert!(abandoned.is_err(), "hung up before the answer");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    assert_eq!(
-        fixture.probe.settles.load(Ordering::SeqCst),
-        0,
-        "not charged"
-    );
+    assert_eq!(fixture.probe.settled(), 0, "not charged");
 }

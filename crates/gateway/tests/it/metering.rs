@@ -298,11 +298,7 @@ async fn nothing_used_sends_nothing_and_no_usage_costs_the_estimate() {
     let required = m.challenge("metered").await;
     let buyer = m.buyer(5).await;
     let before = m.balances(&buyer).await;
-    let settles = m
-        .fixture
-        .probe
-        .settles
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let settles = m.fixture.probe.settled();
 
     let zero = m
         .call("metered", &sign(&buyer, &required, 1), "0,0", chat(false))
@@ -313,13 +309,7 @@ async fn nothing_used_sends_nothing_and_no_usage_costs_the_estimate() {
     assert_eq!(settled.transaction, "", "no transaction for nothing");
     assert_eq!(settled.amount.map(|a| a.get()), Some(U256::ZERO));
     assert_eq!(m.balances(&buyer).await, before);
-    assert_eq!(
-        m.fixture
-            .probe
-            .settles
-            .load(std::sync::atomic::Ordering::SeqCst),
-        settles + 1
-    );
+    assert_eq!(m.fixture.probe.settled(), settles + 1);
 
     // No usage reported: the documented estimate, 1000 completion tokens = 600 atomic.
     let unmeasured = m

@@ -35,7 +35,7 @@ async fn two_replicas_on_one_database_serve_each_payment_once() {
     let payment = sign(&fixture.buyer(3), &required, 0);
     let (calls, settles) = (
         fixture.log.calls.load(Ordering::SeqCst),
-        fixture.probe.settles.load(Ordering::SeqCst),
+        fixture.probe.settled(),
     );
     let mut racing = tokio::task::JoinSet::new();
     for i in 0..4 {
@@ -51,7 +51,7 @@ async fn two_replicas_on_one_database_serve_each_payment_once() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 402, 402, 402], "one payment, one answer");
     assert_eq!(fixture.log.calls.load(Ordering::SeqCst), calls + 1);
-    assert_eq!(fixture.probe.settles.load(Ordering::SeqCst), settles + 1);
+    assert_eq!(fixture.probe.settled(), settles + 1);
 
     // 16 payments from 6 buyers, spread over both replicas at once: each served, and the
     // chain moved exactly 16 prices to the seller, each buyer's own from each buyer.

@@ -11,10 +11,9 @@ use base64::Engine as _;
 use obol_chain::ChainClient;
 use obol_gateway::siwx::{ContractWallets, GatingStore, SessionKey, Siwx, SiwxPayload};
 use obol_gateway::{Gate, Methods, OfferKind, Route, RouteTable};
+use obol_testkit::http::Fetch as _;
 use obol_x402::LocalSigner;
-use obol_x402::header::{self, PAYMENT_REQUIRED};
 use obol_x402::primitives::{Address, B256, Bytes, eip191_hash_message};
-use obol_x402::wire::v2;
 use serde_json::{Value, json};
 
 use crate::{Fixture, now, offer};
@@ -112,8 +111,7 @@ impl Setup {
 
     /// The sign-in challenge's `info` in a 402 or 401.
     fn challenge_of(&self, response: &reqwest::Response) -> Value {
-        let required: v2::PaymentRequired =
-            header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+        let required = crate::challenge_of(response);
         required.extensions.unwrap()["sign-in-with-x"]["info"].clone()
     }
 
@@ -180,8 +178,7 @@ async fn a_signed_in_wallet_gets_through_once_per_nonce_and_keeps_a_session() {
         response.headers()["www-authenticate"],
         "SIWX domain=\"api.example.test\", window=\"600\""
     );
-    let required: v2::PaymentRequired =
-        header::decode(response.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    let required = crate::challenge_of(&response);
     assert!(required.accepts.is_empty());
     let extension = &required.extensions.as_ref().unwrap()["sign-in-with-x"];
     assert_eq!(extension["info"]["domain"], "api.example.test");
@@ -418,14 +415,7 @@ async fn auth_endpoints_issue_sessions_and_contract_wallets_sign_in() {
     let client = reqwest::Client::new();
 
     // GET /auth/nonce: a challenge for the offer; POST /auth/verify: a session for its text.
-    let info: Value = client
-        .get(s.url("/auth/nonce"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = client.get(s.url("/auth/nonce")).fetch_json().await;
     assert_eq!(info["info"]["uri"], format!("{ORIGIN}/services/members"));
     let payload = signed(&info["info"], &buyer, |_| {});
     let (text, _) = payload.message().unwrap();
@@ -528,14 +518,13 @@ async fn a_paid_route_gives_signed_in_wallets_their_free_calls_then_charges() {
         }
         request.send()
     };
-    let verifies = || s.fixture.probe.verifies.load(Ordering::SeqCst);
+    let verifies = || s.fixture.probe.verified();
     let buyer = s.fixture.buyer(2);
 
     // Unsigned: a 402 that offers the sign-in.
     let unpaid = get("/echo", vec![]).await.unwrap();
     assert_eq!(unpaid.status(), 402);
-    let required: v2::PaymentRequired =
-        header::decode(unpaid.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    let required = crate::challenge_of(&unpaid);
     assert_eq!(required.accepts.len(), 1);
     let info = required.extensions.as_ref().unwrap()["sign-in-with-x"]["info"].clone();
     assert_eq!(info["uri"], format!("{ORIGIN}/services/quota/echo"));
@@ -576,8 +565,7 @@ async fn a_paid_route_gives_signed_in_wallets_their_free_calls_then_charges() {
         .await
         .unwrap();
     assert_eq!(third.status(), 402);
-    let required: v2::PaymentRequired =
-        header::decode(third.headers()[PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    let required = crate::challenge_of(&third);
     let extensions = required.extensions.as_ref().unwrap();
     assert_eq!(
         extensions["paymentFailure"]["reason"],
@@ -594,8 +582,7 @@ async fn a_paid_route_gives_signed_in_wallets_their_free_calls_then_charges() {
     )
     .await
     .unwrap();
-    assert_eq!(paid.status(), 200);
-    assert!(paid.headers().contains_key("payment-response"));
+    obol_testkit::x402::assert_paid(&paid);
     assert_eq!(verifies(), 1);
 
     // Another wallet has its own calls; a bad credential is refused, never charged.

@@ -104,13 +104,7 @@ async fn a_complete_stream_settles_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(fixture.usdc(PAY_TO).await, before + U256::from(1000));
-    assert_eq!(
-        fixture
-            .probe
-            .settles
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(fixture.probe.settled(), 1);
 }
 
 /// A client that never asks for trailers (reqwest does not) reads a streamed answer's receipt

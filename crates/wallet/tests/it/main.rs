@@ -5,7 +5,7 @@
 use obol_wallet::{PasswordSource, SignerSource, WalletError, WalletStore, read_password};
 
 const K0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const A0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const A0: &str = obol_testkit::accounts::DEV_ADDRESSES[0];
 
 #[test]
 fn keystore_round_trip_and_wrong_password() {
@@ -42,19 +42,9 @@ fn keystore_round_trip_and_wrong_password() {
     );
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&created.path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-        let mode = std::fs::metadata(dir.path().join("wallets"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o700);
+        use obol_testkit::fs::mode;
+        assert_eq!(mode(&created.path), 0o600);
+        assert_eq!(mode(&dir.path().join("wallets")), 0o700);
     }
 }
 

@@ -247,16 +247,13 @@ pub(crate) async fn buy_pool(
         Err(e) => return Err(e.into()),
     };
     let payment = PurchasePayment {
-        network: choice.requirement.network.clone(),
-        pay_to: choice.requirement.pay_to.clone(),
-        price: price.to_string(),
-        asset: choice.requirement.asset.clone(),
         asset_symbol: Some(token.symbol.clone()),
         asset_decimals: Some(token.decimals),
         asset_transfer_method: Some(token.transfer_method.as_str().to_owned()),
         eip712_name: Some(token.eip712_name.clone()),
         eip712_version: Some(token.eip712_version.clone()),
         scheme: choice.metered.then(|| "upto".to_owned()),
+        ..PurchasePayment::of(&choice.requirement)
     };
     if let Some(existing) = &existing
         && !args.replace
