@@ -17,8 +17,8 @@
 //! Both with one `GET` each, which is all the RBAC grants (docs/design/kubernetes.md,
 //! "Services, Secrets and condition coverage on the cluster").
 //!
-//! Not here yet (docs/design/kubernetes.md): the purchase reconciler (a buyer's pools live with
-//! its own stack).
+//! Not here: the purchase reconciler. A purchase's pool is spent by the buyer proxy beside it,
+//! so both run in `obol buyer --kubernetes` (one replica; docs/design/kubernetes.md, slice 5).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
