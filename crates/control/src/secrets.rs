@@ -168,6 +168,41 @@ fn check_label(what: &str, value: &str) -> Result<(), SecretError> {
     }
 }
 
+/// Checks secret `namespace/name` before it is written anywhere: DNS labels, at least one key,
+/// every key as a Kubernetes Secret's.
+///
+/// # Errors
+///
+/// [`SecretError::Invalid`] naming what is wrong (never a value).
+pub fn check_secret(namespace: &str, name: &str, data: &SecretData) -> Result<(), SecretError> {
+    check_label("namespace", namespace)?;
+    check_label("secret name", name)?;
+    if data.is_empty() {
+        return Err(SecretError::Invalid(
+            "a secret needs at least one key".into(),
+        ));
+    }
+    if let Some(key) = data.keys().find(|k| !is_secret_key(k)) {
+        return Err(SecretError::Invalid(format!(
+            "key {key:?} must be letters, digits, '-', '_' or '.' (at most 253)"
+        )));
+    }
+    Ok(())
+}
+
+/// Where secrets are written when the stack's resources live in a cluster (its Secrets):
+/// what `obol secret set|list|delete` and `sell --upstream-auth-file` change there. The
+/// embedded daemon writes [`FileSecrets`] behind its admin API.
+#[async_trait::async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates or replaces secret `namespace/name` with `data` ([`check_secret`] first).
+    async fn put(&self, namespace: &str, name: &str, data: &SecretData) -> Result<(), SecretError>;
+    /// Deletes secret `namespace/name`; `false` when there was none.
+    async fn delete(&self, namespace: &str, name: &str) -> Result<bool, SecretError>;
+    /// The secrets of `namespace`, by name, with their keys (never their values).
+    async fn list(&self, namespace: &str) -> Result<Vec<SecretInfo>, SecretError>;
+}
+
 /// Secrets in private files under one directory.
 #[derive(Debug)]
 pub struct FileSecrets {
@@ -206,16 +241,7 @@ impl FileSecrets {
     /// Creates or replaces secret `namespace/name` with `data` (at least one key).
     pub fn put(&self, namespace: &str, name: &str, data: &SecretData) -> Result<(), SecretError> {
         let path = self.file(namespace, name)?;
-        if data.is_empty() {
-            return Err(SecretError::Invalid(
-                "a secret needs at least one key".into(),
-            ));
-        }
-        if let Some(key) = data.keys().find(|k| !is_secret_key(k)) {
-            return Err(SecretError::Invalid(format!(
-                "key {key:?} must be letters, digits, '-', '_' or '.' (at most 253)"
-            )));
-        }
+        check_secret(namespace, name, data)?;
         let json = serde_json::to_vec_pretty(data)
             .map_err(|e| SecretError::Invalid(format!("cannot encode the secret: {e}")))?;
         obol_config::fs::write_private(&path, &json)?;

@@ -49,13 +49,26 @@ pub(crate) fn router(state: SecretsState) -> Router {
         .with_state(state)
 }
 
-fn refused(error: &SecretError) -> Response {
+/// A secret refusal as the admin API answers it (and as a cluster-backed client reports it).
+fn refusal(error: &SecretError) -> AdminError {
     let status = match error {
         SecretError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         SecretError::Io(_) | SecretError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         SecretError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (status, axum::Json(json!({"error": error.to_string()}))).into_response()
+    AdminError::new(status.as_u16(), error.to_string())
+}
+
+fn refused(error: &SecretError) -> Response {
+    refusal(error).into_response()
+}
+
+fn not_found(namespace: &str, name: &str) -> AdminError {
+    AdminError {
+        status: Some(404),
+        message: format!("secret {namespace}/{name} not found"),
+        reason: Some("NotFound".to_owned()),
+    }
 }
 
 async fn list(State(state): State<SecretsState>, Path(namespace): Path<String>) -> Response {
@@ -96,11 +109,7 @@ async fn delete_one(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     match state.secrets.delete(&namespace, &name) {
-        Ok(false) => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"error": format!("secret {namespace}/{name} not found"), "reason": "NotFound"})),
-        )
-            .into_response(),
+        Ok(false) => not_found(&namespace, &name).into_response(),
         Ok(true) => {
             tracing::info!(%namespace, %name, "secret deleted");
             reconcile_users(&state, &namespace, &name).await;
@@ -145,6 +154,18 @@ impl AdminClient {
         name: &str,
         data: SecretData,
     ) -> Result<SecretInfo, AdminError> {
+        if let Some(secrets) = self.secret_store() {
+            let keys = data.keys().cloned().collect();
+            secrets
+                .put(namespace, name, &data)
+                .await
+                .map_err(|e| refusal(&e))?;
+            return Ok(SecretInfo {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                keys,
+            });
+        }
         self.call(
             reqwest::Method::PUT,
             &format!("/v1/secrets/{namespace}/{name}"),
@@ -155,6 +176,13 @@ impl AdminClient {
 
     /// Deletes secret `namespace/name` (an error with status 404 when there is none).
     pub async fn delete_secret(&self, namespace: &str, name: &str) -> Result<(), AdminError> {
+        if let Some(secrets) = self.secret_store() {
+            return match secrets.delete(namespace, name).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(not_found(namespace, name)),
+                Err(e) => Err(refusal(&e)),
+            };
+        }
         self.call::<serde_json::Value>(
             reqwest::Method::DELETE,
             &format!("/v1/secrets/{namespace}/{name}"),
@@ -166,6 +194,9 @@ impl AdminClient {
 
     /// The secrets of `namespace`: names and keys.
     pub async fn secrets(&self, namespace: &str) -> Result<Vec<SecretInfo>, AdminError> {
+        if let Some(secrets) = self.secret_store() {
+            return secrets.list(namespace).await.map_err(|e| refusal(&e));
+        }
         self.call(
             reqwest::Method::GET,
             &format!("/v1/secrets/{namespace}"),

@@ -1,18 +1,23 @@
 //! What the offer reconciler reads from the cluster besides the custom resources: the
 //! Service behind a Service upstream ([`KubeServices`]) and the Secret behind an upstream
 //! credential ([`KubeSecrets`]), each with one `GET` (RBAC: `get` on `services` and `secrets`,
-//! nothing more).
+//! nothing more). The CLI writes Secrets through [`KubeSecrets`] too ([`SecretStore`]), with
+//! the user's own rights.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use obol_control::reconcile::{ServiceDirectory, ServiceInfo, ServiceLookupError};
-use obol_control::secrets::{SecretError, SecretSource, SecretValue};
+use obol_control::secrets::{
+    SecretData, SecretError, SecretInfo, SecretSource, SecretStore, SecretValue, check_secret,
+};
 
-use crate::convert::describe;
+use crate::convert::{api_status, describe};
 
 /// core/v1 Services: `GET /api/v1/namespaces/{namespace}/services/{name}` (`404` → absent).
 #[derive(Clone)]
@@ -167,5 +172,86 @@ impl SecretSource for KubeSecrets {
     fn missing_hint(&self) -> String {
         "create it in the offer's namespace: kubectl create secret generic NAME --from-literal=KEY=…"
             .to_owned()
+    }
+}
+
+/// The label on the Secrets the CLI writes.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "obol");
+
+/// `obol secret set|list|delete` and `sell --upstream-auth-file` on a cluster-backed stack:
+/// core/v1 Secrets (type `Opaque`, labelled `app.kubernetes.io/managed-by=obol`) written with
+/// the user's kubeconfig. Values go in and never come out.
+#[async_trait]
+impl SecretStore for KubeSecrets {
+    async fn put(&self, namespace: &str, name: &str, data: &SecretData) -> Result<(), SecretError> {
+        check_secret(namespace, name, data)?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let mut secret = Secret {
+            type_: Some("Opaque".to_owned()),
+            data: Some(
+                data.iter()
+                    .map(|(key, value)| {
+                        (key.clone(), ByteString(value.expose().as_bytes().to_vec()))
+                    })
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        secret.metadata.name = Some(name.to_owned());
+        secret.metadata.labels = Some(BTreeMap::from([(
+            MANAGED_BY.0.to_owned(),
+            MANAGED_BY.1.to_owned(),
+        )]));
+        let failed = |what: &str, e: &kube::Error| {
+            SecretError::Unavailable(describe(
+                &format!("Kubernetes API: {what} Secret {namespace}/{name}"),
+                e,
+            ))
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(e) if api_status(&e).is_some_and(|(code, _)| code == 409) => {
+                let existing = api.get(name).await.map_err(|e| failed("get", &e))?;
+                secret.metadata.resource_version = existing.metadata.resource_version;
+                api.replace(name, &PostParams::default(), &secret)
+                    .await
+                    .map(drop)
+                    .map_err(|e| failed("replace", &e))
+            }
+            Err(e) => Err(failed("create", &e)),
+        }
+    }
+
+    async fn delete(&self, namespace: &str, name: &str) -> Result<bool, SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(e) if api_status(&e).is_some_and(|(code, _)| code == 404) => Ok(false),
+            Err(e) => Err(SecretError::Unavailable(describe(
+                &format!("Kubernetes API: delete Secret {namespace}/{name}"),
+                &e,
+            ))),
+        }
+    }
+
+    async fn list(&self, namespace: &str) -> Result<Vec<SecretInfo>, SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let listed = api.list(&ListParams::default()).await.map_err(|e| {
+            SecretError::Unavailable(describe(
+                &format!("Kubernetes API: list Secrets in {namespace}"),
+                &e,
+            ))
+        })?;
+        let mut found: Vec<SecretInfo> = listed
+            .items
+            .into_iter()
+            .map(|secret| SecretInfo {
+                namespace: namespace.to_owned(),
+                name: secret.metadata.name.unwrap_or_default(),
+                keys: secret.data.unwrap_or_default().into_keys().collect(),
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
     }
 }

@@ -86,8 +86,10 @@ pub(crate) async fn admin_client(
     setting: &KubernetesSetting,
 ) -> anyhow::Result<obol_daemon::AdminClient> {
     let (store, server) = store(setting).await?;
+    let secrets = obol_kube::KubeSecrets::new(store.client().clone());
     Ok(obol_daemon::AdminClient::over_store(
         Arc::new(store),
+        Arc::new(secrets),
         cluster_info(settings, setting, &server),
     ))
 }

@@ -154,13 +154,6 @@ impl UpstreamCredential {
     /// Stores the value (if the flags gave one) in the offer's namespace.
     pub(super) async fn store(&self, client: &AdminClient, namespace: &str) -> anyhow::Result<()> {
         if let Some(value) = &self.value {
-            let name = &self.spec.secret_ref.name;
-            anyhow::ensure!(
-                client.cluster().is_none(),
-                "on a cluster, upstream credentials live in Kubernetes Secrets, which the CLI does \
-                 not write: `kubectl -n {namespace} create secret generic {name} \
-                 --from-file={FILE_KEY}=<file>`, then `--upstream-auth-secret {name}:{FILE_KEY}`"
-            );
             let data = SecretData::from([(FILE_KEY.to_owned(), value.clone())]);
             client
                 .put_secret(namespace, &self.spec.secret_ref.name, data)
@@ -177,10 +170,6 @@ pub(super) async fn forget_own_secret(
     name: &str,
     auth: Option<&UpstreamAuthSpec>,
 ) -> anyhow::Result<()> {
-    if client.cluster().is_some() {
-        // A cluster's Secrets are the operator's to manage, never written by the CLI.
-        return Ok(());
-    }
     let secret = own_secret(name);
     if auth.is_some_and(|a| a.secret_ref.name == secret) {
         match client.delete_secret(namespace, &secret).await {

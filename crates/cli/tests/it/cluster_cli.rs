@@ -152,6 +152,47 @@ async fn the_cli_sells_on_a_cluster_as_on_the_embedded_daemon() {
     refused(&obol(&["stack", "up"]), "live in a Kubernetes cluster");
     refused(&obol(&["stack", "down"]), "live in a Kubernetes cluster");
 
+    // An upstream credential from a file becomes a Kubernetes Secret in the offer's namespace;
+    // the CLI shows its keys, never its value, and deleting the offer deletes it.
+    let key_file = dir.join("upstream.key");
+    std::fs::write(&key_file, "sk-cluster-seller\n").unwrap();
+    let keyed = obol(
+        &[
+            &sell_echo(&upstream, "0.001")[..],
+            &["--upstream-auth-file", key_file.to_str().unwrap()][..],
+        ]
+        .concat(),
+    );
+    assert!(keyed.status.success(), "{}", stderr(&keyed));
+    let secret = api
+        .core_object("secrets", "sellers", "echo-upstream-auth")
+        .expect("the Secret is in the cluster");
+    assert_eq!(secret["data"]["token"], "c2stY2x1c3Rlci1zZWxsZXI=");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "obol"
+    );
+    let listed = obol(&["--json", "secret", "list"]);
+    assert_eq!(
+        json_of(&listed),
+        json!([{"namespace": "sellers", "name": "echo-upstream-auth", "keys": ["token"]}])
+    );
+    assert!(!stdout(&listed).contains("sk-cluster"));
+    until(
+        "the operator reads the Secret and the offer is Ready again",
+        async || {
+            store
+                .get::<ServiceOfferSpec>("sellers", "echo")
+                .await
+                .unwrap()
+                .is_some_and(|o| {
+                    o.status.observed_generation == o.metadata.generation
+                        && is_true(&o.status.conditions, "Ready")
+                })
+        },
+    )
+    .await;
+
     // Deleting goes through the operator's finalizer.
     let deleted = obol(&["sell", "delete", "echo", "-y"]);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
@@ -163,6 +204,11 @@ async fn the_cli_sells_on_a_cluster_as_on_the_embedded_daemon() {
             .is_none()
     })
     .await;
+    assert!(
+        api.core_object("secrets", "sellers", "echo-upstream-auth")
+            .is_none(),
+        "the offer's own Secret went with it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use obol_control::secrets::SecretStore;
 use obol_control::store::ApplyMode;
 use obol_control::{Object, ServiceOfferSpec, Store};
 use serde::Serialize;
@@ -31,9 +32,10 @@ enum Transport {
         token: String,
         http: reqwest::Client,
     },
-    /// A store reached directly (a cluster's).
+    /// A store reached directly (a cluster's), and where its secrets are written.
     Store {
         store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
         cluster: ClusterInfo,
     },
 }
@@ -73,17 +75,26 @@ impl AdminClient {
         }
     }
 
-    /// A client working on `store` itself (a cluster's), validating as the daemon does.
-    pub fn over_store(store: Arc<dyn Store>, cluster: ClusterInfo) -> Self {
+    /// A client working on `store` itself (a cluster's), validating as the daemon does, its
+    /// secrets written to `secrets`.
+    pub fn over_store(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        cluster: ClusterInfo,
+    ) -> Self {
         Self {
-            transport: Transport::Store { store, cluster },
+            transport: Transport::Store {
+                store,
+                secrets,
+                cluster,
+            },
         }
     }
 
-    /// The cluster this client works on, if it works on one.
-    pub fn cluster(&self) -> Option<&ClusterInfo> {
+    /// Where secrets are written when this client works on a store itself.
+    pub(crate) fn secret_store(&self) -> Option<&dyn SecretStore> {
         match &self.transport {
-            Transport::Store { cluster, .. } => Some(cluster),
+            Transport::Store { secrets, .. } => Some(secrets.as_ref()),
             Transport::Daemon { .. } => None,
         }
     }
@@ -152,7 +163,7 @@ impl AdminClient {
                 self.call(reqwest::Method::GET, "/v1/status", None::<&()>)
                     .await
             }
-            Transport::Store { store, cluster } => {
+            Transport::Store { store, cluster, .. } => {
                 let offers = ops::list::<ServiceOfferSpec>(store.as_ref(), None).await?;
                 let routes = offers
                     .iter()

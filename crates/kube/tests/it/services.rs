@@ -356,3 +356,58 @@ async fn a_replica_routes_a_service_upstream_with_its_kubernetes_secret() {
         .apply(&mut headers);
     assert_eq!(headers["x-api-key"], "sk-seller");
 }
+
+/// What the CLI writes on a cluster-backed stack: a Secret created, then replaced at its
+/// resource version; listed by name and keys; deleted once.
+#[tokio::test]
+async fn the_cli_writes_secrets_through_the_api() {
+    use obol_control::secrets::{SecretData, SecretStore, SecretValue};
+    let (_store, api) = kube_store().await;
+    let secrets = KubeSecrets::new(api.client().unwrap());
+    let data =
+        |value: &str| SecretData::from([("token".to_owned(), SecretValue::new(value).unwrap())]);
+    api.clear_requests();
+    secrets
+        .put("sellers", "keys", &data("sk-one"))
+        .await
+        .unwrap();
+    secrets
+        .put("sellers", "keys", &data("sk-two"))
+        .await
+        .unwrap();
+    assert_eq!(
+        core_calls(&api),
+        [
+            "POST /api/v1/namespaces/sellers/secrets",
+            "POST /api/v1/namespaces/sellers/secrets",
+            "GET /api/v1/namespaces/sellers/secrets/keys",
+            "PUT /api/v1/namespaces/sellers/secrets/keys",
+        ]
+    );
+    let stored = api.core_object("secrets", "sellers", "keys").unwrap();
+    assert_eq!(stored["data"]["token"], "c2stdHdv");
+    let listed = secrets.list("sellers").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].keys.clone()),
+        ("keys", vec!["token".to_owned()])
+    );
+    // Refused before any request: a bad name or an empty secret.
+    api.clear_requests();
+    assert!(
+        secrets
+            .put("sellers", "Bad_Name", &data("x"))
+            .await
+            .is_err()
+    );
+    assert!(
+        secrets
+            .put("sellers", "empty", &SecretData::new())
+            .await
+            .is_err()
+    );
+    assert!(core_calls(&api).is_empty());
+    assert!(secrets.delete("sellers", "keys").await.unwrap());
+    assert!(!secrets.delete("sellers", "keys").await.unwrap());
+    assert!(api.core_object("secrets", "sellers", "keys").is_none());
+}
