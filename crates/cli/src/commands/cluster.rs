@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
 use obol_config::stack::{KubernetesSetting, StackFile};
 use obol_control::ServiceOfferSpec;
 use obol_control::identity::AgentIdentitySpec;
@@ -325,4 +326,54 @@ pub(crate) async fn buyer(ctx: &super::Context, args: BuyerArgs) -> anyhow::Resu
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ConfigMap holding the gateways' `stack.json` (deploy/kubernetes/base/settings.yaml).
+const SETTINGS_CONFIG_MAP: &str = "obol-stack-settings";
+
+/// Sets (or, with `None`, removes) the storefront's branding in the gateways' settings: the
+/// `stack.json` of the ConfigMap `obol-stack-settings` in the system namespace, its other
+/// settings kept. Read, changed and replaced at the version read (again on a conflict).
+pub(crate) async fn set_branding(
+    setting: &KubernetesSetting,
+    branding: Option<&obol_config::stack::Branding>,
+) -> anyhow::Result<()> {
+    let config = config(setting.kubeconfig.as_deref(), setting.context.as_deref()).await?;
+    let client = kube::Client::try_from(config).context("cannot make a Kubernetes client")?;
+    let maps: kube::Api<ConfigMap> = kube::Api::namespaced(client, &setting.system_namespace);
+    let where_ = format!(
+        "the ConfigMap {}/{SETTINGS_CONFIG_MAP}",
+        setting.system_namespace
+    );
+    for _ in 0..3 {
+        let mut map = maps
+            .get_opt(SETTINGS_CONFIG_MAP)
+            .await
+            .with_context(|| format!("cannot read {where_}"))?
+            .with_context(|| format!("{where_} is missing: apply deploy/kubernetes first"))?;
+        let data = map.data.get_or_insert_with(Default::default);
+        let mut settings: serde_json::Map<String, serde_json::Value> = match data.get("stack.json")
+        {
+            Some(text) => serde_json::from_str(text)
+                .with_context(|| format!("the stack.json of {where_} is not a JSON object"))?,
+            None => serde_json::Map::new(),
+        };
+        match branding {
+            Some(branding) => settings.insert("branding".into(), serde_json::to_value(branding)?),
+            None => settings.remove("branding"),
+        };
+        data.insert(
+            "stack.json".into(),
+            serde_json::to_string_pretty(&settings)? + "\n",
+        );
+        match maps
+            .replace(SETTINGS_CONFIG_MAP, &kube::api::PostParams::default(), &map)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot replace {where_}")),
+        }
+    }
+    anyhow::bail!("{where_} kept changing under us; try again")
 }

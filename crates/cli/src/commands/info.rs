@@ -9,7 +9,7 @@ use super::Context;
 use crate::cli::{BrandingArgs, InfoCommand};
 use crate::output;
 
-pub(crate) fn run(ctx: &Context, command: InfoCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(ctx: &Context, command: InfoCommand) -> anyhow::Result<ExitCode> {
     let path = ctx.paths.stack_file();
     let mut settings = StackFile::load(&path)?;
     if let InfoCommand::Set(args) = command {
@@ -23,17 +23,16 @@ pub(crate) fn run(ctx: &Context, command: InfoCommand) -> anyhow::Result<ExitCod
             anyhow::bail!("{}", named.join("; "));
         }
         settings.branding = (branding != Branding::default()).then_some(branding);
-        settings.save(&path)?;
         if let Some(cluster) = &settings.kubernetes {
-            // The cluster's gateways read their own settings, not this machine's.
+            // The cluster's gateways read their own settings: those first.
+            super::cluster::set_branding(cluster, settings.branding.as_ref()).await?;
             output::note(&format!(
-                "the cluster's gateways read the branding from the ConfigMap obol-stack-settings \
-                 (stack.json): `kubectl -n {} edit configmap obol-stack-settings` and set \
-                 \"branding\": {}",
-                cluster.system_namespace,
-                serde_json::to_string(&settings.branding)?
+                "set in the ConfigMap {}/obol-stack-settings: the gateways show it once the \
+                 kubelet refreshes their mounted settings (within a minute or so)",
+                cluster.system_namespace
             ));
         }
+        settings.save(&path)?;
     }
     let branding = settings.branding.unwrap_or_default();
     if ctx.json {

@@ -61,7 +61,7 @@ pub(crate) async fn run(ctx: &Context, command: SellCommand) -> anyhow::Result<E
             namespace,
             yes,
         } => delete(ctx, &namespace, &name, yes).await,
-        SellCommand::Info(command) => super::info::run(ctx, command),
+        SellCommand::Info(command) => super::info::run(ctx, command).await,
         SellCommand::Register(args) => super::identity::register(ctx, &args).await,
         SellCommand::Identity(command) => super::identity::identity(ctx, command).await,
     }

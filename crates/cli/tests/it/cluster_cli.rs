@@ -137,16 +137,34 @@ async fn the_cli_sells_on_a_cluster_as_on_the_embedded_daemon() {
     assert!(human.contains("offers:      1 (1 ready)"), "{human}");
     assert!(human.contains("operator-0 leads"), "{human}");
 
-    // The storefront's branding is the gateways' setting: the CLI says where it lives.
+    // The storefront's branding is the gateways' setting: the CLI writes it into their
+    // ConfigMap, keeping what else is there; without the ConfigMap it says what is missing.
+    refused(
+        &obol(&["sell", "info", "set", "--display-name", "Sellers Inc"]),
+        "the ConfigMap obol-system/obol-stack-settings is missing",
+    );
+    api.put_config_map(
+        "obol-system",
+        "obol-stack-settings",
+        &[(
+            "stack.json",
+            r#"{"facilitator": {"url": "http://obol-facilitator:4040"}}"#,
+        )],
+    );
     let branded = obol(&["sell", "info", "set", "--display-name", "Sellers Inc"]);
     assert!(branded.status.success(), "{}", stderr(&branded));
-    assert!(
-        stderr(&branded).contains(
-            "kubectl -n obol-system edit configmap obol-stack-settings` and set \"branding\": {\"displayName\":\"Sellers Inc\"}"
-        ),
-        "{}",
-        stderr(&branded)
+    let map = api
+        .core_object("configmaps", "obol-system", "obol-stack-settings")
+        .unwrap();
+    let gateways: Value =
+        serde_json::from_str(map["data"]["stack.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        gateways,
+        json!({"facilitator": {"url": "http://obol-facilitator:4040"},
+               "branding": {"displayName": "Sellers Inc"}})
     );
+    let shown = json_of(&obol(&["--json", "sell", "info", "show"]));
+    assert_eq!(shown, json!({"displayName": "Sellers Inc"}));
 
     // What only the embedded daemon does is refused, saying why.
     refused(&obol(&["stack", "up"]), "live in a Kubernetes cluster");

@@ -1,8 +1,10 @@
 //! The API server's built-in kinds on the in-memory server, besides the custom resources:
-//! Leases ([`super::leases`]) and core/v1 Services and Secrets, as the operator reads them.
+//! Leases ([`super::leases`]) and core/v1 Services, Secrets and ConfigMaps, as the operator
+//! reads them and the CLI writes them.
 //!
-//! Services and Secrets: `GET` (one object, or the namespace's list), `POST` (`409
-//! AlreadyExists`), `PUT`, `DELETE` (`404 NotFound` when absent). The server writes `apiVersion`,
+//! Services, Secrets and ConfigMaps: `GET` (one object, or the namespace's list), `POST` (`409
+//! AlreadyExists`), `PUT` (a `metadata.resourceVersion` other than the stored one → `409
+//! Conflict`), `DELETE` (`404 NotFound` when absent). The server writes `apiVersion`,
 //! `kind`, `metadata.namespace`, `uid`, `resourceVersion` and `creationTimestamp`, and folds a
 //! Secret's `stringData` into its base64 `data`, as the API server does. Not modelled: watches,
 //! selectors, Endpoints, a Service's cluster IP.
@@ -14,12 +16,16 @@ use serde_json::{Map, Value, json};
 use super::{Answer, Db, InMemoryApi, RecordedRequest, leases, status};
 
 /// The core/v1 kinds kept, by plural.
-const KINDS: [(&str, &str); 2] = [("services", "Service"), ("secrets", "Secret")];
+const KINDS: [(&str, &str); 3] = [
+    ("services", "Service"),
+    ("secrets", "Secret"),
+    ("configmaps", "ConfigMap"),
+];
 
 /// `(plural, namespace, name)`; `name` empty for the collection.
 type CoreKey = (String, String, String);
 
-/// Answers a request for a built-in kind: a Lease, a Service or a Secret; anything else is
+/// Answers a request for a built-in kind: a Lease, a Service, a Secret or a ConfigMap; anything else is
 /// `404`.
 pub(super) fn handle(db: &mut Db, request: &RecordedRequest, body: &Value) -> Answer {
     if let Some(lease) = leases::target(&request.path) {
@@ -64,7 +70,19 @@ pub(super) fn handle(db: &mut Db, request: &RecordedRequest, body: &Value) -> An
             }
             Ok((201, write(db, &key, body.clone())))
         }
-        ("PUT", false) if db.core.contains_key(&key) => Ok((200, write(db, &key, body.clone()))),
+        ("PUT", false) if db.core.contains_key(&key) => {
+            // A replace read at another version is refused, as for the custom resources.
+            let given = body["metadata"]["resourceVersion"].as_str();
+            let stored = db.core[&key]["metadata"]["resourceVersion"].as_str();
+            if given.is_some_and(|given| Some(given) != stored) {
+                let message = format!(
+                    "Operation cannot be fulfilled on {} \"{}\": the object has been modified",
+                    key.0, key.2
+                );
+                return Err(status(409, "Conflict", message, None));
+            }
+            Ok((200, write(db, &key, body.clone())))
+        }
         ("PUT", false) => Err(not_found(&key)),
         ("DELETE", false) => match db.core.remove(&key) {
             Some(_) => Ok((
@@ -82,7 +100,7 @@ pub(super) fn handle(db: &mut Db, request: &RecordedRequest, body: &Value) -> An
     }
 }
 
-/// `/api/v1/namespaces/{namespace}/{services|secrets}[/{name}]`.
+/// `/api/v1/namespaces/{namespace}/{services|secrets|configmaps}[/{name}]`.
 fn target(path: &str) -> Option<CoreKey> {
     let rest = path.strip_prefix("/api/v1/namespaces/")?;
     let parts: Vec<&str> = rest.split('/').collect();
@@ -195,13 +213,23 @@ impl InMemoryApi {
         );
     }
 
+    /// Creates or replaces the ConfigMap `namespace/name` with `data`.
+    pub fn put_config_map(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
+        let data: Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        self.put_core("configmaps", namespace, name, json!({"data": data}));
+    }
+
     /// Deletes Service `namespace/name`, if there is one.
     pub fn delete_service(&self, namespace: &str, name: &str) {
         let key = ("services".to_owned(), namespace.to_owned(), name.to_owned());
         self.shared.db().core.remove(&key);
     }
 
-    /// The stored core/v1 object (`services` or `secrets`), as the API would return it.
+    /// The stored core/v1 object (`services`, `secrets` or `configmaps`), as the API would
+    /// return it.
     pub fn core_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
         let key = (plural.to_owned(), namespace.to_owned(), name.to_owned());
         self.shared.db().core.get(&key).cloned()

@@ -20,7 +20,7 @@
 //!   `Invalid`, …, and `code`).
 //!
 //! It also keeps `coordination.k8s.io/v1` Leases, with server-side apply's conflict on the lease
-//! holder, for leader election ([`leases`]), and core/v1 Services and Secrets ([`core_v1`]).
+//! holder, for leader election ([`leases`]), and core/v1 Services, Secrets and ConfigMaps ([`core_v1`]).
 //!
 //! Not modelled: schema validation, defaulting and pruning, server-side apply, label and
 //! field selectors, pagination, admission, authentication.
@@ -114,7 +114,7 @@ struct Db {
     failures: VecDeque<(String, u16)>,
     /// `coordination.k8s.io/v1` Leases by `(namespace, name)` ([`leases`]).
     leases: BTreeMap<(String, String), leases::Lease>,
-    /// core/v1 Services and Secrets by `(plural, namespace, name)` ([`core_v1`]).
+    /// core/v1 Services, Secrets and ConfigMaps by `(plural, namespace, name)` ([`core_v1`]).
     core: BTreeMap<Key, Value>,
 }
 

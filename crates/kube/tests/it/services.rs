@@ -411,3 +411,37 @@ async fn the_cli_writes_secrets_through_the_api() {
     assert!(!secrets.delete("sellers", "keys").await.unwrap());
     assert!(api.core_object("secrets", "sellers", "keys").is_none());
 }
+
+/// A core/v1 object replaced at a version other than the stored one is refused, as the API
+/// server refuses it (what `obol sell info set`'s read-change-replace of the gateways'
+/// settings relies on).
+#[tokio::test]
+async fn a_stale_replace_of_a_config_map_is_a_conflict() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (_store, api) = kube_store().await;
+    api.put_config_map("obol-system", "settings", &[("stack.json", "{}")]);
+    let maps: Api<ConfigMap> = Api::namespaced(api.client().unwrap(), "obol-system");
+    let read = maps.get("settings").await.unwrap();
+    api.put_config_map("obol-system", "settings", &[("stack.json", "{\"a\": 1}")]);
+    let stale = maps
+        .replace("settings", &PostParams::default(), &read)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stale, kube::Error::Api(status) if status.code == 409 && status.reason == "Conflict"),
+        "{stale}"
+    );
+    let mut fresh = maps.get("settings").await.unwrap();
+    fresh
+        .data
+        .get_or_insert_with(Default::default)
+        .insert("stack.json".into(), "{\"b\": 2}".into());
+    maps.replace("settings", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.core_object("configmaps", "obol-system", "settings")
+            .unwrap()["data"]["stack.json"],
+        "{\"b\": 2}"
+    );
+}
