@@ -33,6 +33,17 @@ fn operator(dir: &Path, kubeconfig: &str) -> crate::interop::Killed {
     spawn_obol(dir, "operator", &args, "operator ", 4).0
 }
 
+/// `obol --json doctor`'s checks: name → status.
+fn doctor_checks(out: &std::process::Output) -> serde_json::Map<String, Value> {
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_owned(), c["status"].clone()))
+        .collect()
+}
+
 async fn store_of(api: &InMemoryApi) -> Arc<dyn Store> {
     Arc::new(KubeStore::new(api.client().unwrap()).await.unwrap())
 }
@@ -91,6 +102,13 @@ async fn the_cli_sells_on_a_cluster_as_on_the_embedded_daemon() {
     assert_eq!(status.status.code(), Some(1));
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["operatorLeader"], Value::Null);
+    let doctor = obol(&["--json", "doctor"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", stdout(&doctor));
+    let checks = doctor_checks(&doctor);
+    assert_eq!(checks["cluster"], "ok");
+    assert_eq!(checks["operator"], "fail");
+    assert_eq!(checks["offers"], "skip");
+    assert_eq!(checks["gateway"], "skip");
 
     let _operator = operator(dir, config);
     let store = store_of(&api).await;
@@ -133,6 +151,15 @@ async fn the_cli_sells_on_a_cluster_as_on_the_embedded_daemon() {
     assert_eq!(status["purchases"], json!({"total": 0, "ready": 0}));
     assert_eq!(status["operatorLeader"], "operator-0");
     assert_eq!(status["server"], format!("{}/", api.url()));
+    let doctor = obol(&["--json", "doctor"]);
+    let checks = doctor_checks(&doctor);
+    assert_eq!(checks["operator"], "ok", "{}", stdout(&doctor));
+    assert_eq!(checks["offer sellers/echo"], "ok");
+    assert!(
+        stdout(&doctor).contains("operator-0 leads (renewed"),
+        "{}",
+        stdout(&doctor)
+    );
     let human = stdout(&obol(&["stack", "status"]));
     assert!(human.contains("offers:      1 (1 ready)"), "{human}");
     assert!(human.contains("operator-0 leads"), "{human}");
@@ -319,6 +346,9 @@ async fn a_cluster_stack_buys_through_its_buyer_replica() {
         buyer_before - 1000,
         "one call paid"
     );
+    let checks = doctor_checks(&obol_in(&dir, &["--json", "doctor"], &[], None));
+    assert_eq!(checks["buyer"], "ok");
+    assert_eq!(checks[format!("purchase buy/{name}").as_str()], "ok");
     let list = json_of(&obol_in(&dir, &["--json", "buy", "list"], &[], None));
     assert_eq!(list[0]["remaining"], 1, "{list}");
     assert_eq!(list[0]["spent"], 1, "{list}");

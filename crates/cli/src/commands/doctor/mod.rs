@@ -19,8 +19,10 @@
 //! | `local` | `settings`, `permissions`, `tls` |
 //! | `chain` | `rpc <chain>`, `clock <chain>`, `writes <chain>`, `gas <chain>` |
 //! | `live` | `daemon`, `listeners`, `facilitator`, `upstream <offer>`, `public url`, `agent-uri <chain>`, `settlements`, `buyer pools` |
+//! | `cluster` | on a cluster-backed stack, in place of `live` and `chain`: `cluster`, `operator`, `offer <ns>/<name>`, `purchase <ns>/<name>`, `gateway`, `buyer` |
 
 mod chain;
+mod cluster;
 mod live;
 mod local;
 
@@ -215,6 +217,10 @@ async fn plan(ctx: &Context) -> Vec<Job> {
         local.settings.as_ref(),
     )));
     jobs.push(Job::done(local::tls(local.settings.as_ref())));
+    if let Some(setting) = local.settings.as_ref().and_then(|s| s.kubernetes.as_ref()) {
+        jobs.extend(cluster::jobs(setting).await);
+        return jobs;
+    }
     let live = live::Live::connect(ctx).await;
     jobs.push(Job::done(live.daemon_check()));
     jobs.extend(live.listeners());
