@@ -12,7 +12,7 @@ use obol_buyer::{AuthPool, BuyerProxy, PurchaseReconciler};
 use obol_config::{Paths, env};
 use obol_control::Store;
 
-use crate::{DaemonError, NetworkBalances, bind, refill};
+use crate::{DaemonError, NetworkBalances, bind, refill, stopping};
 
 /// The pool, the proxy and the reconciler of one buyer.
 pub(crate) struct Buyer {
@@ -74,12 +74,6 @@ pub async fn run_buyer(
         proxy, purchases, ..
     } = assemble(&paths, store.clone(), bound.ip().is_loopback())?;
     let (stop_tx, _) = tokio::sync::watch::channel(false);
-    let stopping = |tx: &tokio::sync::watch::Sender<bool>| {
-        let mut rx = tx.subscribe();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     let controller = tokio::spawn(obol_control::controller::run(
         store,
         purchases,

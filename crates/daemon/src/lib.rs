@@ -235,6 +235,14 @@ impl obol_buyer::Balances for NetworkBalances {
     }
 }
 
+/// Resolves once `tx` says stop: the one stop signal every task of a process waits on.
+fn stopping(tx: &tokio::sync::watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = tx.subscribe();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
 /// Runs the stack until `shutdown` resolves (or an admin asks it to stop).
 pub async fn run(
     paths: Paths,
@@ -306,12 +314,6 @@ pub async fn run(
 
     // One stop signal for every task: the caller's shutdown, or an admin's request.
     let (stop_tx, _) = tokio::sync::watch::channel(false);
-    let stopping = |tx: &tokio::sync::watch::Sender<bool>| {
-        let mut rx = tx.subscribe();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     let external = {
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {

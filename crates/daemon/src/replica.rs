@@ -14,7 +14,7 @@ use obol_config::{Paths, PublicUrl, env};
 use obol_control::Store;
 use obol_control::reconcile::Reconciler;
 
-use crate::{DaemonError, bind, https, public};
+use crate::{DaemonError, bind, https, public, stopping};
 
 /// How often the route table is rebuilt without a store event (drain times pass).
 const REPUBLISH_EVERY: Duration = Duration::from_secs(30);
@@ -109,12 +109,6 @@ pub async fn run_replica(
     .await?;
 
     let (stop_tx, _) = tokio::sync::watch::channel(false);
-    let stopping = |tx: &tokio::sync::watch::Sender<bool>| {
-        let mut rx = tx.subscribe();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     let routes = tokio::spawn(follow_routes(store, reconciler, stopping(&stop_tx)));
     let served = tokio::spawn(https::serve(
         listener,

@@ -49,10 +49,20 @@ async fn config(
     }
 }
 
+/// The cluster's client (see [`config`]) and its API server's URL.
+async fn client_at(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<(kube::Client, String)> {
+    let config = config(kubeconfig, context).await?;
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).context("cannot make a Kubernetes client")?;
+    Ok((client, server))
+}
+
 /// The cluster's client (see [`config`]).
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    kube::Client::try_from(config(kubeconfig, None).await?)
-        .context("cannot make a Kubernetes client")
+    Ok(client_at(kubeconfig, None).await?.0)
 }
 
 /// The store of the cluster `kubeconfig` (or the pod's) names, watched.
@@ -69,9 +79,8 @@ async fn watched_store(
 pub(crate) async fn store(
     setting: &KubernetesSetting,
 ) -> anyhow::Result<(obol_kube::KubeStore, String)> {
-    let config = config(setting.kubeconfig.as_deref(), setting.context.as_deref()).await?;
-    let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).context("cannot make a Kubernetes client")?;
+    let (client, server) =
+        client_at(setting.kubeconfig.as_deref(), setting.context.as_deref()).await?;
     let store = obol_kube::KubeStore::new(client).await.with_context(|| {
         format!(
             "cannot read the obol.org resources of the cluster at {server}: is it reachable, and \
@@ -338,8 +347,7 @@ pub(crate) async fn set_branding(
     setting: &KubernetesSetting,
     branding: Option<&obol_config::stack::Branding>,
 ) -> anyhow::Result<()> {
-    let config = config(setting.kubeconfig.as_deref(), setting.context.as_deref()).await?;
-    let client = kube::Client::try_from(config).context("cannot make a Kubernetes client")?;
+    let (client, _) = client_at(setting.kubeconfig.as_deref(), setting.context.as_deref()).await?;
     let maps: kube::Api<ConfigMap> = kube::Api::namespaced(client, &setting.system_namespace);
     let where_ = format!(
         "the ConfigMap {}/{SETTINGS_CONFIG_MAP}",
